@@ -1,0 +1,59 @@
+//! The command line (clap definitions only; `main` acts on them).
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "chatload", version, about = "Load testing and traffic simulation for messaging systems", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario and write its report bundle.
+    Run {
+        /// The scenario file (TOML).
+        file: PathBuf,
+        /// WebSocket URL of the target, e.g. ws://127.0.0.1:7070/v1/ws (default: the embedded server).
+        #[arg(long)]
+        target: Option<String>,
+        /// Override the scenario's duration, e.g. 10s or 2m; stages are scaled to fit.
+        #[arg(long)]
+        duration: Option<String>,
+        /// Override the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Write the report bundle into this folder (default: reports/<scenario>-<UTC time>/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No live progress; only the final table and errors.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Check scenario files without sending anything.
+    Validate {
+        /// One or more scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run the reference messaging server on its own.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        listen: String,
+        /// Added latency for every delivery, e.g. 25ms.
+        #[arg(long)]
+        delay: Option<String>,
+        /// Drop every Nth delivery (tests of loss accounting).
+        #[arg(long, default_value_t = 0)]
+        drop_every: u64,
+        /// Deliver every Nth delivery twice.
+        #[arg(long, default_value_t = 0)]
+        duplicate_every: u64,
+        /// Hold back every Nth delivery until after the next one.
+        #[arg(long, default_value_t = 0)]
+        reorder_every: u64,
+    },
+}

@@ -1,0 +1,125 @@
+//! What every part of one run shares: the scenario, population, profile, clock, recorders,
+//! ledger, per-user inboxes and connection flags. Built once per run; owns no behaviour.
+
+use crate::metrics::{Ledger, Recorders};
+use crate::scenario::Scenario;
+use crate::workload::schedule::{pattern_of, seq_of};
+use crate::workload::{Order, Population, Profile};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Scheduled messages a user may have waiting while it cannot send (disconnected).
+pub const INBOX_CAPACITY: usize = 256;
+
+pub struct RunContext {
+    pub scenario: Arc<Scenario>,
+    pub population: Arc<Population>,
+    pub profile: Profile,
+    pub url: String,
+    pub connect_timeout: Duration,
+    /// Set when goose starts launching users; every timestamp counts from it.
+    epoch: OnceLock<Instant>,
+    pub started: tokio::sync::Notify,
+    pub recorders: Recorders,
+    pub ledger: Ledger,
+    inbox_receivers: Vec<Mutex<Option<mpsc::Receiver<Order>>>>,
+    pub inbox_senders: Vec<mpsc::Sender<Order>>,
+    connected: Vec<AtomicBool>,
+    pub connected_count: AtomicU64,
+    /// Sequence numbers issued by the dispatcher (see `workload::schedule::message_id`).
+    pub issued_seq: AtomicU64,
+    /// Set when the run is over: users disconnect and idle until goose stops them.
+    pub finished: AtomicBool,
+}
+
+impl RunContext {
+    pub fn new(scenario: Arc<Scenario>, population: Arc<Population>, url: String) -> Self {
+        let users = population.users() as usize;
+        let profile = Profile::new(&scenario.stages, population.users());
+        let patterns = scenario.patterns.len();
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..users)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+                (tx, Mutex::new(Some(rx)))
+            })
+            .unzip();
+        RunContext {
+            connect_timeout: scenario.target.connect_timeout.as_std(),
+            scenario,
+            population,
+            profile,
+            url,
+            epoch: OnceLock::new(),
+            started: tokio::sync::Notify::new(),
+            recorders: Recorders::new(patterns),
+            ledger: Ledger::new(patterns),
+            inbox_receivers: receivers,
+            inbox_senders: senders,
+            connected: (0..users).map(|_| AtomicBool::new(false)).collect(),
+            connected_count: AtomicU64::new(0),
+            issued_seq: AtomicU64::new(1),
+            finished: AtomicBool::new(false),
+        }
+    }
+
+    /// The run's time zero (fixed on first use, normally by goose's test start).
+    pub fn epoch(&self) -> Instant {
+        *self.epoch.get_or_init(Instant::now)
+    }
+
+    /// Fixes time zero now and wakes whoever waits for the start.
+    pub fn mark_started(&self) {
+        self.epoch();
+        self.started.notify_waiters();
+        self.started.notify_one();
+    }
+
+    /// Microseconds since the run's epoch: the one clock every timestamp uses.
+    pub fn now_us(&self) -> u64 {
+        self.epoch().elapsed().as_micros() as u64
+    }
+
+    pub fn instant_at(&self, t_us: u64) -> Instant {
+        self.epoch() + Duration::from_micros(t_us)
+    }
+
+    pub fn take_inbox(&self, user: u32) -> Option<mpsc::Receiver<Order>> {
+        self.inbox_receivers.get(user as usize)?.lock().ok()?.take()
+    }
+
+    pub fn return_inbox(&self, user: u32, rx: mpsc::Receiver<Order>) {
+        if let Some(slot) = self.inbox_receivers.get(user as usize) {
+            if let Ok(mut s) = slot.lock() {
+                *s = Some(rx);
+            }
+        }
+    }
+
+    pub fn set_connected(&self, user: u32, on: bool) {
+        if let Some(flag) = self.connected.get(user as usize) {
+            if flag.swap(on, Relaxed) != on {
+                if on {
+                    self.connected_count.fetch_add(1, Relaxed);
+                } else {
+                    self.connected_count.fetch_sub(1, Relaxed);
+                }
+            }
+        }
+    }
+
+    pub fn is_connected(&self, user: u32) -> bool {
+        self.connected
+            .get(user as usize)
+            .is_some_and(|f| f.load(Relaxed))
+    }
+
+    /// The pattern of an id chatload issued, or `None` for an id it never issued.
+    pub fn issued_pattern(&self, id: u64) -> Option<u16> {
+        let seq = seq_of(id);
+        let pattern = pattern_of(id) as usize;
+        (seq >= 1 && seq < self.issued_seq.load(Relaxed) && pattern < self.scenario.patterns.len())
+            .then_some(pattern as u16)
+    }
+}

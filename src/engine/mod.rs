@@ -1,0 +1,13 @@
+//! Running a scenario: goose-driven virtual users, the open-model pacer, signals and the
+//! run's sequencing. Owns behaviour over time; measurement and reports are elsewhere.
+
+mod context;
+mod dispatcher;
+mod goose_bridge;
+mod progress;
+mod quiet;
+mod run;
+pub mod signals;
+mod vu;
+
+pub use run::{RunError, RunOptions, RunResult, run};

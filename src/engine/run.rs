@@ -1,0 +1,376 @@
+//! One run from start to report: target (embedded or given), pre-flight check, groups,
+//! goose-driven virtual users, the pacer, the 1 s collector, the end (schedule done or
+//! Ctrl-C), the drain of in-flight deliveries, settlement and the bundle. Owns sequencing.
+
+use super::context::RunContext;
+use super::progress::Progress;
+use super::{dispatcher, goose_bridge, quiet, signals};
+use crate::metrics::{Metric, MetricSet, Series};
+use crate::protocol;
+use crate::report::summary::{Measured, Summary, TargetSummary};
+use crate::report::{bundle, verdict};
+use crate::scenario::{Scenario, units::Micros};
+use crate::server::{self, RunningServer};
+use crate::transport::ws;
+use crate::workload::{Population, Schedule};
+use futures_util::StreamExt;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+
+/// What the command line may change about a scenario run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub target: Option<String>,
+    pub duration: Option<Micros>,
+    pub seed: Option<u64>,
+    /// Write the bundle straight into this folder.
+    pub out: Option<PathBuf>,
+    /// Where default bundle folders go (`reports/`).
+    pub reports_root: PathBuf,
+    pub quiet: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("the target {url} is not reachable ({detail}); start your server or check --target")]
+    Unreachable { url: String, detail: String },
+    #[error(transparent)]
+    Server(#[from] server::BindError),
+    #[error("cannot set up the run: {0}")]
+    Setup(String),
+    #[error(transparent)]
+    Bundle(#[from] bundle::BundleError),
+}
+
+pub struct RunResult {
+    pub summary: Summary,
+    pub bundle_dir: PathBuf,
+}
+
+/// A user id outside every population, used for the pre-flight and group set-up session.
+const CONTROL_USER: u32 = u32::MAX;
+
+fn apply_overrides(mut scenario: Scenario, opts: &RunOptions) -> Scenario {
+    if let Some(seed) = opts.seed {
+        scenario.seed = seed;
+    }
+    if let Some(d) = opts.duration {
+        let old = scenario.duration.0.max(1) as f64;
+        let factor = d.0 as f64 / old;
+        for s in &mut scenario.stages {
+            s.length = Micros((s.length.0 as f64 * factor).round() as u64);
+        }
+        scenario.duration = Micros(scenario.stages.iter().map(|s| s.length.0).sum());
+    }
+    if let Some(t) = &opts.target {
+        scenario.target.url = Some(t.clone());
+    }
+    scenario
+}
+
+/// Opens one session to prove the target speaks, then registers the population's groups.
+async fn prepare_target(
+    url: &str,
+    population: &Population,
+    timeout: Duration,
+) -> Result<(), RunError> {
+    let unreachable = |detail: String| RunError::Unreachable {
+        url: url.to_string(),
+        detail,
+    };
+    let conn = ws::connect(url, CONTROL_USER, 0, timeout)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let (mut reader, mut writer) = (conn.reader, conn.writer);
+    let groups = population.groups();
+    let setup = async {
+        let mut confirmed = 0usize;
+        for (g, members) in groups.iter().enumerate() {
+            writer.push(Message::text(protocol::group(g as u32, members)));
+        }
+        while writer.has_work() {
+            writer
+                .progress()
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+        }
+        while confirmed < groups.len() {
+            match reader.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    match protocol::decode(&t).map(|f| f.op.into_owned()).as_deref() {
+                        Ok("group_ok") => confirmed += 1,
+                        Ok("error") => {
+                            return Err(RunError::Setup(format!(
+                                "the target refused a group definition: {t}"
+                            )));
+                        }
+                        _ => {}
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(unreachable(e.to_string())),
+                None => return Err(unreachable("closed during group set-up".into())),
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(
+        timeout + Duration::from_millis(groups.len() as u64 / 10),
+        setup,
+    )
+    .await
+    .map_err(|_| RunError::Setup("the target did not confirm the groups in time".into()))??;
+    let mut sink = writer;
+    let _ = tokio::time::timeout(Duration::from_millis(500), sink.close()).await;
+    let _ = reader.next();
+    Ok(())
+}
+
+/// Totals and series, filled by the collector every second.
+struct Collected {
+    totals: MetricSet,
+    series: Series,
+    peak_connected: u64,
+}
+
+fn collect_once(
+    ctx: &RunContext,
+    collected: &Mutex<Collected>,
+    scratch: &mut MetricSet,
+    t_s: f64,
+) -> Option<crate::metrics::IntervalPoint> {
+    ctx.recorders.drain_into(scratch);
+    let connected = ctx.connected_count.load(Relaxed);
+    let mut c = collected.lock().ok()?;
+    c.series.push(t_s, connected, scratch);
+    c.totals.add(scratch);
+    c.peak_connected = c.peak_connected.max(connected);
+    scratch.clear();
+    c.series.points.last().cloned()
+}
+
+pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, RunError> {
+    let scenario = Arc::new(apply_overrides(scenario, opts));
+    let started_at = chrono::Utc::now();
+    let mut embedded: Option<RunningServer> = None;
+    let url = match &scenario.target.url {
+        Some(u) => u.clone(),
+        None => {
+            let s = server::start("127.0.0.1:0", scenario.target.server).await?;
+            let u = s.url();
+            embedded = Some(s);
+            u
+        }
+    };
+    let population = Arc::new(
+        Population::build(&scenario.consumers, scenario.seed)
+            .map_err(|e| RunError::Setup(e.to_string()))?,
+    );
+    prepare_target(&url, &population, scenario.target.connect_timeout.as_std()).await?;
+
+    let ctx = Arc::new(RunContext::new(
+        scenario.clone(),
+        population.clone(),
+        url.clone(),
+    ));
+    let schedule = Schedule::new(scenario.clone(), population.clone(), ctx.profile.clone())
+        .map_err(|e| RunError::Setup(e.to_string()))?;
+    quiet::install_logger();
+    signals::reset();
+    let mut interrupts = signals::subscribe();
+    let attack =
+        goose_bridge::build(ctx.clone()).map_err(|e| RunError::Setup(format!("goose: {e}")))?;
+
+    let mut goose_task = tokio::spawn(async move {
+        let _muted = quiet::StdoutMuted::new();
+        attack
+            .execute()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    // Time zero is when goose starts launching users (after it has allocated them).
+    let mut goose_done = None;
+    tokio::select! {
+        _ = ctx.started.notified() => {}
+        r = &mut goose_task => goose_done = Some(r),
+    }
+    if let Some(r) = &goose_done {
+        let why = match r {
+            Ok(Err(e)) => e.clone(),
+            _ => "it stopped before starting".to_string(),
+        };
+        return Err(RunError::Setup(format!(
+            "goose could not start the virtual users: {why}"
+        )));
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let collected = Arc::new(Mutex::new(Collected {
+        totals: MetricSet::new(scenario.patterns.len()),
+        series: Series {
+            interval_s: 1.0,
+            points: Vec::new(),
+        },
+        peak_connected: 0,
+    }));
+    let collector = {
+        let (ctx, collected, scenario) = (ctx.clone(), collected.clone(), scenario.clone());
+        let quiet = opts.quiet;
+        tokio::spawn(async move {
+            let mut scratch = MetricSet::new(scenario.patterns.len());
+            let mut progress = Progress::new(quiet, scenario.duration.as_secs_f64());
+            let mut tick = tokio::time::interval_at(
+                tokio::time::Instant::from_std(ctx.epoch() + Duration::from_secs(1)),
+                Duration::from_secs(1),
+            );
+            let mut delivered = 0u64;
+            let mut errors = 0u64;
+            loop {
+                tick.tick().await;
+                let t = ctx.epoch().elapsed().as_secs_f64().round();
+                if let Some(point) = collect_once(&ctx, &collected, &mut scratch, t) {
+                    delivered += point.delivered;
+                    errors += point.errors;
+                    let phase = phase_name(&scenario, ctx.now_us());
+                    progress.update(&point, phase, delivered, errors);
+                }
+                if ctx.finished.load(Relaxed) {
+                    progress.finish();
+                    break;
+                }
+            }
+        })
+    };
+    let pacer = tokio::spawn(dispatcher::run(ctx.clone(), schedule, stop_rx));
+
+    // Sending phase: until the profile ends, Ctrl-C, or goose stopping on its own.
+    let send_end = tokio::time::Instant::from_std(ctx.instant_at(ctx.profile.end().0));
+    let mut interrupted = false;
+    tokio::select! {
+        _ = tokio::time::sleep_until(send_end) => {}
+        _ = interrupts.changed() => interrupted = true,
+        r = &mut goose_task => goose_done = Some(r),
+    }
+    let _ = stop_tx.send(true);
+    let _ = pacer.await;
+    let sending_s = ctx.epoch().elapsed().as_secs_f64();
+
+    // Drain: wait for deliveries that may still arrive in time, bounded by `drain`.
+    let drain_until = Instant::now() + scenario.drain.as_std();
+    while goose_done.is_none() && !interrupted && Instant::now() < drain_until {
+        if ctx
+            .ledger
+            .young_outstanding(ctx.now_us(), scenario.loss_deadline.0)
+            == 0
+        {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            _ = interrupts.changed() => interrupted = true,
+        }
+    }
+    let end_us = ctx.now_us();
+    let online: Vec<bool> = (0..population.users())
+        .map(|u| ctx.is_connected(u))
+        .collect();
+    ctx.finished.store(true, Relaxed);
+    goose::trigger_killswitch("chatload: run complete");
+    if goose_done.is_none() {
+        goose_done = tokio::time::timeout(Duration::from_secs(30), &mut goose_task)
+            .await
+            .ok();
+    }
+    goose_task.abort();
+    if let Some(Ok(Err(e))) = &goose_done {
+        eprintln!("chatload: goose reported: {e}");
+    }
+    let _ = collector.await;
+
+    let mut scratch = MetricSet::new(scenario.patterns.len());
+    collect_once(
+        &ctx,
+        &collected,
+        &mut scratch,
+        ctx.epoch().elapsed().as_secs_f64(),
+    );
+    let settlement = ctx.ledger.settle(end_us, scenario.loss_deadline.0, |u| {
+        online.get(u as usize).copied().unwrap_or(false)
+    });
+    let server_stats = embedded.as_ref().map(|s| s.stats());
+    if let Some(s) = embedded {
+        s.shutdown().await;
+    }
+
+    let collected = match Arc::try_unwrap(collected) {
+        Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
+        Err(arc) => {
+            let c = arc.lock().unwrap_or_else(|p| p.into_inner());
+            Collected {
+                totals: c.totals.clone(),
+                series: c.series.clone(),
+                peak_connected: c.peak_connected,
+            }
+        }
+    };
+    let mut summary = Summary::build(Measured {
+        scenario: &scenario,
+        totals: &collected.totals,
+        settlement: &settlement,
+        series: collected.series,
+        started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        duration_s: sending_s,
+        interrupted,
+        target: TargetSummary {
+            url: url.clone(),
+            embedded: scenario.target.url.is_none(),
+        },
+        users: population.users(),
+        peak_connected: collected.peak_connected,
+        server: server_stats,
+    });
+    let names: Vec<String> = scenario.patterns.iter().map(|p| p.name.clone()).collect();
+    let totals = &collected.totals;
+    let percentile = |pattern: Option<&str>, metric: &str, q: f64| -> Option<u64> {
+        let m = Metric::from_name(metric)?;
+        let h = match pattern {
+            Some(p) => totals
+                .histogram(names.iter().position(|n| n == p)?, m)
+                .cloned(),
+            None => totals.merged(m),
+        }?;
+        (!h.is_empty()).then(|| h.value_at_quantile(q / 100.0))
+    };
+    summary.thresholds = verdict::judge(&summary, &scenario.thresholds, &percentile);
+    summary.passed = summary.thresholds.iter().all(|v| v.passed);
+
+    let bundle_dir = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| bundle::default_dir(&opts.reports_root, &scenario.name, started_at));
+    bundle::write(&bundle_dir, &summary)?;
+    Ok(RunResult {
+        summary,
+        bundle_dir,
+    })
+}
+
+fn phase_name(s: &Scenario, now_us: u64) -> &'static str {
+    let mut t = 0;
+    for stage in &s.stages {
+        t += stage.length.0;
+        if now_us < t {
+            return match stage.label {
+                crate::scenario::StageLabel::Ramp => "ramp",
+                crate::scenario::StageLabel::Hold => "hold",
+                crate::scenario::StageLabel::RampDown => "ramp down",
+            };
+        }
+    }
+    "drain"
+}

@@ -1,0 +1,315 @@
+//! One virtual consumer: holds its WebSocket, sends its scheduled messages when the
+//! dispatcher hands them over, receives deliveries and acknowledges them, reconnects with
+//! backoff, and records everything it sees. Runs in bounded slices so goose stays in control.
+
+use super::context::RunContext;
+use crate::metrics::{ErrorKind, LATE_SEND_US, Ledger, Metric, Owed, Received};
+use crate::protocol::{self, Recipient};
+use crate::transport::ws::{self, WsConnection};
+use crate::workload::Order;
+use crate::workload::schedule::pattern_of;
+use futures_util::StreamExt;
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+/// How often a user re-checks whether it should be online.
+const RECHECK: Duration = Duration::from_millis(100);
+const BACKOFF_BASE_MS: u64 = 100;
+const BACKOFF_CAP_MS: u64 = 5_000;
+
+pub struct VirtualUser {
+    user: u32,
+    ctx: Arc<RunContext>,
+    inbox: Option<mpsc::Receiver<Order>>,
+    conn: Option<WsConnection>,
+    last_seq: u64,
+    /// Per (conversation, sender): the latest message sequence seen, to spot reordering.
+    last_seen: FxHashMap<(u32, u32), u64>,
+    failures: u32,
+    next_attempt: Instant,
+    jitter_state: u64,
+}
+
+impl VirtualUser {
+    pub fn new(user: u32, ctx: Arc<RunContext>) -> Option<Self> {
+        let inbox = ctx.take_inbox(user)?;
+        Some(VirtualUser {
+            user,
+            ctx,
+            inbox: Some(inbox),
+            conn: None,
+            last_seq: 0,
+            last_seen: FxHashMap::default(),
+            failures: 0,
+            next_attempt: Instant::now(),
+            jitter_state: 0x9E37_79B9_7F4A_7C15 ^ (user as u64 + 1),
+        })
+    }
+
+    /// Runs until `until`, then returns so goose can check for a stop between slices.
+    pub async fn drive(&mut self, until: Instant) {
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                return;
+            }
+            let want_online = !self.ctx.finished.load(Relaxed)
+                && self.ctx.profile.online(self.user, self.ctx.now_us());
+            if self.conn.is_none() {
+                if want_online && now >= self.next_attempt {
+                    self.connect().await;
+                } else {
+                    let wake = if want_online {
+                        self.next_attempt
+                    } else {
+                        now + RECHECK
+                    };
+                    tokio::time::sleep_until(wake.min(until).into()).await;
+                }
+                continue;
+            }
+            if !want_online {
+                self.disconnect().await;
+                continue;
+            }
+            self.step((now + RECHECK).min(until)).await;
+        }
+    }
+
+    /// One wait for whatever happens first on a live connection.
+    async fn step(&mut self, wake: Instant) {
+        let (Some(conn), Some(inbox)) = (self.conn.as_mut(), self.inbox.as_mut()) else {
+            return;
+        };
+        enum Happened {
+            Frame(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+            Written(Result<(), tokio_tungstenite::tungstenite::Error>),
+            Order(Option<Order>),
+            Tick,
+        }
+        let happened = tokio::select! {
+            biased;
+            f = conn.reader.next() => Happened::Frame(f),
+            w = conn.writer.progress(), if conn.writer.has_work() => Happened::Written(w),
+            o = inbox.recv() => Happened::Order(o),
+            _ = tokio::time::sleep_until(wake.into()) => Happened::Tick,
+        };
+        match happened {
+            Happened::Frame(Some(Ok(Message::Text(t)))) => self.on_frame(&t),
+            Happened::Frame(Some(Ok(Message::Close(_))) | None) => {
+                self.lost(ErrorKind::ConnectionClosed)
+            }
+            Happened::Frame(Some(Ok(_))) => {}
+            Happened::Frame(Some(Err(e))) => self.lost(ws::classify(&e)),
+            Happened::Written(Err(e)) => self.lost(ws::classify(&e)),
+            Happened::Written(Ok(())) | Happened::Tick => {}
+            Happened::Order(Some(order)) => {
+                self.send(order);
+                // Take whatever else is already due without another wake-up.
+                for _ in 0..63 {
+                    match self.inbox.as_mut().map(|i| i.try_recv()) {
+                        Some(Ok(o)) => self.send(o),
+                        _ => break,
+                    }
+                }
+            }
+            Happened::Order(None) => {}
+        }
+    }
+
+    async fn connect(&mut self) {
+        let started = Instant::now();
+        match ws::connect(
+            &self.ctx.url,
+            self.user,
+            self.last_seq,
+            self.ctx.connect_timeout,
+        )
+        .await
+        {
+            Ok(mut conn) => {
+                {
+                    let mut rec = self.ctx.recorders.local();
+                    let slot = rec.no_pattern();
+                    rec.record(slot, Metric::Connect, started.elapsed().as_micros() as u64);
+                }
+                self.failures = 0;
+                let early = std::mem::take(&mut conn.early);
+                self.conn = Some(conn);
+                self.ctx.set_connected(self.user, true);
+                for frame in early {
+                    if let Message::Text(t) = frame {
+                        self.on_frame(&t);
+                    }
+                }
+            }
+            Err(e) => {
+                self.ctx.recorders.local().errors[e.kind as usize] += 1;
+                self.schedule_retry();
+            }
+        }
+    }
+
+    /// Leaves on schedule: writes what is queued, closes, and marks the user offline.
+    pub async fn disconnect(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            self.ctx.set_connected(self.user, false);
+            let _ = tokio::time::timeout(Duration::from_millis(500), conn.writer.close()).await;
+        }
+    }
+
+    /// The connection broke: count it and come back after a backoff.
+    fn lost(&mut self, kind: ErrorKind) {
+        self.conn = None;
+        self.ctx.set_connected(self.user, false);
+        self.ctx.recorders.local().errors[kind as usize] += 1;
+        self.schedule_retry();
+    }
+
+    /// Exponential backoff with full jitter: uniform in [0, min(cap, base·2^n)].
+    fn schedule_retry(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+        let ceiling = BACKOFF_CAP_MS.min(BACKOFF_BASE_MS << self.failures.min(16));
+        // xorshift64: timing jitter only, never part of the seeded schedule.
+        self.jitter_state ^= self.jitter_state << 13;
+        self.jitter_state ^= self.jitter_state >> 7;
+        self.jitter_state ^= self.jitter_state << 17;
+        let wait = self.jitter_state % (ceiling + 1);
+        self.next_attempt = Instant::now() + Duration::from_millis(wait.max(10));
+    }
+
+    fn send(&mut self, order: Order) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let ctx = &self.ctx;
+        let owed = match order.to {
+            Recipient::User(u) => Some(Owed::One(u)),
+            Recipient::Group(g) => ctx
+                .population
+                .group(g)
+                .map(|m| Ledger::group_owed(m, order.sender)),
+        };
+        let Some(owed) = owed else { return };
+        let now = ctx.now_us();
+        let owed_count = ctx.ledger.open(
+            order.id,
+            order.pattern,
+            order.sender,
+            order.intended_us,
+            owed,
+        );
+        let frame = protocol::send(
+            order.id,
+            order.to,
+            order.intended_us,
+            now,
+            protocol::filler_body(order.size as usize),
+        );
+        conn.writer.push(Message::text(frame));
+        let lag = now.saturating_sub(order.intended_us);
+        let mut rec = ctx.recorders.local();
+        let p = order.pattern as usize;
+        rec.record(p, Metric::SendLag, lag);
+        let c = &mut rec.counters[p];
+        c.messages_sent += 1;
+        c.deliveries_owed += owed_count as u64;
+        if lag > LATE_SEND_US {
+            c.late_sends += 1;
+        }
+    }
+
+    fn on_frame(&mut self, text: &str) {
+        let ctx = self.ctx.clone();
+        let Ok(frame) = protocol::decode(text) else {
+            ctx.recorders.local().errors[ErrorKind::Protocol as usize] += 1;
+            return;
+        };
+        let now = ctx.now_us();
+        match frame.op.as_ref() {
+            "msg" => {
+                let (Some(seq), Some(id), Some(from), Some(t), Some(s)) =
+                    (frame.seq, frame.id, frame.from, frame.t, frame.s)
+                else {
+                    ctx.recorders.local().errors[ErrorKind::Protocol as usize] += 1;
+                    return;
+                };
+                self.last_seq = self.last_seq.max(seq);
+                if let Some(conn) = self.conn.as_mut() {
+                    conn.writer
+                        .push(Message::text(protocol::ack(seq, id, from, t, s)));
+                }
+                let verdict = ctx
+                    .ledger
+                    .receive(id, self.user, |id| ctx.issued_pattern(id));
+                let mut rec = ctx.recorders.local();
+                match verdict {
+                    Received::First {
+                        pattern,
+                        last_of_message,
+                    } => {
+                        let p = pattern as usize;
+                        let online_at_send = ctx.profile.eligible(self.user, t);
+                        if online_at_send {
+                            rec.record(p, Metric::Delivery, now.saturating_sub(t));
+                            rec.record(p, Metric::DeliveryService, now.saturating_sub(s));
+                            if last_of_message && frame.group.is_some() {
+                                rec.record(p, Metric::Fanout, now.saturating_sub(t));
+                            }
+                        } else {
+                            rec.record(p, Metric::DeliveryOffline, now.saturating_sub(t));
+                        }
+                        rec.counters[p].delivered += 1;
+                        let key = (frame.group.unwrap_or(u32::MAX), from);
+                        let last = self.last_seen.entry(key).or_insert(0);
+                        if id < *last {
+                            rec.counters[p].reordered += 1;
+                        } else {
+                            *last = id;
+                        }
+                    }
+                    Received::Duplicate { pattern } => {
+                        rec.counters[pattern as usize].duplicates += 1
+                    }
+                    Received::Unexpected => {
+                        let slot = rec.no_pattern();
+                        rec.counters[slot].unexpected += 1;
+                    }
+                }
+            }
+            "sent" => {
+                let (Some(id), Some(t), Some(s)) = (frame.id, frame.t, frame.s) else {
+                    return;
+                };
+                let p = (pattern_of(id) as usize).min(ctx.scenario.patterns.len());
+                let mut rec = ctx.recorders.local();
+                rec.record(p, Metric::Send, now.saturating_sub(t));
+                rec.record(p, Metric::SendService, now.saturating_sub(s));
+                rec.counters[p].acked += 1;
+            }
+            "receipt" => {
+                let (Some(id), Some(t)) = (frame.id, frame.t) else {
+                    return;
+                };
+                let p = (pattern_of(id) as usize).min(ctx.scenario.patterns.len());
+                let mut rec = ctx.recorders.local();
+                rec.record(p, Metric::Receipt, now.saturating_sub(t));
+                rec.counters[p].receipts += 1;
+            }
+            "error" => ctx.recorders.local().errors[ErrorKind::ServerError as usize] += 1,
+            _ => {}
+        }
+    }
+
+    /// Ends the user: closes its connection and hands its inbox back for a later run of it.
+    pub async fn finish(mut self) {
+        self.disconnect().await;
+        if let Some(inbox) = self.inbox.take() {
+            self.ctx.return_inbox(self.user, inbox);
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The `chatload` binary: parses the command line, calls the library, prints one clear
+//! sentence on failure and maps outcomes to exit codes (0 passed, 1 a threshold failed,
+//! 2 bad input, 3 the run could not be carried out).
+
+mod cli;
+
+use chatload::engine::{self, RunError, RunOptions};
+use chatload::report::console;
+use chatload::scenario::{self, LoadError, ServerKnobs, units};
+use clap::Parser;
+use cli::{Cli, Command};
+use std::process::ExitCode;
+
+const PASSED: u8 = 0;
+const THRESHOLD_FAILED: u8 = 1;
+const BAD_INPUT: u8 = 2;
+const RUN_FAILED: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { BAD_INPUT } else { PASSED });
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("chatload: cannot start the async runtime: {e}");
+            return ExitCode::from(RUN_FAILED);
+        }
+    };
+    ExitCode::from(runtime.block_on(dispatch(cli.command)))
+}
+
+fn parse_duration_flag(flag: &str, text: &str) -> Result<units::Micros, u8> {
+    units::parse_duration(text).map_err(|e| {
+        eprintln!("chatload: {flag}: {e}");
+        BAD_INPUT
+    })
+}
+
+async fn dispatch(command: Command) -> u8 {
+    match command {
+        Command::Validate { files } => validate(&files),
+        Command::Run {
+            file,
+            target,
+            duration,
+            seed,
+            out,
+            quiet,
+        } => {
+            let duration = match duration
+                .as_deref()
+                .map(|d| parse_duration_flag("--duration", d))
+                .transpose()
+            {
+                Ok(d) => d,
+                Err(code) => return code,
+            };
+            if duration.is_some_and(|d| d.0 < 1_000_000) {
+                eprintln!("chatload: --duration must be at least 1s");
+                return BAD_INPUT;
+            }
+            if let Some(t) = &target {
+                if !(t.starts_with("ws://") || t.starts_with("wss://")) {
+                    eprintln!(
+                        "chatload: --target {t} is not a WebSocket URL; write e.g. ws://127.0.0.1:7070/v1/ws"
+                    );
+                    return BAD_INPUT;
+                }
+            }
+            let scenario = match scenario::load(&file) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return BAD_INPUT;
+                }
+            };
+            let opts = RunOptions {
+                target,
+                duration,
+                seed,
+                out,
+                reports_root: "reports".into(),
+                quiet,
+            };
+            match engine::run(scenario, &opts).await {
+                Ok(result) => {
+                    print!(
+                        "{}",
+                        console::render(
+                            &result.summary,
+                            Some(&result.bundle_dir.display().to_string())
+                        )
+                    );
+                    if result.summary.passed {
+                        PASSED
+                    } else {
+                        THRESHOLD_FAILED
+                    }
+                }
+                Err(e @ RunError::Bundle(_)) => {
+                    eprintln!("chatload: {e}");
+                    RUN_FAILED
+                }
+                Err(e) => {
+                    eprintln!("chatload: {e}");
+                    RUN_FAILED
+                }
+            }
+        }
+        Command::Serve {
+            listen,
+            delay,
+            drop_every,
+            duplicate_every,
+            reorder_every,
+        } => {
+            let delay = match delay
+                .as_deref()
+                .map(|d| parse_duration_flag("--delay", d))
+                .transpose()
+            {
+                Ok(d) => d.unwrap_or_default(),
+                Err(code) => return code,
+            };
+            let knobs = ServerKnobs {
+                delay,
+                drop_every,
+                duplicate_every,
+                reorder_every,
+            };
+            serve(&listen, knobs).await
+        }
+    }
+}
+
+fn validate(files: &[std::path::PathBuf]) -> u8 {
+    let mut code = PASSED;
+    for f in files {
+        match scenario::load(f) {
+            Ok(s) => println!(
+                "{}: ok ({} users online, {} patterns, {:.0}s)",
+                f.display(),
+                s.consumers.online_users,
+                s.patterns.len(),
+                s.duration.as_secs_f64()
+            ),
+            Err(e @ LoadError::Io { .. }) | Err(e @ LoadError::Invalid(_)) => {
+                eprintln!("{e}");
+                code = BAD_INPUT;
+            }
+        }
+    }
+    code
+}
+
+async fn serve(listen: &str, knobs: ServerKnobs) -> u8 {
+    let server = match chatload::server::start(listen, knobs).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("chatload: {e}");
+            return RUN_FAILED;
+        }
+    };
+    eprintln!(
+        "chatload serve: listening on {} (Ctrl-C to stop)",
+        server.url()
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    let stats = server.stats();
+    server.shutdown().await;
+    eprintln!(
+        "chatload serve: stopped; {} connections, {} messages accepted, {} deliveries",
+        stats.connections, stats.accepted, stats.delivered
+    );
+    PASSED
+}

@@ -1,0 +1,277 @@
+//! The message ledger: every sent message is tracked per recipient until delivered, so that
+//! at the end `owed = delivered + lost + in flight` holds and duplicates and strays are
+//! caught. Sharded by message id; no lock is global. Owns accounting, not timing.
+
+use rustc_hash::FxHashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+const SHARDS: usize = 64;
+
+/// Who a message is owed to.
+#[derive(Debug, Clone)]
+pub enum Owed {
+    One(u32),
+    /// Sorted members of the group, with one bit per member still owed.
+    Group {
+        members: Arc<[u32]>,
+        outstanding: Box<[u64]>,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    intended_us: u64,
+    pattern: u16,
+    sender: u32,
+    owed: Owed,
+    remaining: u32,
+}
+
+/// What one received delivery turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// First delivery to this recipient. `last_of_message` is set when nobody else is owed it.
+    First { pattern: u16, last_of_message: bool },
+    /// This recipient already had it.
+    Duplicate { pattern: u16 },
+    /// Not a message chatload sent to this recipient.
+    Unexpected,
+}
+
+/// Undelivered deliveries at the end, per pattern.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settlement {
+    pub lost: Vec<u64>,
+    pub in_flight: Vec<u64>,
+    pub queued_offline: Vec<u64>,
+}
+
+pub struct Ledger {
+    shards: Box<[Mutex<FxHashMap<u64, Entry>>]>,
+    /// Per pattern: ids of messages fully delivered are gone from the map; a later copy of
+    /// one is a duplicate, told apart from strays by the id range chatload issued.
+    patterns: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Ledger {
+    pub fn new(patterns: usize) -> Self {
+        Ledger {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(FxHashMap::default()))
+                .collect(),
+            patterns,
+        }
+    }
+
+    fn shard(&self, id: u64) -> &Mutex<FxHashMap<u64, Entry>> {
+        &self.shards[(id as usize) % SHARDS]
+    }
+
+    /// Records a message about to be written; returns how many deliveries it owes.
+    pub fn open(&self, id: u64, pattern: u16, sender: u32, intended_us: u64, owed: Owed) -> u32 {
+        let remaining = match &owed {
+            Owed::One(_) => 1,
+            Owed::Group { outstanding, .. } => outstanding.iter().map(|w| w.count_ones()).sum(),
+        };
+        if remaining > 0 {
+            lock(self.shard(id)).insert(
+                id,
+                Entry {
+                    intended_us,
+                    pattern,
+                    sender,
+                    owed,
+                    remaining,
+                },
+            );
+        }
+        remaining
+    }
+
+    /// Builds the owed set of a group message: every member but the sender.
+    pub fn group_owed(members: &Arc<[u32]>, sender: u32) -> Owed {
+        let mut bits = vec![0u64; members.len().div_ceil(64)].into_boxed_slice();
+        for (i, m) in members.iter().enumerate() {
+            if *m != sender {
+                bits[i / 64] |= 1 << (i % 64);
+            }
+        }
+        Owed::Group {
+            members: members.clone(),
+            outstanding: bits,
+        }
+    }
+
+    /// Marks delivery of message `id` to `recipient`. `issued` says whether chatload ever
+    /// sent that id (so a late copy of a completed message is a duplicate, not a stray).
+    pub fn receive(
+        &self,
+        id: u64,
+        recipient: u32,
+        issued: impl Fn(u64) -> Option<u16>,
+    ) -> Received {
+        let mut shard = lock(self.shard(id));
+        let Some(entry) = shard.get_mut(&id) else {
+            drop(shard);
+            return match issued(id) {
+                Some(pattern) => Received::Duplicate { pattern },
+                None => Received::Unexpected,
+            };
+        };
+        let pattern = entry.pattern;
+        let was_owed = match &mut entry.owed {
+            Owed::One(r) => {
+                if *r != recipient {
+                    return Received::Unexpected;
+                }
+                true
+            }
+            Owed::Group {
+                members,
+                outstanding,
+            } => {
+                if recipient == entry.sender {
+                    return Received::Unexpected;
+                }
+                let Ok(i) = members.binary_search(&recipient) else {
+                    return Received::Unexpected;
+                };
+                let bit = 1u64 << (i % 64);
+                let owed = outstanding[i / 64] & bit != 0;
+                outstanding[i / 64] &= !bit;
+                owed
+            }
+        };
+        if !was_owed {
+            return Received::Duplicate { pattern };
+        }
+        entry.remaining -= 1;
+        let last = entry.remaining == 0;
+        if last {
+            shard.remove(&id);
+        }
+        Received::First {
+            pattern,
+            last_of_message: last,
+        }
+    }
+
+    /// Deliveries still owed.
+    pub fn outstanding(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| lock(s).values().map(|e| e.remaining as u64).sum::<u64>())
+            .sum()
+    }
+
+    /// Owed deliveries younger than `deadline_us` at `now_us` (could still arrive in time).
+    pub fn young_outstanding(&self, now_us: u64, deadline_us: u64) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| {
+                lock(s)
+                    .values()
+                    .filter(|e| e.intended_us + deadline_us > now_us)
+                    .map(|e| e.remaining as u64)
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
+    /// Splits what is still owed into lost (past the deadline, recipient connected),
+    /// queued for an offline recipient, and in flight (not yet due).
+    pub fn settle(
+        &self,
+        now_us: u64,
+        deadline_us: u64,
+        online: impl Fn(u32) -> bool,
+    ) -> Settlement {
+        let n = self.patterns + 1;
+        let mut s = Settlement {
+            lost: vec![0; n],
+            in_flight: vec![0; n],
+            queued_offline: vec![0; n],
+        };
+        for shard in self.shards.iter() {
+            for e in lock(shard).values() {
+                let p = e.pattern as usize;
+                let mut count = |recipient: u32| {
+                    if !online(recipient) {
+                        s.queued_offline[p] += 1;
+                    } else if e.intended_us + deadline_us <= now_us {
+                        s.lost[p] += 1;
+                    } else {
+                        s.in_flight[p] += 1;
+                    }
+                };
+                match &e.owed {
+                    Owed::One(r) => count(*r),
+                    Owed::Group {
+                        members,
+                        outstanding,
+                    } => {
+                        for (i, m) in members.iter().enumerate() {
+                            if outstanding[i / 64] & (1 << (i % 64)) != 0 {
+                                count(*m);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deliveries_are_counted_once_and_strays_are_caught() {
+        let l = Ledger::new(1);
+        let issued = |id: u64| (id < 100).then_some(0u16);
+        assert_eq!(l.open(1, 0, 5, 10, Owed::One(6)), 1);
+        assert_eq!(l.receive(1, 7, issued), Received::Unexpected);
+        assert_eq!(
+            l.receive(1, 6, issued),
+            Received::First {
+                pattern: 0,
+                last_of_message: true
+            }
+        );
+        assert_eq!(l.receive(1, 6, issued), Received::Duplicate { pattern: 0 });
+        assert_eq!(l.receive(500, 6, issued), Received::Unexpected);
+
+        let members: Arc<[u32]> = vec![1, 2, 3].into();
+        assert_eq!(l.open(2, 0, 2, 10, Ledger::group_owed(&members, 2)), 2);
+        assert_eq!(
+            l.receive(2, 1, issued),
+            Received::First {
+                pattern: 0,
+                last_of_message: false
+            }
+        );
+        assert_eq!(l.receive(2, 1, issued), Received::Duplicate { pattern: 0 });
+        assert_eq!(l.receive(2, 2, issued), Received::Unexpected);
+        assert_eq!(l.outstanding(), 1);
+        let s = l.settle(100, 50, |_| true);
+        assert_eq!(s.lost[0], 1);
+        let s = l.settle(20, 50, |_| true);
+        assert_eq!(s.in_flight[0], 1);
+        let s = l.settle(100, 50, |_| false);
+        assert_eq!(s.queued_offline[0], 1);
+        assert_eq!(
+            l.receive(2, 3, issued),
+            Received::First {
+                pattern: 0,
+                last_of_message: true
+            }
+        );
+        assert_eq!(l.outstanding(), 0);
+    }
+}

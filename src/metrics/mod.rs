@@ -1,0 +1,12 @@
+//! Measurement: metric names, per-thread HdrHistogram recorders, the message ledger and
+//! the interval series. Owns numbers as measured; the report decides how to show them.
+
+pub mod kinds;
+pub mod ledger;
+pub mod recorder;
+pub mod series;
+
+pub use kinds::{Counters, ErrorKind, LATE_SEND_US, Metric};
+pub use ledger::{Ledger, Owed, Received, Settlement};
+pub use recorder::{MetricSet, Recorders, new_histogram};
+pub use series::{IntervalPoint, Series};

@@ -1,0 +1,65 @@
+//! The interval series: one point per interval (1 s) with throughput, latency percentiles
+//! and trouble counts, built from the per-interval histograms the collector drains.
+
+use super::kinds::Metric;
+use super::recorder::MetricSet;
+use serde::{Deserialize, Serialize};
+
+/// Latency summary of one metric over one interval.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct IntervalLatency {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IntervalPoint {
+    /// End of the interval, seconds since the run started.
+    pub t_s: f64,
+    pub connected: u64,
+    pub messages_sent: u64,
+    pub delivered: u64,
+    pub errors: u64,
+    pub late_sends: u64,
+    pub duplicates: u64,
+    pub send: IntervalLatency,
+    pub delivery: IntervalLatency,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Series {
+    pub interval_s: f64,
+    pub points: Vec<IntervalPoint>,
+}
+
+impl Series {
+    pub fn push(&mut self, t_s: f64, connected: u64, interval: &MetricSet) {
+        let c = interval.counters_total();
+        let lat = |m: Metric| {
+            interval
+                .merged(m)
+                .filter(|h| !h.is_empty())
+                .map_or(IntervalLatency::default(), |h| IntervalLatency {
+                    count: h.len(),
+                    p50_us: h.value_at_quantile(0.5),
+                    p90_us: h.value_at_quantile(0.9),
+                    p99_us: h.value_at_quantile(0.99),
+                    max_us: h.max(),
+                })
+        };
+        self.points.push(IntervalPoint {
+            t_s,
+            connected,
+            messages_sent: c.messages_sent,
+            delivered: c.delivered,
+            errors: interval.errors.iter().sum(),
+            late_sends: c.late_sends,
+            duplicates: c.duplicates,
+            send: lat(Metric::Send),
+            delivery: lat(Metric::Delivery),
+        });
+    }
+}

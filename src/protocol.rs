@@ -1,0 +1,200 @@
+//! The chatload WebSocket message codec, the one thing the client side and the embedded
+//! server share. JSON text frames with an `op` field (see the README's protocol section).
+//! Owns encoding and decoding; knows nothing of sockets, schedules or measurement.
+//!
+//! Client → server: `hello`, `send`, `ack`, `group`, `ping`.
+//! Server → client: `hello_ok`, `sent`, `msg`, `receipt`, `group_ok`, `error`, `pong`.
+//! `t` (intended send time) and `s` (actual send time) are the client's own clock in
+//! microseconds; the server echoes them untouched so the client needs no lookup to measure.
+
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+/// Any frame, decoded into one flat shape; which fields are set depends on `op`.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+pub struct Frame<'a> {
+    #[serde(borrow)]
+    pub op: Cow<'a, str>,
+    pub user: Option<u32>,
+    pub last_seq: Option<u64>,
+    pub seq: Option<u64>,
+    pub id: Option<u64>,
+    pub from: Option<u32>,
+    pub to: Option<u32>,
+    pub group: Option<u32>,
+    pub by: Option<u32>,
+    pub t: Option<u64>,
+    pub s: Option<u64>,
+    #[serde(borrow)]
+    pub body: Option<Cow<'a, str>>,
+    pub members: Option<Vec<u32>>,
+    pub code: Option<u32>,
+    #[serde(borrow)]
+    pub message: Option<Cow<'a, str>>,
+}
+
+/// Why a frame could not be understood.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed frame: {0}")]
+pub struct DecodeError(String);
+
+pub fn decode(text: &str) -> Result<Frame<'_>, DecodeError> {
+    serde_json::from_str(text).map_err(|e| DecodeError(e.to_string()))
+}
+
+/// A body of `len` filler characters, borrowed from one shared buffer (no allocation).
+pub fn filler_body(len: usize) -> &'static str {
+    static FILLER: OnceLock<String> = OnceLock::new();
+    let all = FILLER.get_or_init(|| "x".repeat(MAX_BODY));
+    &all[..len.min(MAX_BODY)]
+}
+
+/// The largest body chatload generates.
+pub const MAX_BODY: usize = 1 << 20;
+
+fn push_json_str(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b != b'"' && b != b'\\' && b >= 0x20) {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else if let Ok(quoted) = serde_json::to_string(s) {
+        out.push_str(&quoted);
+    }
+}
+
+pub fn hello(user: u32, last_seq: u64) -> String {
+    format!(r#"{{"op":"hello","user":{user},"last_seq":{last_seq}}}"#)
+}
+
+pub fn hello_ok(user: u32, resumed_after: u64) -> String {
+    format!(r#"{{"op":"hello_ok","user":{user},"last_seq":{resumed_after}}}"#)
+}
+
+/// A message to one user (`Recipient::User`) or to a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipient {
+    User(u32),
+    Group(u32),
+}
+
+pub fn send(id: u64, to: Recipient, intended_us: u64, sent_us: u64, body: &str) -> String {
+    let mut out = String::with_capacity(96 + body.len());
+    let _ = match to {
+        Recipient::User(u) => write!(
+            out,
+            r#"{{"op":"send","id":{id},"to":{u},"t":{intended_us},"s":{sent_us},"body":"#
+        ),
+        Recipient::Group(g) => write!(
+            out,
+            r#"{{"op":"send","id":{id},"group":{g},"t":{intended_us},"s":{sent_us},"body":"#
+        ),
+    };
+    push_json_str(&mut out, body);
+    out.push('}');
+    out
+}
+
+pub fn sent(id: u64, intended_us: u64, sent_us: u64) -> String {
+    format!(r#"{{"op":"sent","id":{id},"t":{intended_us},"s":{sent_us}}}"#)
+}
+
+/// A delivery as the server writes it to a recipient.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    pub seq: u64,
+    pub id: u64,
+    pub from: u32,
+    pub to: u32,
+    pub group: Option<u32>,
+    pub intended_us: u64,
+    pub sent_us: u64,
+    pub body: &'a str,
+}
+
+pub fn msg(d: &Delivery<'_>) -> String {
+    let mut out = String::with_capacity(128 + d.body.len());
+    let _ = write!(
+        out,
+        r#"{{"op":"msg","seq":{},"id":{},"from":{},"to":{},"#,
+        d.seq, d.id, d.from, d.to
+    );
+    if let Some(g) = d.group {
+        let _ = write!(out, r#""group":{g},"#);
+    }
+    let _ = write!(out, r#""t":{},"s":{},"body":"#, d.intended_us, d.sent_us);
+    push_json_str(&mut out, d.body);
+    out.push('}');
+    out
+}
+
+pub fn ack(seq: u64, id: u64, from: u32, intended_us: u64, sent_us: u64) -> String {
+    format!(r#"{{"op":"ack","seq":{seq},"id":{id},"from":{from},"t":{intended_us},"s":{sent_us}}}"#)
+}
+
+pub fn receipt(id: u64, by: u32, intended_us: u64, sent_us: u64) -> String {
+    format!(
+        r#"{{"op":"receipt","id":{id},"by":{by},"status":"delivered","t":{intended_us},"s":{sent_us}}}"#
+    )
+}
+
+pub fn group(id: u32, members: &[u32]) -> String {
+    let mut out = String::with_capacity(40 + members.len() * 8);
+    let _ = write!(out, r#"{{"op":"group","group":{id},"members":["#);
+    for (i, m) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{m}");
+    }
+    out.push_str("]}");
+    out
+}
+
+pub fn group_ok(id: u32) -> String {
+    format!(r#"{{"op":"group_ok","group":{id}}}"#)
+}
+
+pub fn error(code: u32, message: &str) -> String {
+    let mut out = format!(r#"{{"op":"error","code":{code},"message":"#);
+    push_json_str(&mut out, message);
+    out.push('}');
+    out
+}
+
+pub const PING: &str = r#"{"op":"ping"}"#;
+pub const PONG: &str = r#"{"op":"pong"}"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let f = send(7, Recipient::Group(3), 100, 105, filler_body(5));
+        let d = decode(&f).unwrap();
+        assert_eq!(
+            (d.op.as_ref(), d.id, d.group, d.to, d.t, d.s),
+            ("send", Some(7), Some(3), None, Some(100), Some(105))
+        );
+        assert_eq!(d.body.as_deref(), Some("xxxxx"));
+        let m = msg(&Delivery {
+            seq: 9,
+            id: 7,
+            from: 1,
+            to: 2,
+            group: None,
+            intended_us: 1,
+            sent_us: 2,
+            body: "a\"b",
+        });
+        let d = decode(&m).unwrap();
+        assert_eq!(d.body.as_deref(), Some("a\"b"));
+        assert_eq!(d.seq, Some(9));
+        let g = decode(&group(4, &[1, 2, 3])).unwrap();
+        assert_eq!(g.members, Some(vec![1, 2, 3]));
+        assert!(decode("{not json").is_err());
+        assert!(decode(r#"{"op":"send","id":"seven"}"#).is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! The compact table printed at the end of a run: latency per metric, the accounting
+//! identity, errors and threshold verdicts. Owns wording and layout for the terminal.
+
+use super::summary::Summary;
+use super::verdict::format_us;
+use std::fmt::Write as _;
+
+/// Metrics shown, in reading order (the rest stay in summary.json).
+const SHOWN: &[&str] = &[
+    "send",
+    "delivery",
+    "delivery_offline",
+    "fanout",
+    "receipt",
+    "connect",
+    "send_lag",
+];
+
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn us(v: u64) -> String {
+    format_us(v as f64)
+}
+
+pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
+    let mut o = String::new();
+    let a = &s.accounting;
+    let _ = writeln!(
+        o,
+        "chatload · {} · seed {} · {:.1}s · {} · target {}{}",
+        s.scenario,
+        s.seed,
+        s.duration_s,
+        s.ended,
+        s.target.url,
+        if s.target.embedded { " (embedded)" } else { "" }
+    );
+    let _ = writeln!(
+        o,
+        "  users {} (peak connected {})   messages {} ({:.1}/s)   deliveries {} ({:.1}/s)",
+        thousands(s.users as u64),
+        thousands(s.peak_connected),
+        thousands(a.messages_sent),
+        s.messages_per_s,
+        thousands(a.delivered),
+        s.deliveries_per_s
+    );
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "  {:<17}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
+        "metric", "count", "min", "p50", "p90", "p99", "p99.9", "max"
+    );
+    for name in SHOWN {
+        if let Some(m) = s.metrics.get(*name) {
+            let _ = writeln!(
+                o,
+                "  {:<17}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
+                name,
+                thousands(m.count),
+                us(m.min_us),
+                us(m.p50_us),
+                us(m.p90_us),
+                us(m.p99_us),
+                us(m.p999_us),
+                us(m.max_us)
+            );
+        }
+    }
+    if s.patterns.len() > 1 {
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "  {:<17}{:>10}{:>12}{:>12}{:>10}{:>10}",
+            "pattern", "msgs/s", "delivered", "lost", "p50", "p99"
+        );
+        for p in &s.patterns {
+            let d = p.metrics.get("delivery").copied().unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "  {:<17}{:>10.1}{:>12}{:>12}{:>10}{:>10}",
+                p.name,
+                p.messages_per_s,
+                thousands(p.accounting.delivered),
+                thousands(p.accounting.lost),
+                us(d.p50_us),
+                us(d.p99_us)
+            );
+        }
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "  accounting  sent {} = delivered {} + lost {} + in flight {}{}   {}",
+        thousands(a.sent),
+        thousands(a.delivered),
+        thousands(a.lost),
+        thousands(a.in_flight),
+        if a.queued_offline > 0 {
+            format!(
+                " ({} queued for offline users)",
+                thousands(a.queued_offline)
+            )
+        } else {
+            String::new()
+        },
+        if a.balances() {
+            "✓"
+        } else {
+            "✗ does not balance"
+        }
+    );
+    let _ = writeln!(
+        o,
+        "              duplicates {}  reordered {}  late sends {} (max lag {})  not sent {}  unexpected {}",
+        thousands(a.duplicated),
+        thousands(a.reordered),
+        thousands(a.late_sends),
+        us(s.max_send_lag_us),
+        thousands(a.not_sent),
+        thousands(a.unexpected)
+    );
+    if s.errors.is_empty() {
+        let _ = writeln!(o, "  errors      none");
+    } else {
+        let list: Vec<String> = s
+            .errors
+            .iter()
+            .map(|(k, v)| format!("{k} {}", thousands(*v)))
+            .collect();
+        let _ = writeln!(o, "  errors      {}", list.join("  "));
+    }
+    for (i, v) in s.thresholds.iter().enumerate() {
+        let label = if i == 0 { "thresholds" } else { "" };
+        let _ = writeln!(
+            o,
+            "  {:<12}{} {}",
+            label,
+            if v.passed { "✓" } else { "✗" },
+            v.message
+        );
+    }
+    if let Some(dir) = bundle_dir {
+        let _ = writeln!(o, "  report      {dir}");
+    }
+    o
+}

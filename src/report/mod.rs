@@ -1,0 +1,10 @@
+//! Reports: the summary model, threshold verdicts, the console table, Markdown and the
+//! bundle on disk. Reads measurements; never measures.
+
+pub mod bundle;
+pub mod console;
+pub mod markdown;
+pub mod summary;
+pub mod verdict;
+
+pub use summary::{Accounting, LatencyStats, Summary};

@@ -1,0 +1,240 @@
+//! The machine-readable result of a run (`summary.json`): its model and how it is built from
+//! the measured totals. Owns the schema; rendering for people is in `console` and `markdown`.
+
+use crate::metrics::{Counters, ErrorKind, Metric, MetricSet, Series, Settlement};
+use crate::scenario::Scenario;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One metric's distribution, in microseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct LatencyStats {
+    pub count: u64,
+    pub min_us: u64,
+    pub mean_us: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+}
+
+impl LatencyStats {
+    pub fn from_histogram(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return LatencyStats::default();
+        }
+        LatencyStats {
+            count: h.len(),
+            min_us: h.min(),
+            mean_us: (h.mean() * 10.0).round() / 10.0,
+            p50_us: h.value_at_quantile(0.50),
+            p90_us: h.value_at_quantile(0.90),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+        }
+    }
+}
+
+/// Message accounting. The identity `sent = delivered + lost + in_flight` holds, counted per
+/// recipient of every message (`in_flight` includes `queued_offline`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Accounting {
+    /// Deliveries owed: one per recipient of every message sent.
+    pub sent: u64,
+    /// Messages written to the target (a group message counts once).
+    pub messages_sent: u64,
+    pub acked: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub in_flight: u64,
+    /// Part of `in_flight`: waiting for a recipient who is not connected at the end.
+    pub queued_offline: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
+    pub receipts: u64,
+    pub late_sends: u64,
+    pub not_sent: u64,
+    pub unexpected: u64,
+}
+
+impl Accounting {
+    fn build(c: &Counters, lost: u64, in_flight: u64, queued_offline: u64) -> Self {
+        Accounting {
+            sent: c.deliveries_owed,
+            messages_sent: c.messages_sent,
+            acked: c.acked,
+            delivered: c.delivered,
+            lost,
+            in_flight: in_flight + queued_offline,
+            queued_offline,
+            duplicated: c.duplicates,
+            reordered: c.reordered,
+            receipts: c.receipts,
+            late_sends: c.late_sends,
+            not_sent: c.not_sent,
+            unexpected: c.unexpected,
+        }
+    }
+
+    /// Whether `sent = delivered + lost + in_flight`.
+    pub fn balances(&self) -> bool {
+        self.sent == self.delivered + self.lost + self.in_flight
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PatternSummary {
+    pub name: String,
+    pub kind: String,
+    pub metrics: BTreeMap<String, LatencyStats>,
+    pub accounting: Accounting,
+    pub messages_per_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Verdict {
+    pub rule: String,
+    pub passed: bool,
+    pub observed: Option<f64>,
+    pub limit: f64,
+    pub unit: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TargetSummary {
+    pub url: String,
+    pub embedded: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub schema_version: u32,
+    pub scenario: String,
+    pub scenario_file: String,
+    pub seed: u64,
+    pub started_at: String,
+    pub duration_s: f64,
+    /// Why the run ended: "completed" or "interrupted".
+    pub ended: String,
+    pub target: TargetSummary,
+    pub users: u32,
+    pub peak_connected: u64,
+    pub metrics: BTreeMap<String, LatencyStats>,
+    pub accounting: Accounting,
+    pub errors: BTreeMap<String, u64>,
+    pub errors_total: u64,
+    pub patterns: Vec<PatternSummary>,
+    pub thresholds: Vec<Verdict>,
+    pub passed: bool,
+    pub messages_per_s: f64,
+    pub deliveries_per_s: f64,
+    pub max_send_lag_us: u64,
+    pub series: Series,
+    /// What the embedded server counted (absent for an external target).
+    pub server: Option<crate::server::HubStatsSnapshot>,
+}
+
+/// Everything measured in one run, ready to summarise.
+pub struct Measured<'a> {
+    pub scenario: &'a Scenario,
+    pub totals: &'a MetricSet,
+    pub settlement: &'a Settlement,
+    pub series: Series,
+    pub started_at: String,
+    pub duration_s: f64,
+    pub interrupted: bool,
+    pub target: TargetSummary,
+    pub users: u32,
+    pub peak_connected: u64,
+    pub server: Option<crate::server::HubStatsSnapshot>,
+}
+
+fn metric_map(get: impl Fn(Metric) -> Option<Histogram<u64>>) -> BTreeMap<String, LatencyStats> {
+    Metric::ALL
+        .into_iter()
+        .filter_map(|m| {
+            get(m)
+                .filter(|h| !h.is_empty())
+                .map(|h| (m.name().to_string(), LatencyStats::from_histogram(&h)))
+        })
+        .collect()
+}
+
+impl Summary {
+    pub fn build(m: Measured<'_>) -> Summary {
+        let patterns_n = m.scenario.patterns.len();
+        let secs = m.duration_s.max(1e-9);
+        let s = m.settlement;
+        let patterns: Vec<PatternSummary> = m
+            .scenario
+            .patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let acc = Accounting::build(
+                    &m.totals.counters[i],
+                    s.lost[i],
+                    s.in_flight[i],
+                    s.queued_offline[i],
+                );
+                PatternSummary {
+                    name: p.name.clone(),
+                    kind: p.kind.kind_name().to_string(),
+                    metrics: metric_map(|metric| m.totals.histogram(i, metric).cloned()),
+                    messages_per_s: acc.messages_sent as f64 / secs,
+                    accounting: acc,
+                }
+            })
+            .collect();
+        let total_counters = m.totals.counters_total();
+        let sum = |v: &Vec<u64>| v.iter().take(patterns_n + 1).sum::<u64>();
+        let accounting = Accounting::build(
+            &total_counters,
+            sum(&s.lost),
+            sum(&s.in_flight),
+            sum(&s.queued_offline),
+        );
+        let errors: BTreeMap<String, u64> = ErrorKind::ALL
+            .iter()
+            .map(|k| (k.name().to_string(), m.totals.errors[*k as usize]))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let metrics = metric_map(|metric| m.totals.merged(metric));
+        let max_send_lag_us = metrics.get("send_lag").map_or(0, |l| l.max_us);
+        Summary {
+            schema_version: SCHEMA_VERSION,
+            scenario: m.scenario.name.clone(),
+            scenario_file: m.scenario.source_path.clone(),
+            seed: m.scenario.seed,
+            started_at: m.started_at,
+            duration_s: (m.duration_s * 1000.0).round() / 1000.0,
+            ended: if m.interrupted {
+                "interrupted"
+            } else {
+                "completed"
+            }
+            .to_string(),
+            target: m.target,
+            users: m.users,
+            peak_connected: m.peak_connected,
+            errors_total: errors.values().sum(),
+            errors,
+            messages_per_s: accounting.messages_sent as f64 / secs,
+            deliveries_per_s: accounting.delivered as f64 / secs,
+            accounting,
+            metrics,
+            patterns,
+            thresholds: Vec::new(),
+            passed: true,
+            max_send_lag_us,
+            series: m.series,
+            server: m.server,
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Judging threshold rules against a summary: what was observed, what was allowed, and one
+//! sentence saying so. Owns the meaning of each rule's subject in the summary's numbers.
+
+use super::summary::{LatencyStats, Summary, Verdict};
+use crate::scenario::threshold::{Stat, Subject, Threshold};
+
+fn latency_value(
+    stats: &LatencyStats,
+    stat: Stat,
+    hist_percentile: impl Fn(f64) -> Option<u64>,
+) -> Option<f64> {
+    if stats.count == 0 {
+        return None;
+    }
+    Some(match stat {
+        Stat::Min => stats.min_us as f64,
+        Stat::Mean => stats.mean_us,
+        Stat::Max => stats.max_us as f64,
+        Stat::Percentile(p) => match p {
+            x if (x - 50.0).abs() < 1e-9 => stats.p50_us as f64,
+            x if (x - 90.0).abs() < 1e-9 => stats.p90_us as f64,
+            x if (x - 99.0).abs() < 1e-9 => stats.p99_us as f64,
+            x if (x - 99.9).abs() < 1e-9 => stats.p999_us as f64,
+            other => hist_percentile(other)? as f64,
+        },
+    })
+}
+
+/// Looks up a rule's observed value. `percentile` answers percentiles the summary does not
+/// store (from the run's histograms), given (pattern, metric, percentile).
+pub fn observe(
+    s: &Summary,
+    subject: &Subject,
+    percentile: &dyn Fn(Option<&str>, &str, f64) -> Option<u64>,
+) -> Option<f64> {
+    let a = &s.accounting;
+    match subject {
+        Subject::Latency {
+            pattern,
+            metric,
+            stat,
+        } => {
+            let stats = match pattern {
+                Some(p) => s
+                    .patterns
+                    .iter()
+                    .find(|x| &x.name == p)?
+                    .metrics
+                    .get(metric)
+                    .copied(),
+                None => s.metrics.get(metric).copied(),
+            }
+            .unwrap_or_default();
+            latency_value(&stats, *stat, |q| percentile(pattern.as_deref(), metric, q))
+        }
+        Subject::Count { name } => Some(match name.as_str() {
+            "sent" => a.sent,
+            "acked" => a.acked,
+            "delivered" => a.delivered,
+            "loss" | "lost" => a.lost,
+            "in_flight" => a.in_flight,
+            "duplicates" => a.duplicated,
+            "reordered" => a.reordered,
+            "late_sends" => a.late_sends,
+            "errors" => s.errors_total,
+            "not_sent" => a.not_sent,
+            _ => return None,
+        } as f64),
+        Subject::Rate { name } => {
+            let pct = |n: u64, d: u64| {
+                if d == 0 {
+                    0.0
+                } else {
+                    n as f64 * 100.0 / d as f64
+                }
+            };
+            Some(match name.as_str() {
+                "loss_rate" => pct(a.lost, a.sent),
+                "error_rate" => pct(s.errors_total, a.messages_sent.max(1)),
+                "duplicate_rate" => pct(a.duplicated, a.delivered),
+                "late_send_rate" => pct(a.late_sends, a.messages_sent),
+                _ => return None,
+            })
+        }
+    }
+}
+
+fn show(value: f64, subject: &Subject) -> String {
+    match subject {
+        Subject::Latency { .. } => format_us(value),
+        Subject::Count { .. } => format!("{}", value as u64),
+        Subject::Rate { .. } => format!("{value:.3}%"),
+    }
+}
+
+/// A duration in µs, shown with a unit a person reads at a glance.
+pub fn format_us(us: f64) -> String {
+    if us >= 1e6 {
+        format!("{:.2}s", us / 1e6)
+    } else if us >= 1e3 {
+        format!("{:.2}ms", us / 1e3)
+    } else {
+        format!("{us:.0}µs")
+    }
+}
+
+pub fn judge(
+    s: &Summary,
+    rules: &[Threshold],
+    percentile: &dyn Fn(Option<&str>, &str, f64) -> Option<u64>,
+) -> Vec<Verdict> {
+    rules
+        .iter()
+        .map(|rule| {
+            let observed = observe(s, &rule.subject, percentile);
+            let unit = match rule.subject {
+                Subject::Latency { .. } => "us",
+                Subject::Count { .. } => "count",
+                Subject::Rate { .. } => "percent",
+            };
+            let (passed, message) = match observed {
+                Some(v) if rule.op.holds(v, rule.limit) => (
+                    true,
+                    format!(
+                        "{}: observed {}, allowed {} {}",
+                        rule.text,
+                        show(v, &rule.subject),
+                        rule.op,
+                        show(rule.limit, &rule.subject)
+                    ),
+                ),
+                Some(v) => (
+                    false,
+                    format!(
+                        "{} failed: observed {}, allowed {} {}",
+                        rule.text,
+                        show(v, &rule.subject),
+                        rule.op,
+                        show(rule.limit, &rule.subject)
+                    ),
+                ),
+                None => (
+                    false,
+                    format!(
+                        "{} failed: nothing was measured for it in this run",
+                        rule.text
+                    ),
+                ),
+            };
+            Verdict {
+                rule: rule.text.clone(),
+                passed,
+                observed,
+                limit: rule.limit,
+                unit: unit.to_string(),
+                message,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,124 @@
+//! The scenario file as written: the TOML shape with serde, unknown keys refused. Owns field
+//! names, defaults and per-value checks; cross-field checks and compilation live in
+//! `scenario::compile`.
+
+use super::distribution::{CountDist, SizeDist, TimeDist};
+use super::units::{Micros, Rate};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    pub scenario: ScenarioSection,
+    pub population: PopulationSection,
+    #[serde(default, rename = "pattern")]
+    pub patterns: Vec<Spanned<PatternSection>>,
+    pub load: Option<LoadSection>,
+    pub target: Option<TargetSection>,
+    #[serde(default)]
+    pub thresholds: BTreeMap<Spanned<String>, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioSection {
+    pub name: Spanned<String>,
+    pub description: Option<String>,
+    pub duration: Option<Spanned<Micros>>,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// A delivery not seen this long after its intended send time counts as lost.
+    pub loss_deadline: Option<Spanned<Micros>>,
+    /// The longest wait at the end for deliveries still in flight.
+    pub drain: Option<Micros>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PopulationSection {
+    pub consumers: Spanned<ConsumersSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumersSection {
+    pub users: Spanned<i64>,
+    pub online: Option<Spanned<f64>>,
+    pub contacts: Option<CountDist>,
+    pub groups: Option<Spanned<i64>>,
+    pub group_size: Option<CountDist>,
+}
+
+/// One `[[pattern]]` table. Fields that do not apply to its `kind` are refused by the compiler.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatternSection {
+    pub kind: Spanned<String>,
+    pub name: Option<Spanned<String>>,
+    // direct_chat
+    pub conversations: Option<Spanned<Rate>>,
+    pub messages: Option<CountDist>,
+    pub gap: Option<TimeDist>,
+    pub reply: Option<Spanned<f64>>,
+    pub partner_skew: Option<Spanned<f64>>,
+    // group_chat
+    pub rate: Option<Spanned<Rate>>,
+    pub sender_skew: Option<Spanned<f64>>,
+    // both
+    pub size: Option<SizeDist>,
+}
+
+impl PatternSection {
+    /// The keys that are set, by name, so the compiler can refuse the ones a kind does not take.
+    pub fn present_keys(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut add = |present: bool, key| {
+            if present {
+                keys.push(key)
+            }
+        };
+        add(self.conversations.is_some(), "conversations");
+        add(self.messages.is_some(), "messages");
+        add(self.gap.is_some(), "gap");
+        add(self.reply.is_some(), "reply");
+        add(self.partner_skew.is_some(), "partner_skew");
+        add(self.rate.is_some(), "rate");
+        add(self.sender_skew.is_some(), "sender_skew");
+        add(self.size.is_some(), "size");
+        keys
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSection {
+    pub stages: Spanned<Vec<Spanned<StageSection>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSection {
+    pub ramp: Option<Micros>,
+    pub hold: Option<Micros>,
+    pub ramp_down: Option<Micros>,
+    /// Fraction of the online users connected at the end of a ramp (default 1.0; 0 for ramp_down).
+    pub to: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSection {
+    pub url: Option<Spanned<String>>,
+    pub connect_timeout: Option<Micros>,
+    /// Embedded server knobs.
+    pub delay: Option<Micros>,
+    pub drop_every: Option<Spanned<i64>>,
+    pub duplicate_every: Option<Spanned<i64>>,
+    pub reorder_every: Option<Spanned<i64>>,
+}

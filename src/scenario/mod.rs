@@ -1,0 +1,47 @@
+//! Scenario files: reading, checking and compiling them into a [`Scenario`]. Owns the file
+//! format and its error messages; it knows nothing of how traffic is generated or sent.
+
+mod compile;
+pub mod distribution;
+pub mod error;
+mod file;
+pub mod model;
+pub mod sampler;
+pub mod threshold;
+pub mod units;
+
+pub use error::ScenarioError;
+pub use model::*;
+
+use std::path::Path;
+
+/// Why a scenario could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}; check the path and that the file is readable")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(#[from] ScenarioError),
+}
+
+/// Reads and checks a scenario file.
+pub fn load(path: &Path) -> Result<Scenario, LoadError> {
+    let source = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(parse(path, &source)?)
+}
+
+/// Checks scenario text; `path` is used for messages only.
+pub fn parse(path: &Path, source: &str) -> Result<Scenario, ScenarioError> {
+    let written: file::ScenarioFile = toml::from_str(source).map_err(|e| {
+        let message = e.message().trim_end().replace('\n', " ");
+        ScenarioError::at(path, source, e.span(), message)
+    })?;
+    compile::compile(written, path)
+        .map_err(|issue| ScenarioError::at(path, source, issue.span, issue.message))
+}

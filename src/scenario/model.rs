@@ -1,0 +1,101 @@
+//! The checked scenario the rest of chatload works from: plain values in base units
+//! (microseconds, counts, bytes, events per second), nothing left to parse.
+
+use super::distribution::Distribution;
+use super::threshold::Threshold;
+use super::units::{Micros, Rate};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Scenario {
+    pub name: String,
+    pub description: Option<String>,
+    pub source_path: String,
+    pub seed: u64,
+    pub duration: Micros,
+    pub loss_deadline: Micros,
+    pub drain: Micros,
+    pub consumers: Consumers,
+    pub patterns: Vec<Pattern>,
+    pub stages: Vec<Stage>,
+    pub target: Target,
+    pub thresholds: Vec<Threshold>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Consumers {
+    pub users: u64,
+    pub online_fraction: f64,
+    /// Virtual users that connect: `users × online`, at least 1.
+    pub online_users: u32,
+    pub contacts: Distribution,
+    pub groups: u32,
+    pub group_size: Distribution,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pattern {
+    pub name: String,
+    pub kind: PatternKind,
+    pub size: Distribution,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PatternKind {
+    DirectChat {
+        conversations: Rate,
+        messages: Distribution,
+        gap: Distribution,
+        /// Probability that the other side speaks next.
+        reply: f64,
+        partner_skew: f64,
+    },
+    GroupChat {
+        rate: Rate,
+        sender_skew: f64,
+    },
+}
+
+impl PatternKind {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            PatternKind::DirectChat { .. } => "direct_chat",
+            PatternKind::GroupChat { .. } => "group_chat",
+        }
+    }
+}
+
+/// One stage of the load profile: over `length`, the connected share of the online users
+/// moves linearly from where the previous stage left it to `to`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Stage {
+    pub label: StageLabel,
+    pub length: Micros,
+    pub to: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageLabel {
+    Ramp,
+    Hold,
+    RampDown,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Target {
+    /// `None`: start the embedded reference server.
+    pub url: Option<String>,
+    pub connect_timeout: Micros,
+    pub server: ServerKnobs,
+}
+
+/// Knobs of the embedded reference server (also `chatload serve` flags).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ServerKnobs {
+    pub delay: Micros,
+    pub drop_every: u64,
+    pub duplicate_every: u64,
+    pub reorder_every: u64,
+}

@@ -1,0 +1,205 @@
+//! One client connection of the reference server: reads frames, routes them through the
+//! [`Hub`], and writes what is due (the delay knob) without ever blocking its reads.
+
+use super::hub::{ConnHandle, Hub, Outbound};
+use crate::protocol::{self, Delivery};
+use crate::wsio::QueuedWriter;
+use futures_util::StreamExt;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+/// A client that sends nothing, not even hello, for this long is disconnected.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn serve_connection(
+    stream: TcpStream,
+    hub: Arc<Hub>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let accept =
+        tokio_tungstenite::accept_async_with_config(stream, Some(crate::wsio::small_buffers()));
+    let ws = match tokio::time::timeout(HELLO_TIMEOUT, accept).await {
+        Ok(Ok(ws)) => ws,
+        _ => return,
+    };
+    hub.stats.connections.fetch_add(1, Relaxed);
+    let (sink, mut source) = ws.split();
+    let mut writer = QueuedWriter::new(sink);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
+    let conn_id = hub.new_conn_id();
+    let mut user: Option<u32> = None;
+    // Frames not yet due (delay knob), in arrival order; constant delay keeps them sorted.
+    let mut pending: VecDeque<Outbound> = VecDeque::new();
+    let mut held: Option<Utf8Bytes> = None;
+    let hello_deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
+
+    loop {
+        let next_due = pending
+            .front()
+            .map(|o| tokio::time::Instant::from_std(o.due));
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            incoming = source.next() => {
+                let text = match incoming {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Ping(p))) => { writer.push(Message::Pong(p)); continue; }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => continue,
+                };
+                if !handle_frame(&text, &hub, &mut user, conn_id, &tx, &mut writer) {
+                    break;
+                }
+            }
+            out = rx.recv() => {
+                let Some(out) = out else { break };
+                pending.push_back(out);
+            }
+            _ = tokio::time::sleep_until(next_due.unwrap_or(hello_deadline)), if next_due.is_some_and(|d| d > tokio::time::Instant::now()) => {}
+            _ = tokio::time::sleep_until(hello_deadline), if user.is_none() => break,
+            r = writer.progress(), if writer.has_work() => {
+                if r.is_err() { break; }
+            }
+        }
+        let now = Instant::now();
+        while pending.front().is_some_and(|o| o.due <= now) {
+            let Some(out) = pending.pop_front() else {
+                break;
+            };
+            if out.hold_back && held.is_none() {
+                held = Some(out.text);
+                continue;
+            }
+            writer.push(Message::Text(out.text));
+            if let Some(h) = held.take() {
+                writer.push(Message::Text(h));
+            }
+        }
+    }
+    if let Some(u) = user {
+        hub.detach(u, conn_id);
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(200), writer.close()).await;
+}
+
+/// Acts on one client frame. Returns false when the connection must close.
+fn handle_frame<S>(
+    text: &str,
+    hub: &Hub,
+    user: &mut Option<u32>,
+    conn_id: u64,
+    tx: &mpsc::UnboundedSender<Outbound>,
+    writer: &mut QueuedWriter<S>,
+) -> bool
+where
+    futures_util::stream::SplitSink<S, Message>:
+        futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    let frame = match protocol::decode(text) {
+        Ok(f) => f,
+        Err(e) => {
+            hub.stats.malformed.fetch_add(1, Relaxed);
+            writer.push(Message::text(protocol::error(400, &e.to_string())));
+            return true;
+        }
+    };
+    match (frame.op.as_ref(), *user) {
+        ("hello", _) => {
+            let Some(u) = frame.user else {
+                writer.push(Message::text(protocol::error(400, "hello needs `user`")));
+                return true;
+            };
+            let last_seq = frame.last_seq.unwrap_or(0);
+            *user = Some(u);
+            let missed = hub.attach(
+                u,
+                last_seq,
+                ConnHandle {
+                    conn_id,
+                    tx: tx.clone(),
+                },
+            );
+            writer.push(Message::text(protocol::hello_ok(u, last_seq)));
+            for text in missed {
+                writer.push(Message::Text(text));
+            }
+        }
+        ("group", _) => match (frame.group, frame.members) {
+            (Some(g), Some(members)) => {
+                hub.define_group(g, members);
+                writer.push(Message::text(protocol::group_ok(g)));
+            }
+            _ => writer.push(Message::text(protocol::error(
+                400,
+                "group needs `group` and `members`",
+            ))),
+        },
+        ("ping", _) => writer.push(Message::text(protocol::PONG)),
+        (_, None) => {
+            writer.push(Message::text(protocol::error(401, "say hello first")));
+        }
+        ("send", Some(from)) => {
+            let accepted_at = Instant::now();
+            let (Some(id), Some(t), Some(s)) = (frame.id, frame.t, frame.s) else {
+                hub.stats.malformed.fetch_add(1, Relaxed);
+                writer.push(Message::text(protocol::error(
+                    400,
+                    "send needs `id`, `t` and `s`",
+                )));
+                return true;
+            };
+            let body = frame.body.as_deref().unwrap_or("");
+            hub.stats.accepted.fetch_add(1, Relaxed);
+            writer.push(Message::text(protocol::sent(id, t, s)));
+            let base = Delivery {
+                seq: 0,
+                id,
+                from,
+                to: 0,
+                group: frame.group,
+                intended_us: t,
+                sent_us: s,
+                body,
+            };
+            match (frame.to, frame.group) {
+                (Some(to), _) => hub.deliver(Delivery { to, ..base }, accepted_at),
+                (None, Some(g)) => match hub.group_members(g) {
+                    Some(members) => {
+                        for &m in members.iter().filter(|m| **m != from) {
+                            hub.deliver(Delivery { to: m, ..base }, accepted_at);
+                        }
+                    }
+                    None => writer.push(Message::text(protocol::error(404, "unknown group"))),
+                },
+                (None, None) => writer.push(Message::text(protocol::error(
+                    400,
+                    "send needs `to` or `group`",
+                ))),
+            }
+        }
+        ("ack", Some(by)) => {
+            if let Some(seq) = frame.seq {
+                hub.acknowledge(by, seq);
+            }
+            if let (Some(id), Some(from), Some(t), Some(s)) =
+                (frame.id, frame.from, frame.t, frame.s)
+            {
+                hub.notify(from, protocol::receipt(id, by, t, s).into());
+            }
+        }
+        (other, _) => {
+            hub.stats.malformed.fetch_add(1, Relaxed);
+            writer.push(Message::text(protocol::error(
+                400,
+                &format!("unknown op `{other}`"),
+            )));
+        }
+    }
+    true
+}

@@ -1,0 +1,233 @@
+//! The reference server's shared state: users (sequence numbers, unacknowledged deliveries
+//! that double as the offline queue, the live connection) and groups, in shards so that no
+//! lock is global. Owns routing and the fault knobs; the socket loop is in `connection`.
+
+use crate::protocol::{self, Delivery};
+use crate::scenario::ServerKnobs;
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+const SHARDS: usize = 64;
+/// Deliveries kept per user while unacknowledged (online or off); older ones are dropped.
+const UNACKED_CAP: usize = 100_000;
+
+/// A frame for one connection, due at a given time (the delay knob).
+#[derive(Debug)]
+pub struct Outbound {
+    pub due: Instant,
+    pub text: Utf8Bytes,
+    /// Reorder fault: write this frame after the next one.
+    pub hold_back: bool,
+}
+
+#[derive(Clone)]
+pub struct ConnHandle {
+    pub conn_id: u64,
+    pub tx: UnboundedSender<Outbound>,
+}
+
+#[derive(Default)]
+struct UserEntry {
+    next_seq: u64,
+    unacked: VecDeque<(u64, Utf8Bytes)>,
+    conn: Option<ConnHandle>,
+}
+
+/// What the server did, for `serve`'s report and for tests that check the client's counts.
+#[derive(Debug, Default)]
+pub struct HubStats {
+    pub connections: AtomicU64,
+    pub accepted: AtomicU64,
+    pub delivered: AtomicU64,
+    pub dropped: AtomicU64,
+    pub duplicated: AtomicU64,
+    pub reordered: AtomicU64,
+    pub overflowed: AtomicU64,
+    pub malformed: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HubStatsSnapshot {
+    pub connections: u64,
+    pub accepted: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
+    pub overflowed: u64,
+    pub malformed: u64,
+}
+
+pub struct Hub {
+    users: Box<[Mutex<FxHashMap<u32, UserEntry>>]>,
+    groups: Box<[Mutex<FxHashMap<u32, Arc<[u32]>>>]>,
+    knobs: ServerKnobs,
+    delivery_counter: AtomicU64,
+    next_conn_id: AtomicU64,
+    pub stats: HubStats,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a shard cannot leave it half-written in a way that matters here.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Hub {
+    pub fn new(knobs: ServerKnobs) -> Self {
+        Hub {
+            users: (0..SHARDS)
+                .map(|_| Mutex::new(FxHashMap::default()))
+                .collect(),
+            groups: (0..SHARDS)
+                .map(|_| Mutex::new(FxHashMap::default()))
+                .collect(),
+            knobs,
+            delivery_counter: AtomicU64::new(0),
+            next_conn_id: AtomicU64::new(1),
+            stats: HubStats::default(),
+        }
+    }
+
+    pub fn knobs(&self) -> ServerKnobs {
+        self.knobs
+    }
+
+    fn shard(&self, user: u32) -> &Mutex<FxHashMap<u32, UserEntry>> {
+        &self.users[user as usize % SHARDS]
+    }
+
+    pub fn new_conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Relaxed)
+    }
+
+    /// Registers a connection for `user` and returns the deliveries it missed after `last_seq`.
+    pub fn attach(&self, user: u32, last_seq: u64, handle: ConnHandle) -> Vec<Utf8Bytes> {
+        let mut shard = lock(self.shard(user));
+        let entry = shard.entry(user).or_default();
+        while entry
+            .unacked
+            .front()
+            .is_some_and(|(seq, _)| *seq <= last_seq)
+        {
+            entry.unacked.pop_front();
+        }
+        entry.conn = Some(handle);
+        entry.unacked.iter().map(|(_, text)| text.clone()).collect()
+    }
+
+    /// Forgets the connection if it is still the user's current one.
+    pub fn detach(&self, user: u32, conn_id: u64) {
+        let mut shard = lock(self.shard(user));
+        if let Some(entry) = shard.get_mut(&user) {
+            if entry.conn.as_ref().is_some_and(|c| c.conn_id == conn_id) {
+                entry.conn = None;
+            }
+        }
+    }
+
+    /// The client confirmed delivery `seq`: it no longer needs to be kept.
+    pub fn acknowledge(&self, user: u32, seq: u64) {
+        let mut shard = lock(self.shard(user));
+        if let Some(entry) = shard.get_mut(&user) {
+            if entry.unacked.front().is_some_and(|(s, _)| *s == seq) {
+                entry.unacked.pop_front();
+            } else if let Some(i) = entry.unacked.iter().position(|(s, _)| *s == seq) {
+                entry.unacked.remove(i);
+            }
+        }
+    }
+
+    pub fn define_group(&self, group: u32, members: Vec<u32>) {
+        lock(&self.groups[group as usize % SHARDS]).insert(group, members.into());
+    }
+
+    pub fn group_members(&self, group: u32) -> Option<Arc<[u32]>> {
+        lock(&self.groups[group as usize % SHARDS])
+            .get(&group)
+            .cloned()
+    }
+
+    /// Sends a receipt (or any control frame) to a user if connected; dropped otherwise.
+    pub fn notify(&self, user: u32, text: Utf8Bytes) {
+        let conn = lock(self.shard(user))
+            .get(&user)
+            .and_then(|e| e.conn.clone());
+        if let Some(c) = conn {
+            let _ = c.tx.send(Outbound {
+                due: Instant::now(),
+                text,
+                hold_back: false,
+            });
+        }
+    }
+
+    /// Queues one delivery for `d.to`, applying the fault knobs. `d.seq` is assigned here.
+    pub fn deliver(&self, mut d: Delivery<'_>, accepted_at: Instant) {
+        let n = self.delivery_counter.fetch_add(1, Relaxed) + 1;
+        let k = self.knobs;
+        if k.drop_every > 0 && n % k.drop_every == 0 {
+            self.stats.dropped.fetch_add(1, Relaxed);
+            return;
+        }
+        let copies = if k.duplicate_every > 0 && n % k.duplicate_every == 0 {
+            2
+        } else {
+            1
+        };
+        let hold_back = k.reorder_every > 0 && n % k.reorder_every == 0;
+        let due = accepted_at + k.delay.as_std();
+        let conn = {
+            let mut shard = lock(self.shard(d.to));
+            let entry = shard.entry(d.to).or_default();
+            entry.next_seq += 1;
+            d.seq = entry.next_seq;
+            let text: Utf8Bytes = protocol::msg(&d).into();
+            if entry.unacked.len() >= UNACKED_CAP {
+                entry.unacked.pop_front();
+                self.stats.overflowed.fetch_add(1, Relaxed);
+            }
+            entry.unacked.push_back((d.seq, text.clone()));
+            entry.conn.clone().map(|c| (c, text))
+        };
+        self.stats.delivered.fetch_add(1, Relaxed);
+        if copies == 2 {
+            self.stats.duplicated.fetch_add(1, Relaxed);
+        }
+        if hold_back {
+            self.stats.reordered.fetch_add(1, Relaxed);
+        }
+        if let Some((c, text)) = conn {
+            for _ in 1..copies {
+                let _ = c.tx.send(Outbound {
+                    due,
+                    text: text.clone(),
+                    hold_back: false,
+                });
+            }
+            let _ = c.tx.send(Outbound {
+                due,
+                text,
+                hold_back,
+            });
+        }
+    }
+
+    pub fn snapshot(&self) -> HubStatsSnapshot {
+        let s = &self.stats;
+        HubStatsSnapshot {
+            connections: s.connections.load(Relaxed),
+            accepted: s.accepted.load(Relaxed),
+            delivered: s.delivered.load(Relaxed),
+            dropped: s.dropped.load(Relaxed),
+            duplicated: s.duplicated.load(Relaxed),
+            reordered: s.reordered.load(Relaxed),
+            overflowed: s.overflowed.load(Relaxed),
+            malformed: s.malformed.load(Relaxed),
+        }
+    }
+}

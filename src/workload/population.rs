@@ -1,0 +1,129 @@
+//! The simulated people: online users, each with a contact list ranked by closeness, and
+//! groups with their members. Built once from the seed; owns nothing that changes in a run.
+
+use crate::scenario::{Consumers, sampler::Sampler};
+use rand::SeedableRng;
+use rand::seq::index;
+use rand_pcg::Pcg64Mcg;
+use std::sync::Arc;
+
+pub struct Population {
+    users: u32,
+    /// Contact lists back to back; user k's are `contacts[offsets[k]..offsets[k + 1]]`.
+    contacts: Vec<u32>,
+    offsets: Vec<u32>,
+    /// Members of each group, sorted by user id.
+    groups: Vec<Arc<[u32]>>,
+}
+
+/// Population building failed (a distribution `rand_distr` would not take).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the population: {0}")]
+pub struct PopulationError(String);
+
+impl Population {
+    pub fn build(c: &Consumers, seed: u64) -> Result<Self, PopulationError> {
+        let n = c.online_users;
+        let mut rng = Pcg64Mcg::seed_from_u64(seed ^ 0xC0C7_AC75);
+        let degree = Sampler::new(&c.contacts).map_err(|e| PopulationError(e.to_string()))?;
+        let mut contacts = Vec::new();
+        let mut offsets = Vec::with_capacity(n as usize + 1);
+        offsets.push(0u32);
+        for k in 0..n {
+            let d = degree.sample_count(&mut rng, 1).min(n as u64 - 1) as usize;
+            if d > 0 {
+                // Sample from the other n-1 users, skipping k.
+                for i in index::sample(&mut rng, n as usize - 1, d) {
+                    let other = i as u32;
+                    contacts.push(if other >= k { other + 1 } else { other });
+                }
+            }
+            offsets.push(contacts.len() as u32);
+        }
+        let size = Sampler::new(&c.group_size).map_err(|e| PopulationError(e.to_string()))?;
+        let mut groups = Vec::with_capacity(c.groups as usize);
+        for _ in 0..c.groups {
+            let s = size.sample_count(&mut rng, 2).min(n as u64) as usize;
+            let mut members: Vec<u32> = index::sample(&mut rng, n as usize, s)
+                .into_iter()
+                .map(|i| i as u32)
+                .collect();
+            members.sort_unstable();
+            groups.push(members.into());
+        }
+        Ok(Population {
+            users: n,
+            contacts,
+            offsets,
+            groups,
+        })
+    }
+
+    pub fn users(&self) -> u32 {
+        self.users
+    }
+
+    pub fn contacts(&self, user: u32) -> &[u32] {
+        let (a, b) = (
+            self.offsets[user as usize] as usize,
+            self.offsets[user as usize + 1] as usize,
+        );
+        &self.contacts[a..b]
+    }
+
+    pub fn groups(&self) -> &[Arc<[u32]>] {
+        &self.groups
+    }
+
+    pub fn group(&self, g: u32) -> Option<&Arc<[u32]>> {
+        self.groups.get(g as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::distribution::{Distribution, Family};
+
+    #[test]
+    fn population_is_deterministic_and_well_formed() {
+        let c = Consumers {
+            users: 1000,
+            online_fraction: 1.0,
+            online_users: 1000,
+            contacts: Distribution {
+                family: Family::LogNormal {
+                    mu: 20f64.ln(),
+                    sigma: 1.0,
+                },
+                min: Some(1.0),
+                max: Some(200.0),
+            },
+            groups: 50,
+            group_size: Distribution {
+                family: Family::Pareto {
+                    scale: 2.0,
+                    shape: 1.161,
+                },
+                min: None,
+                max: Some(100.0),
+            },
+        };
+        let a = Population::build(&c, 7).unwrap();
+        let b = Population::build(&c, 7).unwrap();
+        for k in 0..1000 {
+            assert_eq!(a.contacts(k), b.contacts(k));
+            assert!(!a.contacts(k).contains(&k), "no one is their own contact");
+            assert!(!a.contacts(k).is_empty() && a.contacts(k).len() <= 200);
+        }
+        let mean = (0..1000).map(|k| a.contacts(k).len()).sum::<usize>() as f64 / 1000.0;
+        assert!(
+            (25.0..40.0).contains(&mean),
+            "lognormal(20, 1) mean ~33, got {mean}"
+        );
+        for g in a.groups() {
+            assert!(g.len() >= 2 && g.len() <= 100);
+            assert!(g.windows(2).all(|w| w[0] < w[1]));
+        }
+    }
+}
