@@ -192,7 +192,8 @@ mod tests {
         let d = decode(&m).unwrap();
         assert_eq!(d.body.as_deref(), Some("a\"b"));
         assert_eq!(d.seq, Some(9));
-        let g = decode(&group(4, &[1, 2, 3])).unwrap();
+        let text = group(4, &[1, 2, 3]);
+        let g = decode(&text).unwrap();
         assert_eq!(g.members, Some(vec![1, 2, 3]));
         assert!(decode("{not json").is_err());
         assert!(decode(r#"{"op":"send","id":"seven"}"#).is_err());

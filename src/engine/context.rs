@@ -90,21 +90,19 @@ impl RunContext {
     }
 
     pub fn return_inbox(&self, user: u32, rx: mpsc::Receiver<Order>) {
-        if let Some(slot) = self.inbox_receivers.get(user as usize) {
-            if let Ok(mut s) = slot.lock() {
-                *s = Some(rx);
-            }
+        if let Some(Ok(mut s)) = self.inbox_receivers.get(user as usize).map(|slot| slot.lock()) {
+            *s = Some(rx);
         }
     }
 
     pub fn set_connected(&self, user: u32, on: bool) {
-        if let Some(flag) = self.connected.get(user as usize) {
-            if flag.swap(on, Relaxed) != on {
-                if on {
-                    self.connected_count.fetch_add(1, Relaxed);
-                } else {
-                    self.connected_count.fetch_sub(1, Relaxed);
-                }
+        if let Some(flag) = self.connected.get(user as usize)
+            && flag.swap(on, Relaxed) != on
+        {
+            if on {
+                self.connected_count.fetch_add(1, Relaxed);
+            } else {
+                self.connected_count.fetch_sub(1, Relaxed);
             }
         }
     }

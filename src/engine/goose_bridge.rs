@@ -70,10 +70,10 @@ pub fn build(ctx: Arc<RunContext>) -> Result<GooseAttack, GooseError> {
         let ctx = start_ctx.clone();
         Box::pin(async move {
             let index = user.weighted_users_index as u32;
-            if index < users {
-                if let Some(vu) = VirtualUser::new(index, ctx) {
-                    user.set_session_data(VuSlot(Arc::new(Mutex::new(Some(vu)))));
-                }
+            if index < users
+                && let Some(vu) = VirtualUser::new(index, ctx)
+            {
+                user.set_session_data(VuSlot(Arc::new(Mutex::new(Some(vu)))));
             }
             Ok(())
         })

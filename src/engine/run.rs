@@ -126,7 +126,6 @@ async fn prepare_target(
     .map_err(|_| RunError::Setup("the target did not confirm the groups in time".into()))??;
     let mut sink = writer;
     let _ = tokio::time::timeout(Duration::from_millis(500), sink.close()).await;
-    let _ = reader.next();
     Ok(())
 }
 

@@ -4,6 +4,9 @@
 use super::summary::{LatencyStats, Summary, Verdict};
 use crate::scenario::threshold::{Stat, Subject, Threshold};
 
+/// Answers (pattern, metric, percentile) from the run's histograms.
+pub type PercentileLookup<'a> = dyn Fn(Option<&str>, &str, f64) -> Option<u64> + 'a;
+
 fn latency_value(
     stats: &LatencyStats,
     stat: Stat,
@@ -31,7 +34,7 @@ fn latency_value(
 pub fn observe(
     s: &Summary,
     subject: &Subject,
-    percentile: &dyn Fn(Option<&str>, &str, f64) -> Option<u64>,
+    percentile: &PercentileLookup,
 ) -> Option<f64> {
     let a = &s.accounting;
     match subject {
@@ -107,7 +110,7 @@ pub fn format_us(us: f64) -> String {
 pub fn judge(
     s: &Summary,
     rules: &[Threshold],
-    percentile: &dyn Fn(Option<&str>, &str, f64) -> Option<u64>,
+    percentile: &PercentileLookup,
 ) -> Vec<Verdict> {
     rules
         .iter()

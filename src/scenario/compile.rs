@@ -227,8 +227,10 @@ fn compile_stages(file: &ScenarioFile) -> Result<(Vec<Stage>, Micros)> {
         );
     }
     let total = Micros(stages.iter().map(|s| s.length.0).sum());
-    if let Some(d) = declared {
-        if d.get_ref().0 != total.0 {
+    if let Some(d) = declared
+        && d.get_ref().0 != total.0
+    {
+        {
             return issue(
                 d.span(),
                 format!(

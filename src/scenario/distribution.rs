@@ -225,6 +225,7 @@ impl Distribution {
     }
 }
 
+#[allow(clippy::excessive_precision)]
 /// Inverse of the standard normal CDF (Acklam's rational approximation, |error| < 1.2e-9).
 pub fn normal_quantile(p: f64) -> f64 {
     const A: [f64; 6] = [
@@ -271,6 +272,7 @@ pub fn normal_quantile(p: f64) -> f64 {
     }
 }
 
+#[allow(clippy::excessive_precision)]
 /// Lanczos approximation of the gamma function (for the Weibull mean).
 fn gamma(x: f64) -> f64 {
     const G: [f64; 9] = [
@@ -511,10 +513,10 @@ impl Written {
         };
         let min = self.min.map(|m| q("min", m)).transpose()?;
         let max = self.max.map(|m| q("max", m)).transpose()?;
-        if let (Some(lo), Some(hi)) = (min, max) {
-            if hi < lo {
-                return Err(format!("`max` ({hi}) is below `min` ({lo})"));
-            }
+        if let (Some(lo), Some(hi)) = (min, max)
+            && hi < lo
+        {
+            return Err(format!("`max` ({hi}) is below `min` ({lo})"));
         }
         Ok(Distribution { family, min, max })
     }

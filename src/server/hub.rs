@@ -25,6 +25,8 @@ pub struct Outbound {
     pub hold_back: bool,
 }
 
+type GroupShard = FxHashMap<u32, Arc<[u32]>>;
+
 #[derive(Clone)]
 pub struct ConnHandle {
     pub conn_id: u64,
@@ -65,7 +67,7 @@ pub struct HubStatsSnapshot {
 
 pub struct Hub {
     users: Box<[Mutex<FxHashMap<u32, UserEntry>>]>,
-    groups: Box<[Mutex<FxHashMap<u32, Arc<[u32]>>>]>,
+    groups: Box<[Mutex<GroupShard>]>,
     knobs: ServerKnobs,
     delivery_counter: AtomicU64,
     next_conn_id: AtomicU64,
@@ -123,10 +125,10 @@ impl Hub {
     /// Forgets the connection if it is still the user's current one.
     pub fn detach(&self, user: u32, conn_id: u64) {
         let mut shard = lock(self.shard(user));
-        if let Some(entry) = shard.get_mut(&user) {
-            if entry.conn.as_ref().is_some_and(|c| c.conn_id == conn_id) {
-                entry.conn = None;
-            }
+        if let Some(entry) = shard.get_mut(&user)
+            && entry.conn.as_ref().is_some_and(|c| c.conn_id == conn_id)
+        {
+            entry.conn = None;
         }
     }
 
@@ -170,16 +172,16 @@ impl Hub {
     pub fn deliver(&self, mut d: Delivery<'_>, accepted_at: Instant) {
         let n = self.delivery_counter.fetch_add(1, Relaxed) + 1;
         let k = self.knobs;
-        if k.drop_every > 0 && n % k.drop_every == 0 {
+        if k.drop_every > 0 && n.is_multiple_of(k.drop_every) {
             self.stats.dropped.fetch_add(1, Relaxed);
             return;
         }
-        let copies = if k.duplicate_every > 0 && n % k.duplicate_every == 0 {
+        let copies = if k.duplicate_every > 0 && n.is_multiple_of(k.duplicate_every) {
             2
         } else {
             1
         };
-        let hold_back = k.reorder_every > 0 && n % k.reorder_every == 0;
+        let hold_back = k.reorder_every > 0 && n.is_multiple_of(k.reorder_every);
         let due = accepted_at + k.delay.as_std();
         let conn = {
             let mut shard = lock(self.shard(d.to));
