@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
 /// What the command line may change about a scenario run.
@@ -208,7 +207,7 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
         )));
     }
 
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_pacer = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let collected = Arc::new(Mutex::new(Collected {
         totals: MetricSet::new(scenario.patterns.len()),
         series: Series {
@@ -245,7 +244,10 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
             }
         })
     };
-    let pacer = tokio::spawn(dispatcher::run(ctx.clone(), schedule, stop_rx));
+    let pacer = {
+        let (ctx, stop) = (ctx.clone(), stop_pacer.clone());
+        tokio::task::spawn_blocking(move || dispatcher::run(ctx, schedule, stop))
+    };
 
     // Sending phase: until the profile ends, Ctrl-C, or goose stopping on its own.
     let send_end = tokio::time::Instant::from_std(ctx.instant_at(ctx.profile.end().0));
@@ -255,7 +257,7 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
         _ = interrupts.changed() => interrupted = true,
         r = &mut goose_task => goose_done = Some(r),
     }
-    let _ = stop_tx.send(true);
+    stop_pacer.store(true, Relaxed);
     let _ = pacer.await;
     let sending_s = ctx.epoch().elapsed().as_secs_f64();
 

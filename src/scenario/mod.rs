@@ -39,9 +39,21 @@ pub fn load(path: &Path) -> Result<Scenario, LoadError> {
 /// Checks scenario text; `path` is used for messages only.
 pub fn parse(path: &Path, source: &str) -> Result<Scenario, ScenarioError> {
     let written: file::ScenarioFile = toml::from_str(source).map_err(|e| {
-        let message = e.message().trim_end().replace('\n', " ");
+        let message = friendly(e.message());
         ScenarioError::at(path, source, e.span(), message)
     })?;
     compile::compile(written, path)
         .map_err(|issue| ScenarioError::at(path, source, issue.span, issue.message))
+}
+
+/// toml/serde messages in the words of the file format.
+fn friendly(message: &str) -> String {
+    message
+        .trim_end()
+        .replace('\n', " ")
+        .replace("expected i64", "expected a whole number")
+        .replace("expected u64", "expected a whole number 0 or more")
+        .replace("expected f64", "expected a number")
+        .replace("missing field", "missing key")
+        .replace("unknown field", "unknown key")
 }
