@@ -67,8 +67,13 @@ async fn dispatch(command: Command) -> u8 {
                 eprintln!("chatload: --duration must be at least 1s");
                 return BAD_INPUT;
             }
-            if let Some(t) = target.as_deref().filter(|t| !(t.starts_with("ws://") || t.starts_with("wss://"))) {
-                eprintln!("chatload: --target {t} is not a WebSocket URL; write e.g. ws://127.0.0.1:7070/v1/ws");
+            if let Some(t) = target
+                .as_deref()
+                .filter(|t| !(t.starts_with("ws://") || t.starts_with("wss://")))
+            {
+                eprintln!(
+                    "chatload: --target {t} is not a WebSocket URL; write e.g. ws://127.0.0.1:7070/v1/ws"
+                );
                 return BAD_INPUT;
             }
             let scenario = match scenario::load(&file) {

@@ -18,31 +18,187 @@ conversations = "1/min per user"
 /// (what is wrong, the file, line, column, words the message must contain)
 fn cases() -> Vec<(&'static str, String, usize, usize, &'static str)> {
     vec![
-        ("junk duration", BASE.replace(r#""10s""#, r#""5 junk""#), 3, 12, "`5 junk` is not a duration"),
-        ("duration without unit", BASE.replace(r#""10s""#, "10"), 3, 12, "needs a unit"),
-        ("unknown key", BASE.replace("users = 10", "users = 10\ncolour = \"red\""), 7, 1, "unknown key `colour`"),
-        ("wrong type", BASE.replace("users = 10", "users = \"ten\""), 6, 9, "expected a whole number"),
-        ("zero users", BASE.replace("users = 10", "users = 0"), 6, 9, "`users` must be at least 1"),
-        ("online above one", BASE.replace("users = 10", "users = 10\nonline = 1.5"), 7, 10, "`online` is the share"),
-        ("negative rate", BASE.replace("\"1/min per user\"", "\"-1/min per user\""), 10, 17, "the count must be zero or more"),
-        ("rate without basis", BASE.replace("\"1/min per user\"", "\"1/min\""), 10, 17, "counted per user"),
-        ("rate in words", BASE.replace("\"1/min per user\"", "\"often\""), 10, 17, "is not a rate"),
-        ("zipf over nothing", format!("{BASE}messages = {{ zipf = {{ n = 0, s = 1.0 }} }}\n"), 11, 12, "zipf over zero items"),
-        ("negative sigma", format!("{BASE}gap = {{ lognormal = {{ median = \"2s\", sigma = -1 }} }}\n"), 11, 7, "`sigma` must be greater than 0"),
-        ("time without unit in a distribution", format!("{BASE}gap = {{ exponential = {{ mean = 5 }} }}\n"), 11, 7, "needs a time unit"),
-        ("two families", format!("{BASE}gap = {{ exponential = {{ mean = \"1s\" }}, constant = \"1s\" }}\n"), 11, 7, "exactly one family"),
-        ("unknown family", format!("{BASE}gap = {{ gaussian = {{ mean = \"1s\" }} }}\n"), 11, 9, "unknown key `gaussian`"),
-        ("probability above one", format!("{BASE}reply = 1.5\n"), 11, 9, "`reply` is a probability"),
-        ("key of another kind", format!("{BASE}sender_skew = 1.0\n"), 8, 1, "does not apply to a direct_chat"),
-        ("unknown kind", BASE.replace("kind = \"direct_chat\"", "kind = \"telepathy\""), 9, 8, "unknown pattern kind `telepathy`"),
-        ("stages disagree", format!("{BASE}\n[load]\nstages = [{{ ramp = \"5s\" }}, {{ hold = \"10s\" }}]\n"), 3, 12, "add up to 15s"),
-        ("stage with two kinds", format!("{BASE}\n[load]\nstages = [{{ ramp = \"5s\", hold = \"5s\" }}]\n"), 13, 11, "only one of"),
-        ("threshold without operator", format!("{BASE}\n[thresholds]\n\"delivery.p99\" = \"500ms\"\n"), 13, 18, "is not a condition"),
-        ("threshold on nothing", format!("{BASE}\n[thresholds]\n\"latency.p99\" = \"< 1s\"\n"), 13, 1, "unknown metric `latency`"),
-        ("group chat without groups", BASE.replace("kind = \"direct_chat\"\nconversations = \"1/min per user\"", "kind = \"group_chat\"\nrate = \"1/min per group\""), 8, 1, "set `groups`"),
-        ("target not websocket", format!("{BASE}\n[target]\nurl = \"http://x\"\n"), 13, 7, "is not a WebSocket URL"),
-        ("no patterns", BASE.split("[[pattern]]").next().unwrap_or_default().to_string(), 1, 1, "no [[pattern]]"),
-        ("bad name", BASE.replace("name = \"t\"", "name = \"a b/c\""), 2, 8, "`name` must be non-empty"),
+        (
+            "junk duration",
+            BASE.replace(r#""10s""#, r#""5 junk""#),
+            3,
+            12,
+            "`5 junk` is not a duration",
+        ),
+        (
+            "duration without unit",
+            BASE.replace(r#""10s""#, "10"),
+            3,
+            12,
+            "needs a unit",
+        ),
+        (
+            "unknown key",
+            BASE.replace("users = 10", "users = 10\ncolour = \"red\""),
+            7,
+            1,
+            "unknown key `colour`",
+        ),
+        (
+            "wrong type",
+            BASE.replace("users = 10", "users = \"ten\""),
+            6,
+            9,
+            "expected a whole number",
+        ),
+        (
+            "zero users",
+            BASE.replace("users = 10", "users = 0"),
+            6,
+            9,
+            "`users` must be at least 1",
+        ),
+        (
+            "online above one",
+            BASE.replace("users = 10", "users = 10\nonline = 1.5"),
+            7,
+            10,
+            "`online` is the share",
+        ),
+        (
+            "negative rate",
+            BASE.replace("\"1/min per user\"", "\"-1/min per user\""),
+            10,
+            17,
+            "the count must be zero or more",
+        ),
+        (
+            "rate without basis",
+            BASE.replace("\"1/min per user\"", "\"1/min\""),
+            10,
+            17,
+            "counted per user",
+        ),
+        (
+            "rate in words",
+            BASE.replace("\"1/min per user\"", "\"often\""),
+            10,
+            17,
+            "is not a rate",
+        ),
+        (
+            "zipf over nothing",
+            format!("{BASE}messages = {{ zipf = {{ n = 0, s = 1.0 }} }}\n"),
+            11,
+            12,
+            "zipf over zero items",
+        ),
+        (
+            "negative sigma",
+            format!("{BASE}gap = {{ lognormal = {{ median = \"2s\", sigma = -1 }} }}\n"),
+            11,
+            7,
+            "`sigma` must be greater than 0",
+        ),
+        (
+            "time without unit in a distribution",
+            format!("{BASE}gap = {{ exponential = {{ mean = 5 }} }}\n"),
+            11,
+            7,
+            "needs a time unit",
+        ),
+        (
+            "two families",
+            format!("{BASE}gap = {{ exponential = {{ mean = \"1s\" }}, constant = \"1s\" }}\n"),
+            11,
+            7,
+            "exactly one family",
+        ),
+        (
+            "unknown family",
+            format!("{BASE}gap = {{ gaussian = {{ mean = \"1s\" }} }}\n"),
+            11,
+            9,
+            "unknown key `gaussian`",
+        ),
+        (
+            "probability above one",
+            format!("{BASE}reply = 1.5\n"),
+            11,
+            9,
+            "`reply` is a probability",
+        ),
+        (
+            "key of another kind",
+            format!("{BASE}sender_skew = 1.0\n"),
+            8,
+            1,
+            "does not apply to a direct_chat",
+        ),
+        (
+            "unknown kind",
+            BASE.replace("kind = \"direct_chat\"", "kind = \"telepathy\""),
+            9,
+            8,
+            "unknown pattern kind `telepathy`",
+        ),
+        (
+            "stages disagree",
+            format!("{BASE}\n[load]\nstages = [{{ ramp = \"5s\" }}, {{ hold = \"10s\" }}]\n"),
+            3,
+            12,
+            "add up to 15s",
+        ),
+        (
+            "stage with two kinds",
+            format!("{BASE}\n[load]\nstages = [{{ ramp = \"5s\", hold = \"5s\" }}]\n"),
+            13,
+            11,
+            "only one of",
+        ),
+        (
+            "threshold without operator",
+            format!("{BASE}\n[thresholds]\n\"delivery.p99\" = \"500ms\"\n"),
+            13,
+            18,
+            "is not a condition",
+        ),
+        (
+            "threshold on nothing",
+            format!("{BASE}\n[thresholds]\n\"latency.p99\" = \"< 1s\"\n"),
+            13,
+            1,
+            "unknown metric `latency`",
+        ),
+        (
+            "group chat without groups",
+            BASE.replace(
+                "kind = \"direct_chat\"\nconversations = \"1/min per user\"",
+                "kind = \"group_chat\"\nrate = \"1/min per group\"",
+            ),
+            8,
+            1,
+            "set `groups`",
+        ),
+        (
+            "target not websocket",
+            format!("{BASE}\n[target]\nurl = \"http://x\"\n"),
+            13,
+            7,
+            "is not a WebSocket URL",
+        ),
+        (
+            "no patterns",
+            BASE.split("[[pattern]]")
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            1,
+            1,
+            "no [[pattern]]",
+        ),
+        (
+            "bad name",
+            BASE.replace("name = \"t\"", "name = \"a b/c\""),
+            2,
+            8,
+            "`name` must be non-empty",
+        ),
     ]
 }
 
@@ -50,9 +206,24 @@ fn cases() -> Vec<(&'static str, String, usize, usize, &'static str)> {
 fn every_bad_file_names_line_column_and_fix() {
     for (what, text, line, column, words) in cases() {
         let err = chatload::scenario::parse(Path::new("bad.toml"), &text).expect_err(what);
-        assert!(err.message.contains(words), "{what}: message `{}` lacks `{words}`", err.message);
-        assert_eq!((err.line, err.column), (line, column), "{what}: at {}:{} for `{}`", err.line, err.column, err.message);
-        assert!(err.to_string().starts_with(&format!("bad.toml:{line}:{column}: ")), "{what}: {err}");
+        assert!(
+            err.message.contains(words),
+            "{what}: message `{}` lacks `{words}`",
+            err.message
+        );
+        assert_eq!(
+            (err.line, err.column),
+            (line, column),
+            "{what}: at {}:{} for `{}`",
+            err.line,
+            err.column,
+            err.message
+        );
+        assert!(
+            err.to_string()
+                .starts_with(&format!("bad.toml:{line}:{column}: ")),
+            "{what}: {err}"
+        );
     }
 }
 
@@ -64,13 +235,32 @@ fn validate_exits_2_on_bad_files_and_0_on_good_ones() {
     let good = dir.path().join("good.toml");
     std::fs::write(&good, BASE).unwrap();
     let bin = env!("CARGO_BIN_EXE_chatload");
-    let out = std::process::Command::new(bin).arg("validate").arg(&bad).output().unwrap();
+    let out = std::process::Command::new(bin)
+        .arg("validate")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("bad.toml:3:12: `5 junk` is not a duration"), "{stderr}");
-    let out = std::process::Command::new(bin).arg("validate").arg(&good).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = std::process::Command::new(bin).args(["validate", "/no/such/file.toml"]).output().unwrap();
+    assert!(
+        stderr.contains("bad.toml:3:12: `5 junk` is not a duration"),
+        "{stderr}"
+    );
+    let out = std::process::Command::new(bin)
+        .arg("validate")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(bin)
+        .args(["validate", "/no/such/file.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /no/such/file.toml"));
 }
@@ -86,5 +276,8 @@ fn every_scenario_in_the_library_validates() {
             seen += 1;
         }
     }
-    assert!(seen >= 2, "expected the scenario library, found {seen} files");
+    assert!(
+        seen >= 2,
+        "expected the scenario library, found {seen} files"
+    );
 }

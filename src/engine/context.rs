@@ -90,7 +90,11 @@ impl RunContext {
     }
 
     pub fn return_inbox(&self, user: u32, rx: mpsc::Receiver<Order>) {
-        if let Some(Ok(mut s)) = self.inbox_receivers.get(user as usize).map(|slot| slot.lock()) {
+        if let Some(Ok(mut s)) = self
+            .inbox_receivers
+            .get(user as usize)
+            .map(|slot| slot.lock())
+        {
             *s = Some(rx);
         }
     }

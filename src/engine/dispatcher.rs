@@ -29,7 +29,9 @@ pub fn run(ctx: Arc<RunContext>, mut schedule: Schedule, stop: Arc<AtomicBool>) 
         while let Some(order) = schedule.next_order(now) {
             ctx.issued_seq.store(schedule.issued_seq(), Relaxed);
             issued += 1;
-            let Some(inbox) = ctx.inbox_senders.get(order.sender as usize) else { continue };
+            let Some(inbox) = ctx.inbox_senders.get(order.sender as usize) else {
+                continue;
+            };
             if let Err(TrySendError::Full(o) | TrySendError::Closed(o)) = inbox.try_send(order) {
                 ctx.recorders.local().counters[o.pattern as usize].not_sent += 1;
             }

@@ -4,6 +4,7 @@
 mod context;
 mod dispatcher;
 mod goose_bridge;
+mod limits;
 mod progress;
 mod quiet;
 mod run;

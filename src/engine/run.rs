@@ -164,6 +164,14 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
             u
         }
     };
+    let needed = population_fds(&scenario, embedded.is_some());
+    let limit = super::limits::raise_open_files();
+    if needed > limit {
+        return Err(RunError::Setup(format!(
+            "{} connections need about {needed} open files but this process may open {limit}; raise the limit (ulimit -n) or run fewer users, or run `chatload serve` as a separate process",
+            scenario.consumers.online_users
+        )));
+    }
     let population = Arc::new(
         Population::build(&scenario.consumers, scenario.seed)
             .map_err(|e| RunError::Setup(e.to_string()))?,
@@ -298,7 +306,7 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
         &ctx,
         &collected,
         &mut scratch,
-        ctx.epoch().elapsed().as_secs_f64(),
+        crate::report::summary::round3(ctx.epoch().elapsed().as_secs_f64()),
     );
     let settlement = ctx.ledger.settle(end_us, scenario.loss_deadline.0, |u| {
         online.get(u as usize).copied().unwrap_or(false)
@@ -359,6 +367,12 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
         summary,
         bundle_dir,
     })
+}
+
+/// File descriptors a run needs: one per virtual user, twice with the embedded server.
+fn population_fds(s: &Scenario, embedded: bool) -> u64 {
+    let users = s.consumers.online_users as u64;
+    users * if embedded { 2 } else { 1 } + 64
 }
 
 fn phase_name(s: &Scenario, now_us: u64) -> &'static str {

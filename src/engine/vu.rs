@@ -100,12 +100,14 @@ impl VirtualUser {
         };
         match happened {
             Happened::Frame(Some(Ok(Message::Text(t)))) => self.on_frame(&t),
-            Happened::Frame(Some(Ok(Message::Close(_))) | None) => {
-                self.lost(ErrorKind::ConnectionClosed)
-            }
+            Happened::Frame(Some(Ok(Message::Close(_))) | None) => self.lost(
+                ErrorKind::ConnectionClosed,
+                "the target closed the connection".into(),
+            ),
             Happened::Frame(Some(Ok(_))) => {}
-            Happened::Frame(Some(Err(e))) => self.lost(ws::classify(&e)),
-            Happened::Written(Err(e)) => self.lost(ws::classify(&e)),
+            Happened::Frame(Some(Err(e))) | Happened::Written(Err(e)) => {
+                self.lost(ws::classify(&e), e.to_string())
+            }
             Happened::Written(Ok(())) | Happened::Tick => {}
             Happened::Order(Some(order)) => {
                 self.send(order);
@@ -148,7 +150,10 @@ impl VirtualUser {
                 }
             }
             Err(e) => {
-                self.ctx.recorders.local().errors[e.kind as usize] += 1;
+                self.ctx
+                    .recorders
+                    .local()
+                    .error(e.kind, || e.detail.clone());
                 self.schedule_retry();
             }
         }
@@ -163,10 +168,10 @@ impl VirtualUser {
     }
 
     /// The connection broke: count it and come back after a backoff.
-    fn lost(&mut self, kind: ErrorKind) {
+    fn lost(&mut self, kind: ErrorKind, detail: String) {
         self.conn = None;
         self.ctx.set_connected(self.user, false);
-        self.ctx.recorders.local().errors[kind as usize] += 1;
+        self.ctx.recorders.local().error(kind, || detail);
         self.schedule_retry();
     }
 
@@ -226,7 +231,12 @@ impl VirtualUser {
     fn on_frame(&mut self, text: &str) {
         let ctx = self.ctx.clone();
         let Ok(frame) = protocol::decode(text) else {
-            ctx.recorders.local().errors[ErrorKind::Protocol as usize] += 1;
+            ctx.recorders.local().error(ErrorKind::Protocol, || {
+                format!(
+                    "undecodable frame: {}",
+                    text.chars().take(120).collect::<String>()
+                )
+            });
             return;
         };
         let now = ctx.now_us();
@@ -235,7 +245,12 @@ impl VirtualUser {
                 let (Some(seq), Some(id), Some(from), Some(t), Some(s)) =
                     (frame.seq, frame.id, frame.from, frame.t, frame.s)
                 else {
-                    ctx.recorders.local().errors[ErrorKind::Protocol as usize] += 1;
+                    ctx.recorders.local().error(ErrorKind::Protocol, || {
+                        format!(
+                            "msg frame without seq, id, from, t or s: {}",
+                            text.chars().take(120).collect::<String>()
+                        )
+                    });
                     return;
                 };
                 self.last_seq = self.last_seq.max(seq);
@@ -300,7 +315,12 @@ impl VirtualUser {
                 rec.record(p, Metric::Receipt, now.saturating_sub(t));
                 rec.counters[p].receipts += 1;
             }
-            "error" => ctx.recorders.local().errors[ErrorKind::ServerError as usize] += 1,
+            "error" => ctx.recorders.local().error(ErrorKind::ServerError, || {
+                format!(
+                    "the target answered: {}",
+                    text.chars().take(200).collect::<String>()
+                )
+            }),
             _ => {}
         }
     }

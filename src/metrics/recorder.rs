@@ -27,6 +27,8 @@ pub struct MetricSet {
     hists: Vec<Option<Histogram<u64>>>,
     pub counters: Vec<Counters>,
     pub errors: [u64; ErrorKind::ALL.len()],
+    /// The first message seen for each error kind, so a report can say what went wrong.
+    pub error_examples: [Option<String>; ErrorKind::ALL.len()],
 }
 
 impl MetricSet {
@@ -36,6 +38,16 @@ impl MetricSet {
             hists: vec![None; (patterns + 1) * Metric::COUNT],
             counters: vec![Counters::default(); patterns + 1],
             errors: [0; ErrorKind::ALL.len()],
+            error_examples: Default::default(),
+        }
+    }
+
+    /// Counts one error of `kind`, keeping its first description.
+    pub fn error(&mut self, kind: ErrorKind, detail: impl FnOnce() -> String) {
+        self.errors[kind as usize] += 1;
+        let example = &mut self.error_examples[kind as usize];
+        if example.is_none() {
+            *example = Some(detail());
         }
     }
 
@@ -96,6 +108,11 @@ impl MetricSet {
         for (a, b) in self.errors.iter_mut().zip(other.errors) {
             *a += b;
         }
+        for (a, b) in self.error_examples.iter_mut().zip(&other.error_examples) {
+            if a.is_none() {
+                a.clone_from(b);
+            }
+        }
     }
 
     /// Empties the set, keeping histogram allocations for reuse.
@@ -107,6 +124,7 @@ impl MetricSet {
             .iter_mut()
             .for_each(|c| *c = Counters::default());
         self.errors = [0; ErrorKind::ALL.len()];
+        self.error_examples = Default::default();
     }
 }
 

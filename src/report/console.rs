@@ -139,6 +139,9 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
             .map(|(k, v)| format!("{k} {}", thousands(*v)))
             .collect();
         let _ = writeln!(o, "  errors      {}", list.join("  "));
+        for (kind, example) in &s.error_examples {
+            let _ = writeln!(o, "              {kind}: {example}");
+        }
     }
     for (i, v) in s.thresholds.iter().enumerate() {
         let label = if i == 0 { "thresholds" } else { "" };

@@ -9,6 +9,11 @@ use std::collections::BTreeMap;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// Three decimals: enough for rates and seconds, and stable through a JSON round trip.
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
 /// One metric's distribution, in microseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct LatencyStats {
@@ -129,6 +134,9 @@ pub struct Summary {
     pub accounting: Accounting,
     pub errors: BTreeMap<String, u64>,
     pub errors_total: u64,
+    /// The first description seen of each error kind.
+    #[serde(default)]
+    pub error_examples: BTreeMap<String, String>,
     pub patterns: Vec<PatternSummary>,
     pub thresholds: Vec<Verdict>,
     pub passed: bool,
@@ -187,7 +195,7 @@ impl Summary {
                     name: p.name.clone(),
                     kind: p.kind.kind_name().to_string(),
                     metrics: metric_map(|metric| m.totals.histogram(i, metric).cloned()),
-                    messages_per_s: acc.messages_sent as f64 / secs,
+                    messages_per_s: round3(acc.messages_sent as f64 / secs),
                     accounting: acc,
                 }
             })
@@ -205,6 +213,14 @@ impl Summary {
             .map(|k| (k.name().to_string(), m.totals.errors[*k as usize]))
             .filter(|(_, n)| *n > 0)
             .collect();
+        let error_examples: BTreeMap<String, String> = ErrorKind::ALL
+            .iter()
+            .filter_map(|k| {
+                m.totals.error_examples[*k as usize]
+                    .clone()
+                    .map(|e| (k.name().to_string(), e))
+            })
+            .collect();
         let metrics = metric_map(|metric| m.totals.merged(metric));
         let max_send_lag_us = metrics.get("send_lag").map_or(0, |l| l.max_us);
         Summary {
@@ -213,7 +229,7 @@ impl Summary {
             scenario_file: m.scenario.source_path.clone(),
             seed: m.scenario.seed,
             started_at: m.started_at,
-            duration_s: (m.duration_s * 1000.0).round() / 1000.0,
+            duration_s: round3(m.duration_s),
             ended: if m.interrupted {
                 "interrupted"
             } else {
@@ -225,8 +241,9 @@ impl Summary {
             peak_connected: m.peak_connected,
             errors_total: errors.values().sum(),
             errors,
-            messages_per_s: accounting.messages_sent as f64 / secs,
-            deliveries_per_s: accounting.delivered as f64 / secs,
+            error_examples,
+            messages_per_s: round3(accounting.messages_sent as f64 / secs),
+            deliveries_per_s: round3(accounting.delivered as f64 / secs),
             accounting,
             metrics,
             patterns,

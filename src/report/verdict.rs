@@ -31,11 +31,7 @@ fn latency_value(
 
 /// Looks up a rule's observed value. `percentile` answers percentiles the summary does not
 /// store (from the run's histograms), given (pattern, metric, percentile).
-pub fn observe(
-    s: &Summary,
-    subject: &Subject,
-    percentile: &PercentileLookup,
-) -> Option<f64> {
+pub fn observe(s: &Summary, subject: &Subject, percentile: &PercentileLookup) -> Option<f64> {
     let a = &s.accounting;
     match subject {
         Subject::Latency {
@@ -79,7 +75,11 @@ pub fn observe(
             };
             Some(match name.as_str() {
                 "loss_rate" => pct(a.lost, a.sent),
-                "error_rate" => pct(s.errors_total, a.messages_sent.max(1)),
+                // Errors per operation: messages sent plus connection attempts.
+                "error_rate" => {
+                    let connects = s.metrics.get("connect").map_or(0, |c| c.count);
+                    pct(s.errors_total, a.messages_sent + connects + s.errors_total)
+                }
                 "duplicate_rate" => pct(a.duplicated, a.delivered),
                 "late_send_rate" => pct(a.late_sends, a.messages_sent),
                 _ => return None,
@@ -107,11 +107,7 @@ pub fn format_us(us: f64) -> String {
     }
 }
 
-pub fn judge(
-    s: &Summary,
-    rules: &[Threshold],
-    percentile: &PercentileLookup,
-) -> Vec<Verdict> {
+pub fn judge(s: &Summary, rules: &[Threshold], percentile: &PercentileLookup) -> Vec<Verdict> {
     rules
         .iter()
         .map(|rule| {

@@ -361,7 +361,7 @@ fn compile_pattern(spanned: &Spanned<PatternSection>, consumers: &Consumers) -> 
             min: Some(1.0),
             max: Some(4096.0),
         });
-    if size.max.is_none_or(|m| m > 1_000_000.0) && !matches!(size.family, Family::Constant { .. }) {
+    if size.upper_bound().is_none_or(|m| m > 1_000_000.0) {
         let at = p
             .size
             .as_ref()

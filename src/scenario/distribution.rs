@@ -219,6 +219,24 @@ impl Distribution {
         })
     }
 
+    /// The largest value a sample can take, when there is one.
+    pub fn upper_bound(&self) -> Option<f64> {
+        let family = match &self.family {
+            Family::Constant { value } => Some(*value),
+            Family::Uniform { max, .. } => Some(*max),
+            Family::Zipf { n, .. } => Some(*n),
+            Family::Mixture { parts } => parts
+                .iter()
+                .map(|(_, d)| d.upper_bound())
+                .try_fold(0f64, |acc, b| b.map(|b| acc.max(b))),
+            _ => None,
+        };
+        match (family, self.max) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     pub fn clamp(&self, x: f64) -> f64 {
         let x = self.min.map_or(x, |m| x.max(m));
         self.max.map_or(x, |m| x.min(m))

@@ -57,7 +57,9 @@ pub fn parse_duration(text: &str) -> Result<Micros, String> {
             "m" | "min" => 60e6,
             "h" => 3600e6,
             "d" => 86_400e6,
-            "" if rest.is_empty() => return Err(format!("`{trimmed}` has no unit: {DURATION_HINT}")),
+            "" if rest.is_empty() => {
+                return Err(format!("`{trimmed}` has no unit: {DURATION_HINT}"));
+            }
             "" => return Err(format!("`{trimmed}` is not a duration: {DURATION_HINT}")),
             _ => {
                 return Err(format!(

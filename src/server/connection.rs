@@ -13,6 +13,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+/// A held-back delivery (reorder fault) goes out after this long if no other delivery follows.
+const HOLD_LIMIT: Duration = Duration::from_millis(200);
 /// A client that sends nothing, not even hello, for this long is disconnected.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -36,7 +38,7 @@ pub async fn serve_connection(
     let mut user: Option<u32> = None;
     // Frames not yet due (delay knob), in arrival order; constant delay keeps them sorted.
     let mut pending: VecDeque<Outbound> = VecDeque::new();
-    let mut held: Option<Utf8Bytes> = None;
+    let mut held: Option<(Utf8Bytes, Instant)> = None;
     let hello_deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
 
     loop {
@@ -63,6 +65,7 @@ pub async fn serve_connection(
             }
             _ = tokio::time::sleep_until(next_due.unwrap_or(hello_deadline)), if next_due.is_some_and(|d| d > tokio::time::Instant::now()) => {}
             _ = tokio::time::sleep_until(hello_deadline), if user.is_none() => break,
+            _ = tokio::time::sleep_until(held.as_ref().map_or(hello_deadline, |(_, at)| (*at + HOLD_LIMIT).into())), if held.is_some() => {}
             r = writer.progress(), if writer.has_work() => {
                 if r.is_err() { break; }
             }
@@ -72,14 +75,20 @@ pub async fn serve_connection(
             let Some(out) = pending.pop_front() else {
                 break;
             };
-            if out.hold_back && held.is_none() {
-                held = Some(out.text);
+            if out.delivery && out.hold_back && held.is_none() {
+                held = Some((out.text, now));
                 continue;
             }
             writer.push(Message::Text(out.text));
-            if let Some(h) = held.take() {
+            if out.delivery
+                && let Some((h, _)) = held.take()
+            {
                 writer.push(Message::Text(h));
+                hub.stats.reordered.fetch_add(1, Relaxed);
             }
+        }
+        if let Some((h, _)) = held.take_if(|(_, at)| now.duration_since(*at) >= HOLD_LIMIT) {
+            writer.push(Message::Text(h));
         }
     }
     if let Some(u) = user {

@@ -21,8 +21,10 @@ const UNACKED_CAP: usize = 100_000;
 pub struct Outbound {
     pub due: Instant,
     pub text: Utf8Bytes,
-    /// Reorder fault: write this frame after the next one.
+    /// Reorder fault: write this delivery after the next delivery.
     pub hold_back: bool,
+    /// A `msg` frame (as opposed to an ack, receipt or error).
+    pub delivery: bool,
 }
 
 type GroupShard = FxHashMap<u32, Arc<[u32]>>;
@@ -164,6 +166,7 @@ impl Hub {
                 due: Instant::now(),
                 text,
                 hold_back: false,
+                delivery: false,
             });
         }
     }
@@ -197,24 +200,21 @@ impl Hub {
             entry.conn.clone().map(|c| (c, text))
         };
         self.stats.delivered.fetch_add(1, Relaxed);
-        if copies == 2 {
-            self.stats.duplicated.fetch_add(1, Relaxed);
-        }
-        if hold_back {
-            self.stats.reordered.fetch_add(1, Relaxed);
-        }
         if let Some((c, text)) = conn {
-            for _ in 1..copies {
+            if copies == 2 {
+                self.stats.duplicated.fetch_add(1, Relaxed);
                 let _ = c.tx.send(Outbound {
                     due,
                     text: text.clone(),
                     hold_back: false,
+                    delivery: true,
                 });
             }
             let _ = c.tx.send(Outbound {
                 due,
                 text,
                 hold_back,
+                delivery: true,
             });
         }
     }

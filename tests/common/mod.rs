@@ -1,0 +1,81 @@
+//! Helpers shared by the integration tests: scenario files in temp folders and one run at
+//! a time (goose's killswitch is process-wide, so runs in one process must not overlap).
+
+#![allow(dead_code)]
+
+use chatload::engine::{RunOptions, RunResult};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+pub static ONE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+pub struct TempScenario {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+pub fn scenario_file(text: &str) -> TempScenario {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("scenario.toml");
+    std::fs::write(&path, text).expect("write scenario");
+    TempScenario { dir, path }
+}
+
+/// Runs `text` with the library and returns the result; panics on any error.
+pub async fn run_text(text: &str, target: Option<String>) -> RunResult {
+    let file = scenario_file(text);
+    let scenario = chatload::scenario::load(&file.path).unwrap_or_else(|e| panic!("{e}"));
+    let opts = RunOptions {
+        target,
+        out: Some(file.dir.path().join("bundle")),
+        quiet: true,
+        ..RunOptions::default()
+    };
+    let result = chatload::engine::run(scenario, &opts)
+        .await
+        .unwrap_or_else(|e| panic!("run failed: {e}"));
+    let json = std::fs::read_to_string(result.bundle_dir.join("summary.json"))
+        .expect("summary.json written");
+    let back: chatload::report::Summary = serde_json::from_str(&json).expect("summary.json parses");
+    assert_eq!(
+        back, result.summary,
+        "summary.json holds what the run returned"
+    );
+    result
+}
+
+/// A small chat scenario: `users` online, direct chat and optionally groups, no ramp-down
+/// (everyone is still connected at the end, so nothing is left queued offline).
+pub fn chat_scenario(users: u32, hold_s: u32, groups: u32, extra_target: &str) -> String {
+    let group_part = if groups > 0 {
+        format!(
+            "groups = {groups}\ngroup_size = {{ uniform = {{ min = 3, max = 8 }} }}\n\n[[pattern]]\nkind = \"group_chat\"\nrate = \"30/min per group\"\nsize = 40\n"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"[scenario]
+name = "it"
+seed = 11
+loss_deadline = "1s"
+drain = "3s"
+
+[population.consumers]
+users = {users}
+contacts = {{ uniform = {{ min = 2, max = 6 }} }}
+{group_part}
+[[pattern]]
+kind = "direct_chat"
+conversations = "20/min per user"
+messages = {{ geometric = {{ mean = 5 }} }}
+gap = {{ exponential = {{ mean = "200ms" }} }}
+size = {{ uniform = {{ min = 10, max = 200 }} }}
+
+[load]
+stages = [{{ ramp = "1s" }}, {{ hold = "{hold_s}s" }}]
+
+{extra_target}
+"#
+    )
+}

@@ -1,0 +1,233 @@
+//! End-to-end runs on real loopback sockets against the embedded reference server: the
+//! accounting identity, the latency truth of a known delay, and loss, duplicates and
+//! reordering that a faulty server introduces on purpose are all caught exactly.
+
+mod common;
+
+use chatload::report::Summary;
+use common::*;
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn assert_ordered(s: &Summary) {
+    for (name, m) in &s.metrics {
+        assert!(m.count > 0, "{name} has samples");
+        assert!(
+            m.min_us <= m.p50_us
+                && m.p50_us <= m.p90_us
+                && m.p90_us <= m.p99_us
+                && m.p99_us <= m.p999_us
+                && m.p999_us <= m.max_us,
+            "{name} percentiles out of order: {m:?}"
+        );
+        assert!(
+            m.mean_us >= m.min_us as f64 && m.mean_us <= m.max_us as f64,
+            "{name} mean out of range"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_run_balances_every_delivery() {
+    let _one = lock();
+    let r = run_text(&chat_scenario(200, 4, 20, ""), None).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    assert!(
+        a.messages_sent > 300,
+        "enough traffic to mean something: {a:?}"
+    );
+    assert!(
+        a.sent > a.messages_sent,
+        "group fan-out owes more deliveries than messages"
+    );
+    assert_eq!(a.lost, 0, "{a:?}");
+    assert_eq!(a.in_flight, 0, "{a:?}");
+    assert!(a.balances(), "{a:?}");
+    assert_eq!(a.sent, a.delivered);
+    assert_eq!(
+        (a.duplicated, a.reordered, a.unexpected, a.not_sent),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(
+        a.acked, a.messages_sent,
+        "the server acknowledged every send"
+    );
+    assert_eq!(
+        a.receipts, a.delivered,
+        "one delivered receipt per delivery"
+    );
+    let d = s.metrics["delivery"].count + s.metrics.get("delivery_offline").map_or(0, |m| m.count);
+    assert_eq!(d, a.delivered, "every delivery is in a delivery histogram");
+    assert_eq!(s.metrics["send"].count, a.acked);
+    assert_eq!(s.metrics["connect"].count, 200);
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    let server = s.server.expect("embedded server stats");
+    assert_eq!(server.accepted, a.messages_sent);
+    assert_eq!(server.delivered, a.delivered);
+    assert_ordered(s);
+    let per_pattern: u64 = s.patterns.iter().map(|p| p.accounting.delivered).sum();
+    assert_eq!(per_pattern, a.delivered);
+    assert!(s.series.points.len() >= 4, "one point per second");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_chat_delivery_count_equals_delivered() {
+    let _one = lock();
+    let r = run_text(&chat_scenario(100, 3, 0, ""), None).await;
+    let a = &r.summary.accounting;
+    assert_eq!(r.summary.metrics["delivery"].count, a.delivered);
+    assert_eq!(a.lost, 0);
+    assert!(a.balances());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_delay_is_measured_truthfully() {
+    let _one = lock();
+    let r = run_text(
+        &chat_scenario(100, 3, 0, "[target]\ndelay = \"25ms\"\n"),
+        None,
+    )
+    .await;
+    let d = r.summary.metrics["delivery"];
+    assert!(d.count > 100, "{d:?}");
+    assert!(
+        d.min_us >= 25_000,
+        "nothing arrives before the delay: {d:?}"
+    );
+    assert!(
+        (25_000..=27_000).contains(&d.p50_us),
+        "p50 {} µs should be 25–27 ms",
+        d.p50_us
+    );
+    let send = r.summary.metrics["send"];
+    assert!(
+        send.p50_us < 5_000,
+        "the server acks before the delivery delay: {send:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_deliveries_are_reported_lost_exactly() {
+    let _one = lock();
+    let r = run_text(
+        &chat_scenario(100, 3, 10, "[target]\ndrop_every = 7\n"),
+        None,
+    )
+    .await;
+    let a = &r.summary.accounting;
+    let dropped = r.summary.server.expect("server stats").dropped;
+    assert!(dropped > 10, "the server dropped some: {dropped}");
+    assert_eq!(a.lost, dropped, "{a:?}");
+    assert!(a.balances(), "{a:?}");
+    assert_eq!(a.in_flight, 0);
+    let failed: Vec<_> = r.summary.thresholds.iter().filter(|v| !v.passed).collect();
+    assert!(failed.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicated_deliveries_are_caught_exactly() {
+    let _one = lock();
+    let r = run_text(
+        &chat_scenario(100, 3, 10, "[target]\nduplicate_every = 5\n"),
+        None,
+    )
+    .await;
+    let a = &r.summary.accounting;
+    let duplicated = r.summary.server.expect("server stats").duplicated;
+    assert!(duplicated > 10);
+    assert_eq!(a.duplicated, duplicated, "{a:?}");
+    assert_eq!(a.lost, 0);
+    assert!(a.balances());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reordered_deliveries_are_caught_exactly() {
+    let _one = lock();
+    // Two people in one long conversation: every delivery to one of them comes from the
+    // other, so each swapped pair is a reordering inside the conversation.
+    let text = r#"[scenario]
+name = "reorder"
+seed = 3
+loss_deadline = "2s"
+drain = "3s"
+
+[population.consumers]
+users = 2
+contacts = 1
+
+[[pattern]]
+kind = "direct_chat"
+conversations = "6/min per user"
+messages = 400
+gap = "15ms"
+reply = 0.5
+size = 20
+
+[load]
+stages = [{ ramp = "1s" }, { hold = "4s" }]
+
+[target]
+reorder_every = 9
+"#;
+    let r = run_text(text, None).await;
+    let a = &r.summary.accounting;
+    let reordered = r.summary.server.expect("server stats").reordered;
+    assert!(reordered >= 5, "the server reordered some: {reordered}");
+    assert_eq!(a.reordered, reordered, "{a:?}");
+    assert_eq!(a.lost, 0);
+    assert_eq!(a.duplicated, 0);
+    assert!(a.balances());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_dies_mid_run_is_survived_and_counted() {
+    let _one = lock();
+    let server = chatload::server::start("127.0.0.1:0", Default::default())
+        .await
+        .unwrap();
+    let addr = server.addr;
+    let url = server.url();
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        server.shutdown().await;
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        // Back on the same address, empty: users must reconnect.
+        chatload::server::start(&addr.to_string(), Default::default())
+            .await
+            .unwrap()
+    });
+    let r = run_text(&chat_scenario(100, 6, 0, ""), Some(url)).await;
+    let revived = killer.await.unwrap();
+    let s = &r.summary;
+    assert_eq!(s.ended, "completed");
+    let trouble: u64 = s.errors.values().sum();
+    assert!(
+        trouble >= 100,
+        "every user noticed the outage: {:?}",
+        s.errors
+    );
+    assert!(
+        s.metrics["connect"].count >= 190,
+        "nearly every user connected twice: {:?}",
+        s.metrics["connect"]
+    );
+    assert!(s.accounting.balances(), "{:?}", s.accounting);
+    assert!(s.accounting.delivered > 0);
+    let back = s
+        .series
+        .points
+        .iter()
+        .filter(|p| p.t_s >= 6.0)
+        .map(|p| p.connected)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        back >= 95,
+        "users are back after the outage: {:?}",
+        s.series.points
+    );
+    revived.shutdown().await;
+}
