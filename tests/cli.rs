@@ -1,0 +1,188 @@
+//! The binary as a user meets it: exit codes, Ctrl-C during a run, an unreachable target,
+//! a failed threshold.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_chatload"))
+}
+
+#[test]
+fn an_unreachable_target_exits_3_before_any_user_starts() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = common::scenario_file(&common::chat_scenario(10, 2, 0, ""));
+    let out = bin()
+        .args([
+            "run",
+            file.path.to_str().unwrap(),
+            "--quiet",
+            "--target",
+            &format!("ws://127.0.0.1:{port}/v1/ws"),
+        ])
+        .arg("--out")
+        .arg(file.dir.path().join("bundle"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is not reachable") && stderr.contains("check --target"),
+        "{stderr}"
+    );
+    assert!(
+        !file.dir.path().join("bundle").exists(),
+        "nothing was run, so no bundle"
+    );
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    let file = common::scenario_file(&common::chat_scenario(10, 2, 0, ""));
+    let out = bin()
+        .args(["run", file.path.to_str().unwrap(), "--duration", "5 junk"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--duration"));
+    let out = bin()
+        .args(["run", file.path.to_str().unwrap(), "--target", "http://x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = bin().args(["frobnicate"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_failed_threshold_exits_1_and_names_the_rule() {
+    let _one = common::ONE_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let text = common::chat_scenario(
+        20,
+        2,
+        0,
+        "[thresholds]\n\"delivery.max\" = \"< 1us\"\n\"loss\" = \"== 0\"\n",
+    );
+    let file = common::scenario_file(&text);
+    let out = bin()
+        .args(["run", file.path.to_str().unwrap(), "--quiet", "--out"])
+        .arg(file.dir.path().join("b"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("✗ delivery.max < 1us failed: observed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("✓ loss == 0"), "{stdout}");
+    assert!(
+        !stdout.contains("users launched"),
+        "goose's own output stays out of ours: {stdout}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(file.dir.path().join("b/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["passed"], false);
+    assert!(file.dir.path().join("b/summary.md").exists());
+}
+
+fn interrupt(pid: u32) {
+    // SAFETY: sending a signal to a child we started.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGINT);
+    }
+}
+
+#[test]
+fn ctrl_c_stops_the_run_and_still_writes_the_report() {
+    let _one = common::ONE_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let file = common::scenario_file(&common::chat_scenario(50, 60, 0, ""));
+    let bundle = file.dir.path().join("bundle");
+    let mut child = bin()
+        .args(["run", file.path.to_str().unwrap(), "--quiet", "--out"])
+        .arg(&bundle)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let started = Instant::now();
+    interrupt(child.id());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "stopped promptly: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["ended"], "interrupted");
+    assert!(summary["duration_s"].as_f64().unwrap() < 10.0);
+    assert!(
+        summary["accounting"]["messages_sent"].as_u64().unwrap() > 0,
+        "what was measured is kept"
+    );
+    let a = &summary["accounting"];
+    let (sent, delivered, lost, in_flight) = (
+        a["sent"].as_u64().unwrap(),
+        a["delivered"].as_u64().unwrap(),
+        a["lost"].as_u64().unwrap(),
+        a["in_flight"].as_u64().unwrap(),
+    );
+    assert_eq!(sent, delivered + lost + in_flight);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("interrupted"));
+}
+
+#[test]
+fn a_second_ctrl_c_exits_at_once() {
+    let _one = common::ONE_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let file = common::scenario_file(&common::chat_scenario(20, 60, 0, ""));
+    let mut child = bin()
+        .args(["run", file.path.to_str().unwrap(), "--quiet", "--out"])
+        .arg(file.dir.path().join("b"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    interrupt(child.id());
+    std::thread::sleep(Duration::from_millis(100));
+    interrupt(child.id());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
