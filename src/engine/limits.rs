@@ -32,10 +32,10 @@ pub fn raise_open_files() -> u64 {
                     rlim_max: lim.rlim_max,
                 };
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &soft) == 0 {
-                    return u64::from(lim.rlim_max);
+                    return lim.rlim_max;
                 }
             }
-            u64::from(lim.rlim_cur)
+            lim.rlim_cur
         }
     }
     #[cfg(not(unix))]
