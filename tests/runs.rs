@@ -7,8 +7,11 @@ mod common;
 use chatload::report::Summary;
 use common::*;
 
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+/// goose's killswitch is process-wide: runs in this test binary take turns.
+static ONE_RUN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn lock() -> tokio::sync::MutexGuard<'static, ()> {
+    ONE_RUN.lock().await
 }
 
 fn assert_ordered(s: &Summary) {
@@ -31,7 +34,7 @@ fn assert_ordered(s: &Summary) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_run_balances_every_delivery() {
-    let _one = lock();
+    let _one = lock().await;
     let r = run_text(&chat_scenario(200, 4, 20, ""), None).await;
     let s = &r.summary;
     let a = &s.accounting;
@@ -75,7 +78,7 @@ async fn embedded_run_balances_every_delivery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_chat_delivery_count_equals_delivered() {
-    let _one = lock();
+    let _one = lock().await;
     let r = run_text(&chat_scenario(100, 3, 0, ""), None).await;
     let a = &r.summary.accounting;
     assert_eq!(r.summary.metrics["delivery"].count, a.delivered);
@@ -85,7 +88,7 @@ async fn direct_chat_delivery_count_equals_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_known_delay_is_measured_truthfully() {
-    let _one = lock();
+    let _one = lock().await;
     let r = run_text(
         &chat_scenario(100, 3, 0, "[target]\ndelay = \"25ms\"\n"),
         None,
@@ -111,7 +114,7 @@ async fn a_known_delay_is_measured_truthfully() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_deliveries_are_reported_lost_exactly() {
-    let _one = lock();
+    let _one = lock().await;
     let r = run_text(
         &chat_scenario(100, 3, 10, "[target]\ndrop_every = 7\n"),
         None,
@@ -129,7 +132,7 @@ async fn dropped_deliveries_are_reported_lost_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicated_deliveries_are_caught_exactly() {
-    let _one = lock();
+    let _one = lock().await;
     let r = run_text(
         &chat_scenario(100, 3, 10, "[target]\nduplicate_every = 5\n"),
         None,
@@ -145,7 +148,7 @@ async fn duplicated_deliveries_are_caught_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reordered_deliveries_are_caught_exactly() {
-    let _one = lock();
+    let _one = lock().await;
     // Two people in one long conversation: every delivery to one of them comes from the
     // other, so each swapped pair is a reordering inside the conversation.
     let text = r#"[scenario]
@@ -184,7 +187,7 @@ reorder_every = 9
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_that_dies_mid_run_is_survived_and_counted() {
-    let _one = lock();
+    let _one = lock().await;
     let server = chatload::server::start("127.0.0.1:0", Default::default())
         .await
         .unwrap();
