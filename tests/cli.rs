@@ -120,7 +120,7 @@ fn ctrl_c_stops_the_run_and_still_writes_the_report() {
         .unwrap_or_else(|p| p.into_inner());
     let file = common::scenario_file(&common::chat_scenario(50, 60, 0, ""));
     let bundle = file.dir.path().join("bundle");
-    let mut child = bin()
+    let child = bin()
         .args(["run", file.path.to_str().unwrap(), "--quiet", "--out"])
         .arg(&bundle)
         .stdout(Stdio::piped())
@@ -167,7 +167,7 @@ fn a_second_ctrl_c_exits_at_once() {
         .lock()
         .unwrap_or_else(|p| p.into_inner());
     let file = common::scenario_file(&common::chat_scenario(20, 60, 0, ""));
-    let mut child = bin()
+    let child = bin()
         .args(["run", file.path.to_str().unwrap(), "--quiet", "--out"])
         .arg(file.dir.path().join("b"))
         .stdout(Stdio::null())
