@@ -16,8 +16,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-/// How often a user re-checks whether it should be online.
-const RECHECK: Duration = Duration::from_millis(100);
 const BACKOFF_BASE_MS: u64 = 100;
 const BACKOFF_CAP_MS: u64 = 5_000;
 
@@ -57,18 +55,26 @@ impl VirtualUser {
             if now >= until {
                 return;
             }
-            let want_online = !self.ctx.finished.load(Relaxed)
-                && self.ctx.profile.online(self.user, self.ctx.now_us());
+            let now_us = self.ctx.now_us();
+            let want_online =
+                !self.ctx.finished.load(Relaxed) && self.ctx.profile.online(self.user, now_us);
+            // Wake for the slice end or this user's next scheduled connect or disconnect.
+            let change = self
+                .ctx
+                .profile
+                .next_change(self.user, now_us)
+                .map_or(until, |t| self.ctx.instant_at(t));
+            let wake = until.min(change);
             if self.conn.is_none() {
                 if want_online && now >= self.next_attempt {
                     self.connect().await;
                 } else {
                     let wake = if want_online {
-                        self.next_attempt
+                        self.next_attempt.min(wake)
                     } else {
-                        now + RECHECK
+                        wake
                     };
-                    tokio::time::sleep_until(wake.min(until).into()).await;
+                    tokio::time::sleep_until(wake.into()).await;
                 }
                 continue;
             }
@@ -76,7 +82,7 @@ impl VirtualUser {
                 self.disconnect().await;
                 continue;
             }
-            self.step((now + RECHECK).min(until)).await;
+            self.step(wake).await;
         }
     }
 

@@ -67,6 +67,39 @@ impl Profile {
         user < self.connected(t_us)
     }
 
+    /// The first time after `t_us` at which `user` goes online or offline, if it ever does.
+    pub fn next_change(&self, user: u32, t_us: u64) -> Option<u64> {
+        let now = self.online(user, t_us);
+        let n = self.users as f64;
+        // online(user) ⇔ round(level·n) > user ⇔ level·n ≥ user + 0.5
+        let threshold = (user as f64 + 0.5) / n;
+        let mut best: Option<u64> = None;
+        for &(a, b, la, lb) in &self.segments {
+            if b <= t_us {
+                continue;
+            }
+            let candidate = if la == lb || b == a {
+                b
+            } else {
+                let f = (threshold - la) / (lb - la);
+                if !(0.0..=1.0).contains(&f) {
+                    continue;
+                }
+                a + (f * (b - a) as f64).ceil() as u64
+            };
+            // Step to the first microsecond where the state really differs.
+            let mut c = candidate.max(t_us + 1);
+            for _ in 0..4 {
+                if self.online(user, c) != now {
+                    best = Some(best.map_or(c, |x| x.min(c)));
+                    break;
+                }
+                c += 1;
+            }
+        }
+        best
+    }
+
     /// Online for the whole window around `t_us`, so traffic to or from it is safe to schedule.
     pub fn eligible(&self, user: u32, t_us: u64) -> bool {
         let from = t_us.saturating_sub(CONNECT_MARGIN_US);
@@ -129,6 +162,19 @@ mod tests {
         );
         assert!(p.eligible(10, 3_000_000));
         assert!(!p.eligible(49, 24_500_000), "about to leave: not eligible");
+        for user in [0u32, 10, 49, 99] {
+            let on = p.next_change(user, 0).unwrap();
+            assert!(
+                !p.online(user, on - 1) && p.online(user, on),
+                "user {user} comes online at {on}"
+            );
+            let off = p.next_change(user, on).unwrap();
+            assert!(
+                p.online(user, off - 1) && !p.online(user, off),
+                "user {user} leaves at {off}"
+            );
+            assert_eq!(p.next_change(user, off), None);
+        }
         assert_eq!(
             p.launch_envelope(),
             vec![(100, 10_000_000), (100, 10_000_000), (100, 10_000_000)]
