@@ -107,9 +107,13 @@ fn a_failed_threshold_exits_1_and_names_the_rule() {
 }
 
 fn interrupt(pid: u32) {
+    signal(pid, libc::SIGINT);
+}
+
+fn signal(pid: u32, sig: i32) {
     // SAFETY: sending a signal to a child we started.
     unsafe {
-        libc::kill(pid as i32, libc::SIGINT);
+        libc::kill(pid as i32, sig);
     }
 }
 
@@ -185,4 +189,32 @@ fn a_second_ctrl_c_exits_at_once() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn sigterm_stops_the_run_like_ctrl_c() {
+    let _one = common::ONE_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let file = common::scenario_file(&common::chat_scenario(20, 60, 0, ""));
+    let bundle = file.dir.path().join("bundle");
+    let child = bin()
+        .args(["run", file.path.to_str().unwrap(), "--quiet", "--out"])
+        .arg(&bundle)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    signal(child.id(), libc::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["ended"], "interrupted");
 }
