@@ -88,13 +88,9 @@ impl Profile {
                 a + (f * (b - a) as f64).ceil() as u64
             };
             // Step to the first microsecond where the state really differs.
-            let mut c = candidate.max(t_us + 1);
-            for _ in 0..4 {
-                if self.online(user, c) != now {
-                    best = Some(best.map_or(c, |x| x.min(c)));
-                    break;
-                }
-                c += 1;
+            let start = candidate.max(t_us + 1);
+            if let Some(c) = (start..start + 4).find(|&c| self.online(user, c) != now) {
+                best = Some(best.map_or(c, |x| x.min(c)));
             }
         }
         best
