@@ -1,0 +1,211 @@
+//! The reference server on its own, spoken to frame by frame over a real socket: acks,
+//! delivery with per-user sequence numbers, receipts, group fan-out, the offline queue and
+//! resume after a reconnect.
+
+use chatload::protocol::{self, Recipient};
+use futures_util::{SinkExt, StreamExt};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn login(url: &str, user: u32, last_seq: u64) -> Ws {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    ws.send(Message::text(protocol::hello(user, last_seq)))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut ws).await["op"], "hello_ok");
+    ws
+}
+
+async fn next(ws: &mut Ws) -> serde_json::Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame within 5 s")
+            .expect("open")
+            .expect("ok");
+        if let Message::Text(t) = m {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}
+
+async fn nothing_within(ws: &mut Ws, ms: u64) -> bool {
+    tokio::time::timeout(Duration::from_millis(ms), ws.next())
+        .await
+        .is_err()
+}
+
+#[tokio::test]
+async fn messages_are_acked_delivered_in_sequence_and_receipted() {
+    let server = chatload::server::start("127.0.0.1:0", Default::default())
+        .await
+        .unwrap();
+    let url = server.url();
+    let mut a = login(&url, 1, 0).await;
+    let mut b = login(&url, 2, 0).await;
+    for id in [10u64, 11, 12] {
+        a.send(Message::text(protocol::send(
+            id,
+            Recipient::User(2),
+            100 + id,
+            200 + id,
+            "hi",
+        )))
+        .await
+        .unwrap();
+        let ack = next(&mut a).await;
+        assert_eq!(
+            (ack["op"].as_str(), ack["id"].as_u64(), ack["t"].as_u64()),
+            (Some("sent"), Some(id), Some(100 + id))
+        );
+    }
+    for (i, id) in [10u64, 11, 12].into_iter().enumerate() {
+        let m = next(&mut b).await;
+        assert_eq!(m["op"], "msg");
+        assert_eq!(
+            (m["id"].as_u64(), m["seq"].as_u64(), m["from"].as_u64()),
+            (Some(id), Some(i as u64 + 1), Some(1))
+        );
+        assert_eq!(
+            (m["t"].as_u64(), m["s"].as_u64(), m["body"].as_str()),
+            (Some(100 + id), Some(200 + id), Some("hi"))
+        );
+        b.send(Message::text(protocol::ack(
+            i as u64 + 1,
+            id,
+            1,
+            100 + id,
+            200 + id,
+        )))
+        .await
+        .unwrap();
+        let r = next(&mut a).await;
+        assert_eq!(
+            (r["op"].as_str(), r["id"].as_u64(), r["by"].as_u64()),
+            (Some("receipt"), Some(id), Some(2))
+        );
+    }
+    let stats = server.stats();
+    assert_eq!((stats.accepted, stats.delivered), (3, 3));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn groups_fan_out_to_every_other_member() {
+    let server = chatload::server::start("127.0.0.1:0", Default::default())
+        .await
+        .unwrap();
+    let url = server.url();
+    let mut a = login(&url, 1, 0).await;
+    a.send(Message::text(protocol::group(7, &[1, 2, 3])))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut a).await["op"], "group_ok");
+    let mut b = login(&url, 2, 0).await;
+    let mut c = login(&url, 3, 0).await;
+    a.send(Message::text(protocol::send(
+        5,
+        Recipient::Group(7),
+        1,
+        2,
+        "all",
+    )))
+    .await
+    .unwrap();
+    assert_eq!(next(&mut a).await["op"], "sent");
+    for ws in [&mut b, &mut c] {
+        let m = next(ws).await;
+        assert_eq!(
+            (m["op"].as_str(), m["group"].as_u64(), m["id"].as_u64()),
+            (Some("msg"), Some(7), Some(5))
+        );
+    }
+    assert!(
+        nothing_within(&mut a, 200).await,
+        "the sender does not get its own group message"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_offline_user_gets_its_queue_on_login_and_resume_skips_what_it_had() {
+    let server = chatload::server::start("127.0.0.1:0", Default::default())
+        .await
+        .unwrap();
+    let url = server.url();
+    let mut a = login(&url, 1, 0).await;
+    for id in 1..=4u64 {
+        a.send(Message::text(protocol::send(
+            id,
+            Recipient::User(9),
+            0,
+            0,
+            "x",
+        )))
+        .await
+        .unwrap();
+        assert_eq!(next(&mut a).await["op"], "sent");
+    }
+    // User 9 was never connected: everything waits for it.
+    let mut b = login(&url, 9, 0).await;
+    let mut seqs = Vec::new();
+    for _ in 0..4 {
+        let m = next(&mut b).await;
+        seqs.push(m["seq"].as_u64().unwrap());
+    }
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+    // It acknowledges the first two, then drops the connection.
+    for seq in [1u64, 2] {
+        b.send(Message::text(protocol::ack(seq, seq, 1, 0, 0)))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // It saw up to 3 before the drop: only 4 comes again.
+    let mut b = login(&url, 9, 3).await;
+    let m = next(&mut b).await;
+    assert_eq!((m["seq"].as_u64(), m["id"].as_u64()), (Some(4), Some(4)));
+    assert!(nothing_within(&mut b, 200).await);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn garbage_gets_an_error_frame_not_a_crash() {
+    let server = chatload::server::start("127.0.0.1:0", Default::default())
+        .await
+        .unwrap();
+    let url = server.url();
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    ws.send(Message::text("{not json")).await.unwrap();
+    let e = next(&mut ws).await;
+    assert_eq!(
+        (e["op"].as_str(), e["code"].as_u64()),
+        (Some("error"), Some(400))
+    );
+    ws.send(Message::text(protocol::send(
+        1,
+        Recipient::User(2),
+        0,
+        0,
+        "x",
+    )))
+    .await
+    .unwrap();
+    assert_eq!(
+        next(&mut ws).await["code"],
+        401,
+        "sending before hello is refused"
+    );
+    let mut ok = login(&url, 5, 0).await;
+    ok.send(Message::text(protocol::PING)).await.unwrap();
+    assert_eq!(next(&mut ok).await["op"], "pong");
+    assert_eq!(server.stats().malformed, 1);
+    server.shutdown().await;
+}
