@@ -3,6 +3,14 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+fn parse_users(text: &str) -> Result<f64, String> {
+    let n: f64 = text.replace('_', "").parse().map_err(|_| format!("`{text}` is not a number of users"))?;
+    if !(1.0..=1e10).contains(&n) {
+        return Err(format!("`{text}`: use between 1 and 10,000,000,000 users"));
+    }
+    Ok(n)
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "chatload", version, about = "Load testing and traffic simulation for messaging systems", long_about = None)]
 pub struct Cli {
@@ -37,6 +45,17 @@ pub enum Command {
         /// One or more scenario files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// The offered load a scenario implies (messages, deliveries, frames, bytes, connections), nothing sent.
+    Plan {
+        /// The scenario file (TOML).
+        file: PathBuf,
+        /// Scale the population to this many users (up to 1,000,000,000; underscores allowed).
+        #[arg(long, value_parser = parse_users)]
+        users: Option<f64>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the reference messaging server on its own.
     Serve {

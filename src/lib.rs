@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod metrics;
+pub mod plan;
 pub mod protocol;
 pub mod report;
 pub mod scenario;

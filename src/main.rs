@@ -116,6 +116,27 @@ async fn dispatch(command: Command) -> u8 {
                 }
             }
         }
+        Command::Plan { file, users, json } => match scenario::load(&file) {
+            Ok(s) => {
+                let p = chatload::plan::plan(&s, users);
+                if json {
+                    match serde_json::to_string_pretty(&p) {
+                        Ok(text) => println!("{text}"),
+                        Err(e) => {
+                            eprintln!("chatload: cannot write JSON: {e}");
+                            return RUN_FAILED;
+                        }
+                    }
+                } else {
+                    print!("{}", chatload::plan::render(&p));
+                }
+                PASSED
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                BAD_INPUT
+            }
+        },
         Command::Serve {
             listen,
             delay,

@@ -3,7 +3,7 @@
 
 use crate::scenario::{Consumers, sampler::Sampler};
 use rand::SeedableRng;
-use rand::seq::index;
+use rand::seq::{SliceRandom, index};
 use rand_pcg::Pcg64Mcg;
 use std::sync::Arc;
 
@@ -14,6 +14,9 @@ pub struct Population {
     offsets: Vec<u32>,
     /// Members of each group, sorted by user id.
     groups: Vec<Arc<[u32]>>,
+    /// The same members in activity rank order (rank 1 writes most), a random permutation,
+    /// so that who writes most has nothing to do with who connects first.
+    ranked: Vec<Box<[u32]>>,
 }
 
 /// Population building failed (a distribution `rand_distr` would not take).
@@ -32,8 +35,10 @@ impl Population {
         for k in 0..n {
             let d = degree.sample_count(&mut rng, 1).min(n as u64 - 1) as usize;
             if d > 0 {
-                // Sample from the other n-1 users, skipping k.
-                for i in index::sample(&mut rng, n as usize - 1, d) {
+                // Sample from the other n-1 users, skipping k, ranked by closeness at random.
+                let mut picked = index::sample(&mut rng, n as usize - 1, d).into_vec();
+                picked.shuffle(&mut rng);
+                for i in picked {
                     let other = i as u32;
                     contacts.push(if other >= k { other + 1 } else { other });
                 }
@@ -42,21 +47,16 @@ impl Population {
         }
         let size = Sampler::new(&c.group_size).map_err(|e| PopulationError(e.to_string()))?;
         let mut groups = Vec::with_capacity(c.groups as usize);
+        let mut ranked = Vec::with_capacity(c.groups as usize);
         for _ in 0..c.groups {
             let s = size.sample_count(&mut rng, 2).min(n as u64) as usize;
-            let mut members: Vec<u32> = index::sample(&mut rng, n as usize, s)
-                .into_iter()
-                .map(|i| i as u32)
-                .collect();
+            let mut members: Vec<u32> = index::sample(&mut rng, n as usize, s).into_iter().map(|i| i as u32).collect();
+            members.shuffle(&mut rng);
+            ranked.push(members.clone().into_boxed_slice());
             members.sort_unstable();
             groups.push(members.into());
         }
-        Ok(Population {
-            users: n,
-            contacts,
-            offsets,
-            groups,
-        })
+        Ok(Population { users: n, contacts, offsets, groups, ranked })
     }
 
     pub fn users(&self) -> u32 {
@@ -77,6 +77,11 @@ impl Population {
 
     pub fn group(&self, g: u32) -> Option<&Arc<[u32]>> {
         self.groups.get(g as usize)
+    }
+
+    /// Members of group `g` by activity rank (for choosing who writes).
+    pub fn ranked_members(&self, g: u32) -> &[u32] {
+        self.ranked.get(g as usize).map_or(&[], |r| r)
     }
 }
 

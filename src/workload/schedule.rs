@@ -275,9 +275,9 @@ impl Schedule {
                         continue;
                     }
                     let g = self.rng.random_range(0..groups);
-                    let members = self.population.groups()[g].clone();
-                    let sender =
-                        members[Self::zipf_pick(&mut self.rng, members.len(), sender_skew)];
+                    let ranked_len = self.population.ranked_members(g as u32).len();
+                    let pick = Self::zipf_pick(&mut self.rng, ranked_len, sender_skew);
+                    let sender = self.population.ranked_members(g as u32)[pick];
                     if !self.profile.eligible(sender, t) {
                         continue;
                     }

@@ -1,0 +1,77 @@
+//! `chatload plan` agrees with the traffic the schedule generates (and so with what a run
+//! sends), within sampling error, for every pattern, over a profile with a ramp.
+
+use chatload::workload::{Population, Profile, Schedule};
+use std::path::Path;
+use std::sync::Arc;
+
+const SCENARIO: &str = r#"[scenario]
+name = "plan-check"
+seed = 9
+[population.consumers]
+users = 3000
+online = 0.5
+contacts = { uniform = { min = 5, max = 15 } }
+groups = 300
+group_size = { uniform = { min = 3, max = 9 } }
+[[pattern]]
+kind = "direct_chat"
+conversations = "2/min per user"
+messages = { geometric = { mean = 4 } }
+gap = { exponential = { mean = "100ms" } }
+size = { uniform = { min = 10, max = 90 } }
+[[pattern]]
+kind = "group_chat"
+rate = "10/min per group"
+size = 50
+[load]
+stages = [{ ramp = "60s" }, { hold = "240s" }, { ramp_down = "60s", to = 0.5 }]
+"#;
+
+#[test]
+fn plan_matches_the_generated_schedule_per_pattern() {
+    let s = Arc::new(chatload::scenario::parse(Path::new("p.toml"), SCENARIO).unwrap());
+    let plan = chatload::plan::plan(&s, None);
+    let population = Arc::new(Population::build(&s.consumers, s.seed).unwrap());
+    let profile = Profile::new(&s.stages, population.users());
+    let mut sched = Schedule::new(s.clone(), population.clone(), profile).unwrap();
+    let (mut messages, mut deliveries) = ([0f64; 2], [0f64; 2]);
+    while let Some(o) = sched.next_order(u64::MAX) {
+        let p = o.pattern as usize;
+        messages[p] += 1.0;
+        deliveries[p] += match o.to {
+            chatload::protocol::Recipient::User(_) => 1.0,
+            chatload::protocol::Recipient::Group(g) => (population.group(g).unwrap().len() - 1) as f64,
+        };
+    }
+    for (i, pp) in plan.patterns.iter().enumerate() {
+        let (want, got) = (pp.expected_messages, messages[i]);
+        // Direct-chat messages come in conversations (a compound Poisson count: variance
+        // E[M²]/E[M] = 7 times the mean for geometric mean 4), group messages are Poisson.
+        // Allow 4 standard deviations plus 2% for the model's treatment of ramp edges.
+        let dispersion = if i == 0 { 7.0 } else { 1.0 };
+        let tolerance = 4.0 * (want * dispersion).sqrt() + 0.02 * want;
+        assert!((got - want).abs() < tolerance, "{}: schedule {got} plan {want} (±{tolerance:.0})", pp.name);
+        let (want_d, got_d) = (pp.expected_deliveries, deliveries[i]);
+        assert!((got_d - want_d).abs() < 2.0 * tolerance * (want_d / want), "{}: deliveries {got_d} plan {want_d}", pp.name);
+    }
+    assert!(plan.peak.messages_per_s > plan.mean.messages_per_s);
+}
+
+#[test]
+fn plan_scales_to_a_billion_users() {
+    let s = chatload::scenario::parse(Path::new("p.toml"), SCENARIO).unwrap();
+    let small = chatload::plan::plan(&s, None);
+    let big = chatload::plan::plan(&s, Some(1e9));
+    let factor = 1e9 / 3000.0;
+    assert!((big.peak.messages_per_s / small.peak.messages_per_s - factor).abs() / factor < 1e-9);
+    assert!((big.connections_peak - 0.5e9).abs() < 1.0);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .args(["plan", Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/evening-peak.toml").to_str().unwrap(), "--users", "1_000_000_000", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["users"].as_f64(), Some(1e9));
+    assert!(v["peak"]["messages_per_s"].as_f64().unwrap() > 1e5);
+}
