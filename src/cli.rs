@@ -4,7 +4,10 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 fn parse_users(text: &str) -> Result<f64, String> {
-    let n: f64 = text.replace('_', "").parse().map_err(|_| format!("`{text}` is not a number of users"))?;
+    let n: f64 = text
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of users"))?;
     if !(1.0..=1e10).contains(&n) {
         return Err(format!("`{text}`: use between 1 and 10,000,000,000 users"));
     }

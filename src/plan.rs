@@ -5,8 +5,8 @@
 
 use crate::report::console::thousands;
 use crate::scenario::{PatternKind, Scenario};
-use crate::workload::profile::{CONNECT_MARGIN_US, DISCONNECT_MARGIN_US};
 use crate::workload::Profile;
+use crate::workload::profile::{CONNECT_MARGIN_US, DISCONNECT_MARGIN_US};
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -93,16 +93,47 @@ fn full_rates(s: &Scenario, p: usize, online: f64, groups: f64) -> (Rates, &'sta
     let pat = &s.patterns[p];
     let size = pat.size.capped_mean_estimate().unwrap_or(0.0);
     match &pat.kind {
-        PatternKind::DirectChat { conversations, messages, .. } => {
+        PatternKind::DirectChat {
+            conversations,
+            messages,
+            ..
+        } => {
             let per_conv = messages.capped_mean_estimate().unwrap_or(1.0).max(1.0);
             let conv = online * conversations.per_second;
             let msgs = conv * per_conv;
-            (frames(Rates { conversations_per_s: conv, messages_per_s: msgs, deliveries_per_s: msgs, ..Rates::default() }, size), "direct_chat")
+            (
+                frames(
+                    Rates {
+                        conversations_per_s: conv,
+                        messages_per_s: msgs,
+                        deliveries_per_s: msgs,
+                        ..Rates::default()
+                    },
+                    size,
+                ),
+                "direct_chat",
+            )
         }
         PatternKind::GroupChat { rate, .. } => {
-            let members = s.consumers.group_size.capped_mean_estimate().unwrap_or(2.0).max(2.0).min(online.max(2.0));
+            let members = s
+                .consumers
+                .group_size
+                .capped_mean_estimate()
+                .unwrap_or(2.0)
+                .max(2.0)
+                .min(online.max(2.0));
             let msgs = groups * rate.per_second;
-            (frames(Rates { messages_per_s: msgs, deliveries_per_s: msgs * (members - 1.0), ..Rates::default() }, size), "group_chat")
+            (
+                frames(
+                    Rates {
+                        messages_per_s: msgs,
+                        deliveries_per_s: msgs * (members - 1.0),
+                        ..Rates::default()
+                    },
+                    size,
+                ),
+                "group_chat",
+            )
         }
     }
 }
@@ -111,8 +142,10 @@ fn frames(mut r: Rates, body: f64) -> Rates {
     r.receipts_per_s = r.deliveries_per_s;
     // send + ack per message; delivery + delivery ack + receipt per recipient.
     r.frames_per_s = 2.0 * r.messages_per_s + 3.0 * r.deliveries_per_s;
-    r.bytes_in_per_s = r.messages_per_s * (SEND_OVERHEAD + body) + r.deliveries_per_s * CONTROL_FRAME;
-    r.bytes_out_per_s = r.messages_per_s * CONTROL_FRAME + r.deliveries_per_s * (MSG_OVERHEAD + body + CONTROL_FRAME);
+    r.bytes_in_per_s =
+        r.messages_per_s * (SEND_OVERHEAD + body) + r.deliveries_per_s * CONTROL_FRAME;
+    r.bytes_out_per_s = r.messages_per_s * CONTROL_FRAME
+        + r.deliveries_per_s * (MSG_OVERHEAD + body + CONTROL_FRAME);
     r
 }
 
@@ -134,10 +167,14 @@ pub fn plan(s: &Scenario, users: Option<f64>) -> Plan {
     let end = profile.end().0;
     let steps = 2_000u64;
     let dt = end as f64 / steps as f64;
-    let levels: Vec<f64> = (0..steps).map(|i| profile.level((i as f64 * dt + dt / 2.0) as u64)).collect();
+    let levels: Vec<f64> = (0..steps)
+        .map(|i| profile.level((i as f64 * dt + dt / 2.0) as u64))
+        .collect();
     let mean_level = levels.iter().sum::<f64>() / steps as f64;
     let peak_level = levels.iter().cloned().fold(0.0, f64::max);
-    let eligible: Vec<f64> = (0..steps).map(|i| eligible_level(&profile, (i as f64 * dt + dt / 2.0) as u64)).collect();
+    let eligible: Vec<f64> = (0..steps)
+        .map(|i| eligible_level(&profile, (i as f64 * dt + dt / 2.0) as u64))
+        .collect();
     let eligible_mean = eligible.iter().sum::<f64>() / steps as f64;
     let duration_s = end as f64 / 1e6;
 
@@ -168,7 +205,11 @@ pub fn plan(s: &Scenario, users: Option<f64>) -> Plan {
         "Direct chat needs both people online, so it scales with the square of the connected share; group chat scales with it.".to_string(),
     ];
     if scale != 1.0 {
-        notes.push(format!("Scaled from {} users to {}; groups scale with the population.", thousands(s.consumers.users), thousands(users as u64)));
+        notes.push(format!(
+            "Scaled from {} users to {}; groups scale with the population.",
+            thousands(s.consumers.users),
+            thousands(users as u64)
+        ));
     }
     Plan {
         scenario: s.name.clone(),
@@ -203,7 +244,13 @@ fn human(x: f64) -> String {
 
 fn bytes(x: f64) -> String {
     let bits = x * 8.0;
-    if bits >= 1e9 { format!("{:.2} Gbit/s", bits / 1e9) } else if bits >= 1e6 { format!("{:.2} Mbit/s", bits / 1e6) } else { format!("{:.1} kbit/s", bits / 1e3) }
+    if bits >= 1e9 {
+        format!("{:.2} Gbit/s", bits / 1e9)
+    } else if bits >= 1e6 {
+        format!("{:.2} Mbit/s", bits / 1e6)
+    } else {
+        format!("{:.1} kbit/s", bits / 1e3)
+    }
 }
 
 pub fn render(p: &Plan) -> String {
@@ -225,20 +272,51 @@ pub fn render(p: &Plan) -> String {
     let block = |o: &mut String, title: &str, mean: &Rates, peak: &Rates| {
         let _ = writeln!(o, "\n  {title:<24}{:>14}{:>14}", "mean", "peak");
         if mean.conversations_per_s > 0.0 {
-            row(o, "conversations/s", mean.conversations_per_s, peak.conversations_per_s);
+            row(
+                o,
+                "conversations/s",
+                mean.conversations_per_s,
+                peak.conversations_per_s,
+            );
         }
         row(o, "messages/s", mean.messages_per_s, peak.messages_per_s);
-        row(o, "deliveries/s", mean.deliveries_per_s, peak.deliveries_per_s);
+        row(
+            o,
+            "deliveries/s",
+            mean.deliveries_per_s,
+            peak.deliveries_per_s,
+        );
         row(o, "receipts/s", mean.receipts_per_s, peak.receipts_per_s);
         row(o, "frames/s", mean.frames_per_s, peak.frames_per_s);
-        let _ = writeln!(o, "    {:<22}{:>14}{:>14}", "in (client → server)", bytes(mean.bytes_in_per_s), bytes(peak.bytes_in_per_s));
-        let _ = writeln!(o, "    {:<22}{:>14}{:>14}", "out (server → client)", bytes(mean.bytes_out_per_s), bytes(peak.bytes_out_per_s));
+        let _ = writeln!(
+            o,
+            "    {:<22}{:>14}{:>14}",
+            "in (client → server)",
+            bytes(mean.bytes_in_per_s),
+            bytes(peak.bytes_in_per_s)
+        );
+        let _ = writeln!(
+            o,
+            "    {:<22}{:>14}{:>14}",
+            "out (server → client)",
+            bytes(mean.bytes_out_per_s),
+            bytes(peak.bytes_out_per_s)
+        );
     };
     for pp in &p.patterns {
-        block(&mut o, &format!("{} ({})", pp.name, pp.kind), &pp.mean, &pp.peak);
+        block(
+            &mut o,
+            &format!("{} ({})", pp.name, pp.kind),
+            &pp.mean,
+            &pp.peak,
+        );
     }
     block(&mut o, "all patterns", &p.mean, &p.peak);
-    let _ = writeln!(o, "\n  connections at the peak: {}", human(p.connections_peak));
+    let _ = writeln!(
+        o,
+        "\n  connections at the peak: {}",
+        human(p.connections_peak)
+    );
     for n in &p.notes {
         let _ = writeln!(o, "  note: {n}");
     }

@@ -41,7 +41,9 @@ fn plan_matches_the_generated_schedule_per_pattern() {
         messages[p] += 1.0;
         deliveries[p] += match o.to {
             chatload::protocol::Recipient::User(_) => 1.0,
-            chatload::protocol::Recipient::Group(g) => (population.group(g).unwrap().len() - 1) as f64,
+            chatload::protocol::Recipient::Group(g) => {
+                (population.group(g).unwrap().len() - 1) as f64
+            }
         };
     }
     for (i, pp) in plan.patterns.iter().enumerate() {
@@ -51,9 +53,17 @@ fn plan_matches_the_generated_schedule_per_pattern() {
         // Allow 4 standard deviations plus 2% for the model's treatment of ramp edges.
         let dispersion = if i == 0 { 7.0 } else { 1.0 };
         let tolerance = 4.0 * (want * dispersion).sqrt() + 0.02 * want;
-        assert!((got - want).abs() < tolerance, "{}: schedule {got} plan {want} (±{tolerance:.0})", pp.name);
+        assert!(
+            (got - want).abs() < tolerance,
+            "{}: schedule {got} plan {want} (±{tolerance:.0})",
+            pp.name
+        );
         let (want_d, got_d) = (pp.expected_deliveries, deliveries[i]);
-        assert!((got_d - want_d).abs() < 2.0 * tolerance * (want_d / want), "{}: deliveries {got_d} plan {want_d}", pp.name);
+        assert!(
+            (got_d - want_d).abs() < 2.0 * tolerance * (want_d / want),
+            "{}: deliveries {got_d} plan {want_d}",
+            pp.name
+        );
     }
     assert!(plan.peak.messages_per_s > plan.mean.messages_per_s);
 }
@@ -67,7 +77,16 @@ fn plan_scales_to_a_billion_users() {
     assert!((big.peak.messages_per_s / small.peak.messages_per_s - factor).abs() / factor < 1e-9);
     assert!((big.connections_peak - 0.5e9).abs() < 1.0);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatload"))
-        .args(["plan", Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/evening-peak.toml").to_str().unwrap(), "--users", "1_000_000_000", "--json"])
+        .args([
+            "plan",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("scenarios/evening-peak.toml")
+                .to_str()
+                .unwrap(),
+            "--users",
+            "1_000_000_000",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));

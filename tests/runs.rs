@@ -95,6 +95,7 @@ async fn a_known_delay_is_measured_truthfully() {
     )
     .await;
     let d = r.summary.metrics["delivery"];
+    eprintln!("delivery with a 25 ms server delay: {d:?}");
     assert!(d.count > 100, "{d:?}");
     assert!(
         d.min_us >= 25_000,

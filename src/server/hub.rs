@@ -68,6 +68,7 @@ pub struct HubStatsSnapshot {
 }
 
 pub struct Hub {
+    delay_line: Option<super::delay_line::DelayLine>,
     users: Box<[Mutex<FxHashMap<u32, UserEntry>>]>,
     groups: Box<[Mutex<GroupShard>]>,
     knobs: ServerKnobs,
@@ -83,7 +84,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Hub {
     pub fn new(knobs: ServerKnobs) -> Self {
+        let delay_line = if knobs.delay.0 > 0 {
+            super::delay_line::DelayLine::start().ok()
+        } else {
+            None
+        };
         Hub {
+            delay_line,
             users: (0..SHARDS)
                 .map(|_| Mutex::new(FxHashMap::default()))
                 .collect(),
@@ -201,6 +208,30 @@ impl Hub {
         };
         self.stats.delivered.fetch_add(1, Relaxed);
         if let Some((c, text)) = conn {
+            if let Some(line) = &self.delay_line {
+                if copies == 2 {
+                    self.stats.duplicated.fetch_add(1, Relaxed);
+                    line.push(
+                        c.tx.clone(),
+                        Outbound {
+                            due,
+                            text: text.clone(),
+                            hold_back: false,
+                            delivery: true,
+                        },
+                    );
+                }
+                line.push(
+                    c.tx,
+                    Outbound {
+                        due,
+                        text,
+                        hold_back,
+                        delivery: true,
+                    },
+                );
+                return;
+            }
             if copies == 2 {
                 self.stats.duplicated.fetch_add(1, Relaxed);
                 let _ = c.tx.send(Outbound {

@@ -3,6 +3,7 @@
 //! Owns listening, accepting and shutting down; routing state is in `hub`.
 
 mod connection;
+mod delay_line;
 pub mod hub;
 
 pub use hub::HubStatsSnapshot;

@@ -50,13 +50,22 @@ impl Population {
         let mut ranked = Vec::with_capacity(c.groups as usize);
         for _ in 0..c.groups {
             let s = size.sample_count(&mut rng, 2).min(n as u64) as usize;
-            let mut members: Vec<u32> = index::sample(&mut rng, n as usize, s).into_iter().map(|i| i as u32).collect();
+            let mut members: Vec<u32> = index::sample(&mut rng, n as usize, s)
+                .into_iter()
+                .map(|i| i as u32)
+                .collect();
             members.shuffle(&mut rng);
             ranked.push(members.clone().into_boxed_slice());
             members.sort_unstable();
             groups.push(members.into());
         }
-        Ok(Population { users: n, contacts, offsets, groups, ranked })
+        Ok(Population {
+            users: n,
+            contacts,
+            offsets,
+            groups,
+            ranked,
+        })
     }
 
     pub fn users(&self) -> u32 {
