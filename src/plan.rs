@@ -135,6 +135,7 @@ fn full_rates(s: &Scenario, p: usize, online: f64, groups: f64) -> (Rates, &'sta
                 "group_chat",
             )
         }
+        PatternKind::ReconnectStorm { .. } => (Rates::default(), "reconnect_storm"),
     }
 }
 

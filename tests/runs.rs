@@ -203,7 +203,7 @@ async fn a_target_that_dies_mid_run_is_survived_and_counted() {
             .await
             .unwrap()
     });
-    let r = run_text(&chat_scenario(100, 6, 0, ""), Some(url)).await;
+    let r = run_text(&chat_scenario(100, 10, 0, ""), Some(url)).await;
     let revived = killer.await.unwrap();
     let s = &r.summary;
     assert_eq!(s.ended, "completed");
@@ -234,4 +234,35 @@ async fn a_target_that_dies_mid_run_is_survived_and_counted() {
         s.series.points
     );
     revived.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_storm_recovers_every_user_without_loss_or_duplicates() {
+    let _one = lock().await;
+    let storm = "[[pattern]]\nname = \"blip\"\nkind = \"reconnect_storm\"\nat = \"3s\"\nfraction = 1.0\nbackoff = \"full_jitter\"\nbase = \"100ms\"\ncap = \"1s\"\n";
+    let text = chat_scenario(150, 6, 10, "").replace("[load]", &format!("{storm}\n[load]"));
+    let r = run_text(&text, None).await;
+    let s = &r.summary;
+    let st = &s.storms[0];
+    assert_eq!(
+        (st.dropped, st.reconnected, st.gave_up),
+        (150, 150, 0),
+        "{st:?}"
+    );
+    assert!(st.time_to_all_us.is_some_and(|t| t < 3_000_000), "{st:?}");
+    assert!(st.time_to_95_us <= st.time_to_99_us && st.time_to_99_us <= st.time_to_all_us);
+    assert!(st.peak_connects_per_s >= 50, "{st:?}");
+    assert_eq!(s.metrics["connect"].count, 300, "everyone connected twice");
+    let a = &s.accounting;
+    assert_eq!(
+        (a.lost, a.duplicated, a.in_flight),
+        (0, 0, 0),
+        "the offline queue and resume lose nothing: {a:?}"
+    );
+    assert!(a.balances());
+    assert!(
+        s.metrics
+            .get("delivery_offline")
+            .is_none_or(|d| d.count < a.delivered)
+    );
 }

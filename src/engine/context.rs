@@ -30,6 +30,8 @@ pub struct RunContext {
     pub connected_count: AtomicU64,
     /// Sequence numbers issued by the dispatcher (see `workload::schedule::message_id`).
     pub issued_seq: AtomicU64,
+    /// The scenario's reconnect storms, in time order.
+    pub storms: Vec<super::reconnect::Storm>,
     /// Set when the run is over: users disconnect and idle until goose stops them.
     pub finished: AtomicBool,
 }
@@ -39,6 +41,7 @@ impl RunContext {
         let users = population.users() as usize;
         let profile = Profile::new(&scenario.stages, population.users());
         let patterns = scenario.patterns.len();
+        let storms = super::reconnect::storms(&scenario);
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..users)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
@@ -61,6 +64,7 @@ impl RunContext {
             connected_count: AtomicU64::new(0),
             issued_seq: AtomicU64::new(1),
             finished: AtomicBool::new(false),
+            storms,
         }
     }
 

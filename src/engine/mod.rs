@@ -7,6 +7,7 @@ mod goose_bridge;
 mod limits;
 mod progress;
 mod quiet;
+mod reconnect;
 mod run;
 pub mod signals;
 mod vu;

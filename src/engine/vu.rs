@@ -3,6 +3,7 @@
 //! backoff, and records everything it sees. Runs in bounded slices so goose stays in control.
 
 use super::context::RunContext;
+use super::reconnect::{AfterFailure, Reconnector};
 use crate::metrics::{ErrorKind, LATE_SEND_US, Ledger, Metric, Owed, Received};
 use crate::protocol::{self, Recipient};
 use crate::transport::ws::{self, WsConnection};
@@ -10,14 +11,12 @@ use crate::workload::Order;
 use crate::workload::schedule::pattern_of;
 use futures_util::StreamExt;
 use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-
-const BACKOFF_BASE_MS: u64 = 100;
-const BACKOFF_CAP_MS: u64 = 5_000;
 
 pub struct VirtualUser {
     user: u32,
@@ -27,9 +26,10 @@ pub struct VirtualUser {
     last_seq: u64,
     /// Per (conversation, sender): the latest message sequence seen, to spot reordering.
     last_seen: FxHashMap<(u32, u32), u64>,
-    failures: u32,
-    next_attempt: Instant,
-    jitter_state: u64,
+    reconnect: Reconnector,
+    /// Messages written but not yet acknowledged; written again after a reconnect, as a
+    /// messaging client's outbox does (the server drops the copies it already has).
+    outbox: VecDeque<Order>,
 }
 
 impl VirtualUser {
@@ -42,9 +42,8 @@ impl VirtualUser {
             conn: None,
             last_seq: 0,
             last_seen: FxHashMap::default(),
-            failures: 0,
-            next_attempt: Instant::now(),
-            jitter_state: 0x9E37_79B9_7F4A_7C15 ^ (user as u64 + 1),
+            reconnect: Reconnector::new(user),
+            outbox: VecDeque::new(),
         })
     }
 
@@ -64,13 +63,32 @@ impl VirtualUser {
                 .profile
                 .next_change(self.user, now_us)
                 .map_or(until, |t| self.ctx.instant_at(t));
-            let wake = until.min(change);
+            let storm = self
+                .reconnect
+                .next_storm_at(&self.ctx.storms)
+                .map_or(until, |t| self.ctx.instant_at(t));
+            let wake = until.min(change).min(storm);
+            if let Some(pattern) = self.reconnect.strike(
+                &self.ctx.storms,
+                self.ctx.scenario.seed,
+                self.user,
+                now_us,
+                self.conn.is_some(),
+                now,
+            ) {
+                // Cut without a close handshake, as a network failure would.
+                self.conn = None;
+                self.ctx.set_connected(self.user, false);
+                self.ctx.recorders.local().counters[pattern as usize].dropped_connections += 1;
+                continue;
+            }
             if self.conn.is_none() {
-                if want_online && now >= self.next_attempt {
+                let want_online = want_online && !self.reconnect.gave_up();
+                if want_online && now >= self.reconnect.next_attempt() {
                     self.connect().await;
                 } else {
                     let wake = if want_online {
-                        self.next_attempt.min(wake)
+                        self.reconnect.next_attempt().min(wake)
                     } else {
                         wake
                     };
@@ -145,7 +163,28 @@ impl VirtualUser {
                     let slot = rec.no_pattern();
                     rec.record(slot, Metric::Connect, started.elapsed().as_micros() as u64);
                 }
-                self.failures = 0;
+                if let Some((pattern, took)) = self.reconnect.connected(Instant::now()) {
+                    let mut rec = self.ctx.recorders.local();
+                    rec.record(pattern as usize, Metric::Reconnect, took.as_micros() as u64);
+                    rec.counters[pattern as usize].reconnects += 1;
+                }
+                let now_us = self.ctx.now_us();
+                for o in &self.outbox {
+                    let body = protocol::filler_body(o.size as usize);
+                    conn.writer.push(Message::text(protocol::send(
+                        o.id,
+                        o.to,
+                        o.intended_us,
+                        now_us,
+                        body,
+                    )));
+                }
+                if !self.outbox.is_empty() {
+                    let mut rec = self.ctx.recorders.local();
+                    for o in &self.outbox {
+                        rec.counters[o.pattern as usize].retransmitted += 1;
+                    }
+                }
                 let early = std::mem::take(&mut conn.early);
                 self.conn = Some(conn);
                 self.ctx.set_connected(self.user, true);
@@ -160,7 +199,9 @@ impl VirtualUser {
                     .recorders
                     .local()
                     .error(e.kind, || e.detail.clone());
-                self.schedule_retry();
+                if let AfterFailure::GiveUp(pattern) = self.reconnect.failed(Instant::now()) {
+                    self.ctx.recorders.local().counters[pattern as usize].gave_up += 1;
+                }
             }
         }
     }
@@ -178,19 +219,7 @@ impl VirtualUser {
         self.conn = None;
         self.ctx.set_connected(self.user, false);
         self.ctx.recorders.local().error(kind, || detail);
-        self.schedule_retry();
-    }
-
-    /// Exponential backoff with full jitter: uniform in [0, min(cap, base·2^n)].
-    fn schedule_retry(&mut self) {
-        self.failures = self.failures.saturating_add(1);
-        let ceiling = BACKOFF_CAP_MS.min(BACKOFF_BASE_MS << self.failures.min(16));
-        // xorshift64: timing jitter only, never part of the seeded schedule.
-        self.jitter_state ^= self.jitter_state << 13;
-        self.jitter_state ^= self.jitter_state >> 7;
-        self.jitter_state ^= self.jitter_state << 17;
-        let wait = self.jitter_state % (ceiling + 1);
-        self.next_attempt = Instant::now() + Duration::from_millis(wait.max(10));
+        self.reconnect.lost(Instant::now());
     }
 
     fn send(&mut self, order: Order) {
@@ -222,6 +251,7 @@ impl VirtualUser {
             protocol::filler_body(order.size as usize),
         );
         conn.writer.push(Message::text(frame));
+        self.outbox.push_back(order);
         let lag = now.saturating_sub(order.intended_us);
         let mut rec = ctx.recorders.local();
         let p = order.pattern as usize;
@@ -306,6 +336,16 @@ impl VirtualUser {
                 let (Some(id), Some(t), Some(s)) = (frame.id, frame.t, frame.s) else {
                     return;
                 };
+                // The server acks in order: drop everything up to this id from the outbox; an
+                // ack for nothing outstanding (a stray) is not measured.
+                let mut outstanding = false;
+                while let Some(front) = self.outbox.front().map(|o| o.id).filter(|f| *f <= id) {
+                    outstanding |= front == id;
+                    self.outbox.pop_front();
+                }
+                if !outstanding {
+                    return;
+                }
                 let p = (pattern_of(id) as usize).min(ctx.scenario.patterns.len());
                 let mut rec = ctx.recorders.local();
                 rec.record(p, Metric::Send, now.saturating_sub(t));

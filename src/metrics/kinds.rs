@@ -25,10 +25,12 @@ pub enum Metric {
     Connect,
     /// How far behind its schedule a send went out.
     SendLag,
+    /// A reconnect storm dropped the connection → it was back (hello acknowledged).
+    Reconnect,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 9] = [
+    pub const ALL: [Metric; 10] = [
         Metric::Send,
         Metric::SendService,
         Metric::Delivery,
@@ -38,6 +40,7 @@ impl Metric {
         Metric::Receipt,
         Metric::Connect,
         Metric::SendLag,
+        Metric::Reconnect,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -52,6 +55,7 @@ impl Metric {
             Metric::Receipt => "receipt",
             Metric::Connect => "connect",
             Metric::SendLag => "send_lag",
+            Metric::Reconnect => "reconnect",
         }
     }
 
@@ -84,6 +88,12 @@ pub struct Counters {
     pub not_sent: u64,
     /// Deliveries for messages chatload never sent or to the wrong user.
     pub unexpected: u64,
+    /// Connections a reconnect storm dropped, those that came back, and those that gave up.
+    pub dropped_connections: u64,
+    pub reconnects: u64,
+    pub gave_up: u64,
+    /// Sends written again after a reconnect because their ack never came.
+    pub retransmitted: u64,
 }
 
 impl Counters {
@@ -98,6 +108,10 @@ impl Counters {
         self.late_sends += o.late_sends;
         self.not_sent += o.not_sent;
         self.unexpected += o.unexpected;
+        self.dropped_connections += o.dropped_connections;
+        self.reconnects += o.reconnects;
+        self.gave_up += o.gave_up;
+        self.retransmitted += o.retransmitted;
     }
 }
 

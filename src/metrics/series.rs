@@ -20,6 +20,9 @@ pub struct IntervalPoint {
     /// End of the interval, seconds since the run started.
     pub t_s: f64,
     pub connected: u64,
+    /// Connections completed in the interval.
+    #[serde(default)]
+    pub connects: u64,
     pub messages_sent: u64,
     pub delivered: u64,
     pub errors: u64,
@@ -53,6 +56,7 @@ impl Series {
         self.points.push(IntervalPoint {
             t_s,
             connected,
+            connects: interval.merged(Metric::Connect).map_or(0, |h| h.len()),
             messages_sent: c.messages_sent,
             delivered: c.delivered,
             errors: interval.errors.iter().sum(),

@@ -14,6 +14,7 @@ const SHOWN: &[&str] = &[
     "receipt",
     "connect",
     "send_lag",
+    "reconnect",
 ];
 
 pub fn thousands(n: u64) -> String {
@@ -122,14 +123,31 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
     );
     let _ = writeln!(
         o,
-        "              duplicates {}  reordered {}  late sends {} (max lag {})  not sent {}  unexpected {}",
+        "              duplicates {}  reordered {}  late sends {} (max lag {})  not sent {}  unexpected {}  retransmitted {}",
         thousands(a.duplicated),
         thousands(a.reordered),
         thousands(a.late_sends),
         us(s.max_send_lag_us),
         thousands(a.not_sent),
-        thousands(a.unexpected)
+        thousands(a.unexpected),
+        thousands(a.retransmitted)
     );
+    for st in &s.storms {
+        let t = |v: Option<u64>| v.map_or("never".to_string(), us);
+        let _ = writeln!(
+            o,
+            "  storm       {} at {:.1}s: dropped {}, back {} (95% in {}, 99% in {}, all in {}), gave up {}, peak {} connects/s",
+            st.name,
+            st.at_s,
+            thousands(st.dropped),
+            thousands(st.reconnected),
+            t(st.time_to_95_us),
+            t(st.time_to_99_us),
+            t(st.time_to_all_us),
+            thousands(st.gave_up),
+            thousands(st.peak_connects_per_s)
+        );
+    }
     if s.errors.is_empty() {
         let _ = writeln!(o, "  errors      none");
     } else {

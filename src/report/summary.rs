@@ -65,6 +65,9 @@ pub struct Accounting {
     pub late_sends: u64,
     pub not_sent: u64,
     pub unexpected: u64,
+    /// Sends written again after a reconnect (unacknowledged when the connection dropped).
+    #[serde(default)]
+    pub retransmitted: u64,
 }
 
 impl Accounting {
@@ -83,6 +86,7 @@ impl Accounting {
             late_sends: c.late_sends,
             not_sent: c.not_sent,
             unexpected: c.unexpected,
+            retransmitted: c.retransmitted,
         }
     }
 
@@ -99,6 +103,22 @@ pub struct PatternSummary {
     pub metrics: BTreeMap<String, LatencyStats>,
     pub accounting: Accounting,
     pub messages_per_s: f64,
+}
+
+/// How a reconnect storm went: how many it dropped and how fast they came back.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StormSummary {
+    pub name: String,
+    pub at_s: f64,
+    pub dropped: u64,
+    pub reconnected: u64,
+    pub gave_up: u64,
+    /// Time from the storm until 95% / 99% / all of the dropped users were back.
+    pub time_to_95_us: Option<u64>,
+    pub time_to_99_us: Option<u64>,
+    pub time_to_all_us: Option<u64>,
+    /// Most connections completed in one second after the storm.
+    pub peak_connects_per_s: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -138,6 +158,8 @@ pub struct Summary {
     #[serde(default)]
     pub error_examples: BTreeMap<String, String>,
     pub patterns: Vec<PatternSummary>,
+    #[serde(default)]
+    pub storms: Vec<StormSummary>,
     pub thresholds: Vec<Verdict>,
     pub passed: bool,
     pub messages_per_s: f64,
@@ -221,6 +243,7 @@ impl Summary {
                     .map(|e| (k.name().to_string(), e))
             })
             .collect();
+        let storms = storm_summaries(&m);
         let metrics = metric_map(|metric| m.totals.merged(metric));
         let max_send_lag_us = metrics.get("send_lag").map_or(0, |l| l.max_us);
         Summary {
@@ -247,6 +270,7 @@ impl Summary {
             accounting,
             metrics,
             patterns,
+            storms,
             thresholds: Vec::new(),
             passed: true,
             max_send_lag_us,
@@ -254,4 +278,48 @@ impl Summary {
             server: m.server,
         }
     }
+}
+
+fn storm_summaries(m: &Measured<'_>) -> Vec<StormSummary> {
+    m.scenario
+        .patterns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let crate::scenario::PatternKind::ReconnectStorm { at, .. } = p.kind else {
+                return None;
+            };
+            let c = &m.totals.counters[i];
+            let h = m
+                .totals
+                .histogram(i, Metric::Reconnect)
+                .filter(|h| !h.is_empty());
+            // The time by which a share q of the dropped users was back, if that many came back.
+            let by = |q: f64| -> Option<u64> {
+                let h = h?;
+                let needed = (q * c.dropped_connections as f64).ceil() as u64;
+                (needed <= h.len() && needed > 0)
+                    .then(|| h.value_at_quantile(needed as f64 / h.len() as f64))
+            };
+            let at_s = at.as_secs_f64();
+            Some(StormSummary {
+                name: p.name.clone(),
+                at_s,
+                dropped: c.dropped_connections,
+                reconnected: c.reconnects,
+                gave_up: c.gave_up,
+                time_to_95_us: by(0.95),
+                time_to_99_us: by(0.99),
+                time_to_all_us: by(1.0),
+                peak_connects_per_s: m
+                    .series
+                    .points
+                    .iter()
+                    .filter(|pt| pt.t_s > at_s)
+                    .map(|pt| pt.connects)
+                    .max()
+                    .unwrap_or(0),
+            })
+        })
+        .collect()
 }

@@ -5,6 +5,7 @@ use super::distribution::{Distribution, Family};
 use super::error::SpannedIssue;
 use super::file::{PatternSection, ScenarioFile, StageSection};
 use super::model::*;
+use super::model::{Backoff, BackoffKind};
 use super::threshold;
 use super::units::{Micros, RateBasis};
 use std::path::Path;
@@ -25,6 +26,7 @@ const DIRECT_KEYS: &[&str] = &[
     "size",
 ];
 const GROUP_KEYS: &[&str] = &["rate", "sender_skew", "size"];
+const STORM_KEYS: &[&str] = &["at", "fraction", "backoff", "base", "cap", "max_attempts"];
 
 pub fn compile(file: ScenarioFile, path: &Path) -> Result<Scenario> {
     let s = &file.scenario;
@@ -330,11 +332,12 @@ fn compile_pattern(spanned: &Spanned<PatternSection>, consumers: &Consumers) -> 
     let allowed = match kind_name {
         "direct_chat" => DIRECT_KEYS,
         "group_chat" => GROUP_KEYS,
+        "reconnect_storm" => STORM_KEYS,
         other => {
             return issue(
                 p.kind.span(),
                 format!(
-                    "unknown pattern kind `{other}`: this version knows direct_chat and group_chat"
+                    "unknown pattern kind `{other}`: this version knows direct_chat, group_chat and reconnect_storm"
                 ),
             );
         }
@@ -423,6 +426,7 @@ fn compile_pattern(spanned: &Spanned<PatternSection>, consumers: &Consumers) -> 
                 partner_skew: skew(&p.partner_skew, "partner_skew", 1.0)?,
             }
         }
+        "reconnect_storm" => compile_storm(p, spanned.span())?,
         _ => {
             let rate = p.rate.as_ref().ok_or_else(|| {
                 SpannedIssue::new(
@@ -449,6 +453,71 @@ fn compile_pattern(spanned: &Spanned<PatternSection>, consumers: &Consumers) -> 
         }
     };
     Ok(Pattern { name, kind, size })
+}
+
+fn compile_storm(p: &PatternSection, span: std::ops::Range<usize>) -> Result<PatternKind> {
+    let at = p.at.as_ref().ok_or_else(|| {
+        SpannedIssue::new(
+            Some(span.clone()),
+            "a reconnect_storm needs `at`, the time it strikes, e.g. \"20s\"",
+        )
+    })?;
+    let fraction = match &p.fraction {
+        Some(f) if !(*f.get_ref() > 0.0 && *f.get_ref() <= 1.0) => {
+            return issue(
+                f.span(),
+                format!(
+                    "`fraction` is the share of connected users dropped, in (0, 1] (found {})",
+                    f.get_ref()
+                ),
+            );
+        }
+        Some(f) => *f.get_ref(),
+        None => 1.0,
+    };
+    let kind = match p.backoff.as_ref().map(|b| (b.get_ref().as_str(), b.span())) {
+        None | Some(("full_jitter", _)) => BackoffKind::FullJitter,
+        Some(("fixed", _)) => BackoffKind::Fixed,
+        Some(("exponential", _)) => BackoffKind::Exponential,
+        Some(("decorrelated_jitter", _)) => BackoffKind::DecorrelatedJitter,
+        Some((other, span)) => {
+            return issue(
+                span,
+                format!(
+                    "unknown backoff `{other}`: use fixed, exponential, full_jitter or decorrelated_jitter"
+                ),
+            );
+        }
+    };
+    // Research §2.5: full jitter with base 0.5-1 s and cap 30-60 s is the standard mitigation.
+    let base = p.base.unwrap_or(Micros(500_000));
+    let cap = p.cap.unwrap_or(Micros(30_000_000));
+    if base.0 == 0 || cap < base {
+        return issue(
+            span,
+            "the backoff needs 0 < base <= cap, e.g. base = \"500ms\", cap = \"30s\"",
+        );
+    }
+    let max_attempts = match &p.max_attempts {
+        Some(m) if *m.get_ref() < 0 => {
+            return issue(
+                m.span(),
+                "`max_attempts` is 0 (never give up) or a positive count",
+            );
+        }
+        Some(m) => *m.get_ref() as u32,
+        None => 0,
+    };
+    Ok(PatternKind::ReconnectStorm {
+        at: *at.get_ref(),
+        fraction,
+        policy: Backoff {
+            kind,
+            base,
+            cap,
+            max_attempts,
+        },
+    })
 }
 
 fn positive_every(v: &Option<Spanned<i64>>, key: &str) -> Result<u64> {

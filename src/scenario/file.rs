@@ -70,7 +70,14 @@ pub struct PatternSection {
     // group_chat
     pub rate: Option<Spanned<Rate>>,
     pub sender_skew: Option<Spanned<f64>>,
-    // both
+    // reconnect_storm
+    pub at: Option<Spanned<Micros>>,
+    pub fraction: Option<Spanned<f64>>,
+    pub backoff: Option<Spanned<String>>,
+    pub base: Option<Micros>,
+    pub cap: Option<Micros>,
+    pub max_attempts: Option<Spanned<i64>>,
+    // messaging patterns
     pub size: Option<SizeDist>,
 }
 
@@ -90,6 +97,12 @@ impl PatternSection {
         add(self.partner_skew.is_some(), "partner_skew");
         add(self.rate.is_some(), "rate");
         add(self.sender_skew.is_some(), "sender_skew");
+        add(self.at.is_some(), "at");
+        add(self.fraction.is_some(), "fraction");
+        add(self.backoff.is_some(), "backoff");
+        add(self.base.is_some(), "base");
+        add(self.cap.is_some(), "cap");
+        add(self.max_attempts.is_some(), "max_attempts");
         add(self.size.is_some(), "size");
         keys
     }

@@ -55,6 +55,54 @@ pub enum PatternKind {
         rate: Rate,
         sender_skew: f64,
     },
+    /// At `at`, a share of the connected users lose their connection at once and come back
+    /// under a backoff policy, resuming from their last sequence number.
+    ReconnectStorm {
+        at: Micros,
+        fraction: f64,
+        policy: Backoff,
+    },
+}
+
+/// How a client waits between reconnect attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Backoff {
+    pub kind: BackoffKind,
+    pub base: Micros,
+    pub cap: Micros,
+    /// Attempts before giving up (0: never give up).
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackoffKind {
+    /// Always `base`: the thundering herd.
+    Fixed,
+    /// base·2^(n-1), capped, no jitter.
+    Exponential,
+    /// Uniform in [0, min(cap, base·2^n)].
+    FullJitter,
+    /// min(cap, uniform[base, 3·previous]).
+    DecorrelatedJitter,
+}
+
+impl Backoff {
+    /// The wait before attempt `n` (1-based); `previous` is the last wait, `u` uniform in [0, 1).
+    pub fn delay(&self, n: u32, previous: Micros, u: f64) -> Micros {
+        let (base, cap) = (self.base.0 as f64, self.cap.0 as f64);
+        let exp = base * 2f64.powi(n.saturating_sub(1).min(40) as i32);
+        let us = match self.kind {
+            BackoffKind::Fixed => base,
+            BackoffKind::Exponential => exp.min(cap),
+            BackoffKind::FullJitter => u * (exp * 2.0).min(cap),
+            BackoffKind::DecorrelatedJitter => {
+                let hi = (previous.0 as f64 * 3.0).max(base);
+                (base + u * (hi - base)).min(cap)
+            }
+        };
+        Micros(us.max(0.0) as u64)
+    }
 }
 
 impl PatternKind {
@@ -62,6 +110,7 @@ impl PatternKind {
         match self {
             PatternKind::DirectChat { .. } => "direct_chat",
             PatternKind::GroupChat { .. } => "group_chat",
+            PatternKind::ReconnectStorm { .. } => "reconnect_storm",
         }
     }
 }

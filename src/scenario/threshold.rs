@@ -92,6 +92,7 @@ pub const LATENCY_METRICS: &[&str] = &[
     "receipt",
     "connect",
     "send_lag",
+    "reconnect",
 ];
 /// Counters a rule may name.
 pub const COUNTS: &[&str] = &[

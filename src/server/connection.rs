@@ -164,8 +164,11 @@ where
                 return true;
             };
             let body = frame.body.as_deref().unwrap_or("");
-            hub.stats.accepted.fetch_add(1, Relaxed);
             writer.push(Message::text(protocol::sent(id, t, s)));
+            if !hub.accept_send(from, id) {
+                return true;
+            }
+            hub.stats.accepted.fetch_add(1, Relaxed);
             let base = Delivery {
                 seq: 0,
                 id,

@@ -37,6 +37,9 @@ pub struct ConnHandle {
 
 #[derive(Default)]
 struct UserEntry {
+    /// The highest message id this user has sent; ids increase per sender, so a send at or
+    /// below it is a retransmission after a reconnect and is acknowledged, not delivered again.
+    last_sent_id: u64,
     next_seq: u64,
     unacked: VecDeque<(u64, Utf8Bytes)>,
     conn: Option<ConnHandle>,
@@ -53,6 +56,7 @@ pub struct HubStats {
     pub reordered: AtomicU64,
     pub overflowed: AtomicU64,
     pub malformed: AtomicU64,
+    pub retransmitted: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -65,6 +69,8 @@ pub struct HubStatsSnapshot {
     pub reordered: u64,
     pub overflowed: u64,
     pub malformed: u64,
+    #[serde(default)]
+    pub retransmitted: u64,
 }
 
 pub struct Hub {
@@ -151,6 +157,18 @@ impl Hub {
                 entry.unacked.remove(i);
             }
         }
+    }
+
+    /// Records that `from` sent `id`; false when it is a retransmission of one already taken.
+    pub fn accept_send(&self, from: u32, id: u64) -> bool {
+        let mut shard = lock(self.shard(from));
+        let entry = shard.entry(from).or_default();
+        if id <= entry.last_sent_id {
+            self.stats.retransmitted.fetch_add(1, Relaxed);
+            return false;
+        }
+        entry.last_sent_id = id;
+        true
     }
 
     pub fn define_group(&self, group: u32, members: Vec<u32>) {
@@ -261,6 +279,7 @@ impl Hub {
             reordered: s.reordered.load(Relaxed),
             overflowed: s.overflowed.load(Relaxed),
             malformed: s.malformed.load(Relaxed),
+            retransmitted: s.retransmitted.load(Relaxed),
         }
     }
 }

@@ -108,6 +108,8 @@ impl Schedule {
                     None,
                     None,
                 ),
+                // A storm sends nothing: the virtual users act it out.
+                PatternKind::ReconnectStorm { .. } => (0.0, None, None),
             };
             let arrivals = Exp::new(total_rate.max(1e-12)).map_err(|e| err(&e))?;
             samplers.push(PatternSamplers {
@@ -123,6 +125,7 @@ impl Schedule {
                         Event::ConversationStart { pattern: i as u16 }
                     }
                     PatternKind::GroupChat { .. } => Event::GroupMessage { pattern: i as u16 },
+                    PatternKind::ReconnectStorm { .. } => continue,
                 };
                 queue.push(Reverse((first, i as u64, event)));
             }

@@ -1,0 +1,227 @@
+//! When a virtual user tries to connect again: the default backoff after an unexpected loss
+//! (full jitter, 100 ms to 5 s), and the reconnect storms of the scenario — which users a
+//! storm drops, and the storm's own backoff policy until they are back. Owns timing only.
+
+use crate::scenario::{Backoff, BackoffKind, PatternKind, Scenario, units::Micros};
+use std::time::{Duration, Instant};
+
+const DEFAULT: Backoff = Backoff {
+    kind: BackoffKind::FullJitter,
+    base: Micros(100_000),
+    cap: Micros(5_000_000),
+    max_attempts: 0,
+};
+
+/// A reconnect storm of the scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct Storm {
+    pub pattern: u16,
+    pub at_us: u64,
+    pub fraction: f64,
+    pub policy: Backoff,
+}
+
+pub fn storms(s: &Scenario) -> Vec<Storm> {
+    let mut v: Vec<Storm> = s
+        .patterns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match p.kind {
+            PatternKind::ReconnectStorm {
+                at,
+                fraction,
+                policy,
+            } => Some(Storm {
+                pattern: i as u16,
+                at_us: at.0,
+                fraction,
+                policy,
+            }),
+            _ => None,
+        })
+        .collect();
+    v.sort_by_key(|s| s.at_us);
+    v
+}
+
+/// splitmix64: a fixed, seeded choice of which users a storm hits.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Whether storm `pattern` drops `user` (the same users for the same seed).
+pub fn hits(seed: u64, pattern: u16, user: u32, fraction: f64) -> bool {
+    let h = mix(seed ^ ((pattern as u64) << 40) ^ user as u64);
+    (h as f64 / u64::MAX as f64) < fraction
+}
+
+struct Active {
+    pattern: u16,
+    policy: Backoff,
+    dropped_at: Instant,
+}
+
+pub struct Reconnector {
+    failures: u32,
+    next_attempt: Instant,
+    previous: Micros,
+    jitter: u64,
+    active: Option<Active>,
+    next_storm: usize,
+    gave_up: bool,
+}
+
+/// What a failed attempt leads to.
+pub enum AfterFailure {
+    Retry,
+    /// The storm's `max_attempts` ran out: stay offline (pattern of the storm).
+    GiveUp(u16),
+}
+
+impl Reconnector {
+    pub fn new(user: u32) -> Self {
+        Reconnector {
+            failures: 0,
+            next_attempt: Instant::now(),
+            previous: DEFAULT.base,
+            jitter: mix(user as u64 + 1) | 1,
+            active: None,
+            next_storm: 0,
+            gave_up: false,
+        }
+    }
+
+    pub fn next_attempt(&self) -> Instant {
+        self.next_attempt
+    }
+
+    pub fn gave_up(&self) -> bool {
+        self.gave_up
+    }
+
+    fn uniform(&mut self) -> f64 {
+        // xorshift64: timing jitter only, never part of the seeded schedule.
+        self.jitter ^= self.jitter << 13;
+        self.jitter ^= self.jitter >> 7;
+        self.jitter ^= self.jitter << 17;
+        (self.jitter >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn schedule(&mut self, now: Instant) -> Instant {
+        let policy = self.active.as_ref().map_or(DEFAULT, |a| a.policy);
+        let u = self.uniform();
+        let wait = policy.delay(self.failures + 1, self.previous, u);
+        self.previous = wait;
+        self.next_attempt = now + Duration::from_micros(wait.0.max(1_000));
+        self.next_attempt
+    }
+
+    /// The connection was lost unexpectedly (not by a storm).
+    pub fn lost(&mut self, now: Instant) {
+        self.failures = 0;
+        self.schedule(now);
+    }
+
+    /// An attempt failed.
+    pub fn failed(&mut self, now: Instant) -> AfterFailure {
+        self.failures = self.failures.saturating_add(1);
+        if let Some(a) = &self.active
+            && a.policy.max_attempts > 0
+            && self.failures >= a.policy.max_attempts
+        {
+            let pattern = a.pattern;
+            self.active = None;
+            self.gave_up = true;
+            return AfterFailure::GiveUp(pattern);
+        }
+        self.schedule(now);
+        AfterFailure::Retry
+    }
+
+    /// Connected: returns the storm and how long recovery took, if a storm had dropped us.
+    pub fn connected(&mut self, now: Instant) -> Option<(u16, Duration)> {
+        self.failures = 0;
+        self.previous = DEFAULT.base;
+        self.active
+            .take()
+            .map(|a| (a.pattern, now.duration_since(a.dropped_at)))
+    }
+
+    /// When the next storm strikes, if one is still to come.
+    pub fn next_storm_at(&self, storms: &[Storm]) -> Option<u64> {
+        storms.get(self.next_storm).map(|s| s.at_us)
+    }
+
+    /// Passes every storm due by `now_us`; returns the one that drops this (connected) user.
+    pub fn strike(
+        &mut self,
+        storms: &[Storm],
+        seed: u64,
+        user: u32,
+        now_us: u64,
+        connected: bool,
+        now: Instant,
+    ) -> Option<u16> {
+        let mut hit = None;
+        while let Some(s) = storms.get(self.next_storm).filter(|s| s.at_us <= now_us) {
+            self.next_storm += 1;
+            if connected && hit.is_none() && hits(seed, s.pattern, user, s.fraction) {
+                hit = Some(*s);
+            }
+        }
+        let s = hit?;
+        self.active = Some(Active {
+            pattern: s.pattern,
+            policy: s.policy,
+            dropped_at: now,
+        });
+        self.failures = 0;
+        self.previous = s.policy.base;
+        self.schedule(now);
+        Some(s.pattern)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storms_hit_the_declared_share_and_policies_keep_their_bounds() {
+        let hit = (0..100_000u32).filter(|u| hits(7, 2, *u, 0.3)).count();
+        assert!((29_000..31_000).contains(&hit), "{hit}");
+        let p = Backoff {
+            kind: BackoffKind::FullJitter,
+            base: Micros(500_000),
+            cap: Micros(30_000_000),
+            max_attempts: 0,
+        };
+        for n in 1..20 {
+            for u in [0.0, 0.5, 0.999] {
+                let d = p.delay(n, Micros(0), u);
+                assert!(d.0 <= 30_000_000);
+            }
+        }
+        let e = Backoff {
+            kind: BackoffKind::Exponential,
+            ..p
+        };
+        assert_eq!(e.delay(1, Micros(0), 0.5), Micros(500_000));
+        assert_eq!(e.delay(3, Micros(0), 0.5), Micros(2_000_000));
+        assert_eq!(e.delay(30, Micros(0), 0.5), Micros(30_000_000));
+        let f = Backoff {
+            kind: BackoffKind::Fixed,
+            ..p
+        };
+        assert_eq!(f.delay(9, Micros(0), 0.9), Micros(500_000));
+        let d = Backoff {
+            kind: BackoffKind::DecorrelatedJitter,
+            ..p
+        };
+        let x = d.delay(2, Micros(1_000_000), 1.0);
+        assert_eq!(x, Micros(3_000_000));
+    }
+}
