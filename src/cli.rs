@@ -60,6 +60,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the JSON Schema of the scenario format (for editors with TOML schema support).
+    Schema,
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout.
+    Completions { shell: clap_complete::Shell },
     /// Run the reference messaging server on its own.
     Serve {
         /// Address to listen on.

@@ -137,6 +137,15 @@ async fn dispatch(command: Command) -> u8 {
                 BAD_INPUT
             }
         },
+        Command::Schema => {
+            println!("{}", chatload::scenario::schema::json());
+            PASSED
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "chatload", &mut std::io::stdout());
+            PASSED
+        }
         Command::Serve {
             listen,
             delay,

@@ -8,28 +8,33 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use toml::Spanned;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioFile {
     pub scenario: ScenarioSection,
     pub population: PopulationSection,
     #[serde(default, rename = "pattern")]
+    #[schemars(with = "Vec<PatternSection>")]
     pub patterns: Vec<Spanned<PatternSection>>,
     pub load: Option<LoadSection>,
     pub target: Option<TargetSection>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
     pub thresholds: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioSection {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     pub description: Option<String>,
+    #[schemars(with = "Option<Micros>")]
     pub duration: Option<Spanned<Micros>>,
     #[serde(default = "default_seed")]
     pub seed: u64,
     /// A delivery not seen this long after its intended send time counts as lost.
+    #[schemars(with = "Option<Micros>")]
     pub loss_deadline: Option<Spanned<Micros>>,
     /// The longest wait at the end for deliveries still in flight.
     pub drain: Option<Micros>,
@@ -39,43 +44,58 @@ fn default_seed() -> u64 {
     1
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PopulationSection {
+    #[schemars(with = "ConsumersSection")]
     pub consumers: Spanned<ConsumersSection>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumersSection {
+    #[schemars(with = "i64")]
     pub users: Spanned<i64>,
+    #[schemars(with = "Option<f64>")]
     pub online: Option<Spanned<f64>>,
     pub contacts: Option<CountDist>,
+    #[schemars(with = "Option<i64>")]
     pub groups: Option<Spanned<i64>>,
     pub group_size: Option<CountDist>,
 }
 
 /// One `[[pattern]]` table. Fields that do not apply to its `kind` are refused by the compiler.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatternSection {
+    #[schemars(with = "String")]
     pub kind: Spanned<String>,
+    #[schemars(with = "Option<String>")]
     pub name: Option<Spanned<String>>,
     // direct_chat
+    #[schemars(with = "Option<Rate>")]
     pub conversations: Option<Spanned<Rate>>,
     pub messages: Option<CountDist>,
     pub gap: Option<TimeDist>,
+    #[schemars(with = "Option<f64>")]
     pub reply: Option<Spanned<f64>>,
+    #[schemars(with = "Option<f64>")]
     pub partner_skew: Option<Spanned<f64>>,
     // group_chat
+    #[schemars(with = "Option<Rate>")]
     pub rate: Option<Spanned<Rate>>,
+    #[schemars(with = "Option<f64>")]
     pub sender_skew: Option<Spanned<f64>>,
     // reconnect_storm
+    #[schemars(with = "Option<Micros>")]
     pub at: Option<Spanned<Micros>>,
+    #[schemars(with = "Option<f64>")]
     pub fraction: Option<Spanned<f64>>,
+    #[schemars(with = "Option<String>")]
     pub backoff: Option<Spanned<String>>,
     pub base: Option<Micros>,
     pub cap: Option<Micros>,
+    #[schemars(with = "Option<i64>")]
     pub max_attempts: Option<Spanned<i64>>,
     // messaging patterns
     pub size: Option<SizeDist>,
@@ -108,13 +128,14 @@ impl PatternSection {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoadSection {
+    #[schemars(with = "Vec<StageSection>")]
     pub stages: Spanned<Vec<Spanned<StageSection>>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StageSection {
     pub ramp: Option<Micros>,
@@ -124,14 +145,18 @@ pub struct StageSection {
     pub to: Option<f64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetSection {
+    #[schemars(with = "Option<String>")]
     pub url: Option<Spanned<String>>,
     pub connect_timeout: Option<Micros>,
     /// Embedded server knobs.
     pub delay: Option<Micros>,
+    #[schemars(with = "Option<i64>")]
     pub drop_every: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
     pub duplicate_every: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
     pub reorder_every: Option<Spanned<i64>>,
 }

@@ -7,6 +7,7 @@ pub mod error;
 mod file;
 pub mod model;
 pub mod sampler;
+pub mod schema;
 pub mod threshold;
 pub mod units;
 
