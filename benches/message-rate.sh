@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Message-rate sweep: chatload against `chatload serve` in a second process, on loopback.
+# For each offered rate it prints the achieved rate, loss, late sends, p99s, and the CPU
+# seconds of the client and of the server, so the knee (the highest rate with loss 0 and no
+# late sends) and the CPU per message can be read off one run.
+#
+#   benches/message-rate.sh                # default sweep: 30 60 120 240 conversations/min per user
+#   benches/message-rate.sh 30 45 60       # conversations per minute per user to try
+#
+# 1,000 users, one-to-one chat, 10 messages per conversation, 64-byte bodies, 22 s runs.
+# Offered messages/s ≈ 1,000 × rate/60 × 10.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+BIN=target/release/chatload
+WORK=$(mktemp -d)
+PORT=${PORT:-7079}
+RATES=("$@")
+[ ${#RATES[@]} -gt 0 ] || RATES=(30 60 120 240)
+
+for rate in "${RATES[@]}"; do
+  cat > "$WORK/rate.toml" <<TOML
+[scenario]
+name = "rate$rate"
+seed = 1
+loss_deadline = "5s"
+[population.consumers]
+users = 1000
+contacts = { uniform = { min = 5, max = 30 } }
+[[pattern]]
+kind = "direct_chat"
+conversations = "$rate/min per user"
+messages = 10
+gap = { exponential = { mean = "100ms" } }
+size = 64
+[load]
+stages = [{ ramp = "2s" }, { hold = "20s" }]
+TOML
+  $BIN serve --listen 127.0.0.1:$PORT 2>/dev/null &
+  server=$!
+  sleep 0.3
+  start_ticks=$(awk '{print $14+$15}' /proc/$server/stat)
+  /usr/bin/time -f "%U %S" -o "$WORK/time" $BIN run "$WORK/rate.toml" --target ws://127.0.0.1:$PORT/v1/ws --quiet --out "$WORK/out" > /dev/null || true
+  end_ticks=$(awk '{print $14+$15}' /proc/$server/stat)
+  kill $server; wait $server 2>/dev/null || true
+  python3 - "$WORK/out/summary.json" "$WORK/time" "$rate" "$start_ticks" "$end_ticks" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+u, k = map(float, open(sys.argv[2]).read().split())
+client = u + k
+server = (float(sys.argv[5]) - float(sys.argv[4])) / 100
+a = s["accounting"]
+m = s["metrics"]
+msgs = a["messages_sent"]
+print(f"offered {1000*int(sys.argv[3])/60*10:>8.0f}/s  achieved {s['messages_per_s']:>9.1f}/s  lost {a['lost']}  late {a['late_sends']}"
+      f"  send p99 {m['send']['p99_us']/1000:.2f} ms  delivery p99 {m['delivery']['p99_us']/1000:.2f} ms"
+      f"  client {client:.1f} s ({client/s['duration_s']:.2f} core, {client/msgs*1e6:.0f} µs/msg)"
+      f"  server {server:.1f} s ({server/s['duration_s']:.2f} core, {server/msgs*1e6:.0f} µs/msg)")
+PY
+done
+rm -rf "$WORK"
