@@ -164,35 +164,43 @@ pub fn plan(s: &Scenario, users: Option<f64>) -> Plan {
     let users = s.consumers.users as f64 * scale;
     let online = s.consumers.online_users as f64 * scale;
     let groups = s.consumers.groups as f64 * scale;
-    let profile = Profile::new(&s.stages, s.consumers.online_users);
+    let profile = Profile::for_scenario(s, s.consumers.online_users);
     let end = profile.end().0;
     let steps = 2_000u64;
     let dt = end as f64 / steps as f64;
-    let levels: Vec<f64> = (0..steps)
-        .map(|i| profile.level((i as f64 * dt + dt / 2.0) as u64))
-        .collect();
+    let at = |i: u64| (i as f64 * dt + dt / 2.0) as u64;
+    let levels: Vec<f64> = (0..steps).map(|i| profile.level(at(i))).collect();
+    let multipliers: Vec<f64> = (0..steps).map(|i| profile.multiplier(at(i))).collect();
     let mean_level = levels.iter().sum::<f64>() / steps as f64;
     let peak_level = levels.iter().cloned().fold(0.0, f64::max);
     let eligible: Vec<f64> = (0..steps)
-        .map(|i| eligible_level(&profile, (i as f64 * dt + dt / 2.0) as u64))
+        .map(|i| eligible_level(&profile, at(i)))
         .collect();
-    let eligible_mean = eligible.iter().sum::<f64>() / steps as f64;
     let duration_s = end as f64 / 1e6;
 
     let mut patterns = Vec::new();
     let (mut mean, mut peak) = (Rates::default(), Rates::default());
     for (i, p) in s.patterns.iter().enumerate() {
         let (full, kind) = full_rates(s, i, online, groups);
-        // Direct chat needs both people eligible; a group message needs its sender.
+        // Direct chat needs both people eligible; a group message needs its sender. Rates
+        // scale with the stages' multipliers and the diurnal curve at each moment.
         let exponent = if kind == "direct_chat" { 2.0 } else { 1.0 };
-        let mean_f = levels.iter().map(|l| l.powf(exponent)).sum::<f64>() / steps as f64;
-        let eligible_f = eligible.iter().map(|l| l.powf(exponent)).sum::<f64>() / steps as f64;
+        let load = |l: &[f64]| -> Vec<f64> {
+            l.iter()
+                .zip(&multipliers)
+                .map(|(l, m)| l.powf(exponent) * m)
+                .collect()
+        };
+        let at_level = load(&levels);
+        let mean_f = at_level.iter().sum::<f64>() / steps as f64;
+        let peak_f = at_level.iter().cloned().fold(0.0, f64::max);
+        let eligible_f = load(&eligible).iter().sum::<f64>() / steps as f64;
         let pp = PatternPlan {
             name: p.name.clone(),
             kind: kind.to_string(),
             at_full: full,
             mean: full.scaled(mean_f),
-            peak: full.scaled(peak_level.powf(exponent)),
+            peak: full.scaled(peak_f),
             expected_messages: full.messages_per_s * eligible_f * duration_s,
             expected_deliveries: full.deliveries_per_s * eligible_f * duration_s,
         };
@@ -200,7 +208,6 @@ pub fn plan(s: &Scenario, users: Option<f64>) -> Plan {
         peak.add(&pp.peak);
         patterns.push(pp);
     }
-    let _ = eligible_mean;
     let mut notes = vec![
         "Rates are steady-state: conversations started near the end of the run are cut short, so a short run sends somewhat less.".to_string(),
         "Direct chat needs both people online, so it scales with the square of the connected share; group chat scales with it.".to_string(),

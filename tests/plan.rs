@@ -28,12 +28,41 @@ size = 50
 stages = [{ ramp = "60s" }, { hold = "240s" }, { ramp_down = "60s", to = 0.5 }]
 "#;
 
+/// The same population under a workday curve compressed into 2 minutes and an 8× spike.
+fn shaped() -> String {
+    SCENARIO.replace(
+        "[load]\nstages = [{ ramp = \"60s\" }, { hold = \"240s\" }, { ramp_down = \"60s\", to = 0.5 }]",
+        "[load]\ndiurnal = \"workday\"\nday = \"2m\"\nstages = [{ ramp = \"60s\" }, { hold = \"120s\" }, { spike = \"60s\", rate = 8 }, { hold = \"60s\", rate = 0.5 }, { ramp_down = \"60s\", to = 0.5 }]",
+    )
+}
+
 #[test]
 fn plan_matches_the_generated_schedule_per_pattern() {
-    let s = Arc::new(chatload::scenario::parse(Path::new("p.toml"), SCENARIO).unwrap());
+    check_plan_against_schedule(SCENARIO);
+}
+
+#[test]
+fn plan_matches_the_schedule_under_spikes_and_a_diurnal_curve() {
+    let text = shaped();
+    assert_ne!(text, SCENARIO);
+    check_plan_against_schedule(&text);
+    let s = chatload::scenario::parse(Path::new("p.toml"), &text).unwrap();
+    let flat = chatload::plan::plan(
+        &chatload::scenario::parse(Path::new("p.toml"), SCENARIO).unwrap(),
+        None,
+    );
+    let plan = chatload::plan::plan(&s, None);
+    assert!(
+        plan.peak.messages_per_s > 5.0 * flat.peak.messages_per_s,
+        "the spike and the curve's peak show in the plan"
+    );
+}
+
+fn check_plan_against_schedule(text: &str) {
+    let s = Arc::new(chatload::scenario::parse(Path::new("p.toml"), text).unwrap());
     let plan = chatload::plan::plan(&s, None);
     let population = Arc::new(Population::build(&s.consumers, s.seed).unwrap());
-    let profile = Profile::new(&s.stages, population.users());
+    let profile = Profile::for_scenario(&s, population.users());
     let mut sched = Schedule::new(s.clone(), population.clone(), profile).unwrap();
     let (mut messages, mut deliveries) = ([0f64; 2], [0f64; 2]);
     while let Some(o) = sched.next_order(u64::MAX) {

@@ -13,7 +13,7 @@ fn schedule(text: &str, seed: Option<u64>) -> (Schedule, Arc<chatload::scenario:
     }
     let s = Arc::new(s);
     let population = Arc::new(Population::build(&s.consumers, s.seed).unwrap());
-    let profile = Profile::new(&s.stages, population.users());
+    let profile = Profile::for_scenario(&s, population.users());
     (Schedule::new(s.clone(), population, profile).unwrap(), s)
 }
 

@@ -39,7 +39,7 @@ pub struct RunContext {
 impl RunContext {
     pub fn new(scenario: Arc<Scenario>, population: Arc<Population>, url: String) -> Self {
         let users = population.users() as usize;
-        let profile = Profile::new(&scenario.stages, population.users());
+        let profile = Profile::for_scenario(&scenario, population.users());
         let patterns = scenario.patterns.len();
         let storms = super::reconnect::storms(&scenario);
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..users)

@@ -384,6 +384,7 @@ fn phase_name(s: &Scenario, now_us: u64) -> &'static str {
                 crate::scenario::StageLabel::Ramp => "ramp",
                 crate::scenario::StageLabel::Hold => "hold",
                 crate::scenario::StageLabel::RampDown => "ramp down",
+                crate::scenario::StageLabel::Spike => "spike",
             };
         }
     }

@@ -5,7 +5,7 @@ use super::distribution::{Distribution, Family};
 use super::error::SpannedIssue;
 use super::file::{PatternSection, ScenarioFile, StageSection};
 use super::model::*;
-use super::model::{Backoff, BackoffKind};
+use super::model::{Backoff, BackoffKind, Diurnal};
 use super::threshold;
 use super::units::{Micros, RateBasis};
 use std::path::Path;
@@ -43,6 +43,7 @@ pub fn compile(file: ScenarioFile, path: &Path) -> Result<Scenario> {
     }
     let consumers = compile_consumers(&file)?;
     let (stages, duration) = compile_stages(&file)?;
+    let diurnal = compile_diurnal(&file, duration)?;
     let loss_deadline = match &s.loss_deadline {
         Some(d) if d.get_ref().0 == 0 => {
             return issue(d.span(), "`loss_deadline` must be longer than 0s");
@@ -105,6 +106,7 @@ pub fn compile(file: ScenarioFile, path: &Path) -> Result<Scenario> {
         consumers,
         patterns,
         stages,
+        diurnal,
         target,
         thresholds,
     })
@@ -204,22 +206,27 @@ fn compile_stages(file: &ScenarioFile) -> Result<(Vec<Stage>, Micros)> {
                     label: StageLabel::Ramp,
                     length: ramp,
                     to: 1.0,
+                    rate: 1.0,
+                    peak: None,
                 },
                 Stage {
                     label: StageLabel::Hold,
                     length: Micros(total.0 - ramp.0),
                     to: 1.0,
+                    rate: 1.0,
+                    peak: None,
                 },
             ],
             total,
         ));
     };
     let mut stages = Vec::new();
-    let mut level = 0.0;
+    let (mut level, mut rate) = (0.0, 1.0);
     for spanned in load.stages.get_ref() {
-        let stage = compile_stage(spanned.get_ref(), level)
+        let stage = compile_stage(spanned.get_ref(), level, rate)
             .map_err(|m| SpannedIssue::new(Some(spanned.span()), m))?;
         level = stage.to;
+        rate = stage.rate;
         stages.push(stage);
     }
     if stages.is_empty() {
@@ -258,28 +265,30 @@ fn compile_stages(file: &ScenarioFile) -> Result<(Vec<Stage>, Micros)> {
     Ok((stages, total))
 }
 
-fn compile_stage(s: &StageSection, level: f64) -> std::result::Result<Stage, String> {
+fn compile_stage(s: &StageSection, level: f64, rate: f64) -> std::result::Result<Stage, String> {
     let chosen = [
         s.ramp.map(|d| (StageLabel::Ramp, d)),
         s.hold.map(|d| (StageLabel::Hold, d)),
         s.ramp_down.map(|d| (StageLabel::RampDown, d)),
+        s.spike.map(|d| (StageLabel::Spike, d)),
     ];
     let set: Vec<_> = chosen.iter().flatten().collect();
     let &&(label, length) = match set.as_slice() {
         [one] => one,
-        [] => {
+        [] => return Err(
+            "a stage needs one of `ramp`, `hold`, `ramp_down` or `spike`, e.g. { ramp = \"30s\" }"
+                .into(),
+        ),
+        _ => return Err("a stage takes only one of `ramp`, `hold`, `ramp_down` or `spike`".into()),
+    };
+    let to = match (label, s.to) {
+        (StageLabel::Hold | StageLabel::Spike, Some(_)) => {
             return Err(
-                "a stage needs one of `ramp`, `hold` or `ramp_down`, e.g. { ramp = \"30s\" }"
+                "a hold or spike keeps the connected share of the stage before it: drop `to`"
                     .into(),
             );
         }
-        _ => return Err("a stage takes only one of `ramp`, `hold` or `ramp_down`".into()),
-    };
-    let to = match (label, s.to) {
-        (StageLabel::Hold, Some(_)) => {
-            return Err("a hold keeps the level of the stage before it: drop `to`".into());
-        }
-        (StageLabel::Hold, None) => level,
+        (StageLabel::Hold | StageLabel::Spike, None) => level,
         (StageLabel::Ramp, t) => t.unwrap_or(1.0),
         (StageLabel::RampDown, t) => t.unwrap_or(0.0),
     };
@@ -298,7 +307,65 @@ fn compile_stage(s: &StageSection, level: f64) -> std::result::Result<Stage, Str
             "a ramp_down goes down (from {level} to {to}): use ramp to go up"
         ));
     }
-    Ok(Stage { label, length, to })
+    if let Some(r) = s.rate
+        && !(r.is_finite() && (0.0..=1000.0).contains(&r))
+    {
+        return Err(format!(
+            "`rate` multiplies the patterns' rates and must be in [0, 1000] (found {r})"
+        ));
+    }
+    let (end_rate, peak) = match label {
+        StageLabel::Spike => {
+            let Some(p) = s.rate else {
+                return Err(
+                    "a spike needs `rate`, its peak multiplier, e.g. { spike = \"30s\", rate = 8 }"
+                        .into(),
+                );
+            };
+            (rate, Some(p))
+        }
+        _ => (s.rate.unwrap_or(rate), None),
+    };
+    Ok(Stage {
+        label,
+        length,
+        to,
+        rate: end_rate,
+        peak,
+    })
+}
+
+fn compile_diurnal(file: &ScenarioFile, duration: Micros) -> Result<Option<Diurnal>> {
+    let Some(load) = &file.load else {
+        return Ok(None);
+    };
+    let Some(name) = &load.diurnal else {
+        if load.day.is_some() {
+            return Err(SpannedIssue::new(
+                None,
+                "`day` sets the length of a `diurnal` day: add e.g. diurnal = \"consumer_evening\"",
+            ));
+        }
+        return Ok(None);
+    };
+    let day = load.day.unwrap_or(duration);
+    if day.0 < 24_000 {
+        return issue(
+            name.span(),
+            "`day` must be at least 24ms (a millisecond per hour)",
+        );
+    }
+    Diurnal::named(name.get_ref(), day)
+        .map(Some)
+        .ok_or_else(|| {
+            SpannedIssue::new(
+                Some(name.span()),
+                format!(
+                    "unknown diurnal curve `{}`: use consumer_evening, workday or flat",
+                    name.get_ref()
+                ),
+            )
+        })
 }
 
 fn unit_interval(v: &Option<Spanned<f64>>, key: &str, default: f64) -> Result<f64> {

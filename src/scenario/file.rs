@@ -133,6 +133,11 @@ impl PatternSection {
 pub struct LoadSection {
     #[schemars(with = "Vec<StageSection>")]
     pub stages: Spanned<Vec<Spanned<StageSection>>>,
+    /// A day's traffic curve compressed into `day`: "consumer_evening", "workday" or "flat".
+    #[schemars(with = "Option<String>")]
+    pub diurnal: Option<Spanned<String>>,
+    /// How long one compressed day lasts (default: the whole run).
+    pub day: Option<Micros>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -141,8 +146,12 @@ pub struct StageSection {
     pub ramp: Option<Micros>,
     pub hold: Option<Micros>,
     pub ramp_down: Option<Micros>,
+    /// A burst: message rates rise to `rate` times and fall back within the stage.
+    pub spike: Option<Micros>,
     /// Fraction of the online users connected at the end of a ramp (default 1.0; 0 for ramp_down).
     pub to: Option<f64>,
+    /// Multiplier of every pattern's rate at the end of the stage (the peak of a spike); default: as before.
+    pub rate: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

@@ -18,6 +18,7 @@ pub struct Scenario {
     pub consumers: Consumers,
     pub patterns: Vec<Pattern>,
     pub stages: Vec<Stage>,
+    pub diurnal: Option<Diurnal>,
     pub target: Target,
     pub thresholds: Vec<Threshold>,
 }
@@ -122,6 +123,56 @@ pub struct Stage {
     pub label: StageLabel,
     pub length: Micros,
     pub to: f64,
+    /// Rate multiplier at the end of the stage (linear from the previous stage's).
+    pub rate: f64,
+    /// For a spike: the multiplier at its middle; it returns to `rate` by the end.
+    pub peak: Option<f64>,
+}
+
+/// A day's traffic curve, compressed so that one day lasts `day`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Diurnal {
+    pub name: String,
+    pub day: Micros,
+    /// Multiplier at each hour 0..24, mean 1.
+    pub hourly: [f64; 24],
+}
+
+impl Diurnal {
+    /// Research §5 P4: a consumer day peaking at 21:00 and a workday with peaks at 11:00 and
+    /// 14:00, a lunch dip and a 10% night floor (shapes sourced, amplitudes assumptions).
+    pub fn named(name: &str, day: Micros) -> Option<Diurnal> {
+        let raw: [f64; 24] = match name {
+            "consumer_evening" => [
+                0.35, 0.22, 0.15, 0.12, 0.12, 0.18, 0.35, 0.6, 0.75, 0.8, 0.85, 0.9, 0.95, 0.9,
+                0.85, 0.85, 0.9, 1.0, 1.15, 1.35, 1.6, 1.8, 1.5, 0.8,
+            ],
+            "workday" => [
+                0.1, 0.1, 0.1, 0.1, 0.1, 0.12, 0.2, 0.45, 0.8, 1.1, 1.35, 1.45, 1.1, 1.3, 1.45,
+                1.25, 1.0, 0.7, 0.4, 0.25, 0.18, 0.14, 0.12, 0.1,
+            ],
+            "flat" => [1.0; 24],
+            _ => return None,
+        };
+        let mean = raw.iter().sum::<f64>() / 24.0;
+        Some(Diurnal {
+            name: name.to_string(),
+            day,
+            hourly: raw.map(|v| v / mean),
+        })
+    }
+
+    /// The multiplier at `t_us` into the run (the run starts at midnight).
+    pub fn at(&self, t_us: u64) -> f64 {
+        let hours = (t_us % self.day.0.max(1)) as f64 / self.day.0.max(1) as f64 * 24.0;
+        let i = hours.floor() as usize % 24;
+        let f = hours - hours.floor();
+        self.hourly[i] * (1.0 - f) + self.hourly[(i + 1) % 24] * f
+    }
+
+    pub fn max(&self) -> f64 {
+        self.hourly.iter().cloned().fold(0.0, f64::max)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -130,6 +181,7 @@ pub enum StageLabel {
     Ramp,
     Hold,
     RampDown,
+    Spike,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -2,7 +2,7 @@
 //! user k is connected while the profile's level × online users exceeds k. Owns that rule and
 //! the safety margins around connects and disconnects; not the traffic itself.
 
-use crate::scenario::{Stage, units::Micros};
+use crate::scenario::{Diurnal, Scenario, Stage, units::Micros};
 
 /// Time a connection is given to come up before traffic involves its user.
 pub const CONNECT_MARGIN_US: u64 = 1_000_000;
@@ -13,26 +13,80 @@ pub const DISCONNECT_MARGIN_US: u64 = 1_000_000;
 pub struct Profile {
     /// (start µs, end µs, level at start, level at end) per stage.
     segments: Vec<(u64, u64, f64, f64)>,
+    /// (start µs, end µs, rate at start, rate at end, peak of a spike) per stage.
+    rates: Vec<(u64, u64, f64, f64, Option<f64>)>,
+    diurnal: Option<Diurnal>,
     users: u32,
     end_us: u64,
     final_level: f64,
+    final_rate: f64,
 }
 
 impl Profile {
     pub fn new(stages: &[Stage], users: u32) -> Self {
         let mut segments = Vec::with_capacity(stages.len());
-        let (mut t, mut level) = (0u64, 0.0);
+        let mut rates = Vec::with_capacity(stages.len());
+        let (mut t, mut level, mut rate) = (0u64, 0.0, 1.0);
         for s in stages {
             segments.push((t, t + s.length.0, level, s.to));
+            rates.push((t, t + s.length.0, rate, s.rate, s.peak));
             t += s.length.0;
             level = s.to;
+            rate = s.rate;
         }
         Profile {
             segments,
+            rates,
+            diurnal: None,
             users,
             end_us: t,
             final_level: level,
+            final_rate: rate,
         }
+    }
+
+    /// The scenario's profile: its stages and, if it has one, its diurnal curve.
+    pub fn for_scenario(s: &Scenario, users: u32) -> Self {
+        Profile {
+            diurnal: s.diurnal.clone(),
+            ..Profile::new(&s.stages, users)
+        }
+    }
+
+    /// How many times the patterns' base rates apply at `t_us` (stages × diurnal curve).
+    pub fn multiplier(&self, t_us: u64) -> f64 {
+        let mut m = self.final_rate;
+        for &(a, b, ra, rb, peak) in &self.rates {
+            if t_us < b {
+                let f = t_us.saturating_sub(a) as f64 / (b - a).max(1) as f64;
+                m = match peak {
+                    Some(p) if f < 0.5 => ra + (p - ra) * 2.0 * f,
+                    Some(p) => p + (rb - p) * (2.0 * f - 1.0),
+                    None => ra + (rb - ra) * f,
+                };
+                break;
+            }
+        }
+        m * self.diurnal.as_ref().map_or(1.0, |d| d.at(t_us))
+    }
+
+    /// The largest multiplier anywhere in the run.
+    pub fn max_multiplier(&self) -> f64 {
+        let stages = self
+            .rates
+            .iter()
+            .map(|&(_, _, ra, rb, p)| ra.max(rb).max(p.unwrap_or(0.0)))
+            .fold(self.final_rate, f64::max);
+        stages * self.diurnal.as_ref().map_or(1.0, |d| d.max())
+    }
+
+    /// Whether rates change over the run at all (otherwise no thinning draws are needed).
+    pub fn shaped(&self) -> bool {
+        self.diurnal.is_some()
+            || self
+                .rates
+                .iter()
+                .any(|&(_, _, ra, rb, p)| ra != 1.0 || rb != 1.0 || p.is_some())
     }
 
     pub fn users(&self) -> u32 {
@@ -134,7 +188,38 @@ mod tests {
             label,
             length: Micros(secs * 1_000_000),
             to,
+            rate: 1.0,
+            peak: None,
         }
+    }
+
+    #[test]
+    fn spikes_and_ramps_shape_the_rate_multiplier() {
+        let mut spike = stage(StageLabel::Spike, 10, 1.0);
+        spike.peak = Some(5.0);
+        let mut up = stage(StageLabel::Hold, 10, 1.0);
+        up.rate = 3.0;
+        let p = Profile::new(&[stage(StageLabel::Ramp, 10, 1.0), spike, up], 10);
+        assert_eq!(p.multiplier(5_000_000), 1.0);
+        assert!(
+            (p.multiplier(15_000_000) - 5.0).abs() < 1e-9,
+            "the spike peaks mid-stage"
+        );
+        assert!((p.multiplier(12_500_000) - 3.0).abs() < 1e-9);
+        assert!(
+            (p.multiplier(25_000_000) - 2.0).abs() < 1e-9,
+            "a rate ramp is linear"
+        );
+        assert_eq!(p.multiplier(40_000_000), 3.0);
+        assert_eq!(p.max_multiplier(), 5.0);
+        assert!(p.shaped());
+        let d = Diurnal::named("consumer_evening", Micros(24_000_000)).unwrap();
+        let mean = (0..24_000).map(|ms| d.at(ms * 1000)).sum::<f64>() / 24_000.0;
+        assert!((mean - 1.0).abs() < 0.01, "the curve averages 1: {mean}");
+        assert!(
+            d.at(21_000_000) > 1.5 && d.at(4_000_000) < 0.2,
+            "evening peak, night trough"
+        );
     }
 
     #[test]

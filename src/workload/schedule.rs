@@ -111,6 +111,8 @@ impl Schedule {
                 // A storm sends nothing: the virtual users act it out.
                 PatternKind::ReconnectStorm { .. } => (0.0, None, None),
             };
+            // Candidates at the highest rate of the run, thinned to the rate at each moment.
+            let total_rate = total_rate * profile.max_multiplier();
             let arrivals = Exp::new(total_rate.max(1e-12)).map_err(|e| err(&e))?;
             samplers.push(PatternSamplers {
                 size: Sampler::new(&p.size).map_err(|e| err(&e))?,
@@ -190,6 +192,16 @@ impl Schedule {
         }
     }
 
+    /// Thinning for rates that change over the run (stages' `rate`, spikes, diurnal curves).
+    /// Draws nothing when the rates are flat, so flat schedules stay as they were.
+    fn keep_at_rate(&mut self, t: u64) -> bool {
+        if !self.profile.shaped() {
+            return true;
+        }
+        let u: f64 = self.rng.random();
+        u * self.profile.max_multiplier() < self.profile.multiplier(t)
+    }
+
     fn next_arrival(&mut self, pattern: u16) -> u64 {
         (self.samplers[pattern as usize]
             .arrivals
@@ -222,6 +234,9 @@ impl Schedule {
                 Event::ConversationStart { pattern } => {
                     let dt = self.next_arrival(pattern);
                     self.push(t + dt, event);
+                    if !self.keep_at_rate(t) {
+                        continue;
+                    }
                     let PatternKind::DirectChat { partner_skew, .. } =
                         self.scenario.patterns[pattern as usize].kind
                     else {
@@ -268,6 +283,9 @@ impl Schedule {
                 Event::GroupMessage { pattern } => {
                     let dt = self.next_arrival(pattern);
                     self.push(t + dt, event);
+                    if !self.keep_at_rate(t) {
+                        continue;
+                    }
                     let PatternKind::GroupChat { sender_skew, .. } =
                         self.scenario.patterns[pattern as usize].kind
                     else {
