@@ -106,10 +106,6 @@ fn a_failed_threshold_exits_1_and_names_the_rule() {
     assert!(file.dir.path().join("b/summary.md").exists());
 }
 
-fn interrupt(pid: u32) {
-    signal(pid, libc::SIGINT);
-}
-
 fn signal(pid: u32, sig: i32) {
     // SAFETY: sending a signal to a child we started.
     unsafe {
@@ -117,11 +113,8 @@ fn signal(pid: u32, sig: i32) {
     }
 }
 
-#[test]
-fn ctrl_c_stops_the_run_and_still_writes_the_report() {
-    let _one = common::ONE_RUN_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+/// Starts a long run, signals it after a few seconds, and returns what it wrote.
+fn signalled_run(sig: i32) -> (std::process::Output, serde_json::Value, Duration) {
     let file = common::scenario_file(&common::chat_scenario(50, 60, 0, ""));
     let bundle = file.dir.path().join("bundle");
     let child = bin()
@@ -133,21 +126,27 @@ fn ctrl_c_stops_the_run_and_still_writes_the_report() {
         .unwrap();
     std::thread::sleep(Duration::from_secs(4));
     let started = Instant::now();
-    interrupt(child.id());
+    signal(child.id(), sig);
     let out = child.wait_with_output().unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "stopped promptly: {:?}",
-        started.elapsed()
-    );
+    let took = started.elapsed();
+    let summary =
+        serde_json::from_slice(&std::fs::read(bundle.join("summary.json")).unwrap()).unwrap();
+    (out, summary, took)
+}
+
+#[test]
+fn ctrl_c_stops_the_run_and_still_writes_the_report() {
+    let _one = common::ONE_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let (out, summary, took) = signalled_run(libc::SIGINT);
+    assert!(took < Duration::from_secs(20), "stopped promptly: {took:?}");
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["ended"], "interrupted");
     assert!(summary["duration_s"].as_f64().unwrap() < 10.0);
     assert!(
@@ -155,13 +154,8 @@ fn ctrl_c_stops_the_run_and_still_writes_the_report() {
         "what was measured is kept"
     );
     let a = &summary["accounting"];
-    let (sent, delivered, lost, in_flight) = (
-        a["sent"].as_u64().unwrap(),
-        a["delivered"].as_u64().unwrap(),
-        a["lost"].as_u64().unwrap(),
-        a["in_flight"].as_u64().unwrap(),
-    );
-    assert_eq!(sent, delivered + lost + in_flight);
+    let n = |k: &str| a[k].as_u64().unwrap();
+    assert_eq!(n("sent"), n("delivered") + n("lost") + n("in_flight"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("interrupted"));
 }
 
@@ -179,9 +173,9 @@ fn a_second_ctrl_c_exits_at_once() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    interrupt(child.id());
+    signal(child.id(), libc::SIGINT);
     std::thread::sleep(Duration::from_millis(100));
-    interrupt(child.id());
+    signal(child.id(), libc::SIGINT);
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
@@ -196,25 +190,12 @@ fn sigterm_stops_the_run_like_ctrl_c() {
     let _one = common::ONE_RUN_AT_A_TIME
         .lock()
         .unwrap_or_else(|p| p.into_inner());
-    let file = common::scenario_file(&common::chat_scenario(20, 60, 0, ""));
-    let bundle = file.dir.path().join("bundle");
-    let child = bin()
-        .args(["run", file.path.to_str().unwrap(), "--quiet", "--out"])
-        .arg(&bundle)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
-    signal(child.id(), libc::SIGTERM);
-    let out = child.wait_with_output().unwrap();
+    let (out, summary, _) = signalled_run(libc::SIGTERM);
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["ended"], "interrupted");
 }

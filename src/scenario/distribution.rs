@@ -237,9 +237,42 @@ impl Distribution {
         }
     }
 
+    /// The declared cumulative distribution function of the uncapped family, where it has a
+    /// closed form (continuous families), for goodness-of-fit checks.
+    pub fn declared_cdf(&self, x: f64) -> Option<f64> {
+        Some(match &self.family {
+            Family::Uniform { min, max } => ((x - min) / (max - min)).clamp(0.0, 1.0),
+            Family::Exponential { mean } => (1.0 - (-x / mean).exp()).max(0.0),
+            Family::Normal { mean, stddev } => normal_cdf((x - mean) / stddev),
+            Family::LogNormal { mu, sigma } if x > 0.0 => normal_cdf((x.ln() - mu) / sigma),
+            Family::LogNormal { .. } => 0.0,
+            Family::Pareto { scale, shape } if x >= *scale => 1.0 - (scale / x).powf(*shape),
+            Family::Pareto { .. } => 0.0,
+            Family::Weibull { scale, shape } if x > 0.0 => 1.0 - (-(x / scale).powf(*shape)).exp(),
+            Family::Weibull { .. } => 0.0,
+            _ => return None,
+        })
+    }
+
     pub fn clamp(&self, x: f64) -> f64 {
         let x = self.min.map_or(x, |m| x.max(m));
         self.max.map_or(x, |m| x.min(m))
+    }
+}
+
+/// The standard normal CDF (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7).
+pub fn normal_cdf(z: f64) -> f64 {
+    let x = z.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * x);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erf = 1.0 - poly * (-x * x).exp();
+    if z >= 0.0 {
+        0.5 * (1.0 + erf)
+    } else {
+        0.5 * (1.0 - erf)
     }
 }
 

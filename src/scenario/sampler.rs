@@ -190,6 +190,49 @@ mod tests {
         }
     }
 
+    /// Kolmogorov–Smirnov: the largest gap between the sample's and the declared CDF stays
+    /// below the critical value at significance 0.001 (1.95/√n).
+    #[test]
+    fn continuous_families_pass_a_kolmogorov_smirnov_test() {
+        let cases = [
+            "d = { exponential = { mean = \"10s\" } }",
+            "d = { lognormal = { median = \"15s\", sigma = 1.0 } }",
+            "d = { uniform = { min = \"1s\", max = \"3s\" } }",
+            "d = { normal = { mean = \"100ms\", stddev = \"10ms\" } }",
+            "d = { pareto = { scale = \"1s\", shape = 1.161 } }",
+            "d = { weibull = { scale = \"2s\", shape = 1.5 } }",
+        ];
+        let n = 20_000;
+        let critical = 1.95 / (n as f64).sqrt();
+        for case in cases {
+            let d = dist(case);
+            let v = draws(&d, n, 99);
+            let gap = v
+                .iter()
+                .enumerate()
+                .map(|(i, x)| {
+                    let f = d.declared_cdf(*x).unwrap();
+                    (f - i as f64 / n as f64)
+                        .abs()
+                        .max((f - (i + 1) as f64 / n as f64).abs())
+                })
+                .fold(0.0, f64::max);
+            assert!(
+                gap < critical,
+                "{case}: KS distance {gap:.4} ≥ {critical:.4}"
+            );
+        }
+        // A wrong declaration is rejected: the test can fail.
+        let wrong = dist("d = { exponential = { mean = \"11s\" } }");
+        let v = draws(&dist(cases[0]), n, 99);
+        let gap = v
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (wrong.declared_cdf(*x).unwrap() - (i + 1) as f64 / n as f64).abs())
+            .fold(0.0, f64::max);
+        assert!(gap > critical, "a 10% wrong mean is caught: {gap}");
+    }
+
     #[test]
     fn caps_hold_and_mixtures_weigh_their_parts() {
         let d = dist("c = { pareto = { scale = 2, shape = 1.161 }, max = 1024 }");
