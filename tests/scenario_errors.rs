@@ -199,6 +199,38 @@ fn cases() -> Vec<(&'static str, String, usize, usize, &'static str)> {
             8,
             "`name` must be non-empty",
         ),
+        (
+            "storm share above one",
+            format!(
+                "{BASE}\n[[pattern]]\nkind = \"reconnect_storm\"\nat = \"5s\"\nfraction = 1.5\n"
+            ),
+            15,
+            12,
+            "`fraction` is the share of connected users dropped",
+        ),
+        (
+            "unknown backoff",
+            format!(
+                "{BASE}\n[[pattern]]\nkind = \"reconnect_storm\"\nat = \"5s\"\nbackoff = \"panic\"\n"
+            ),
+            15,
+            11,
+            "unknown backoff `panic`",
+        ),
+        (
+            "spike without a peak",
+            format!("{BASE}\n[load]\nstages = [{{ ramp = \"5s\" }}, {{ spike = \"5s\" }}]\n"),
+            13,
+            28,
+            "a spike needs `rate`",
+        ),
+        (
+            "unknown diurnal curve",
+            format!("{BASE}\n[load]\ndiurnal = \"martian\"\nstages = [{{ ramp = \"10s\" }}]\n"),
+            13,
+            11,
+            "unknown diurnal curve `martian`",
+        ),
     ]
 }
 
