@@ -2,12 +2,15 @@
 //! format and its error messages; it knows nothing of how traffic is generated or sent.
 
 mod compile;
+mod compile_pattern;
 pub mod distribution;
+pub mod distribution_syntax;
 pub mod error;
 mod file;
 pub mod model;
 pub mod sampler;
 pub mod schema;
+mod special;
 pub mod threshold;
 pub mod units;
 
