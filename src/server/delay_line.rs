@@ -60,23 +60,20 @@ fn run(rx: mpsc::Receiver<(UnboundedSender<Outbound>, Outbound)>) {
         let wait = heap.peek().map_or(Duration::from_secs(1), |Reverse(d)| {
             d.due.saturating_duration_since(Instant::now())
         });
+        let mut enqueue = |(conn, out): (UnboundedSender<Outbound>, Outbound)| {
+            order += 1;
+            heap.push(Reverse(Delayed {
+                due: out.due,
+                order,
+                conn,
+                out,
+            }));
+        };
         match rx.recv_timeout(wait) {
-            Ok((conn, out)) => {
-                order += 1;
-                heap.push(Reverse(Delayed {
-                    due: out.due,
-                    order,
-                    conn,
-                    out,
-                }));
-                while let Ok((conn, out)) = rx.try_recv() {
-                    order += 1;
-                    heap.push(Reverse(Delayed {
-                        due: out.due,
-                        order,
-                        conn,
-                        out,
-                    }));
+            Ok(item) => {
+                enqueue(item);
+                while let Ok(item) = rx.try_recv() {
+                    enqueue(item);
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
