@@ -265,7 +265,9 @@ impl VirtualUser {
     }
 
     fn on_frame(&mut self, text: &str) {
-        let ctx = self.ctx.clone();
+        // A borrow, not a clone: every virtual user shares this Arc, and bumping its count on
+        // every frame would make one cache line the hottest contended spot of the run.
+        let ctx = &self.ctx;
         let Ok(frame) = protocol::decode(text) else {
             ctx.recorders.local().error(ErrorKind::Protocol, || {
                 format!(
