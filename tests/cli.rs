@@ -64,6 +64,17 @@ fn bad_flags_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let out = bin().args(["frobnicate"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let out = bin().args(["plan", "/no/such/file.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /no/such/file.toml"));
+    let out = bin()
+        .args(["plan", file.path.to_str().unwrap(), "--users", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("use between 1 and 10,000,000,000 users")
+    );
 }
 
 #[test]
