@@ -81,5 +81,28 @@ pub enum Command {
         /// Hold back every Nth delivery until after the next one.
         #[arg(long, default_value_t = 0)]
         reorder_every: u64,
+        /// Added latency drawn per delivery, in scenario syntax, e.g.
+        /// '{ lognormal = { median = "2ms", sigma = 0.5 }, max = "50ms" }'.
+        #[arg(long)]
+        latency: Option<String>,
+        /// Every Nth delivery freezes its recipient's connection for --stall.
+        #[arg(long, default_value_t = 0)]
+        stall_every: u64,
+        /// How long a stall lasts, e.g. 2s.
+        #[arg(long, default_value = "1s")]
+        stall: String,
+        /// Every Nth delivery cuts its recipient's connection (resent on resume).
+        #[arg(long, default_value_t = 0)]
+        reset_every: u64,
+        /// A business API fault rate, CODE=P: 130429, 131056, 131048, 500, timeout, 131026,
+        /// 131049 (repeatable), e.g. --error 130429=0.01.
+        #[arg(long = "error", value_name = "CODE=P")]
+        errors: Vec<String>,
+        /// Webhooks wait a random time up to this before they are sent, e.g. 500ms.
+        #[arg(long)]
+        webhook_reorder: Option<String>,
+        /// Seed for the injected faults.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }

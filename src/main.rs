@@ -152,20 +152,45 @@ async fn dispatch(command: Command) -> u8 {
             drop_every,
             duplicate_every,
             reorder_every,
+            latency,
+            stall_every,
+            stall,
+            reset_every,
+            errors,
+            webhook_reorder,
+            seed,
         } => {
-            let delay = match delay
-                .as_deref()
-                .map(|d| parse_duration_flag("--delay", d))
-                .transpose()
-            {
-                Ok(d) => d.unwrap_or_default(),
-                Err(code) => return code,
-            };
-            let knobs = ServerKnobs {
-                delay,
-                drop_every,
-                duplicate_every,
-                reorder_every,
+            // The flags become a `[target]` table, so they mean exactly what the scenario
+            // keys mean and are checked by the same code.
+            let mut table = format!(
+                "drop_every = {drop_every}\nduplicate_every = {duplicate_every}\nreorder_every = {reorder_every}\nstall_every = {stall_every}\nreset_every = {reset_every}\nstall = {stall:?}\n"
+            );
+            if let Some(d) = delay {
+                table.push_str(&format!("delay = {d:?}\n"));
+            }
+            if let Some(l) = latency {
+                table.push_str(&format!("latency = {l}\n"));
+            }
+            if let Some(w) = webhook_reorder {
+                table.push_str(&format!("webhook_reorder = {w:?}\n"));
+            }
+            if !errors.is_empty() {
+                let mut parts = Vec::new();
+                for e in &errors {
+                    let Some((code, p)) = e.split_once('=') else {
+                        eprintln!("chatload: --error {e}: write CODE=P, e.g. --error 130429=0.01");
+                        return BAD_INPUT;
+                    };
+                    parts.push(format!("{:?} = {}", code.trim(), p.trim()));
+                }
+                table.push_str(&format!("errors = {{ {} }}\n", parts.join(", ")));
+            }
+            let knobs: ServerKnobs = match scenario::server_knobs(&table, seed) {
+                Ok(k) => k,
+                Err(e) => {
+                    eprintln!("chatload serve: {e}");
+                    return BAD_INPUT;
+                }
             };
             serve(&listen, knobs).await
         }
@@ -201,15 +226,20 @@ async fn serve(listen: &str, knobs: ServerKnobs) -> u8 {
         }
     };
     eprintln!(
-        "chatload serve: listening on {} (Ctrl-C to stop)",
-        server.url()
+        "chatload serve: listening on {} and {}/v1/{{business}}/messages (Ctrl-C to stop)",
+        server.url(),
+        server.http_url()
     );
     let _ = tokio::signal::ctrl_c().await;
     let stats = server.stats();
     server.shutdown().await;
     eprintln!(
-        "chatload serve: stopped; {} connections, {} messages accepted, {} deliveries",
-        stats.connections, stats.accepted, stats.delivered
+        "chatload serve: stopped; {} connections, {} messages accepted, {} deliveries, {} business sends accepted, {} statuses",
+        stats.connections,
+        stats.accepted,
+        stats.delivered,
+        stats.business_accepted,
+        stats.business_statuses
     );
     PASSED
 }

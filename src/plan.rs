@@ -16,45 +16,49 @@ const SEND_OVERHEAD: f64 = 90.0;
 const MSG_OVERHEAD: f64 = 120.0;
 const CONTROL_FRAME: f64 = 80.0;
 
-/// Rates of one pattern (or the total) at one level of the profile.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
-pub struct Rates {
-    /// Conversations started per second (direct chat only).
-    pub conversations_per_s: f64,
-    pub messages_per_s: f64,
-    /// After group fan-out: one per recipient.
-    pub deliveries_per_s: f64,
-    /// Delivered receipts back to senders.
-    pub receipts_per_s: f64,
-    /// WebSocket frames both ways: send, ack, delivery, delivery ack, receipt.
-    pub frames_per_s: f64,
-    /// Client → server bytes per second.
-    pub bytes_in_per_s: f64,
-    /// Server → client bytes per second.
-    pub bytes_out_per_s: f64,
+macro_rules! rates {
+    ($($(#[doc = $doc:literal])* $field:ident),* $(,)?) => {
+        /// Rates of one pattern (or the total) at one level of the profile.
+        #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+        pub struct Rates {
+            $($(#[doc = $doc])* pub $field: f64,)*
+        }
+
+        impl Rates {
+            fn scaled(&self, f: f64) -> Rates {
+                Rates { $($field: self.$field * f,)* }
+            }
+            fn add(&mut self, o: &Rates) {
+                $(self.$field += o.$field;)*
+            }
+        }
+    };
 }
 
-impl Rates {
-    fn scaled(&self, f: f64) -> Rates {
-        Rates {
-            conversations_per_s: self.conversations_per_s * f,
-            messages_per_s: self.messages_per_s * f,
-            deliveries_per_s: self.deliveries_per_s * f,
-            receipts_per_s: self.receipts_per_s * f,
-            frames_per_s: self.frames_per_s * f,
-            bytes_in_per_s: self.bytes_in_per_s * f,
-            bytes_out_per_s: self.bytes_out_per_s * f,
-        }
-    }
-    fn add(&mut self, o: &Rates) {
-        self.conversations_per_s += o.conversations_per_s;
-        self.messages_per_s += o.messages_per_s;
-        self.deliveries_per_s += o.deliveries_per_s;
-        self.receipts_per_s += o.receipts_per_s;
-        self.frames_per_s += o.frames_per_s;
-        self.bytes_in_per_s += o.bytes_in_per_s;
-        self.bytes_out_per_s += o.bytes_out_per_s;
-    }
+rates! {
+    /// Conversations started per second (direct chat and support).
+    conversations_per_s,
+    messages_per_s,
+    /// After group fan-out: one per recipient.
+    deliveries_per_s,
+    /// Delivered receipts back to senders.
+    receipts_per_s,
+    /// Read receipts (consumers) and `read` statuses (businesses).
+    reads_per_s,
+    /// Typing indicators and presence updates, as seen by their recipients.
+    signals_per_s,
+    /// WebSocket frames both ways: send, ack, delivery, delivery ack, receipt, signals.
+    frames_per_s,
+    /// Business API requests (sends and mark-read).
+    api_requests_per_s,
+    /// Webhooks the business receives: statuses and inbound messages.
+    webhooks_per_s,
+    /// Client → server bytes per second.
+    bytes_in_per_s,
+    /// Server → client bytes per second.
+    bytes_out_per_s,
+    /// Media uploaded out of band (images, voice, video), bytes per second.
+    media_bytes_per_s,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -88,31 +92,56 @@ pub struct Plan {
     pub notes: Vec<String>,
 }
 
+/// How a pattern's traffic scales with the connected share of users.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scaling {
+    /// Both people must be online: the square of the share.
+    Pair,
+    /// One person (sender or recipient) must be online.
+    Single,
+    /// Follows its own timetable (a campaign), not the share or the rate multipliers.
+    Fixed,
+}
+
 /// Per-pattern rates with every online user connected, for `online` users and `groups` groups.
-fn full_rates(s: &Scenario, p: usize, online: f64, groups: f64) -> (Rates, &'static str) {
+fn full_rates(s: &Scenario, p: usize, online: f64, groups: f64, churn: f64) -> (Rates, Scaling) {
     let pat = &s.patterns[p];
     let size = pat.size.capped_mean_estimate().unwrap_or(0.0);
+    let mean = |d: &crate::scenario::distribution::Distribution, floor: f64| {
+        d.capped_mean_estimate().unwrap_or(floor).max(floor)
+    };
     match &pat.kind {
         PatternKind::DirectChat {
             conversations,
             messages,
+            media,
+            read,
+            typing,
             ..
         } => {
-            let per_conv = messages.capped_mean_estimate().unwrap_or(1.0).max(1.0);
             let conv = online * conversations.per_second;
-            let msgs = conv * per_conv;
-            (
-                frames(
-                    Rates {
-                        conversations_per_s: conv,
-                        messages_per_s: msgs,
-                        deliveries_per_s: msgs,
-                        ..Rates::default()
-                    },
-                    size,
-                ),
-                "direct_chat",
-            )
+            let msgs = conv * mean(messages, 1.0);
+            let media_bytes: f64 = media
+                .bytes
+                .iter()
+                .zip(&media.shares[1..])
+                .map(|(d, share)| share * mean(d, 0.0))
+                .sum();
+            let mut r = frames(
+                Rates {
+                    conversations_per_s: conv,
+                    messages_per_s: msgs,
+                    deliveries_per_s: msgs,
+                    reads_per_s: msgs * read,
+                    // Every text after a conversation's first may be announced by typing.
+                    signals_per_s: (msgs - conv).max(0.0) * media.shares[0] * typing,
+                    media_bytes_per_s: msgs * media_bytes,
+                    ..Rates::default()
+                },
+                size,
+            );
+            r.frames_per_s += 2.0 * r.reads_per_s;
+            (r, Scaling::Pair)
         }
         PatternKind::GroupChat { rate, .. } => {
             let members = s
@@ -132,17 +161,87 @@ fn full_rates(s: &Scenario, p: usize, online: f64, groups: f64) -> (Rates, &'sta
                     },
                     size,
                 ),
-                "group_chat",
+                Scaling::Single,
             )
         }
-        PatternKind::ReconnectStorm { .. } => (Rates::default(), "reconnect_storm"),
+        PatternKind::Presence {
+            session,
+            offline,
+            heartbeat,
+            updates,
+        } => {
+            // Each session is one connect and one disconnect, each announced to the contacts
+            // who are online then.
+            let cycle_s = (mean(session, 1.0) + mean(offline, 1.0)) / 1e6;
+            let changes = online * 2.0 / cycle_s;
+            let contacts = mean(&s.consumers.contacts, 0.0);
+            let announced = if *updates { changes } else { 0.0 };
+            let heartbeats = online * churn / heartbeat.as_secs_f64().max(1e-3);
+            let r = Rates {
+                signals_per_s: announced * contacts * churn,
+                frames_per_s: announced * (1.0 + contacts * churn) + 2.0 * heartbeats,
+                bytes_in_per_s: announced * (CONTROL_FRAME + contacts * 8.0)
+                    + heartbeats * CONTROL_FRAME,
+                bytes_out_per_s: (announced * contacts * churn + heartbeats) * CONTROL_FRAME,
+                ..Rates::default()
+            };
+            (r, Scaling::Single)
+        }
+        PatternKind::BusinessBroadcast {
+            send_rate,
+            reaction,
+            ..
+        } => (
+            business_rates(*send_rate, reaction.read, reaction.reply, size),
+            Scaling::Fixed,
+        ),
+        PatternKind::SupportConversation {
+            conversations,
+            turns,
+            bot,
+            ..
+        } => {
+            let conv = online * conversations.per_second;
+            let replies = conv * mean(turns, 1.0);
+            let mut r = business_rates(replies, 0.0, 0.0, size);
+            // Customers' messages arrive as inbound webhooks; agents mark read.
+            r.conversations_per_s = conv;
+            r.messages_per_s += replies;
+            r.deliveries_per_s += replies;
+            r.webhooks_per_s += replies;
+            r.api_requests_per_s += replies * (1.0 - bot);
+            r.signals_per_s += replies * (1.0 - bot);
+            r.frames_per_s += 2.0 * replies;
+            (r, Scaling::Single)
+        }
+        PatternKind::OtpBurst { rate, .. } => {
+            (business_rates(*rate, 0.0, 0.0, size), Scaling::Single)
+        }
+        PatternKind::ReconnectStorm { .. } => (Rates::default(), Scaling::Single),
+    }
+}
+
+/// Business sends at `sends` per second: each is a request, a delivery to a consumer, and
+/// `sent` + `delivered` (+ `read`) statuses; replies come back as inbound webhooks.
+fn business_rates(sends: f64, read: f64, reply: f64, body: f64) -> Rates {
+    Rates {
+        messages_per_s: sends,
+        deliveries_per_s: sends,
+        reads_per_s: sends * read,
+        api_requests_per_s: sends,
+        webhooks_per_s: sends * (2.0 + read + reply),
+        // Delivery + ack + read on the consumer's WebSocket; replies are a send + ack.
+        frames_per_s: sends * (2.0 + read + 2.0 * reply),
+        bytes_in_per_s: sends * (CONTROL_FRAME * (1.0 + read) + reply * SEND_OVERHEAD),
+        bytes_out_per_s: sends * (MSG_OVERHEAD + body),
+        ..Rates::default()
     }
 }
 
 fn frames(mut r: Rates, body: f64) -> Rates {
     r.receipts_per_s = r.deliveries_per_s;
-    // send + ack per message; delivery + delivery ack + receipt per recipient.
-    r.frames_per_s = 2.0 * r.messages_per_s + 3.0 * r.deliveries_per_s;
+    // send + ack per message; delivery + delivery ack + receipt per recipient; signals.
+    r.frames_per_s = 2.0 * r.messages_per_s + 3.0 * r.deliveries_per_s + 2.0 * r.signals_per_s;
     r.bytes_in_per_s =
         r.messages_per_s * (SEND_OVERHEAD + body) + r.deliveries_per_s * CONTROL_FRAME;
     r.bytes_out_per_s = r.messages_per_s * CONTROL_FRAME
@@ -178,31 +277,68 @@ pub fn plan(s: &Scenario, users: Option<f64>) -> Plan {
         .collect();
     let duration_s = end as f64 / 1e6;
 
+    let (churn_share, churn_eligible) = churn_shares(&profile, s.consumers.online_users, end);
+
     let mut patterns = Vec::new();
     let (mut mean, mut peak) = (Rates::default(), Rates::default());
     for (i, p) in s.patterns.iter().enumerate() {
-        let (full, kind) = full_rates(s, i, online, groups);
+        let kind = p.kind.kind_name();
+        let (full, scaling) = full_rates(s, i, online, groups, churn_share);
         // Direct chat needs both people eligible; a group message needs its sender. Rates
         // scale with the stages' multipliers and the diurnal curve at each moment.
-        let exponent = if kind == "direct_chat" { 2.0 } else { 1.0 };
+        let (exponent, shaped) = match scaling {
+            Scaling::Pair => (2.0, true),
+            Scaling::Single => (1.0, !matches!(p.kind, PatternKind::Presence { .. })),
+            Scaling::Fixed => (0.0, false),
+        };
+        let churned = |x: f64| x * churn_eligible.powf(exponent);
         let load = |l: &[f64]| -> Vec<f64> {
             l.iter()
                 .zip(&multipliers)
-                .map(|(l, m)| l.powf(exponent) * m)
+                .map(|(l, m)| l.powf(exponent) * if shaped { *m } else { 1.0 })
                 .collect()
         };
         let at_level = load(&levels);
-        let mean_f = at_level.iter().sum::<f64>() / steps as f64;
-        let peak_f = at_level.iter().cloned().fold(0.0, f64::max);
-        let eligible_f = load(&eligible).iter().sum::<f64>() / steps as f64;
+        let mut mean_f = at_level.iter().sum::<f64>() / steps as f64;
+        let mut peak_f = at_level.iter().cloned().fold(0.0, f64::max);
+        let mut eligible_f = churned(load(&eligible).iter().sum::<f64>() / steps as f64);
+        let (mut extra_messages, mut extra_deliveries) = (0.0, 0.0);
+        match &p.kind {
+            PatternKind::BusinessBroadcast {
+                start,
+                recipients,
+                send_rate,
+                ..
+            } => {
+                // A campaign: `recipients` sends at `send_rate` from `start`, cut at the end.
+                let window_s = (end.saturating_sub(start.0)) as f64 / 1e6;
+                let sent = (*recipients as f64).min((window_s * send_rate).ceil().max(0.0));
+                let active_s = sent / send_rate.max(1e-9);
+                mean_f = active_s / duration_s.max(1e-9);
+                peak_f = if sent > 0.0 { 1.0 } else { 0.0 };
+                eligible_f = mean_f;
+            }
+            PatternKind::GroupChat {
+                mention_all: Some(m),
+                ..
+            } if m.at.0 < end => {
+                extra_messages = 1.0;
+                extra_deliveries = (m.members as f64 * scale - 1.0).max(0.0);
+            }
+            PatternKind::Presence { .. } => {
+                mean_f *= churn_share;
+                peak_f *= churn_share;
+            }
+            _ => {}
+        }
         let pp = PatternPlan {
             name: p.name.clone(),
             kind: kind.to_string(),
             at_full: full,
             mean: full.scaled(mean_f),
             peak: full.scaled(peak_f),
-            expected_messages: full.messages_per_s * eligible_f * duration_s,
-            expected_deliveries: full.deliveries_per_s * eligible_f * duration_s,
+            expected_messages: full.messages_per_s * eligible_f * duration_s + extra_messages,
+            expected_deliveries: full.deliveries_per_s * eligible_f * duration_s + extra_deliveries,
         };
         mean.add(&pp.mean);
         peak.add(&pp.peak);
@@ -230,9 +366,36 @@ pub fn plan(s: &Scenario, users: Option<f64>) -> Plan {
         patterns,
         mean,
         peak,
-        connections_peak: online * peak_level,
+        connections_peak: online * peak_level * churn_share,
         notes,
     }
+}
+
+/// With presence churn: the share of time a user in its online window is connected, and the
+/// share it is connected steadily enough (margins around each change) to take part in traffic.
+fn churn_shares(profile: &Profile, users: u32, end: u64) -> (f64, f64) {
+    let share = profile.churn_share();
+    if share >= 1.0 || users == 0 || end == 0 {
+        return (1.0, 1.0);
+    }
+    let sample_users = users.min(2_000);
+    let (mut online, mut eligible, mut n) = (0u64, 0u64, 0u64);
+    for k in 0..sample_users {
+        let user = (k as u64 * users as u64 / sample_users as u64) as u32;
+        for step in 0..200u64 {
+            let t = end * (2 * step + 1) / 400;
+            if !profile.level_online_at(user, t) {
+                continue;
+            }
+            n += 1;
+            online += profile.online(user, t) as u64;
+            eligible += profile.eligible(user, t) as u64;
+        }
+    }
+    if n == 0 {
+        return (share, share);
+    }
+    (online as f64 / n as f64, eligible as f64 / n as f64)
 }
 
 fn human(x: f64) -> String {

@@ -2,8 +2,13 @@
 //! server share. JSON text frames with an `op` field (see the README's protocol section).
 //! Owns encoding and decoding; knows nothing of sockets, schedules or measurement.
 //!
-//! Client → server: `hello`, `send`, `ack`, `group`, `ping`.
-//! Server → client: `hello_ok`, `sent`, `msg`, `receipt`, `group_ok`, `error`, `pong`.
+//! Client → server: `hello`, `send`, `ack`, `read`, `typing`, `presence`, `group`, `ping`.
+//! Server → client: `hello_ok`, `sent`, `msg`, `receipt`, `typing`, `presence`, `group_ok`,
+//! `goaway`, `error`, `pong`.
+//!
+//! Businesses appear on this side as user ids from [`BUSINESS_BASE`] up: a consumer writes to
+//! one as to any user, and business messages arrive as `msg` frames from such an id carrying
+//! the business API's message id in `w`, which the consumer echoes in its `ack` and `read`.
 //! `t` (intended send time) and `s` (actual send time) are the client's own clock in
 //! microseconds; the server echoes them untouched so the client needs no lookup to measure.
 
@@ -33,6 +38,33 @@ pub struct Frame<'a> {
     pub code: Option<u32>,
     #[serde(borrow)]
     pub message: Option<Cow<'a, str>>,
+    /// The business API's message id (wamid number) of a business message.
+    pub w: Option<u64>,
+    /// The intended time of a read, typing or presence signal (client clock, µs).
+    pub r: Option<u64>,
+    #[serde(borrow)]
+    pub state: Option<Cow<'a, str>>,
+    /// Message type other than text: image, voice, video, other, template, interactive.
+    #[serde(borrow)]
+    pub k: Option<Cow<'a, str>>,
+    /// Size in bytes of the media a message refers to (uploaded out of band).
+    pub n: Option<u64>,
+    /// `goaway`: come back after this many milliseconds.
+    pub after_ms: Option<u64>,
+}
+
+/// Message ids increase per sender within each of two streams, told apart by bit 62: the
+/// schedule's messages and the ones a user decides on by itself (replies). The server's
+/// retransmission check compares ids within a stream.
+pub fn id_stream(id: u64) -> usize {
+    ((id >> 62) & 1) as usize
+}
+
+/// User ids from here up are business phone numbers (business `b` is `BUSINESS_BASE + b`).
+pub const BUSINESS_BASE: u32 = 0xF000_0000;
+
+pub fn is_business(user: u32) -> bool {
+    user >= BUSINESS_BASE && user != u32::MAX
 }
 
 /// Why a frame could not be understood.
@@ -77,20 +109,79 @@ pub fn hello_ok(user: u32, resumed_after: u64) -> String {
 pub enum Recipient {
     User(u32),
     Group(u32),
+    /// Business number `b` (a consumer writing to a business).
+    Business(u32),
+}
+
+/// What a message carries besides its text: a media reference of `bytes` (the bytes
+/// themselves go to a media store out of band, as in WhatsApp).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Media {
+    pub kind: MediaKind,
+    pub bytes: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord, Hash)]
+pub enum MediaKind {
+    #[default]
+    Text,
+    Image,
+    Voice,
+    Video,
+    Other,
+}
+
+impl MediaKind {
+    pub const ALL: [MediaKind; 5] = [
+        MediaKind::Text,
+        MediaKind::Image,
+        MediaKind::Voice,
+        MediaKind::Video,
+        MediaKind::Other,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            MediaKind::Text => "text",
+            MediaKind::Image => "image",
+            MediaKind::Voice => "voice",
+            MediaKind::Video => "video",
+            MediaKind::Other => "other",
+        }
+    }
 }
 
 pub fn send(id: u64, to: Recipient, intended_us: u64, sent_us: u64, body: &str) -> String {
-    let mut out = String::with_capacity(96 + body.len());
+    send_media(id, to, intended_us, sent_us, body, Media::default())
+}
+
+pub fn send_media(
+    id: u64,
+    to: Recipient,
+    intended_us: u64,
+    sent_us: u64,
+    body: &str,
+    media: Media,
+) -> String {
+    let mut out = String::with_capacity(112 + body.len());
     let _ = match to {
         Recipient::User(u) => write!(
             out,
-            r#"{{"op":"send","id":{id},"to":{u},"t":{intended_us},"s":{sent_us},"body":"#
+            r#"{{"op":"send","id":{id},"to":{u},"t":{intended_us},"s":{sent_us},"#
         ),
         Recipient::Group(g) => write!(
             out,
-            r#"{{"op":"send","id":{id},"group":{g},"t":{intended_us},"s":{sent_us},"body":"#
+            r#"{{"op":"send","id":{id},"group":{g},"t":{intended_us},"s":{sent_us},"#
+        ),
+        Recipient::Business(b) => write!(
+            out,
+            r#"{{"op":"send","id":{id},"to":{},"t":{intended_us},"s":{sent_us},"#,
+            BUSINESS_BASE + b
         ),
     };
+    if media.kind != MediaKind::Text {
+        let _ = write!(out, r#""k":"{}","n":{},"#, media.kind.name(), media.bytes);
+    }
+    out.push_str(r#""body":"#);
     push_json_str(&mut out, body);
     out.push('}');
     out
@@ -111,6 +202,11 @@ pub struct Delivery<'a> {
     pub intended_us: u64,
     pub sent_us: u64,
     pub body: &'a str,
+    /// The business API's message id, for business messages (0: none).
+    pub wamid: u64,
+    /// Message type other than text, echoed from the send (with its media size).
+    pub kind: Option<&'a str>,
+    pub media_bytes: u64,
 }
 
 pub fn msg(d: &Delivery<'_>) -> String {
@@ -123,20 +219,78 @@ pub fn msg(d: &Delivery<'_>) -> String {
     if let Some(g) = d.group {
         let _ = write!(out, r#""group":{g},"#);
     }
+    if d.wamid != 0 {
+        let _ = write!(out, r#""w":{},"#, d.wamid);
+    }
+    if let Some(k) = d.kind {
+        out.push_str(r#""k":"#);
+        push_json_str(&mut out, k);
+        let _ = write!(out, r#","n":{},"#, d.media_bytes);
+    }
     let _ = write!(out, r#""t":{},"s":{},"body":"#, d.intended_us, d.sent_us);
     push_json_str(&mut out, d.body);
     out.push('}');
     out
 }
 
-pub fn ack(seq: u64, id: u64, from: u32, intended_us: u64, sent_us: u64) -> String {
+pub fn ack(seq: u64, id: u64, from: u32, intended_us: u64, sent_us: u64, wamid: u64) -> String {
+    if wamid != 0 {
+        return format!(
+            r#"{{"op":"ack","seq":{seq},"id":{id},"from":{from},"t":{intended_us},"s":{sent_us},"w":{wamid}}}"#
+        );
+    }
     format!(r#"{{"op":"ack","seq":{seq},"id":{id},"from":{from},"t":{intended_us},"s":{sent_us}}}"#)
 }
 
 pub fn receipt(id: u64, by: u32, intended_us: u64, sent_us: u64) -> String {
     format!(
-        r#"{{"op":"receipt","id":{id},"by":{by},"status":"delivered","t":{intended_us},"s":{sent_us}}}"#
+        r#"{{"op":"receipt","id":{id},"by":{by},"state":"delivered","t":{intended_us},"s":{sent_us}}}"#
     )
+}
+
+/// The reader `by` read message `id` from `from`; `read_us` is when the read was meant to
+/// happen (the reader's think time already over), so the receipt's transit can be measured.
+pub fn read(id: u64, from: u32, wamid: u64, read_us: u64, sent_us: u64) -> String {
+    format!(r#"{{"op":"read","id":{id},"from":{from},"w":{wamid},"r":{read_us},"s":{sent_us}}}"#)
+}
+
+pub fn read_receipt(id: u64, by: u32, read_us: u64) -> String {
+    format!(r#"{{"op":"receipt","id":{id},"by":{by},"state":"read","r":{read_us}}}"#)
+}
+
+/// Client → server: `to` sees this user typing; server → client: `from` is typing.
+pub fn typing(to: u32, intended_us: u64) -> String {
+    format!(r#"{{"op":"typing","to":{to},"r":{intended_us}}}"#)
+}
+
+pub fn typing_seen(from: u32, intended_us: u64) -> String {
+    format!(r#"{{"op":"typing","from":{from},"r":{intended_us}}}"#)
+}
+
+/// Client → server: this user's presence changed; fan it out to `contacts` that are online.
+pub fn presence(state: &str, intended_us: u64, contacts: &[u32]) -> String {
+    let mut out = String::with_capacity(64 + contacts.len() * 8);
+    let _ = write!(
+        out,
+        r#"{{"op":"presence","state":"{state}","r":{intended_us},"members":["#
+    );
+    for (i, m) in contacts.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{m}");
+    }
+    out.push_str("]}");
+    out
+}
+
+pub fn presence_seen(from: u32, state: &str, intended_us: u64) -> String {
+    format!(r#"{{"op":"presence","from":{from},"state":"{state}","r":{intended_us}}}"#)
+}
+
+/// The server is going away: reconnect after `after_ms` (a graceful reconnect storm).
+pub fn goaway(after_ms: u64) -> String {
+    format!(r#"{{"op":"goaway","after_ms":{after_ms}}}"#)
 }
 
 pub fn group(id: u32, members: &[u32]) -> String {
@@ -188,6 +342,9 @@ mod tests {
             intended_us: 1,
             sent_us: 2,
             body: "a\"b",
+            wamid: 0,
+            kind: None,
+            media_bytes: 0,
         });
         let d = decode(&m).unwrap();
         assert_eq!(d.body.as_deref(), Some("a\"b"));

@@ -66,10 +66,15 @@ fn check_plan_against_schedule(text: &str) {
     let mut sched = Schedule::new(s.clone(), population.clone(), profile).unwrap();
     let (mut messages, mut deliveries) = ([0f64; 2], [0f64; 2]);
     while let Some(o) = sched.next_order(u64::MAX) {
+        if !o.action.is_message() {
+            continue;
+        }
         let p = o.pattern as usize;
         messages[p] += 1.0;
         deliveries[p] += match o.to {
-            chatload::protocol::Recipient::User(_) => 1.0,
+            chatload::protocol::Recipient::User(_) | chatload::protocol::Recipient::Business(_) => {
+                1.0
+            }
             chatload::protocol::Recipient::Group(g) => {
                 (population.group(g).unwrap().len() - 1) as f64
             }

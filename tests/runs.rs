@@ -67,7 +67,7 @@ async fn embedded_run_balances_every_delivery() {
     assert_eq!(s.metrics["send"].count, a.acked);
     assert_eq!(s.metrics["connect"].count, 200);
     assert!(s.errors.is_empty(), "{:?}", s.errors);
-    let server = s.server.expect("embedded server stats");
+    let server = s.server.clone().expect("embedded server stats");
     assert_eq!(server.accepted, a.messages_sent);
     assert_eq!(server.delivered, a.delivered);
     assert_ordered(s);

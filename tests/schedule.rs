@@ -57,7 +57,7 @@ fn orders_come_in_time_order_and_inside_the_run() {
     assert_eq!(ids.len(), orders.len(), "every id is unique");
     assert!(orders.iter().all(|o| match o.to {
         Recipient::User(u) => u != o.sender,
-        Recipient::Group(_) => true,
+        Recipient::Group(_) | Recipient::Business(_) => true,
     }));
 }
 
@@ -95,7 +95,10 @@ stages = [{ ramp = "0s" }, { hold = "10m" }]
         (groups - want_groups).abs() < 4.0 * want_groups.sqrt(),
         "group messages {groups} want {want_groups}"
     );
-    let direct = orders.iter().filter(|o| o.pattern == 0).count() as f64;
+    let direct = orders
+        .iter()
+        .filter(|o| o.pattern == 0 && o.action.is_message())
+        .count() as f64;
     // Conversations cut by the end lose their tail; the error is a few gaps' worth.
     let want_direct = 2000.0 * 6.0 / 60.0 * window_s * 3.0;
     assert!(

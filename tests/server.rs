@@ -81,6 +81,7 @@ async fn messages_are_acked_delivered_in_sequence_and_receipted() {
             1,
             100 + id,
             200 + id,
+            0,
         )))
         .await
         .unwrap();
@@ -161,7 +162,7 @@ async fn an_offline_user_gets_its_queue_on_login_and_resume_skips_what_it_had() 
     assert_eq!(seqs, vec![1, 2, 3, 4]);
     // It acknowledges the first two, then drops the connection.
     for seq in [1u64, 2] {
-        b.send(Message::text(protocol::ack(seq, seq, 1, 0, 0)))
+        b.send(Message::text(protocol::ack(seq, seq, 1, 0, 0, 0)))
             .await
             .unwrap();
     }

@@ -1,9 +1,11 @@
 //! What every part of one run shares: the scenario, population, profile, clock, recorders,
 //! ledger, per-user inboxes and connection flags. Built once per run; owns no behaviour.
 
+use super::vu::reactions::{self, ReactionModel};
 use crate::metrics::{Ledger, Recorders};
+use crate::scenario::PatternKind;
 use crate::scenario::Scenario;
-use crate::workload::schedule::{pattern_of, seq_of};
+use crate::workload::schedule::{REACTION_BIT, pattern_of, seq_of};
 use crate::workload::{Order, Population, Profile};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -34,10 +36,50 @@ pub struct RunContext {
     pub storms: Vec<super::reconnect::Storm>,
     /// Set when the run is over: users disconnect and idle until goose stops them.
     pub finished: AtomicBool,
+    /// How consumers react to each pattern's messages (reads, replies).
+    pub reactions: Vec<Option<ReactionModel>>,
+    /// Sequence numbers of messages users send on their own (replies), see `REACTION_BIT`.
+    pub reaction_seq: AtomicU64,
+    /// The presence pattern, if the scenario has one.
+    pub presence: Option<PresenceModel>,
+    /// The direct chat pattern typing indicators are counted under.
+    pub typing_pattern: Option<u16>,
+    /// Orders for the business API client, while it takes them.
+    business_orders: Mutex<Option<mpsc::Sender<Order>>>,
+}
+
+pub struct PresenceModel {
+    pub pattern: u16,
+    pub heartbeat: Duration,
+    pub updates: bool,
 }
 
 impl RunContext {
-    pub fn new(scenario: Arc<Scenario>, population: Arc<Population>, url: String) -> Self {
+    pub fn new(
+        scenario: Arc<Scenario>,
+        population: Arc<Population>,
+        url: String,
+    ) -> Result<Self, crate::scenario::sampler::SamplerError> {
+        let reactions = reactions::models(&scenario)?;
+        let presence = scenario
+            .patterns
+            .iter()
+            .enumerate()
+            .find_map(|(i, p)| match &p.kind {
+                PatternKind::Presence {
+                    heartbeat, updates, ..
+                } => Some(PresenceModel {
+                    pattern: i as u16,
+                    heartbeat: heartbeat.as_std(),
+                    updates: *updates,
+                }),
+                _ => None,
+            });
+        let typing_pattern = scenario
+            .patterns
+            .iter()
+            .position(|p| matches!(p.kind, PatternKind::DirectChat { .. }))
+            .map(|i| i as u16);
         let users = population.users() as usize;
         let profile = Profile::for_scenario(&scenario, population.users());
         let patterns = scenario.patterns.len();
@@ -48,7 +90,12 @@ impl RunContext {
                 (tx, Mutex::new(Some(rx)))
             })
             .unzip();
-        RunContext {
+        Ok(RunContext {
+            reactions,
+            reaction_seq: AtomicU64::new(0),
+            presence,
+            typing_pattern,
+            business_orders: Mutex::new(None),
             connect_timeout: scenario.target.connect_timeout.as_std(),
             scenario,
             population,
@@ -65,7 +112,7 @@ impl RunContext {
             issued_seq: AtomicU64::new(1),
             finished: AtomicBool::new(false),
             storms,
-        }
+        })
     }
 
     /// The run's time zero (fixed on first use, normally by goose's test start).
@@ -121,11 +168,37 @@ impl RunContext {
             .is_some_and(|f| f.load(Relaxed))
     }
 
+    pub fn open_business_orders(&self, tx: mpsc::Sender<Order>) {
+        if let Ok(mut slot) = self.business_orders.lock() {
+            *slot = Some(tx);
+        }
+    }
+
+    /// No more business orders: the client finishes what it has and stops.
+    pub fn close_business_orders(&self) {
+        if let Ok(mut slot) = self.business_orders.lock() {
+            *slot = None;
+        }
+    }
+
+    /// Hands a business order to the client; gives it back when it cannot take it.
+    pub fn send_business_order(&self, order: Order) -> Result<(), Order> {
+        let slot = self.business_orders.lock().map_err(|_| order)?;
+        match slot.as_ref() {
+            Some(tx) => tx.try_send(order).map_err(|e| e.into_inner()),
+            None => Err(order),
+        }
+    }
+
     /// The pattern of an id chatload issued, or `None` for an id it never issued.
     pub fn issued_pattern(&self, id: u64) -> Option<u16> {
         let seq = seq_of(id);
         let pattern = pattern_of(id) as usize;
-        (seq >= 1 && seq < self.issued_seq.load(Relaxed) && pattern < self.scenario.patterns.len())
-            .then_some(pattern as u16)
+        let issued = if seq & REACTION_BIT != 0 {
+            seq & !REACTION_BIT < self.reaction_seq.load(Relaxed)
+        } else {
+            seq >= 1 && seq < self.issued_seq.load(Relaxed)
+        };
+        (issued && pattern < self.scenario.patterns.len()).then_some(pattern as u16)
     }
 }

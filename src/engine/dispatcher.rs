@@ -1,5 +1,5 @@
 //! The open-model pacer: walks the schedule in time order and hands each message to its
-//! sender's inbox at its intended time, whatever the target is doing. It runs on its own OS
+//! sender's inbox (or the business client's) at its intended time, whatever the target is doing. It runs on its own OS
 //! thread because a thread's sleep is precise to tens of microseconds where the async timer
 //! rounds to whole milliseconds, and that error would show in every latency. A message whose
 //! sender cannot take it (disconnected too long, inbox full) is counted as not sent.
@@ -29,6 +29,12 @@ pub fn run(ctx: Arc<RunContext>, mut schedule: Schedule, stop: Arc<AtomicBool>) 
         while let Some(order) = schedule.next_order(now) {
             ctx.issued_seq.store(schedule.issued_seq(), Relaxed);
             issued += 1;
+            if order.action.by_business() {
+                if let Err(o) = ctx.send_business_order(order) {
+                    ctx.recorders.local().counters[o.pattern as usize].not_sent += 1;
+                }
+                continue;
+            }
             let Some(inbox) = ctx.inbox_senders.get(order.sender as usize) else {
                 continue;
             };

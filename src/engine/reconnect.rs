@@ -44,17 +44,9 @@ pub fn storms(s: &Scenario) -> Vec<Storm> {
     v
 }
 
-/// splitmix64: a fixed, seeded choice of which users a storm hits.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// Whether storm `pattern` drops `user` (the same users for the same seed).
 pub fn hits(seed: u64, pattern: u16, user: u32, fraction: f64) -> bool {
-    let h = mix(seed ^ ((pattern as u64) << 40) ^ user as u64);
+    let h = crate::workload::keyed::mix(seed ^ ((pattern as u64) << 40) ^ user as u64);
     (h as f64 / u64::MAX as f64) < fraction
 }
 
@@ -87,7 +79,7 @@ impl Reconnector {
             failures: 0,
             next_attempt: Instant::now(),
             previous: DEFAULT.base,
-            jitter: mix(user as u64 + 1) | 1,
+            jitter: crate::workload::keyed::mix(user as u64 + 1) | 1,
             active: None,
             next_storm: 0,
             gave_up: false,

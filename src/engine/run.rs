@@ -158,7 +158,7 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
     let url = match &scenario.target.url {
         Some(u) => u.clone(),
         None => {
-            let s = server::start("127.0.0.1:0", scenario.target.server).await?;
+            let s = server::start("127.0.0.1:0", scenario.target.server.clone()).await?;
             let u = s.url();
             embedded = Some(s);
             u
@@ -178,11 +178,11 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
     );
     prepare_target(&url, &population, scenario.target.connect_timeout.as_std()).await?;
 
-    let ctx = Arc::new(RunContext::new(
-        scenario.clone(),
-        population.clone(),
-        url.clone(),
-    ));
+    let ctx = Arc::new(
+        RunContext::new(scenario.clone(), population.clone(), url.clone())
+            .map_err(|e| RunError::Setup(e.to_string()))?,
+    );
+    let business = start_business(&ctx, &url).await?;
     let schedule = Schedule::new(scenario.clone(), population.clone(), ctx.profile.clone())
         .map_err(|e| RunError::Setup(e.to_string()))?;
     quiet::install_logger();
@@ -267,6 +267,8 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
     }
     stop_pacer.store(true, Relaxed);
     let _ = pacer.await;
+    // No more business orders: the client finishes what it has (bounded by its timeouts).
+    ctx.close_business_orders();
     let sending_s = ctx.epoch().elapsed().as_secs_f64();
 
     // Drain: wait for deliveries that may still arrive in time, bounded by `drain`.
@@ -311,6 +313,10 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
     let settlement = ctx.ledger.settle(end_us, scenario.loss_deadline.0, |u| {
         online.get(u as usize).copied().unwrap_or(false)
     });
+    if let Some(b) = business {
+        b.client.abort();
+        b.receiver.stop();
+    }
     let server_stats = embedded.as_ref().map(|s| s.stats());
     if let Some(s) = embedded {
         s.shutdown().await;
@@ -367,6 +373,75 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
         summary,
         bundle_dir,
     })
+}
+
+/// The business side of a run: chatload's API client and its webhook receiver.
+struct BusinessRuntime {
+    client: tokio::task::JoinHandle<()>,
+    receiver: super::business::webhook::WebhookReceiver,
+}
+
+/// Starts the webhook receiver, tells the target the limits and where to post webhooks, and
+/// starts the API client, when the scenario has business patterns.
+async fn start_business(
+    ctx: &Arc<RunContext>,
+    ws_url: &str,
+) -> Result<Option<BusinessRuntime>, RunError> {
+    let s = &ctx.scenario;
+    if !s.patterns.iter().any(|p| p.kind.is_business()) {
+        return Ok(None);
+    }
+    let base = super::business::http_base(ws_url);
+    let receiver = super::business::webhook::start(ctx.clone())
+        .await
+        .map_err(|e| RunError::Setup(format!("cannot start the webhook receiver: {e}")))?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| RunError::Setup(e.to_string()))?;
+    let b = s.businesses;
+    let limits = serde_json::json!({
+        "throughput_mps": b.throughput_mps,
+        "messaging_limit": b.messaging_limit,
+        "window_ms": b.window.0 / 1000,
+        "pair_interval_ms": b.pair_interval.0 / 1000,
+        "pair_burst": b.pair_burst,
+    });
+    let setup = |what: &str, e: String| {
+        RunError::Setup(format!(
+            "the target's business API at {base} refused {what} ({e}); business patterns need chatload's reference server or one that speaks its admin API"
+        ))
+    };
+    let ok = |r: reqwest::Result<reqwest::Response>| -> Result<(), String> {
+        match r {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("HTTP {}", r.status())),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    ok(http
+        .post(format!("{base}/admin/config"))
+        .json(&limits)
+        .send()
+        .await)
+    .map_err(|e| setup("the limits", e))?;
+    for n in 0..b.count {
+        ok(http
+            .put(format!("{base}/v1/{n}/webhook"))
+            .json(&serde_json::json!({"url": receiver.url(), "fields": ["messages"]}))
+            .send()
+            .await)
+        .map_err(|e| setup("the webhook registration", e))?;
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(65_536);
+    ctx.open_business_orders(tx);
+    let client = Arc::new(
+        super::business::client::BusinessClient::new(ctx.clone(), base).map_err(RunError::Setup)?,
+    );
+    Ok(Some(BusinessRuntime {
+        client: tokio::spawn(client.run(rx)),
+        receiver,
+    }))
 }
 
 /// File descriptors a run needs: one per virtual user, twice with the embedded server.

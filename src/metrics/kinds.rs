@@ -27,10 +27,22 @@ pub enum Metric {
     SendLag,
     /// A reconnect storm dropped the connection → it was back (hello acknowledged).
     Reconnect,
+    /// Business API: intended send → `sent` status webhook received.
+    StatusSent,
+    /// Business API: intended send → `delivered` status webhook received.
+    Status,
+    /// Business API: intended send → `read` status webhook received (includes reading time).
+    StatusRead,
+    /// A consumer's message to a business: intended send → inbound webhook received.
+    Inbound,
+    /// A read receipt: the reader's read → the receipt reaches the sender.
+    ReadReceipt,
+    /// Typing and presence: intended → seen by the recipient.
+    Signal,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 16] = [
         Metric::Send,
         Metric::SendService,
         Metric::Delivery,
@@ -41,6 +53,12 @@ impl Metric {
         Metric::Connect,
         Metric::SendLag,
         Metric::Reconnect,
+        Metric::StatusSent,
+        Metric::Status,
+        Metric::StatusRead,
+        Metric::Inbound,
+        Metric::ReadReceipt,
+        Metric::Signal,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -56,6 +74,12 @@ impl Metric {
             Metric::Connect => "connect",
             Metric::SendLag => "send_lag",
             Metric::Reconnect => "reconnect",
+            Metric::StatusSent => "status_sent",
+            Metric::Status => "status",
+            Metric::StatusRead => "status_read",
+            Metric::Inbound => "inbound",
+            Metric::ReadReceipt => "read_receipt",
+            Metric::Signal => "signal",
         }
     }
 
@@ -68,51 +92,92 @@ impl Metric {
     }
 }
 
-/// Event counters kept per pattern.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Counters {
-    /// Messages written to the target.
-    pub messages_sent: u64,
-    /// Deliveries owed: one per recipient of every sent message.
-    pub deliveries_owed: u64,
-    /// Messages the server acknowledged.
-    pub acked: u64,
-    /// First deliveries seen (each owed delivery at most once).
-    pub delivered: u64,
-    pub duplicates: u64,
-    pub reordered: u64,
-    pub receipts: u64,
-    /// Sends that went out more than `LATE_SEND_US` behind schedule.
-    pub late_sends: u64,
-    /// Scheduled messages never sent (the sender was disconnected and its queue full).
-    pub not_sent: u64,
-    /// Deliveries for messages chatload never sent or to the wrong user.
-    pub unexpected: u64,
-    /// Connections a reconnect storm dropped, those that came back, and those that gave up.
-    pub dropped_connections: u64,
-    pub reconnects: u64,
-    pub gave_up: u64,
-    /// Sends written again after a reconnect because their ack never came.
-    pub retransmitted: u64,
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $field:ident),* $(,)?) => {
+        /// Event counters kept per pattern.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+        #[serde(default)]
+        pub struct Counters {
+            $($(#[doc = $doc])* pub $field: u64,)*
+        }
+
+        impl Counters {
+            pub fn add(&mut self, o: &Counters) {
+                $(self.$field += o.$field;)*
+            }
+        }
+    };
 }
 
-impl Counters {
-    pub fn add(&mut self, o: &Counters) {
-        self.messages_sent += o.messages_sent;
-        self.deliveries_owed += o.deliveries_owed;
-        self.acked += o.acked;
-        self.delivered += o.delivered;
-        self.duplicates += o.duplicates;
-        self.reordered += o.reordered;
-        self.receipts += o.receipts;
-        self.late_sends += o.late_sends;
-        self.not_sent += o.not_sent;
-        self.unexpected += o.unexpected;
-        self.dropped_connections += o.dropped_connections;
-        self.reconnects += o.reconnects;
-        self.gave_up += o.gave_up;
-        self.retransmitted += o.retransmitted;
-    }
+counters! {
+    /// Messages written to the target.
+    messages_sent,
+    /// Deliveries owed: one per recipient of every sent message.
+    deliveries_owed,
+    /// Deliveries no longer owed: business messages the API refused for good.
+    withdrawn,
+    /// Messages the server acknowledged (for the business API: accepted with 200).
+    acked,
+    /// First deliveries seen (each owed delivery at most once).
+    delivered,
+    duplicates,
+    reordered,
+    receipts,
+    /// Sends that went out more than `LATE_SEND_US` behind schedule.
+    late_sends,
+    /// Scheduled messages never sent (the sender was disconnected and its queue full, or the
+    /// business API refused it for good).
+    not_sent,
+    /// Deliveries for messages chatload never sent or to the wrong user.
+    unexpected,
+    /// Connections a reconnect storm dropped, those that came back, and those that gave up.
+    dropped_connections,
+    reconnects,
+    gave_up,
+    /// Sends written again after a reconnect because their ack never came.
+    retransmitted,
+    /// Bytes of media the messages referred to (uploaded out of band).
+    media_bytes,
+    /// Read receipts sent by readers, and those that reached the sender.
+    reads,
+    read_receipts,
+    /// Typing indicators and presence updates sent, and seen by their recipients.
+    typing_sent,
+    typing_seen,
+    presence_sent,
+    presence_seen,
+    heartbeats,
+    /// Business API statuses received by the webhook receiver, by status.
+    status_sent,
+    status_delivered,
+    status_read,
+    status_failed,
+    /// Statuses for no message chatload sent.
+    unexpected_statuses,
+    /// Business API refusals by code, and what the client did about them.
+    throttled_130429,
+    pair_limited_131056,
+    outside_window_131047,
+    spam_131048,
+    server_errors_5xx,
+    request_timeouts,
+    api_retries,
+    /// Accepted, then reported `failed` by status: undeliverable (131026), marketing cap
+    /// (131049), messaging limit (131000). They are owed no delivery.
+    failed,
+    failed_131026,
+    failed_131049,
+    failed_limit,
+    /// Late support replies sent after the window, and how many the API refused with 131047
+    /// as it must; accepted ones are window violations.
+    late_replies,
+    window_violations,
+    /// Business API requests (first attempts of sends) and those accepted.
+    api_requests,
+    api_accepted,
+    /// Consumer replies to business messages, and mark-read calls by businesses.
+    replies,
+    mark_reads,
 }
 
 /// A send counts as late when it leaves this far behind its intended time.
@@ -130,10 +195,12 @@ pub enum ErrorKind {
     ConnectionClosed,
     Protocol,
     ServerError,
+    /// The business API or the webhook receiver failed at the HTTP level.
+    Http,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 8] = [
+    pub const ALL: [ErrorKind; 9] = [
         ErrorKind::ConnectRefused,
         ErrorKind::ConnectTimeout,
         ErrorKind::ConnectFailed,
@@ -142,6 +209,7 @@ impl ErrorKind {
         ErrorKind::ConnectionClosed,
         ErrorKind::Protocol,
         ErrorKind::ServerError,
+        ErrorKind::Http,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -153,6 +221,7 @@ impl ErrorKind {
             ErrorKind::ConnectionClosed => "connection_closed",
             ErrorKind::Protocol => "protocol",
             ErrorKind::ServerError => "server_error",
+            ErrorKind::Http => "http",
         }
     }
 }

@@ -31,7 +31,11 @@ struct Entry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Received {
     /// First delivery to this recipient. `last_of_message` is set when nobody else is owed it.
-    First { pattern: u16, last_of_message: bool },
+    First {
+        pattern: u16,
+        last_of_message: bool,
+        intended_us: u64,
+    },
     /// This recipient already had it.
     Duplicate { pattern: u16 },
     /// Not a message chatload sent to this recipient.
@@ -123,6 +127,7 @@ impl Ledger {
             };
         };
         let pattern = entry.pattern;
+        let intended_us = entry.intended_us;
         let was_owed = match &mut entry.owed {
             Owed::One(r) => {
                 if *r != recipient {
@@ -157,7 +162,14 @@ impl Ledger {
         Received::First {
             pattern,
             last_of_message: last,
+            intended_us,
         }
+    }
+
+    /// Withdraws message `id` (it will never be delivered: refused or reported failed).
+    /// Returns the deliveries that were still owed.
+    pub fn cancel(&self, id: u64) -> u32 {
+        lock(self.shard(id)).remove(&id).map_or(0, |e| e.remaining)
     }
 
     /// Deliveries still owed.
@@ -241,7 +253,8 @@ mod tests {
             l.receive(1, 6, issued),
             Received::First {
                 pattern: 0,
-                last_of_message: true
+                last_of_message: true,
+                intended_us: 10
             }
         );
         assert_eq!(l.receive(1, 6, issued), Received::Duplicate { pattern: 0 });
@@ -253,7 +266,8 @@ mod tests {
             l.receive(2, 1, issued),
             Received::First {
                 pattern: 0,
-                last_of_message: false
+                last_of_message: false,
+                intended_us: 10
             }
         );
         assert_eq!(l.receive(2, 1, issued), Received::Duplicate { pattern: 0 });
@@ -269,9 +283,14 @@ mod tests {
             l.receive(2, 3, issued),
             Received::First {
                 pattern: 0,
-                last_of_message: true
+                last_of_message: true,
+                intended_us: 10
             }
         );
         assert_eq!(l.outstanding(), 0);
+        assert_eq!(l.open(3, 0, 5, 10, Owed::One(6)), 1);
+        assert_eq!(l.cancel(3), 1);
+        assert_eq!(l.cancel(3), 0);
+        assert_eq!(l.receive(3, 6, issued), Received::Duplicate { pattern: 0 });
     }
 }

@@ -45,8 +45,9 @@ impl LatencyStats {
     }
 }
 
-/// Message accounting. The identity `sent = delivered + lost + in_flight` holds, counted per
-/// recipient of every message (`in_flight` includes `queued_offline`).
+/// Message accounting. The identity `sent = delivered + lost + in_flight + failed` holds,
+/// counted per recipient of every message (`in_flight` includes `queued_offline`; `failed`
+/// only for business messages the API reported failed).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Accounting {
     /// Deliveries owed: one per recipient of every message sent.
@@ -68,12 +69,15 @@ pub struct Accounting {
     /// Sends written again after a reconnect (unacknowledged when the connection dropped).
     #[serde(default)]
     pub retransmitted: u64,
+    /// Business messages the API accepted and then reported `failed` (owed nothing more).
+    #[serde(default)]
+    pub failed: u64,
 }
 
 impl Accounting {
     fn build(c: &Counters, lost: u64, in_flight: u64, queued_offline: u64) -> Self {
         Accounting {
-            sent: c.deliveries_owed,
+            sent: c.deliveries_owed.saturating_sub(c.withdrawn),
             messages_sent: c.messages_sent,
             acked: c.acked,
             delivered: c.delivered,
@@ -87,12 +91,13 @@ impl Accounting {
             not_sent: c.not_sent,
             unexpected: c.unexpected,
             retransmitted: c.retransmitted,
+            failed: c.failed,
         }
     }
 
-    /// Whether `sent = delivered + lost + in_flight`.
+    /// Whether `sent = delivered + lost + in_flight + failed`.
     pub fn balances(&self) -> bool {
-        self.sent == self.delivered + self.lost + self.in_flight
+        self.sent == self.delivered + self.lost + self.in_flight + self.failed
     }
 }
 
@@ -103,6 +108,70 @@ pub struct PatternSummary {
     pub metrics: BTreeMap<String, LatencyStats>,
     pub accounting: Accounting,
     pub messages_per_s: f64,
+    /// Every event counter of the pattern (signals, statuses, API refusals, retries, …).
+    #[serde(default)]
+    pub counters: Counters,
+    /// For business patterns: how the API and its webhooks behaved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business: Option<BusinessSummary>,
+}
+
+/// The business API's side of one pattern, joined from requests and webhooks.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BusinessSummary {
+    /// Requests made (first attempts), accepted, and retried.
+    pub requests: u64,
+    pub accepted: u64,
+    pub retries: u64,
+    /// Refusals by code, and requests that timed out (maybe accepted: no idempotency key).
+    pub throttled_130429: u64,
+    pub pair_limited_131056: u64,
+    pub outside_window_131047: u64,
+    pub spam_131048: u64,
+    pub server_errors_5xx: u64,
+    pub timeouts: u64,
+    /// Status webhooks joined to their send, by status.
+    pub status_sent: u64,
+    pub status_delivered: u64,
+    pub status_read: u64,
+    pub status_failed: u64,
+    /// Accepted sends with neither a `sent` nor a `failed` status by the end.
+    pub missing_statuses: u64,
+    /// Late replies sent after the window: the API must refuse every one with 131047; those
+    /// it accepted are violations.
+    pub late_replies: u64,
+    pub window_violations: u64,
+    /// Consumers' replies (inbound webhooks joined to the consumer's send are `delivered`).
+    pub replies: u64,
+    /// Messages consumers received twice (a retry after a timeout duplicates: no idempotency key).
+    pub duplicates: u64,
+}
+
+impl BusinessSummary {
+    fn build(c: &Counters) -> Self {
+        BusinessSummary {
+            requests: c.api_requests,
+            accepted: c.api_accepted,
+            retries: c.api_retries,
+            throttled_130429: c.throttled_130429,
+            pair_limited_131056: c.pair_limited_131056,
+            outside_window_131047: c.outside_window_131047,
+            spam_131048: c.spam_131048,
+            server_errors_5xx: c.server_errors_5xx,
+            timeouts: c.request_timeouts,
+            status_sent: c.status_sent,
+            status_delivered: c.status_delivered,
+            status_read: c.status_read,
+            status_failed: c.status_failed,
+            missing_statuses: c
+                .api_accepted
+                .saturating_sub(c.status_sent + c.status_failed),
+            late_replies: c.late_replies,
+            window_violations: c.window_violations,
+            replies: c.replies,
+            duplicates: c.duplicates,
+        }
+    }
 }
 
 /// How a reconnect storm went: how many it dropped and how fast they came back.
@@ -213,12 +282,18 @@ impl Summary {
                     s.in_flight[i],
                     s.queued_offline[i],
                 );
+                let counters = m.totals.counters[i];
                 PatternSummary {
                     name: p.name.clone(),
                     kind: p.kind.kind_name().to_string(),
                     metrics: metric_map(|metric| m.totals.histogram(i, metric).cloned()),
                     messages_per_s: round3(acc.messages_sent as f64 / secs),
                     accounting: acc,
+                    counters,
+                    business: p
+                        .kind
+                        .is_business()
+                        .then(|| BusinessSummary::build(&counters)),
                 }
             })
             .collect();

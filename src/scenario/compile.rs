@@ -64,6 +64,18 @@ pub fn compile(file: ScenarioFile, path: &Path) -> Result<Scenario> {
         ));
     }
 
+    let needs_business = patterns.iter().any(|p| p.kind.is_business());
+    let businesses = super::compile_business::compile_businesses(
+        &file,
+        diurnal.as_ref().map(|d| d.day),
+        needs_business,
+    )?;
+    if needs_business && businesses.count == 0 {
+        return Err(SpannedIssue::new(
+            None,
+            "business patterns need at least one business number: set count >= 1 in [population.businesses]",
+        ));
+    }
     let target = compile_target(&file)?;
     let names: Vec<String> = patterns.iter().map(|p| p.name.clone()).collect();
     let mut thresholds = Vec::new();
@@ -94,6 +106,7 @@ pub fn compile(file: ScenarioFile, path: &Path) -> Result<Scenario> {
         loss_deadline,
         drain,
         consumers,
+        businesses,
         patterns,
         stages,
         diurnal,
@@ -369,14 +382,23 @@ fn positive_every(v: &Option<Spanned<i64>>, key: &str) -> Result<u64> {
     }
 }
 
+/// Server knobs from the body of a `[target]` table (what `chatload serve` flags become).
+pub fn server_knobs(table: &str, seed: u64) -> std::result::Result<ServerKnobs, String> {
+    let t: super::file::TargetSection =
+        toml::from_str(table).map_err(|e| e.message().to_string())?;
+    target_section(&t, seed)
+        .map(|t| t.server)
+        .map_err(|e| e.message)
+}
+
 fn compile_target(file: &ScenarioFile) -> Result<Target> {
-    let Some(t) = &file.target else {
-        return Ok(Target {
-            url: None,
-            connect_timeout: Micros(5_000_000),
-            server: ServerKnobs::default(),
-        });
-    };
+    match &file.target {
+        Some(t) => target_section(t, file.scenario.seed),
+        None => target_section(&super::file::TargetSection::default(), file.scenario.seed),
+    }
+}
+
+fn target_section(t: &super::file::TargetSection, seed: u64) -> Result<Target> {
     let url = match &t.url {
         Some(u) => {
             let text = u.get_ref().trim();
@@ -392,11 +414,56 @@ fn compile_target(file: &ScenarioFile) -> Result<Target> {
         }
         None => None,
     };
+    let mut api = ApiFaults {
+        seed,
+        webhook_reorder: t.webhook_reorder.unwrap_or_default(),
+        ..ApiFaults::default()
+    };
+    if let Some(errors) = &t.errors {
+        let mut refusals = 0.0;
+        for (code, p) in errors.get_ref() {
+            if !(0.0..=1.0).contains(p) {
+                return issue(
+                    errors.span(),
+                    format!("the rate of `{code}` is a probability in [0, 1] (found {p})"),
+                );
+            }
+            let slot = match code.as_str() {
+                "130429" => &mut api.throttle,
+                "131056" => &mut api.pair_rate,
+                "131048" => &mut api.spam,
+                "500" => &mut api.server_error,
+                "timeout" => &mut api.timeout,
+                "131026" => &mut api.undeliverable,
+                "131049" => &mut api.marketing_cap,
+                other => {
+                    return issue(
+                        errors.span(),
+                        format!(
+                            "unknown error `{other}`: use 130429, 131056, 131048, 500, timeout, 131026 or 131049"
+                        ),
+                    );
+                }
+            };
+            *slot = *p;
+            if matches!(code.as_str(), "130429" | "131056" | "131048" | "500") {
+                refusals += p;
+            }
+        }
+        if refusals > 1.0 || api.undeliverable + api.marketing_cap > 1.0 {
+            return issue(errors.span(), "the error rates add up to more than 1");
+        }
+    }
     let server = ServerKnobs {
         delay: t.delay.unwrap_or_default(),
+        latency: t.latency.as_ref().map(|d| d.0.clone()),
         drop_every: positive_every(&t.drop_every, "drop_every")?,
         duplicate_every: positive_every(&t.duplicate_every, "duplicate_every")?,
         reorder_every: positive_every(&t.reorder_every, "reorder_every")?,
+        stall_every: positive_every(&t.stall_every, "stall_every")?,
+        stall: t.stall.unwrap_or(Micros(1_000_000)),
+        reset_every: positive_every(&t.reset_every, "reset_every")?,
+        api,
     };
     Ok(Target {
         url,

@@ -16,9 +16,42 @@ const DIRECT_KEYS: &[&str] = &[
     "reply",
     "partner_skew",
     "size",
+    "media",
+    "image_bytes",
+    "voice_bytes",
+    "video_bytes",
+    "other_bytes",
+    "read",
+    "read_delay",
+    "typing",
 ];
-const GROUP_KEYS: &[&str] = &["rate", "sender_skew", "size"];
+const GROUP_KEYS: &[&str] = &["rate", "sender_skew", "size", "mention_all"];
 const STORM_KEYS: &[&str] = &["at", "fraction", "backoff", "base", "cap", "max_attempts"];
+const PRESENCE_KEYS: &[&str] = &["session", "offline", "heartbeat", "updates"];
+
+/// LogNormal with the given median (in base units) and sigma, optionally capped.
+pub(super) fn lognormal(median: f64, sigma: f64, max: Option<f64>) -> Distribution {
+    Distribution {
+        family: Family::LogNormal {
+            mu: median.ln(),
+            sigma,
+        },
+        min: None,
+        max,
+    }
+}
+
+fn mixture(parts: Vec<(f64, Distribution)>) -> Distribution {
+    Distribution {
+        family: Family::Mixture { parts },
+        min: None,
+        max: None,
+    }
+}
+
+pub(super) fn probability(v: &Option<Spanned<f64>>, key: &str, default: f64) -> Result<f64> {
+    unit_interval(v, key, default)
+}
 
 fn unit_interval(v: &Option<Spanned<f64>>, key: &str, default: f64) -> Result<f64> {
     match v {
@@ -49,17 +82,22 @@ pub(super) fn compile_pattern(
     spanned: &Spanned<PatternSection>,
     consumers: &Consumers,
 ) -> Result<Pattern> {
+    use super::compile_business::{BROADCAST_KEYS, OTP_KEYS, SUPPORT_KEYS};
     let p = spanned.get_ref();
     let kind_name = p.kind.get_ref().as_str();
     let allowed = match kind_name {
         "direct_chat" => DIRECT_KEYS,
         "group_chat" => GROUP_KEYS,
         "reconnect_storm" => STORM_KEYS,
+        "presence" => PRESENCE_KEYS,
+        "business_broadcast" => BROADCAST_KEYS,
+        "support_conversation" => SUPPORT_KEYS,
+        "otp_burst" => OTP_KEYS,
         other => {
             return issue(
                 p.kind.span(),
                 format!(
-                    "unknown pattern kind `{other}`: this version knows direct_chat, group_chat and reconnect_storm"
+                    "unknown pattern kind `{other}`: use direct_chat, group_chat, presence, reconnect_storm, business_broadcast, support_conversation or otp_burst"
                 ),
             );
         }
@@ -146,9 +184,55 @@ pub(super) fn compile_pattern(
                 // Research §5 P1: P(same sender continues) = 0.4 (assumption) → reply 0.6.
                 reply: unit_interval(&p.reply, "reply", 0.6)?,
                 partner_skew: skew(&p.partner_skew, "partner_skew", 1.0)?,
+                media: compile_media(p)?,
+                // Research §5 P1: read P = 0.85 (A); delay half within a minute (A).
+                read: unit_interval(&p.read, "read", 0.85)?,
+                read_delay: p.read_delay.as_ref().map_or_else(
+                    || {
+                        mixture(vec![
+                            (0.5, lognormal(10e6, 1.0, None)),
+                            (0.5, lognormal(1_200e6, 1.5, Some(86_400e6))),
+                        ])
+                    },
+                    |d| d.0.clone(),
+                ),
+                // Research §5 P1: typing before a text with P = 0.7 (A).
+                typing: unit_interval(&p.typing, "typing", 0.7)?,
             }
         }
         "reconnect_storm" => compile_storm(p, spanned.span())?,
+        "presence" => PatternKind::Presence {
+            // Research §5 P3: sessions LogNormal(5 min, 1.5), gaps Exp(mean 10 min) (A).
+            session: p
+                .session
+                .as_ref()
+                .map_or_else(|| lognormal(300e6, 1.5, Some(86_400e6)), |d| d.0.clone()),
+            offline: p.offline.as_ref().map_or(
+                Distribution {
+                    family: Family::Exponential { mean: 600e6 },
+                    min: None,
+                    max: Some(86_400e6),
+                },
+                |d| d.0.clone(),
+            ),
+            // Research §5 P3: WebSocket apps heartbeat every 30 s (A).
+            heartbeat: match p.heartbeat {
+                Some(h) if h.0 < 100_000 => {
+                    return issue(spanned.span(), "`heartbeat` must be at least 100ms");
+                }
+                Some(h) => h,
+                None => Micros(30_000_000),
+            },
+            updates: p.updates.unwrap_or(true),
+        },
+        "business_broadcast" | "support_conversation" | "otp_burst" => {
+            super::compile_business::compile_business_pattern(
+                kind_name,
+                p,
+                spanned.span(),
+                consumers,
+            )?
+        }
         _ => {
             let rate = p.rate.as_ref().ok_or_else(|| {
                 SpannedIssue::new(
@@ -171,6 +255,34 @@ pub(super) fn compile_pattern(
             PatternKind::GroupChat {
                 rate: *rate.get_ref(),
                 sender_skew: skew(&p.sender_skew, "sender_skew", 1.0)?,
+                mention_all: match &p.mention_all {
+                    None => None,
+                    Some(m) => {
+                        if !(0.0..=1.0).contains(&m.open.unwrap_or(0.05)) {
+                            return issue(
+                                spanned.span(),
+                                "`mention_all.open` is a probability in [0, 1]",
+                            );
+                        }
+                        Some(MentionAll {
+                            at: m.at,
+                            members: m
+                                .members
+                                .unwrap_or(consumers.online_users)
+                                .clamp(2, consumers.online_users.max(2)),
+                            // Research §5 P2: 5% open within Exp(mean 20 s) (A).
+                            open: m.open.unwrap_or(0.05),
+                            open_delay: m.open_delay.as_ref().map_or(
+                                Distribution {
+                                    family: Family::Exponential { mean: 20e6 },
+                                    min: None,
+                                    max: Some(600e6),
+                                },
+                                |d| d.0.clone(),
+                            ),
+                        })
+                    }
+                },
             }
         }
     };
@@ -239,5 +351,54 @@ fn compile_storm(p: &PatternSection, span: std::ops::Range<usize>) -> Result<Pat
             cap,
             max_attempts,
         },
+    })
+}
+
+/// Research §5 P1: text 82%, image 8%, voice 7%, video 2%, other 1% (WhatsApp ratios); image
+/// LogNormal(120 KB, 0.6), voice 12 s × 2 KB/s, video LogNormal(2 MB, 1.0) capped at 16 MB (A).
+fn compile_media(p: &PatternSection) -> Result<MediaMix> {
+    let mut shares = [0.82, 0.08, 0.07, 0.02, 0.01];
+    if let Some(m) = &p.media {
+        shares = [0.0; 5];
+        for (k, v) in m.get_ref() {
+            let i = match k.as_str() {
+                "text" => 0,
+                "image" => 1,
+                "voice" => 2,
+                "video" => 3,
+                "other" => 4,
+                other => {
+                    return issue(
+                        m.span(),
+                        format!(
+                            "unknown media type `{other}`: use text, image, voice, video or other"
+                        ),
+                    );
+                }
+            };
+            if !(v.is_finite() && *v >= 0.0) {
+                return issue(m.span(), format!("the share of `{k}` must be 0 or more"));
+            }
+            shares[i] = *v;
+        }
+        let total: f64 = shares.iter().sum();
+        if (total - 1.0).abs() > 1e-6 {
+            return issue(
+                m.span(),
+                format!("the media shares must add up to 1 (they add up to {total})"),
+            );
+        }
+    }
+    let pick = |d: &Option<super::distribution::SizeDist>, default: Distribution| {
+        d.as_ref().map_or(default, |d| d.0.clone())
+    };
+    Ok(MediaMix {
+        shares,
+        bytes: [
+            pick(&p.image_bytes, lognormal(120e3, 0.6, Some(16e6))),
+            pick(&p.voice_bytes, lognormal(24e3, 0.8, Some(16e6))),
+            pick(&p.video_bytes, lognormal(2e6, 1.0, Some(16e6))),
+            pick(&p.other_bytes, lognormal(100e3, 1.0, Some(100e6))),
+        ],
     })
 }

@@ -49,6 +49,30 @@ fn default_seed() -> u64 {
 pub struct PopulationSection {
     #[schemars(with = "ConsumersSection")]
     pub consumers: Spanned<ConsumersSection>,
+    #[schemars(with = "Option<BusinessesSection>")]
+    pub businesses: Option<Spanned<BusinessesSection>>,
+}
+
+/// Business phone numbers on the business API and the limits they are held to.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessesSection {
+    /// How many business numbers (default 1).
+    #[schemars(with = "Option<i64>")]
+    pub count: Option<Spanned<i64>>,
+    /// Throughput tier in messages per second: 20, 80 (default) or 1000.
+    #[schemars(with = "Option<f64>")]
+    pub throughput: Option<Spanned<f64>>,
+    /// Unique business-initiated recipients per 24 hours: 250, 2000, 10000, 100000; 0 = unlimited.
+    #[schemars(with = "Option<i64>")]
+    pub messaging_limit: Option<Spanned<i64>>,
+    /// What "24 hours" lasts in this run (default 24h, or `[load] day` when a day is compressed).
+    pub window: Option<Micros>,
+    /// Pair rate: one message per this interval to one user (default 6s) …
+    pub pair_interval: Option<Micros>,
+    /// … with bursts up to this many (default 45).
+    #[schemars(with = "Option<i64>")]
+    pub pair_burst: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -86,6 +110,58 @@ pub struct PatternSection {
     pub rate: Option<Spanned<Rate>>,
     #[schemars(with = "Option<f64>")]
     pub sender_skew: Option<Spanned<f64>>,
+    // direct_chat media, receipts and typing
+    /// Shares of message types, e.g. { text = 0.82, image = 0.08, voice = 0.07, video = 0.02, other = 0.01 }.
+    #[schemars(with = "Option<BTreeMap<String, f64>>")]
+    pub media: Option<Spanned<BTreeMap<String, f64>>>,
+    pub image_bytes: Option<SizeDist>,
+    pub voice_bytes: Option<SizeDist>,
+    pub video_bytes: Option<SizeDist>,
+    pub other_bytes: Option<SizeDist>,
+    /// Probability a delivered message is read.
+    #[schemars(with = "Option<f64>")]
+    pub read: Option<Spanned<f64>>,
+    pub read_delay: Option<TimeDist>,
+    /// Probability a text is preceded by a typing indicator.
+    #[schemars(with = "Option<f64>")]
+    pub typing: Option<Spanned<f64>>,
+    // group_chat mention-all storm
+    pub mention_all: Option<MentionAllSection>,
+    // presence
+    pub session: Option<TimeDist>,
+    pub offline: Option<TimeDist>,
+    pub heartbeat: Option<Micros>,
+    pub updates: Option<bool>,
+    // business patterns
+    pub start: Option<Micros>,
+    #[schemars(with = "Option<i64>")]
+    pub recipients: Option<Spanned<i64>>,
+    #[schemars(with = "Option<Rate>")]
+    pub send_rate: Option<Spanned<Rate>>,
+    #[schemars(with = "Option<f64>")]
+    pub marketing: Option<Spanned<f64>>,
+    pub reply_delay: Option<TimeDist>,
+    pub turns: Option<CountDist>,
+    pub customer_gap: Option<TimeDist>,
+    #[schemars(with = "Option<f64>")]
+    pub bot: Option<Spanned<f64>>,
+    pub bot_think: Option<TimeDist>,
+    pub agent_think: Option<TimeDist>,
+    #[schemars(with = "Option<f64>")]
+    pub interactive: Option<Spanned<f64>>,
+    pub pick_delay: Option<TimeDist>,
+    #[schemars(with = "Option<f64>")]
+    pub late: Option<Spanned<f64>>,
+    /// On 130429: "slow" to the tier (default) or "retry".
+    #[schemars(with = "Option<String>")]
+    pub on_throttle: Option<Spanned<String>>,
+    /// On 131056: "backoff" (retry after 4^x s, default) or "drop".
+    #[schemars(with = "Option<String>")]
+    pub on_pair_limit: Option<Spanned<String>>,
+    pub retry_base: Option<Micros>,
+    #[schemars(with = "Option<i64>")]
+    pub max_retries: Option<Spanned<i64>>,
+    pub timeout: Option<Micros>,
     // reconnect_storm
     #[schemars(with = "Option<Micros>")]
     pub at: Option<Spanned<Micros>>,
@@ -124,8 +200,52 @@ impl PatternSection {
         add(self.cap.is_some(), "cap");
         add(self.max_attempts.is_some(), "max_attempts");
         add(self.size.is_some(), "size");
+        add(self.media.is_some(), "media");
+        add(self.image_bytes.is_some(), "image_bytes");
+        add(self.voice_bytes.is_some(), "voice_bytes");
+        add(self.video_bytes.is_some(), "video_bytes");
+        add(self.other_bytes.is_some(), "other_bytes");
+        add(self.read.is_some(), "read");
+        add(self.read_delay.is_some(), "read_delay");
+        add(self.typing.is_some(), "typing");
+        add(self.mention_all.is_some(), "mention_all");
+        add(self.session.is_some(), "session");
+        add(self.offline.is_some(), "offline");
+        add(self.heartbeat.is_some(), "heartbeat");
+        add(self.updates.is_some(), "updates");
+        add(self.start.is_some(), "start");
+        add(self.recipients.is_some(), "recipients");
+        add(self.send_rate.is_some(), "send_rate");
+        add(self.marketing.is_some(), "marketing");
+        add(self.reply_delay.is_some(), "reply_delay");
+        add(self.turns.is_some(), "turns");
+        add(self.customer_gap.is_some(), "customer_gap");
+        add(self.bot.is_some(), "bot");
+        add(self.bot_think.is_some(), "bot_think");
+        add(self.agent_think.is_some(), "agent_think");
+        add(self.interactive.is_some(), "interactive");
+        add(self.pick_delay.is_some(), "pick_delay");
+        add(self.late.is_some(), "late");
+        add(self.on_throttle.is_some(), "on_throttle");
+        add(self.on_pair_limit.is_some(), "on_pair_limit");
+        add(self.retry_base.is_some(), "retry_base");
+        add(self.max_retries.is_some(), "max_retries");
+        add(self.timeout.is_some(), "timeout");
         keys
     }
+}
+
+/// One message into a very large group, then a share of its members open it.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MentionAllSection {
+    pub at: Micros,
+    /// Members of the storm group (default: every online user).
+    pub members: Option<u32>,
+    /// Share of members who open the group and fetch its history (default 0.05).
+    pub open: Option<f64>,
+    /// How soon they open it (default exponential, mean 20s).
+    pub open_delay: Option<TimeDist>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -154,7 +274,7 @@ pub struct StageSection {
     pub rate: Option<f64>,
 }
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetSection {
     #[schemars(with = "Option<String>")]
@@ -168,4 +288,19 @@ pub struct TargetSection {
     pub duplicate_every: Option<Spanned<i64>>,
     #[schemars(with = "Option<i64>")]
     pub reorder_every: Option<Spanned<i64>>,
+    /// Added delivery latency drawn per delivery, e.g. { lognormal = { median = "2ms", sigma = 0.5 }, max = "50ms" }.
+    pub latency: Option<TimeDist>,
+    /// Every n-th delivery freezes its recipient's connection for `stall`.
+    #[schemars(with = "Option<i64>")]
+    pub stall_every: Option<Spanned<i64>>,
+    pub stall: Option<Micros>,
+    /// Every n-th delivery cuts its recipient's connection (the delivery is resent on resume).
+    #[schemars(with = "Option<i64>")]
+    pub reset_every: Option<Spanned<i64>>,
+    /// Business API faults as probabilities per send: "130429", "131056", "131048", "500",
+    /// "timeout" (accepted, response withheld), "131026" and "131049" (failed statuses).
+    #[schemars(with = "Option<BTreeMap<String, f64>>")]
+    pub errors: Option<Spanned<BTreeMap<String, f64>>>,
+    /// Webhooks wait a random time up to this before they are sent (reordering them).
+    pub webhook_reorder: Option<Micros>,
 }

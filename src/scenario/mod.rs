@@ -1,7 +1,8 @@
 //! Scenario files: reading, checking and compiling them into a [`Scenario`]. Owns the file
 //! format and its error messages; it knows nothing of how traffic is generated or sent.
 
-mod compile;
+pub mod compile;
+mod compile_business;
 mod compile_pattern;
 pub mod distribution;
 pub mod distribution_syntax;
@@ -14,6 +15,7 @@ mod special;
 pub mod threshold;
 pub mod units;
 
+pub use compile::server_knobs;
 pub use error::ScenarioError;
 pub use model::*;
 

@@ -16,6 +16,7 @@ pub struct Scenario {
     pub loss_deadline: Micros,
     pub drain: Micros,
     pub consumers: Consumers,
+    pub businesses: Businesses,
     pub patterns: Vec<Pattern>,
     pub stages: Vec<Stage>,
     pub diurnal: Option<Diurnal>,
@@ -34,11 +35,72 @@ pub struct Consumers {
     pub group_size: Distribution,
 }
 
+/// Business phone numbers and the limits the business API holds them to (research §1.3).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Businesses {
+    pub count: u32,
+    /// Throughput tier, messages per second (inbound and outbound together).
+    pub throughput_mps: f64,
+    /// Unique business-initiated recipients per window (0: unlimited).
+    pub messaging_limit: u64,
+    /// What "24 hours" lasts in this run (shorter when a day is compressed).
+    pub window: Micros,
+    pub pair_interval: Micros,
+    pub pair_burst: u32,
+}
+
+impl Default for Businesses {
+    fn default() -> Self {
+        Businesses {
+            count: 0,
+            throughput_mps: 80.0,
+            messaging_limit: 0,
+            window: Micros(24 * 3_600_000_000),
+            pair_interval: Micros(6_000_000),
+            pair_burst: 45,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Pattern {
     pub name: String,
     pub kind: PatternKind,
     pub size: Distribution,
+}
+
+/// What a direct chat message carries: shares of each type and the media sizes.
+#[derive(Debug, Clone, Serialize)]
+pub struct MediaMix {
+    /// Shares of text, image, voice, video and other, summing to 1.
+    pub shares: [f64; 5],
+    /// Bytes of an image, a voice note, a video and anything else.
+    pub bytes: [Distribution; 4],
+}
+
+/// How the business client reacts to refusals (research §1.4), part of each business pattern.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct ApiClientPolicy {
+    /// On 130429: `true` slows to the tier with a client-side token bucket, `false` only
+    /// retries after `retry_base`.
+    pub slow_to_tier: bool,
+    /// On 131056: retry after 4^x seconds (x = 0, 1, …) when true, else give up.
+    pub pair_backoff: bool,
+    /// Base of the jittered exponential backoff for 5xx and plain retries.
+    pub retry_base: Micros,
+    pub max_retries: u32,
+    /// A request not answered within this is abandoned and retried (it may have been
+    /// accepted: the API has no idempotency key).
+    pub timeout: Micros,
+}
+
+/// The consumer's side of a business message: reading it and replying.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reaction {
+    pub read: f64,
+    pub read_delay: Distribution,
+    pub reply: f64,
+    pub reply_delay: Distribution,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,11 +113,52 @@ pub enum PatternKind {
         /// Probability that the other side speaks next.
         reply: f64,
         partner_skew: f64,
+        media: MediaMix,
+        /// Probability a delivered message is read, and after how long.
+        read: f64,
+        read_delay: Distribution,
+        /// Probability a text is preceded by a typing indicator (compose ≈ 0.25 s per char).
+        typing: f64,
     },
     GroupChat {
         rate: Rate,
         sender_skew: f64,
+        mention_all: Option<MentionAll>,
     },
+    /// Mostly passive connections: sessions of random length with gaps offline, heartbeats,
+    /// and presence updates fanned out to online contacts on every connect and disconnect.
+    Presence {
+        session: Distribution,
+        offline: Distribution,
+        heartbeat: Micros,
+        updates: bool,
+    },
+    /// A template campaign to `recipients` consumers at `send_rate` under the number's tier.
+    BusinessBroadcast {
+        start: Micros,
+        recipients: u32,
+        send_rate: f64,
+        /// Share of marketing templates (the rest are utility).
+        marketing: f64,
+        reaction: Reaction,
+        client: ApiClientPolicy,
+    },
+    /// Customer-initiated conversations answered by a bot or a human agent in the window.
+    SupportConversation {
+        conversations: Rate,
+        turns: Distribution,
+        customer_gap: Distribution,
+        bot: f64,
+        bot_think: Distribution,
+        agent_think: Distribution,
+        interactive: f64,
+        pick_delay: Distribution,
+        /// Share of conversations that get one more reply after the window closed (131047).
+        late: f64,
+        client: ApiClientPolicy,
+    },
+    /// Authentication templates at `rate` (spikes come from the load profile).
+    OtpBurst { rate: f64, client: ApiClientPolicy },
     /// At `at`, a share of the connected users lose their connection at once and come back
     /// under a backoff policy, resuming from their last sequence number.
     ReconnectStorm {
@@ -112,8 +215,33 @@ impl PatternKind {
             PatternKind::DirectChat { .. } => "direct_chat",
             PatternKind::GroupChat { .. } => "group_chat",
             PatternKind::ReconnectStorm { .. } => "reconnect_storm",
+            PatternKind::Presence { .. } => "presence",
+            PatternKind::BusinessBroadcast { .. } => "business_broadcast",
+            PatternKind::SupportConversation { .. } => "support_conversation",
+            PatternKind::OtpBurst { .. } => "otp_burst",
         }
     }
+
+    /// Whether the business API sends this pattern's messages.
+    pub fn is_business(&self) -> bool {
+        matches!(
+            self,
+            PatternKind::BusinessBroadcast { .. }
+                | PatternKind::SupportConversation { .. }
+                | PatternKind::OtpBurst { .. }
+        )
+    }
+}
+
+/// One message into a very large group at `at`; a share of its members then open the group
+/// and fetch its recent history (the "@everyone" failure mode, research §5 P2).
+#[derive(Debug, Clone, Serialize)]
+pub struct MentionAll {
+    pub at: Micros,
+    /// Members of the storm group (capped at the online users).
+    pub members: u32,
+    pub open: f64,
+    pub open_delay: Distribution,
 }
 
 /// One stage of the load profile: over `length`, the connected share of the online users
@@ -192,11 +320,42 @@ pub struct Target {
     pub server: ServerKnobs,
 }
 
-/// Knobs of the embedded reference server (also `chatload serve` flags).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+/// Knobs of the embedded reference server (also `chatload serve` flags): faults to inject.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ServerKnobs {
+    /// Added to every delivery (constant).
     pub delay: Micros,
+    /// Added to every delivery on top of `delay`, drawn per delivery.
+    pub latency: Option<Distribution>,
     pub drop_every: u64,
     pub duplicate_every: u64,
     pub reorder_every: u64,
+    /// Every n-th delivery freezes its recipient's connection for `stall`.
+    pub stall_every: u64,
+    pub stall: Micros,
+    /// Every n-th delivery cuts its recipient's connection instead (it is resent on resume).
+    pub reset_every: u64,
+    pub api: ApiFaults,
+}
+
+/// Faults of the business HTTP API, as probabilities per send request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ApiFaults {
+    pub seed: u64,
+    /// 130429 throughput refusals beyond the real limit.
+    pub throttle: f64,
+    /// 131056 pair-rate refusals beyond the real limit.
+    pub pair_rate: f64,
+    /// 131048 spam refusals.
+    pub spam: f64,
+    /// HTTP 500 (131000).
+    pub server_error: f64,
+    /// Accepted and delivered, but the response is withheld (the client times out).
+    pub timeout: f64,
+    /// Accepted, then a `failed` status with 131026.
+    pub undeliverable: f64,
+    /// Marketing templates accepted, then `failed` with 131049.
+    pub marketing_cap: f64,
+    /// Webhooks wait a random time up to this before they are sent (out of order).
+    pub webhook_reorder: Micros,
 }

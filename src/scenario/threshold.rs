@@ -93,6 +93,12 @@ pub const LATENCY_METRICS: &[&str] = &[
     "connect",
     "send_lag",
     "reconnect",
+    "status_sent",
+    "status",
+    "status_read",
+    "inbound",
+    "read_receipt",
+    "signal",
 ];
 /// Counters a rule may name.
 pub const COUNTS: &[&str] = &[

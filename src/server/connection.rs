@@ -40,11 +40,14 @@ pub async fn serve_connection(
     let mut pending: VecDeque<Outbound> = VecDeque::new();
     let mut held: Option<(Utf8Bytes, Instant)> = None;
     let hello_deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
+    // Stall fault: nothing is written before this.
+    let mut stalled_until: Option<Instant> = None;
+    let mut reset = false;
 
     loop {
         let next_due = pending
             .front()
-            .map(|o| tokio::time::Instant::from_std(o.due));
+            .map(|o| tokio::time::Instant::from_std(stalled_until.map_or(o.due, |s| s.max(o.due))));
         tokio::select! {
             biased;
             _ = shutdown.changed() => break,
@@ -71,10 +74,20 @@ pub async fn serve_connection(
             }
         }
         let now = Instant::now();
-        while pending.front().is_some_and(|o| o.due <= now) {
+        if stalled_until.is_some_and(|s| s <= now) {
+            stalled_until = None;
+        }
+        while stalled_until.is_none() && pending.front().is_some_and(|o| o.due <= now) {
             let Some(out) = pending.pop_front() else {
                 break;
             };
+            if out.reset {
+                reset = true;
+                break;
+            }
+            if let Some(d) = out.stall {
+                stalled_until = Some(now + d);
+            }
             if out.delivery && out.hold_back && held.is_none() {
                 held = Some((out.text, now));
                 continue;
@@ -90,11 +103,16 @@ pub async fn serve_connection(
         if let Some((h, _)) = held.take_if(|(_, at)| now.duration_since(*at) >= HOLD_LIMIT) {
             writer.push(Message::Text(h));
         }
+        if reset {
+            break;
+        }
     }
     if let Some(u) = user {
         hub.detach(u, conn_id);
     }
-    let _ = tokio::time::timeout(Duration::from_millis(200), writer.close()).await;
+    if !reset {
+        let _ = tokio::time::timeout(Duration::from_millis(200), writer.close()).await;
+    }
 }
 
 /// Acts on one client frame. Returns false when the connection must close.
@@ -178,8 +196,19 @@ where
                 intended_us: t,
                 sent_us: s,
                 body,
+                wamid: 0,
+                kind: frame.k.as_deref(),
+                media_bytes: frame.n.unwrap_or(0),
             };
             match (frame.to, frame.group) {
+                (Some(to), _) if protocol::is_business(to) => {
+                    hub.business.inbound(
+                        to - protocol::BUSINESS_BASE,
+                        from,
+                        id,
+                        frame.k.as_deref(),
+                    );
+                }
                 (Some(to), _) => hub.deliver(Delivery { to, ..base }, accepted_at),
                 (None, Some(g)) => match hub.group_members(g) {
                     Some(members) => {
@@ -199,10 +228,37 @@ where
             if let Some(seq) = frame.seq {
                 hub.acknowledge(by, seq);
             }
-            if let (Some(id), Some(from), Some(t), Some(s)) =
-                (frame.id, frame.from, frame.t, frame.s)
-            {
-                hub.notify(from, protocol::receipt(id, by, t, s).into());
+            match (frame.id, frame.from, frame.t, frame.s, frame.w) {
+                (_, Some(from), _, _, Some(w)) if protocol::is_business(from) => {
+                    hub.business.delivered(w)
+                }
+                (Some(id), Some(from), Some(t), Some(s), _) => {
+                    hub.notify(from, protocol::receipt(id, by, t, s).into())
+                }
+                _ => {}
+            }
+        }
+        ("read", Some(by)) => match (frame.id, frame.from, frame.w) {
+            (_, Some(from), Some(w)) if protocol::is_business(from) => hub.business.read(w),
+            (Some(id), Some(from), _) => hub.notify(
+                from,
+                protocol::read_receipt(id, by, frame.r.unwrap_or(0)).into(),
+            ),
+            _ => writer.push(Message::text(protocol::error(
+                400,
+                "read needs `id` and `from`",
+            ))),
+        },
+        ("typing", Some(from)) => {
+            if let Some(to) = frame.to {
+                hub.notify(to, protocol::typing_seen(from, frame.r.unwrap_or(0)).into());
+            }
+        }
+        ("presence", Some(from)) => {
+            let state = frame.state.as_deref().unwrap_or("online");
+            let text: Utf8Bytes = protocol::presence_seen(from, state, frame.r.unwrap_or(0)).into();
+            for &m in frame.members.as_deref().unwrap_or(&[]) {
+                hub.notify(m, text.clone());
             }
         }
         (other, _) => {

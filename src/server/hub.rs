@@ -2,8 +2,12 @@
 //! that double as the offline queue, the live connection) and groups, in shards so that no
 //! lock is global. Owns routing and the fault knobs; the socket loop is in `connection`.
 
+use super::business::BusinessHub;
+use super::business::webhook::WebhookEvent;
 use crate::protocol::{self, Delivery};
 use crate::scenario::ServerKnobs;
+use crate::scenario::sampler::Sampler;
+use crate::workload::keyed;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -25,6 +29,23 @@ pub struct Outbound {
     pub hold_back: bool,
     /// A `msg` frame (as opposed to an ack, receipt or error).
     pub delivery: bool,
+    /// Stall fault: after this frame, write nothing more for this long.
+    pub stall: Option<std::time::Duration>,
+    /// Reset fault: cut the connection instead of writing this frame.
+    pub reset: bool,
+}
+
+impl Outbound {
+    pub fn control(text: Utf8Bytes) -> Self {
+        Outbound {
+            due: Instant::now(),
+            text,
+            hold_back: false,
+            delivery: false,
+            stall: None,
+            reset: false,
+        }
+    }
 }
 
 type GroupShard = FxHashMap<u32, Arc<[u32]>>;
@@ -37,9 +58,10 @@ pub struct ConnHandle {
 
 #[derive(Default)]
 struct UserEntry {
-    /// The highest message id this user has sent; ids increase per sender, so a send at or
-    /// below it is a retransmission after a reconnect and is acknowledged, not delivered again.
-    last_sent_id: u64,
+    /// The highest message id this user has sent, per id stream (see
+    /// `protocol::id_stream`); ids increase per sender within a stream, so a send at or below
+    /// it is a retransmission after a reconnect and is acknowledged, not delivered again.
+    last_sent_id: [u64; 2],
     next_seq: u64,
     unacked: VecDeque<(u64, Utf8Bytes)>,
     conn: Option<ConnHandle>,
@@ -57,9 +79,12 @@ pub struct HubStats {
     pub overflowed: AtomicU64,
     pub malformed: AtomicU64,
     pub retransmitted: AtomicU64,
+    pub stalled: AtomicU64,
+    pub resets: AtomicU64,
+    pub signals: AtomicU64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HubStatsSnapshot {
     pub connections: u64,
     pub accepted: u64,
@@ -71,6 +96,23 @@ pub struct HubStatsSnapshot {
     pub malformed: u64,
     #[serde(default)]
     pub retransmitted: u64,
+    #[serde(default)]
+    pub stalled: u64,
+    #[serde(default)]
+    pub resets: u64,
+    /// Typing, presence and read signals forwarded.
+    #[serde(default)]
+    pub signals: u64,
+    /// Business API: sends accepted, inbound messages, statuses emitted, webhook POSTs.
+    #[serde(default)]
+    pub business_accepted: u64,
+    #[serde(default)]
+    pub business_inbound: u64,
+    #[serde(default)]
+    pub business_statuses: u64,
+    /// Business sends refused, by error code.
+    #[serde(default)]
+    pub business_refused: Vec<(u32, u64)>,
 }
 
 pub struct Hub {
@@ -78,9 +120,11 @@ pub struct Hub {
     users: Box<[Mutex<FxHashMap<u32, UserEntry>>]>,
     groups: Box<[Mutex<GroupShard>]>,
     knobs: ServerKnobs,
+    latency: Option<Sampler>,
     delivery_counter: AtomicU64,
     next_conn_id: AtomicU64,
     pub stats: HubStats,
+    pub business: BusinessHub,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -89,8 +133,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hub {
-    pub fn new(knobs: ServerKnobs) -> Self {
-        let delay_line = if knobs.delay.0 > 0 {
+    pub fn new(knobs: ServerKnobs, webhooks: UnboundedSender<WebhookEvent>) -> Self {
+        let latency = knobs.latency.as_ref().and_then(|d| Sampler::new(d).ok());
+        let delay_line = if knobs.delay.0 > 0 || latency.is_some() {
             super::delay_line::DelayLine::start().ok()
         } else {
             None
@@ -103,15 +148,17 @@ impl Hub {
             groups: (0..SHARDS)
                 .map(|_| Mutex::new(FxHashMap::default()))
                 .collect(),
+            business: BusinessHub::new(knobs.api, webhooks),
             knobs,
+            latency,
             delivery_counter: AtomicU64::new(0),
             next_conn_id: AtomicU64::new(1),
             stats: HubStats::default(),
         }
     }
 
-    pub fn knobs(&self) -> ServerKnobs {
-        self.knobs
+    pub fn knobs(&self) -> &ServerKnobs {
+        &self.knobs
     }
 
     fn shard(&self, user: u32) -> &Mutex<FxHashMap<u32, UserEntry>> {
@@ -163,11 +210,12 @@ impl Hub {
     pub fn accept_send(&self, from: u32, id: u64) -> bool {
         let mut shard = lock(self.shard(from));
         let entry = shard.entry(from).or_default();
-        if id <= entry.last_sent_id {
+        let stream = protocol::id_stream(id);
+        if id <= entry.last_sent_id[stream] {
             self.stats.retransmitted.fetch_add(1, Relaxed);
             return false;
         }
-        entry.last_sent_id = id;
+        entry.last_sent_id[stream] = id;
         true
     }
 
@@ -187,19 +235,22 @@ impl Hub {
             .get(&user)
             .and_then(|e| e.conn.clone());
         if let Some(c) = conn {
-            let _ = c.tx.send(Outbound {
-                due: Instant::now(),
-                text,
-                hold_back: false,
-                delivery: false,
-            });
+            self.stats.signals.fetch_add(1, Relaxed);
+            let _ = c.tx.send(Outbound::control(text));
         }
+    }
+
+    /// Whether `user` has a live connection now.
+    pub fn is_connected(&self, user: u32) -> bool {
+        lock(self.shard(user))
+            .get(&user)
+            .is_some_and(|e| e.conn.is_some())
     }
 
     /// Queues one delivery for `d.to`, applying the fault knobs. `d.seq` is assigned here.
     pub fn deliver(&self, mut d: Delivery<'_>, accepted_at: Instant) {
         let n = self.delivery_counter.fetch_add(1, Relaxed) + 1;
-        let k = self.knobs;
+        let k = &self.knobs;
         if k.drop_every > 0 && n.is_multiple_of(k.drop_every) {
             self.stats.dropped.fetch_add(1, Relaxed);
             return;
@@ -210,7 +261,18 @@ impl Hub {
             1
         };
         let hold_back = k.reorder_every > 0 && n.is_multiple_of(k.reorder_every);
-        let due = accepted_at + k.delay.as_std();
+        let stall = (k.stall_every > 0 && n.is_multiple_of(k.stall_every)).then(|| {
+            self.stats.stalled.fetch_add(1, Relaxed);
+            k.stall.as_std()
+        });
+        let reset = k.reset_every > 0 && n.is_multiple_of(k.reset_every);
+        if reset {
+            self.stats.resets.fetch_add(1, Relaxed);
+        }
+        let extra = self.latency.as_ref().map_or(0.0, |l| {
+            l.sample(&mut keyed::rng(k.api.seed, n, 5)).max(0.0)
+        });
+        let due = accepted_at + k.delay.as_std() + std::time::Duration::from_micros(extra as u64);
         let conn = {
             let mut shard = lock(self.shard(d.to));
             let entry = shard.entry(d.to).or_default();
@@ -236,6 +298,8 @@ impl Hub {
                             text: text.clone(),
                             hold_back: false,
                             delivery: true,
+                            stall: None,
+                            reset: false,
                         },
                     );
                 }
@@ -246,6 +310,8 @@ impl Hub {
                         text,
                         hold_back,
                         delivery: true,
+                        stall,
+                        reset,
                     },
                 );
                 return;
@@ -257,6 +323,8 @@ impl Hub {
                     text: text.clone(),
                     hold_back: false,
                     delivery: true,
+                    stall: None,
+                    reset: false,
                 });
             }
             let _ = c.tx.send(Outbound {
@@ -264,6 +332,8 @@ impl Hub {
                 text,
                 hold_back,
                 delivery: true,
+                stall,
+                reset,
             });
         }
     }
@@ -280,6 +350,13 @@ impl Hub {
             overflowed: s.overflowed.load(Relaxed),
             malformed: s.malformed.load(Relaxed),
             retransmitted: s.retransmitted.load(Relaxed),
+            stalled: s.stalled.load(Relaxed),
+            resets: s.resets.load(Relaxed),
+            signals: s.signals.load(Relaxed),
+            business_accepted: self.business.stats.accepted.load(Relaxed),
+            business_inbound: self.business.stats.inbound.load(Relaxed),
+            business_statuses: self.business.stats.statuses.load(Relaxed),
+            business_refused: self.business.refusals(),
         }
     }
 }

@@ -1,7 +1,10 @@
-//! The embedded reference messaging server (WebSocket, JSON frames from `protocol`): what
-//! `chatload serve` runs and what `chatload run` starts in-process when no target is given.
-//! Owns listening, accepting and shutting down; routing state is in `hub`.
+//! The embedded reference messaging server: consumers on WebSocket (JSON frames from
+//! `protocol`) and businesses on a Cloud-API-shaped HTTP API, on one port. What `chatload
+//! serve` runs and what `chatload run` starts in-process when no target is given. Owns
+//! listening, accepting, telling the two protocols apart and shutting down; routing state is
+//! in `hub`, the business API in `business`.
 
+pub mod business;
 mod connection;
 mod delay_line;
 pub mod hub;
@@ -38,6 +41,11 @@ impl RunningServer {
         format!("ws://{}/v1/ws", self.addr)
     }
 
+    /// The base of the business HTTP API (`{base}/v1/{business}/messages`).
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
     pub fn stats(&self) -> HubStatsSnapshot {
         self.hub.snapshot()
     }
@@ -47,6 +55,29 @@ impl RunningServer {
         let _ = self.shutdown.send(true);
         self.accept_task.abort();
         let _ = self.accept_task.await;
+    }
+}
+
+/// Whether a new connection asks for the WebSocket path (anything else is the HTTP API).
+/// Peeks at the request line without consuming it.
+async fn is_websocket(stream: &tokio::net::TcpStream) -> bool {
+    const WS: &[u8] = b"GET /v1/ws";
+    let mut buf = [0u8; 10];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            _ => return false,
+        };
+        if n == 0 || buf[..n] != WS[..n] {
+            return false;
+        }
+        if n == WS.len() {
+            return true;
+        }
+        // A partial request line: wait for more bytes rather than spin on the same ones.
+        let _ = stream.readable().await;
+        tokio::time::sleep(std::time::Duration::from_micros(200)).await;
     }
 }
 
@@ -60,18 +91,32 @@ pub async fn start(addr: &str, knobs: ServerKnobs) -> Result<RunningServer, Bind
         addr: addr.to_string(),
         source,
     })?;
-    let hub = Arc::new(Hub::new(knobs));
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let emitter = business::webhook::EmitterConfig {
+        reorder: knobs.api.webhook_reorder.as_std(),
+        seed: knobs.api.seed,
+    };
+    let hub = Arc::new(Hub::new(knobs, events_tx));
+    tokio::spawn(business::webhook::run_emitter(
+        hub.clone(),
+        events_rx,
+        emitter,
+        Arc::new(business::webhook::WebhookStats::default()),
+    ));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let accept_hub = hub.clone();
     let accept_task = tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
-                    tokio::spawn(connection::serve_connection(
-                        stream,
-                        accept_hub.clone(),
-                        shutdown_rx.clone(),
-                    ));
+                    let (hub, shutdown) = (accept_hub.clone(), shutdown_rx.clone());
+                    tokio::spawn(async move {
+                        if is_websocket(&stream).await {
+                            connection::serve_connection(stream, hub, shutdown).await
+                        } else {
+                            business::http::serve(stream, hub).await
+                        }
+                    });
                 }
                 // Out of file descriptors or similar: wait a little rather than spin.
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,

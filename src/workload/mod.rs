@@ -2,6 +2,8 @@
 //! of messages. Pure and deterministic (no clocks, no sockets), so it can be tested and
 //! planned without a target.
 
+pub mod churn;
+pub mod keyed;
 pub mod population;
 pub mod profile;
 pub mod schedule;

@@ -2,7 +2,9 @@
 //! user k is connected while the profile's level × online users exceeds k. Owns that rule and
 //! the safety margins around connects and disconnects; not the traffic itself.
 
-use crate::scenario::{Diurnal, Scenario, Stage, units::Micros};
+use super::churn::Churn;
+use crate::scenario::{Diurnal, PatternKind, Scenario, Stage, units::Micros};
+use std::sync::Arc;
 
 /// Time a connection is given to come up before traffic involves its user.
 pub const CONNECT_MARGIN_US: u64 = 1_000_000;
@@ -16,6 +18,8 @@ pub struct Profile {
     /// (start µs, end µs, rate at start, rate at end, peak of a spike) per stage.
     rates: Vec<(u64, u64, f64, f64, Option<f64>)>,
     diurnal: Option<Diurnal>,
+    /// Presence churn: users also come and go on their own session schedule.
+    churn: Option<Arc<Churn>>,
     users: u32,
     end_us: u64,
     final_level: f64,
@@ -38,6 +42,7 @@ impl Profile {
             segments,
             rates,
             diurnal: None,
+            churn: None,
             users,
             end_us: t,
             final_level: level,
@@ -47,10 +52,25 @@ impl Profile {
 
     /// The scenario's profile: its stages and, if it has one, its diurnal curve.
     pub fn for_scenario(s: &Scenario, users: u32) -> Self {
+        let base = Profile::new(&s.stages, users);
+        let churn = s.patterns.iter().find_map(|p| match &p.kind {
+            PatternKind::Presence {
+                session, offline, ..
+            } => Churn::new(s.seed, users, session, offline, base.end_us)
+                .ok()
+                .map(Arc::new),
+            _ => None,
+        });
         Profile {
             diurnal: s.diurnal.clone(),
-            ..Profile::new(&s.stages, users)
+            churn,
+            ..base
         }
+    }
+
+    /// Long-run share of time a user is connected within its online window (1 without churn).
+    pub fn churn_share(&self) -> f64 {
+        self.churn.as_ref().map_or(1.0, |c| c.share_online)
     }
 
     /// How many times the patterns' base rates apply at `t_us` (stages × diurnal curve).
@@ -118,12 +138,41 @@ impl Profile {
     }
 
     pub fn online(&self, user: u32, t_us: u64) -> bool {
-        user < self.connected(t_us)
+        user < self.connected(t_us) && self.churn.as_ref().is_none_or(|c| c.online(user, t_us))
     }
 
     /// The first time after `t_us` at which `user` goes online or offline, if it ever does.
     pub fn next_change(&self, user: u32, t_us: u64) -> Option<u64> {
+        let Some(churn) = &self.churn else {
+            return self.next_level_change(user, t_us);
+        };
+        // Step through both kinds of change until the combined state really flips.
         let now = self.online(user, t_us);
+        let mut t = t_us;
+        for _ in 0..10_000 {
+            let next = match (self.next_level_change(user, t), churn.next_toggle(user, t)) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b)?,
+            };
+            if self.online(user, next) != now {
+                return Some(next);
+            }
+            t = next;
+        }
+        None
+    }
+
+    /// Online by the stages alone (ignoring presence churn).
+    pub fn level_online_at(&self, user: u32, t_us: u64) -> bool {
+        self.level_online(user, t_us)
+    }
+
+    fn level_online(&self, user: u32, t_us: u64) -> bool {
+        user < self.connected(t_us)
+    }
+
+    fn next_level_change(&self, user: u32, t_us: u64) -> Option<u64> {
+        let now = self.level_online(user, t_us);
         let n = self.users as f64;
         // online(user) ⇔ round(level·n) > user ⇔ level·n ≥ user + 0.5
         let threshold = (user as f64 + 0.5) / n;
@@ -143,7 +192,7 @@ impl Profile {
             };
             // Step to the first microsecond where the state really differs.
             let start = candidate.max(t_us + 1);
-            if let Some(c) = (start..start + 4).find(|&c| self.online(user, c) != now) {
+            if let Some(c) = (start..start + 4).find(|&c| self.level_online(user, c) != now) {
                 best = Some(best.map_or(c, |x| x.min(c)));
             }
         }
@@ -155,6 +204,13 @@ impl Profile {
         let from = t_us.saturating_sub(CONNECT_MARGIN_US);
         let to = t_us + DISCONNECT_MARGIN_US;
         if !self.online(user, from) || !self.online(user, to) || !self.online(user, t_us) {
+            return false;
+        }
+        if self
+            .churn
+            .as_ref()
+            .is_some_and(|c| !c.steady(user, from, to))
+        {
             return false;
         }
         // The level is linear between stage boundaries: checking those inside the window suffices.

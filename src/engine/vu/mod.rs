@@ -1,15 +1,20 @@
-//! One virtual consumer: holds its WebSocket, sends its scheduled messages when the
-//! dispatcher hands them over, receives deliveries and acknowledges them, reconnects with
+//! One virtual consumer: holds its WebSocket, sends its scheduled messages and signals when
+//! the dispatcher hands them over, receives deliveries and acknowledges them, reads and
+//! replies later (`reactions`), announces its presence, sends heartbeats, reconnects with
 //! backoff, and records everything it sees. Runs in bounded slices so goose stays in control.
+
+mod frames;
+pub mod reactions;
 
 use super::context::RunContext;
 use super::reconnect::{AfterFailure, Reconnector};
-use crate::metrics::{ErrorKind, LATE_SEND_US, Ledger, Metric, Owed, Received};
-use crate::protocol::{self, Recipient};
+use crate::metrics::{ErrorKind, LATE_SEND_US, Ledger, Metric, Owed};
+use crate::protocol::{self, BUSINESS_BASE, Media, Recipient};
 use crate::transport::ws::{self, WsConnection};
 use crate::workload::Order;
-use crate::workload::schedule::pattern_of;
+use crate::workload::schedule::{Action, REACTION_BIT, message_id};
 use futures_util::StreamExt;
+use reactions::{Pending, Reactions};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -30,6 +35,8 @@ pub struct VirtualUser {
     /// Messages written but not yet acknowledged; written again after a reconnect, as a
     /// messaging client's outbox does (the server drops the copies it already has).
     outbox: VecDeque<Order>,
+    reactions: Reactions,
+    next_heartbeat: Option<Instant>,
 }
 
 impl VirtualUser {
@@ -44,6 +51,8 @@ impl VirtualUser {
             last_seen: FxHashMap::default(),
             reconnect: Reconnector::new(user),
             outbox: VecDeque::new(),
+            reactions: Reactions::default(),
+            next_heartbeat: None,
         })
     }
 
@@ -67,7 +76,15 @@ impl VirtualUser {
                 .reconnect
                 .next_storm_at(&self.ctx.storms)
                 .map_or(until, |t| self.ctx.instant_at(t));
-            let wake = until.min(change).min(storm);
+            let mut wake = until.min(change).min(storm);
+            if self.conn.is_some() {
+                if let Some(t) = self.reactions.next_due() {
+                    wake = wake.min(self.ctx.instant_at(t));
+                }
+                if let Some(h) = self.next_heartbeat {
+                    wake = wake.min(h);
+                }
+            }
             if let Some(pattern) = self.reconnect.strike(
                 &self.ctx.storms,
                 self.ctx.scenario.seed,
@@ -132,7 +149,8 @@ impl VirtualUser {
             Happened::Frame(Some(Err(e))) | Happened::Written(Err(e)) => {
                 self.lost(ws::classify(&e), e.to_string())
             }
-            Happened::Written(Ok(())) | Happened::Tick => {}
+            Happened::Written(Ok(())) => {}
+            Happened::Tick => self.on_timers(),
             Happened::Order(Some(order)) => {
                 self.send(order);
                 // Take whatever else is already due without another wake-up.
@@ -188,6 +206,12 @@ impl VirtualUser {
                 let early = std::mem::take(&mut conn.early);
                 self.conn = Some(conn);
                 self.ctx.set_connected(self.user, true);
+                self.announce("online");
+                self.next_heartbeat = self
+                    .ctx
+                    .presence
+                    .as_ref()
+                    .map(|p| Instant::now() + p.heartbeat);
                 for frame in early {
                     if let Message::Text(t) = frame {
                         self.on_frame(&t);
@@ -208,6 +232,7 @@ impl VirtualUser {
 
     /// Leaves on schedule: writes what is queued, closes, and marks the user offline.
     pub async fn disconnect(&mut self) {
+        self.announce("offline");
         if let Some(mut conn) = self.conn.take() {
             self.ctx.set_connected(self.user, false);
             let _ = tokio::time::timeout(Duration::from_millis(500), conn.writer.close()).await;
@@ -227,15 +252,32 @@ impl VirtualUser {
             return;
         };
         let ctx = &self.ctx;
+        let now = ctx.now_us();
+        let p = order.pattern as usize;
+        let media = match order.action {
+            Action::Typing => {
+                if let Recipient::User(to) = order.to {
+                    conn.writer
+                        .push(Message::text(protocol::typing(to, order.intended_us)));
+                    ctx.recorders.local().counters[p].typing_sent += 1;
+                }
+                return;
+            }
+            Action::Message { media, media_bytes } => Media {
+                kind: media,
+                bytes: media_bytes,
+            },
+            _ => Media::default(),
+        };
         let owed = match order.to {
             Recipient::User(u) => Some(Owed::One(u)),
+            Recipient::Business(b) => Some(Owed::One(BUSINESS_BASE + b)),
             Recipient::Group(g) => ctx
                 .population
                 .group(g)
                 .map(|m| Ledger::group_owed(m, order.sender)),
         };
         let Some(owed) = owed else { return };
-        let now = ctx.now_us();
         let owed_count = ctx.ledger.open(
             order.id,
             order.pattern,
@@ -243,133 +285,90 @@ impl VirtualUser {
             order.intended_us,
             owed,
         );
-        let frame = protocol::send(
+        let frame = protocol::send_media(
             order.id,
             order.to,
             order.intended_us,
             now,
             protocol::filler_body(order.size as usize),
+            media,
         );
         conn.writer.push(Message::text(frame));
         self.outbox.push_back(order);
         let lag = now.saturating_sub(order.intended_us);
         let mut rec = ctx.recorders.local();
-        let p = order.pattern as usize;
         rec.record(p, Metric::SendLag, lag);
         let c = &mut rec.counters[p];
         c.messages_sent += 1;
         c.deliveries_owed += owed_count as u64;
+        c.media_bytes += media.bytes as u64;
         if lag > LATE_SEND_US {
             c.late_sends += 1;
         }
     }
 
-    fn on_frame(&mut self, text: &str) {
-        // A borrow, not a clone: every virtual user shares this Arc, and bumping its count on
-        // every frame would make one cache line the hottest contended spot of the run.
-        let ctx = &self.ctx;
-        let Ok(frame) = protocol::decode(text) else {
-            ctx.recorders.local().error(ErrorKind::Protocol, || {
-                format!(
-                    "undecodable frame: {}",
-                    text.chars().take(120).collect::<String>()
-                )
-            });
+    /// Presence updates to this user's contacts, when a presence pattern asks for them.
+    fn announce(&mut self, state: &str) {
+        let (Some(model), Some(conn)) = (self.ctx.presence.as_ref(), self.conn.as_mut()) else {
             return;
         };
-        let now = ctx.now_us();
-        match frame.op.as_ref() {
-            "msg" => {
-                let (Some(seq), Some(id), Some(from), Some(t), Some(s)) =
-                    (frame.seq, frame.id, frame.from, frame.t, frame.s)
-                else {
-                    ctx.recorders.local().error(ErrorKind::Protocol, || {
-                        format!(
-                            "msg frame without seq, id, from, t or s: {}",
-                            text.chars().take(120).collect::<String>()
-                        )
-                    });
-                    return;
-                };
-                self.last_seq = self.last_seq.max(seq);
-                if let Some(conn) = self.conn.as_mut() {
-                    conn.writer
-                        .push(Message::text(protocol::ack(seq, id, from, t, s)));
+        if !model.updates {
+            return;
+        }
+        let contacts = self.ctx.population.contacts(self.user);
+        let now = self.ctx.now_us();
+        conn.writer
+            .push(Message::text(protocol::presence(state, now, contacts)));
+        self.ctx.recorders.local().counters[model.pattern as usize].presence_sent += 1;
+    }
+
+    /// Heartbeats and reactions that have come due.
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        if let (Some(at), Some(model)) = (self.next_heartbeat, self.ctx.presence.as_ref())
+            && at <= now
+        {
+            if let Some(conn) = self.conn.as_mut() {
+                conn.writer.push(Message::text(protocol::PING));
+                self.ctx.recorders.local().counters[model.pattern as usize].heartbeats += 1;
+            }
+            self.next_heartbeat = Some(now + model.heartbeat);
+        }
+        let now_us = self.ctx.now_us();
+        while self.conn.is_some() {
+            let Some((due, pending)) = self.reactions.pop_due(now_us) else {
+                break;
+            };
+            match pending {
+                Pending::Read { id, from, wamid } => {
+                    if let Some(conn) = self.conn.as_mut() {
+                        conn.writer
+                            .push(Message::text(protocol::read(id, from, wamid, due, now_us)));
+                    }
+                    let p = crate::workload::schedule::pattern_of(id) as usize;
+                    if let Some(c) = self.ctx.recorders.local().counters.get_mut(p) {
+                        c.reads += 1;
+                    }
                 }
-                let verdict = ctx
-                    .ledger
-                    .receive(id, self.user, |id| ctx.issued_pattern(id));
-                let mut rec = ctx.recorders.local();
-                match verdict {
-                    Received::First {
+                Pending::Reply {
+                    business,
+                    pattern,
+                    of: _,
+                } => {
+                    let n = self.ctx.reaction_seq.fetch_add(1, Relaxed);
+                    let order = Order {
+                        intended_us: due,
+                        id: message_id(REACTION_BIT | n, pattern),
                         pattern,
-                        last_of_message,
-                    } => {
-                        let p = pattern as usize;
-                        let online_at_send = ctx.profile.eligible(self.user, t);
-                        if online_at_send {
-                            rec.record(p, Metric::Delivery, now.saturating_sub(t));
-                            rec.record(p, Metric::DeliveryService, now.saturating_sub(s));
-                            if last_of_message && frame.group.is_some() {
-                                rec.record(p, Metric::Fanout, now.saturating_sub(t));
-                            }
-                        } else {
-                            rec.record(p, Metric::DeliveryOffline, now.saturating_sub(t));
-                        }
-                        rec.counters[p].delivered += 1;
-                        let key = (frame.group.unwrap_or(u32::MAX), from);
-                        let last = self.last_seen.entry(key).or_insert(0);
-                        if id < *last {
-                            rec.counters[p].reordered += 1;
-                        } else {
-                            *last = id;
-                        }
-                    }
-                    Received::Duplicate { pattern } => {
-                        rec.counters[pattern as usize].duplicates += 1
-                    }
-                    Received::Unexpected => {
-                        let slot = rec.no_pattern();
-                        rec.counters[slot].unexpected += 1;
-                    }
+                        sender: self.user,
+                        to: Recipient::Business(business),
+                        size: 16,
+                        action: Action::CustomerMessage { interactive: false },
+                    };
+                    self.send(order);
+                    self.ctx.recorders.local().counters[pattern as usize].replies += 1;
                 }
             }
-            "sent" => {
-                let (Some(id), Some(t), Some(s)) = (frame.id, frame.t, frame.s) else {
-                    return;
-                };
-                // The server acks in order: drop everything up to this id from the outbox; an
-                // ack for nothing outstanding (a stray) is not measured.
-                let mut outstanding = false;
-                while let Some(front) = self.outbox.front().map(|o| o.id).filter(|f| *f <= id) {
-                    outstanding |= front == id;
-                    self.outbox.pop_front();
-                }
-                if !outstanding {
-                    return;
-                }
-                let p = (pattern_of(id) as usize).min(ctx.scenario.patterns.len());
-                let mut rec = ctx.recorders.local();
-                rec.record(p, Metric::Send, now.saturating_sub(t));
-                rec.record(p, Metric::SendService, now.saturating_sub(s));
-                rec.counters[p].acked += 1;
-            }
-            "receipt" => {
-                let (Some(id), Some(t)) = (frame.id, frame.t) else {
-                    return;
-                };
-                let p = (pattern_of(id) as usize).min(ctx.scenario.patterns.len());
-                let mut rec = ctx.recorders.local();
-                rec.record(p, Metric::Receipt, now.saturating_sub(t));
-                rec.counters[p].receipts += 1;
-            }
-            "error" => ctx.recorders.local().error(ErrorKind::ServerError, || {
-                format!(
-                    "the target answered: {}",
-                    text.chars().take(200).collect::<String>()
-                )
-            }),
-            _ => {}
         }
     }
 

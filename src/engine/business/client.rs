@@ -1,0 +1,341 @@
+//! The business API client: carries out the schedule's business orders (templates, replies,
+//! mark-read, late replies) as HTTP requests, and reacts to refusals as the pattern says
+//! (research §1.4): on 130429 slow to the tier with a token bucket, on 131056 retry after
+//! 4^x seconds, on 5xx and timeouts retry with jittered exponential backoff. Owns requests
+//! and their accounting at send time; statuses are joined by `webhook`.
+
+use crate::engine::context::RunContext;
+use crate::metrics::{ErrorKind, LATE_SEND_US, Metric, Owed};
+use crate::protocol::{BUSINESS_BASE, Recipient, filler_body};
+use crate::scenario::{ApiClientPolicy, PatternKind};
+use crate::server::business::{correlation, inbound_wamid};
+use crate::workload::keyed;
+use crate::workload::schedule::{Action, Order};
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, mpsc};
+
+/// Requests in flight at most; beyond it orders wait (and show up as late sends).
+const IN_FLIGHT: usize = 1_024;
+
+/// One business number's client-side pacing, switched on by the first 130429.
+#[derive(Debug, Default)]
+struct TierPacer {
+    active: bool,
+    next_free: Option<Instant>,
+}
+
+pub struct BusinessClient {
+    ctx: Arc<RunContext>,
+    base: String,
+    http: reqwest::Client,
+    pacers: Vec<Mutex<TierPacer>>,
+    tier_interval: Duration,
+}
+
+/// What one attempt came back with.
+enum Outcome {
+    Accepted,
+    Refused { http: u16, code: u64 },
+    TimedOut,
+    Failed(String),
+}
+
+impl BusinessClient {
+    pub fn new(ctx: Arc<RunContext>, base: String) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let businesses = ctx.scenario.businesses;
+        Ok(BusinessClient {
+            pacers: (0..businesses.count.max(1))
+                .map(|_| Mutex::new(TierPacer::default()))
+                .collect(),
+            tier_interval: Duration::from_secs_f64(1.0 / businesses.throughput_mps.max(1e-3)),
+            ctx,
+            base,
+            http,
+        })
+    }
+
+    /// Takes orders until the channel closes, each in its own task.
+    pub async fn run(self: Arc<Self>, mut orders: mpsc::Receiver<Order>) {
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        let mut tasks = tokio::task::JoinSet::new();
+        while let Some(order) = orders.recv().await {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let me = self.clone();
+            tasks.spawn(async move {
+                me.execute(order).await;
+                drop(permit);
+            });
+            while tasks.try_join_next().is_some() {}
+        }
+        // Requests still running finish (bounded by their timeouts and retries).
+        while tasks.join_next().await.is_some() {}
+    }
+
+    fn policy(&self, pattern: u16) -> ApiClientPolicy {
+        match &self.ctx.scenario.patterns[pattern as usize].kind {
+            PatternKind::BusinessBroadcast { client, .. }
+            | PatternKind::SupportConversation { client, .. }
+            | PatternKind::OtpBurst { client, .. } => *client,
+            _ => ApiClientPolicy {
+                slow_to_tier: true,
+                pair_backoff: true,
+                retry_base: crate::scenario::units::Micros(250_000),
+                max_retries: 5,
+                timeout: crate::scenario::units::Micros(10_000_000),
+            },
+        }
+    }
+
+    async fn pace(&self, business: u32) {
+        let wait_until = {
+            let Some(m) = self.pacers.get(business as usize) else {
+                return;
+            };
+            let mut p = m.lock().unwrap_or_else(|p| p.into_inner());
+            if !p.active {
+                return;
+            }
+            let now = Instant::now();
+            let at = p.next_free.map_or(now, |t| t.max(now));
+            p.next_free = Some(at + self.tier_interval);
+            at
+        };
+        tokio::time::sleep_until(wait_until.into()).await;
+    }
+
+    fn slow_down(&self, business: u32) {
+        if let Some(m) = self.pacers.get(business as usize) {
+            m.lock().unwrap_or_else(|p| p.into_inner()).active = true;
+        }
+    }
+
+    async fn post(&self, business: u32, body: String, timeout: Duration) -> Outcome {
+        let url = format!("{}/v1/{business}/messages", self.base);
+        let sent = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => Outcome::Accepted,
+            Ok(r) => {
+                let http = r.status().as_u16();
+                let code = r
+                    .json::<Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["error"]["code"].as_u64())
+                    .unwrap_or(0);
+                Outcome::Refused { http, code }
+            }
+            Err(e) if e.is_timeout() => Outcome::TimedOut,
+            Err(e) => Outcome::Failed(e.to_string()),
+        }
+    }
+
+    fn body(order: &Order, sent_us: u64) -> String {
+        let Recipient::User(to) = order.to else {
+            return String::new();
+        };
+        let text = filler_body(order.size as usize);
+        let cb = correlation(order.id, order.intended_us, sent_us);
+        let (kind, content) = match order.action {
+            Action::Template { marketing, otp } => {
+                let category = match (otp, marketing) {
+                    (true, _) => "authentication",
+                    (false, true) => "marketing",
+                    _ => "utility",
+                };
+                (
+                    "template",
+                    json!({"name": category, "category": category, "language": {"code": "en_US"},
+                           "components": [{"type": "body", "parameters": [{"type": "text", "text": text}]}]}),
+                )
+            }
+            Action::Reply { interactive: true } => (
+                "interactive",
+                json!({"type": "button", "body": {"text": text},
+                       "action": {"buttons": [{"type": "reply", "reply": {"id": "b1", "title": "Yes"}},
+                                              {"type": "reply", "reply": {"id": "b2", "title": "No"}}]}}),
+            ),
+            _ => ("text", json!({"body": text})),
+        };
+        let mut v = json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to.to_string(),
+            "type": kind,
+            "biz_opaque_callback_data": cb,
+        });
+        v[kind] = content;
+        v.to_string()
+    }
+
+    async fn execute(&self, order: Order) {
+        let ctx = &self.ctx;
+        let p = order.pattern as usize;
+        let business = order.sender;
+        let Recipient::User(to) = order.to else {
+            return;
+        };
+        if let Action::MarkRead { of } = order.action {
+            let body = json!({"messaging_product": "whatsapp", "status": "read",
+                              "message_id": inbound_wamid(to, of), "typing_indicator": {"type": "text"}})
+            .to_string();
+            let policy = self.policy(order.pattern);
+            match self.post(business, body, policy.timeout.as_std()).await {
+                Outcome::Accepted => ctx.recorders.local().counters[p].mark_reads += 1,
+                _ => ctx
+                    .recorders
+                    .local()
+                    .error(ErrorKind::Http, || "a mark-read request failed".into()),
+            }
+            return;
+        }
+        let policy = self.policy(order.pattern);
+        let late = order.action == Action::LateReply;
+        ctx.ledger.open(
+            order.id,
+            order.pattern,
+            BUSINESS_BASE + business,
+            order.intended_us,
+            Owed::One(to),
+        );
+        let first_us = ctx.now_us();
+        let body = Self::body(&order, first_us);
+        {
+            let mut rec = ctx.recorders.local();
+            let lag = first_us.saturating_sub(order.intended_us);
+            rec.record(p, Metric::SendLag, lag);
+            let c = &mut rec.counters[p];
+            c.messages_sent += 1;
+            c.api_requests += 1;
+            c.deliveries_owed += 1;
+            c.late_replies += late as u64;
+            if lag > LATE_SEND_US {
+                c.late_sends += 1;
+            }
+        }
+        let mut maybe_accepted = false;
+        let mut pair_refusals = 0i32;
+        let mut attempt = 0u32;
+        loop {
+            if policy.slow_to_tier {
+                self.pace(business).await;
+            }
+            let start = ctx.now_us();
+            let outcome = self
+                .post(business, body.clone(), policy.timeout.as_std())
+                .await;
+            let now = ctx.now_us();
+            let wait = {
+                let mut rec = ctx.recorders.local();
+                let c = &mut rec.counters[p];
+                match outcome {
+                    Outcome::Accepted => {
+                        c.acked += 1;
+                        c.api_accepted += 1;
+                        c.window_violations += late as u64;
+                        rec.record(p, Metric::Send, now.saturating_sub(order.intended_us));
+                        rec.record(p, Metric::SendService, now.saturating_sub(start));
+                        return;
+                    }
+                    Outcome::TimedOut => {
+                        c.request_timeouts += 1;
+                        maybe_accepted = true;
+                        Some(self.backoff(&order, &policy, attempt))
+                    }
+                    Outcome::Refused { code: 130429, .. } => {
+                        c.throttled_130429 += 1;
+                        if policy.slow_to_tier {
+                            self.slow_down(business);
+                            Some(Duration::ZERO)
+                        } else {
+                            Some(self.backoff(&order, &policy, attempt))
+                        }
+                    }
+                    Outcome::Refused { code: 131056, .. } => {
+                        c.pair_limited_131056 += 1;
+                        pair_refusals += 1;
+                        // Meta: retry after 4^x seconds, x = 0, 1, 2, …
+                        policy
+                            .pair_backoff
+                            .then(|| Duration::from_secs(4u64.pow((pair_refusals - 1) as u32)))
+                    }
+                    Outcome::Refused { code: 131047, .. } => {
+                        c.outside_window_131047 += 1;
+                        None
+                    }
+                    Outcome::Refused { code: 131048, .. } => {
+                        c.spam_131048 += 1;
+                        None
+                    }
+                    Outcome::Refused { http, .. } if http >= 500 => {
+                        c.server_errors_5xx += 1;
+                        Some(self.backoff(&order, &policy, attempt))
+                    }
+                    Outcome::Refused { http, code } => {
+                        drop(rec);
+                        ctx.recorders.local().error(ErrorKind::Http, || {
+                            format!("the business API answered HTTP {http} with code {code}")
+                        });
+                        None
+                    }
+                    Outcome::Failed(detail) => {
+                        drop(rec);
+                        ctx.recorders.local().error(ErrorKind::Http, || {
+                            format!("a business API request failed: {detail}")
+                        });
+                        maybe_accepted = true;
+                        Some(self.backoff(&order, &policy, attempt))
+                    }
+                }
+            };
+            attempt += 1;
+            let give_up =
+                wait.is_none() || attempt > policy.max_retries || ctx.finished.load(Relaxed);
+            if give_up {
+                self.give_up(&order, maybe_accepted, late);
+                return;
+            }
+            ctx.recorders.local().counters[p].api_retries += 1;
+            if let Some(w) = wait.filter(|w| !w.is_zero()) {
+                tokio::time::sleep(w).await;
+            }
+        }
+    }
+
+    /// Full-jitter exponential backoff, keyed so the same run waits the same.
+    fn backoff(&self, order: &Order, policy: &ApiClientPolicy, attempt: u32) -> Duration {
+        let cap = policy.retry_base.0 as f64 * 2f64.powi(attempt.min(20) as i32 + 1);
+        let u = keyed::unit(self.ctx.scenario.seed, order.id, 100 + attempt as u64);
+        Duration::from_micros((u * cap.min(30e6)) as u64)
+    }
+
+    /// No more attempts. A request that may have been accepted (it timed out) stays owed:
+    /// whether it arrives is then for the ledger to say; a refused one is withdrawn.
+    fn give_up(&self, order: &Order, maybe_accepted: bool, late: bool) {
+        let ctx = &self.ctx;
+        let mut rec = ctx.recorders.local();
+        let c = &mut rec.counters[order.pattern as usize];
+        if !maybe_accepted {
+            c.withdrawn += ctx.ledger.cancel(order.id) as u64;
+            if !late {
+                c.not_sent += 1;
+            }
+        }
+    }
+}

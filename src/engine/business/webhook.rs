@@ -1,0 +1,190 @@
+//! chatload's webhook receiver: the HTTP endpoint the business API posts statuses and inbound
+//! messages to. Joins every status to the send it belongs to (by the correlation in
+//! `biz_opaque_callback_data`) and every inbound message to the consumer's send (by its id),
+//! and measures both. Owns the receiving socket; the API client is in `client`.
+
+use crate::engine::context::RunContext;
+use crate::metrics::{ErrorKind, Metric, Received};
+use crate::protocol::BUSINESS_BASE;
+use crate::server::business::{parse_correlation, parse_inbound_wamid};
+use crate::workload::schedule::pattern_of;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+const MAX_BODY: usize = 4 << 20;
+
+/// A running receiver; stops when its task is aborted.
+pub struct WebhookReceiver {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WebhookReceiver {
+    pub fn url(&self) -> String {
+        format!("http://{}/webhook", self.addr)
+    }
+
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+pub async fn start(ctx: Arc<RunContext>) -> std::io::Result<WebhookReceiver> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| handle(req, ctx.clone()));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(WebhookReceiver { addr, task })
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    ctx: Arc<RunContext>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let body = Limited::new(req.into_body(), MAX_BODY).collect().await;
+    let status = match body.map(|b| b.to_bytes()) {
+        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) => {
+                absorb(&ctx, &v);
+                StatusCode::OK
+            }
+            Err(e) => {
+                ctx.recorders.local().error(ErrorKind::Protocol, || {
+                    format!("a webhook was not JSON: {e}")
+                });
+                StatusCode::BAD_REQUEST
+            }
+        },
+        Err(_) => StatusCode::PAYLOAD_TOO_LARGE,
+    };
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    Ok(r)
+}
+
+/// Takes in one webhook envelope (`entry[].changes[].value`).
+pub fn absorb(ctx: &RunContext, v: &Value) {
+    let entries = v["entry"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    for entry in entries {
+        let changes = entry["changes"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        for change in changes {
+            let value = &change["value"];
+            let business: Option<u32> = value["metadata"]["phone_number_id"]
+                .as_str()
+                .and_then(|s| s.parse().ok());
+            for s in value["statuses"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+            {
+                status(ctx, s);
+            }
+            for m in value["messages"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+            {
+                inbound(ctx, business, m);
+            }
+        }
+    }
+}
+
+fn status(ctx: &RunContext, s: &Value) {
+    let now = ctx.now_us();
+    let patterns = ctx.scenario.patterns.len();
+    let joined = s["biz_opaque_callback_data"]
+        .as_str()
+        .and_then(parse_correlation)
+        .filter(|(id, _, _)| ctx.issued_pattern(*id).is_some());
+    let mut rec = ctx.recorders.local();
+    let Some((id, intended, _)) = joined else {
+        rec.counters[patterns].unexpected_statuses += 1;
+        return;
+    };
+    let p = (pattern_of(id) as usize).min(patterns);
+    let since = now.saturating_sub(intended);
+    match s["status"].as_str() {
+        Some("sent") => {
+            rec.counters[p].status_sent += 1;
+            rec.record(p, Metric::StatusSent, since);
+        }
+        Some("delivered") => {
+            rec.counters[p].status_delivered += 1;
+            rec.record(p, Metric::Status, since);
+        }
+        Some("read") => {
+            rec.counters[p].status_read += 1;
+            rec.record(p, Metric::StatusRead, since);
+        }
+        Some("failed") => {
+            let c = &mut rec.counters[p];
+            c.status_failed += 1;
+            match s["errors"][0]["code"].as_u64() {
+                Some(131026) => c.failed_131026 += 1,
+                Some(131049) => c.failed_131049 += 1,
+                _ => c.failed_limit += 1,
+            }
+            // Reported failed: no delivery is owed any more.
+            c.failed += ctx.ledger.cancel(id) as u64;
+        }
+        _ => rec.counters[patterns].unexpected_statuses += 1,
+    }
+}
+
+fn inbound(ctx: &RunContext, business: Option<u32>, m: &Value) {
+    let now = ctx.now_us();
+    let Some((user, id)) = m["id"].as_str().and_then(parse_inbound_wamid) else {
+        ctx.recorders.local().error(ErrorKind::Protocol, || {
+            format!("an inbound webhook message without a chatload id: {m}")
+        });
+        return;
+    };
+    let Some(business) = business else { return };
+    let verdict = ctx
+        .ledger
+        .receive(id, BUSINESS_BASE + business, |id| ctx.issued_pattern(id));
+    let _ = user;
+    let mut rec = ctx.recorders.local();
+    match verdict {
+        Received::First {
+            pattern,
+            intended_us,
+            ..
+        } => {
+            let p = pattern as usize;
+            rec.counters[p].delivered += 1;
+            rec.record(p, Metric::Inbound, now.saturating_sub(intended_us));
+        }
+        Received::Duplicate { pattern } => rec.counters[pattern as usize].duplicates += 1,
+        Received::Unexpected => {
+            let slot = rec.no_pattern();
+            rec.counters[slot].unexpected += 1;
+        }
+    }
+}

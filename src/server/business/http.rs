@@ -1,0 +1,217 @@
+//! The business HTTP API's framing (hyper): routes, JSON bodies in and out, the Graph error
+//! envelope. Owns nothing but translation; decisions are in `business`.
+//!
+//! `POST /v1/{business}/messages` (send, or mark read with a typing indicator),
+//! `PUT /v1/{business}/webhook` `{"url": …}`, `GET /v1/{business}/limits`,
+//! `POST /admin/config` (limits as JSON), `GET /healthz`, `GET /metrics`.
+
+use super::{ApiError, Category, SendRequest, parse_correlation, parse_inbound_wamid};
+use crate::protocol::{self, BUSINESS_BASE};
+use crate::server::hub::Hub;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+const MAX_BODY: usize = 256 * 1024;
+/// How long a withheld response (timeout-after-accept fault) is held before it is sent anyway.
+const WITHHOLD: Duration = Duration::from_secs(30);
+
+pub async fn serve(stream: TcpStream, hub: Arc<Hub>) {
+    let _ = stream.set_nodelay(true);
+    let io = TokioIo::new(stream);
+    let service = hyper::service::service_fn(move |req| handle(req, hub.clone()));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(io, service)
+        .await;
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, body: String, content_type: &str) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn json_reply(status: StatusCode, v: Value) -> Reply {
+    reply(status, v.to_string(), "application/json")
+}
+
+fn graph_error(e: ApiError, details: &str) -> Reply {
+    json_reply(
+        StatusCode::from_u16(e.http).unwrap_or(StatusCode::BAD_REQUEST),
+        json!({"error": {
+            "message": e.message,
+            "type": "OAuthException",
+            "code": e.code,
+            "error_data": {"messaging_product": "whatsapp", "details": details},
+            "fbtrace_id": "chatload-reference",
+        }}),
+    )
+}
+
+async fn handle(req: Request<Incoming>, hub: Arc<Hub>) -> Result<Reply, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Ok(graph_error(ApiError::BAD_REQUEST, "body too large or cut")),
+    };
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    Ok(match (&method, parts.as_slice()) {
+        (&Method::GET, ["healthz"]) => reply(StatusCode::OK, "ok".into(), "text/plain"),
+        (&Method::GET, ["metrics"]) => reply(StatusCode::OK, metrics(&hub), "text/plain"),
+        (&Method::POST, ["admin", "config"]) => match serde_json::from_slice(&body) {
+            Ok(limits) => {
+                hub.business.configure(limits);
+                json_reply(StatusCode::OK, json!({"success": true}))
+            }
+            Err(e) => graph_error(ApiError::BAD_REQUEST, &format!("bad limits: {e}")),
+        },
+        (_, ["v1", business, rest]) => {
+            let Ok(business) = business.parse::<u32>() else {
+                return Ok(graph_error(
+                    ApiError::BAD_REQUEST,
+                    "the business id is a number",
+                ));
+            };
+            match (&method, *rest) {
+                (&Method::POST, "messages") => messages(&hub, business, &body).await,
+                (&Method::PUT | &Method::POST, "webhook") => {
+                    match serde_json::from_slice::<Value>(&body)
+                        .ok()
+                        .and_then(|v| v["url"].as_str().map(String::from))
+                    {
+                        Some(url) => {
+                            hub.business.register_webhook(business, url);
+                            json_reply(StatusCode::OK, json!({"success": true}))
+                        }
+                        None => graph_error(ApiError::BAD_REQUEST, "webhook needs `url`"),
+                    }
+                }
+                (&Method::GET, "limits") => {
+                    let (l, used) = hub.business.usage(business);
+                    json_reply(
+                        StatusCode::OK,
+                        json!({
+                            "throughput_mps": l.throughput_mps,
+                            "messaging_limit_24h": l.messaging_limit,
+                            "unique_recipients_used": used,
+                            "window_ms": l.window_ms,
+                            "quality": "GREEN",
+                        }),
+                    )
+                }
+                _ => reply(StatusCode::NOT_FOUND, "not found".into(), "text/plain"),
+            }
+        }
+        _ => reply(StatusCode::NOT_FOUND, "not found".into(), "text/plain"),
+    })
+}
+
+fn parse_user(v: &Value) -> Option<u32> {
+    match v {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        _ => None,
+    }
+}
+
+async fn messages(hub: &Hub, business: u32, body: &[u8]) -> Reply {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return graph_error(ApiError::BAD_REQUEST, "the body is not JSON");
+    };
+    if v["status"] == "read" {
+        return mark_read(hub, business, &v);
+    }
+    let Some(to) = parse_user(&v["to"]) else {
+        return graph_error(ApiError::BAD_REQUEST, "`to` is missing or not a user id");
+    };
+    let kind = v["type"].as_str().unwrap_or("text").to_string();
+    let (category, text) = match kind.as_str() {
+        "template" => (
+            Category::parse(v["template"]["category"].as_str().unwrap_or("utility")),
+            v["template"]["components"][0]["parameters"][0]["text"]
+                .as_str()
+                .unwrap_or(""),
+        ),
+        "interactive" => (
+            Category::Service,
+            v["interactive"]["body"]["text"].as_str().unwrap_or(""),
+        ),
+        _ => (Category::Service, v["text"]["body"].as_str().unwrap_or("")),
+    };
+    let callback = v["biz_opaque_callback_data"].as_str().map(String::from);
+    let correlation = callback
+        .as_deref()
+        .and_then(parse_correlation)
+        .unwrap_or((0, 0, 0));
+    let req = SendRequest {
+        to,
+        kind,
+        category,
+        body: text.to_string(),
+        callback,
+    };
+    match hub.business.send(hub, business, &req, correlation) {
+        Ok(accepted) => {
+            if accepted.withhold {
+                tokio::time::sleep(WITHHOLD).await;
+            }
+            json_reply(
+                StatusCode::OK,
+                json!({
+                    "messaging_product": "whatsapp",
+                    "contacts": [{"input": to.to_string(), "wa_id": to.to_string()}],
+                    "messages": [{"id": format!("wamid.{}", accepted.wamid), "message_status": "accepted"}],
+                }),
+            )
+        }
+        Err(e) => graph_error(e, "refused by the reference server"),
+    }
+}
+
+/// Mark an inbound message read, optionally showing a typing indicator to its sender.
+fn mark_read(hub: &Hub, business: u32, v: &Value) -> Reply {
+    let Some((user, id)) = v["message_id"].as_str().and_then(parse_inbound_wamid) else {
+        return graph_error(ApiError::BAD_REQUEST, "unknown `message_id`");
+    };
+    let from = BUSINESS_BASE + business;
+    hub.notify(user, protocol::read_receipt(id, from, 0).into());
+    if v["typing_indicator"].is_object() {
+        hub.notify(user, protocol::typing_seen(from, 0).into());
+    }
+    json_reply(StatusCode::OK, json!({"success": true}))
+}
+
+fn metrics(hub: &Hub) -> String {
+    let s = hub.snapshot();
+    let b = &hub.business.stats;
+    let mut out = format!(
+        "chatload_server_connections_total {}\nchatload_server_accepted_total {}\nchatload_server_delivered_total {}\nchatload_business_accepted_total {}\nchatload_business_inbound_total {}\nchatload_business_statuses_total {}\n",
+        s.connections,
+        s.accepted,
+        s.delivered,
+        b.accepted.load(Relaxed),
+        b.inbound.load(Relaxed),
+        b.statuses.load(Relaxed),
+    );
+    for (code, n) in hub.business.refusals() {
+        out.push_str(&format!(
+            "chatload_business_refused_total{{code=\"{code}\"}} {n}\n"
+        ));
+    }
+    out
+}
