@@ -15,6 +15,12 @@ const SHOWN: &[&str] = &[
     "connect",
     "send_lag",
     "reconnect",
+    "read_receipt",
+    "signal",
+    "status_sent",
+    "status",
+    "status_read",
+    "inbound",
 ];
 
 pub fn thousands(n: u64) -> String {
@@ -102,11 +108,16 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "  accounting  sent {} = delivered {} + lost {} + in flight {}{}   {}",
+        "  accounting  sent {} = delivered {} + lost {} + in flight {}{}{}   {}",
         thousands(a.sent),
         thousands(a.delivered),
         thousands(a.lost),
         thousands(a.in_flight),
+        if a.failed > 0 {
+            format!(" + failed {}", thousands(a.failed))
+        } else {
+            String::new()
+        },
         if a.queued_offline > 0 {
             format!(
                 " ({} queued for offline users)",
@@ -132,6 +143,57 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
         thousands(a.unexpected),
         thousands(a.retransmitted)
     );
+    let total = s
+        .patterns
+        .iter()
+        .fold(crate::metrics::Counters::default(), |mut acc, p| {
+            acc.add(&p.counters);
+            acc
+        });
+    if total.reads + total.typing_sent + total.presence_sent + total.heartbeats > 0 {
+        let _ = writeln!(
+            o,
+            "  signals     reads {} (receipts back {})  typing {} (seen {})  presence {} (seen {})  heartbeats {}  media {}",
+            thousands(total.reads),
+            thousands(total.read_receipts),
+            thousands(total.typing_sent),
+            thousands(total.typing_seen),
+            thousands(total.presence_sent),
+            thousands(total.presence_seen),
+            thousands(total.heartbeats),
+            super::markdown::bytes(total.media_bytes)
+        );
+    }
+    for p in &s.patterns {
+        let Some(b) = &p.business else { continue };
+        let _ = writeln!(
+            o,
+            "  business    {}: {} requests, {} accepted, {} retries; refused 130429 {}, 131056 {}, 131047 {}, 131048 {}, 5xx {}, timeouts {}",
+            p.name,
+            thousands(b.requests),
+            thousands(b.accepted),
+            thousands(b.retries),
+            thousands(b.throttled_130429),
+            thousands(b.pair_limited_131056),
+            thousands(b.outside_window_131047),
+            thousands(b.spam_131048),
+            thousands(b.server_errors_5xx),
+            thousands(b.timeouts)
+        );
+        let _ = writeln!(
+            o,
+            "              statuses sent {} delivered {} read {} failed {} (missing {})  replies {}  late replies {} (accepted in violation {})  duplicates {}",
+            thousands(b.status_sent),
+            thousands(b.status_delivered),
+            thousands(b.status_read),
+            thousands(b.status_failed),
+            thousands(b.missing_statuses),
+            thousands(b.replies),
+            thousands(b.late_replies),
+            thousands(b.window_violations),
+            thousands(b.duplicates)
+        );
+    }
     for st in &s.storms {
         let t = |v: Option<u64>| v.map_or("never".to_string(), us);
         let _ = writeln!(

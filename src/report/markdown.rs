@@ -31,16 +31,47 @@ pub fn render(s: &Summary) -> String {
     }
     let _ = writeln!(
         o,
-        "\n**Accounting:** sent {} = delivered {} + lost {} + in flight {} · duplicates {} · reordered {} · late sends {} · errors {}\n",
+        "\n**Accounting:** sent {} = delivered {} + lost {} + in flight {} + failed {} · duplicates {} · reordered {} · late sends {} · errors {}\n",
         thousands(a.sent),
         thousands(a.delivered),
         thousands(a.lost),
         thousands(a.in_flight),
+        thousands(a.failed),
         thousands(a.duplicated),
         thousands(a.reordered),
         thousands(a.late_sends),
         thousands(s.errors_total)
     );
+    let business: Vec<_> = s
+        .patterns
+        .iter()
+        .filter_map(|p| p.business.map(|b| (p.name.as_str(), b)))
+        .collect();
+    if !business.is_empty() {
+        let _ = writeln!(
+            o,
+            "| business pattern | requests | accepted | 130429 | 131056 | 131047 | 5xx | timeouts | sent / delivered / read / failed | duplicates |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+        );
+        for (name, b) in business {
+            let _ = writeln!(
+                o,
+                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} / {} | {} |",
+                thousands(b.requests),
+                thousands(b.accepted),
+                thousands(b.throttled_130429),
+                thousands(b.pair_limited_131056),
+                thousands(b.outside_window_131047),
+                thousands(b.server_errors_5xx),
+                thousands(b.timeouts),
+                thousands(b.status_sent),
+                thousands(b.status_delivered),
+                thousands(b.status_read),
+                thousands(b.status_failed),
+                thousands(b.duplicates)
+            );
+        }
+        let _ = writeln!(o);
+    }
     if !s.thresholds.is_empty() {
         let _ = writeln!(o, "| threshold | result |\n|---|---|");
         for v in &s.thresholds {
@@ -54,4 +85,18 @@ pub fn render(s: &Summary) -> String {
         }
     }
     o
+}
+
+/// Bytes in a human unit (media volumes).
+pub fn bytes(n: u64) -> String {
+    let x = n as f64;
+    if x >= 1e9 {
+        format!("{:.2} GB", x / 1e9)
+    } else if x >= 1e6 {
+        format!("{:.1} MB", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.1} kB", x / 1e3)
+    } else {
+        format!("{n} B")
+    }
 }

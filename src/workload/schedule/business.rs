@@ -85,6 +85,7 @@ impl Schedule {
         if !self.profile.eligible(customer, t) {
             return None;
         }
+        self.last_customer_message.insert((business, customer), t);
         let order = self.order(
             t,
             pattern,
@@ -176,6 +177,31 @@ impl Schedule {
             Action::Reply {
                 interactive: ask_choice,
             },
+        ))
+    }
+
+    /// The reply after the window, unless the customer wrote again since (a new window).
+    pub(super) fn support_late(
+        &mut self,
+        t: u64,
+        pattern: u16,
+        customer: u32,
+        business: u32,
+    ) -> Option<Order> {
+        let window = self.scenario.businesses.window.0;
+        let last = self
+            .last_customer_message
+            .get(&(business, customer))
+            .copied();
+        if last.is_some_and(|m| m + window + LATE_MARGIN_US / 2 > t) {
+            return None;
+        }
+        Some(self.order(
+            t,
+            pattern,
+            business,
+            Recipient::User(customer),
+            Action::LateReply,
         ))
     }
 

@@ -174,6 +174,9 @@ pub struct Schedule {
     campaign: Vec<Vec<u32>>,
     rng: Pcg64Mcg,
     queue: BinaryHeap<Reverse<(u64, u64, Event)>>,
+    /// Support: each (business, customer)'s last message so far, so a reply planned as
+    /// "after the window" is only sent when no newer message reopened the window.
+    last_customer_message: rustc_hash::FxHashMap<(u32, u32), u64>,
     tie: u64,
     next_seq: u64,
     end_us: u64,
@@ -292,6 +295,7 @@ impl Schedule {
             campaign,
             rng,
             queue,
+            last_customer_message: rustc_hash::FxHashMap::default(),
             tie: 1 << 32,
             next_seq: 1,
             end_us,
@@ -456,13 +460,7 @@ impl Schedule {
                     pattern,
                     customer,
                     business,
-                } => Some(self.order(
-                    t,
-                    pattern,
-                    business,
-                    Recipient::User(customer),
-                    Action::LateReply,
-                )),
+                } => self.support_late(t, pattern, customer, business),
                 Event::Otp { pattern } => self.otp(t, pattern),
             };
             if order.is_some() {
