@@ -128,3 +128,80 @@ fn plan_scales_to_a_billion_users() {
     assert_eq!(v["users"].as_f64(), Some(1e9));
     assert!(v["peak"]["messages_per_s"].as_f64().unwrap() > 1e5);
 }
+
+mod common;
+
+/// What a run really sends agrees with `plan`, pattern by pattern, within sampling error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_matches_what_a_run_sends() {
+    let text = r#"[scenario]
+name = "plan-run"
+seed = 17
+loss_deadline = "3s"
+drain = "3s"
+
+[population.consumers]
+users = 400
+contacts = { uniform = { min = 4, max = 10 } }
+groups = 40
+group_size = { uniform = { min = 3, max = 7 } }
+
+[population.businesses]
+throughput = 1000
+
+[[pattern]]
+kind = "direct_chat"
+name = "chat"
+conversations = "6/min per user"
+messages = { geometric = { mean = 3 } }
+gap = { exponential = { mean = "500ms" } }
+size = 30
+
+[[pattern]]
+kind = "group_chat"
+name = "groups"
+rate = "30/min per group"
+size = 30
+
+[[pattern]]
+kind = "otp_burst"
+name = "otp"
+rate = "15/s"
+
+[[pattern]]
+kind = "business_broadcast"
+name = "campaign"
+start = "2s"
+recipients = 300
+send_rate = "40/s"
+read = 0
+reply = 0
+
+[load]
+stages = [{ ramp = "2s" }, { hold = "10s" }]
+"#;
+    let file = common::scenario_file(text);
+    let scenario = chatload::scenario::load(&file.path).unwrap();
+    let plan = chatload::plan::plan(&scenario, None);
+    let r = common::run_text(text, None).await;
+    for (pp, ps) in plan.patterns.iter().zip(&r.summary.patterns) {
+        let want = pp.expected_messages;
+        let got = ps.accounting.messages_sent as f64;
+        // Conversations make direct-chat counts over-dispersed (geometric mean 3: variance
+        // about 5 times the mean); the rest are Poisson or fixed.
+        let dispersion = if pp.kind == "direct_chat" { 5.0 } else { 1.0 };
+        let tolerance = 4.0 * (want * dispersion).sqrt() + 0.03 * want;
+        assert!(
+            (got - want).abs() <= tolerance,
+            "{}: run sent {got}, plan expected {want:.0} (±{tolerance:.0})",
+            pp.name
+        );
+        let want_d = pp.expected_deliveries;
+        let got_d = ps.accounting.delivered as f64;
+        assert!(
+            (got_d - want_d).abs() <= tolerance * (want_d / want.max(1.0)).max(1.0),
+            "{}: run delivered {got_d}, plan expected {want_d:.0}",
+            pp.name
+        );
+    }
+}

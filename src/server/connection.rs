@@ -82,6 +82,7 @@ pub async fn serve_connection(
                 break;
             };
             if out.reset {
+                hub.stats.resets.fetch_add(1, Relaxed);
                 reset = true;
                 break;
             }

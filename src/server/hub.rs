@@ -80,6 +80,7 @@ pub struct HubStats {
     pub malformed: AtomicU64,
     pub retransmitted: AtomicU64,
     pub stalled: AtomicU64,
+    /// Connections cut by the reset fault (counted when cut).
     pub resets: AtomicU64,
     pub signals: AtomicU64,
 }
@@ -266,9 +267,6 @@ impl Hub {
             k.stall.as_std()
         });
         let reset = k.reset_every > 0 && n.is_multiple_of(k.reset_every);
-        if reset {
-            self.stats.resets.fetch_add(1, Relaxed);
-        }
         let extra = self.latency.as_ref().map_or(0.0, |l| {
             l.sample(&mut keyed::rng(k.api.seed, n, 5)).max(0.0)
         });

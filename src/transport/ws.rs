@@ -39,6 +39,10 @@ pub fn classify(e: &WsError) -> ErrorKind {
             _ => ErrorKind::ConnectFailed,
         },
         WsError::ConnectionClosed | WsError::AlreadyClosed => ErrorKind::ConnectionClosed,
+        // The peer went away without a close frame: a reset, as far as a client can tell.
+        WsError::Protocol(
+            tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ) => ErrorKind::ConnectionReset,
         WsError::Protocol(_) | WsError::Utf8(_) | WsError::Capacity(_) => ErrorKind::Protocol,
         _ => ErrorKind::ConnectFailed,
     }
