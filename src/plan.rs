@@ -348,6 +348,19 @@ pub fn plan(s: &Scenario, users: Option<f64>) -> Plan {
         "Rates are steady-state: conversations started near the end of the run are cut short, so a short run sends somewhat less.".to_string(),
         "Direct chat needs both people online, so it scales with the square of the connected share; group chat scales with it.".to_string(),
     ];
+    let business_peak: f64 = patterns
+        .iter()
+        .zip(&s.patterns)
+        .filter(|(_, p)| p.kind.is_business())
+        .map(|(pp, _)| pp.peak.messages_per_s)
+        .sum();
+    let tier = s.businesses.throughput_mps * s.businesses.count as f64;
+    if business_peak > tier {
+        notes.push(format!(
+            "Business sends and inbound messages peak at {business_peak:.0}/s, above the tier of {tier:.0}/s ({} × {:.0} msg/s): expect 130429 refusals and sends slowed to the tier.",
+            s.businesses.count, s.businesses.throughput_mps
+        ));
+    }
     if scale != 1.0 {
         notes.push(format!(
             "Scaled from {} users to {}; groups scale with the population.",
@@ -458,6 +471,21 @@ pub fn render(p: &Plan) -> String {
             peak.deliveries_per_s,
         );
         row(o, "receipts/s", mean.receipts_per_s, peak.receipts_per_s);
+        let optional = [
+            ("reads/s", mean.reads_per_s, peak.reads_per_s),
+            ("typing+presence/s", mean.signals_per_s, peak.signals_per_s),
+            (
+                "API requests/s",
+                mean.api_requests_per_s,
+                peak.api_requests_per_s,
+            ),
+            ("webhooks/s", mean.webhooks_per_s, peak.webhooks_per_s),
+        ];
+        for (label, m, k) in optional {
+            if k > 0.0 {
+                row(o, label, m, k);
+            }
+        }
         row(o, "frames/s", mean.frames_per_s, peak.frames_per_s);
         let _ = writeln!(
             o,
@@ -473,6 +501,15 @@ pub fn render(p: &Plan) -> String {
             bytes(mean.bytes_out_per_s),
             bytes(peak.bytes_out_per_s)
         );
+        if peak.media_bytes_per_s > 0.0 {
+            let _ = writeln!(
+                o,
+                "    {:<22}{:>14}{:>14}",
+                "media (out of band)",
+                bytes(mean.media_bytes_per_s),
+                bytes(peak.media_bytes_per_s)
+            );
+        }
     };
     for pp in &p.patterns {
         block(

@@ -288,6 +288,20 @@ pub fn presence_seen(from: u32, state: &str, intended_us: u64) -> String {
     format!(r#"{{"op":"presence","from":{from},"state":"{state}","r":{intended_us}}}"#)
 }
 
+/// Client → server: fetch group `g`'s recent history (the member opened the group).
+pub fn history(group: u32, intended_us: u64) -> String {
+    format!(r#"{{"op":"history","group":{group},"r":{intended_us}}}"#)
+}
+
+/// Server → client: the last `count` messages of the group, `bytes` of them (as the body).
+pub fn history_ok(group: u32, count: usize, intended_us: u64, body: &str) -> String {
+    let mut out =
+        format!(r#"{{"op":"history_ok","group":{group},"r":{intended_us},"seq":{count},"body":"#);
+    push_json_str(&mut out, body);
+    out.push('}');
+    out
+}
+
 /// The server is going away: reconnect after `after_ms` (a graceful reconnect storm).
 pub fn goaway(after_ms: u64) -> String {
     format!(r#"{{"op":"goaway","after_ms":{after_ms}}}"#)

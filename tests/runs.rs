@@ -266,3 +266,35 @@ async fn a_reconnect_storm_recovers_every_user_without_loss_or_duplicates() {
             .is_none_or(|d| d.count < a.delivered)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_goaway_storm_is_carried_out_by_the_server_and_recovered() {
+    let _one = lock().await;
+    // Half the users are asked by the server to leave (`goaway`, then a graceful close).
+    let storm = "[[pattern]]\nname = \"drain\"\nkind = \"reconnect_storm\"\nat = \"3s\"\nfraction = 0.5\nvia = \"goaway\"\nbackoff = \"exponential\"\nbase = \"200ms\"\ncap = \"2s\"\n";
+    let text = chat_scenario(150, 6, 10, "").replace("[load]", &format!("{storm}\n[load]"));
+    let r = run_text(&text, None).await;
+    let s = &r.summary;
+    let st = &s.storms[0];
+    let asked = s.server.as_ref().expect("server stats").goaways;
+    assert!((50..=100).contains(&asked), "about half of 150: {asked}");
+    assert_eq!(
+        (st.dropped, st.reconnected, st.gave_up),
+        (asked, asked, 0),
+        "{st:?}"
+    );
+    // Exponential backoff from 200 ms: the first attempt comes 200 ms after the goaway.
+    let back = s.metrics["reconnect"];
+    assert!(
+        back.min_us >= 200_000 && back.max_us < 1_000_000,
+        "{back:?}"
+    );
+    assert_eq!(
+        s.errors_total, 0,
+        "a graceful drain is no error: {:?}",
+        s.errors
+    );
+    let a = &s.accounting;
+    assert_eq!((a.lost, a.duplicated), (0, 0), "{a:?}");
+    assert!(a.balances());
+}

@@ -115,3 +115,48 @@ reset_every = 500
     assert_eq!(s.accounting.lost, 0, "resent on resume: {:?}", s.accounting);
     assert!(s.accounting.balances(), "{:?}", s.accounting);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mention_all_storm_reaches_everyone_and_a_share_fetches_history() {
+    let _one = ONE_RUN.lock().await;
+    let text = r#"[scenario]
+name = "mention-all"
+seed = 30
+loss_deadline = "3s"
+drain = "3s"
+
+[population.consumers]
+users = 400
+groups = 20
+group_size = 5
+
+[[pattern]]
+kind = "group_chat"
+rate = "6/min per group"
+size = 100
+mention_all = { at = "3s", members = 400, open = 0.5, open_delay = { exponential = { mean = "500ms" } } }
+
+[load]
+stages = [{ ramp = "1s" }, { hold = "5s" }]
+"#;
+    let r = run_text(text, None).await;
+    let s = &r.summary;
+    let c = &s.patterns[0].counters;
+    // The storm message owes 399 deliveries on top of the small groups' traffic.
+    assert!(c.deliveries_owed >= 399, "{c:?}");
+    let fanout = s.metrics["fanout"];
+    assert!(fanout.max_us > 0, "{fanout:?}");
+    // Half of 399 members open the group: binomial, within 4 standard deviations (±40).
+    assert!(
+        (c.history_requests as f64 - 199.5).abs() < 40.0,
+        "history fetches {}",
+        c.history_requests
+    );
+    assert_eq!(
+        c.history_received, c.history_requests,
+        "every fetch answered"
+    );
+    assert_eq!(s.metrics["history"].count, c.history_received);
+    assert_eq!(s.accounting.lost, 0, "{:?}", s.accounting);
+    assert!(s.accounting.balances(), "{:?}", s.accounting);
+}

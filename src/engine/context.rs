@@ -40,6 +40,8 @@ pub struct RunContext {
     pub reactions: Vec<Option<ReactionModel>>,
     /// Sequence numbers of messages users send on their own (replies), see `REACTION_BIT`.
     pub reaction_seq: AtomicU64,
+    /// Mention-all storms' broadcast groups.
+    pub storm_groups: Vec<reactions::StormGroup>,
     /// The presence pattern, if the scenario has one.
     pub presence: Option<PresenceModel>,
     /// The direct chat pattern typing indicators are counted under.
@@ -61,6 +63,7 @@ impl RunContext {
         url: String,
     ) -> Result<Self, crate::scenario::sampler::SamplerError> {
         let reactions = reactions::models(&scenario)?;
+        let storm_groups = reactions::storm_groups(&scenario, &population)?;
         let presence = scenario
             .patterns
             .iter()
@@ -92,6 +95,7 @@ impl RunContext {
             .unzip();
         Ok(RunContext {
             reactions,
+            storm_groups,
             reaction_seq: AtomicU64::new(0),
             presence,
             typing_pattern,

@@ -19,6 +19,8 @@ pub struct Storm {
     pub at_us: u64,
     pub fraction: f64,
     pub policy: Backoff,
+    /// The server drops these users with `goaway` (the client only reacts).
+    pub goaway: bool,
 }
 
 pub fn storms(s: &Scenario) -> Vec<Storm> {
@@ -31,11 +33,13 @@ pub fn storms(s: &Scenario) -> Vec<Storm> {
                 at,
                 fraction,
                 policy,
+                goaway,
             } => Some(Storm {
                 pattern: i as u16,
                 at_us: at.0,
                 fraction,
                 policy,
+                goaway,
             }),
             _ => None,
         })
@@ -46,8 +50,7 @@ pub fn storms(s: &Scenario) -> Vec<Storm> {
 
 /// Whether storm `pattern` drops `user` (the same users for the same seed).
 pub fn hits(seed: u64, pattern: u16, user: u32, fraction: f64) -> bool {
-    let h = crate::workload::keyed::mix(seed ^ ((pattern as u64) << 40) ^ user as u64);
-    (h as f64 / u64::MAX as f64) < fraction
+    crate::workload::keyed::storm_hits(seed, pattern, user, fraction)
 }
 
 struct Active {
@@ -160,11 +163,19 @@ impl Reconnector {
         let mut hit = None;
         while let Some(s) = storms.get(self.next_storm).filter(|s| s.at_us <= now_us) {
             self.next_storm += 1;
-            if connected && hit.is_none() && hits(seed, s.pattern, user, s.fraction) {
+            // A goaway storm is the server's to carry out; the client reacts to `goaway`.
+            if !s.goaway && connected && hit.is_none() && hits(seed, s.pattern, user, s.fraction) {
                 hit = Some(*s);
             }
         }
         let s = hit?;
+        self.dropped(&s, now, Duration::ZERO);
+        Some(s.pattern)
+    }
+
+    /// Storm `s` dropped this user: come back under its policy, not before `not_before`
+    /// from now (a server's `goaway` may ask for a delay).
+    pub fn dropped(&mut self, s: &Storm, now: Instant, not_before: Duration) {
         self.active = Some(Active {
             pattern: s.pattern,
             policy: s.policy,
@@ -172,8 +183,16 @@ impl Reconnector {
         });
         self.failures = 0;
         self.previous = s.policy.base;
-        self.schedule(now);
-        Some(s.pattern)
+        let at = self.schedule(now);
+        self.next_attempt = at.max(now + not_before);
+    }
+
+    /// The goaway storm under way at `now_us` (the latest that has struck), if any.
+    pub fn goaway_storm(storms: &[Storm], now_us: u64) -> Option<Storm> {
+        storms
+            .iter()
+            .rfind(|s| s.goaway && s.at_us <= now_us + 1_000_000)
+            .copied()
     }
 }
 

@@ -172,10 +172,8 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
             scenario.consumers.online_users
         )));
     }
-    let population = Arc::new(
-        Population::build(&scenario.consumers, scenario.seed)
-            .map_err(|e| RunError::Setup(e.to_string()))?,
-    );
+    let population =
+        Arc::new(Population::for_scenario(&scenario).map_err(|e| RunError::Setup(e.to_string()))?);
     prepare_target(&url, &population, scenario.target.connect_timeout.as_std()).await?;
 
     let ctx = Arc::new(
@@ -252,6 +250,7 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
             }
         })
     };
+    let goaways = tokio::spawn(server_storms(ctx.clone(), url.clone()));
     let pacer = {
         let (ctx, stop) = (ctx.clone(), stop_pacer.clone());
         tokio::task::spawn_blocking(move || dispatcher::run(ctx, schedule, stop))
@@ -267,6 +266,7 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
     }
     stop_pacer.store(true, Relaxed);
     let _ = pacer.await;
+    goaways.abort();
     // No more business orders: the client finishes what it has (bounded by its timeouts).
     ctx.close_business_orders();
     let sending_s = ctx.epoch().elapsed().as_secs_f64();
@@ -373,6 +373,37 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
         summary,
         bundle_dir,
     })
+}
+
+/// Graceful reconnect storms are the server's to carry out: at each one's time, ask the
+/// target (chatload's reference server admin API) to send `goaway` to the storm's users.
+async fn server_storms(ctx: Arc<RunContext>, ws_url: String) {
+    let base = super::business::http_base(&ws_url);
+    let Ok(http) = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+    else {
+        return;
+    };
+    for storm in ctx.storms.iter().filter(|s| s.goaway) {
+        tokio::time::sleep_until(ctx.instant_at(storm.at_us).into()).await;
+        let body = serde_json::json!({
+            "pattern": storm.pattern,
+            "fraction": storm.fraction,
+            "seed": ctx.scenario.seed,
+            "after_ms": 0,
+        });
+        let asked = http
+            .post(format!("{base}/admin/goaway"))
+            .json(&body)
+            .send()
+            .await;
+        if !asked.is_ok_and(|r| r.status().is_success()) {
+            ctx.recorders.local().error(crate::metrics::ErrorKind::Http, || {
+                format!("the target at {base} did not carry out the goaway storm (POST /admin/goaway)")
+            });
+        }
+    }
 }
 
 /// The business side of a run: chatload's API client and its webhook receiver.

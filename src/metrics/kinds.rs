@@ -39,10 +39,12 @@ pub enum Metric {
     ReadReceipt,
     /// Typing and presence: intended → seen by the recipient.
     Signal,
+    /// A member opens a group after a mention-all storm → its recent history has arrived.
+    History,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 16] = [
+    pub const ALL: [Metric; 17] = [
         Metric::Send,
         Metric::SendService,
         Metric::Delivery,
@@ -59,6 +61,7 @@ impl Metric {
         Metric::Inbound,
         Metric::ReadReceipt,
         Metric::Signal,
+        Metric::History,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -80,6 +83,7 @@ impl Metric {
             Metric::Inbound => "inbound",
             Metric::ReadReceipt => "read_receipt",
             Metric::Signal => "signal",
+            Metric::History => "history",
         }
     }
 
@@ -172,6 +176,9 @@ counters! {
     /// as it must; accepted ones are window violations.
     late_replies,
     window_violations,
+    /// Members who opened a group after a mention-all storm, and history fetches answered.
+    history_requests,
+    history_received,
     /// Business API requests (first attempts of sends) and those accepted.
     api_requests,
     api_accepted,

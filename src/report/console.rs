@@ -153,7 +153,7 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
     if total.reads + total.typing_sent + total.presence_sent + total.heartbeats > 0 {
         let _ = writeln!(
             o,
-            "  signals     reads {} (receipts back {})  typing {} (seen {})  presence {} (seen {})  heartbeats {}  media {}",
+            "  signals     reads {}  read receipts back {}  typing {} (seen {})  presence {} (seen {})  heartbeats {}  media {}",
             thousands(total.reads),
             thousands(total.read_receipts),
             thousands(total.typing_sent),
@@ -198,7 +198,7 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
         let t = |v: Option<u64>| v.map_or("never".to_string(), us);
         let _ = writeln!(
             o,
-            "  storm       {} at {:.1}s: dropped {}, back {} (95% in {}, 99% in {}, all in {}), gave up {}, peak {} connects/s",
+            "  storm       {} at {:.1}s: dropped {}, back {} (95% in {}, 99% in {}, all in {}), gave up {}, peak {} connects/s, duplicates {}",
             st.name,
             st.at_s,
             thousands(st.dropped),
@@ -207,7 +207,8 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
             t(st.time_to_99_us),
             t(st.time_to_all_us),
             thousands(st.gave_up),
-            thousands(st.peak_connects_per_s)
+            thousands(st.peak_connects_per_s),
+            thousands(st.duplicates_during_recovery)
         );
     }
     if s.errors.is_empty() {

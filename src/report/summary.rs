@@ -188,6 +188,10 @@ pub struct StormSummary {
     pub time_to_all_us: Option<u64>,
     /// Most connections completed in one second after the storm.
     pub peak_connects_per_s: u64,
+    /// Duplicate deliveries seen from the storm until everyone was back (a resume that
+    /// replays what was already delivered shows here).
+    #[serde(default)]
+    pub duplicates_during_recovery: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -386,6 +390,15 @@ fn storm_summaries(m: &Measured<'_>) -> Vec<StormSummary> {
                 time_to_95_us: by(0.95),
                 time_to_99_us: by(0.99),
                 time_to_all_us: by(1.0),
+                duplicates_during_recovery: {
+                    let until = at_s + by(1.0).unwrap_or(u64::MAX / 2) as f64 / 1e6 + 1.0;
+                    m.series
+                        .points
+                        .iter()
+                        .filter(|pt| pt.t_s > at_s && pt.t_s <= until.ceil())
+                        .map(|pt| pt.duplicates)
+                        .sum()
+                },
                 peak_connects_per_s: m
                     .series
                     .points

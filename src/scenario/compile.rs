@@ -343,10 +343,10 @@ fn compile_diurnal(file: &ScenarioFile, duration: Micros) -> Result<Option<Diurn
         return Ok(None);
     };
     let Some(name) = &load.diurnal else {
-        if load.day.is_some() {
+        if load.day.is_some() || load.timezones.is_some() {
             return Err(SpannedIssue::new(
                 None,
-                "`day` sets the length of a `diurnal` day: add e.g. diurnal = \"consumer_evening\"",
+                "`day` and `timezones` shape a `diurnal` day: add e.g. diurnal = \"consumer_evening\"",
             ));
         }
         return Ok(None);
@@ -358,8 +358,33 @@ fn compile_diurnal(file: &ScenarioFile, duration: Micros) -> Result<Option<Diurn
             "`day` must be at least 24ms (a millisecond per hour)",
         );
     }
+    let mut zones = Vec::new();
+    if let Some(tz) = &load.timezones {
+        for (offset, share) in tz.get_ref() {
+            let o: f64 = offset.trim().parse().map_err(|_| {
+                SpannedIssue::new(
+                    Some(tz.span()),
+                    format!(
+                        "`{offset}` is not a UTC offset in hours: write e.g. \"-5\" or \"5.5\""
+                    ),
+                )
+            })?;
+            if !((-12.0..=14.0).contains(&o) && share.is_finite() && *share >= 0.0) {
+                return issue(
+                    tz.span(),
+                    format!(
+                        "time zone `{offset}` needs an offset in [-12, 14] and a share of 0 or more"
+                    ),
+                );
+            }
+            zones.push((o, *share));
+        }
+        if zones.iter().map(|(_, w)| w).sum::<f64>() <= 0.0 {
+            return issue(tz.span(), "the time zones' shares add up to 0");
+        }
+    }
     Diurnal::named(name.get_ref(), day)
-        .map(Some)
+        .map(|d| Some(d.across_zones(&zones)))
         .ok_or_else(|| {
             SpannedIssue::new(
                 Some(name.span()),

@@ -26,7 +26,15 @@ const DIRECT_KEYS: &[&str] = &[
     "typing",
 ];
 const GROUP_KEYS: &[&str] = &["rate", "sender_skew", "size", "mention_all"];
-const STORM_KEYS: &[&str] = &["at", "fraction", "backoff", "base", "cap", "max_attempts"];
+const STORM_KEYS: &[&str] = &[
+    "at",
+    "fraction",
+    "via",
+    "backoff",
+    "base",
+    "cap",
+    "max_attempts",
+];
 const PRESENCE_KEYS: &[&str] = &["session", "offline", "heartbeat", "updates"];
 
 /// LogNormal with the given median (in base units) and sigma, optionally capped.
@@ -342,7 +350,20 @@ fn compile_storm(p: &PatternSection, span: std::ops::Range<usize>) -> Result<Pat
         Some(m) => *m.get_ref() as u32,
         None => 0,
     };
+    let goaway = match p.via.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
+        None | Some(("cut", _)) => false,
+        Some(("goaway", _)) => true,
+        Some((other, span)) => {
+            return issue(
+                span,
+                format!(
+                    "unknown `via` `{other}`: use \"cut\" (a failure) or \"goaway\" (the server drains)"
+                ),
+            );
+        }
+    };
     Ok(PatternKind::ReconnectStorm {
+        goaway,
         at: *at.get_ref(),
         fraction,
         policy: Backoff {

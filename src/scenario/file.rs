@@ -169,6 +169,10 @@ pub struct PatternSection {
     pub fraction: Option<Spanned<f64>>,
     #[schemars(with = "Option<String>")]
     pub backoff: Option<Spanned<String>>,
+    /// How connections are dropped: "cut" (no word, as a failure; default) or "goaway" (the
+    /// server asks clients to leave and closes gracefully).
+    #[schemars(with = "Option<String>")]
+    pub via: Option<Spanned<String>>,
     pub base: Option<Micros>,
     pub cap: Option<Micros>,
     #[schemars(with = "Option<i64>")]
@@ -196,6 +200,7 @@ impl PatternSection {
         add(self.at.is_some(), "at");
         add(self.fraction.is_some(), "fraction");
         add(self.backoff.is_some(), "backoff");
+        add(self.via.is_some(), "via");
         add(self.base.is_some(), "base");
         add(self.cap.is_some(), "cap");
         add(self.max_attempts.is_some(), "max_attempts");
@@ -258,6 +263,10 @@ pub struct LoadSection {
     pub diurnal: Option<Spanned<String>>,
     /// How long one compressed day lasts (default: the whole run).
     pub day: Option<Micros>,
+    /// Shares of users by UTC offset in hours, e.g. { "0" = 0.5, "-5" = 0.3, "8" = 0.2 }: the
+    /// day's curve is the sum of each zone's local curve (the run starts at 00:00 UTC).
+    #[schemars(with = "Option<BTreeMap<String, f64>>")]
+    pub timezones: Option<Spanned<BTreeMap<String, f64>>>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

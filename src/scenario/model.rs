@@ -165,6 +165,9 @@ pub enum PatternKind {
         at: Micros,
         fraction: f64,
         policy: Backoff,
+        /// `false`: the connections are cut without a word (a network or server failure);
+        /// `true`: the server sends `goaway` and closes them gracefully (a drain).
+        goaway: bool,
     },
 }
 
@@ -288,6 +291,28 @@ impl Diurnal {
             day,
             hourly: raw.map(|v| v / mean),
         })
+    }
+
+    /// The same curve lived in several time zones: `(UTC offset in hours, share)` pairs. The
+    /// run's clock is UTC; a user at offset o is at local hour h + o.
+    pub fn across_zones(mut self, zones: &[(f64, f64)]) -> Diurnal {
+        let total: f64 = zones.iter().map(|(_, w)| w).sum();
+        if zones.is_empty() || total <= 0.0 {
+            return self;
+        }
+        let local = self.clone();
+        let mut hourly = [0.0; 24];
+        for (h, slot) in hourly.iter_mut().enumerate() {
+            *slot = zones
+                .iter()
+                .map(|(offset, w)| {
+                    let at = ((h as f64 + offset).rem_euclid(24.0)) * self.day.0 as f64 / 24.0;
+                    w / total * local.at(at as u64)
+                })
+                .sum();
+        }
+        self.hourly = hourly;
+        self
     }
 
     /// The multiplier at `t_us` into the run (the run starts at midnight).

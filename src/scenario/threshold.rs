@@ -99,6 +99,7 @@ pub const LATENCY_METRICS: &[&str] = &[
     "inbound",
     "read_receipt",
     "signal",
+    "history",
 ];
 /// Counters a rule may name.
 pub const COUNTS: &[&str] = &[

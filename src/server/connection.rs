@@ -43,6 +43,7 @@ pub async fn serve_connection(
     // Stall fault: nothing is written before this.
     let mut stalled_until: Option<Instant> = None;
     let mut reset = false;
+    let mut closing = false;
 
     loop {
         let next_due = pending
@@ -86,6 +87,11 @@ pub async fn serve_connection(
                 reset = true;
                 break;
             }
+            if out.close {
+                writer.push(Message::Text(out.text));
+                closing = true;
+                break;
+            }
             if let Some(d) = out.stall {
                 stalled_until = Some(now + d);
             }
@@ -104,7 +110,7 @@ pub async fn serve_connection(
         if let Some((h, _)) = held.take_if(|(_, at)| now.duration_since(*at) >= HOLD_LIMIT) {
             writer.push(Message::Text(h));
         }
-        if reset {
+        if reset || closing {
             break;
         }
     }
@@ -211,7 +217,7 @@ where
                     );
                 }
                 (Some(to), _) => hub.deliver(Delivery { to, ..base }, accepted_at),
-                (None, Some(g)) => match hub.group_members(g) {
+                (None, Some(g)) => match hub.group_send(g, body.len()) {
                     Some(members) => {
                         for &m in members.iter().filter(|m| **m != from) {
                             hub.deliver(Delivery { to: m, ..base }, accepted_at);
@@ -253,6 +259,20 @@ where
         ("typing", Some(from)) => {
             if let Some(to) = frame.to {
                 hub.notify(to, protocol::typing_seen(from, frame.r.unwrap_or(0)).into());
+            }
+        }
+        ("history", Some(_)) => {
+            match frame
+                .group
+                .and_then(|g| hub.group_history(g).map(|h| (g, h)))
+            {
+                Some((g, (count, bytes))) => writer.push(Message::text(protocol::history_ok(
+                    g,
+                    count,
+                    frame.r.unwrap_or(0),
+                    protocol::filler_body(bytes),
+                ))),
+                None => writer.push(Message::text(protocol::error(404, "unknown group"))),
             }
         }
         ("presence", Some(from)) => {

@@ -33,6 +33,8 @@ pub struct Outbound {
     pub stall: Option<std::time::Duration>,
     /// Reset fault: cut the connection instead of writing this frame.
     pub reset: bool,
+    /// After this frame, close the connection gracefully (a `goaway` drain).
+    pub close: bool,
 }
 
 impl Outbound {
@@ -44,11 +46,20 @@ impl Outbound {
             delivery: false,
             stall: None,
             reset: false,
+            close: false,
         }
     }
 }
 
-type GroupShard = FxHashMap<u32, Arc<[u32]>>;
+/// Messages of a group kept for history fetches (their body sizes).
+const HISTORY: usize = 50;
+
+struct GroupEntry {
+    members: Arc<[u32]>,
+    history: VecDeque<u32>,
+}
+
+type GroupShard = FxHashMap<u32, GroupEntry>;
 
 #[derive(Clone)]
 pub struct ConnHandle {
@@ -83,6 +94,7 @@ pub struct HubStats {
     /// Connections cut by the reset fault (counted when cut).
     pub resets: AtomicU64,
     pub signals: AtomicU64,
+    pub goaways: AtomicU64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -104,6 +116,9 @@ pub struct HubStatsSnapshot {
     /// Typing, presence and read signals forwarded.
     #[serde(default)]
     pub signals: u64,
+    /// Connections asked to leave by a graceful reconnect storm.
+    #[serde(default)]
+    pub goaways: u64,
     /// Business API: sends accepted, inbound messages, statuses emitted, webhook POSTs.
     #[serde(default)]
     pub business_accepted: u64,
@@ -221,13 +236,31 @@ impl Hub {
     }
 
     pub fn define_group(&self, group: u32, members: Vec<u32>) {
-        lock(&self.groups[group as usize % SHARDS]).insert(group, members.into());
+        lock(&self.groups[group as usize % SHARDS]).insert(
+            group,
+            GroupEntry {
+                members: members.into(),
+                history: VecDeque::new(),
+            },
+        );
     }
 
-    pub fn group_members(&self, group: u32) -> Option<Arc<[u32]>> {
-        lock(&self.groups[group as usize % SHARDS])
-            .get(&group)
-            .cloned()
+    /// The members of `group`, recording a message of `body_len` bytes into its history.
+    pub fn group_send(&self, group: u32, body_len: usize) -> Option<Arc<[u32]>> {
+        let mut shard = lock(&self.groups[group as usize % SHARDS]);
+        let entry = shard.get_mut(&group)?;
+        if entry.history.len() >= HISTORY {
+            entry.history.pop_front();
+        }
+        entry.history.push_back(body_len as u32);
+        Some(entry.members.clone())
+    }
+
+    /// The recent history of `group`: how many messages, how many bytes.
+    pub fn group_history(&self, group: u32) -> Option<(usize, usize)> {
+        let shard = lock(&self.groups[group as usize % SHARDS]);
+        let h = &shard.get(&group)?.history;
+        Some((h.len(), h.iter().map(|b| *b as usize).sum()))
     }
 
     /// Sends a receipt (or any control frame) to a user if connected; dropped otherwise.
@@ -239,6 +272,30 @@ impl Hub {
             self.stats.signals.fetch_add(1, Relaxed);
             let _ = c.tx.send(Outbound::control(text));
         }
+    }
+
+    /// A graceful reconnect storm: every connected user that storm `pattern` hits gets a
+    /// `goaway` asking it back after `after_ms`, and its connection is closed. Returns how
+    /// many were asked to leave.
+    pub fn goaway(&self, seed: u64, pattern: u16, fraction: f64, after_ms: u64) -> u64 {
+        let text: Utf8Bytes = protocol::goaway(after_ms).into();
+        let mut sent = 0;
+        for shard in self.users.iter() {
+            let shard = lock(shard);
+            for (user, entry) in shard.iter() {
+                let Some(c) = &entry.conn else { continue };
+                if !keyed::storm_hits(seed, pattern, *user, fraction) {
+                    continue;
+                }
+                let mut out = Outbound::control(text.clone());
+                out.close = true;
+                if c.tx.send(out).is_ok() {
+                    sent += 1;
+                }
+            }
+        }
+        self.stats.goaways.fetch_add(sent, Relaxed);
+        sent
     }
 
     /// Whether `user` has a live connection now.
@@ -298,6 +355,7 @@ impl Hub {
                             delivery: true,
                             stall: None,
                             reset: false,
+                            close: false,
                         },
                     );
                 }
@@ -310,6 +368,7 @@ impl Hub {
                         delivery: true,
                         stall,
                         reset,
+                        close: false,
                     },
                 );
                 return;
@@ -323,6 +382,7 @@ impl Hub {
                     delivery: true,
                     stall: None,
                     reset: false,
+                    close: false,
                 });
             }
             let _ = c.tx.send(Outbound {
@@ -332,6 +392,7 @@ impl Hub {
                 delivery: true,
                 stall,
                 reset,
+                close: false,
             });
         }
     }
@@ -351,6 +412,7 @@ impl Hub {
             stalled: s.stalled.load(Relaxed),
             resets: s.resets.load(Relaxed),
             signals: s.signals.load(Relaxed),
+            goaways: s.goaways.load(Relaxed),
             business_accepted: self.business.stats.accepted.load(Relaxed),
             business_inbound: self.business.stats.inbound.load(Relaxed),
             business_statuses: self.business.stats.statuses.load(Relaxed),

@@ -13,6 +13,13 @@ pub fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Whether reconnect storm `pattern` drops `user` (the same users for the same seed, whether
+/// the client or the server decides).
+pub fn storm_hits(seed: u64, pattern: u16, user: u32, fraction: f64) -> bool {
+    let h = mix(seed ^ ((pattern as u64) << 40) ^ user as u64);
+    (h as f64 / u64::MAX as f64) < fraction
+}
+
 /// A uniform number in [0, 1) fixed by its keys.
 pub fn unit(seed: u64, a: u64, b: u64) -> f64 {
     let h = mix(mix(seed ^ a.rotate_left(17)) ^ b);

@@ -1,7 +1,7 @@
 //! The simulated people: online users, each with a contact list ranked by closeness, and
 //! groups with their members. Built once from the seed; owns nothing that changes in a run.
 
-use crate::scenario::{Consumers, sampler::Sampler};
+use crate::scenario::{Consumers, PatternKind, Scenario, sampler::Sampler};
 use rand::SeedableRng;
 use rand::seq::{SliceRandom, index};
 use rand_pcg::Pcg64Mcg;
@@ -17,6 +17,9 @@ pub struct Population {
     /// The same members in activity rank order (rank 1 writes most), a random permutation,
     /// so that who writes most has nothing to do with who connects first.
     ranked: Vec<Box<[u32]>>,
+    /// Groups `0..regular_groups` are the population's; the rest are very large broadcast
+    /// groups of mention-all storms.
+    regular_groups: usize,
 }
 
 /// Population building failed (a distribution `rand_distr` would not take).
@@ -59,13 +62,43 @@ impl Population {
             members.sort_unstable();
             groups.push(members.into());
         }
+        let regular_groups = groups.len();
         Ok(Population {
             users: n,
             contacts,
             offsets,
             groups,
             ranked,
+            regular_groups,
         })
+    }
+
+    /// The population of a scenario, with one broadcast group per mention-all storm (its
+    /// members are the first users to connect, so the storm reaches connected people).
+    pub fn for_scenario(s: &Scenario) -> Result<Self, PopulationError> {
+        let mut p = Population::build(&s.consumers, s.seed)?;
+        for pattern in &s.patterns {
+            if let PatternKind::GroupChat {
+                mention_all: Some(m),
+                ..
+            } = &pattern.kind
+            {
+                let members: Vec<u32> = (0..m.members.min(p.users)).collect();
+                p.ranked.push(members.clone().into_boxed_slice());
+                p.groups.push(members.into());
+            }
+        }
+        Ok(p)
+    }
+
+    /// Groups of the population proper (chat groups, not storm groups).
+    pub fn regular_groups(&self) -> usize {
+        self.regular_groups
+    }
+
+    /// The broadcast group of the `k`-th mention-all storm.
+    pub fn storm_group(&self, k: usize) -> u32 {
+        (self.regular_groups + k) as u32
     }
 
     pub fn users(&self) -> u32 {

@@ -276,6 +276,18 @@ mod tests {
             d.at(21_000_000) > 1.5 && d.at(4_000_000) < 0.2,
             "evening peak, night trough"
         );
+        // Half the users twelve hours ahead: the evening peaks of both halves show, the
+        // curve is flatter, and it still averages 1.
+        let mixed = d.clone().across_zones(&[(0.0, 0.5), (12.0, 0.5)]);
+        let mean = (0..24_000).map(|ms| mixed.at(ms * 1000)).sum::<f64>() / 24_000.0;
+        assert!((mean - 1.0).abs() < 0.01, "the mix averages 1: {mean}");
+        assert!(mixed.max() < d.max());
+        assert!((mixed.at(9_000_000) - (d.at(9_000_000) + d.at(21_000_000)) / 2.0).abs() < 1e-9);
+        let east = d.clone().across_zones(&[(3.0, 1.0)]);
+        assert!(
+            (east.at(18_000_000) - d.at(21_000_000)).abs() < 1e-9,
+            "21:00 local at 18:00 UTC"
+        );
     }
 
     #[test]

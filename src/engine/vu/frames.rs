@@ -71,6 +71,18 @@ impl VirtualUser {
                             *last = id;
                         }
                         drop(rec);
+                        if let Some(storm) = frame
+                            .group
+                            .and_then(|g| ctx.storm_groups.iter().find(|s| s.group == g))
+                        {
+                            self.reactions.decide_open(
+                                storm,
+                                ctx.scenario.seed,
+                                id,
+                                self.user,
+                                now,
+                            );
+                        }
                         if frame.group.is_none()
                             && let Some(Some(model)) = ctx.reactions.get(p)
                         {
@@ -145,6 +157,22 @@ impl VirtualUser {
                 }
                 if let Some(r) = frame.r.filter(|r| *r > 0) {
                     rec.record(p, Metric::Signal, now.saturating_sub(r));
+                }
+            }
+            "goaway" => {
+                self.goaway = Some(std::time::Duration::from_millis(
+                    frame.after_ms.unwrap_or(0),
+                ));
+            }
+            "history_ok" => {
+                let storm = frame
+                    .group
+                    .and_then(|g| ctx.storm_groups.iter().find(|s| s.group == g));
+                let p = storm.map_or(patterns, |s| s.pattern as usize);
+                let mut rec = ctx.recorders.local();
+                rec.counters[p].history_received += 1;
+                if let Some(r) = frame.r.filter(|r| *r > 0) {
+                    rec.record(p, Metric::History, now.saturating_sub(r));
                 }
             }
             "error" => ctx.recorders.local().error(ErrorKind::ServerError, || {

@@ -37,6 +37,8 @@ pub struct VirtualUser {
     outbox: VecDeque<Order>,
     reactions: Reactions,
     next_heartbeat: Option<Instant>,
+    /// The server asked us to leave and come back after this long (`goaway`).
+    goaway: Option<Duration>,
 }
 
 impl VirtualUser {
@@ -53,6 +55,7 @@ impl VirtualUser {
             outbox: VecDeque::new(),
             reactions: Reactions::default(),
             next_heartbeat: None,
+            goaway: None,
         })
     }
 
@@ -97,6 +100,10 @@ impl VirtualUser {
                 self.conn = None;
                 self.ctx.set_connected(self.user, false);
                 self.ctx.recorders.local().counters[pattern as usize].dropped_connections += 1;
+                continue;
+            }
+            if let Some(after) = self.goaway.take() {
+                self.leave_on_request(after, now_us).await;
                 continue;
             }
             if self.conn.is_none() {
@@ -239,6 +246,23 @@ impl VirtualUser {
         }
     }
 
+    /// The server sent `goaway`: close gracefully and come back under the storm's policy.
+    async fn leave_on_request(&mut self, after: Duration, now_us: u64) {
+        if let Some(mut conn) = self.conn.take() {
+            self.ctx.set_connected(self.user, false);
+            let _ = tokio::time::timeout(Duration::from_millis(200), conn.writer.close()).await;
+        }
+        let now = Instant::now();
+        match super::reconnect::Reconnector::goaway_storm(&self.ctx.storms, now_us) {
+            Some(storm) => {
+                self.ctx.recorders.local().counters[storm.pattern as usize].dropped_connections +=
+                    1;
+                self.reconnect.dropped(&storm, now, after);
+            }
+            None => self.reconnect.lost(now),
+        }
+    }
+
     /// The connection broke: count it and come back after a backoff.
     fn lost(&mut self, kind: ErrorKind, detail: String) {
         self.conn = None;
@@ -349,6 +373,13 @@ impl VirtualUser {
                     if let Some(c) = self.ctx.recorders.local().counters.get_mut(p) {
                         c.reads += 1;
                     }
+                }
+                Pending::OpenGroup { group, pattern } => {
+                    if let Some(conn) = self.conn.as_mut() {
+                        conn.writer
+                            .push(Message::text(protocol::history(group, due)));
+                    }
+                    self.ctx.recorders.local().counters[pattern as usize].history_requests += 1;
                 }
                 Pending::Reply {
                     business,

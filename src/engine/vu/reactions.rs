@@ -53,6 +53,39 @@ pub enum Pending {
         pattern: u16,
         of: u64,
     },
+    /// Open group `group` (after a mention-all storm) and fetch its history.
+    OpenGroup { group: u32, pattern: u16 },
+}
+
+/// A mention-all storm's broadcast group and how its members react.
+pub struct StormGroup {
+    pub group: u32,
+    pub pattern: u16,
+    pub open: f64,
+    pub open_delay: Sampler,
+}
+
+/// The scenario's storm groups, in pattern order (group ids from the population).
+pub fn storm_groups(
+    s: &Scenario,
+    population: &crate::workload::Population,
+) -> Result<Vec<StormGroup>, SamplerError> {
+    let mut out = Vec::new();
+    for (i, p) in s.patterns.iter().enumerate() {
+        if let PatternKind::GroupChat {
+            mention_all: Some(m),
+            ..
+        } = &p.kind
+        {
+            out.push(StormGroup {
+                group: population.storm_group(out.len()),
+                pattern: i as u16,
+                open: m.open,
+                open_delay: Sampler::new(&m.open_delay)?,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// A user's timer queue of pending reactions, by due time (µs on the run's clock).
@@ -93,6 +126,21 @@ impl Reactions {
                     business: b,
                     pattern,
                     of: id,
+                },
+            )));
+        }
+    }
+
+    /// Whether and when `user` opens storm group `storm.group` after its message `id`.
+    pub fn decide_open(&mut self, storm: &StormGroup, seed: u64, id: u64, user: u32, now_us: u64) {
+        let mut rng = keyed::rng(seed, id ^ 0x0BE7, user as u64);
+        if self.queue.len() < MAX_PENDING && rng.random::<f64>() < storm.open {
+            let delay = storm.open_delay.sample(&mut rng).max(0.0) as u64;
+            self.queue.push(Reverse((
+                now_us + delay,
+                Pending::OpenGroup {
+                    group: storm.group,
+                    pattern: storm.pattern,
                 },
             )));
         }

@@ -3,7 +3,8 @@
 //!
 //! `POST /v1/{business}/messages` (send, or mark read with a typing indicator),
 //! `PUT /v1/{business}/webhook` `{"url": …}`, `GET /v1/{business}/limits`,
-//! `POST /admin/config` (limits as JSON), `GET /healthz`, `GET /metrics`.
+//! `POST /admin/config` (limits as JSON), `POST /admin/goaway` (a graceful reconnect storm:
+//! `pattern`, `fraction`, `seed`, `after_ms`), `GET /healthz`, `GET /metrics`.
 
 use super::{ApiError, Category, SendRequest, parse_correlation, parse_inbound_wamid};
 use crate::protocol::{self, BUSINESS_BASE};
@@ -73,6 +74,24 @@ async fn handle(req: Request<Incoming>, hub: Arc<Hub>) -> Result<Reply, Infallib
     Ok(match (&method, parts.as_slice()) {
         (&Method::GET, ["healthz"]) => reply(StatusCode::OK, "ok".into(), "text/plain"),
         (&Method::GET, ["metrics"]) => reply(StatusCode::OK, metrics(&hub), "text/plain"),
+        (&Method::POST, ["admin", "goaway"]) => {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            match (v["pattern"].as_u64(), v["fraction"].as_f64()) {
+                (Some(pattern), Some(fraction)) => {
+                    let n = hub.goaway(
+                        v["seed"].as_u64().unwrap_or(0),
+                        pattern as u16,
+                        fraction,
+                        v["after_ms"].as_u64().unwrap_or(0),
+                    );
+                    json_reply(StatusCode::OK, json!({"success": true, "asked": n}))
+                }
+                _ => graph_error(
+                    ApiError::BAD_REQUEST,
+                    "goaway needs `pattern` and `fraction`",
+                ),
+            }
+        }
         (&Method::POST, ["admin", "config"]) => match serde_json::from_slice(&body) {
             Ok(limits) => {
                 hub.business.configure(limits);

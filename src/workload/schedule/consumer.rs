@@ -154,7 +154,7 @@ impl Schedule {
         else {
             return None;
         };
-        let groups = self.population.groups().len();
+        let groups = self.population.regular_groups();
         if groups == 0 {
             return None;
         }

@@ -144,6 +144,8 @@ enum Event {
     },
     /// The next candidate OTP.
     Otp { pattern: u16 },
+    /// A mention-all storm's one message into its broadcast group.
+    MentionAll { pattern: u16, group: u32 },
 }
 
 struct PatternSamplers {
@@ -195,6 +197,7 @@ impl Schedule {
         let mut rng = Pcg64Mcg::seed_from_u64(scenario.seed);
         let err = |e: &dyn std::fmt::Display| ScheduleError(e.to_string());
         let sampler = |d| Sampler::new(d).map_err(|e| err(&e));
+        let mut storms = 0usize;
         for (i, p) in scenario.patterns.iter().enumerate() {
             let pattern = i as u16;
             let mut s = PatternSamplers {
@@ -224,10 +227,26 @@ impl Schedule {
                         Some(Event::ConversationStart { pattern }),
                     )
                 }
-                PatternKind::GroupChat { rate, .. } => (
-                    rate.per_second * population.groups().len() as f64,
-                    Some(Event::GroupMessage { pattern }),
-                ),
+                PatternKind::GroupChat {
+                    rate, mention_all, ..
+                } => {
+                    if let Some(m) = mention_all {
+                        let k = storms;
+                        storms += 1;
+                        queue.push(Reverse((
+                            m.at.0,
+                            i as u64,
+                            Event::MentionAll {
+                                pattern,
+                                group: population.storm_group(k),
+                            },
+                        )));
+                    }
+                    (
+                        rate.per_second * population.regular_groups() as f64,
+                        Some(Event::GroupMessage { pattern }),
+                    )
+                }
                 PatternKind::SupportConversation {
                     conversations,
                     turns,
@@ -462,6 +481,21 @@ impl Schedule {
                     business,
                 } => self.support_late(t, pattern, customer, business),
                 Event::Otp { pattern } => self.otp(t, pattern),
+                Event::MentionAll { pattern, group } => {
+                    let sender = *self.population.ranked_members(group).first()?;
+                    self.profile.eligible(sender, t).then(|| {
+                        self.order(
+                            t,
+                            pattern,
+                            sender,
+                            Recipient::Group(group),
+                            Action::Message {
+                                media: MediaKind::Text,
+                                media_bytes: 0,
+                            },
+                        )
+                    })
+                }
             };
             if order.is_some() {
                 return order;
