@@ -42,6 +42,31 @@ pub enum Command {
         /// No live progress; only the final table and errors.
         #[arg(long, short)]
         quiet: bool,
+        /// An extra pass/fail rule, added to the scenario's [thresholds], e.g.
+        /// 'delivery.p99<300ms', 'loss==0', 'error_rate<0.1%' (repeatable).
+        #[arg(long = "threshold", value_name = "RULE")]
+        thresholds: Vec<String>,
+    },
+    /// Render a run's report.html, summary.md and junit.xml again from its summary.json and latency.hlog.
+    Report {
+        /// The run's bundle folder.
+        dir: PathBuf,
+    },
+    /// Compare a candidate run with baseline runs; exit 1 when a gated quantity regressed.
+    Compare {
+        /// Bundle folders (or summary.json files): one or more baselines, then the candidate.
+        #[arg(required = true, num_args = 2..)]
+        runs: Vec<PathBuf>,
+        /// Allowed worsening before a gated quantity counts as regressed, e.g. 10%.
+        #[arg(long, default_value = "10%")]
+        max_regression: String,
+        /// Gate on these quantities instead of the defaults (delivery.p99, send.p99,
+        /// messages_per_s, loss_rate, error_rate), e.g. --metric fanout.p99 (repeatable).
+        #[arg(long = "metric")]
+        metrics: Vec<String>,
+        /// Also write the Markdown to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Check scenario files without sending anything.
     Validate {

@@ -54,6 +54,7 @@ async fn dispatch(command: Command) -> u8 {
             seed,
             out,
             quiet,
+            thresholds,
         } => {
             let duration = match duration
                 .as_deref()
@@ -76,13 +77,23 @@ async fn dispatch(command: Command) -> u8 {
                 );
                 return BAD_INPUT;
             }
-            let scenario = match scenario::load(&file) {
+            let mut scenario = match scenario::load(&file) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("{e}");
                     return BAD_INPUT;
                 }
             };
+            let names: Vec<String> = scenario.patterns.iter().map(|p| p.name.clone()).collect();
+            for rule in &thresholds {
+                match split_rule(rule).and_then(|(k, c)| scenario::threshold::parse(k, c, &names)) {
+                    Ok(t) => scenario.thresholds.push(t),
+                    Err(e) => {
+                        eprintln!("chatload: --threshold {rule:?}: {e}");
+                        return BAD_INPUT;
+                    }
+                }
+            }
             let opts = RunOptions {
                 target,
                 duration,
@@ -116,6 +127,33 @@ async fn dispatch(command: Command) -> u8 {
                 }
             }
         }
+        Command::Report { dir } => match chatload::report::bundle::read(&dir) {
+            Ok((summary, hlog)) => {
+                match chatload::report::bundle::write_reports(&dir, &summary, &hlog) {
+                    Ok(()) => {
+                        println!(
+                            "chatload report: wrote {}/report.html, summary.md and junit.xml",
+                            dir.display()
+                        );
+                        PASSED
+                    }
+                    Err(e) => {
+                        eprintln!("chatload: {e}");
+                        RUN_FAILED
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("chatload: {e}");
+                BAD_INPUT
+            }
+        },
+        Command::Compare {
+            runs,
+            max_regression,
+            metrics,
+            out,
+        } => compare(&runs, &max_regression, metrics, out.as_deref()),
         Command::Plan { file, users, json } => match scenario::load(&file) {
             Ok(s) => {
                 let p = chatload::plan::plan(&s, users);
@@ -194,6 +232,90 @@ async fn dispatch(command: Command) -> u8 {
             };
             serve(&listen, knobs).await
         }
+    }
+}
+
+/// `delivery.p99<300ms` → (`delivery.p99`, `<300ms`).
+fn split_rule(rule: &str) -> Result<(&str, &str), String> {
+    let at = rule.find(['<', '>', '=']).ok_or_else(|| {
+        "write METRIC OPERATOR LIMIT, e.g. 'delivery.p99<300ms' or 'loss==0'".to_string()
+    })?;
+    Ok((rule[..at].trim(), rule[at..].trim()))
+}
+
+fn read_summary(path: &std::path::Path) -> Result<chatload::report::Summary, String> {
+    let file = if path.is_dir() {
+        path.join("summary.json")
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a chatload summary.json: {e}", file.display()))
+}
+
+fn compare(
+    runs: &[std::path::PathBuf],
+    max_regression: &str,
+    metrics: Vec<String>,
+    out: Option<&std::path::Path>,
+) -> u8 {
+    let tolerance = match max_regression
+        .trim()
+        .strip_suffix('%')
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .filter(|n| n.is_finite() && *n >= 0.0)
+    {
+        Some(n) => n / 100.0,
+        None => {
+            eprintln!("chatload: --max-regression {max_regression}: write a percentage, e.g. 10%");
+            return BAD_INPUT;
+        }
+    };
+    let mut summaries = Vec::new();
+    for r in runs {
+        match read_summary(r) {
+            Ok(s) => summaries.push(s),
+            Err(e) => {
+                eprintln!("chatload: {e}");
+                return BAD_INPUT;
+            }
+        }
+    }
+    let Some(candidate) = summaries.pop() else {
+        return BAD_INPUT;
+    };
+    let gated = if metrics.is_empty() {
+        chatload::report::compare::DEFAULT_GATED
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        metrics
+    };
+    let c = chatload::report::compare::compare(&summaries, &candidate, tolerance, &gated);
+    if let Some(unknown) = gated
+        .iter()
+        .find(|g| !c.deltas.iter().any(|d| &d.name == *g))
+    {
+        eprintln!(
+            "chatload: --metric {unknown}: neither run measured it; use METRIC.p50|p90|p99|p999|max, messages_per_s, deliveries_per_s, loss_rate, error_rate, duplicate_rate or late_send_rate"
+        );
+        return BAD_INPUT;
+    }
+    let text = chatload::report::compare::render_markdown(&c);
+    print!("{text}");
+    if let Some(path) = out
+        && let Err(e) = std::fs::write(path, &text)
+    {
+        eprintln!("chatload: cannot write {}: {e}", path.display());
+        return RUN_FAILED;
+    }
+    if c.regressed() {
+        THRESHOLD_FAILED
+    } else {
+        PASSED
     }
 }
 

@@ -348,6 +348,12 @@ pub fn plan(s: &Scenario, users: Option<f64>) -> Plan {
         "Rates are steady-state: conversations started near the end of the run are cut short, so a short run sends somewhat less.".to_string(),
         "Direct chat needs both people online, so it scales with the square of the connected share; group chat scales with it.".to_string(),
     ];
+    if churn_share < 1.0 {
+        notes.push(format!(
+            "Presence churn keeps {:.0}% of the online users connected at a time; conversations are cut short when a participant leaves mid-conversation, which the plan does not subtract (it overstates conversational patterns by about the mean conversation length over the mean session).",
+            churn_share * 100.0
+        ));
+    }
     let business_peak: f64 = patterns
         .iter()
         .zip(&s.patterns)

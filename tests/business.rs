@@ -39,7 +39,7 @@ fn refused(s: &Summary, code: u32) -> u64 {
 async fn throughput_limit_is_enforced_and_the_client_slows_to_the_tier() {
     let _one = ONE_RUN.lock().await;
     // A campaign offered at 50/s against a 20 mps tier: the client must slow to the tier and
-    // still get every message accepted.
+    // still get every message accepted; past the messaging limit they fail as statuses.
     let text = r#"[scenario]
 name = "tier"
 seed = 21
@@ -51,6 +51,7 @@ users = 300
 
 [population.businesses]
 throughput = 20
+messaging_limit = 100
 
 [[pattern]]
 kind = "business_broadcast"
@@ -87,7 +88,10 @@ stages = [{ ramp = "1s" }, { hold = "9s" }]
         delivered_per_s.iter().all(|n| *n <= 45),
         "never above the tier and its burst: {delivered_per_s:?}"
     );
-    assert_eq!(campaign.status_sent, 120);
+    // The messaging limit: 100 unique recipients, the other 20 accepted and then failed.
+    assert_eq!((campaign.status_sent, campaign.status_failed), (100, 20));
+    assert_eq!(pattern(s, "campaign").counters.failed_limit, 20);
+    assert_eq!(s.accounting.failed, 20);
     assert_eq!(campaign.missing_statuses, 0);
     assert_eq!(s.accounting.lost, 0, "{:?}", s.accounting);
     assert!(s.accounting.balances(), "{:?}", s.accounting);

@@ -64,7 +64,8 @@ fn check_plan_against_schedule(text: &str) {
     let population = Arc::new(Population::build(&s.consumers, s.seed).unwrap());
     let profile = Profile::for_scenario(&s, population.users());
     let mut sched = Schedule::new(s.clone(), population.clone(), profile).unwrap();
-    let (mut messages, mut deliveries) = ([0f64; 2], [0f64; 2]);
+    let n = s.patterns.len();
+    let (mut messages, mut deliveries) = (vec![0f64; n], vec![0f64; n]);
     while let Some(o) = sched.next_order(u64::MAX) {
         if !o.action.is_message() {
             continue;
@@ -82,10 +83,18 @@ fn check_plan_against_schedule(text: &str) {
     }
     for (i, pp) in plan.patterns.iter().enumerate() {
         let (want, got) = (pp.expected_messages, messages[i]);
+        if want == 0.0 {
+            assert_eq!(got, 0.0, "{} sends nothing", pp.name);
+            continue;
+        }
         // Direct-chat messages come in conversations (a compound Poisson count: variance
         // E[M²]/E[M] = 7 times the mean for geometric mean 4), group messages are Poisson.
         // Allow 4 standard deviations plus 2% for the model's treatment of ramp edges.
-        let dispersion = if i == 0 { 7.0 } else { 1.0 };
+        let dispersion = match pp.kind.as_str() {
+            "direct_chat" => 7.0,
+            "support_conversation" => 12.0,
+            _ => 1.0,
+        };
         let tolerance = 4.0 * (want * dispersion).sqrt() + 0.02 * want;
         assert!(
             (got - want).abs() < tolerance,
@@ -100,6 +109,35 @@ fn check_plan_against_schedule(text: &str) {
         );
     }
     assert!(plan.peak.messages_per_s > plan.mean.messages_per_s);
+}
+
+#[test]
+fn plan_matches_the_schedule_for_business_patterns() {
+    // Support conversations (customer messages and replies, 2 x turns) and OTPs, thinned
+    // by a spike.
+    check_plan_against_schedule(
+        r#"[scenario]
+name = "plan-business"
+seed = 4
+[population.consumers]
+users = 2000
+contacts = 5
+[population.businesses]
+throughput = 1000
+[[pattern]]
+kind = "support_conversation"
+conversations = "2/min per user"
+turns = 3
+customer_gap = "2s"
+agent_think = "3s"
+late = 0
+[[pattern]]
+kind = "otp_burst"
+rate = "20/s"
+[load]
+stages = [{ ramp = "30s" }, { hold = "120s" }, { spike = "30s", rate = 4 }]
+"#,
+    );
 }
 
 #[test]

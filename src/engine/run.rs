@@ -133,6 +133,7 @@ struct Collected {
     totals: MetricSet,
     series: Series,
     peak_connected: u64,
+    hlog: crate::metrics::hlog::HlogWriter,
 }
 
 fn collect_once(
@@ -144,6 +145,8 @@ fn collect_once(
     ctx.recorders.drain_into(scratch);
     let connected = ctx.connected_count.load(Relaxed);
     let mut c = collected.lock().ok()?;
+    let start_s = c.series.points.last().map_or(0.0, |p| p.t_s);
+    c.hlog.interval(scratch, start_s, (t_s - start_s).max(0.0));
     c.series.push(t_s, connected, scratch);
     c.totals.add(scratch);
     c.peak_connected = c.peak_connected.max(connected);
@@ -221,6 +224,7 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
             points: Vec::new(),
         },
         peak_connected: 0,
+        hlog: crate::metrics::hlog::HlogWriter::new(std::time::SystemTime::now()),
     }));
     let collector = {
         let (ctx, collected, scenario) = (ctx.clone(), collected.clone(), scenario.clone());
@@ -325,11 +329,15 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
     let collected = match Arc::try_unwrap(collected) {
         Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
         Err(arc) => {
-            let c = arc.lock().unwrap_or_else(|p| p.into_inner());
+            let mut c = arc.lock().unwrap_or_else(|p| p.into_inner());
             Collected {
                 totals: c.totals.clone(),
                 series: c.series.clone(),
                 peak_connected: c.peak_connected,
+                hlog: std::mem::replace(
+                    &mut c.hlog,
+                    crate::metrics::hlog::HlogWriter::new(std::time::SystemTime::now()),
+                ),
             }
         }
     };
@@ -368,7 +376,11 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
         .out
         .clone()
         .unwrap_or_else(|| bundle::default_dir(&opts.reports_root, &scenario.name, started_at));
-    bundle::write(&bundle_dir, &summary)?;
+    bundle::write(
+        &bundle_dir,
+        &summary,
+        &collected.hlog.finish(&scenario.name),
+    )?;
     Ok(RunResult {
         summary,
         bundle_dir,

@@ -1,6 +1,7 @@
 //! Measurement: metric names, per-thread HdrHistogram recorders, the message ledger and
 //! the interval series. Owns numbers as measured; the report decides how to show them.
 
+pub mod hlog;
 pub mod kinds;
 pub mod ledger;
 pub mod recorder;

@@ -1,4 +1,6 @@
-//! The report bundle on disk: one folder per run with `summary.json` and `summary.md`.
+//! The report bundle on disk: one folder per run with `summary.json`, `summary.md`,
+//! `report.html`, `latency.hlog` and `junit.xml` (the thresholds as test cases). Owns
+//! folder naming, writing and reading a bundle back (`chatload report`).
 //! Owns folder naming and writing; not the content of each file.
 
 use super::summary::Summary;
@@ -18,7 +20,47 @@ pub fn default_dir(root: &Path, scenario: &str, started: chrono::DateTime<chrono
     root.join(format!("{scenario}-{}", started.format("%Y%m%dT%H%M%SZ")))
 }
 
-pub fn write(dir: &Path, summary: &Summary) -> Result<(), BundleError> {
+/// Writes the whole bundle: the run's summary and its interval log.
+pub fn write(dir: &Path, summary: &Summary, hlog: &[u8]) -> Result<(), BundleError> {
+    let err = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| BundleError { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(err(dir))?;
+    let hlog_path = dir.join("latency.hlog");
+    std::fs::write(&hlog_path, hlog).map_err(err(&hlog_path))?;
+    write_reports(dir, summary, hlog)
+}
+
+/// (Re)writes everything derived from the summary and the log: JSON, Markdown, HTML, JUnit.
+pub fn write_reports(dir: &Path, summary: &Summary, hlog: &[u8]) -> Result<(), BundleError> {
+    let intervals = crate::metrics::hlog::read(hlog).unwrap_or_default();
+    let html_path = dir.join("report.html");
+    std::fs::write(&html_path, super::html::render(summary, &intervals)).map_err(|source| {
+        BundleError {
+            path: html_path.display().to_string(),
+            source,
+        }
+    })?;
+    write_summary(dir, summary)
+}
+
+/// Reads a bundle back: its summary and its interval log (empty if it has none).
+pub fn read(dir: &Path) -> Result<(Summary, Vec<u8>), String> {
+    let json_path = dir.join("summary.json");
+    let text = std::fs::read_to_string(&json_path).map_err(|e| {
+        format!(
+            "cannot read {}: {e}; give the folder of a chatload run",
+            json_path.display()
+        )
+    })?;
+    let summary: Summary = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a chatload summary: {e}", json_path.display()))?;
+    let hlog = std::fs::read(dir.join("latency.hlog")).unwrap_or_default();
+    Ok((summary, hlog))
+}
+
+fn write_summary(dir: &Path, summary: &Summary) -> Result<(), BundleError> {
     let err = |path: &Path| {
         let path = path.display().to_string();
         move |source| BundleError { path, source }
@@ -32,5 +74,7 @@ pub fn write(dir: &Path, summary: &Summary) -> Result<(), BundleError> {
     std::fs::write(&json_path, json + "\n").map_err(err(&json_path))?;
     let md_path = dir.join("summary.md");
     std::fs::write(&md_path, super::markdown::render(summary)).map_err(err(&md_path))?;
+    let junit_path = dir.join("junit.xml");
+    std::fs::write(&junit_path, super::junit::render(summary)).map_err(err(&junit_path))?;
     Ok(())
 }

@@ -2,9 +2,13 @@
 //! bundle on disk. Reads measurements; never measures.
 
 pub mod bundle;
+pub mod compare;
 pub mod console;
+pub mod html;
+pub mod junit;
 pub mod markdown;
 pub mod summary;
+pub mod svg;
 pub mod verdict;
 
 pub use summary::{Accounting, LatencyStats, Summary};

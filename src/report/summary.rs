@@ -241,6 +241,36 @@ pub struct Summary {
     pub series: Series,
     /// What the embedded server counted (absent for an external target).
     pub server: Option<crate::server::HubStatsSnapshot>,
+    /// Where the run ran.
+    #[serde(default)]
+    pub machine: Option<Machine>,
+}
+
+/// The machine and chatload version a run ran on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Machine {
+    pub host: String,
+    pub os: String,
+    pub arch: String,
+    pub cpus: usize,
+    pub version: String,
+}
+
+impl Machine {
+    pub fn this() -> Machine {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unknown".into());
+        Machine {
+            host,
+            os: std::env::consts::OS.into(),
+            arch: std::env::consts::ARCH.into(),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            version: format!("chatload {}", env!("CARGO_PKG_VERSION")),
+        }
+    }
 }
 
 /// Everything measured in one run, ready to summarise.
@@ -355,6 +385,7 @@ impl Summary {
             max_send_lag_us,
             series: m.series,
             server: m.server,
+            machine: Some(Machine::this()),
         }
     }
 }

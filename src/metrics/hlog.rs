@@ -1,0 +1,192 @@
+//! `latency.hlog`: the HdrHistogram interval log of a run — one compressed histogram per
+//! metric per interval, tagged by metric name, values in microseconds — written while the
+//! run goes (compressed intervals only, so a long run stays small) and read back by
+//! `chatload report` and the HdrHistogram tools (HistogramLogProcessor: pass
+//! `-outputValueUnitRatio 1000` for milliseconds, the values being microseconds).
+
+use super::kinds::Metric;
+use super::recorder::MetricSet;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::interval_log::{
+    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
+};
+use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The intervals written so far.
+pub struct HlogWriter {
+    started: SystemTime,
+    body: Vec<u8>,
+    serializer: V2DeflateSerializer,
+}
+
+impl HlogWriter {
+    pub fn new(started: SystemTime) -> Self {
+        HlogWriter {
+            started,
+            body: Vec::new(),
+            serializer: V2DeflateSerializer::new(),
+        }
+    }
+
+    /// Appends one interval: every metric with samples, all patterns merged.
+    pub fn interval(&mut self, set: &MetricSet, start_s: f64, length_s: f64) {
+        let mut writer = match IntervalLogWriterBuilder::new()
+            .with_max_value_divisor(1000.0)
+            .begin_log_with(&mut self.body, &mut self.serializer)
+        {
+            Ok(w) => w,
+            Err(_) => return,
+        };
+        for m in Metric::ALL {
+            let Some(h) = set.merged(m).filter(|h| !h.is_empty()) else {
+                continue;
+            };
+            // Writing to memory cannot fail; a serializer error would drop one interval.
+            let _ = writer.write_histogram(
+                &h,
+                Duration::from_secs_f64(start_s.max(0.0)),
+                Duration::from_secs_f64(length_s.max(0.0)),
+                Tag::new(m.name()),
+            );
+        }
+    }
+
+    /// The whole log: headers, legend and the intervals.
+    pub fn finish(&self, scenario: &str) -> Vec<u8> {
+        let start = self
+            .started
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let mut out = format!(
+            "#[chatload {} interval log: scenario {scenario}, values in microseconds, one histogram per metric (tag) per second]\n#[StartTime: {start:.3} (seconds since epoch)]\n#[BaseTime: {start:.3} (seconds since epoch)]\n#[MaxValueDivisor: 1000.000]\n\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"\n",
+            env!("CARGO_PKG_VERSION")
+        )
+        .into_bytes();
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+/// One interval histogram read back from a log.
+pub struct LoggedInterval {
+    pub tag: String,
+    pub start_s: f64,
+    pub length_s: f64,
+    pub histogram: Histogram<u64>,
+}
+
+/// Why a log could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("latency.hlog is not a readable interval log: {0}")]
+pub struct HlogReadError(String);
+
+/// Reads every interval of a log.
+pub fn read(bytes: &[u8]) -> Result<Vec<LoggedInterval>, HlogReadError> {
+    let mut out = Vec::new();
+    let mut deserializer = Deserializer::new();
+    for entry in IntervalLogIterator::new(bytes) {
+        let entry = entry.map_err(|e| HlogReadError(format!("{e:?}")))?;
+        let LogEntry::Interval(i) = entry else {
+            continue;
+        };
+        let decoded = base64_decode(i.encoded_histogram())
+            .ok_or_else(|| HlogReadError("a histogram is not base64".into()))?;
+        let histogram: Histogram<u64> = deserializer
+            .deserialize(&mut decoded.as_slice())
+            .map_err(|e| HlogReadError(format!("{e:?}")))?;
+        out.push(LoggedInterval {
+            tag: i.tag().map_or_else(String::new, |t| t.as_str().to_string()),
+            start_s: i.start_timestamp().as_secs_f64(),
+            length_s: i.duration().as_secs_f64(),
+            histogram,
+        });
+    }
+    Ok(out)
+}
+
+/// Standard base64 (the log's encoding), without pulling in a crate for one function.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            _ => return None,
+        } as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// Every metric's histogram summed over the whole log.
+pub fn totals(intervals: &[LoggedInterval]) -> std::collections::BTreeMap<String, Histogram<u64>> {
+    let mut out: std::collections::BTreeMap<String, Histogram<u64>> = Default::default();
+    for i in intervals {
+        // Read-back histograms have fixed bounds; the sum must grow to the largest of them.
+        let sum = out
+            .entry(i.tag.clone())
+            .or_insert_with(super::recorder::new_histogram);
+        let _ = sum.add(&i.histogram);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_round_trip_through_the_log() {
+        let mut set = MetricSet::new(1);
+        for v in 1..=1000u64 {
+            set.record(0, Metric::Delivery, v * 10);
+        }
+        set.record(0, Metric::Send, 77);
+        let mut w = HlogWriter::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        w.interval(&set, 0.0, 1.0);
+        w.interval(&set, 1.0, 1.0);
+        let log = w.finish("t");
+        let text = String::from_utf8(log.clone()).unwrap();
+        assert!(text.contains("#[StartTime: 1700000000.000"));
+        assert!(text.contains("Tag=delivery,1.000,1.000,10.0"), "{text}");
+        let back = read(&log).unwrap();
+        assert_eq!(back.len(), 4);
+        let t = totals(&back);
+        assert_eq!(t["delivery"].len(), 2000);
+        assert_eq!(t["send"].len(), 2);
+        let want = set.merged(Metric::Delivery).unwrap();
+        assert_eq!(
+            t["delivery"].value_at_quantile(0.99),
+            want.value_at_quantile(0.99)
+        );
+        assert_eq!(base64_decode("aGk="), Some(b"hi".to_vec()));
+    }
+
+    #[test]
+    fn totals_grow_past_any_one_interval() {
+        let mut w = HlogWriter::new(UNIX_EPOCH);
+        let mut want = 0;
+        for i in 0..10u64 {
+            let mut set = MetricSet::new(2);
+            for v in 0..(50 + i * 7) {
+                set.record((v % 2) as usize, Metric::Delivery, 90 + v * 997 * (i + 1));
+                want += 1;
+            }
+            w.interval(&set, i as f64, 1.0);
+        }
+        let back = read(&w.finish("x")).unwrap();
+        assert_eq!(totals(&back)["delivery"].len(), want);
+    }
+}
