@@ -46,6 +46,10 @@ pub enum Command {
         /// 'delivery.p99<300ms', 'loss==0', 'error_rate<0.1%' (repeatable).
         #[arg(long = "threshold", value_name = "RULE")]
         thresholds: Vec<String>,
+        /// End the run early (exit 1, bundle written) when a threshold is clearly broken: a
+        /// count past its limit, or a latency over twice its limit on 500+ samples.
+        #[arg(long)]
+        abort_on_fail: bool,
     },
     /// Render a run's report.html, summary.md and junit.xml again from its summary.json and latency.hlog.
     Report {

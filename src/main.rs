@@ -55,6 +55,7 @@ async fn dispatch(command: Command) -> u8 {
             out,
             quiet,
             thresholds,
+            abort_on_fail,
         } => {
             let duration = match duration
                 .as_deref()
@@ -86,7 +87,8 @@ async fn dispatch(command: Command) -> u8 {
             };
             let names: Vec<String> = scenario.patterns.iter().map(|p| p.name.clone()).collect();
             for rule in &thresholds {
-                match split_rule(rule).and_then(|(k, c)| scenario::threshold::parse(k, c, &names)) {
+                match split_rule(rule).and_then(|(k, c)| scenario::threshold::parse(k, &c, &names))
+                {
                     Ok(t) => scenario.thresholds.push(t),
                     Err(e) => {
                         eprintln!("chatload: --threshold {rule:?}: {e}");
@@ -101,6 +103,7 @@ async fn dispatch(command: Command) -> u8 {
                 out,
                 reports_root: "reports".into(),
                 quiet,
+                abort_on_fail,
             };
             match engine::run(scenario, &opts).await {
                 Ok(result) => {
@@ -235,12 +238,20 @@ async fn dispatch(command: Command) -> u8 {
     }
 }
 
-/// `delivery.p99<300ms` → (`delivery.p99`, `<300ms`).
-fn split_rule(rule: &str) -> Result<(&str, &str), String> {
+/// `delivery.p99<300ms` → (`delivery.p99`, `< 300ms`), written as a scenario would.
+fn split_rule(rule: &str) -> Result<(&str, String), String> {
     let at = rule.find(['<', '>', '=']).ok_or_else(|| {
         "write METRIC OPERATOR LIMIT, e.g. 'delivery.p99<300ms' or 'loss==0'".to_string()
     })?;
-    Ok((rule[..at].trim(), rule[at..].trim()))
+    let cond = rule[at..].trim();
+    let op_len = cond
+        .bytes()
+        .take_while(|b| matches!(b, b'<' | b'>' | b'='))
+        .count();
+    Ok((
+        rule[..at].trim(),
+        format!("{} {}", &cond[..op_len], cond[op_len..].trim()),
+    ))
 }
 
 fn read_summary(path: &std::path::Path) -> Result<chatload::report::Summary, String> {

@@ -117,6 +117,62 @@ fn a_failed_threshold_exits_1_and_names_the_rule() {
     assert!(file.dir.path().join("b/summary.md").exists());
 }
 
+#[test]
+fn command_line_thresholds_abort_a_clearly_failing_run_early() {
+    let _one = common::ONE_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    // 200 users chatting for 30 s; the rule cannot hold, so the run ends within seconds.
+    let text = common::chat_scenario(200, 30, 0, "");
+    let file = common::scenario_file(&text);
+    let started = std::time::Instant::now();
+    let out = bin()
+        .args([
+            "run",
+            file.path.to_str().unwrap(),
+            "--quiet",
+            "--abort-on-fail",
+        ])
+        .args([
+            "--threshold",
+            "delivery.p99<1us",
+            "--threshold",
+            "errors==0",
+        ])
+        .arg("--out")
+        .arg(file.dir.path().join("b"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "ended early");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(file.dir.path().join("b/summary.json")).unwrap())
+            .unwrap();
+    let ended = summary["ended"].as_str().unwrap();
+    assert!(ended.starts_with("aborted: delivery.p99 < 1us"), "{ended}");
+    assert_eq!(summary["thresholds"].as_array().unwrap().len(), 2);
+    assert!(file.dir.path().join("b/junit.xml").exists());
+    let bad = bin()
+        .args([
+            "run",
+            file.path.to_str().unwrap(),
+            "--threshold",
+            "delivery.p99 300ms",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "a rule without an operator is bad input"
+    );
+}
+
 fn signal(pid: u32, sig: i32) {
     // SAFETY: sending a signal to a child we started.
     unsafe {

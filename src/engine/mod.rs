@@ -1,6 +1,7 @@
 //! Running a scenario: goose-driven virtual users, the open-model pacer, signals and the
 //! run's sequencing. Owns behaviour over time; measurement and reports are elsewhere.
 
+mod abort;
 mod business;
 mod context;
 mod dispatcher;

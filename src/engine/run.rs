@@ -31,6 +31,8 @@ pub struct RunOptions {
     /// Where default bundle folders go (`reports/`).
     pub reports_root: PathBuf,
     pub quiet: bool,
+    /// End the run early when a threshold is clearly broken.
+    pub abort_on_fail: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -226,9 +228,14 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
         peak_connected: 0,
         hlog: crate::metrics::hlog::HlogWriter::new(std::time::SystemTime::now()),
     }));
+    let aborted: Arc<std::sync::OnceLock<String>> = Arc::new(std::sync::OnceLock::new());
+    let abort_now = Arc::new(tokio::sync::Notify::new());
     let collector = {
         let (ctx, collected, scenario) = (ctx.clone(), collected.clone(), scenario.clone());
         let quiet = opts.quiet;
+        let (aborted, abort_now) = (aborted.clone(), abort_now.clone());
+        let abort_on_fail = opts.abort_on_fail;
+        let names: Vec<String> = scenario.patterns.iter().map(|p| p.name.clone()).collect();
         tokio::spawn(async move {
             let mut scratch = MetricSet::new(scenario.patterns.len());
             let mut progress = Progress::new(quiet, scenario.duration.as_secs_f64());
@@ -246,6 +253,15 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
                     errors += point.errors;
                     let phase = phase_name(&scenario, ctx.now_us());
                     progress.update(&point, phase, delivered, errors);
+                }
+                if abort_on_fail
+                    && aborted.get().is_none()
+                    && let Some(rule) = collected.lock().ok().and_then(|c| {
+                        super::abort::clearly_broken(&scenario.thresholds, &c.totals, &names)
+                    })
+                {
+                    let _ = aborted.set(rule);
+                    abort_now.notify_one();
                 }
                 if ctx.finished.load(Relaxed) {
                     progress.finish();
@@ -266,6 +282,7 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
     tokio::select! {
         _ = tokio::time::sleep_until(send_end) => {}
         _ = interrupts.changed() => interrupted = true,
+        _ = abort_now.notified() => interrupted = true,
         r = &mut goose_task => goose_done = Some(r),
     }
     stop_pacer.store(true, Relaxed);
@@ -371,6 +388,10 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
     };
     summary.thresholds = verdict::judge(&summary, &scenario.thresholds, &percentile);
     summary.passed = summary.thresholds.iter().all(|v| v.passed);
+    if let Some(rule) = aborted.get() {
+        summary.ended = format!("aborted: {rule} is clearly broken");
+        summary.passed = false;
+    }
 
     let bundle_dir = opts
         .out

@@ -270,7 +270,7 @@ pub fn render(s: &Summary, intervals: &[LoggedInterval]) -> String {
     );
     o.push_str(&line_chart(
         "trouble",
-        "Duplicates, late sends and errors per second (loss is settled at the end)",
+        "Trouble per second (loss is settled at the end, above)",
         &time_axis(),
         &count_axis("per second"),
         &[

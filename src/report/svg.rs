@@ -27,7 +27,7 @@ const W: f64 = 760.0;
 const H: f64 = 280.0;
 const LEFT: f64 = 70.0;
 const RIGHT: f64 = 20.0;
-const TOP: f64 = 34.0;
+const TOP: f64 = 52.0;
 const BOTTOM: f64 = 46.0;
 
 fn esc(s: &str) -> String {
@@ -42,7 +42,7 @@ fn linear_ticks(lo: f64, hi: f64) -> Vec<f64> {
     let span = (hi - lo).max(1e-12);
     let raw = span / 5.0;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+    let step = [1.0, 2.0, 5.0, 10.0]
         .iter()
         .map(|m| m * mag)
         .find(|s| span / s <= 6.0)
@@ -97,6 +97,9 @@ pub fn line_chart(id: &str, title: &str, x: &Axis, y: &Axis, lines: &[Line]) -> 
         let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         if log {
             (lo, hi.max(lo * 10.0))
+        } else if v.iter().all(|x| x.fract() == 0.0) && hi < 5.0 {
+            // Small counts: whole-number ticks, at least 0 to 5.
+            (lo.min(0.0), 5.0)
         } else if (hi - lo).abs() < 1e-12 {
             (lo.min(0.0), hi + 1.0)
         } else {
@@ -105,7 +108,17 @@ pub fn line_chart(id: &str, title: &str, x: &Axis, y: &Axis, lines: &[Line]) -> 
     };
     let (x0, x1) = match &x.ticks {
         Some(t) if !t.is_empty() => (t[0].0, t[t.len() - 1].0),
-        _ => span(&xs, x.log),
+        _ => {
+            let (lo, hi) = span(&xs, x.log);
+            if x.log {
+                (lo, hi)
+            } else {
+                (
+                    lo,
+                    linear_ticks(lo, hi).last().copied().unwrap_or(hi).max(hi),
+                )
+            }
+        }
     };
     let (y0, y1) = span(&ys, y.log);
     let (y0, y1) = if y.log {
@@ -160,11 +173,13 @@ pub fn line_chart(id: &str, title: &str, x: &Axis, y: &Axis, lines: &[Line]) -> 
         .map(|t| (t, (x.format)(t)))
         .collect(),
     };
-    for (t, label) in xt {
+    let last = xt.len().saturating_sub(1);
+    for (k, (t, label)) in xt.into_iter().enumerate() {
         let px = tx(t);
+        let anchor = if k == last && k > 0 { "end" } else { "middle" };
         let _ = write!(
             o,
-            r#"<line x1="{px:.1}" x2="{px:.1}" y1="{TOP}" y2="{}" class="grid"/><text x="{px:.1}" y="{}" class="tick" text-anchor="middle">{}</text>"#,
+            r#"<line x1="{px:.1}" x2="{px:.1}" y1="{TOP}" y2="{}" class="grid"/><text x="{px:.1}" y="{}" class="tick" text-anchor="{anchor}">{}</text>"#,
             H - BOTTOM,
             H - BOTTOM + 16.0,
             esc(&label)
@@ -180,18 +195,17 @@ pub fn line_chart(id: &str, title: &str, x: &Axis, y: &Axis, lines: &[Line]) -> 
         (TOP + H - BOTTOM) / 2.0,
         esc(&y.label)
     );
-    let mut legend_x = W - RIGHT;
-    for (i, l) in lines.iter().enumerate().rev() {
-        let w = 14.0 + 7.0 * l.label.chars().count() as f64;
-        legend_x -= w + 10.0;
+    // The legend on its own row under the title, so long titles never collide with it.
+    let mut legend_x = LEFT;
+    for l in lines {
         let _ = write!(
             o,
-            r#"<rect x="{legend_x:.1}" y="12" width="10" height="10" fill="{}"/><text x="{:.1}" y="21" class="legend">{}</text>"#,
+            r#"<rect x="{legend_x:.1}" y="29" width="10" height="10" fill="{}"/><text x="{:.1}" y="38" class="legend">{}</text>"#,
             l.color,
             legend_x + 14.0,
             esc(&l.label)
         );
-        let _ = i;
+        legend_x += 24.0 + 7.0 * l.label.chars().count() as f64;
     }
     for l in lines {
         let pts: Vec<String> = l
