@@ -145,6 +145,8 @@ counters! {
     /// Read receipts sent by readers, and those that reached the sender.
     reads,
     read_receipts,
+    /// Reads (and replies) not planned because the reader already had `MAX_PENDING` waiting.
+    reads_skipped,
     /// Typing indicators and presence updates sent, and seen by their recipients.
     typing_sent,
     typing_seen,

@@ -88,13 +88,15 @@ impl VirtualUser {
                         {
                             let business =
                                 protocol::is_business(from).then(|| from - BUSINESS_BASE);
-                            self.reactions.decide(
+                            if !self.reactions.decide(
                                 model,
                                 ctx.scenario.seed,
                                 (id, self.user, from, wamid, pattern),
                                 now,
                                 business,
-                            );
+                            ) {
+                                ctx.recorders.local().counters[p].reads_skipped += 1;
+                            }
                         }
                     }
                     Received::Duplicate { pattern } => {

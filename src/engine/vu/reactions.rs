@@ -94,11 +94,14 @@ pub struct Reactions {
     queue: BinaryHeap<Reverse<(u64, Pending)>>,
 }
 
-/// Reactions a user keeps waiting at most; beyond it the oldest plans are not made.
-const MAX_PENDING: usize = 4_096;
+/// Reactions a user keeps waiting at most. With read delays of many minutes (half of the
+/// research default reads come after about 20 minutes) the plans would otherwise pile up
+/// for the whole run; past this many a new one is not made, and counted (`reads_skipped`).
+pub const MAX_PENDING: usize = 64;
 
 impl Reactions {
-    /// Decides the reactions to message `id` received by `user` at `now_us`.
+    /// Decides the reactions to message `id` received by `user` at `now_us`. Returns false
+    /// when the user already has `MAX_PENDING` plans and makes none for this message.
     pub fn decide(
         &mut self,
         model: &ReactionModel,
@@ -106,9 +109,9 @@ impl Reactions {
         (id, user, from, wamid, pattern): (u64, u32, u32, u64, u16),
         now_us: u64,
         business: Option<u32>,
-    ) {
+    ) -> bool {
         if self.queue.len() >= MAX_PENDING {
-            return;
+            return false;
         }
         let mut rng = keyed::rng(seed, id, user as u64);
         if rng.random::<f64>() < model.read {
@@ -129,6 +132,7 @@ impl Reactions {
                 },
             )));
         }
+        true
     }
 
     /// Whether and when `user` opens storm group `storm.group` after its message `id`.
