@@ -226,7 +226,7 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
             points: Vec::new(),
         },
         peak_connected: 0,
-        hlog: crate::metrics::hlog::HlogWriter::new(std::time::SystemTime::now()),
+        hlog: open_hlog(opts, &scenario.name, started_at),
     }));
     let aborted: Arc<std::sync::OnceLock<String>> = Arc::new(std::sync::OnceLock::new());
     let abort_now = Arc::new(tokio::sync::Notify::new());
@@ -393,19 +393,44 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
         summary.passed = false;
     }
 
-    let bundle_dir = opts
-        .out
-        .clone()
-        .unwrap_or_else(|| bundle::default_dir(&opts.reports_root, &scenario.name, started_at));
+    let bundle_dir = bundle_dir_for(opts, &scenario.name, started_at);
+    let mut hlog = collected.hlog;
     bundle::write(
         &bundle_dir,
         &summary,
-        &collected.hlog.finish(&scenario.name),
+        hlog.finish(&scenario.name).as_deref(),
     )?;
     Ok(RunResult {
         summary,
         bundle_dir,
     })
+}
+
+/// Where the bundle goes: `--out`, or `reports/<scenario>-<UTC time>/`.
+fn bundle_dir_for(
+    opts: &RunOptions,
+    scenario: &str,
+    started_at: chrono::DateTime<chrono::Utc>,
+) -> PathBuf {
+    opts.out
+        .clone()
+        .unwrap_or_else(|| bundle::default_dir(&opts.reports_root, scenario, started_at))
+}
+
+/// The interval log, streamed into the bundle folder as the run goes (kept in memory if the
+/// folder cannot be made now; writing the bundle at the end then reports the problem).
+fn open_hlog(
+    opts: &RunOptions,
+    scenario: &str,
+    started_at: chrono::DateTime<chrono::Utc>,
+) -> crate::metrics::hlog::HlogWriter {
+    let now = std::time::SystemTime::now();
+    let dir = bundle_dir_for(opts, scenario, started_at);
+    std::fs::create_dir_all(&dir)
+        .and_then(|_| {
+            crate::metrics::hlog::HlogWriter::streaming(&dir.join("latency.hlog"), now, scenario)
+        })
+        .unwrap_or_else(|_| crate::metrics::hlog::HlogWriter::new(now))
 }
 
 /// Graceful reconnect storms are the server's to carry out: at each one's time, ask the

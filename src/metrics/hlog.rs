@@ -13,11 +13,13 @@ use hdrhistogram::serialization::interval_log::{
 use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The intervals written so far.
+/// The intervals written so far: in memory, or streamed to the bundle's file as they come so
+/// that a long run's memory stays flat.
 pub struct HlogWriter {
     started: SystemTime,
     body: Vec<u8>,
     serializer: V2DeflateSerializer,
+    sink: Option<std::io::BufWriter<std::fs::File>>,
 }
 
 impl HlogWriter {
@@ -26,7 +28,24 @@ impl HlogWriter {
             started,
             body: Vec::new(),
             serializer: V2DeflateSerializer::new(),
+            sink: None,
         }
+    }
+
+    /// Writes the log to `path` while the run goes (the header now, each interval as it
+    /// closes).
+    pub fn streaming(
+        path: &std::path::Path,
+        started: SystemTime,
+        scenario: &str,
+    ) -> std::io::Result<Self> {
+        use std::io::Write as _;
+        let mut sink = std::io::BufWriter::new(std::fs::File::create(path)?);
+        sink.write_all(&header(started, scenario))?;
+        Ok(HlogWriter {
+            sink: Some(sink),
+            ..HlogWriter::new(started)
+        })
     }
 
     /// Appends one interval: every metric with samples, all patterns merged.
@@ -50,22 +69,37 @@ impl HlogWriter {
                 Tag::new(m.name()),
             );
         }
+        if let Some(sink) = self.sink.as_mut() {
+            use std::io::Write as _;
+            // A failed write loses this interval from the file, never the run.
+            let _ = sink.write_all(&self.body);
+            self.body.clear();
+        }
     }
 
-    /// The whole log: headers, legend and the intervals.
-    pub fn finish(&self, scenario: &str) -> Vec<u8> {
-        let start = self
-            .started
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let mut out = format!(
-            "#[chatload {} interval log: scenario {scenario}, values in microseconds, one histogram per metric (tag) per second]\n#[StartTime: {start:.3} (seconds since epoch)]\n#[BaseTime: {start:.3} (seconds since epoch)]\n#[MaxValueDivisor: 1000.000]\n\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"\n",
-            env!("CARGO_PKG_VERSION")
-        )
-        .into_bytes();
+    /// The whole log (headers, legend, intervals), or `None` when it was streamed to its
+    /// file, which is then complete.
+    pub fn finish(&mut self, scenario: &str) -> Option<Vec<u8>> {
+        if let Some(sink) = self.sink.as_mut() {
+            use std::io::Write as _;
+            let _ = sink.flush();
+            return None;
+        }
+        let mut out = header(self.started, scenario);
         out.extend_from_slice(&self.body);
-        out
+        Some(out)
     }
+}
+
+fn header(started: SystemTime, scenario: &str) -> Vec<u8> {
+    let start = started
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    format!(
+            "#[chatload {} interval log: scenario {scenario}, values in microseconds, one histogram per metric (tag) per second]\n#[StartTime: {start:.3} (seconds since epoch)]\n#[BaseTime: {start:.3} (seconds since epoch)]\n#[MaxValueDivisor: 1000.000]\n\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"\n",
+        env!("CARGO_PKG_VERSION")
+    )
+    .into_bytes()
 }
 
 /// One interval histogram read back from a log.
@@ -157,7 +191,7 @@ mod tests {
         let mut w = HlogWriter::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
         w.interval(&set, 0.0, 1.0);
         w.interval(&set, 1.0, 1.0);
-        let log = w.finish("t");
+        let log = w.finish("t").unwrap();
         let text = String::from_utf8(log.clone()).unwrap();
         assert!(text.contains("#[StartTime: 1700000000.000"));
         assert!(text.contains("Tag=delivery,1.000,1.000,10.0"), "{text}");
@@ -186,7 +220,7 @@ mod tests {
             }
             w.interval(&set, i as f64, 1.0);
         }
-        let back = read(&w.finish("x")).unwrap();
+        let back = read(&w.finish("x").unwrap()).unwrap();
         assert_eq!(totals(&back)["delivery"].len(), want);
     }
 }

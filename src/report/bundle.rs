@@ -20,16 +20,27 @@ pub fn default_dir(root: &Path, scenario: &str, started: chrono::DateTime<chrono
     root.join(format!("{scenario}-{}", started.format("%Y%m%dT%H%M%SZ")))
 }
 
-/// Writes the whole bundle: the run's summary and its interval log.
-pub fn write(dir: &Path, summary: &Summary, hlog: &[u8]) -> Result<(), BundleError> {
+/// Writes the whole bundle: the run's summary and its interval log (`None`: the log was
+/// streamed into the folder during the run).
+pub fn write(dir: &Path, summary: &Summary, hlog: Option<&[u8]>) -> Result<(), BundleError> {
     let err = |path: &Path| {
         let path = path.display().to_string();
         move |source| BundleError { path, source }
     };
     std::fs::create_dir_all(dir).map_err(err(dir))?;
     let hlog_path = dir.join("latency.hlog");
-    std::fs::write(&hlog_path, hlog).map_err(err(&hlog_path))?;
-    write_reports(dir, summary, hlog)
+    let streamed;
+    let log = match hlog {
+        Some(bytes) => {
+            std::fs::write(&hlog_path, bytes).map_err(err(&hlog_path))?;
+            bytes
+        }
+        None => {
+            streamed = std::fs::read(&hlog_path).unwrap_or_default();
+            &streamed[..]
+        }
+    };
+    write_reports(dir, summary, log)
 }
 
 /// (Re)writes everything derived from the summary and the log: JSON, Markdown, HTML, JUnit.
