@@ -234,7 +234,7 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
         let (ctx, collected, scenario) = (ctx.clone(), collected.clone(), scenario.clone());
         let quiet = opts.quiet;
         let (aborted, abort_now) = (aborted.clone(), abort_now.clone());
-        let abort_on_fail = opts.abort_on_fail;
+        let abort_on_fail = opts.abort_on_fail || scenario.abort_on_fail;
         let names: Vec<String> = scenario.patterns.iter().map(|p| p.name.clone()).collect();
         tokio::spawn(async move {
             let mut scratch = MetricSet::new(scenario.patterns.len());

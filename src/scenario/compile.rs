@@ -105,6 +105,7 @@ pub fn compile(file: ScenarioFile, path: &Path) -> Result<Scenario> {
         duration,
         loss_deadline,
         drain,
+        abort_on_fail: s.abort_on_fail.unwrap_or(false),
         consumers,
         businesses,
         patterns,

@@ -38,6 +38,8 @@ pub struct ScenarioSection {
     pub loss_deadline: Option<Spanned<Micros>>,
     /// The longest wait at the end for deliveries still in flight.
     pub drain: Option<Micros>,
+    /// End the run early when a threshold is clearly broken (as `--abort-on-fail`).
+    pub abort_on_fail: Option<bool>,
 }
 
 fn default_seed() -> u64 {

@@ -15,6 +15,8 @@ pub struct Scenario {
     pub duration: Micros,
     pub loss_deadline: Micros,
     pub drain: Micros,
+    /// End the run early when a threshold is clearly broken.
+    pub abort_on_fail: bool,
     pub consumers: Consumers,
     pub businesses: Businesses,
     pub patterns: Vec<Pattern>,
