@@ -166,33 +166,9 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
     }
     for p in &s.patterns {
         let Some(b) = &p.business else { continue };
-        let _ = writeln!(
-            o,
-            "  business    {}: {} requests, {} accepted, {} retries; refused 130429 {}, 131056 {}, 131047 {}, 131048 {}, 5xx {}, timeouts {}",
-            p.name,
-            thousands(b.requests),
-            thousands(b.accepted),
-            thousands(b.retries),
-            thousands(b.throttled_130429),
-            thousands(b.pair_limited_131056),
-            thousands(b.outside_window_131047),
-            thousands(b.spam_131048),
-            thousands(b.server_errors_5xx),
-            thousands(b.timeouts)
-        );
-        let _ = writeln!(
-            o,
-            "              statuses sent {} delivered {} read {} failed {} (missing {})  replies {}  late replies {} (accepted in violation {})  duplicates {}",
-            thousands(b.status_sent),
-            thousands(b.status_delivered),
-            thousands(b.status_read),
-            thousands(b.status_failed),
-            thousands(b.missing_statuses),
-            thousands(b.replies),
-            thousands(b.late_replies),
-            thousands(b.window_violations),
-            thousands(b.duplicates)
-        );
+        let (requests, statuses) = business_lines(b);
+        let _ = writeln!(o, "  business    {}: {requests}", p.name);
+        let _ = writeln!(o, "              {statuses}");
     }
     for st in &s.storms {
         let t = |v: Option<u64>| v.map_or("never".to_string(), us);
@@ -238,4 +214,34 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
         let _ = writeln!(o, "  report      {dir}");
     }
     o
+}
+
+/// A business pattern in two lines: its requests and refusals, then its statuses and the rest.
+pub fn business_lines(b: &super::summary::BusinessSummary) -> (String, String) {
+    (
+        format!(
+            "{} requests, {} accepted, {} retries; refused 130429 {}, 131056 {}, 131047 {}, 131048 {}, 5xx {}, timeouts {}",
+            thousands(b.requests),
+            thousands(b.accepted),
+            thousands(b.retries),
+            thousands(b.throttled_130429),
+            thousands(b.pair_limited_131056),
+            thousands(b.outside_window_131047),
+            thousands(b.spam_131048),
+            thousands(b.server_errors_5xx),
+            thousands(b.timeouts)
+        ),
+        format!(
+            "statuses sent {} delivered {} read {} failed {} (missing {}) · replies {} · late replies {} (accepted in violation {}) · duplicates {}",
+            thousands(b.status_sent),
+            thousands(b.status_delivered),
+            thousands(b.status_read),
+            thousands(b.status_failed),
+            thousands(b.missing_statuses),
+            thousands(b.replies),
+            thousands(b.late_replies),
+            thousands(b.window_violations),
+            thousands(b.duplicates)
+        ),
+    )
 }

@@ -327,27 +327,12 @@ pub fn render(s: &Summary, intervals: &[LoggedInterval]) -> String {
             o.push_str("</table>");
         }
         if let Some(b) = &p.business {
+            let (requests, statuses) = super::console::business_lines(b);
             let _ = write!(
                 o,
-                "<p>Business API: {} requests, {} accepted, {} retries · refused 130429 {}, 131056 {}, 131047 {}, 131048 {}, 5xx {}, timeouts {} · statuses sent {} / delivered {} / read {} / failed {} (missing {}) · replies {} · late replies {} (violations {}) · duplicates {}</p>",
-                thousands(b.requests),
-                thousands(b.accepted),
-                thousands(b.retries),
-                thousands(b.throttled_130429),
-                thousands(b.pair_limited_131056),
-                thousands(b.outside_window_131047),
-                thousands(b.spam_131048),
-                thousands(b.server_errors_5xx),
-                thousands(b.timeouts),
-                thousands(b.status_sent),
-                thousands(b.status_delivered),
-                thousands(b.status_read),
-                thousands(b.status_failed),
-                thousands(b.missing_statuses),
-                thousands(b.replies),
-                thousands(b.late_replies),
-                thousands(b.window_violations),
-                thousands(b.duplicates)
+                "<p>Business API: {} · {}</p>",
+                esc(&requests),
+                esc(&statuses)
             );
         }
     }
