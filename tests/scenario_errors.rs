@@ -209,6 +209,24 @@ fn cases() -> Vec<(&'static str, String, usize, usize, &'static str)> {
             "`fraction` is the share of connected users dropped",
         ),
         (
+            "unknown storm via",
+            format!(
+                "{BASE}\n[[pattern]]\nkind = \"reconnect_storm\"\nat = \"5s\"\nvia = \"fire\"\n"
+            ),
+            15,
+            7,
+            "unknown `via` `fire`: use \"cut\"",
+        ),
+        (
+            "unknown throttle policy",
+            format!(
+                "{BASE}\n[[pattern]]\nkind = \"otp_burst\"\nrate = \"5/s\"\non_throttle = \"panic\"\n"
+            ),
+            15,
+            15,
+            "unknown `on_throttle` `panic`: use \"slow\"",
+        ),
+        (
             "unknown backoff",
             format!(
                 "{BASE}\n[[pattern]]\nkind = \"reconnect_storm\"\nat = \"5s\"\nbackoff = \"panic\"\n"

@@ -3,7 +3,7 @@
 //! defaults from research §5 P6–P8 (assumptions marked).
 
 use super::compile::{Result, issue};
-use super::compile_pattern::{lognormal, probability};
+use super::compile_pattern::{choice, lognormal, probability};
 use super::distribution::{Distribution, Family};
 use super::error::SpannedIssue;
 use super::file::{PatternSection, ScenarioFile};
@@ -117,34 +117,20 @@ pub(super) fn compile_businesses(
 }
 
 fn client_policy(p: &PatternSection, default_timeout: Micros) -> Result<ApiClientPolicy> {
-    let slow_to_tier = match p
-        .on_throttle
-        .as_ref()
-        .map(|s| (s.get_ref().as_str(), s.span()))
-    {
-        None | Some(("slow", _)) => true,
-        Some(("retry", _)) => false,
-        Some((other, span)) => {
-            return issue(
-                span,
-                format!("unknown `on_throttle` `{other}`: use \"slow\" (to the tier) or \"retry\""),
-            );
-        }
-    };
-    let pair_backoff = match p
-        .on_pair_limit
-        .as_ref()
-        .map(|s| (s.get_ref().as_str(), s.span()))
-    {
-        None | Some(("backoff", _)) => true,
-        Some(("drop", _)) => false,
-        Some((other, span)) => {
-            return issue(
-                span,
-                format!("unknown `on_pair_limit` `{other}`: use \"backoff\" (4^x s) or \"drop\""),
-            );
-        }
-    };
+    let slow_to_tier = choice(
+        &p.on_throttle,
+        "on_throttle",
+        &[("slow", true), ("retry", false)],
+        true,
+        "use \"slow\" (to the tier) or \"retry\"",
+    )?;
+    let pair_backoff = choice(
+        &p.on_pair_limit,
+        "on_pair_limit",
+        &[("backoff", true), ("drop", false)],
+        true,
+        "use \"backoff\" (4^x s) or \"drop\"",
+    )?;
     let max_retries = match &p.max_retries {
         Some(m) if !(0..=20).contains(m.get_ref()) => {
             return issue(m.span(), "`max_retries` is between 0 and 20");

@@ -57,6 +57,25 @@ fn mixture(parts: Vec<(f64, Distribution)>) -> Distribution {
     }
 }
 
+/// One of a few named choices (`options`), `default` when the key is absent; anything else
+/// is refused with `hint` saying what to write.
+pub(super) fn choice<T: Copy>(
+    v: &Option<Spanned<String>>,
+    key: &str,
+    options: &[(&str, T)],
+    default: T,
+    hint: &str,
+) -> Result<T> {
+    let Some(v) = v else { return Ok(default) };
+    match options.iter().find(|(name, _)| name == v.get_ref()) {
+        Some((_, value)) => Ok(*value),
+        None => issue(
+            v.span(),
+            format!("unknown `{key}` `{}`: {hint}", v.get_ref()),
+        ),
+    }
+}
+
 pub(super) fn probability(v: &Option<Spanned<f64>>, key: &str, default: f64) -> Result<f64> {
     unit_interval(v, key, default)
 }
@@ -350,18 +369,13 @@ fn compile_storm(p: &PatternSection, span: std::ops::Range<usize>) -> Result<Pat
         Some(m) => *m.get_ref() as u32,
         None => 0,
     };
-    let goaway = match p.via.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
-        None | Some(("cut", _)) => false,
-        Some(("goaway", _)) => true,
-        Some((other, span)) => {
-            return issue(
-                span,
-                format!(
-                    "unknown `via` `{other}`: use \"cut\" (a failure) or \"goaway\" (the server drains)"
-                ),
-            );
-        }
-    };
+    let goaway = choice(
+        &p.via,
+        "via",
+        &[("cut", false), ("goaway", true)],
+        false,
+        "use \"cut\" (a failure) or \"goaway\" (the server drains)",
+    )?;
     Ok(PatternKind::ReconnectStorm {
         goaway,
         at: *at.get_ref(),
