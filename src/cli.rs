@@ -27,9 +27,13 @@ pub enum Command {
     Run {
         /// The scenario file (TOML).
         file: PathBuf,
-        /// WebSocket URL of the target, e.g. ws://127.0.0.1:7070/v1/ws (default: the embedded server).
+        /// URL of the target, e.g. ws://127.0.0.1:7070/v1/ws, mqtt://127.0.0.1:1883 or
+        /// http://127.0.0.1:8080 (default: the scenario's, else the embedded server).
         #[arg(long)]
         target: Option<String>,
+        /// Trust the CA certificates in this PEM file for wss://, https:// and mqtts://.
+        #[arg(long, value_name = "PEM")]
+        ca_file: Option<PathBuf>,
         /// Override the scenario's duration, e.g. 10s or 2m; stages are scaled to fit.
         #[arg(long)]
         duration: Option<String>,

@@ -4,7 +4,7 @@
 
 mod cli;
 
-use chatload::engine::{self, RunError, RunOptions};
+use chatload::engine::{self, RunOptions};
 use chatload::report::console;
 use chatload::scenario::{self, LoadError, ServerKnobs, units};
 use clap::Parser;
@@ -50,6 +50,7 @@ async fn dispatch(command: Command) -> u8 {
         Command::Run {
             file,
             target,
+            ca_file,
             duration,
             seed,
             out,
@@ -98,6 +99,7 @@ async fn dispatch(command: Command) -> u8 {
             }
             let opts = RunOptions {
                 target,
+                ca_file,
                 duration,
                 seed,
                 out,
@@ -120,12 +122,12 @@ async fn dispatch(command: Command) -> u8 {
                         THRESHOLD_FAILED
                     }
                 }
-                Err(e @ RunError::Bundle(_)) => {
-                    eprintln!("chatload: {e}");
-                    RUN_FAILED
-                }
                 Err(e) => {
-                    eprintln!("chatload: {e}");
+                    // Credentials from the environment never reach the terminal.
+                    eprintln!(
+                        "chatload: {}",
+                        chatload::transport::secrets::redact(&e.to_string())
+                    );
                     RUN_FAILED
                 }
             }

@@ -176,11 +176,64 @@ fn cases() -> Vec<(&'static str, String, usize, usize, &'static str)> {
             "set `groups`",
         ),
         (
-            "target not websocket",
+            "target scheme unknown",
+            format!("{BASE}\n[target]\nurl = \"ftp://x\"\n"),
+            13,
+            7,
+            "has no scheme chatload speaks",
+        ),
+        (
+            "http target without its table",
             format!("{BASE}\n[target]\nurl = \"http://x\"\n"),
             13,
             7,
-            "is not a WebSocket URL",
+            "needs a [target.http] table",
+        ),
+        (
+            "url does not fit the protocol",
+            format!("{BASE}\n[target]\nurl = \"mqtt://x\"\nprotocol = \"chatload\"\n"),
+            13,
+            7,
+            "does not fit protocol \"chatload\"",
+        ),
+        (
+            "unknown protocol",
+            format!("{BASE}\n[target]\nurl = \"ws://x\"\nprotocol = \"xmpp\"\n"),
+            14,
+            12,
+            "unknown protocol `xmpp`",
+        ),
+        (
+            "mqtt qos 2",
+            format!("{BASE}\n[target]\nurl = \"mqtt://x\"\n[target.mqtt]\nqos = 2\n"),
+            15,
+            7,
+            "qos 2 is not supported",
+        ),
+        (
+            "mqtt topic without the user",
+            format!(
+                "{BASE}\n[target]\nurl = \"mqtt://x\"\n[target.mqtt]\nuser_topic = \"chat/all\"\n"
+            ),
+            15,
+            14,
+            "must contain {{user}}",
+        ),
+        (
+            "gateway template with an unknown placeholder",
+            format!(
+                "{BASE}\n[target]\nurl = \"ws://x\"\nprotocol = \"ws-gateway\"\n[target.gateway]\nsend = '{{\"to\":{{{{recipient}}}}}}'\nmessage = {{ match = {{ pointer = \"/t\", equals = \"m\" }}, id = \"/id\" }}\n"
+            ),
+            16,
+            15,
+            "unknown placeholder {{recipient}}",
+        ),
+        (
+            "gateway protocol without its table",
+            format!("{BASE}\n[target]\nurl = \"ws://x\"\nprotocol = \"ws-gateway\"\n"),
+            14,
+            12,
+            "needs a [target.gateway] table",
         ),
         (
             "no patterns",

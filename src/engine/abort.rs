@@ -22,7 +22,7 @@ pub fn clearly_broken(rules: &[Threshold], totals: &MetricSet, names: &[String])
                 "reordered" => c.reordered as f64,
                 "late_sends" => c.late_sends as f64,
                 "not_sent" => c.not_sent as f64,
-                "errors" => totals.errors.iter().sum::<u64>() as f64,
+                "errors" => totals.errors_total() as f64,
                 // Loss and in-flight are only settled at the end.
                 _ => continue,
             },

@@ -19,7 +19,8 @@ pub struct RunContext {
     pub scenario: Arc<Scenario>,
     pub population: Arc<Population>,
     pub profile: Profile,
-    pub url: String,
+    /// Opens each user's session in the target's protocol.
+    pub connector: crate::transport::Connector,
     pub connect_timeout: Duration,
     /// Set when goose starts launching users; every timestamp counts from it.
     epoch: OnceLock<Instant>,
@@ -60,7 +61,7 @@ impl RunContext {
     pub fn new(
         scenario: Arc<Scenario>,
         population: Arc<Population>,
-        url: String,
+        connector: crate::transport::Connector,
     ) -> Result<Self, crate::scenario::sampler::SamplerError> {
         let reactions = reactions::models(&scenario)?;
         let storm_groups = reactions::storm_groups(&scenario, &population)?;
@@ -104,7 +105,7 @@ impl RunContext {
             scenario,
             population,
             profile,
-            url,
+            connector,
             epoch: OnceLock::new(),
             started: tokio::sync::Notify::new(),
             recorders: Recorders::new(patterns),

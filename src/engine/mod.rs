@@ -4,9 +4,12 @@
 mod abort;
 mod business;
 mod context;
+mod delivery_webhook;
 mod dispatcher;
 mod goose_bridge;
+mod json_listener;
 mod limits;
+mod preflight;
 mod progress;
 mod quiet;
 mod reconnect;

@@ -4,26 +4,24 @@
 
 use super::context::RunContext;
 use super::progress::Progress;
-use super::{dispatcher, goose_bridge, quiet, signals};
+use super::{dispatcher, goose_bridge, preflight, quiet, signals};
 use crate::metrics::{Metric, MetricSet, Series};
-use crate::protocol;
 use crate::report::summary::{Measured, Summary, TargetSummary};
 use crate::report::{bundle, verdict};
 use crate::scenario::{Scenario, units::Micros};
 use crate::server::{self, RunningServer};
-use crate::transport::ws;
+use crate::transport::Connector;
 use crate::workload::{Population, Schedule};
-use futures_util::StreamExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::Message;
 
 /// What the command line may change about a scenario run.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub target: Option<String>,
+    pub ca_file: Option<PathBuf>,
     pub duration: Option<Micros>,
     pub seed: Option<u64>,
     /// Write the bundle straight into this folder.
@@ -52,10 +50,7 @@ pub struct RunResult {
     pub bundle_dir: PathBuf,
 }
 
-/// A user id outside every population, used for the pre-flight and group set-up session.
-const CONTROL_USER: u32 = u32::MAX;
-
-fn apply_overrides(mut scenario: Scenario, opts: &RunOptions) -> Scenario {
+fn apply_overrides(mut scenario: Scenario, opts: &RunOptions) -> Result<Scenario, RunError> {
     if let Some(seed) = opts.seed {
         scenario.seed = seed;
     }
@@ -68,66 +63,19 @@ fn apply_overrides(mut scenario: Scenario, opts: &RunOptions) -> Scenario {
         scenario.duration = Micros(scenario.stages.iter().map(|s| s.length.0).sum());
     }
     if let Some(t) = &opts.target {
+        if !scenario.target.protocol.fits_url(t) {
+            return Err(RunError::Setup(format!(
+                "--target {} does not fit the scenario's protocol \"{}\"; give a URL of that protocol or set [target] protocol in the scenario",
+                crate::transport::secrets::redact_url(t),
+                scenario.target.protocol.name()
+            )));
+        }
         scenario.target.url = Some(t.clone());
     }
-    scenario
-}
-
-/// Opens one session to prove the target speaks, then registers the population's groups.
-async fn prepare_target(
-    url: &str,
-    population: &Population,
-    timeout: Duration,
-) -> Result<(), RunError> {
-    let unreachable = |detail: String| RunError::Unreachable {
-        url: url.to_string(),
-        detail,
-    };
-    let conn = ws::connect(url, CONTROL_USER, 0, timeout)
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    let (mut reader, mut writer) = (conn.reader, conn.writer);
-    let groups = population.groups();
-    let setup = async {
-        let mut confirmed = 0usize;
-        for (g, members) in groups.iter().enumerate() {
-            writer.push(Message::text(protocol::group(g as u32, members)));
-        }
-        while writer.has_work() {
-            writer
-                .progress()
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
-        }
-        while confirmed < groups.len() {
-            match reader.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    match protocol::decode(&t).map(|f| f.op.into_owned()).as_deref() {
-                        Ok("group_ok") => confirmed += 1,
-                        Ok("error") => {
-                            return Err(RunError::Setup(format!(
-                                "the target refused a group definition: {t}"
-                            )));
-                        }
-                        _ => {}
-                    }
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(unreachable(e.to_string())),
-                None => return Err(unreachable("closed during group set-up".into())),
-            }
-        }
-        Ok(())
-    };
-    tokio::time::timeout(
-        timeout + Duration::from_millis(groups.len() as u64 / 10),
-        setup,
-    )
-    .await
-    .map_err(|_| RunError::Setup("the target did not confirm the groups in time".into()))??;
-    let mut sink = writer;
-    let _ = tokio::time::timeout(Duration::from_millis(500), sink.close()).await;
-    Ok(())
+    if let Some(ca) = &opts.ca_file {
+        scenario.target.ca_file = Some(ca.clone());
+    }
+    Ok(scenario)
 }
 
 /// Totals and series, filled by the collector every second.
@@ -157,18 +105,20 @@ fn collect_once(
 }
 
 pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, RunError> {
-    let scenario = Arc::new(apply_overrides(scenario, opts));
+    let scenario = Arc::new(apply_overrides(scenario, opts)?);
     let started_at = chrono::Utc::now();
     let mut embedded: Option<RunningServer> = None;
-    let url = match &scenario.target.url {
-        Some(u) => u.clone(),
+    let (url, http_base) = match &scenario.target.url {
+        Some(u) => (u.clone(), None),
         None => {
             let s = server::start("127.0.0.1:0", scenario.target.server.clone()).await?;
-            let u = s.url();
+            let urls = (s.url(), Some(s.http_url()));
             embedded = Some(s);
-            u
+            urls
         }
     };
+    let connector = Connector::new(&scenario.target, &url, http_base.as_deref())
+        .map_err(|e| RunError::Setup(e.to_string()))?;
     let needed = population_fds(&scenario, embedded.is_some());
     let limit = super::limits::raise_open_files();
     if needed > limit {
@@ -179,13 +129,46 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
     }
     let population =
         Arc::new(Population::for_scenario(&scenario).map_err(|e| RunError::Setup(e.to_string()))?);
-    prepare_target(&url, &population, scenario.target.connect_timeout.as_std()).await?;
+    preflight::prepare(
+        &connector,
+        &url,
+        &population,
+        scenario.target.connect_timeout.as_std(),
+    )
+    .await?;
+    let native_url = connector.native_url().map(str::to_string);
 
     let ctx = Arc::new(
-        RunContext::new(scenario.clone(), population.clone(), url.clone())
+        RunContext::new(scenario.clone(), population.clone(), connector)
             .map_err(|e| RunError::Setup(e.to_string()))?,
     );
-    let business = start_business(&ctx, &url).await?;
+    let business = match &native_url {
+        Some(u) => start_business(&ctx, u).await?,
+        None => None,
+    };
+    let delivery_webhook = match &scenario.target.protocol {
+        crate::scenario::target::Protocol::Http(h) => match &h.deliveries {
+            crate::scenario::target::HttpDeliveries::Webhook(w) => {
+                let listener = super::delivery_webhook::start(ctx.clone(), w)
+                    .await
+                    .map_err(|e| {
+                        RunError::Setup(format!(
+                            "cannot listen for delivery webhooks at {} ({e}); choose another `listen` address",
+                            w.listen
+                        ))
+                    })?;
+                if !opts.quiet {
+                    eprintln!(
+                        "chatload: delivery webhooks are taken at http://{}/",
+                        listener.addr
+                    );
+                }
+                Some(listener)
+            }
+            _ => None,
+        },
+        _ => None,
+    };
     let schedule = Schedule::new(scenario.clone(), population.clone(), ctx.profile.clone())
         .map_err(|e| RunError::Setup(e.to_string()))?;
     quiet::install_logger();
@@ -270,7 +253,7 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
             }
         })
     };
-    let goaways = tokio::spawn(server_storms(ctx.clone(), url.clone()));
+    let goaways = tokio::spawn(server_storms(ctx.clone(), native_url.clone()));
     let pacer = {
         let (ctx, stop) = (ctx.clone(), stop_pacer.clone());
         tokio::task::spawn_blocking(move || dispatcher::run(ctx, schedule, stop))
@@ -334,6 +317,9 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
     let settlement = ctx.ledger.settle(end_us, scenario.loss_deadline.0, |u| {
         online.get(u as usize).copied().unwrap_or(false)
     });
+    if let Some(w) = delivery_webhook {
+        w.stop();
+    }
     if let Some(b) = business {
         b.client.abort();
         b.receiver.stop();
@@ -367,8 +353,9 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
         duration_s: sending_s,
         interrupted,
         target: TargetSummary {
-            url: url.clone(),
+            url: crate::transport::secrets::redact_url(&url),
             embedded: scenario.target.url.is_none(),
+            protocol: scenario.target.protocol.name().to_string(),
         },
         users: population.users(),
         peak_connected: collected.peak_connected,
@@ -435,7 +422,8 @@ fn open_hlog(
 
 /// Graceful reconnect storms are the server's to carry out: at each one's time, ask the
 /// target (chatload's reference server admin API) to send `goaway` to the storm's users.
-async fn server_storms(ctx: Arc<RunContext>, ws_url: String) {
+async fn server_storms(ctx: Arc<RunContext>, ws_url: Option<String>) {
+    let Some(ws_url) = ws_url else { return };
     let base = super::business::http_base(&ws_url);
     let Ok(http) = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))

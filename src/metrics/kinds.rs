@@ -192,7 +192,7 @@ counters! {
 /// A send counts as late when it leaves this far behind its intended time.
 pub const LATE_SEND_US: u64 = 10_000;
 
-/// Kinds of errors, counted per run.
+/// Kinds of errors, counted per pattern (connection-level ones under no pattern).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
@@ -206,10 +206,19 @@ pub enum ErrorKind {
     ServerError,
     /// The business API or the webhook receiver failed at the HTTP level.
     Http,
+    /// The TLS handshake failed (untrusted certificate, wrong name, no common protocol).
+    Tls,
+    /// The target answered a request or an upgrade with a 4xx or a 5xx status.
+    Http4xx,
+    Http5xx,
+    /// An MQTT broker refused: a CONNACK, SUBACK or PUBACK with a failure reason code.
+    BrokerRefused,
+    /// A request got no answer in time.
+    RequestTimeout,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::ConnectRefused,
         ErrorKind::ConnectTimeout,
         ErrorKind::ConnectFailed,
@@ -219,6 +228,11 @@ impl ErrorKind {
         ErrorKind::Protocol,
         ErrorKind::ServerError,
         ErrorKind::Http,
+        ErrorKind::Tls,
+        ErrorKind::Http4xx,
+        ErrorKind::Http5xx,
+        ErrorKind::BrokerRefused,
+        ErrorKind::RequestTimeout,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -231,6 +245,20 @@ impl ErrorKind {
             ErrorKind::Protocol => "protocol",
             ErrorKind::ServerError => "server_error",
             ErrorKind::Http => "http",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Http4xx => "http_4xx",
+            ErrorKind::Http5xx => "http_5xx",
+            ErrorKind::BrokerRefused => "broker_refused",
+            ErrorKind::RequestTimeout => "request_timeout",
+        }
+    }
+
+    /// The kind of an HTTP status that is an error (4xx or 5xx).
+    pub fn for_status(status: u16) -> ErrorKind {
+        if status >= 500 {
+            ErrorKind::Http5xx
+        } else {
+            ErrorKind::Http4xx
         }
     }
 }

@@ -26,7 +26,8 @@ pub struct MetricSet {
     patterns: usize,
     hists: Vec<Option<Histogram<u64>>>,
     pub counters: Vec<Counters>,
-    pub errors: [u64; ErrorKind::ALL.len()],
+    /// Error counts per pattern slot (the last slot: connection-level errors).
+    pub errors: Vec<[u64; ErrorKind::ALL.len()]>,
     /// The first message seen for each error kind, so a report can say what went wrong.
     pub error_examples: [Option<String>; ErrorKind::ALL.len()],
 }
@@ -37,17 +38,24 @@ impl MetricSet {
             patterns,
             hists: vec![None; (patterns + 1) * Metric::COUNT],
             counters: vec![Counters::default(); patterns + 1],
-            errors: [0; ErrorKind::ALL.len()],
+            errors: vec![[0; ErrorKind::ALL.len()]; patterns + 1],
             error_examples: Default::default(),
         }
     }
 
-    /// Counts one error of `kind`, keeping its first description.
+    /// Counts one connection-level error of `kind`, keeping its first description.
     pub fn error(&mut self, kind: ErrorKind, detail: impl FnOnce() -> String) {
-        self.errors[kind as usize] += 1;
+        self.error_in(self.patterns, kind, detail);
+    }
+
+    /// Counts one error of `kind` against a pattern's slot.
+    pub fn error_in(&mut self, pattern: usize, kind: ErrorKind, detail: impl FnOnce() -> String) {
+        let slot = pattern.min(self.patterns);
+        self.errors[slot][kind as usize] += 1;
         let example = &mut self.error_examples[kind as usize];
         if example.is_none() {
-            *example = Some(detail());
+            // Examples reach reports: a credential inside one must not.
+            *example = Some(crate::transport::secrets::redact(&detail()));
         }
     }
 
@@ -83,6 +91,15 @@ impl MetricSet {
         out
     }
 
+    /// Errors of one kind over every slot.
+    pub fn errors_of(&self, kind: ErrorKind) -> u64 {
+        self.errors.iter().map(|e| e[kind as usize]).sum()
+    }
+
+    pub fn errors_total(&self) -> u64 {
+        self.errors.iter().flatten().sum()
+    }
+
     pub fn counters_total(&self) -> Counters {
         let mut c = Counters::default();
         for p in &self.counters {
@@ -105,8 +122,10 @@ impl MetricSet {
         for (a, b) in self.counters.iter_mut().zip(&other.counters) {
             a.add(b);
         }
-        for (a, b) in self.errors.iter_mut().zip(other.errors) {
-            *a += b;
+        for (mine, theirs) in self.errors.iter_mut().zip(&other.errors) {
+            for (a, b) in mine.iter_mut().zip(theirs) {
+                *a += b;
+            }
         }
         for (a, b) in self.error_examples.iter_mut().zip(&other.error_examples) {
             if a.is_none() {
@@ -123,7 +142,9 @@ impl MetricSet {
         self.counters
             .iter_mut()
             .for_each(|c| *c = Counters::default());
-        self.errors = [0; ErrorKind::ALL.len()];
+        self.errors
+            .iter_mut()
+            .for_each(|e| *e = [0; ErrorKind::ALL.len()]);
         self.error_examples = Default::default();
     }
 }

@@ -59,7 +59,7 @@ impl Series {
             connects: interval.merged(Metric::Connect).map_or(0, |h| h.len()),
             messages_sent: c.messages_sent,
             delivered: c.delivered,
-            errors: interval.errors.iter().sum(),
+            errors: interval.errors_total(),
             late_sends: c.late_sends,
             duplicates: c.duplicates,
             send: lat(Metric::Send),

@@ -114,6 +114,18 @@ pub struct PatternSummary {
     /// For business patterns: how the API and its webhooks behaved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub business: Option<BusinessSummary>,
+    /// This pattern's sends that failed, by kind (connection-level errors are the run's).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// Non-zero error counts of one slot by kind name.
+fn error_map(counts: &[u64; ErrorKind::ALL.len()]) -> BTreeMap<String, u64> {
+    ErrorKind::ALL
+        .iter()
+        .map(|k| (k.name().to_string(), counts[*k as usize]))
+        .filter(|(_, n)| *n > 0)
+        .collect()
 }
 
 /// The business API's side of one pattern, joined from requests and webhooks.
@@ -206,8 +218,16 @@ pub struct Verdict {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TargetSummary {
+    /// With any `user:password@` hidden.
     pub url: String,
     pub embedded: bool,
+    /// "chatload", "mqtt", "ws-gateway" or "http".
+    #[serde(default = "chatload_protocol")]
+    pub protocol: String,
+}
+
+fn chatload_protocol() -> String {
+    "chatload".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -328,6 +348,7 @@ impl Summary {
                         .kind
                         .is_business()
                         .then(|| BusinessSummary::build(&counters)),
+                    errors: error_map(&m.totals.errors[i]),
                 }
             })
             .collect();
@@ -341,7 +362,7 @@ impl Summary {
         );
         let errors: BTreeMap<String, u64> = ErrorKind::ALL
             .iter()
-            .map(|k| (k.name().to_string(), m.totals.errors[*k as usize]))
+            .map(|k| (k.name().to_string(), m.totals.errors_of(*k)))
             .filter(|(_, n)| *n > 0)
             .collect();
         let error_examples: BTreeMap<String, String> = ErrorKind::ALL

@@ -77,6 +77,20 @@ pub fn compile(file: ScenarioFile, path: &Path) -> Result<Scenario> {
         ));
     }
     let target = compile_target(&file)?;
+    if needs_business && !matches!(target.protocol, super::target::Protocol::Chatload) {
+        let span = file
+            .target
+            .as_ref()
+            .and_then(|t| t.protocol.as_ref().or(t.url.as_ref()))
+            .map(|p| p.span());
+        return Err(SpannedIssue::new(
+            span,
+            format!(
+                "business patterns drive the business API of chatload's reference server, which the \"{}\" protocol does not reach: run them against the embedded server or `chatload serve`",
+                target.protocol.name()
+            ),
+        ));
+    }
     let names: Vec<String> = patterns.iter().map(|p| p.name.clone()).collect();
     let mut thresholds = Vec::new();
     for (key, value) in &file.thresholds {
@@ -425,21 +439,17 @@ fn compile_target(file: &ScenarioFile) -> Result<Target> {
 }
 
 fn target_section(t: &super::file::TargetSection, seed: u64) -> Result<Target> {
-    let url = match &t.url {
-        Some(u) => {
-            let text = u.get_ref().trim();
-            if !(text.starts_with("ws://") || text.starts_with("wss://")) {
-                return issue(
-                    u.span(),
-                    format!(
-                        "`{text}` is not a WebSocket URL: write e.g. \"ws://127.0.0.1:7070/v1/ws\""
-                    ),
-                );
-            }
-            Some(text.to_string())
-        }
-        None => None,
-    };
+    let transport = super::target::compile(super::target::Sections {
+        url: t.url.as_ref(),
+        protocol: t.protocol.as_ref(),
+        ca_file: t.ca_file.as_ref(),
+        auth: t.auth.as_ref(),
+        mqtt: t.mqtt.as_ref(),
+        gateway: t.gateway.as_ref(),
+        http: t.http.as_ref(),
+        span: 0..0,
+    })?;
+    let url = t.url.as_ref().map(|u| u.get_ref().trim().to_string());
     let mut api = ApiFaults {
         seed,
         webhook_reorder: t.webhook_reorder.unwrap_or_default(),
@@ -493,6 +503,9 @@ fn target_section(t: &super::file::TargetSection, seed: u64) -> Result<Target> {
     };
     Ok(Target {
         url,
+        protocol: transport.protocol,
+        ca_file: transport.ca_file,
+        credentials: transport.credentials,
         connect_timeout: t.connect_timeout.unwrap_or(Micros(5_000_000)),
         server,
     })

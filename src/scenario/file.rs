@@ -288,8 +288,19 @@ pub struct StageSection {
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetSection {
+    /// ws://, wss:// (chatload's protocol or a gateway), mqtt://, mqtts://, http://, https://.
     #[schemars(with = "Option<String>")]
     pub url: Option<Spanned<String>>,
+    /// "chatload" (default for ws://), "mqtt", "ws-gateway" or "http".
+    #[schemars(with = "Option<String>")]
+    pub protocol: Option<Spanned<String>>,
+    /// A PEM file of CA certificates to trust besides the public roots.
+    pub ca_file: Option<String>,
+    /// Environment variables holding credentials.
+    pub auth: Option<super::target::AuthSection>,
+    pub mqtt: Option<super::target::MqttSection>,
+    pub gateway: Option<super::target::GatewaySection>,
+    pub http: Option<super::target::HttpSection>,
     pub connect_timeout: Option<Micros>,
     /// Embedded server knobs.
     pub delay: Option<Micros>,

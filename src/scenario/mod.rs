@@ -12,6 +12,7 @@ pub mod model;
 pub mod sampler;
 pub mod schema;
 mod special;
+pub mod target;
 pub mod threshold;
 pub mod units;
 

@@ -343,6 +343,12 @@ pub enum StageLabel {
 pub struct Target {
     /// `None`: start the embedded reference server.
     pub url: Option<String>,
+    /// What the target speaks, with its settings.
+    pub protocol: super::target::Protocol,
+    /// A CA to trust besides the public roots (`ca_file` or `--ca-file`).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Where credentials come from (variable names; never the values).
+    pub credentials: crate::transport::secrets::CredentialNames,
     pub connect_timeout: Micros,
     pub server: ServerKnobs,
 }

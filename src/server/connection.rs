@@ -207,28 +207,8 @@ where
                 kind: frame.k.as_deref(),
                 media_bytes: frame.n.unwrap_or(0),
             };
-            match (frame.to, frame.group) {
-                (Some(to), _) if protocol::is_business(to) => {
-                    hub.business.inbound(
-                        to - protocol::BUSINESS_BASE,
-                        from,
-                        id,
-                        frame.k.as_deref(),
-                    );
-                }
-                (Some(to), _) => hub.deliver(Delivery { to, ..base }, accepted_at),
-                (None, Some(g)) => match hub.group_send(g, body.len()) {
-                    Some(members) => {
-                        for &m in members.iter().filter(|m| **m != from) {
-                            hub.deliver(Delivery { to: m, ..base }, accepted_at);
-                        }
-                    }
-                    None => writer.push(Message::text(protocol::error(404, "unknown group"))),
-                },
-                (None, None) => writer.push(Message::text(protocol::error(
-                    400,
-                    "send needs `to` or `group`",
-                ))),
+            if let Err((code, why)) = hub.user_send(frame.to, frame.group, base, accepted_at) {
+                writer.push(Message::text(protocol::error(code, why)));
             }
         }
         ("ack", Some(by)) => {

@@ -305,6 +305,40 @@ impl Hub {
             .is_some_and(|e| e.conn.is_some())
     }
 
+    /// A user's accepted message (`base.from`, `base.id`, times and body set): delivered to
+    /// `to`, to a business's inbox, or to every other member of `group`. Errs with a status
+    /// and a reason when it has no recipient.
+    pub fn user_send(
+        &self,
+        to: Option<u32>,
+        group: Option<u32>,
+        base: Delivery<'_>,
+        accepted_at: Instant,
+    ) -> Result<(), (u32, &'static str)> {
+        let from = base.from;
+        match (to, group) {
+            (Some(to), _) if protocol::is_business(to) => {
+                self.business
+                    .inbound(to - protocol::BUSINESS_BASE, from, base.id, base.kind);
+                Ok(())
+            }
+            (Some(to), _) => {
+                self.deliver(Delivery { to, ..base }, accepted_at);
+                Ok(())
+            }
+            (None, Some(g)) => match self.group_send(g, base.body.len()) {
+                Some(members) => {
+                    for &m in members.iter().filter(|m| **m != from) {
+                        self.deliver(Delivery { to: m, ..base }, accepted_at);
+                    }
+                    Ok(())
+                }
+                None => Err((404, "unknown group")),
+            },
+            (None, None) => Err((400, "send needs `to` or `group`")),
+        }
+    }
+
     /// Queues one delivery for `d.to`, applying the fault knobs. `d.seq` is assigned here.
     pub fn deliver(&self, mut d: Delivery<'_>, accepted_at: Instant) {
         let n = self.delivery_counter.fetch_add(1, Relaxed) + 1;

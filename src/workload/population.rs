@@ -121,6 +121,13 @@ impl Population {
         self.groups.get(g as usize)
     }
 
+    /// The groups `user` belongs to (for transports that subscribe or join per group).
+    pub fn groups_of(&self, user: u32) -> Vec<u32> {
+        (0..self.groups.len() as u32)
+            .filter(|&g| self.groups[g as usize].binary_search(&user).is_ok())
+            .collect()
+    }
+
     /// Members of group `g` by activity rank (for choosing who writes).
     pub fn ranked_members(&self, g: u32) -> &[u32] {
         self.ranked.get(g as usize).map_or(&[], |r| r)

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod mosquitto;
+
 use chatload::engine::{RunOptions, RunResult};
 use std::path::PathBuf;
 use std::sync::Mutex;

@@ -4,84 +4,30 @@
 //! and measures both. Owns the receiving socket; the API client is in `client`.
 
 use crate::engine::context::RunContext;
+use crate::engine::json_listener::{self, JsonListener};
 use crate::metrics::{ErrorKind, Metric, Received};
 use crate::protocol::BUSINESS_BASE;
 use crate::server::business::{parse_correlation, parse_inbound_wamid};
 use crate::workload::schedule::pattern_of;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpListener;
-
-const MAX_BODY: usize = 4 << 20;
 
 /// A running receiver; stops when its task is aborted.
-pub struct WebhookReceiver {
-    pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
+pub struct WebhookReceiver(JsonListener);
 
 impl WebhookReceiver {
     pub fn url(&self) -> String {
-        format!("http://{}/webhook", self.addr)
+        format!("http://{}/webhook", self.0.addr)
     }
 
     pub fn stop(self) {
-        self.task.abort();
+        self.0.stop();
     }
 }
 
 pub async fn start(ctx: Arc<RunContext>) -> std::io::Result<WebhookReceiver> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let ctx = ctx.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| handle(req, ctx.clone()));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Ok(WebhookReceiver { addr, task })
-}
-
-async fn handle(
-    req: Request<Incoming>,
-    ctx: Arc<RunContext>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let body = Limited::new(req.into_body(), MAX_BODY).collect().await;
-    let status = match body.map(|b| b.to_bytes()) {
-        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-            Ok(v) => {
-                absorb(&ctx, &v);
-                StatusCode::OK
-            }
-            Err(e) => {
-                ctx.recorders.local().error(ErrorKind::Protocol, || {
-                    format!("a webhook was not JSON: {e}")
-                });
-                StatusCode::BAD_REQUEST
-            }
-        },
-        Err(_) => StatusCode::PAYLOAD_TOO_LARGE,
-    };
-    let mut r = Response::new(Full::new(Bytes::new()));
-    *r.status_mut() = status;
-    Ok(r)
+    let listener = json_listener::start("127.0.0.1:0", ctx, Arc::new(absorb)).await?;
+    Ok(WebhookReceiver(listener))
 }
 
 /// Takes in one webhook envelope (`entry[].changes[].value`).

@@ -1,186 +1,201 @@
-//! What a virtual user does with each frame it receives: deliveries are acknowledged, checked
-//! against the ledger and measured (and may lead to a read or a reply later); acks, receipts,
-//! typing and presence signals are measured; server errors are counted.
+//! What a virtual user does with what its target tells it, whatever the protocol: deliveries
+//! are acknowledged, checked against the ledger and measured (and may lead to a read or a
+//! reply later); confirmations, refusals, receipts, typing and presence signals are
+//! measured; server errors are counted.
 
 use super::VirtualUser;
+use crate::engine::context::RunContext;
 use crate::metrics::{ErrorKind, Metric, Received};
 use crate::protocol::{self, BUSINESS_BASE};
+use crate::transport::{Delivery, Incoming, Outgoing, Session};
 use crate::workload::schedule::pattern_of;
-use tokio_tungstenite::tungstenite::Message;
-
-fn excerpt(text: &str) -> String {
-    text.chars().take(160).collect()
-}
 
 impl VirtualUser {
-    pub(super) fn on_frame(&mut self, text: &str) {
+    pub(super) fn on_incoming(&mut self, incoming: Incoming) {
         // A borrow, not a clone: every virtual user shares this Arc, and bumping its count on
         // every frame would make one cache line the hottest contended spot of the run.
         let ctx = &self.ctx;
-        let Ok(frame) = protocol::decode(text) else {
-            ctx.recorders.local().error(ErrorKind::Protocol, || {
-                format!("undecodable frame: {}", excerpt(text))
-            });
-            return;
-        };
         let now = ctx.now_us();
         let patterns = ctx.scenario.patterns.len();
-        match frame.op.as_ref() {
-            "msg" => {
-                let (Some(seq), Some(id), Some(from), Some(t), Some(s)) =
-                    (frame.seq, frame.id, frame.from, frame.t, frame.s)
-                else {
-                    ctx.recorders.local().error(ErrorKind::Protocol, || {
-                        format!("msg frame without seq, id, from, t or s: {}", excerpt(text))
-                    });
+        match incoming {
+            Incoming::Message(d) => self.on_delivery(d, now),
+            Incoming::Accepted { id } => {
+                let Some(at) = self.outbox.iter().position(|(o, _)| o.id == id) else {
+                    // A confirmation of nothing outstanding (a stray or a second copy).
                     return;
                 };
-                let wamid = frame.w.unwrap_or(0);
-                self.last_seq = self.last_seq.max(seq);
-                if let Some(conn) = self.conn.as_mut() {
-                    conn.writer
-                        .push(Message::text(protocol::ack(seq, id, from, t, s, wamid)));
-                }
-                let verdict = ctx
-                    .ledger
-                    .receive(id, self.user, |id| ctx.issued_pattern(id));
-                let mut rec = ctx.recorders.local();
-                match verdict {
-                    Received::First {
-                        pattern,
-                        last_of_message,
-                        ..
-                    } => {
-                        let p = pattern as usize;
-                        let online_at_send = ctx.profile.eligible(self.user, t);
-                        if online_at_send {
-                            rec.record(p, Metric::Delivery, now.saturating_sub(t));
-                            rec.record(p, Metric::DeliveryService, now.saturating_sub(s));
-                            if last_of_message && frame.group.is_some() {
-                                rec.record(p, Metric::Fanout, now.saturating_sub(t));
-                            }
-                        } else {
-                            rec.record(p, Metric::DeliveryOffline, now.saturating_sub(t));
-                        }
-                        rec.counters[p].delivered += 1;
-                        let key = (frame.group.unwrap_or(u32::MAX), from);
-                        let last = self.last_seen.entry(key).or_insert(0);
-                        if id < *last {
-                            rec.counters[p].reordered += 1;
-                        } else {
-                            *last = id;
-                        }
-                        drop(rec);
-                        if let Some(storm) = frame
-                            .group
-                            .and_then(|g| ctx.storm_groups.iter().find(|s| s.group == g))
-                        {
-                            self.reactions.decide_open(
-                                storm,
-                                ctx.scenario.seed,
-                                id,
-                                self.user,
-                                now,
-                            );
-                        }
-                        if frame.group.is_none()
-                            && let Some(Some(model)) = ctx.reactions.get(p)
-                        {
-                            let business =
-                                protocol::is_business(from).then(|| from - BUSINESS_BASE);
-                            if !self.reactions.decide(
-                                model,
-                                ctx.scenario.seed,
-                                (id, self.user, from, wamid, pattern),
-                                now,
-                                business,
-                            ) {
-                                ctx.recorders.local().counters[p].reads_skipped += 1;
-                            }
-                        }
-                    }
-                    Received::Duplicate { pattern } => {
-                        rec.counters[pattern as usize].duplicates += 1
-                    }
-                    Received::Unexpected => {
-                        let slot = rec.no_pattern();
-                        rec.counters[slot].unexpected += 1;
-                    }
-                }
-            }
-            "sent" => {
-                let (Some(id), Some(t), Some(s)) = (frame.id, frame.t, frame.s) else {
+                let Some((order, sent_us)) = self.outbox.remove(at) else {
                     return;
                 };
-                // The server acks in order: drop everything up to this id from the outbox; an
-                // ack for nothing outstanding (a stray) is not measured.
-                let mut outstanding = false;
-                while let Some(front) = self.outbox.front().map(|o| o.id).filter(|f| *f <= id) {
-                    outstanding |= front == id;
-                    self.outbox.pop_front();
-                }
-                if !outstanding {
-                    return;
-                }
                 let p = (pattern_of(id) as usize).min(patterns);
                 let mut rec = ctx.recorders.local();
-                rec.record(p, Metric::Send, now.saturating_sub(t));
-                rec.record(p, Metric::SendService, now.saturating_sub(s));
+                rec.record(p, Metric::Send, now.saturating_sub(order.intended_us));
+                rec.record(p, Metric::SendService, now.saturating_sub(sent_us));
                 rec.counters[p].acked += 1;
             }
-            "receipt" => {
-                let Some(id) = frame.id else { return };
+            Incoming::Rejected { id, kind, detail } => {
+                if let Some(at) = self.outbox.iter().position(|(o, _)| o.id == id) {
+                    self.outbox.remove(at);
+                }
+                let p = (pattern_of(id) as usize).min(patterns);
+                // A request that timed out may have been taken: it stays owed, and the
+                // ledger says whether it arrived. A refused one is owed nothing.
+                let withdrawn = if kind == ErrorKind::RequestTimeout {
+                    0
+                } else {
+                    ctx.ledger.cancel(id) as u64
+                };
+                let mut rec = ctx.recorders.local();
+                rec.error_in(p, kind, || detail);
+                if kind != ErrorKind::RequestTimeout {
+                    rec.counters[p].withdrawn += withdrawn;
+                    rec.counters[p].not_sent += 1;
+                }
+            }
+            Incoming::Receipt { id, read, t, r } => {
                 let p = (pattern_of(id) as usize).min(patterns);
                 let mut rec = ctx.recorders.local();
-                if frame.state.as_deref() == Some("read") {
+                if read {
                     rec.counters[p].read_receipts += 1;
-                    if let Some(r) = frame.r.filter(|r| *r > 0) {
+                    if let Some(r) = r.filter(|r| *r > 0) {
                         rec.record(p, Metric::ReadReceipt, now.saturating_sub(r));
                     }
-                } else if let Some(t) = frame.t {
-                    rec.record(p, Metric::Receipt, now.saturating_sub(t));
+                } else {
+                    if let Some(t) = t.filter(|t| *t > 0) {
+                        rec.record(p, Metric::Receipt, now.saturating_sub(t));
+                    }
                     rec.counters[p].receipts += 1;
                 }
             }
-            "typing" | "presence" => {
-                let p = match (frame.op.as_ref(), frame.from) {
-                    ("presence", _) => ctx
-                        .presence
-                        .as_ref()
-                        .map_or(patterns, |m| m.pattern as usize),
-                    (_, Some(f)) if protocol::is_business(f) => patterns,
+            Incoming::Typing { from, r } => {
+                let p = match from {
+                    Some(f) if protocol::is_business(f) => patterns,
                     _ => ctx.typing_pattern.map_or(patterns, |p| p as usize),
                 };
                 let mut rec = ctx.recorders.local();
-                if frame.op == "typing" {
-                    rec.counters[p].typing_seen += 1;
-                } else {
-                    rec.counters[p].presence_seen += 1;
-                }
-                if let Some(r) = frame.r.filter(|r| *r > 0) {
+                rec.counters[p].typing_seen += 1;
+                if let Some(r) = r.filter(|r| *r > 0) {
                     rec.record(p, Metric::Signal, now.saturating_sub(r));
                 }
             }
-            "goaway" => {
-                self.goaway = Some(std::time::Duration::from_millis(
-                    frame.after_ms.unwrap_or(0),
-                ));
+            Incoming::Presence { r } => {
+                let p = ctx
+                    .presence
+                    .as_ref()
+                    .map_or(patterns, |m| m.pattern as usize);
+                let mut rec = ctx.recorders.local();
+                rec.counters[p].presence_seen += 1;
+                if let Some(r) = r.filter(|r| *r > 0) {
+                    rec.record(p, Metric::Signal, now.saturating_sub(r));
+                }
             }
-            "history_ok" => {
-                let storm = frame
-                    .group
-                    .and_then(|g| ctx.storm_groups.iter().find(|s| s.group == g));
+            Incoming::GoAway { after_ms } => {
+                self.goaway = Some(std::time::Duration::from_millis(after_ms));
+            }
+            Incoming::History { group, r } => {
+                let storm = group.and_then(|g| ctx.storm_groups.iter().find(|s| s.group == g));
                 let p = storm.map_or(patterns, |s| s.pattern as usize);
                 let mut rec = ctx.recorders.local();
                 rec.counters[p].history_received += 1;
-                if let Some(r) = frame.r.filter(|r| *r > 0) {
+                if let Some(r) = r.filter(|r| *r > 0) {
                     rec.record(p, Metric::History, now.saturating_sub(r));
                 }
             }
-            "error" => ctx.recorders.local().error(ErrorKind::ServerError, || {
-                format!("the target answered: {}", excerpt(text))
-            }),
-            _ => {}
+            Incoming::ServerError(detail) => ctx
+                .recorders
+                .local()
+                .error(ErrorKind::ServerError, || detail),
+            Incoming::Undecodable(detail) => {
+                ctx.recorders.local().error(ErrorKind::Protocol, || detail)
+            }
+            Incoming::Lost { kind, detail } => self.lost(kind, detail),
+            Incoming::Nothing => {}
+        }
+    }
+
+    fn on_delivery(&mut self, d: Delivery, now: u64) {
+        if let Some(seq) = d.seq {
+            self.last_seq = self.last_seq.max(seq);
+        }
+        if let Some(conn) = self.conn.as_mut() {
+            conn.push(Outgoing::Delivered(&d));
+        }
+        let ctx = &self.ctx;
+        let Some(pattern) = record_delivery(ctx, self.user, &d, now) else {
+            return;
+        };
+        let p = pattern as usize;
+        let id = d.id;
+        let last = self
+            .last_seen
+            .entry((d.group.unwrap_or(u32::MAX), d.from))
+            .or_insert(0);
+        if id < *last {
+            ctx.recorders.local().counters[p].reordered += 1;
+        } else {
+            *last = id;
+        }
+        if let Some(storm) = d
+            .group
+            .and_then(|g| ctx.storm_groups.iter().find(|s| s.group == g))
+        {
+            self.reactions
+                .decide_open(storm, ctx.scenario.seed, id, self.user, now);
+        }
+        if d.group.is_none()
+            && let Some(Some(model)) = ctx.reactions.get(p)
+        {
+            let business = protocol::is_business(d.from).then(|| d.from - BUSINESS_BASE);
+            if !self.reactions.decide(
+                model,
+                ctx.scenario.seed,
+                (id, self.user, d.from, d.wamid, pattern),
+                now,
+                business,
+            ) {
+                ctx.recorders.local().counters[p].reads_skipped += 1;
+            }
+        }
+    }
+}
+
+/// The ledger's verdict on one delivery to `user`, measured: latencies and counts for a
+/// first copy, a duplicate or an id chatload never sent. Returns the pattern of a first copy.
+pub fn record_delivery(ctx: &RunContext, user: u32, d: &Delivery, now: u64) -> Option<u16> {
+    let verdict = ctx.ledger.receive(d.id, user, |id| ctx.issued_pattern(id));
+    let mut rec = ctx.recorders.local();
+    match verdict {
+        Received::First {
+            pattern,
+            last_of_message,
+            intended_us,
+        } => {
+            let p = pattern as usize;
+            // The ledger knows when the message was meant to go, whatever the protocol
+            // carries; the actual send time only comes with the frame.
+            let t = intended_us;
+            if ctx.profile.eligible(user, t) {
+                rec.record(p, Metric::Delivery, now.saturating_sub(t));
+                if let Some(s) = d.s.filter(|s| *s > 0) {
+                    rec.record(p, Metric::DeliveryService, now.saturating_sub(s));
+                }
+                if last_of_message && d.group.is_some() {
+                    rec.record(p, Metric::Fanout, now.saturating_sub(t));
+                }
+            } else {
+                rec.record(p, Metric::DeliveryOffline, now.saturating_sub(t));
+            }
+            rec.counters[p].delivered += 1;
+            Some(pattern)
+        }
+        Received::Duplicate { pattern } => {
+            rec.counters[pattern as usize].duplicates += 1;
+            None
+        }
+        Received::Unexpected => {
+            let slot = rec.no_pattern();
+            rec.counters[slot].unexpected += 1;
+            None
         }
     }
 }

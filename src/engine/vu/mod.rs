@@ -3,17 +3,16 @@
 //! replies later (`reactions`), announces its presence, sends heartbeats, reconnects with
 //! backoff, and records everything it sees. Runs in bounded slices so goose stays in control.
 
-mod frames;
+pub(super) mod frames;
 pub mod reactions;
 
 use super::context::RunContext;
 use super::reconnect::{AfterFailure, Reconnector};
 use crate::metrics::{ErrorKind, LATE_SEND_US, Ledger, Metric, Owed};
 use crate::protocol::{self, BUSINESS_BASE, Media, Recipient};
-use crate::transport::ws::{self, WsConnection};
+use crate::transport::{AnySession, Incoming, Outgoing, Session};
 use crate::workload::Order;
 use crate::workload::schedule::{Action, REACTION_BIT, message_id};
-use futures_util::StreamExt;
 use reactions::{Pending, Reactions};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -21,20 +20,22 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 
 pub struct VirtualUser {
     user: u32,
     ctx: Arc<RunContext>,
     inbox: Option<mpsc::Receiver<Order>>,
-    conn: Option<WsConnection>,
+    conn: Option<AnySession>,
     last_seq: u64,
     /// Per (conversation, sender): the latest message sequence seen, to spot reordering.
     last_seen: FxHashMap<(u32, u32), u64>,
     reconnect: Reconnector,
-    /// Messages written but not yet acknowledged; written again after a reconnect, as a
-    /// messaging client's outbox does (the server drops the copies it already has).
-    outbox: VecDeque<Order>,
+    /// Messages written but not yet confirmed, with when they were written; written again
+    /// after a reconnect, as a messaging client's outbox does (the server drops the copies
+    /// it already has). Kept only for protocols that confirm sends.
+    outbox: VecDeque<(Order, u64)>,
+    /// The groups this user belongs to, for protocols that subscribe or join per group.
+    groups: Option<Vec<u32>>,
     reactions: Reactions,
     next_heartbeat: Option<Instant>,
     /// The server asked us to leave and come back after this long (`goaway`).
@@ -53,6 +54,7 @@ impl VirtualUser {
             last_seen: FxHashMap::default(),
             reconnect: Reconnector::new(user),
             outbox: VecDeque::new(),
+            groups: None,
             reactions: Reactions::default(),
             next_heartbeat: None,
             goaway: None,
@@ -134,29 +136,19 @@ impl VirtualUser {
             return;
         };
         enum Happened {
-            Frame(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
-            Written(Result<(), tokio_tungstenite::tungstenite::Error>),
+            Said(Incoming),
             Order(Option<Order>),
             Tick,
         }
         let happened = tokio::select! {
             biased;
-            f = conn.reader.next() => Happened::Frame(f),
-            w = conn.writer.progress(), if conn.writer.has_work() => Happened::Written(w),
+            i = conn.next() => Happened::Said(i),
             o = inbox.recv() => Happened::Order(o),
             _ = tokio::time::sleep_until(wake.into()) => Happened::Tick,
         };
         match happened {
-            Happened::Frame(Some(Ok(Message::Text(t)))) => self.on_frame(&t),
-            Happened::Frame(Some(Ok(Message::Close(_))) | None) => self.lost(
-                ErrorKind::ConnectionClosed,
-                "the target closed the connection".into(),
-            ),
-            Happened::Frame(Some(Ok(_))) => {}
-            Happened::Frame(Some(Err(e))) | Happened::Written(Err(e)) => {
-                self.lost(ws::classify(&e), e.to_string())
-            }
-            Happened::Written(Ok(())) => {}
+            Happened::Said(Incoming::Lost { kind, detail }) => self.lost(kind, detail),
+            Happened::Said(i) => self.on_incoming(i),
             Happened::Tick => self.on_timers(),
             Happened::Order(Some(order)) => {
                 self.send(order);
@@ -174,13 +166,19 @@ impl VirtualUser {
 
     async fn connect(&mut self) {
         let started = Instant::now();
-        match ws::connect(
-            &self.ctx.url,
-            self.user,
-            self.last_seq,
-            self.ctx.connect_timeout,
-        )
-        .await
+        if self.groups.is_none() {
+            self.groups = Some(if self.ctx.connector.native_url().is_some() {
+                Vec::new()
+            } else {
+                self.ctx.population.groups_of(self.user)
+            });
+        }
+        let groups = self.groups.as_deref().unwrap_or(&[]);
+        match self
+            .ctx
+            .connector
+            .connect(self.user, self.last_seq, groups, self.ctx.connect_timeout)
+            .await
         {
             Ok(mut conn) => {
                 {
@@ -194,23 +192,14 @@ impl VirtualUser {
                     rec.counters[pattern as usize].reconnects += 1;
                 }
                 let now_us = self.ctx.now_us();
-                for o in &self.outbox {
-                    let body = protocol::filler_body(o.size as usize);
-                    conn.writer.push(Message::text(protocol::send(
-                        o.id,
-                        o.to,
-                        o.intended_us,
-                        now_us,
-                        body,
-                    )));
-                }
                 if !self.outbox.is_empty() {
                     let mut rec = self.ctx.recorders.local();
-                    for o in &self.outbox {
+                    for (o, sent_us) in self.outbox.iter_mut() {
+                        *sent_us = now_us;
+                        conn.push(message(o, now_us));
                         rec.counters[o.pattern as usize].retransmitted += 1;
                     }
                 }
-                let early = std::mem::take(&mut conn.early);
                 self.conn = Some(conn);
                 self.ctx.set_connected(self.user, true);
                 self.announce("online");
@@ -219,11 +208,6 @@ impl VirtualUser {
                     .presence
                     .as_ref()
                     .map(|p| Instant::now() + p.heartbeat);
-                for frame in early {
-                    if let Message::Text(t) = frame {
-                        self.on_frame(&t);
-                    }
-                }
             }
             Err(e) => {
                 self.ctx
@@ -242,7 +226,7 @@ impl VirtualUser {
         self.announce("offline");
         if let Some(mut conn) = self.conn.take() {
             self.ctx.set_connected(self.user, false);
-            let _ = tokio::time::timeout(Duration::from_millis(500), conn.writer.close()).await;
+            let _ = tokio::time::timeout(Duration::from_millis(500), conn.close()).await;
         }
     }
 
@@ -250,7 +234,7 @@ impl VirtualUser {
     async fn leave_on_request(&mut self, after: Duration, now_us: u64) {
         if let Some(mut conn) = self.conn.take() {
             self.ctx.set_connected(self.user, false);
-            let _ = tokio::time::timeout(Duration::from_millis(200), conn.writer.close()).await;
+            let _ = tokio::time::timeout(Duration::from_millis(200), conn.close()).await;
         }
         let now = Instant::now();
         match super::reconnect::Reconnector::goaway_storm(&self.ctx.storms, now_us) {
@@ -278,21 +262,20 @@ impl VirtualUser {
         let ctx = &self.ctx;
         let now = ctx.now_us();
         let p = order.pattern as usize;
-        let media = match order.action {
-            Action::Typing => {
-                if let Recipient::User(to) = order.to {
-                    conn.writer
-                        .push(Message::text(protocol::typing(to, order.intended_us)));
-                    ctx.recorders.local().counters[p].typing_sent += 1;
-                }
-                return;
+        if let (Action::Typing, Recipient::User(to)) = (order.action, order.to) {
+            let said = conn.push(Outgoing::Typing {
+                from: order.sender,
+                to,
+                r: order.intended_us,
+            });
+            if said {
+                ctx.recorders.local().counters[p].typing_sent += 1;
             }
-            Action::Message { media, media_bytes } => Media {
-                kind: media,
-                bytes: media_bytes,
-            },
-            _ => Media::default(),
-        };
+            return;
+        }
+        if let Action::Typing = order.action {
+            return;
+        }
         let owed = match order.to {
             Recipient::User(u) => Some(Owed::One(u)),
             Recipient::Business(b) => Some(Owed::One(BUSINESS_BASE + b)),
@@ -309,16 +292,23 @@ impl VirtualUser {
             order.intended_us,
             owed,
         );
-        let frame = protocol::send_media(
-            order.id,
-            order.to,
-            order.intended_us,
-            now,
-            protocol::filler_body(order.size as usize),
-            media,
-        );
-        conn.writer.push(Message::text(frame));
-        self.outbox.push_back(order);
+        if !conn.push(message(&order, now)) {
+            let withdrawn = ctx.ledger.cancel(order.id) as u64;
+            let mut rec = ctx.recorders.local();
+            rec.counters[p].withdrawn += withdrawn;
+            rec.counters[p].not_sent += 1;
+            rec.error_in(p, ErrorKind::Protocol, || {
+                format!(
+                    "the target's protocol has no way to send this message (to {:?})",
+                    order.to
+                )
+            });
+            return;
+        }
+        if conn.confirms_sends() {
+            self.outbox.push_back((order, now));
+        }
+        let media = media_of(&order);
         let lag = now.saturating_sub(order.intended_us);
         let mut rec = ctx.recorders.local();
         rec.record(p, Metric::SendLag, lag);
@@ -341,9 +331,15 @@ impl VirtualUser {
         }
         let contacts = self.ctx.population.contacts(self.user);
         let now = self.ctx.now_us();
-        conn.writer
-            .push(Message::text(protocol::presence(state, now, contacts)));
-        self.ctx.recorders.local().counters[model.pattern as usize].presence_sent += 1;
+        let said = conn.push(Outgoing::Presence {
+            from: self.user,
+            state,
+            s: now,
+            contacts,
+        });
+        if said {
+            self.ctx.recorders.local().counters[model.pattern as usize].presence_sent += 1;
+        }
     }
 
     /// Heartbeats and reactions that have come due.
@@ -352,8 +348,9 @@ impl VirtualUser {
         if let (Some(at), Some(model)) = (self.next_heartbeat, self.ctx.presence.as_ref())
             && at <= now
         {
-            if let Some(conn) = self.conn.as_mut() {
-                conn.writer.push(Message::text(protocol::PING));
+            if let Some(conn) = self.conn.as_mut()
+                && conn.push(Outgoing::Heartbeat)
+            {
                 self.ctx.recorders.local().counters[model.pattern as usize].heartbeats += 1;
             }
             self.next_heartbeat = Some(now + model.heartbeat);
@@ -365,21 +362,28 @@ impl VirtualUser {
             };
             match pending {
                 Pending::Read { id, from, wamid } => {
-                    if let Some(conn) = self.conn.as_mut() {
-                        conn.writer
-                            .push(Message::text(protocol::read(id, from, wamid, due, now_us)));
-                    }
+                    let said = self.conn.as_mut().is_some_and(|conn| {
+                        conn.push(Outgoing::Read {
+                            id,
+                            from,
+                            wamid,
+                            r: due,
+                            s: now_us,
+                        })
+                    });
                     let p = crate::workload::schedule::pattern_of(id) as usize;
-                    if let Some(c) = self.ctx.recorders.local().counters.get_mut(p) {
+                    if said && let Some(c) = self.ctx.recorders.local().counters.get_mut(p) {
                         c.reads += 1;
                     }
                 }
                 Pending::OpenGroup { group, pattern } => {
-                    if let Some(conn) = self.conn.as_mut() {
-                        conn.writer
-                            .push(Message::text(protocol::history(group, due)));
+                    let said = self
+                        .conn
+                        .as_mut()
+                        .is_some_and(|conn| conn.push(Outgoing::History { group, r: due }));
+                    if said {
+                        self.ctx.recorders.local().counters[pattern as usize].history_requests += 1;
                     }
-                    self.ctx.recorders.local().counters[pattern as usize].history_requests += 1;
                 }
                 Pending::Reply {
                     business,
@@ -409,5 +413,28 @@ impl VirtualUser {
         if let Some(inbox) = self.inbox.take() {
             self.ctx.return_inbox(self.user, inbox);
         }
+    }
+}
+
+fn media_of(order: &Order) -> Media {
+    match order.action {
+        Action::Message { media, media_bytes } => Media {
+            kind: media,
+            bytes: media_bytes,
+        },
+        _ => Media::default(),
+    }
+}
+
+/// The outgoing message for an order, written at `now_us`.
+fn message(order: &Order, now_us: u64) -> Outgoing<'static> {
+    Outgoing::Message {
+        id: order.id,
+        from: order.sender,
+        to: order.to,
+        t: order.intended_us,
+        s: now_us,
+        body: protocol::filler_body(order.size as usize),
+        media: media_of(order),
     }
 }

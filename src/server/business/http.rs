@@ -3,6 +3,8 @@
 //!
 //! `POST /v1/{business}/messages` (send, or mark read with a typing indicator),
 //! `PUT /v1/{business}/webhook` `{"url": …}`, `GET /v1/{business}/limits`,
+//! `POST /v1/users/{user}/messages` (a plain user-to-user send: `to` or `group`, `id`, `t`,
+//! `s`, `body`; the recipients get it over their WebSocket),
 //! `POST /admin/config` (limits as JSON), `POST /admin/goaway` (a graceful reconnect storm:
 //! `pattern`, `fraction`, `seed`, `after_ms`), `GET /healthz`, `GET /metrics`.
 
@@ -99,6 +101,7 @@ async fn handle(req: Request<Incoming>, hub: Arc<Hub>) -> Result<Reply, Infallib
             }
             Err(e) => graph_error(ApiError::BAD_REQUEST, &format!("bad limits: {e}")),
         },
+        (&Method::POST, ["v1", "users", from, "messages"]) => user_message(&hub, from, &body),
         (_, ["v1", business, rest]) => {
             let Ok(business) = business.parse::<u32>() else {
                 return Ok(graph_error(
@@ -233,4 +236,45 @@ fn metrics(hub: &Hub) -> String {
         ));
     }
     out
+}
+
+/// A user's message sent over HTTP instead of its WebSocket (the generic HTTP transport's
+/// reference endpoint): delivered exactly as a WebSocket `send` is.
+fn user_message(hub: &Hub, from: &str, body: &[u8]) -> Reply {
+    let bad = |why: &str| json_reply(StatusCode::BAD_REQUEST, json!({"error": why}));
+    let Ok(from) = from.parse::<u32>() else {
+        return bad("the user id is a number");
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return bad("the body is not JSON");
+    };
+    let num = |k: &str| v.get(k).and_then(crate::transport::template::number);
+    let Some(id) = v.get("id").and_then(crate::transport::template::message_id) else {
+        return bad("a message needs `id`");
+    };
+    let text = v["body"].as_str().unwrap_or("");
+    let accepted_at = std::time::Instant::now();
+    if hub.accept_send(from, id) {
+        hub.stats.accepted.fetch_add(1, Relaxed);
+        let base = protocol::Delivery {
+            seq: 0,
+            id,
+            from,
+            to: 0,
+            group: num("group"),
+            intended_us: v["t"].as_u64().unwrap_or(0),
+            sent_us: v["s"].as_u64().unwrap_or(0),
+            body: text,
+            wamid: 0,
+            kind: None,
+            media_bytes: 0,
+        };
+        if let Err((code, why)) = hub.user_send(num("to"), num("group"), base, accepted_at) {
+            return json_reply(
+                StatusCode::from_u16(code as u16).unwrap_or(StatusCode::BAD_REQUEST),
+                json!({"error": why}),
+            );
+        }
+    }
+    json_reply(StatusCode::OK, json!({"id": format!("msg.{id}")}))
 }

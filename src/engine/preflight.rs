@@ -1,0 +1,95 @@
+//! Before any traffic: prove the target answers in its protocol, and register the
+//! population's groups where the protocol has a place for that (chatload's reference
+//! server). Owns the pre-flight session; a target that refuses gets one clear sentence here,
+//! not thousands of connection errors later.
+
+use super::run::RunError;
+use crate::protocol;
+use crate::transport::{Connector, Session, native};
+use crate::workload::Population;
+use futures_util::StreamExt;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A user id outside every population, used for the pre-flight and group set-up session.
+pub const CONTROL_USER: u32 = u32::MAX;
+
+pub async fn prepare(
+    connector: &Connector,
+    url: &str,
+    population: &Population,
+    timeout: Duration,
+) -> Result<(), RunError> {
+    let unreachable = |detail: String| RunError::Unreachable {
+        url: crate::transport::secrets::redact_url(url),
+        detail: crate::transport::secrets::redact(&detail),
+    };
+    match connector.native_url() {
+        Some(native_url) => register_groups(connector, native_url, population, timeout).await,
+        None => {
+            let mut session = connector
+                .connect(CONTROL_USER, 0, &[], timeout)
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            let _ = tokio::time::timeout(Duration::from_millis(500), session.close()).await;
+            Ok(())
+        }
+    }
+}
+
+/// Opens one session on chatload's protocol, then defines every group.
+async fn register_groups(
+    connector: &Connector,
+    url: &str,
+    population: &Population,
+    timeout: Duration,
+) -> Result<(), RunError> {
+    let unreachable = |detail: String| RunError::Unreachable {
+        url: crate::transport::secrets::redact_url(url),
+        detail: crate::transport::secrets::redact(&detail),
+    };
+    let conn = native::connect(url, connector.tls(), CONTROL_USER, 0, timeout)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let (mut reader, mut writer) = (conn.reader, conn.writer);
+    let groups = population.groups();
+    let setup = async {
+        let mut confirmed = 0usize;
+        for (g, members) in groups.iter().enumerate() {
+            writer.push(Message::text(protocol::group(g as u32, members)));
+        }
+        while writer.has_work() {
+            writer
+                .progress()
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+        }
+        while confirmed < groups.len() {
+            match reader.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    match protocol::decode(&t).map(|f| f.op.into_owned()).as_deref() {
+                        Ok("group_ok") => confirmed += 1,
+                        Ok("error") => {
+                            return Err(RunError::Setup(format!(
+                                "the target refused a group definition: {t}"
+                            )));
+                        }
+                        _ => {}
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(unreachable(e.to_string())),
+                None => return Err(unreachable("closed during group set-up".into())),
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(
+        timeout + Duration::from_millis(groups.len() as u64 / 10),
+        setup,
+    )
+    .await
+    .map_err(|_| RunError::Setup("the target did not confirm the groups in time".into()))??;
+    let _ = tokio::time::timeout(Duration::from_millis(500), writer.close()).await;
+    Ok(())
+}

@@ -1,0 +1,564 @@
+//! The protocol half of `[target]`: which protocol the target speaks (chatload's own, MQTT,
+//! a WebSocket chat gateway described by templates, an HTTP messaging API), its settings, TLS
+//! trust and where credentials come from. Owns those file sections, their checks and their
+//! compiled form; the server-fault knobs of `[target]` stay in `compile`.
+
+use super::compile::{Result, issue};
+use super::units::Micros;
+use crate::transport::secrets::CredentialNames;
+use crate::transport::template::{Matcher, Template};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use toml::Spanned;
+
+// ---- the file ----
+
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Environment variable holding a token (`{{token}}` in templates; MQTT password if no `password_env`).
+    pub token_env: Option<String>,
+    pub username_env: Option<String>,
+    pub password_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSection {
+    /// "3.1.1" (default) or "5".
+    #[schemars(with = "Option<String>")]
+    pub version: Option<Spanned<String>>,
+    /// 0 or 1 (default 1) for messages; signals go at QoS 0.
+    #[schemars(with = "Option<i64>")]
+    pub qos: Option<Spanned<i64>>,
+    /// Each user's own topic (default "chatload/u/{{user}}").
+    #[schemars(with = "Option<String>")]
+    pub user_topic: Option<Spanned<String>>,
+    /// Each group's topic (default "chatload/g/{{group}}").
+    #[schemars(with = "Option<String>")]
+    pub group_topic: Option<Spanned<String>>,
+    /// Client id (default "chatload-{{user}}").
+    #[schemars(with = "Option<String>")]
+    pub client_id: Option<Spanned<String>>,
+    pub keep_alive: Option<Micros>,
+    /// Default false: the broker keeps each user's subscriptions and queued messages while
+    /// it is offline, as a messaging app's session does.
+    pub clean_session: Option<bool>,
+    /// Recipients publish a delivery receipt to the sender's topic (default false).
+    pub receipts: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MatchSection {
+    /// JSON pointer into a received frame, e.g. "/type".
+    pub pointer: String,
+    /// The value that marks the frame kind.
+    #[schemars(with = "serde_json::Value")]
+    pub equals: toml::Value,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveSection {
+    /// Which frames these are.
+    #[serde(rename = "match")]
+    pub matches: MatchSection,
+    /// JSON pointer to chatload's message id, or to a text that holds its `cl:<id>` token.
+    pub id: String,
+    /// JSON pointer to the sender (a number, or a string ending in one).
+    pub from: Option<String>,
+    /// JSON pointer to the group of a group message.
+    pub group: Option<String>,
+    /// For receipts: frames that are read receipts (the others are delivery receipts).
+    pub read: Option<MatchSection>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// Frames are sent as binary instead of text (default false).
+    pub binary: Option<bool>,
+    /// Sent right after connecting (log in).
+    #[schemars(with = "Option<String>")]
+    pub hello: Option<Spanned<String>>,
+    /// The frame that says the session is ready; without it the session is ready at once.
+    pub ready: Option<MatchSection>,
+    /// Sent once per group the user belongs to, after `ready`.
+    #[schemars(with = "Option<String>")]
+    pub join: Option<Spanned<String>>,
+    /// A message to one user.
+    #[schemars(with = "String")]
+    pub send: Spanned<String>,
+    /// A message to a group.
+    #[schemars(with = "Option<String>")]
+    pub send_group: Option<Spanned<String>>,
+    /// What a recipient sends when a message arrives, and when it reads one.
+    #[schemars(with = "Option<String>")]
+    pub delivered: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub read: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub typing: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub heartbeat: Option<Spanned<String>>,
+    /// How a delivered message looks.
+    pub message: ReceiveSection,
+    /// How the gateway confirms a send.
+    pub accepted: Option<ReceiveSection>,
+    /// How a delivery or read receipt to the sender looks.
+    pub receipt: Option<ReceiveSection>,
+    /// How an error frame looks.
+    pub error: Option<MatchSection>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Default "POST".
+    pub method: Option<String>,
+    /// The send URL; a path ("/v1/…") is joined to the target URL.
+    #[schemars(with = "String")]
+    pub url: Spanned<String>,
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    /// The JSON body template.
+    #[schemars(with = "Option<String>")]
+    pub body: Option<Spanned<String>>,
+    /// JSON pointer to the message id in the response (kept for the report's examples).
+    pub id: Option<String>,
+    /// How long a send may take (default 10s).
+    pub timeout: Option<Micros>,
+    /// How deliveries are seen: "subscription" (default) or "webhook".
+    #[schemars(with = "Option<String>")]
+    pub deliveries: Option<Spanned<String>>,
+    /// For subscriptions: the URL to subscribe at (default: the embedded server's WebSocket).
+    #[schemars(with = "Option<String>")]
+    pub subscribe: Option<Spanned<String>>,
+    /// For webhooks: where chatload listens (default "127.0.0.1:0") and how a delivery looks.
+    pub webhook: Option<WebhookSection>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    pub listen: Option<String>,
+    /// JSON pointer to the recipient user, to chatload's id, and to the sender.
+    pub recipient: String,
+    pub id: String,
+    pub from: Option<String>,
+    /// JSON pointer to an array when one POST carries several deliveries.
+    pub each: Option<String>,
+}
+
+// ---- the compiled form ----
+
+/// What the target speaks.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(tag = "protocol", content = "settings", rename_all = "snake_case")]
+pub enum Protocol {
+    #[default]
+    Chatload,
+    Mqtt(Arc<MqttTarget>),
+    WsGateway(Arc<GatewayTarget>),
+    Http(Arc<HttpTarget>),
+}
+
+impl Protocol {
+    /// Whether `url`'s scheme is one this protocol is reached by.
+    pub fn fits_url(&self, url: &str) -> bool {
+        let scheme = url.trim().split("://").next().unwrap_or("");
+        match self {
+            Protocol::Chatload | Protocol::WsGateway(_) => matches!(scheme, "ws" | "wss"),
+            Protocol::Mqtt(_) => matches!(scheme, "mqtt" | "mqtts" | "tcp" | "ssl"),
+            Protocol::Http(_) => matches!(scheme, "http" | "https"),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Protocol::Chatload => "chatload",
+            Protocol::Mqtt(_) => "mqtt",
+            Protocol::WsGateway(_) => "ws-gateway",
+            Protocol::Http(_) => "http",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MqttVersion {
+    #[serde(rename = "3.1.1")]
+    V311,
+    #[serde(rename = "5")]
+    V5,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MqttTarget {
+    pub version: MqttVersion,
+    pub qos: u8,
+    pub user_topic: Template,
+    pub group_topic: Template,
+    pub client_id: Template,
+    pub keep_alive: Micros,
+    pub clean_session: bool,
+    pub receipts: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Receive {
+    #[serde(rename = "match")]
+    pub matches: Matcher,
+    pub id: String,
+    pub from: Option<String>,
+    pub group: Option<String>,
+    pub read: Option<Matcher>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayTarget {
+    pub binary: bool,
+    pub hello: Option<Template>,
+    pub ready: Option<Matcher>,
+    pub join: Option<Template>,
+    pub send: Template,
+    pub send_group: Option<Template>,
+    pub delivered: Option<Template>,
+    pub read: Option<Template>,
+    pub typing: Option<Template>,
+    pub heartbeat: Option<Template>,
+    pub message: Receive,
+    pub accepted: Option<Receive>,
+    pub receipt: Option<Receive>,
+    pub error: Option<Matcher>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub enum HttpDeliveries {
+    /// Each user subscribes at this URL (None: the embedded server), speaking this protocol.
+    Subscription {
+        url: Option<String>,
+        protocol: Box<Protocol>,
+    },
+    Webhook(Webhook),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Webhook {
+    pub listen: String,
+    pub recipient: String,
+    pub id: String,
+    pub from: Option<String>,
+    pub each: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpTarget {
+    pub method: String,
+    pub url: Template,
+    pub headers: Vec<(String, Template)>,
+    pub body: Option<Template>,
+    pub id: Option<String>,
+    pub timeout: Micros,
+    pub deliveries: HttpDeliveries,
+}
+
+/// The protocol settings of one `[target]`.
+pub struct Compiled {
+    pub protocol: Protocol,
+    pub ca_file: Option<PathBuf>,
+    pub credentials: CredentialNames,
+}
+
+/// Sections of `[target]` this module reads.
+pub struct Sections<'a> {
+    pub url: Option<&'a Spanned<String>>,
+    pub protocol: Option<&'a Spanned<String>>,
+    pub ca_file: Option<&'a String>,
+    pub auth: Option<&'a AuthSection>,
+    pub mqtt: Option<&'a MqttSection>,
+    pub gateway: Option<&'a GatewaySection>,
+    pub http: Option<&'a HttpSection>,
+    /// The whole `[target]` table, for errors about a missing section.
+    pub span: std::ops::Range<usize>,
+}
+
+fn template(s: &Spanned<String>) -> Result<Template> {
+    Template::parse(s.get_ref()).or_else(|e| {
+        let at = s.span().start + 1 + e.offset;
+        issue(at..at + 1, e.message)
+    })
+}
+
+fn optional(s: &Option<Spanned<String>>) -> Result<Option<Template>> {
+    s.as_ref().map(template).transpose()
+}
+
+fn default_template(s: &Option<Spanned<String>>, default: &str) -> Result<Template> {
+    match s {
+        Some(s) => template(s),
+        None => Template::parse(default).or_else(|e| issue(0..0, e.message)),
+    }
+}
+
+fn matcher(m: &MatchSection) -> Matcher {
+    Matcher {
+        pointer: m.pointer.clone(),
+        equals: serde_json::to_value(&m.equals).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+fn receive(r: &ReceiveSection) -> Receive {
+    Receive {
+        matches: matcher(&r.matches),
+        id: r.id.clone(),
+        from: r.from.clone(),
+        group: r.group.clone(),
+        read: r.read.as_ref().map(matcher),
+    }
+}
+
+/// The protocol a URL's scheme implies when `protocol` is not written.
+fn protocol_of_url(url: &str) -> Option<&'static str> {
+    let scheme = url.split("://").next()?;
+    Some(match scheme {
+        "ws" | "wss" => "chatload",
+        "mqtt" | "mqtts" | "tcp" | "ssl" => "mqtt",
+        "http" | "https" => "http",
+        _ => return None,
+    })
+}
+
+pub fn compile(s: Sections<'_>) -> Result<Compiled> {
+    let url = s.url.map(|u| u.get_ref().trim());
+    let name = match (s.protocol, url) {
+        (Some(p), _) => p.get_ref().trim().to_string(),
+        (None, Some(u)) => match protocol_of_url(u) {
+            Some(p) => p.to_string(),
+            None => {
+                let span = s.url.map_or(s.span.clone(), |u| u.span());
+                return issue(
+                    span,
+                    format!(
+                        "`{u}` has no scheme chatload speaks: use ws://, wss://, mqtt://, mqtts://, http:// or https://"
+                    ),
+                );
+            }
+        },
+        (None, None) => "chatload".to_string(),
+    };
+    let at = s.protocol.or(s.url).map_or(s.span.clone(), |p| p.span());
+    let protocol = match name.as_str() {
+        "chatload" => Protocol::Chatload,
+        "mqtt" => Protocol::Mqtt(Arc::new(mqtt(s.mqtt)?)),
+        "ws-gateway" => match s.gateway {
+            Some(g) => Protocol::WsGateway(Arc::new(gateway(g)?)),
+            None => {
+                return issue(
+                    at,
+                    "protocol \"ws-gateway\" needs a [target.gateway] table describing the frames (see scenarios/ws-gateway.toml)",
+                );
+            }
+        },
+        "http" => match s.http {
+            Some(h) => Protocol::Http(Arc::new(http(h, &s)?)),
+            None => {
+                return issue(
+                    at,
+                    "protocol \"http\" needs a [target.http] table describing the send request (see scenarios/http-api.toml)",
+                );
+            }
+        },
+        other => {
+            return issue(
+                at,
+                format!(
+                    "unknown protocol `{other}`: use \"chatload\", \"mqtt\", \"ws-gateway\" or \"http\""
+                ),
+            );
+        }
+    };
+    if let (Some(u), Some(url)) = (s.url, url)
+        && !protocol.fits_url(url)
+    {
+        let example = match &protocol {
+            Protocol::Chatload => "\"ws://127.0.0.1:7070/v1/ws\"",
+            Protocol::WsGateway(_) => "\"ws://127.0.0.1:9000/chat\"",
+            Protocol::Mqtt(_) => "\"mqtt://127.0.0.1:1883\"",
+            Protocol::Http(_) => "\"http://127.0.0.1:8080\"",
+        };
+        return issue(
+            u.span(),
+            format!(
+                "`{url}` does not fit protocol \"{}\": write e.g. {example}",
+                protocol.name()
+            ),
+        );
+    }
+    if url.is_none() && matches!(protocol, Protocol::Mqtt(_) | Protocol::WsGateway(_)) {
+        return issue(
+            at,
+            format!(
+                "protocol \"{}\" needs the target's `url` (the embedded server speaks chatload's protocol and HTTP only)",
+                protocol.name()
+            ),
+        );
+    }
+    let auth = s.auth;
+    Ok(Compiled {
+        protocol,
+        ca_file: s.ca_file.map(PathBuf::from),
+        credentials: CredentialNames {
+            token_env: auth.and_then(|a| a.token_env.clone()),
+            username_env: auth.and_then(|a| a.username_env.clone()),
+            password_env: auth.and_then(|a| a.password_env.clone()),
+        },
+    })
+}
+
+fn mqtt(m: Option<&MqttSection>) -> Result<MqttTarget> {
+    let empty = MqttSection::default();
+    let m = m.unwrap_or(&empty);
+    let version = match &m.version {
+        None => MqttVersion::V311,
+        Some(v) => match v.get_ref().trim() {
+            "3.1.1" | "3" | "4" => MqttVersion::V311,
+            "5" | "5.0" => MqttVersion::V5,
+            other => {
+                return issue(
+                    v.span(),
+                    format!("unknown MQTT version `{other}`: use \"3.1.1\" or \"5\""),
+                );
+            }
+        },
+    };
+    let qos = match &m.qos {
+        None => 1,
+        Some(q) if matches!(*q.get_ref(), 0 | 1) => *q.get_ref() as u8,
+        Some(q) => {
+            return issue(
+                q.span(),
+                format!(
+                    "qos {} is not supported: use 0 (at most once) or 1 (at least once)",
+                    q.get_ref()
+                ),
+            );
+        }
+    };
+    let user_topic = default_template(&m.user_topic, "chatload/u/{{user}}")?;
+    if !user_topic.uses(crate::transport::template::Slot::User) {
+        let span = m.user_topic.as_ref().map_or(0..0, |t| t.span());
+        return issue(
+            span,
+            "`user_topic` must contain {{user}}: each user needs a topic of its own",
+        );
+    }
+    let group_topic = default_template(&m.group_topic, "chatload/g/{{group}}")?;
+    let client_id = default_template(&m.client_id, "chatload-{{user}}")?;
+    Ok(MqttTarget {
+        version,
+        qos,
+        user_topic,
+        group_topic,
+        client_id,
+        keep_alive: m.keep_alive.unwrap_or(Micros(30_000_000)),
+        clean_session: m.clean_session.unwrap_or(false),
+        receipts: m.receipts.unwrap_or(false),
+    })
+}
+
+fn gateway(g: &GatewaySection) -> Result<GatewayTarget> {
+    Ok(GatewayTarget {
+        binary: g.binary.unwrap_or(false),
+        hello: optional(&g.hello)?,
+        ready: g.ready.as_ref().map(matcher),
+        join: optional(&g.join)?,
+        send: template(&g.send)?,
+        send_group: optional(&g.send_group)?,
+        delivered: optional(&g.delivered)?,
+        read: optional(&g.read)?,
+        typing: optional(&g.typing)?,
+        heartbeat: optional(&g.heartbeat)?,
+        message: receive(&g.message),
+        accepted: g.accepted.as_ref().map(receive),
+        receipt: g.receipt.as_ref().map(receive),
+        error: g.error.as_ref().map(matcher),
+    })
+}
+
+fn http(h: &HttpSection, s: &Sections<'_>) -> Result<HttpTarget> {
+    let method = h.method.clone().unwrap_or_else(|| "POST".into());
+    if reqwest::Method::from_bytes(method.as_bytes()).is_err() {
+        return issue(h.url.span(), format!("`{method}` is not an HTTP method"));
+    }
+    let mut headers = Vec::new();
+    for (k, v) in &h.headers {
+        if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            return issue(v.span(), format!("`{k}` is not a valid header name"));
+        }
+        headers.push((k.clone(), template(v)?));
+    }
+    let kind = h
+        .deliveries
+        .as_ref()
+        .map_or("subscription", |d| d.get_ref().as_str());
+    let deliveries = match kind {
+        "subscription" => {
+            let url = h.subscribe.as_ref().map(|u| u.get_ref().trim().to_string());
+            let protocol = match url.as_deref().and_then(protocol_of_url) {
+                Some("mqtt") => Protocol::Mqtt(Arc::new(mqtt(s.mqtt)?)),
+                _ => match s.gateway {
+                    Some(g) => Protocol::WsGateway(Arc::new(gateway(g)?)),
+                    None => Protocol::Chatload,
+                },
+            };
+            if let Some(u) = &h.subscribe
+                && u.get_ref().trim().is_empty()
+            {
+                return issue(
+                    u.span(),
+                    "`subscribe` is empty: give a ws:// or mqtt:// URL",
+                );
+            }
+            HttpDeliveries::Subscription {
+                url,
+                protocol: Box::new(protocol),
+            }
+        }
+        "webhook" => match &h.webhook {
+            Some(w) => HttpDeliveries::Webhook(Webhook {
+                listen: w.listen.clone().unwrap_or_else(|| "127.0.0.1:0".into()),
+                recipient: w.recipient.clone(),
+                id: w.id.clone(),
+                from: w.from.clone(),
+                each: w.each.clone(),
+            }),
+            None => {
+                let span = h.deliveries.as_ref().map_or(0..0, |d| d.span());
+                return issue(
+                    span,
+                    "deliveries = \"webhook\" needs a [target.http.webhook] table (recipient and id pointers)",
+                );
+            }
+        },
+        other => {
+            let span = h.deliveries.as_ref().map_or(0..0, |d| d.span());
+            return issue(
+                span,
+                format!("unknown deliveries `{other}`: use \"subscription\" or \"webhook\""),
+            );
+        }
+    };
+    Ok(HttpTarget {
+        method,
+        url: template(&h.url)?,
+        headers,
+        body: optional(&h.body)?,
+        id: h.id.clone(),
+        timeout: h.timeout.unwrap_or(Micros(10_000_000)),
+        deliveries,
+    })
+}

@@ -1,0 +1,244 @@
+//! Opening sessions: built once per run from the scenario's `[target]` (protocol, URL, TLS
+//! trust, credentials), it opens each virtual user's [`AnySession`] of the right protocol.
+//! Owns the choice of protocol and what is shared between sessions; not the sessions.
+
+use super::gateway::GatewaySetup;
+use super::http::{HttpSetup, Receiver};
+use super::mqtt::MqttSetup;
+use super::secrets::{Credentials, MissingVariable};
+use super::tls::{TlsContext, TlsError};
+use super::{AnySession, ConnectError, native};
+use crate::metrics::ErrorKind;
+use crate::scenario::Target;
+use crate::scenario::target::{HttpDeliveries, Protocol};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the run's connector could not be built (before any traffic).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Credentials(#[from] MissingVariable),
+    #[error("`{0}` is not a URL chatload can use here: {1}")]
+    Url(String, &'static str),
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+}
+
+/// Where a user's deliveries arrive when it sends over HTTP.
+enum Receive {
+    Native(String),
+    Mqtt(Arc<MqttSetup>),
+    Gateway(Arc<GatewaySetup>),
+    Webhook,
+}
+
+enum Kind {
+    Native(String),
+    Mqtt(Arc<MqttSetup>),
+    Gateway(Arc<GatewaySetup>),
+    Http(Arc<HttpSetup>, Receive),
+}
+
+pub struct Connector {
+    kind: Kind,
+    tls: TlsContext,
+}
+
+/// The error kind of an I/O failure.
+pub fn classify_io(io: &std::io::Error) -> ErrorKind {
+    match io.kind() {
+        std::io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
+        std::io::ErrorKind::ConnectionReset
+        | std::io::ErrorKind::BrokenPipe
+        | std::io::ErrorKind::ConnectionAborted
+        | std::io::ErrorKind::UnexpectedEof => ErrorKind::ConnectionReset,
+        std::io::ErrorKind::TimedOut => ErrorKind::ConnectTimeout,
+        std::io::ErrorKind::InvalidData
+            if io
+                .get_ref()
+                .is_some_and(|e| e.downcast_ref::<rustls::Error>().is_some()) =>
+        {
+            ErrorKind::Tls
+        }
+        _ => ErrorKind::ConnectFailed,
+    }
+}
+
+fn mqtt_setup(
+    target: &Arc<crate::scenario::target::MqttTarget>,
+    url: &str,
+    tls: &TlsContext,
+    creds: &Credentials,
+) -> Result<MqttSetup, SetupError> {
+    let (host, port, secure) = super::mqtt::parse_url(url).ok_or_else(|| {
+        SetupError::Url(
+            url.to_string(),
+            "write mqtt://host:port or mqtts://host:port",
+        )
+    })?;
+    let username = creds.username.as_ref().map(|s| s.expose().to_string());
+    let password = creds
+        .password
+        .as_ref()
+        .or(creds.token.as_ref())
+        .map(|s| s.expose().to_string());
+    Ok(MqttSetup {
+        target: target.clone(),
+        host,
+        port,
+        tls: secure.then(|| tls.clone()),
+        // A broker that takes a token as the password still wants a user name.
+        username: username.or_else(|| password.as_ref().map(|_| "chatload".to_string())),
+        password,
+    })
+}
+
+/// The WebSocket URL of chatload's reference server behind an HTTP base URL.
+fn websocket_of(http_base: &str) -> String {
+    let ws = http_base
+        .replacen("https://", "wss://", 1)
+        .replacen("http://", "ws://", 1);
+    format!("{}/v1/ws", ws.trim_end_matches('/'))
+}
+
+impl Connector {
+    /// `url` is the target's (or the embedded server's WebSocket URL); `http_base` the
+    /// embedded server's HTTP URL when it runs.
+    pub fn new(target: &Target, url: &str, http_base: Option<&str>) -> Result<Self, SetupError> {
+        let tls = TlsContext::new(target.ca_file.as_deref())?;
+        let creds = Arc::new(Credentials::from_env(&target.credentials)?);
+        let kind = match &target.protocol {
+            Protocol::Chatload => Kind::Native(url.to_string()),
+            Protocol::Mqtt(m) => Kind::Mqtt(Arc::new(mqtt_setup(m, url, &tls, &creds)?)),
+            Protocol::WsGateway(g) => Kind::Gateway(Arc::new(GatewaySetup {
+                url: url.to_string(),
+                target: g.clone(),
+                tls: tls.clone(),
+                credentials: creds.clone(),
+            })),
+            Protocol::Http(h) => {
+                let base = match (&target.url, http_base) {
+                    (Some(u), _) => u.clone(),
+                    (None, Some(b)) => b.to_string(),
+                    (None, None) => url.to_string(),
+                };
+                let receive = match &h.deliveries {
+                    HttpDeliveries::Webhook(_) => Receive::Webhook,
+                    HttpDeliveries::Subscription { url: sub, protocol } => {
+                        let sub = sub.clone().unwrap_or_else(|| websocket_of(&base));
+                        match protocol.as_ref() {
+                            Protocol::Mqtt(m) => {
+                                Receive::Mqtt(Arc::new(mqtt_setup(m, &sub, &tls, &creds)?))
+                            }
+                            Protocol::WsGateway(g) => Receive::Gateway(Arc::new(GatewaySetup {
+                                url: sub,
+                                target: g.clone(),
+                                tls: tls.clone(),
+                                credentials: creds.clone(),
+                            })),
+                            _ => Receive::Native(sub),
+                        }
+                    }
+                };
+                let client = tls
+                    .http_client()
+                    .pool_max_idle_per_host(64)
+                    .build()
+                    .map_err(|e| SetupError::Http(e.to_string()))?;
+                let method = reqwest::Method::from_bytes(h.method.as_bytes())
+                    .map_err(|_| SetupError::Url(h.method.clone(), "not an HTTP method"))?;
+                Kind::Http(
+                    Arc::new(HttpSetup {
+                        client,
+                        target: h.clone(),
+                        base,
+                        credentials: creds.clone(),
+                        method,
+                    }),
+                    receive,
+                )
+            }
+        };
+        Ok(Connector { kind, tls })
+    }
+
+    /// The URL of chatload's own WebSocket protocol this run uses, if any (groups are
+    /// registered there, and the reference server's admin API sits beside it).
+    pub fn native_url(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Native(u) | Kind::Http(_, Receive::Native(u)) => Some(u),
+            _ => None,
+        }
+    }
+
+    pub fn tls(&self) -> &TlsContext {
+        &self.tls
+    }
+
+    /// Opens `user`'s session, resuming after `last_seq` where the protocol can.
+    pub async fn connect(
+        &self,
+        user: u32,
+        last_seq: u64,
+        groups: &[u32],
+        timeout: Duration,
+    ) -> Result<AnySession, ConnectError> {
+        match &self.kind {
+            Kind::Native(url) => native::connect(url, &self.tls, user, last_seq, timeout)
+                .await
+                .map(AnySession::Native),
+            Kind::Mqtt(m) => m.connect(user, groups, timeout).await.map(AnySession::Mqtt),
+            Kind::Gateway(g) => g
+                .connect(user, groups, timeout)
+                .await
+                .map(AnySession::Gateway),
+            Kind::Http(setup, receive) => {
+                let receiver = match receive {
+                    Receive::Native(url) => Receiver::Native(
+                        native::connect(url, &self.tls, user, last_seq, timeout).await?,
+                    ),
+                    Receive::Mqtt(m) => Receiver::Mqtt(m.connect(user, groups, timeout).await?),
+                    Receive::Gateway(g) => {
+                        Receiver::Gateway(g.connect(user, groups, timeout).await?)
+                    }
+                    Receive::Webhook => Receiver::Webhook,
+                };
+                Ok(AnySession::Http(setup.session(user, receiver)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_map_to_kinds() {
+        use std::io::{Error, ErrorKind as K};
+        assert_eq!(
+            classify_io(&Error::from(K::ConnectionRefused)),
+            ErrorKind::ConnectRefused
+        );
+        assert_eq!(
+            classify_io(&Error::from(K::ConnectionReset)),
+            ErrorKind::ConnectionReset
+        );
+        assert_eq!(
+            classify_io(&Error::from(K::TimedOut)),
+            ErrorKind::ConnectTimeout
+        );
+    }
+
+    #[test]
+    fn the_reference_servers_websocket_sits_beside_its_http() {
+        assert_eq!(
+            websocket_of("http://127.0.0.1:7070"),
+            "ws://127.0.0.1:7070/v1/ws"
+        );
+        assert_eq!(websocket_of("https://h/"), "wss://h/v1/ws");
+    }
+}

@@ -1,0 +1,568 @@
+//! MQTT 3.1.1 and 5 through rumqttc: each virtual user is one client that subscribes to its
+//! own topic and its groups' topics and publishes to its recipients'. Payloads are chatload
+//! frames, so the receiver reads the sender's timestamps and latency is end to end
+//! (publisher → broker → subscriber). A PUBACK (QoS 1) is the send's confirmation.
+//! Owns the MQTT session; the broker is the user's.
+
+use super::native::interpret;
+use super::{ConnectError, Incoming, Outgoing, Session, tls::TlsContext};
+use crate::metrics::ErrorKind;
+use crate::protocol::{self, Recipient};
+use crate::scenario::target::{MqttTarget, MqttVersion};
+use crate::transport::template::{Slot, Value};
+use rumqttc::v5 as m5;
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Largest packet either way: chatload's largest body plus its frame.
+const MAX_PACKET: usize = protocol::MAX_BODY + 4096;
+/// Events a connection may have waiting for its virtual user.
+const EVENT_QUEUE: usize = 256;
+
+/// Everything needed to open one user's MQTT session.
+pub struct MqttSetup {
+    pub target: Arc<MqttTarget>,
+    pub host: String,
+    pub port: u16,
+    pub tls: Option<TlsContext>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for MqttSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MqttSetup({}:{})", self.host, self.port)
+    }
+}
+
+/// Host and port of an `mqtt://` or `mqtts://` URL; the scheme says whether TLS is used.
+pub fn parse_url(url: &str) -> Option<(String, u16, bool)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let tls = matches!(scheme, "mqtts" | "ssl");
+    let authority = rest.split('/').next()?;
+    let authority = authority.rsplit('@').next()?;
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, p.parse().ok()?),
+        _ => (authority, if tls { 8883 } else { 1883 }),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| (host.to_string(), port, tls))
+}
+
+enum Client {
+    V4(rumqttc::AsyncClient),
+    V5(m5::AsyncClient),
+}
+
+fn qos4(q: u8) -> rumqttc::QoS {
+    if q == 0 {
+        rumqttc::QoS::AtMostOnce
+    } else {
+        rumqttc::QoS::AtLeastOnce
+    }
+}
+
+fn qos5(q: u8) -> m5::mqttbytes::QoS {
+    if q == 0 {
+        m5::mqttbytes::QoS::AtMostOnce
+    } else {
+        m5::mqttbytes::QoS::AtLeastOnce
+    }
+}
+
+impl Client {
+    fn publish(&self, topic: String, qos: u8, payload: Vec<u8>) -> bool {
+        match self {
+            Client::V4(c) => c.try_publish(topic, qos4(qos), false, payload).is_ok(),
+            Client::V5(c) => c.try_publish(topic, qos5(qos), false, payload).is_ok(),
+        }
+    }
+
+    fn subscribe(&self, topics: &[String], qos: u8) -> bool {
+        match self {
+            Client::V4(c) => c
+                .try_subscribe_many(
+                    topics
+                        .iter()
+                        .map(|t| rumqttc::SubscribeFilter::new(t.clone(), qos4(qos))),
+                )
+                .is_ok(),
+            Client::V5(c) => c
+                .try_subscribe_many(topics.iter().map(|t| {
+                    let mut f = m5::mqttbytes::v5::Filter::new(t.clone(), qos5(qos));
+                    // Our own group messages need not come back to us.
+                    f.nolocal = true;
+                    f
+                }))
+                .is_ok(),
+        }
+    }
+
+    fn disconnect(&self) {
+        match self {
+            Client::V4(c) => {
+                let _ = c.try_disconnect();
+            }
+            Client::V5(c) => {
+                let _ = c.try_disconnect();
+            }
+        }
+    }
+}
+
+/// One user's live MQTT session.
+pub struct MqttSession {
+    user: u32,
+    target: Arc<MqttTarget>,
+    client: Client,
+    events: mpsc::Receiver<Incoming>,
+    /// Ids of QoS 1 messages in publish order, for the event loop to pair with packet ids.
+    awaiting_pkid: Arc<Mutex<VecDeque<u64>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MqttSession {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn topic(t: &crate::transport::template::Template, user: u32, group: u32) -> String {
+    t.render(false, |s| match s {
+        Slot::User | Slot::To => Value::Number(user as u64),
+        Slot::Group => Value::Number(group as u64),
+        _ => Value::Empty,
+    })
+}
+
+/// What the event loop saw, whichever protocol version.
+enum Seen<'a> {
+    Connected,
+    Subscribed { refused: bool },
+    Publish(&'a [u8]),
+    Published { pkid: u16 },
+    PubAck { pkid: u16, refused: Option<String> },
+    Other,
+}
+
+/// Shared by both versions' event loops: pairs packet ids with message ids and turns what
+/// was seen into events. Returns false when the session cannot go on.
+struct LoopState {
+    user: u32,
+    awaiting_pkid: Arc<Mutex<VecDeque<u64>>>,
+    in_flight: FxHashMap<u16, u64>,
+    ready: Option<oneshot::Sender<Result<(), ConnectError>>>,
+    tx: mpsc::Sender<Incoming>,
+}
+
+impl LoopState {
+    async fn on(&mut self, seen: Seen<'_>) -> bool {
+        let event = match seen {
+            Seen::Connected | Seen::Other => return true,
+            Seen::Subscribed { refused: false } => {
+                if let Some(r) = self.ready.take() {
+                    let _ = r.send(Ok(()));
+                }
+                return true;
+            }
+            Seen::Subscribed { refused: true } => {
+                let e = ConnectError::new(
+                    ErrorKind::BrokerRefused,
+                    "the broker refused a subscription (SUBACK failure)",
+                );
+                match self.ready.take() {
+                    Some(r) => {
+                        let _ = r.send(Err(e));
+                        return false;
+                    }
+                    None => Incoming::ServerError(e.detail),
+                }
+            }
+            Seen::Publish(payload) => match std::str::from_utf8(payload) {
+                Ok(text) => match interpret(text) {
+                    // MQTT 3.1.1 sends our own group messages back to us.
+                    Incoming::Message(d) if d.from == self.user => return true,
+                    other => other,
+                },
+                Err(_) => Incoming::Undecodable("a publish whose payload is not UTF-8".into()),
+            },
+            Seen::Published { pkid } => {
+                if pkid != 0
+                    && let Some(id) = self
+                        .awaiting_pkid
+                        .lock()
+                        .ok()
+                        .and_then(|mut q| q.pop_front())
+                {
+                    self.in_flight.insert(pkid, id);
+                }
+                return true;
+            }
+            Seen::PubAck { pkid, refused } => match (self.in_flight.remove(&pkid), refused) {
+                (Some(id), None) => Incoming::Accepted { id },
+                (Some(id), Some(reason)) => Incoming::Rejected {
+                    id,
+                    kind: ErrorKind::BrokerRefused,
+                    detail: format!("the broker refused a publish: {reason}"),
+                },
+                (None, _) => return true,
+            },
+        };
+        self.tx.send(event).await.is_ok()
+    }
+
+    async fn failed(&mut self, kind: ErrorKind, detail: String) {
+        match self.ready.take() {
+            Some(r) => {
+                let _ = r.send(Err(ConnectError::new(kind, detail)));
+            }
+            None => {
+                let _ = self.tx.send(Incoming::Lost { kind, detail }).await;
+            }
+        }
+    }
+}
+
+fn classify4(e: &rumqttc::ConnectionError) -> ErrorKind {
+    use rumqttc::ConnectionError as E;
+    match e {
+        E::Io(io) => super::connector::classify_io(io),
+        E::MqttState(rumqttc::StateError::Io(io)) => super::connector::classify_io(io),
+        E::MqttState(rumqttc::StateError::ConnectionAborted) => ErrorKind::ConnectionReset,
+        E::MqttState(rumqttc::StateError::AwaitPingResp) => ErrorKind::RequestTimeout,
+        E::MqttState(_) | E::NotConnAck(_) => ErrorKind::Protocol,
+        E::Tls(_) => ErrorKind::Tls,
+        E::ConnectionRefused(_) => ErrorKind::BrokerRefused,
+        E::NetworkTimeout | E::FlushTimeout => ErrorKind::ConnectTimeout,
+        E::RequestsDone => ErrorKind::ConnectionClosed,
+    }
+}
+
+fn classify5(e: &m5::ConnectionError) -> ErrorKind {
+    use m5::ConnectionError as E;
+    match e {
+        E::Io(io) => super::connector::classify_io(io),
+        E::MqttState(m5::StateError::Io(io)) => super::connector::classify_io(io),
+        E::MqttState(m5::StateError::ConnectionAborted) => ErrorKind::ConnectionReset,
+        E::MqttState(m5::StateError::AwaitPingResp) => ErrorKind::RequestTimeout,
+        E::Tls(_) => ErrorKind::Tls,
+        E::ConnectionRefused(_) => ErrorKind::BrokerRefused,
+        E::Timeout(_) => ErrorKind::ConnectTimeout,
+        E::RequestsDone => ErrorKind::ConnectionClosed,
+        _ => ErrorKind::Protocol,
+    }
+}
+
+async fn run4(mut el: rumqttc::EventLoop, mut st: LoopState) {
+    use rumqttc::{Event, Outgoing as Out, Packet};
+    loop {
+        let (keep_going, failure) = match el.poll().await {
+            Ok(ev) => {
+                let seen = match &ev {
+                    Event::Incoming(Packet::ConnAck(_)) => Seen::Connected,
+                    Event::Incoming(Packet::SubAck(s)) => Seen::Subscribed {
+                        refused: s
+                            .return_codes
+                            .iter()
+                            .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)),
+                    },
+                    Event::Incoming(Packet::Publish(p)) => Seen::Publish(&p.payload),
+                    Event::Incoming(Packet::PubAck(a)) => Seen::PubAck {
+                        pkid: a.pkid,
+                        refused: None,
+                    },
+                    Event::Incoming(Packet::Disconnect) => {
+                        st.failed(
+                            ErrorKind::ConnectionClosed,
+                            "the broker sent DISCONNECT".into(),
+                        )
+                        .await;
+                        return;
+                    }
+                    Event::Outgoing(Out::Publish(pkid)) => Seen::Published { pkid: *pkid },
+                    _ => Seen::Other,
+                };
+                (st.on(seen).await, None)
+            }
+            Err(e) => (false, Some((classify4(&e), e.to_string()))),
+        };
+        if let Some((kind, detail)) = failure {
+            st.failed(kind, detail).await;
+            return;
+        }
+        if !keep_going {
+            return;
+        }
+    }
+}
+
+async fn run5(mut el: m5::EventLoop, mut st: LoopState) {
+    use m5::Event;
+    use m5::mqttbytes::v5::{Packet, PubAckReason, SubscribeReasonCode};
+    use rumqttc::Outgoing as Out;
+    loop {
+        let (keep_going, failure) = match el.poll().await {
+            Ok(ev) => {
+                let seen = match &ev {
+                    Event::Incoming(Packet::ConnAck(_)) => Seen::Connected,
+                    Event::Incoming(Packet::SubAck(s)) => Seen::Subscribed {
+                        refused: s
+                            .return_codes
+                            .iter()
+                            .any(|c| !matches!(c, SubscribeReasonCode::Success(_))),
+                    },
+                    Event::Incoming(Packet::Publish(p)) => Seen::Publish(&p.payload),
+                    Event::Incoming(Packet::PubAck(a)) => Seen::PubAck {
+                        pkid: a.pkid,
+                        refused: match a.reason {
+                            PubAckReason::Success | PubAckReason::NoMatchingSubscribers => None,
+                            ref r => Some(format!("{r:?}")),
+                        },
+                    },
+                    Event::Incoming(Packet::Disconnect(d)) => {
+                        st.failed(
+                            ErrorKind::ConnectionClosed,
+                            format!("the broker sent DISCONNECT ({:?})", d.reason_code),
+                        )
+                        .await;
+                        return;
+                    }
+                    Event::Outgoing(Out::Publish(pkid)) => Seen::Published { pkid: *pkid },
+                    _ => Seen::Other,
+                };
+                (st.on(seen).await, None)
+            }
+            Err(e) => (false, Some((classify5(&e), e.to_string()))),
+        };
+        if let Some((kind, detail)) = failure {
+            st.failed(kind, detail).await;
+            return;
+        }
+        if !keep_going {
+            return;
+        }
+    }
+}
+
+impl MqttSetup {
+    /// Connects `user`, subscribes to its topic and `groups`' topics, and returns once the
+    /// broker confirmed the subscription.
+    pub async fn connect(
+        &self,
+        user: u32,
+        groups: &[u32],
+        timeout: Duration,
+    ) -> Result<MqttSession, ConnectError> {
+        let t = &self.target;
+        let client_id = topic(&t.client_id, user, 0);
+        let keep_alive = Duration::from_micros(t.keep_alive.0).max(Duration::from_secs(1));
+        let (tx, events) = mpsc::channel(EVENT_QUEUE);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let awaiting_pkid = Arc::new(Mutex::new(VecDeque::new()));
+        let state = LoopState {
+            user,
+            awaiting_pkid: awaiting_pkid.clone(),
+            in_flight: FxHashMap::default(),
+            ready: Some(ready_tx),
+            tx,
+        };
+        let transport = || match &self.tls {
+            Some(tls) => rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(
+                tls.client_config(),
+            )),
+            None => rumqttc::Transport::tcp(),
+        };
+        let (client, task) = match t.version {
+            MqttVersion::V311 => {
+                let mut o = rumqttc::MqttOptions::new(client_id, self.host.clone(), self.port);
+                o.set_keep_alive(keep_alive)
+                    .set_clean_session(t.clean_session)
+                    .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+                    .set_transport(transport());
+                if let Some(u) = &self.username {
+                    o.set_credentials(u.clone(), self.password.clone().unwrap_or_default());
+                }
+                let (c, el) = rumqttc::AsyncClient::new(o, EVENT_QUEUE);
+                (Client::V4(c), tokio::spawn(run4(el, state)))
+            }
+            MqttVersion::V5 => {
+                let mut o = m5::MqttOptions::new(client_id, self.host.clone(), self.port);
+                o.set_keep_alive(keep_alive)
+                    .set_clean_start(t.clean_session)
+                    .set_max_packet_size(Some(MAX_PACKET as u32))
+                    .set_transport(transport());
+                if !t.clean_session {
+                    // A v5 session ends at disconnect unless it is given an expiry.
+                    o.set_session_expiry_interval(Some(3600));
+                }
+                if let Some(u) = &self.username {
+                    o.set_credentials(u.clone(), self.password.clone().unwrap_or_default());
+                }
+                let (c, el) = m5::AsyncClient::new(o, EVENT_QUEUE);
+                (Client::V5(c), tokio::spawn(run5(el, state)))
+            }
+        };
+        let mut topics = vec![topic(&t.user_topic, user, 0)];
+        topics.extend(groups.iter().map(|g| topic(&t.group_topic, user, *g)));
+        let session = MqttSession {
+            user,
+            target: t.clone(),
+            client,
+            events,
+            awaiting_pkid,
+            task,
+        };
+        if !session.client.subscribe(&topics, t.qos) {
+            return Err(ConnectError::new(
+                ErrorKind::ConnectFailed,
+                "the MQTT client would not take the subscription",
+            ));
+        }
+        match tokio::time::timeout(timeout, ready_rx).await {
+            Ok(Ok(Ok(()))) => Ok(session),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) => Err(ConnectError::new(
+                ErrorKind::ConnectFailed,
+                "the MQTT session ended while connecting",
+            )),
+            Err(_) => Err(ConnectError::new(
+                ErrorKind::ConnectTimeout,
+                format!("no CONNACK and SUBACK within {timeout:?}"),
+            )),
+        }
+    }
+}
+
+impl MqttSession {
+    fn publish_to_user(&self, to: u32, qos: u8, payload: String) -> bool {
+        let topic = topic(&self.target.user_topic, to, 0);
+        self.client.publish(topic, qos, payload.into_bytes())
+    }
+}
+
+impl Session for MqttSession {
+    fn push(&mut self, out: Outgoing<'_>) -> bool {
+        let qos = self.target.qos;
+        match out {
+            Outgoing::Message {
+                id,
+                from,
+                to,
+                t,
+                s,
+                body,
+                media,
+            } => {
+                let (topic, group, to_user) = match to {
+                    Recipient::User(u) => (topic(&self.target.user_topic, u, 0), None, u),
+                    Recipient::Group(g) => (topic(&self.target.group_topic, from, g), Some(g), 0),
+                    Recipient::Business(_) => return false,
+                };
+                let kind = (media.kind != protocol::MediaKind::Text).then(|| media.kind.name());
+                let frame = protocol::msg(&protocol::Delivery {
+                    seq: 0,
+                    id,
+                    from,
+                    to: to_user,
+                    group,
+                    intended_us: t,
+                    sent_us: s,
+                    body,
+                    wamid: 0,
+                    kind,
+                    media_bytes: media.bytes as u64,
+                });
+                if qos == 1
+                    && let Ok(mut q) = self.awaiting_pkid.lock()
+                {
+                    q.push_back(id);
+                }
+                let ok = self.client.publish(topic, qos, frame.into_bytes());
+                if !ok
+                    && qos == 1
+                    && let Ok(mut q) = self.awaiting_pkid.lock()
+                {
+                    q.pop_back();
+                }
+                ok
+            }
+            Outgoing::Delivered(d) if self.target.receipts && d.group.is_none() => self
+                .publish_to_user(
+                    d.from,
+                    0,
+                    protocol::receipt(d.id, self.user, d.t.unwrap_or(0), d.s.unwrap_or(0)),
+                ),
+            Outgoing::Read { id, from, r, .. } => {
+                self.publish_to_user(from, 0, protocol::read_receipt(id, self.user, r))
+            }
+            Outgoing::Typing { from, to, r } => {
+                self.publish_to_user(to, 0, protocol::typing_seen(from, r))
+            }
+            Outgoing::Presence {
+                from,
+                state,
+                s,
+                contacts,
+            } => {
+                let frame = protocol::presence_seen(from, state, s);
+                // Every contact gets its copy even when one publish is refused.
+                let mut all = true;
+                for c in contacts {
+                    all &= self.publish_to_user(*c, 0, frame.clone());
+                }
+                all
+            }
+            // Keep-alive is MQTT's own (PINGREQ); history has no MQTT equivalent.
+            Outgoing::Delivered(_) | Outgoing::Heartbeat | Outgoing::History { .. } => false,
+        }
+    }
+
+    async fn next(&mut self) -> Incoming {
+        match self.events.recv().await {
+            Some(e) => e,
+            None => Incoming::Lost {
+                kind: ErrorKind::ConnectionClosed,
+                detail: "the MQTT session ended".into(),
+            },
+        }
+    }
+
+    async fn close(&mut self) {
+        self.client.disconnect();
+        // The event loop sends DISCONNECT and ends; wait for it (the caller bounds this).
+        while let Some(e) = self.events.recv().await {
+            if matches!(e, Incoming::Lost { .. }) {
+                break;
+            }
+        }
+    }
+
+    fn confirms_sends(&self) -> bool {
+        self.target.qos == 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_give_host_port_and_tls() {
+        assert_eq!(
+            parse_url("mqtt://127.0.0.1:1884"),
+            Some(("127.0.0.1".into(), 1884, false))
+        );
+        assert_eq!(
+            parse_url("mqtts://broker.example"),
+            Some(("broker.example".into(), 8883, true))
+        );
+        assert_eq!(
+            parse_url("mqtt://[::1]:1883"),
+            Some(("::1".into(), 1883, false))
+        );
+        assert_eq!(parse_url("mqtt://"), None);
+    }
+}

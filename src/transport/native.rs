@@ -1,0 +1,236 @@
+//! chatload's own WebSocket protocol (the reference server's, see `protocol`): connect, say
+//! hello, then turn [`Outgoing`] into frames and frames into [`Incoming`]. Owns connection
+//! set-up and classifying what went wrong; the virtual user owns the rest.
+
+use super::{ConnectError, Delivery, Incoming, Outgoing, Session, tls::TlsContext};
+use crate::metrics::ErrorKind;
+use crate::protocol::{self, Frame};
+use crate::wsio::{QueuedWriter, small_buffers};
+use futures_util::{SinkExt, StreamExt, stream::SplitStream};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A connected, greeted session.
+pub struct NativeSession {
+    pub reader: SplitStream<Socket>,
+    pub writer: QueuedWriter<Socket>,
+    /// Frames that arrived with the greeting (resumed deliveries), in order.
+    early: std::collections::VecDeque<Message>,
+}
+
+pub fn classify(e: &WsError) -> ErrorKind {
+    match e {
+        WsError::Io(io) => super::connector::classify_io(io),
+        WsError::Tls(_) => ErrorKind::Tls,
+        WsError::ConnectionClosed | WsError::AlreadyClosed => ErrorKind::ConnectionClosed,
+        // The peer went away without a close frame: a reset, as far as a client can tell.
+        WsError::Protocol(
+            tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ) => ErrorKind::ConnectionReset,
+        WsError::Protocol(_) | WsError::Utf8(_) | WsError::Capacity(_) => ErrorKind::Protocol,
+        WsError::Http(r) => ErrorKind::for_status(r.status().as_u16()),
+        _ => ErrorKind::ConnectFailed,
+    }
+}
+
+/// Opens the WebSocket (through TLS for `wss://`) with small buffers.
+pub async fn open(url: &str, tls: &TlsContext) -> Result<Socket, ConnectError> {
+    tokio_tungstenite::connect_async_tls_with_config(
+        url,
+        Some(small_buffers()),
+        true,
+        Some(tls.websocket_connector()),
+    )
+    .await
+    .map(|(ws, _)| ws)
+    .map_err(|e| ConnectError::new(classify(&e), e.to_string()))
+}
+
+/// Connects to `url` as `user`, resuming after `last_seq`, within `timeout` overall.
+pub async fn connect(
+    url: &str,
+    tls: &TlsContext,
+    user: u32,
+    last_seq: u64,
+    timeout: Duration,
+) -> Result<NativeSession, ConnectError> {
+    let attempt = async {
+        let ws = open(url, tls).await?;
+        let (mut sink, mut reader) = ws.split();
+        sink.send(Message::text(protocol::hello(user, last_seq)))
+            .await
+            .map_err(|e| ConnectError::new(classify(&e), e.to_string()))?;
+        let mut early = std::collections::VecDeque::new();
+        loop {
+            match reader.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    let op = protocol::decode(&t).map(|f| f.op.into_owned());
+                    match op.as_deref() {
+                        Ok("hello_ok") => break,
+                        Ok("error") => {
+                            return Err(ConnectError::new(
+                                ErrorKind::ServerError,
+                                format!("the server refused hello: {t}"),
+                            ));
+                        }
+                        _ => early.push_back(Message::Text(t)),
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(ConnectError::new(classify(&e), e.to_string())),
+                None => {
+                    return Err(ConnectError::new(
+                        ErrorKind::ConnectionClosed,
+                        "closed before hello_ok",
+                    ));
+                }
+            }
+        }
+        Ok(NativeSession {
+            reader,
+            writer: QueuedWriter::new(sink),
+            early,
+        })
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnectError::new(
+            ErrorKind::ConnectTimeout,
+            format!("no hello_ok within {timeout:?}"),
+        )),
+    }
+}
+
+fn excerpt(text: &str) -> String {
+    text.chars().take(160).collect()
+}
+
+/// What a chatload frame means to the user who received it (shared with MQTT, whose
+/// payloads are chatload frames).
+pub fn interpret(text: &str) -> Incoming {
+    let Ok(frame) = protocol::decode(text) else {
+        return Incoming::Undecodable(format!("undecodable frame: {}", excerpt(text)));
+    };
+    interpret_frame(&frame, text)
+}
+
+fn interpret_frame(frame: &Frame<'_>, text: &str) -> Incoming {
+    match frame.op.as_ref() {
+        "msg" => match (frame.id, frame.from) {
+            (Some(id), Some(from)) => Incoming::Message(Delivery {
+                id,
+                from,
+                group: frame.group,
+                t: frame.t,
+                s: frame.s,
+                seq: frame.seq,
+                wamid: frame.w.unwrap_or(0),
+            }),
+            _ => Incoming::Undecodable(format!("msg frame without id or from: {}", excerpt(text))),
+        },
+        "sent" => frame
+            .id
+            .map_or(Incoming::Nothing, |id| Incoming::Accepted { id }),
+        "receipt" => match frame.id {
+            Some(id) => Incoming::Receipt {
+                id,
+                read: frame.state.as_deref() == Some("read"),
+                t: frame.t,
+                r: frame.r,
+            },
+            None => Incoming::Nothing,
+        },
+        "typing" => Incoming::Typing {
+            from: frame.from,
+            r: frame.r,
+        },
+        "presence" => Incoming::Presence { r: frame.r },
+        "goaway" => Incoming::GoAway {
+            after_ms: frame.after_ms.unwrap_or(0),
+        },
+        "history_ok" => Incoming::History {
+            group: frame.group,
+            r: frame.r,
+        },
+        "error" => Incoming::ServerError(format!("the target answered: {}", excerpt(text))),
+        _ => Incoming::Nothing,
+    }
+}
+
+/// The chatload frame for an outgoing event (shared with MQTT).
+pub fn encode(out: &Outgoing<'_>) -> String {
+    match *out {
+        Outgoing::Message {
+            id,
+            to,
+            t,
+            s,
+            body,
+            media,
+            ..
+        } => protocol::send_media(id, to, t, s, body, media),
+        Outgoing::Delivered(d) => protocol::ack(
+            d.seq.unwrap_or(0),
+            d.id,
+            d.from,
+            d.t.unwrap_or(0),
+            d.s.unwrap_or(0),
+            d.wamid,
+        ),
+        Outgoing::Read {
+            id,
+            from,
+            wamid,
+            r,
+            s,
+        } => protocol::read(id, from, wamid, r, s),
+        Outgoing::Typing { to, r, .. } => protocol::typing(to, r),
+        Outgoing::Presence {
+            state, s, contacts, ..
+        } => protocol::presence(state, s, contacts),
+        Outgoing::Heartbeat => protocol::PING.to_string(),
+        Outgoing::History { group, r } => protocol::history(group, r),
+    }
+}
+
+impl Session for NativeSession {
+    fn push(&mut self, out: Outgoing<'_>) -> bool {
+        self.writer.push(Message::text(encode(&out)));
+        true
+    }
+
+    async fn next(&mut self) -> Incoming {
+        if let Some(Message::Text(t)) = self.early.pop_front() {
+            return interpret(&t);
+        }
+        let has_work = self.writer.has_work();
+        tokio::select! {
+            biased;
+            f = self.reader.next() => match f {
+                Some(Ok(Message::Text(t))) => interpret(&t),
+                Some(Ok(Message::Close(_))) | None => Incoming::Lost {
+                    kind: ErrorKind::ConnectionClosed,
+                    detail: "the target closed the connection".into(),
+                },
+                Some(Ok(_)) => Incoming::Nothing,
+                Some(Err(e)) => Incoming::Lost { kind: classify(&e), detail: e.to_string() },
+            },
+            w = self.writer.progress(), if has_work => match w {
+                Ok(()) => Incoming::Nothing,
+                Err(e) => Incoming::Lost { kind: classify(&e), detail: e.to_string() },
+            },
+        }
+    }
+
+    async fn close(&mut self) {
+        let _ = self.writer.close().await;
+    }
+
+    fn confirms_sends(&self) -> bool {
+        true
+    }
+}

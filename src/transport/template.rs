@@ -1,0 +1,311 @@
+//! Frame and request templates with `{{placeholder}}` slots, and JSON-pointer extraction of
+//! ids from what a target sends back. Parsed once when the scenario compiles; rendering
+//! appends to a caller's buffer. Owns the template language; not where frames go.
+
+use std::fmt::Write as _;
+
+/// A value a template can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The virtual user itself.
+    User,
+    /// The recipient user, or the group.
+    To,
+    Group,
+    /// chatload's message id (decimal), and the body (which starts with `cl:<id>`).
+    Id,
+    Body,
+    /// The sender of a received message, and the target's sequence number of it.
+    From,
+    Seq,
+    /// Now, and the message's intended send time, on the run's clock.
+    NowMs,
+    NowUs,
+    IntendedUs,
+    /// Credentials from the environment.
+    Token,
+    Username,
+    Password,
+}
+
+const SLOTS: &[(&str, Slot)] = &[
+    ("user", Slot::User),
+    ("to", Slot::To),
+    ("group", Slot::Group),
+    ("id", Slot::Id),
+    ("body", Slot::Body),
+    ("from", Slot::From),
+    ("seq", Slot::Seq),
+    ("now_ms", Slot::NowMs),
+    ("now_us", Slot::NowUs),
+    ("intended_us", Slot::IntendedUs),
+    ("token", Slot::Token),
+    ("username", Slot::Username),
+    ("password", Slot::Password),
+];
+
+#[derive(Debug, Clone, PartialEq)]
+enum Piece {
+    Text(String),
+    Slot(Slot),
+}
+
+/// A parsed template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pieces: Vec<Piece>,
+    source: String,
+}
+
+/// Why a template does not parse: the byte offset in the template and the fix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct TemplateError {
+    pub offset: usize,
+    pub message: String,
+}
+
+impl Template {
+    pub fn parse(source: &str) -> Result<Template, TemplateError> {
+        let mut pieces = Vec::new();
+        let mut rest = source;
+        let mut offset = 0;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                pieces.push(Piece::Text(rest[..open].to_string()));
+            }
+            let after = &rest[open + 2..];
+            let Some(close) = after.find("}}") else {
+                return Err(TemplateError {
+                    offset: offset + open,
+                    message: "`{{` is not closed: write placeholders as {{name}}".into(),
+                });
+            };
+            let name = after[..close].trim();
+            let Some((_, slot)) = SLOTS.iter().find(|(n, _)| *n == name) else {
+                let names: Vec<&str> = SLOTS.iter().map(|(n, _)| *n).collect();
+                return Err(TemplateError {
+                    offset: offset + open,
+                    message: format!(
+                        "unknown placeholder {{{{{name}}}}}: use one of {}",
+                        names.join(", ")
+                    ),
+                });
+            };
+            pieces.push(Piece::Slot(*slot));
+            let used = open + 2 + close + 2;
+            offset += used;
+            rest = &rest[used..];
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Text(rest.to_string()));
+        }
+        Ok(Template {
+            pieces,
+            source: source.to_string(),
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn uses(&self, slot: Slot) -> bool {
+        self.pieces.contains(&Piece::Slot(slot))
+    }
+
+    /// Appends the template with each slot's value from `value` to `out`. Text values are
+    /// escaped for a JSON string when `json` is set (the template is then JSON).
+    pub fn render_into<'v>(&self, out: &mut String, json: bool, value: impl Fn(Slot) -> Value<'v>) {
+        for p in &self.pieces {
+            match p {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Slot(s) => match value(*s) {
+                    Value::Number(n) => {
+                        let _ = write!(out, "{n}");
+                    }
+                    Value::Text(t) if json => push_escaped(out, t),
+                    Value::Text(t) => out.push_str(t),
+                    Value::Empty => {}
+                },
+            }
+        }
+    }
+
+    pub fn render<'v>(&self, json: bool, value: impl Fn(Slot) -> Value<'v>) -> String {
+        let mut out = String::with_capacity(self.source.len() + 64);
+        self.render_into(&mut out, json, value);
+        out
+    }
+}
+
+impl serde::Serialize for Template {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.source())
+    }
+}
+
+/// The value of one slot.
+#[derive(Debug, Clone, Copy)]
+pub enum Value<'a> {
+    Number(u64),
+    Text(&'a str),
+    Empty,
+}
+
+impl<'a> Value<'a> {
+    /// A credential's value, or nothing when the scenario names none.
+    pub fn secret(v: &'a Option<super::secrets::Secret>) -> Self {
+        v.as_ref().map_or(Value::Empty, |x| Value::Text(x.expose()))
+    }
+}
+
+fn push_escaped(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// Frames of one kind: those where the value at `pointer` equals `equals`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Matcher {
+    pub pointer: String,
+    pub equals: serde_json::Value,
+}
+
+impl Matcher {
+    pub fn matches(&self, frame: &serde_json::Value) -> bool {
+        frame.pointer(&self.pointer).is_some_and(|v| {
+            v == &self.equals
+                || match (v, &self.equals) {
+                    // A gateway may write as a string what the scenario wrote as a number.
+                    (serde_json::Value::String(a), serde_json::Value::Number(n))
+                    | (serde_json::Value::Number(n), serde_json::Value::String(a)) => {
+                        a.trim().parse::<f64>().ok() == n.as_f64()
+                    }
+                    _ => false,
+                }
+        })
+    }
+}
+
+/// chatload's message id from a value: a number, a decimal string, or text carrying the
+/// `cl:<id>` token chatload puts at the start of every body it sends.
+pub fn message_id(v: &serde_json::Value) -> Option<u64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => {
+            if let Some(at) = s.find("cl:") {
+                let digits: String = s[at + 3..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit())
+                    .collect();
+                return digits.parse().ok();
+            }
+            s.trim().parse().ok()
+        }
+        _ => None,
+    }
+}
+
+/// A user or group number from a value: a number, or the last run of digits in a string
+/// (`"user-17"` is 17), so gateways that name users can be read.
+pub fn number(v: &serde_json::Value) -> Option<u32> {
+    match v {
+        serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        serde_json::Value::String(s) => {
+            let end = s.rfind(|c: char| c.is_ascii_digit())? + 1;
+            let start = s[..end]
+                .rfind(|c: char| !c.is_ascii_digit())
+                .map_or(0, |i| i + 1);
+            s[start..end].parse().ok()
+        }
+        _ => None,
+    }
+}
+
+/// The body chatload sends for message `id`: its token, then filler up to `size` bytes.
+pub fn body_for(out: &mut String, id: u64, size: usize) {
+    let _ = write!(out, "cl:{id} ");
+    let fill = size.saturating_sub(out.len());
+    out.push_str(crate::protocol::filler_body(fill));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(t: &str) -> String {
+        Template::parse(t).unwrap().render(true, |s| match s {
+            Slot::To => Value::Number(7),
+            Slot::Id => Value::Number(42),
+            Slot::Token => Value::Text("a\"b"),
+            _ => Value::Empty,
+        })
+    }
+
+    #[test]
+    fn slots_render_inside_json() {
+        assert_eq!(
+            render(r#"{"to":"user-{{to}}","cid":{{id}},"auth":"{{token}}"}"#),
+            r#"{"to":"user-7","cid":42,"auth":"a\"b"}"#
+        );
+    }
+
+    #[test]
+    fn json_braces_are_text() {
+        assert_eq!(render(r#"{"a":{"b":{{id}}}}"#), r#"{"a":{"b":42}}"#);
+    }
+
+    #[test]
+    fn unknown_and_unclosed_placeholders_are_refused_with_their_offset() {
+        let e = Template::parse(r#"{"x":{{recipient}}}"#).unwrap_err();
+        assert_eq!(e.offset, 5);
+        assert!(e.message.contains("use one of user, to"), "{}", e.message);
+        let e = Template::parse(r#"ab{{id"#).unwrap_err();
+        assert_eq!(e.offset, 2);
+    }
+
+    #[test]
+    fn ids_and_numbers_are_found_where_gateways_put_them() {
+        use serde_json::json;
+        assert_eq!(message_id(&json!(17)), Some(17));
+        assert_eq!(message_id(&json!("17")), Some(17));
+        assert_eq!(message_id(&json!("cl:99 xxxx")), Some(99));
+        assert_eq!(message_id(&json!("hello")), None);
+        assert_eq!(number(&json!("user-17")), Some(17));
+        assert_eq!(number(&json!(3)), Some(3));
+        assert_eq!(number(&json!("nobody")), None);
+    }
+
+    #[test]
+    fn matchers_compare_strings_and_numbers() {
+        use serde_json::json;
+        let m = Matcher {
+            pointer: "/type".into(),
+            equals: json!("msg"),
+        };
+        assert!(m.matches(&json!({"type":"msg"})));
+        assert!(!m.matches(&json!({"type":"ack"})));
+        let m = Matcher {
+            pointer: "/k".into(),
+            equals: json!(2),
+        };
+        assert!(m.matches(&json!({"k":"2"})));
+    }
+
+    #[test]
+    fn bodies_carry_their_token_and_size() {
+        let mut b = String::new();
+        body_for(&mut b, 12345, 40);
+        assert!(b.starts_with("cl:12345 "));
+        assert_eq!(b.len(), 40);
+    }
+}

@@ -1,0 +1,125 @@
+//! A real mosquitto broker for the MQTT tests: started on a free loopback port with a config
+//! file of its own (no persistence, anonymous or with a password file, optionally TLS),
+//! stopped by its PID when the test ends. `.ci/run` installs the Debian package.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Broker {
+    child: Option<Child>,
+    pub port: u16,
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// The mosquitto binary, or `None` outside CI when it is not installed (the test then says
+/// so and does nothing); in CI its absence is a failure.
+pub fn binary() -> Option<PathBuf> {
+    for p in [
+        "/usr/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ] {
+        if Path::new(p).exists() {
+            return Some(PathBuf::from(p));
+        }
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("mosquitto is not installed; .ci/run installs the Debian package `mosquitto`");
+    }
+    eprintln!("skipping: mosquitto is not installed (apt-get install mosquitto)");
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Extra lines for the listener (TLS files, password file).
+pub struct Options {
+    pub extra: String,
+}
+
+impl Broker {
+    pub fn start(opts: Options) -> Option<Broker> {
+        let bin = binary()?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let config = dir.path().join("mosquitto.conf");
+        let mut f = std::fs::File::create(&config).expect("config");
+        writeln!(
+            f,
+            "listener {port} 127.0.0.1\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 0\nlog_type error\n{}",
+            opts.extra
+        )
+        .expect("write config");
+        if !opts.extra.contains("password_file") {
+            writeln!(f, "allow_anonymous true").expect("write config");
+        }
+        drop(f);
+        let mut b = Broker {
+            child: None,
+            port,
+            config,
+            _dir: dir,
+        };
+        b.launch(&bin);
+        Some(b)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    fn launch(&mut self, bin: &Path) {
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the broker by its PID (SIGKILL: no goodbye to the clients).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port (an empty broker: no persistence).
+    pub fn restart(&mut self) {
+        self.kill();
+        let bin = binary().expect("mosquitto");
+        self.launch(&bin);
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,145 @@
+//! chatload against a real mosquitto broker over loopback: the same patterns, metrics and
+//! accounting as over chatload's own protocol, MQTT 3.1.1 and 5, QoS 1 and 0, and a broker
+//! killed in the middle of a run (counted, survived, and the books still balance).
+
+mod common;
+
+use common::mosquitto::{Broker, Options};
+use common::*;
+
+static ONE_RUN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn mqtt_target(url: &str, settings: &str) -> String {
+    format!("[target]\nurl = \"{url}\"\n\n[target.mqtt]\n{settings}\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_311_qos1_loses_nothing_and_balances() {
+    let _one = ONE_RUN.lock().await;
+    let Some(broker) = Broker::start(Options {
+        extra: String::new(),
+    }) else {
+        return;
+    };
+    let text = chat_scenario(150, 4, 15, &mqtt_target(&broker.url(), "qos = 1"));
+    let r = run_text(&text, None).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    assert_eq!(s.target.protocol, "mqtt");
+    assert!(a.messages_sent > 200, "enough traffic: {a:?}");
+    assert!(a.sent > a.messages_sent, "group topics fan out: {a:?}");
+    assert_eq!(a.lost, 0, "{a:?}");
+    assert_eq!(a.in_flight, 0, "{a:?}");
+    assert!(a.balances(), "{a:?}");
+    assert_eq!(a.delivered, a.sent);
+    assert_eq!((a.duplicated, a.unexpected, a.not_sent), (0, 0, 0), "{a:?}");
+    assert_eq!(a.acked, a.messages_sent, "every publish got its PUBACK");
+    assert_eq!(s.errors_total, 0, "{:?}", s.error_examples);
+    let d = &s.metrics["delivery"];
+    let offline = s.metrics.get("delivery_offline").map_or(0, |m| m.count);
+    assert_eq!(
+        d.count + offline,
+        a.delivered,
+        "one latency per first delivery"
+    );
+    assert!(d.p99_us < 500_000, "loopback broker p99 {} µs", d.p99_us);
+    assert!(
+        s.metrics["send"].count == a.acked,
+        "PUBACK latency per publish"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_5_qos0_delivers_to_online_subscribers() {
+    let _one = ONE_RUN.lock().await;
+    let Some(broker) = Broker::start(Options {
+        extra: String::new(),
+    }) else {
+        return;
+    };
+    let text = chat_scenario(
+        100,
+        3,
+        10,
+        &mqtt_target(
+            &broker.url(),
+            "version = \"5\"\nqos = 0\nuser_topic = \"t/{{user}}/in\"",
+        ),
+    );
+    let r = run_text(&text, None).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    assert!(a.messages_sent > 100, "{a:?}");
+    assert_eq!(a.lost, 0, "{a:?}");
+    assert!(a.balances(), "{a:?}");
+    // QoS 0 has no confirmation: nothing acked, nothing kept for a resend.
+    assert_eq!(a.acked, 0);
+    assert_eq!(a.retransmitted, 0);
+    // MQTT 5's no-local option keeps our own group messages from coming back.
+    assert_eq!(a.unexpected, 0);
+    assert_eq!(a.duplicated, 0);
+    assert_eq!(s.errors_total, 0, "{:?}", s.error_examples);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_mid_run_is_counted_and_survived() {
+    let _one = ONE_RUN.lock().await;
+    let Some(mut broker) = Broker::start(Options {
+        extra: String::new(),
+    }) else {
+        return;
+    };
+    let text = chat_scenario(100, 10, 0, &mqtt_target(&broker.url(), "qos = 1"));
+    let file = scenario_file(&text);
+    let scenario = chatload::scenario::load(&file.path).expect("scenario");
+    let opts = chatload::engine::RunOptions {
+        out: Some(file.dir.path().join("bundle")),
+        quiet: true,
+        ..Default::default()
+    };
+    let run = tokio::spawn(async move { chatload::engine::run(scenario, &opts).await });
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    broker.kill();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    broker.restart();
+    let restarted_at = 5.5;
+    let r = run
+        .await
+        .expect("run task")
+        .expect("the run survives the broker");
+    let s = &r.summary;
+    let a = &s.accounting;
+    let dropped: u64 = ["connection_reset", "connection_closed", "connect_refused"]
+        .iter()
+        .map(|k| s.errors.get(*k).copied().unwrap_or(0))
+        .sum();
+    assert!(
+        dropped >= 100,
+        "every user's lost connection is counted: {:?}",
+        s.errors
+    );
+    let back = s
+        .series
+        .points
+        .iter()
+        .filter(|p| p.t_s > restarted_at + 2.0)
+        .map(|p| p.connected)
+        .max()
+        .unwrap_or(0);
+    assert_eq!(back, 100, "every user reconnected to the restarted broker");
+    assert!(a.balances(), "the books balance through the outage: {a:?}");
+    let after: u64 = s
+        .series
+        .points
+        .iter()
+        .filter(|p| p.t_s > restarted_at + 1.5)
+        .map(|p| p.delivered)
+        .sum();
+    assert!(after > 100, "deliveries resume after the restart: {after}");
+    assert!(
+        a.delivered as f64 > 0.8 * a.sent as f64,
+        "most messages still arrive: {a:?}"
+    );
+    assert!(a.retransmitted > 0 || a.lost > 0 || a.not_sent > 0, "{a:?}");
+    eprintln!("broker killed: errors {:?}, accounting {a:?}", s.errors);
+}

@@ -1,0 +1,232 @@
+//! chatload against a chat gateway it has never heard of: a small WebSocket gateway written
+//! here with its own framing (binary JSON frames, named users, its own message ids, rooms,
+//! a token log-in) that chatload speaks only through the scenario's `[target.gateway]`
+//! templates and JSON pointers. The token comes from the environment and never shows up in
+//! the bundle.
+
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+static ONE_RUN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const TOKEN_VAR: &str = "CHATLOAD_TEST_GATEWAY_TOKEN";
+const TOKEN: &str = "gw-secret-7f3a9c1e";
+
+#[derive(Default)]
+struct Gateway {
+    online: Mutex<HashMap<String, mpsc::UnboundedSender<Value>>>,
+    rooms: Mutex<HashMap<String, Vec<String>>>,
+    next_mid: AtomicU64,
+    posts: AtomicU64,
+    refused_logins: AtomicU64,
+}
+
+impl Gateway {
+    fn to(&self, user: &str, v: Value) {
+        if let Some(tx) = self.online.lock().unwrap().get(user) {
+            let _ = tx.send(v);
+        }
+    }
+}
+
+async fn serve(listener: TcpListener, gw: Arc<Gateway>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+                return;
+            };
+            let (mut sink, mut stream) = ws.split();
+            let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+            tokio::spawn(async move {
+                while let Some(v) = rx.recv().await {
+                    if sink
+                        .send(Message::binary(v.to_string().into_bytes()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+            let mut me: Option<String> = None;
+            while let Some(Ok(m)) = stream.next().await {
+                let bytes = match &m {
+                    Message::Binary(b) => b.to_vec(),
+                    Message::Text(t) => t.as_bytes().to_vec(),
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
+                    let _ = tx.send(json!({"type": "oops", "why": "not json"}));
+                    continue;
+                };
+                match (v["type"].as_str(), &me) {
+                    (Some("login"), _) => {
+                        if v["token"] == TOKEN {
+                            let name = v["user"].as_str().unwrap_or("").to_string();
+                            gw.online.lock().unwrap().insert(name.clone(), tx.clone());
+                            me = Some(name);
+                            let _ = tx.send(json!({"type": "welcome"}));
+                        } else {
+                            gw.refused_logins.fetch_add(1, Relaxed);
+                            let _ = tx.send(json!({"type": "oops", "why": "bad token"}));
+                        }
+                    }
+                    (Some("join"), Some(name)) => {
+                        let room = v["room"].as_str().unwrap_or("").to_string();
+                        gw.rooms
+                            .lock()
+                            .unwrap()
+                            .entry(room)
+                            .or_default()
+                            .push(name.clone());
+                    }
+                    (Some("post"), Some(name)) => {
+                        gw.posts.fetch_add(1, Relaxed);
+                        let mid = gw.next_mid.fetch_add(1, Relaxed) + 1000;
+                        let _ = tx.send(json!({"type": "posted", "ref": v["ref"], "mid": mid}));
+                        let out = json!({"type": "incoming", "mid": mid, "sender": name, "text": v["text"]});
+                        match v["room"].as_str() {
+                            Some(room) => {
+                                let members = gw
+                                    .rooms
+                                    .lock()
+                                    .unwrap()
+                                    .get(room)
+                                    .cloned()
+                                    .unwrap_or_default();
+                                for m in members.iter().filter(|m| *m != name) {
+                                    let mut o = out.clone();
+                                    o["room"] = json!(room);
+                                    gw.to(m, o);
+                                }
+                            }
+                            None => gw.to(v["dest"].as_str().unwrap_or(""), out),
+                        }
+                    }
+                    (Some("got"), Some(name)) => {
+                        if let Some(to) = v["to"].as_str() {
+                            gw.to(to, json!({"type": "receipt", "ref": v["ref"], "by": name}));
+                        }
+                    }
+                    _ => {
+                        let _ = tx.send(json!({"type": "oops", "why": "unknown"}));
+                    }
+                }
+            }
+            if let Some(name) = me {
+                gw.online.lock().unwrap().remove(&name);
+            }
+        });
+    }
+}
+
+fn gateway_target(url: &str) -> String {
+    format!(
+        r#"[target]
+url = "{url}"
+protocol = "ws-gateway"
+
+[target.auth]
+token_env = "{TOKEN_VAR}"
+
+[target.gateway]
+binary = true
+hello = '{{"type":"login","user":"u-{{{{user}}}}","token":"{{{{token}}}}"}}'
+ready = {{ pointer = "/type", equals = "welcome" }}
+join = '{{"type":"join","room":"r{{{{group}}}}"}}'
+send = '{{"type":"post","dest":"u-{{{{to}}}}","ref":"{{{{id}}}}","text":"{{{{body}}}}"}}'
+send_group = '{{"type":"post","room":"r{{{{group}}}}","ref":"{{{{id}}}}","text":"{{{{body}}}}"}}'
+delivered = '{{"type":"got","ref":"{{{{id}}}}","to":"u-{{{{from}}}}"}}'
+message = {{ match = {{ pointer = "/type", equals = "incoming" }}, id = "/text", from = "/sender", group = "/room" }}
+accepted = {{ match = {{ pointer = "/type", equals = "posted" }}, id = "/ref" }}
+receipt = {{ match = {{ pointer = "/type", equals = "receipt" }}, id = "/ref" }}
+error = {{ pointer = "/type", equals = "oops" }}
+"#
+    )
+}
+
+async fn start_gateway() -> (String, Arc<Gateway>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/chat", listener.local_addr().unwrap());
+    let gw = Arc::new(Gateway::default());
+    tokio::spawn(serve(listener, gw.clone()));
+    (url, gw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_described_gateway_is_driven_and_measured() {
+    let _one = ONE_RUN.lock().await;
+    // SAFETY: set before any run starts; no other thread of this binary reads it concurrently.
+    unsafe { std::env::set_var(TOKEN_VAR, TOKEN) };
+    let (url, gw) = start_gateway().await;
+    let text = chat_scenario(120, 4, 12, &gateway_target(&url));
+    let r = run_text(&text, None).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    assert_eq!(s.target.protocol, "ws-gateway");
+    assert!(a.messages_sent > 150, "{a:?}");
+    assert_eq!(
+        gw.posts.load(Relaxed),
+        a.messages_sent,
+        "the gateway saw every send"
+    );
+    assert!(a.sent > a.messages_sent, "rooms fan out: {a:?}");
+    assert_eq!(a.lost, 0, "{a:?}");
+    assert!(a.balances(), "{a:?}");
+    assert_eq!(a.delivered, a.sent);
+    assert_eq!((a.duplicated, a.unexpected), (0, 0), "{a:?}");
+    assert_eq!(
+        a.acked, a.messages_sent,
+        "every post was confirmed by `posted`"
+    );
+    // Every delivery's `got` comes back as a receipt, but the last few may still be on
+    // their way when the senders leave at the end.
+    assert!(
+        a.receipts <= a.delivered && a.receipts * 100 >= a.delivered * 98,
+        "receipts {} for {} deliveries",
+        a.receipts,
+        a.delivered
+    );
+    assert_eq!(s.errors_total, 0, "{:?}", s.error_examples);
+    let offline = s.metrics.get("delivery_offline").map_or(0, |m| m.count);
+    assert_eq!(s.metrics["delivery"].count + offline, a.delivered);
+    // The token is used, never written down.
+    for f in ["summary.json", "summary.md", "report.html", "junit.xml"] {
+        let body = std::fs::read_to_string(r.bundle_dir.join(f)).unwrap_or_default();
+        assert!(!body.contains(TOKEN), "{f} holds the token");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_log_in_is_one_clear_error_without_the_token() {
+    let _one = ONE_RUN.lock().await;
+    unsafe { std::env::set_var(TOKEN_VAR, "wrong-token-99887766") };
+    let (url, gw) = start_gateway().await;
+    let text = chat_scenario(10, 1, 0, &gateway_target(&url));
+    let file = scenario_file(&text);
+    let scenario = chatload::scenario::load(&file.path).unwrap();
+    let opts = chatload::engine::RunOptions {
+        out: Some(file.dir.path().join("bundle")),
+        quiet: true,
+        ..Default::default()
+    };
+    let e = match chatload::engine::run(scenario, &opts).await {
+        Ok(_) => panic!("a refused log-in must stop the run before it starts"),
+        Err(e) => e.to_string(),
+    };
+    unsafe { std::env::set_var(TOKEN_VAR, TOKEN) };
+    assert!(e.contains("refused the log-in"), "{e}");
+    assert!(!e.contains("wrong-token-99887766"), "{e}");
+    assert_eq!(gw.refused_logins.load(Relaxed), 1);
+}
