@@ -143,3 +143,57 @@ async fn a_broker_killed_mid_run_is_counted_and_survived() {
     assert!(a.retransmitted > 0 || a.lost > 0 || a.not_sent > 0, "{a:?}");
     eprintln!("broker killed: errors {:?}, accounting {a:?}", s.errors);
 }
+
+fn password_broker(user: &str, password: &str) -> Option<Broker> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("passwords");
+    let made = std::process::Command::new("mosquitto_passwd")
+        .args(["-b", "-c"])
+        .arg(&file)
+        .args([user, password])
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        common::mosquitto::binary()?;
+        panic!("mosquitto_passwd (part of the mosquitto package) failed");
+    }
+    let extra = format!("password_file {}\n", file.display());
+    let broker = Broker::start(Options { extra });
+    // The password file must outlive the broker's start; mosquitto reads it once.
+    drop(dir);
+    broker
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_come_from_the_environment_and_a_refusal_is_clear() {
+    let _one = ONE_RUN.lock().await;
+    let Some(broker) = password_broker("loadtest", "pw-4a1f9e77") else {
+        return;
+    };
+    // SAFETY: set before the runs; nothing else in this binary reads these variables.
+    unsafe {
+        std::env::set_var("CHATLOAD_TEST_MQTT_USER", "loadtest");
+        std::env::set_var("CHATLOAD_TEST_MQTT_PASSWORD", "pw-4a1f9e77");
+    }
+    let target = format!(
+        "{}[target.auth]\nusername_env = \"CHATLOAD_TEST_MQTT_USER\"\npassword_env = \"CHATLOAD_TEST_MQTT_PASSWORD\"\n",
+        mqtt_target(&broker.url(), "qos = 1")
+    );
+    let r = run_text(&chat_scenario(30, 2, 0, &target), None).await;
+    let a = &r.summary.accounting;
+    assert!(a.messages_sent > 10 && a.lost == 0 && a.balances(), "{a:?}");
+
+    unsafe { std::env::set_var("CHATLOAD_TEST_MQTT_PASSWORD", "wrong-pw-0c0ffee") };
+    let file = scenario_file(&chat_scenario(5, 1, 0, &target));
+    let scenario = chatload::scenario::load(&file.path).unwrap();
+    let opts = chatload::engine::RunOptions {
+        out: Some(file.dir.path().join("bundle")),
+        quiet: true,
+        ..Default::default()
+    };
+    let e = match chatload::engine::run(scenario, &opts).await {
+        Ok(_) => panic!("a broker that refuses the credentials must stop the run"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("refused"), "{e}");
+    assert!(!e.contains("wrong-pw-0c0ffee"), "{e}");
+}

@@ -97,17 +97,18 @@ impl HttpSetup {
         size: usize,
     ) -> reqwest::RequestBuilder {
         let (to, group) = match to {
-            Recipient::User(u) => (u as u64, 0),
-            Recipient::Group(g) => (0, g as u64),
-            Recipient::Business(b) => ((crate::protocol::BUSINESS_BASE + b) as u64, 0),
+            Recipient::User(u) => (Some(u as u64), None),
+            Recipient::Group(g) => (None, Some(g as u64)),
+            Recipient::Business(b) => (Some((crate::protocol::BUSINESS_BASE + b) as u64), None),
         };
+        let maybe = |v: Option<u64>| v.map_or(Value::Null, Value::Number);
         let mut body = String::new();
         body_for(&mut body, id, size);
         let c = &self.credentials;
         let value = |slot: Slot| match slot {
             Slot::User | Slot::From => Value::Number(from as u64),
-            Slot::To => Value::Number(to),
-            Slot::Group => Value::Number(group),
+            Slot::To => maybe(to),
+            Slot::Group => maybe(group),
             Slot::Id => Value::Number(id),
             Slot::Body => Value::Text(&body),
             Slot::Seq => Value::Number(0),

@@ -126,7 +126,8 @@ impl Template {
                     }
                     Value::Text(t) if json => push_escaped(out, t),
                     Value::Text(t) => out.push_str(t),
-                    Value::Empty => {}
+                    Value::Null if json => out.push_str("null"),
+                    Value::Null | Value::Empty => {}
                 },
             }
         }
@@ -150,6 +151,8 @@ impl serde::Serialize for Template {
 pub enum Value<'a> {
     Number(u64),
     Text(&'a str),
+    /// Not applicable here (a direct message's group): JSON `null`, or nothing in a URL.
+    Null,
     Empty,
 }
 

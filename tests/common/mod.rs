@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod chat_api;
 pub mod mosquitto;
+pub mod tls;
 
 use chatload::engine::{RunOptions, RunResult};
 use std::path::PathBuf;

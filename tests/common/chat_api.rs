@@ -1,0 +1,100 @@
+//! A small independent HTTP messaging API for the HTTP transport tests: `POST /api/send`
+//! with `{"from","to","ref","text"}` answers `202 {"message":{"id":…}}` and posts each
+//! delivery to a webhook as `{"deliveries":[{"recipient":"u-N","ref":…,"sender":"u-M"}]}`.
+//! Every `fail_every`-th send is answered 503 and never delivered. Optional TLS.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use tokio::net::TcpListener;
+
+#[derive(Default)]
+pub struct ChatApi {
+    pub sends: AtomicU64,
+    pub refused: AtomicU64,
+    pub fail_every: u64,
+    pub webhook: std::sync::Mutex<Option<String>>,
+    pub bearer: String,
+    pub unauthorized: AtomicU64,
+}
+
+async fn handle(
+    req: Request<hyper::body::Incoming>,
+    api: Arc<ChatApi>,
+    http: reqwest::Client,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let auth_ok = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Bearer {}", api.bearer));
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let reply = |status: StatusCode, v: Value| {
+        let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+        *r.status_mut() = status;
+        Ok(r)
+    };
+    if !auth_ok {
+        api.unauthorized.fetch_add(1, Relaxed);
+        return reply(StatusCode::UNAUTHORIZED, json!({"error": "who are you"}));
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return reply(StatusCode::BAD_REQUEST, json!({"error": "not json"}));
+    };
+    let n = api.sends.fetch_add(1, Relaxed) + 1;
+    if api.fail_every > 0 && n % api.fail_every == 0 {
+        api.refused.fetch_add(1, Relaxed);
+        return reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "busy"}));
+    }
+    let hook = api.webhook.lock().unwrap().clone();
+    if let Some(hook) = hook {
+        let d = json!({"deliveries": [{"recipient": format!("u-{}", v["to"]), "ref": v["ref"], "sender": format!("u-{}", v["from"])}]});
+        tokio::spawn(async move {
+            let _ = http.post(hook).json(&d).send().await;
+        });
+    }
+    reply(
+        StatusCode::ACCEPTED,
+        json!({"message": {"id": format!("m{n}")}}),
+    )
+}
+
+/// Serves on a free loopback port; with `tls`, over TLS with that server configuration.
+pub async fn start(api: Arc<ChatApi>, tls: Option<Arc<rustls::ServerConfig>>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let http = reqwest::Client::new();
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (api, http, acceptor) = (api.clone(), http.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req| handle(req, api.clone(), http.clone()));
+                let builder = hyper::server::conn::http1::Builder::new();
+                match acceptor {
+                    Some(a) => {
+                        if let Ok(s) = a.accept(stream).await {
+                            let _ = builder.serve_connection(TokioIo::new(s), service).await;
+                        }
+                    }
+                    None => {
+                        let _ = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    port
+}

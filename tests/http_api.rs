@@ -1,0 +1,118 @@
+//! chatload's HTTP transport: each message is one templated request. Against the reference
+//! server's plain send endpoint with deliveries on the users' WebSockets, and against an
+//! independent API written in the test that refuses some sends with 503 and reports
+//! deliveries to chatload's webhook receiver.
+
+mod common;
+
+use common::chat_api::{self, ChatApi};
+use common::*;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+static ONE_RUN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const TOKEN_VAR: &str = "CHATLOAD_TEST_API_TOKEN";
+const TOKEN: &str = "api-token-5b2e77d1";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_sends_with_websocket_deliveries_on_the_reference_server() {
+    let _one = ONE_RUN.lock().await;
+    let target = r#"[target]
+protocol = "http"
+
+[target.http]
+url = "/v1/users/{{user}}/messages"
+body = '{"to":{{to}},"group":{{group}},"id":{{id}},"t":{{intended_us}},"s":{{now_us}},"body":"{{body}}"}'
+id = "/id"
+"#;
+    // One template for both: a direct message renders "group":null, a group one "to":null.
+    let r = run_text(&chat_scenario(100, 3, 10, target), None).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    assert_eq!(s.target.protocol, "http");
+    assert!(a.messages_sent > 100, "{a:?}");
+    assert!(a.sent > a.messages_sent, "group messages fan out: {a:?}");
+    assert_eq!(a.lost, 0, "{a:?}");
+    assert!(a.balances(), "{a:?}");
+    assert_eq!(a.delivered, a.sent);
+    assert_eq!(
+        a.acked, a.messages_sent,
+        "every request answered 2xx with its id"
+    );
+    assert_eq!(s.errors_total, 0, "{:?}", s.error_examples);
+    assert_eq!(
+        s.metrics["send"].count, a.acked,
+        "one request latency per send"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_independent_api_with_webhook_deliveries_and_refusals() {
+    let _one = ONE_RUN.lock().await;
+    // SAFETY: set before the run starts; nothing else in this binary reads it concurrently.
+    unsafe { std::env::set_var(TOKEN_VAR, TOKEN) };
+    let hook_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let api = Arc::new(ChatApi {
+        fail_every: 10,
+        bearer: TOKEN.into(),
+        webhook: std::sync::Mutex::new(Some(format!("http://127.0.0.1:{hook_port}/hook"))),
+        ..Default::default()
+    });
+    let port = chat_api::start(api.clone(), None).await;
+    let target = format!(
+        r#"[target]
+url = "http://127.0.0.1:{port}"
+
+[target.auth]
+token_env = "{TOKEN_VAR}"
+
+[target.http]
+url = "/api/send"
+headers = {{ Authorization = "Bearer {{{{token}}}}" }}
+body = '{{"from":{{{{user}}}},"to":{{{{to}}}},"ref":"{{{{id}}}}","text":"{{{{body}}}}"}}'
+id = "/message/id"
+deliveries = "webhook"
+webhook = {{ listen = "127.0.0.1:{hook_port}", each = "/deliveries", recipient = "/recipient", id = "/ref", from = "/sender" }}
+"#
+    );
+    let r = run_text(&chat_scenario(80, 3, 0, &target), None).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    let refused = api.refused.load(Relaxed);
+    assert_eq!(
+        api.unauthorized.load(Relaxed),
+        0,
+        "the bearer token came from the environment"
+    );
+    assert!(refused > 5, "the API refused some sends: {refused}");
+    assert_eq!(
+        api.sends.load(Relaxed),
+        a.messages_sent,
+        "one request per send"
+    );
+    let p = &s.patterns[0];
+    assert_eq!(
+        p.errors.get("http_5xx").copied(),
+        Some(refused),
+        "503s counted under their pattern: {:?}",
+        p.errors
+    );
+    assert_eq!(s.errors.get("http_5xx").copied(), Some(refused));
+    assert_eq!(a.not_sent, refused, "a refused send is not sent");
+    assert_eq!(a.acked + refused, a.messages_sent, "the rest were accepted");
+    assert_eq!(a.lost, 0, "nothing accepted went missing: {a:?}");
+    assert!(a.balances(), "{a:?}");
+    assert_eq!(
+        a.delivered, a.acked,
+        "every accepted send came back by webhook"
+    );
+    for f in ["summary.json", "summary.md", "report.html"] {
+        let body = std::fs::read_to_string(r.bundle_dir.join(f)).unwrap_or_default();
+        assert!(!body.contains(TOKEN), "{f} holds the token");
+    }
+}
