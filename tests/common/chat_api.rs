@@ -51,7 +51,7 @@ async fn handle(
         return reply(StatusCode::BAD_REQUEST, json!({"error": "not json"}));
     };
     let n = api.sends.fetch_add(1, Relaxed) + 1;
-    if api.fail_every > 0 && n % api.fail_every == 0 {
+    if api.fail_every > 0 && n.is_multiple_of(api.fail_every) {
         api.refused.fetch_add(1, Relaxed);
         return reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "busy"}));
     }
