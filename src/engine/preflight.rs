@@ -5,6 +5,7 @@
 
 use super::run::RunError;
 use crate::protocol;
+use crate::transport::mqtt::MqttSetup;
 use crate::transport::{Connector, Session, native};
 use crate::workload::Population;
 use futures_util::StreamExt;
@@ -32,7 +33,38 @@ pub async fn prepare(
                 .await
                 .map_err(|e| unreachable(e.to_string()))?;
             let _ = tokio::time::timeout(Duration::from_millis(500), session.close()).await;
+            if let Some(mqtt) = connector.mqtt_sessions() {
+                register_sessions(mqtt, population, timeout)
+                    .await
+                    .map_err(unreachable)?;
+            }
             Ok(())
+        }
+    }
+}
+
+/// Sessions opened at once while registering, to be quick without a connect storm.
+const REGISTERING: usize = 64;
+
+/// Opens every user's persistent MQTT session once, subscribed to its topics, so that
+/// messages to users who are not yet online are queued for them rather than dropped.
+async fn register_sessions(
+    mqtt: &MqttSetup,
+    population: &Population,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut users = 0..population.users();
+    let mut open = futures_util::stream::FuturesUnordered::new();
+    loop {
+        while open.len() < REGISTERING {
+            let Some(u) = users.next() else { break };
+            let groups = population.groups_of(u);
+            open.push(async move { mqtt.register(u, &groups, timeout).await });
+        }
+        match open.next().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(format!("registering the users' MQTT sessions: {e}")),
+            None => return Ok(()),
         }
     }
 }

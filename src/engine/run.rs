@@ -353,7 +353,10 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
         duration_s: sending_s,
         interrupted,
         target: TargetSummary {
-            url: crate::transport::secrets::redact_url(&url),
+            url: crate::transport::secrets::redact_url(match &scenario.target.protocol {
+                crate::scenario::target::Protocol::Http(_) => http_base.as_deref().unwrap_or(&url),
+                _ => &url,
+            }),
             embedded: scenario.target.url.is_none(),
             protocol: scenario.target.protocol.name().to_string(),
         },

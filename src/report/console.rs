@@ -50,7 +50,12 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
         s.duration_s,
         s.ended,
         s.target.url,
-        if s.target.embedded { " (embedded)" } else { "" }
+        match (s.target.embedded, s.target.protocol.as_str()) {
+            (true, "chatload") => " (embedded)".to_string(),
+            (true, p) => format!(" (embedded, {p})"),
+            (false, "chatload") => String::new(),
+            (false, p) => format!(" ({p})"),
+        }
     );
     let _ = writeln!(
         o,

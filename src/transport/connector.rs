@@ -174,6 +174,14 @@ impl Connector {
         }
     }
 
+    /// An MQTT broker that keeps sessions: each user's is opened once before the run.
+    pub fn mqtt_sessions(&self) -> Option<&MqttSetup> {
+        match &self.kind {
+            Kind::Mqtt(m) | Kind::Http(_, Receive::Mqtt(m)) if m.persistent() => Some(m),
+            _ => None,
+        }
+    }
+
     pub fn tls(&self) -> &TlsContext {
         &self.tls
     }

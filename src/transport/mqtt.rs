@@ -347,7 +347,34 @@ async fn run5(mut el: m5::EventLoop, mut st: LoopState) {
     }
 }
 
+/// Small frames must leave at once: without TCP_NODELAY a publish can wait ~40 ms for the
+/// peer's delayed ACK, and that wait would show up as broker latency.
+fn network_options() -> rumqttc::NetworkOptions {
+    let mut n = rumqttc::NetworkOptions::new();
+    n.set_tcp_nodelay(true);
+    n
+}
+
 impl MqttSetup {
+    /// Whether the broker keeps sessions across connections (then every user's session is
+    /// opened once before the run, so messages to a user not yet online wait for it, as
+    /// they do for someone who installed the app long ago).
+    pub fn persistent(&self) -> bool {
+        !self.target.clean_session
+    }
+
+    /// Opens and cleanly closes `user`'s session so the broker keeps its subscriptions.
+    pub async fn register(
+        &self,
+        user: u32,
+        groups: &[u32],
+        timeout: Duration,
+    ) -> Result<(), ConnectError> {
+        let mut s = self.connect(user, groups, timeout).await?;
+        let _ = tokio::time::timeout(timeout, s.close()).await;
+        Ok(())
+    }
+
     /// Connects `user`, subscribes to its topic and `groups`' topics, and returns once the
     /// broker confirmed the subscription.
     pub async fn connect(
@@ -385,7 +412,8 @@ impl MqttSetup {
                 if let Some(u) = &self.username {
                     o.set_credentials(u.clone(), self.password.clone().unwrap_or_default());
                 }
-                let (c, el) = rumqttc::AsyncClient::new(o, EVENT_QUEUE);
+                let (c, mut el) = rumqttc::AsyncClient::new(o, EVENT_QUEUE);
+                el.set_network_options(network_options());
                 (Client::V4(c), tokio::spawn(run4(el, state)))
             }
             MqttVersion::V5 => {
@@ -401,6 +429,7 @@ impl MqttSetup {
                 if let Some(u) = &self.username {
                     o.set_credentials(u.clone(), self.password.clone().unwrap_or_default());
                 }
+                o.set_network_options(network_options());
                 let (c, el) = m5::AsyncClient::new(o, EVENT_QUEUE);
                 (Client::V5(c), tokio::spawn(run5(el, state)))
             }

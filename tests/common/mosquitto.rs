@@ -55,7 +55,7 @@ impl Broker {
         let mut f = std::fs::File::create(&config).expect("config");
         writeln!(
             f,
-            "listener {port} 127.0.0.1\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 0\nlog_type error\n{}",
+            "listener {port} 127.0.0.1\nset_tcp_nodelay true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 0\nlog_type error\n{}",
             opts.extra
         )
         .expect("write config");
