@@ -115,4 +115,9 @@ webhook = {{ listen = "127.0.0.1:{hook_port}", each = "/deliveries", recipient =
         let body = std::fs::read_to_string(r.bundle_dir.join(f)).unwrap_or_default();
         assert!(!body.contains(TOKEN), "{f} holds the token");
     }
+    let md = std::fs::read_to_string(r.bundle_dir.join("summary.md")).unwrap();
+    assert!(
+        md.contains(&format!("in direct_chat: http_5xx {refused}")),
+        "the Markdown names the pattern's errors:\n{md}"
+    );
 }

@@ -388,10 +388,13 @@ fn every_scenario_in_the_library_validates() {
             "business-launch",
             "ci-smoke",
             "evening-peak",
+            "http-api",
+            "mqtt-chat",
             "new-years-eve",
             "otp-login-storm",
             "quickstart",
-            "reconnect-storm"
+            "reconnect-storm",
+            "ws-gateway"
         ],
         "the scenario library the README lists"
     );

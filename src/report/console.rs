@@ -201,6 +201,9 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
             .map(|(k, v)| format!("{k} {}", thousands(*v)))
             .collect();
         let _ = writeln!(o, "  errors      {}", list.join("  "));
+        for line in errors_by_pattern(s) {
+            let _ = writeln!(o, "              {line}");
+        }
         for (kind, example) in &s.error_examples {
             let _ = writeln!(o, "              {kind}: {example}");
         }
@@ -249,4 +252,30 @@ pub fn business_lines(b: &super::summary::BusinessSummary) -> (String, String) {
             thousands(b.duplicates)
         ),
     )
+}
+
+/// Error counts by kind, as one phrase: "http_5xx 12, request_timeout 3".
+pub fn error_counts(errors: &std::collections::BTreeMap<String, u64>) -> String {
+    errors
+        .iter()
+        .map(|(k, v)| format!("{k} {}", thousands(*v)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Where the errors belong: one line per pattern with failed sends, then the connections'.
+pub fn errors_by_pattern(s: &Summary) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut in_patterns = 0;
+    for p in s.patterns.iter().filter(|p| !p.errors.is_empty()) {
+        in_patterns += p.errors.values().sum::<u64>();
+        lines.push(format!("in {}: {}", p.name, error_counts(&p.errors)));
+    }
+    if !lines.is_empty() && s.errors_total > in_patterns {
+        lines.push(format!(
+            "on connections: {}",
+            thousands(s.errors_total - in_patterns)
+        ));
+    }
+    lines
 }

@@ -326,6 +326,13 @@ pub fn render(s: &Summary, intervals: &[LoggedInterval]) -> String {
             }
             o.push_str("</table>");
         }
+        if !p.errors.is_empty() {
+            let _ = write!(
+                o,
+                "<p>Errors: {}</p>",
+                esc(&super::console::error_counts(&p.errors))
+            );
+        }
         if let Some(b) = &p.business {
             let (requests, statuses) = super::console::business_lines(b);
             let _ = write!(

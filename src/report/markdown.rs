@@ -42,6 +42,10 @@ pub fn render(s: &Summary) -> String {
         thousands(a.late_sends),
         thousands(s.errors_total)
     );
+    let by_pattern = super::console::errors_by_pattern(s);
+    if !by_pattern.is_empty() {
+        let _ = writeln!(o, "**Errors:** {}\n", by_pattern.join(" · "));
+    }
     let business: Vec<_> = s
         .patterns
         .iter()
