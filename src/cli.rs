@@ -40,6 +40,10 @@ pub enum Command {
         /// Override the scenario's seed.
         #[arg(long)]
         seed: Option<u64>,
+        /// Override the population's size (people; the online share and groups per person
+        /// stay as the scenario says).
+        #[arg(long, value_name = "N")]
+        users: Option<u64>,
         /// Write the report bundle into this folder (default: reports/<scenario>-<UTC time>/).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -92,6 +96,50 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// A `chatload capacity` result (its folder): say how many servers of that measured
+        /// capacity the peak needs.
+        #[arg(long, value_name = "DIR")]
+        capacity: Option<PathBuf>,
+        /// Spare capacity to keep on top of the peak, e.g. 30% (with --capacity).
+        #[arg(long, default_value = "30%")]
+        headroom: String,
+    },
+    /// Find the knee: step the scenario's load up until an SLO breaks, messages are lost or
+    /// refused, or chatload itself falls behind; report the highest sustainable rate.
+    Capacity {
+        /// The scenario file (TOML).
+        file: PathBuf,
+        /// A service-level objective each step must meet, e.g. 'delivery.p99<200ms'
+        /// (repeatable; the scenario's [thresholds] are replaced by these).
+        #[arg(long = "slo", value_name = "RULE")]
+        slos: Vec<String>,
+        /// The first multiplier of the scenario's load (its rates; its users for a closed model).
+        #[arg(long, default_value_t = 1.0)]
+        from: f64,
+        /// The largest multiplier tried.
+        #[arg(long, default_value_t = 16.0)]
+        to: f64,
+        /// Each coarse step multiplies the load by this.
+        #[arg(long, default_value_t = 1.5)]
+        factor: f64,
+        /// Bisection steps between the last good and the first bad load.
+        #[arg(long, default_value_t = 4)]
+        refine: u32,
+        /// How long each step runs, e.g. 20s (the scenario's stages are scaled to it).
+        #[arg(long, default_value = "20s")]
+        step_time: String,
+        /// URL of the target (default: the scenario's, else the embedded server).
+        #[arg(long)]
+        target: Option<String>,
+        /// Trust the CA certificates in this PEM file.
+        #[arg(long, value_name = "PEM")]
+        ca_file: Option<PathBuf>,
+        /// Where the capacity bundle goes (default: reports/<scenario>-capacity-<UTC time>/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No live progress inside each step.
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Print the JSON Schema of the scenario format (for editors with TOML schema support).
     Schema,
@@ -127,6 +175,10 @@ pub enum Command {
         /// Every Nth delivery cuts its recipient's connection (resent on resume).
         #[arg(long, default_value_t = 0)]
         reset_every: u64,
+        /// Messages per second the server can take and deliver; past it they queue (a
+        /// known knee for `chatload capacity`).
+        #[arg(long, value_name = "N")]
+        max_rate: Option<f64>,
         /// A business API fault rate, CODE=P: 130429, 131056, 131048, 500, timeout, 131026,
         /// 131049 (repeatable), e.g. --error 130429=0.01.
         #[arg(long = "error", value_name = "CODE=P")]

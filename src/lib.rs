@@ -5,6 +5,7 @@
 //! observations → `metrics` → `report`. `server` is the embedded reference target and shares
 //! only `protocol` with the client side.
 
+pub mod capacity;
 pub mod engine;
 pub mod metrics;
 pub mod plan;

@@ -2,6 +2,7 @@
 //! sentence on failure and maps outcomes to exit codes (0 passed, 1 a threshold failed,
 //! 2 bad input, 3 the run could not be carried out).
 
+mod capacity_command;
 mod cli;
 
 use chatload::engine::{self, RunOptions};
@@ -53,11 +54,16 @@ async fn dispatch(command: Command) -> u8 {
             ca_file,
             duration,
             seed,
+            users,
             out,
             quiet,
             thresholds,
             abort_on_fail,
         } => {
+            if users == Some(0) {
+                eprintln!("chatload: --users must be at least 1");
+                return BAD_INPUT;
+            }
             let duration = match duration
                 .as_deref()
                 .map(|d| parse_duration_flag("--duration", d))
@@ -70,12 +76,16 @@ async fn dispatch(command: Command) -> u8 {
                 eprintln!("chatload: --duration must be at least 1s");
                 return BAD_INPUT;
             }
+            const SCHEMES: [&str; 6] = [
+                "ws://", "wss://", "mqtt://", "mqtts://", "http://", "https://",
+            ];
             if let Some(t) = target
                 .as_deref()
-                .filter(|t| !(t.starts_with("ws://") || t.starts_with("wss://")))
+                .filter(|t| !SCHEMES.iter().any(|s| t.starts_with(s)))
             {
                 eprintln!(
-                    "chatload: --target {t} is not a WebSocket URL; write e.g. ws://127.0.0.1:7070/v1/ws"
+                    "chatload: --target {} is not a URL chatload can reach; write ws://, wss://, mqtt://, mqtts://, http:// or https://, e.g. ws://127.0.0.1:7070/v1/ws",
+                    chatload::transport::secrets::redact_url(t)
                 );
                 return BAD_INPUT;
             }
@@ -86,6 +96,20 @@ async fn dispatch(command: Command) -> u8 {
                     return BAD_INPUT;
                 }
             };
+            if let Some(t) = target.as_deref()
+                && !scenario.target.protocol.fits_url(t)
+            {
+                eprintln!(
+                    "chatload: --target {} does not fit {}'s protocol \"{}\"; give a URL of that protocol or set [target] protocol in the scenario",
+                    chatload::transport::secrets::redact_url(t),
+                    file.display(),
+                    scenario.target.protocol.name()
+                );
+                return BAD_INPUT;
+            }
+            if let Some(n) = users {
+                scenario.consumers = scenario.consumers.resized(n);
+            }
             let names: Vec<String> = scenario.patterns.iter().map(|p| p.name.clone()).collect();
             for rule in &thresholds {
                 match split_rule(rule).and_then(|(k, c)| scenario::threshold::parse(k, &c, &names))
@@ -159,7 +183,41 @@ async fn dispatch(command: Command) -> u8 {
             metrics,
             out,
         } => compare(&runs, &max_regression, metrics, out.as_deref()),
-        Command::Plan { file, users, json } => match scenario::load(&file) {
+        Command::Capacity {
+            file,
+            slos,
+            from,
+            to,
+            factor,
+            refine,
+            step_time,
+            target,
+            ca_file,
+            out,
+            quiet,
+        } => {
+            capacity_command::capacity(capacity_command::CapacityFlags {
+                file,
+                slos,
+                from,
+                to,
+                factor,
+                refine,
+                step_time,
+                target,
+                ca_file,
+                out,
+                quiet,
+            })
+            .await
+        }
+        Command::Plan {
+            file,
+            users,
+            json,
+            capacity,
+            headroom,
+        } => match scenario::load(&file) {
             Ok(s) => {
                 let p = chatload::plan::plan(&s, users);
                 if json {
@@ -173,7 +231,10 @@ async fn dispatch(command: Command) -> u8 {
                 } else {
                     print!("{}", chatload::plan::render(&p));
                 }
-                PASSED
+                match capacity {
+                    Some(dir) => capacity_command::servers_needed(&p, &dir, &headroom),
+                    None => PASSED,
+                }
             }
             Err(e) => {
                 eprintln!("{e}");
@@ -199,6 +260,7 @@ async fn dispatch(command: Command) -> u8 {
             stall_every,
             stall,
             reset_every,
+            max_rate,
             errors,
             webhook_reorder,
             seed,
@@ -216,6 +278,9 @@ async fn dispatch(command: Command) -> u8 {
             }
             if let Some(w) = webhook_reorder {
                 table.push_str(&format!("webhook_reorder = {w:?}\n"));
+            }
+            if let Some(r) = max_rate {
+                table.push_str(&format!("max_rate = {r:?}\n"));
             }
             if !errors.is_empty() {
                 let mut parts = Vec::new();

@@ -218,6 +218,8 @@ fn full_rates(s: &Scenario, p: usize, online: f64, groups: f64, churn: f64) -> (
             (business_rates(*rate, 0.0, 0.0, size), Scaling::Single)
         }
         PatternKind::ReconnectStorm { .. } => (Rates::default(), Scaling::Single),
+        // The target's answers set a closed loop's rate: nothing to plan ahead.
+        PatternKind::ClosedLoop { .. } => (Rates::default(), Scaling::Single),
     }
 }
 

@@ -111,10 +111,12 @@ webhook = {{ listen = "127.0.0.1:{hook_port}", each = "/deliveries", recipient =
         a.delivered, a.acked,
         "every accepted send came back by webhook"
     );
-    for f in ["summary.json", "summary.md", "report.html"] {
-        let body = std::fs::read_to_string(r.bundle_dir.join(f)).unwrap_or_default();
+    for f in ["summary.json", "summary.md", "report.html", "junit.xml"] {
+        let body = std::fs::read_to_string(r.bundle_dir.join(f)).unwrap();
         assert!(!body.contains(TOKEN), "{f} holds the token");
     }
+    let console = chatload::report::console::render(s, None);
+    assert!(!console.contains(TOKEN), "the console shows the token");
     let md = std::fs::read_to_string(r.bundle_dir.join("summary.md")).unwrap();
     assert!(
         md.contains(&format!("in direct_chat: http_5xx {refused}")),

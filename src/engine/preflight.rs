@@ -80,7 +80,7 @@ async fn register_groups(
         url: crate::transport::secrets::redact_url(url),
         detail: crate::transport::secrets::redact(&detail),
     };
-    let conn = native::connect(url, connector.tls(), CONTROL_USER, 0, timeout)
+    let conn = native::connect(url, connector.tls(), CONTROL_USER, 0, timeout, None)
         .await
         .map_err(|e| unreachable(e.to_string()))?;
     let (mut reader, mut writer) = (conn.reader, conn.writer);

@@ -11,6 +11,7 @@ use crate::report::{bundle, verdict};
 use crate::scenario::{Scenario, units::Micros};
 use crate::server::{self, RunningServer};
 use crate::transport::Connector;
+use crate::transport::source::SourcePool;
 use crate::workload::{Population, Schedule};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -117,8 +118,27 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
             urls
         }
     };
-    let connector = Connector::new(&scenario.target, &url, http_base.as_deref())
-        .map_err(|e| RunError::Setup(e.to_string()))?;
+    let closed_loop = scenario
+        .patterns
+        .iter()
+        .any(|p| matches!(p.kind, crate::scenario::PatternKind::ClosedLoop { .. }));
+    let sources = if scenario.target.source_addresses.is_empty() {
+        let host = reqwest::Url::parse(&url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
+        SourcePool::automatic(&host, scenario.consumers.online_users as u64)
+    } else {
+        SourcePool::new(scenario.target.source_addresses.clone())
+    };
+    let connector = Connector::new(
+        &scenario.target,
+        &url,
+        http_base.as_deref(),
+        closed_loop,
+        sources,
+    )
+    .map_err(|e| RunError::Setup(e.to_string()))?;
     let needed = population_fds(&scenario, embedded.is_some());
     let limit = super::limits::raise_open_files();
     if needed > limit {

@@ -499,6 +499,16 @@ fn target_section(t: &super::file::TargetSection, seed: u64) -> Result<Target> {
         stall_every: positive_every(&t.stall_every, "stall_every")?,
         stall: t.stall.unwrap_or(Micros(1_000_000)),
         reset_every: positive_every(&t.reset_every, "reset_every")?,
+        max_rate: match &t.max_rate {
+            Some(r) if !(r.get_ref().is_finite() && *r.get_ref() > 0.0) => {
+                return issue(
+                    r.span(),
+                    "`max_rate` is messages per second, more than 0, e.g. max_rate = 2000",
+                );
+            }
+            Some(r) => *r.get_ref(),
+            None => 0.0,
+        },
         api,
     };
     Ok(Target {
@@ -507,6 +517,12 @@ fn target_section(t: &super::file::TargetSection, seed: u64) -> Result<Target> {
         ca_file: transport.ca_file,
         credentials: transport.credentials,
         connect_timeout: t.connect_timeout.unwrap_or(Micros(5_000_000)),
+        source_addresses: match &t.source_addresses {
+            Some(s) => crate::transport::source::parse_list(s.get_ref()).map_err(|m| {
+                SpannedIssue::new(Some(s.span()), format!("`source_addresses`: {m}"))
+            })?,
+            None => Vec::new(),
+        },
         server,
     })
 }

@@ -36,6 +36,7 @@ const STORM_KEYS: &[&str] = &[
     "max_attempts",
 ];
 const PRESENCE_KEYS: &[&str] = &["session", "offline", "heartbeat", "updates"];
+const CLOSED_KEYS: &[&str] = &["think", "size"];
 
 /// LogNormal with the given median (in base units) and sigma, optionally capped.
 pub(super) fn lognormal(median: f64, sigma: f64, max: Option<f64>) -> Distribution {
@@ -120,11 +121,12 @@ pub(super) fn compile_pattern(
         "business_broadcast" => BROADCAST_KEYS,
         "support_conversation" => SUPPORT_KEYS,
         "otp_burst" => OTP_KEYS,
+        "closed_loop" => CLOSED_KEYS,
         other => {
             return issue(
                 p.kind.span(),
                 format!(
-                    "unknown pattern kind `{other}`: use direct_chat, group_chat, presence, reconnect_storm, business_broadcast, support_conversation or otp_burst"
+                    "unknown pattern kind `{other}`: use direct_chat, group_chat, presence, reconnect_storm, business_broadcast, support_conversation, otp_burst or closed_loop"
                 ),
             );
         }
@@ -228,6 +230,16 @@ pub(super) fn compile_pattern(
             }
         }
         "reconnect_storm" => compile_storm(p, spanned.span())?,
+        "closed_loop" => PatternKind::ClosedLoop {
+            think: p.think.as_ref().map_or(
+                Distribution {
+                    family: Family::Constant { value: 0.0 },
+                    min: None,
+                    max: None,
+                },
+                |d| d.0.clone(),
+            ),
+        },
         "presence" => PatternKind::Presence {
             // Research §5 P3: sessions LogNormal(5 min, 1.5), gaps Exp(mean 10 min) (A).
             session: p

@@ -164,6 +164,8 @@ pub struct PatternSection {
     #[schemars(with = "Option<i64>")]
     pub max_retries: Option<Spanned<i64>>,
     pub timeout: Option<Micros>,
+    /// closed_loop: the pause between an answer and the next send (default 0).
+    pub think: Option<TimeDist>,
     // reconnect_storm
     #[schemars(with = "Option<Micros>")]
     pub at: Option<Spanned<Micros>>,
@@ -238,6 +240,7 @@ impl PatternSection {
         add(self.retry_base.is_some(), "retry_base");
         add(self.max_retries.is_some(), "max_retries");
         add(self.timeout.is_some(), "timeout");
+        add(self.think.is_some(), "think");
         keys
     }
 }
@@ -302,6 +305,10 @@ pub struct TargetSection {
     pub gateway: Option<super::target::GatewaySection>,
     pub http: Option<super::target::HttpSection>,
     pub connect_timeout: Option<Micros>,
+    /// Local addresses connections come from, one per user in turn: "127.0.0.1-127.0.0.50"
+    /// or "10.0.0.5, 10.0.0.6" (each holds about 25,000 connections to one target).
+    #[schemars(with = "Option<String>")]
+    pub source_addresses: Option<Spanned<String>>,
     /// Embedded server knobs.
     pub delay: Option<Micros>,
     #[schemars(with = "Option<i64>")]
@@ -315,6 +322,9 @@ pub struct TargetSection {
     /// Every n-th delivery freezes its recipient's connection for `stall`.
     #[schemars(with = "Option<i64>")]
     pub stall_every: Option<Spanned<i64>>,
+    /// Messages per second the embedded server can take and deliver; past it they queue.
+    #[schemars(with = "Option<f64>")]
+    pub max_rate: Option<Spanned<f64>>,
     pub stall: Option<Micros>,
     /// Every n-th delivery cuts its recipient's connection (the delivery is resent on resume).
     #[schemars(with = "Option<i64>")]

@@ -171,6 +171,10 @@ pub enum PatternKind {
         /// `true`: the server sends `goaway` and closes them gracefully (a drain).
         goaway: bool,
     },
+    /// The closed model: every online user sends its next message as soon as the last one
+    /// is confirmed (after `think`), so the target's speed sets the rate (as wrk and
+    /// goose users do); latencies are service times, since nothing is late in a closed loop.
+    ClosedLoop { think: Distribution },
 }
 
 /// How a client waits between reconnect attempts.
@@ -214,6 +218,21 @@ impl Backoff {
     }
 }
 
+impl Consumers {
+    /// The same population at another size: `users` people, the same online share, groups
+    /// in the same proportion.
+    pub fn resized(&self, users: u64) -> Consumers {
+        let scale = users as f64 / self.users.max(1) as f64;
+        Consumers {
+            users,
+            online_users: ((users as f64 * self.online_fraction).round() as u64)
+                .clamp(1, u32::MAX as u64 / 2) as u32,
+            groups: (self.groups as f64 * scale).round() as u32,
+            ..self.clone()
+        }
+    }
+}
+
 impl PatternKind {
     pub fn kind_name(&self) -> &'static str {
         match self {
@@ -224,6 +243,7 @@ impl PatternKind {
             PatternKind::BusinessBroadcast { .. } => "business_broadcast",
             PatternKind::SupportConversation { .. } => "support_conversation",
             PatternKind::OtpBurst { .. } => "otp_burst",
+            PatternKind::ClosedLoop { .. } => "closed_loop",
         }
     }
 
@@ -350,6 +370,9 @@ pub struct Target {
     /// Where credentials come from (variable names; never the values).
     pub credentials: crate::transport::secrets::CredentialNames,
     pub connect_timeout: Micros,
+    /// Local addresses connections come from (empty: the system's choice, or a loopback
+    /// pool chosen when one address would run out of ports).
+    pub source_addresses: Vec<std::net::IpAddr>,
     pub server: ServerKnobs,
 }
 
@@ -368,6 +391,9 @@ pub struct ServerKnobs {
     pub stall: Micros,
     /// Every n-th delivery cuts its recipient's connection instead (it is resent on resume).
     pub reset_every: u64,
+    /// Messages per second the server can take and deliver (0: no limit); past it, messages
+    /// queue and wait their turn, as on a saturated server: a known knee for capacity tests.
+    pub max_rate: f64,
     pub api: ApiFaults,
 }
 

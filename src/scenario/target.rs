@@ -132,7 +132,8 @@ pub struct HttpSection {
     pub id: Option<String>,
     /// How long a send may take (default 10s).
     pub timeout: Option<Micros>,
-    /// How deliveries are seen: "subscription" (default) or "webhook".
+    /// How deliveries are seen: "subscription" (default), "webhook", or "none" (a plain
+    /// request/response API: the answer is the whole story).
     #[schemars(with = "Option<String>")]
     pub deliveries: Option<Spanned<String>>,
     /// For subscriptions: the URL to subscribe at (default: the embedded server's WebSocket).
@@ -244,6 +245,9 @@ pub enum HttpDeliveries {
         protocol: Box<Protocol>,
     },
     Webhook(Webhook),
+    /// Nothing is delivered to anyone: the 2xx answer confirms the message, and no recipient
+    /// is owed it (benchmarks of a request/response endpoint).
+    None,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -544,11 +548,14 @@ fn http(h: &HttpSection, s: &Sections<'_>) -> Result<HttpTarget> {
                 );
             }
         },
+        "none" => HttpDeliveries::None,
         other => {
             let span = h.deliveries.as_ref().map_or(0..0, |d| d.span());
             return issue(
                 span,
-                format!("unknown deliveries `{other}`: use \"subscription\" or \"webhook\""),
+                format!(
+                    "unknown deliveries `{other}`: use \"subscription\", \"webhook\" or \"none\""
+                ),
             );
         }
     };

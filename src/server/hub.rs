@@ -133,6 +133,10 @@ pub struct HubStatsSnapshot {
 
 pub struct Hub {
     delay_line: Option<super::delay_line::DelayLine>,
+    /// `max_rate`: when the next message may be taken, in ns after `started`.
+    next_slot_ns: AtomicU64,
+    slot_ns: u64,
+    started: Instant,
     users: Box<[Mutex<FxHashMap<u32, UserEntry>>]>,
     groups: Box<[Mutex<GroupShard>]>,
     knobs: ServerKnobs,
@@ -151,13 +155,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Hub {
     pub fn new(knobs: ServerKnobs, webhooks: UnboundedSender<WebhookEvent>) -> Self {
         let latency = knobs.latency.as_ref().and_then(|d| Sampler::new(d).ok());
-        let delay_line = if knobs.delay.0 > 0 || latency.is_some() {
+        let delay_line = if knobs.delay.0 > 0 || latency.is_some() || knobs.max_rate > 0.0 {
             super::delay_line::DelayLine::start().ok()
         } else {
             None
         };
         Hub {
             delay_line,
+            next_slot_ns: AtomicU64::new(0),
+            slot_ns: if knobs.max_rate > 0.0 {
+                (1e9 / knobs.max_rate).max(1.0) as u64
+            } else {
+                0
+            },
+            started: Instant::now(),
             users: (0..SHARDS)
                 .map(|_| Mutex::new(FxHashMap::default()))
                 .collect(),
@@ -298,6 +309,28 @@ impl Hub {
         sent
     }
 
+    /// Under `max_rate`, when a message taken at `at` gets its turn: one slot of 1/max_rate
+    /// each, in arrival order, so that past the rate a queue builds and latency grows.
+    fn admit(&self, at: Instant) -> Instant {
+        if self.slot_ns == 0 {
+            return at;
+        }
+        let now_ns = at.saturating_duration_since(self.started).as_nanos() as u64;
+        let mut cur = self.next_slot_ns.load(Relaxed);
+        loop {
+            let slot = cur.max(now_ns);
+            match self.next_slot_ns.compare_exchange_weak(
+                cur,
+                slot + self.slot_ns,
+                Relaxed,
+                Relaxed,
+            ) {
+                Ok(_) => return at + std::time::Duration::from_nanos(slot - now_ns),
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
     /// Whether `user` has a live connection now.
     pub fn is_connected(&self, user: u32) -> bool {
         lock(self.shard(user))
@@ -315,6 +348,7 @@ impl Hub {
         base: Delivery<'_>,
         accepted_at: Instant,
     ) -> Result<(), (u32, &'static str)> {
+        let accepted_at = self.admit(accepted_at);
         let from = base.from;
         match (to, group) {
             (Some(to), _) if protocol::is_business(to) => {

@@ -5,7 +5,8 @@
 use super::gateway::GatewaySetup;
 use super::http::{HttpSetup, Receiver};
 use super::mqtt::MqttSetup;
-use super::secrets::{Credentials, MissingVariable};
+use super::secrets::{Credentials, MissingVariable, redact_url};
+use super::source::SourcePool;
 use super::tls::{TlsContext, TlsError};
 use super::{AnySession, ConnectError, native};
 use crate::metrics::ErrorKind;
@@ -33,6 +34,7 @@ enum Receive {
     Mqtt(Arc<MqttSetup>),
     Gateway(Arc<GatewaySetup>),
     Webhook,
+    Nothing,
 }
 
 enum Kind {
@@ -45,6 +47,7 @@ enum Kind {
 pub struct Connector {
     kind: Kind,
     tls: TlsContext,
+    sources: SourcePool,
 }
 
 /// The error kind of an I/O failure.
@@ -106,8 +109,15 @@ fn websocket_of(http_base: &str) -> String {
 
 impl Connector {
     /// `url` is the target's (or the embedded server's WebSocket URL); `http_base` the
-    /// embedded server's HTTP URL when it runs.
-    pub fn new(target: &Target, url: &str, http_base: Option<&str>) -> Result<Self, SetupError> {
+    /// embedded server's HTTP URL when it runs. In a closed loop each user sends over a
+    /// keep-alive HTTP connection of its own instead of the shared pool.
+    pub fn new(
+        target: &Target,
+        url: &str,
+        http_base: Option<&str>,
+        closed_loop: bool,
+        sources: SourcePool,
+    ) -> Result<Self, SetupError> {
         let tls = TlsContext::new(target.ca_file.as_deref())?;
         let creds = Arc::new(Credentials::from_env(&target.credentials)?);
         let kind = match &target.protocol {
@@ -118,6 +128,7 @@ impl Connector {
                 target: g.clone(),
                 tls: tls.clone(),
                 credentials: creds.clone(),
+                sources: sources.clone(),
             })),
             Protocol::Http(h) => {
                 let base = match (&target.url, http_base) {
@@ -127,6 +138,7 @@ impl Connector {
                 };
                 let receive = match &h.deliveries {
                     HttpDeliveries::Webhook(_) => Receive::Webhook,
+                    HttpDeliveries::None => Receive::Nothing,
                     HttpDeliveries::Subscription { url: sub, protocol } => {
                         let sub = sub.clone().unwrap_or_else(|| websocket_of(&base));
                         match protocol.as_ref() {
@@ -138,6 +150,7 @@ impl Connector {
                                 target: g.clone(),
                                 tls: tls.clone(),
                                 credentials: creds.clone(),
+                                sources: sources.clone(),
                             })),
                             _ => Receive::Native(sub),
                         }
@@ -150,6 +163,17 @@ impl Connector {
                     .map_err(|e| SetupError::Http(e.to_string()))?;
                 let method = reqwest::Method::from_bytes(h.method.as_bytes())
                     .map_err(|_| SetupError::Url(h.method.clone(), "not an HTTP method"))?;
+                let connection = match closed_loop {
+                    true => Some(Arc::new(
+                        super::http1::Endpoint::parse(&base, &tls).ok_or_else(|| {
+                            SetupError::Url(
+                                redact_url(&base),
+                                "write http://host:port or https://host:port",
+                            )
+                        })?,
+                    )),
+                    false => None,
+                };
                 Kind::Http(
                     Arc::new(HttpSetup {
                         client,
@@ -157,12 +181,13 @@ impl Connector {
                         base,
                         credentials: creds.clone(),
                         method,
+                        connection,
                     }),
                     receive,
                 )
             }
         };
-        Ok(Connector { kind, tls })
+        Ok(Connector { kind, tls, sources })
     }
 
     /// The URL of chatload's own WebSocket protocol this run uses, if any (groups are
@@ -182,6 +207,12 @@ impl Connector {
         }
     }
 
+    /// Whether messages are delivered to anyone (not so for a plain request/response API,
+    /// where the answer is the whole story and no recipient is owed anything).
+    pub fn delivers(&self) -> bool {
+        !matches!(self.kind, Kind::Http(_, Receive::Nothing))
+    }
+
     pub fn tls(&self) -> &TlsContext {
         &self.tls
     }
@@ -194,8 +225,9 @@ impl Connector {
         groups: &[u32],
         timeout: Duration,
     ) -> Result<AnySession, ConnectError> {
+        let source = self.sources.for_user(user);
         match &self.kind {
-            Kind::Native(url) => native::connect(url, &self.tls, user, last_seq, timeout)
+            Kind::Native(url) => native::connect(url, &self.tls, user, last_seq, timeout, source)
                 .await
                 .map(AnySession::Native),
             Kind::Mqtt(m) => m.connect(user, groups, timeout).await.map(AnySession::Mqtt),
@@ -206,15 +238,18 @@ impl Connector {
             Kind::Http(setup, receive) => {
                 let receiver = match receive {
                     Receive::Native(url) => Receiver::Native(
-                        native::connect(url, &self.tls, user, last_seq, timeout).await?,
+                        native::connect(url, &self.tls, user, last_seq, timeout, source).await?,
                     ),
                     Receive::Mqtt(m) => Receiver::Mqtt(m.connect(user, groups, timeout).await?),
                     Receive::Gateway(g) => {
                         Receiver::Gateway(g.connect(user, groups, timeout).await?)
                     }
                     Receive::Webhook => Receiver::Webhook,
+                    Receive::Nothing => Receiver::Nothing,
                 };
-                Ok(AnySession::Http(setup.session(user, receiver)))
+                Ok(AnySession::Http(
+                    setup.session(user, receiver, timeout, source).await?,
+                ))
             }
         }
     }

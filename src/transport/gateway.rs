@@ -23,6 +23,8 @@ pub struct GatewaySetup {
     pub target: Arc<GatewayTarget>,
     pub tls: TlsContext,
     pub credentials: Arc<Credentials>,
+    /// Local addresses connections come from.
+    pub sources: super::source::SourcePool,
 }
 
 pub struct GatewaySession {
@@ -165,7 +167,7 @@ impl GatewaySetup {
     ) -> Result<GatewaySession, ConnectError> {
         let g = &self.target;
         let attempt = async {
-            let ws = open(&self.url, &self.tls).await?;
+            let ws = open(&self.url, &self.tls, self.sources.for_user(user)).await?;
             let (sink, mut reader) = ws.split();
             let mut writer = QueuedWriter::new(sink);
             let fill = |to: u64, group: u64| Fill {

@@ -4,9 +4,10 @@
 //! (`webhook`). Owns the send side and the session that joins both; not the webhook server.
 
 use super::gateway::GatewaySession;
+use super::http1::{Endpoint, Http1Conn};
 use super::mqtt::MqttSession;
 use super::native::NativeSession;
-use super::secrets::Credentials;
+use super::secrets::{Credentials, redact_url};
 use super::template::{Slot, Value, body_for};
 use super::{Incoming, Outgoing, Session};
 use crate::metrics::ErrorKind;
@@ -30,6 +31,9 @@ pub struct HttpSetup {
     pub base: String,
     pub credentials: Arc<Credentials>,
     pub method: reqwest::Method,
+    /// Set for closed loops: each user keeps one keep-alive connection here and has one
+    /// request open at a time (the lean path, `http1`), instead of the shared pool.
+    pub connection: Option<Arc<Endpoint>>,
 }
 
 /// Where a user sees its deliveries.
@@ -39,18 +43,39 @@ pub enum Receiver {
     Gateway(GatewaySession),
     /// A webhook receiver sees them for everyone.
     Webhook,
+    /// Nothing is delivered: the answer is the whole story.
+    Nothing,
 }
 
 type Pending = Pin<Box<dyn Future<Output = Incoming> + Send>>;
+
+/// How a user's requests reach the API.
+enum Lane {
+    /// The run's shared client pool, up to `MAX_OPEN` requests open at once.
+    Pool {
+        open: FuturesUnordered<Pending>,
+        waiting: VecDeque<(reqwest::RequestBuilder, u64)>,
+    },
+    /// One keep-alive connection of the user's own, one request at a time.
+    Connection(Box<Http1Conn>),
+}
 
 pub struct HttpSession {
     user: u32,
     setup: Arc<HttpSetup>,
     receiver: Receiver,
-    open: FuturesUnordered<Pending>,
-    waiting: VecDeque<reqwest::RequestBuilder>,
-    /// Ids of the waiting requests, in the same order.
-    waiting_ids: VecDeque<u64>,
+    lane: Lane,
+    /// Reused while rendering a request on the lean path.
+    scratch: Scratch,
+}
+
+#[derive(Default)]
+struct Scratch {
+    /// The message text (`{{body}}`), the request target, header lines and JSON body.
+    text: String,
+    url: String,
+    rendered: String,
+    body: String,
 }
 
 pub fn classify(e: &reqwest::Error) -> ErrorKind {
@@ -74,43 +99,67 @@ pub fn classify(e: &reqwest::Error) -> ErrorKind {
     }
 }
 
+/// The values of a message's template slots.
+struct Message<'a> {
+    from: u32,
+    to: Recipient,
+    id: u64,
+    t: u64,
+    s: u64,
+    body: &'a str,
+}
+
 impl HttpSetup {
-    /// A session that sends through this API and sees deliveries on `receiver`.
-    pub fn session(self: &Arc<Self>, user: u32, receiver: Receiver) -> HttpSession {
-        HttpSession {
+    /// A session that sends through this API and sees deliveries on `receiver`; on the lean
+    /// path its connection is opened now.
+    pub async fn session(
+        self: &Arc<Self>,
+        user: u32,
+        receiver: Receiver,
+        timeout: std::time::Duration,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<HttpSession, super::ConnectError> {
+        let lane = match &self.connection {
+            Some(endpoint) => Lane::Connection(Box::new(
+                Http1Conn::connect(
+                    endpoint.clone(),
+                    timeout,
+                    self.target.timeout.as_std(),
+                    self.target.id.is_some(),
+                    self.method == reqwest::Method::HEAD,
+                    source,
+                )
+                .await?,
+            )),
+            None => Lane::Pool {
+                open: FuturesUnordered::new(),
+                waiting: VecDeque::new(),
+            },
+        };
+        Ok(HttpSession {
             user,
             setup: self.clone(),
             receiver,
-            open: FuturesUnordered::new(),
-            waiting: VecDeque::new(),
-            waiting_ids: VecDeque::new(),
-        }
+            lane,
+            scratch: Scratch::default(),
+        })
     }
 
-    fn request(
-        &self,
-        from: u32,
-        to: Recipient,
-        id: u64,
-        t: u64,
-        s: u64,
-        size: usize,
-    ) -> reqwest::RequestBuilder {
-        let (to, group) = match to {
+    fn values<'a>(&'a self, m: &Message<'a>) -> impl Fn(Slot) -> Value<'a> + 'a {
+        let (to, group) = match m.to {
             Recipient::User(u) => (Some(u as u64), None),
             Recipient::Group(g) => (None, Some(g as u64)),
             Recipient::Business(b) => (Some((crate::protocol::BUSINESS_BASE + b) as u64), None),
         };
         let maybe = |v: Option<u64>| v.map_or(Value::Null, Value::Number);
-        let mut body = String::new();
-        body_for(&mut body, id, size);
         let c = &self.credentials;
-        let value = |slot: Slot| match slot {
+        let (from, id, t, s, body) = (m.from, m.id, m.t, m.s, m.body);
+        move |slot: Slot| match slot {
             Slot::User | Slot::From => Value::Number(from as u64),
             Slot::To => maybe(to),
             Slot::Group => maybe(group),
             Slot::Id => Value::Number(id),
-            Slot::Body => Value::Text(&body),
+            Slot::Body => Value::Text(body),
             Slot::Seq => Value::Number(0),
             Slot::NowMs => Value::Number(s / 1000),
             Slot::NowUs => Value::Number(s),
@@ -118,9 +167,13 @@ impl HttpSetup {
             Slot::Token => Value::secret(&c.token),
             Slot::Username => Value::secret(&c.username),
             Slot::Password => Value::secret(&c.password),
-        };
+        }
+    }
+
+    fn request(&self, m: &Message<'_>) -> reqwest::RequestBuilder {
+        let value = self.values(m);
         let target = &self.target;
-        let path = target.url.render(false, value);
+        let path = target.url.render(false, &value);
         let url = if path.starts_with('/') {
             format!("{}{path}", self.base.trim_end_matches('/'))
         } else {
@@ -131,15 +184,75 @@ impl HttpSetup {
             .request(self.method.clone(), url)
             .timeout(target.timeout.as_std());
         for (name, v) in &target.headers {
-            req = req.header(name.as_str(), v.render(false, value));
+            req = req.header(name.as_str(), v.render(false, &value));
         }
         if let Some(b) = &target.body {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(b.render(true, value));
+                .body(b.render(true, &value));
         }
         req
     }
+
+    /// The request's bytes for the user's own connection, rendered into reused buffers. A
+    /// URL for another host than the connection's is refused.
+    fn write_request(
+        &self,
+        m: &Message<'_>,
+        endpoint: &Endpoint,
+        scratch: &mut Scratch,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        let value = self.values(m);
+        let target = &self.target;
+        scratch.url.clear();
+        target.url.render_into(&mut scratch.url, false, &value);
+        if scratch.url.starts_with('/') {
+            scratch.url.insert_str(0, &endpoint.base_path);
+        } else {
+            let u = reqwest::Url::parse(&scratch.url)
+                .map_err(|e| format!("`{}` is not a URL ({e})", redact_url(&scratch.url)))?;
+            if !same_origin(&u, endpoint) {
+                return Err(format!(
+                    "`{}` is on another host than the target; a closed loop keeps one connection per user",
+                    redact_url(&scratch.url)
+                ));
+            }
+            scratch.url = match u.query() {
+                Some(q) => format!("{}?{q}", u.path()),
+                None => u.path().to_string(),
+            };
+        }
+        scratch.rendered.clear();
+        for (name, v) in &target.headers {
+            scratch.rendered.push_str(name);
+            scratch.rendered.push_str(": ");
+            v.render_into(&mut scratch.rendered, false, &value);
+            scratch.rendered.push_str("\r\n");
+        }
+        scratch.body.clear();
+        if let Some(b) = &target.body {
+            b.render_into(&mut scratch.body, true, &value);
+        }
+        super::http1::write_request(
+            out,
+            self.method.as_str(),
+            &scratch.url,
+            endpoint,
+            &scratch.rendered,
+            target.body.as_ref().map(|_| scratch.body.as_bytes()),
+        );
+        Ok(())
+    }
+}
+
+fn same_origin(u: &reqwest::Url, e: &Endpoint) -> bool {
+    let host = u.host_str().unwrap_or("");
+    let port = u.port_or_known_default().unwrap_or(0);
+    e.addr
+        .trim_start_matches('[')
+        .starts_with(host.trim_start_matches('['))
+        && e.addr.ends_with(&format!(":{port}"))
 }
 
 async fn perform(req: reqwest::RequestBuilder, id: u64, id_pointer: Option<String>) -> Incoming {
@@ -186,14 +299,49 @@ async fn perform(req: reqwest::RequestBuilder, id: u64, id_pointer: Option<Strin
 
 impl HttpSession {
     fn start_waiting(&mut self) {
-        while self.open.len() < MAX_OPEN {
-            let (Some(req), Some(id)) = (self.waiting.pop_front(), self.waiting_ids.pop_front())
-            else {
+        let Lane::Pool { open, waiting } = &mut self.lane else {
+            return;
+        };
+        while open.len() < MAX_OPEN {
+            let Some((req, id)) = waiting.pop_front() else {
                 return;
             };
             let pointer = self.setup.target.id.clone();
-            self.open.push(Box::pin(perform(req, id, pointer)));
+            open.push(Box::pin(perform(req, id, pointer)));
         }
+    }
+
+    /// Queues one message's request (a request that cannot be written is refused in turn).
+    fn send(&mut self, from: u32, to: Recipient, id: u64, t: u64, s: u64, size: usize) {
+        let mut text = std::mem::take(&mut self.scratch.text);
+        text.clear();
+        body_for(&mut text, id, size);
+        let m = Message {
+            from,
+            to,
+            id,
+            t,
+            s,
+            body: &text,
+        };
+        match &mut self.lane {
+            Lane::Pool { waiting, .. } => {
+                waiting.push_back((self.setup.request(&m), id));
+                self.start_waiting();
+            }
+            Lane::Connection(conn) => {
+                let mut out = conn.buffer();
+                let endpoint = conn.endpoint_arc();
+                match self
+                    .setup
+                    .write_request(&m, &endpoint, &mut self.scratch, &mut out)
+                {
+                    Ok(()) => conn.push(id, out),
+                    Err(why) => conn.refuse(id, ErrorKind::Protocol, why),
+                }
+            }
+        }
+        self.scratch.text = text;
     }
 }
 
@@ -209,48 +357,57 @@ impl Session for HttpSession {
                 body,
                 ..
             } => {
-                let req = self.setup.request(from, to, id, t, s, body.len());
-                self.waiting.push_back(req);
-                self.waiting_ids.push_back(id);
-                self.start_waiting();
+                self.send(from, to, id, t, s, body.len());
                 true
             }
             other => match &mut self.receiver {
                 Receiver::Native(r) => r.push(other),
                 Receiver::Mqtt(r) => r.push(other),
                 Receiver::Gateway(r) => r.push(other),
-                Receiver::Webhook => false,
+                Receiver::Webhook | Receiver::Nothing => false,
             },
         }
     }
 
     async fn next(&mut self) -> Incoming {
-        let has_open = !self.open.is_empty();
-        let (open, receiver) = (&mut self.open, &mut self.receiver);
+        let pointer = self.setup.target.id.as_deref();
+        let (lane, receiver) = (&mut self.lane, &mut self.receiver);
         let receive = async {
             match receiver {
                 Receiver::Native(r) => r.next().await,
                 Receiver::Mqtt(r) => r.next().await,
                 Receiver::Gateway(r) => r.next().await,
-                Receiver::Webhook => std::future::pending().await,
+                Receiver::Webhook | Receiver::Nothing => std::future::pending().await,
             }
         };
-        let result = tokio::select! {
-            biased;
-            Some(done) = open.next(), if has_open => Some(done),
-            r = receive => Some(r),
+        let result = match lane {
+            Lane::Pool { open, .. } => {
+                let has_open = !open.is_empty();
+                tokio::select! {
+                    biased;
+                    Some(done) = open.next(), if has_open => Some(done),
+                    r = receive => Some(r),
+                }
+            }
+            Lane::Connection(conn) => tokio::select! {
+                biased;
+                (id, outcome) = conn.next() => Some(super::http1::judge(id, outcome, pointer)),
+                r = receive => Some(r),
+            },
         };
         self.start_waiting();
         result.unwrap_or(Incoming::Nothing)
     }
 
     async fn close(&mut self) {
-        while let Some(_done) = self.open.next().await {}
+        if let Lane::Pool { open, .. } = &mut self.lane {
+            while let Some(_done) = open.next().await {}
+        }
         match &mut self.receiver {
             Receiver::Native(r) => r.close().await,
             Receiver::Mqtt(r) => r.close().await,
             Receiver::Gateway(r) => r.close().await,
-            Receiver::Webhook => {}
+            Receiver::Webhook | Receiver::Nothing => {}
         }
     }
 

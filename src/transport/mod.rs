@@ -8,9 +8,11 @@
 pub mod connector;
 pub mod gateway;
 pub mod http;
+pub mod http1;
 pub mod mqtt;
 pub mod native;
 pub mod secrets;
+pub mod source;
 pub mod template;
 pub mod tls;
 

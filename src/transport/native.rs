@@ -38,7 +38,34 @@ pub fn classify(e: &WsError) -> ErrorKind {
 }
 
 /// Opens the WebSocket (through TLS for `wss://`) with small buffers.
-pub async fn open(url: &str, tls: &TlsContext) -> Result<Socket, ConnectError> {
+/// `source` binds the connection to a local address (see `source`).
+pub async fn open(
+    url: &str,
+    tls: &TlsContext,
+    source: Option<std::net::IpAddr>,
+) -> Result<Socket, ConnectError> {
+    if let Some(local) = source {
+        let u = reqwest::Url::parse(url)
+            .map_err(|e| ConnectError::new(ErrorKind::ConnectFailed, format!("{url}: {e}")))?;
+        let (Some(host), Some(port)) = (u.host_str(), u.port_or_known_default()) else {
+            return Err(ConnectError::new(
+                ErrorKind::ConnectFailed,
+                format!("{url} has no host"),
+            ));
+        };
+        let tcp = super::source::connect(&format!("{host}:{port}"), Some(local))
+            .await
+            .map_err(|e| ConnectError::new(super::connector::classify_io(&e), e.to_string()))?;
+        return tokio_tungstenite::client_async_tls_with_config(
+            url,
+            tcp,
+            Some(small_buffers()),
+            Some(tls.websocket_connector()),
+        )
+        .await
+        .map(|(ws, _)| ws)
+        .map_err(|e| ConnectError::new(classify(&e), e.to_string()));
+    }
     tokio_tungstenite::connect_async_tls_with_config(
         url,
         Some(small_buffers()),
@@ -57,9 +84,10 @@ pub async fn connect(
     user: u32,
     last_seq: u64,
     timeout: Duration,
+    source: Option<std::net::IpAddr>,
 ) -> Result<NativeSession, ConnectError> {
     let attempt = async {
-        let ws = open(url, tls).await?;
+        let ws = open(url, tls, source).await?;
         let (mut sink, mut reader) = ws.split();
         sink.send(Message::text(protocol::hello(user, last_seq)))
             .await

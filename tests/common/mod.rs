@@ -25,13 +25,23 @@ pub fn scenario_file(text: &str) -> TempScenario {
     TempScenario { dir, path }
 }
 
+/// A folder for one run's bundle that outlives the test's temp files (under cargo's
+/// per-target temp dir), so a test can read what the run wrote.
+pub fn bundle_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("bundles")
+        .join(format!("{}-{n}", std::process::id()))
+}
+
 /// Runs `text` with the library and returns the result; panics on any error.
 pub async fn run_text(text: &str, target: Option<String>) -> RunResult {
     let file = scenario_file(text);
     let scenario = chatload::scenario::load(&file.path).unwrap_or_else(|e| panic!("{e}"));
     let opts = RunOptions {
         target,
-        out: Some(file.dir.path().join("bundle")),
+        out: Some(bundle_dir()),
         quiet: true,
         ..RunOptions::default()
     };

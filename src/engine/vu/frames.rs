@@ -20,6 +20,9 @@ impl VirtualUser {
         match incoming {
             Incoming::Message(d) => self.on_delivery(d, now),
             Incoming::Accepted { id } => {
+                if let Some(c) = self.closed.as_mut() {
+                    c.answered(id, std::time::Instant::now());
+                }
                 let Some(at) = self.outbox.iter().position(|(o, _)| o.id == id) else {
                     // A confirmation of nothing outstanding (a stray or a second copy).
                     return;
@@ -34,6 +37,9 @@ impl VirtualUser {
                 rec.counters[p].acked += 1;
             }
             Incoming::Rejected { id, kind, detail } => {
+                if let Some(c) = self.closed.as_mut() {
+                    c.answered(id, std::time::Instant::now());
+                }
                 if let Some(at) = self.outbox.iter().position(|(o, _)| o.id == id) {
                     self.outbox.remove(at);
                 }

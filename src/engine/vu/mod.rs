@@ -3,6 +3,7 @@
 //! replies later (`reactions`), announces its presence, sends heartbeats, reconnects with
 //! backoff, and records everything it sees. Runs in bounded slices so goose stays in control.
 
+mod closed_loop;
 pub(super) mod frames;
 pub mod reactions;
 
@@ -40,11 +41,14 @@ pub struct VirtualUser {
     next_heartbeat: Option<Instant>,
     /// The server asked us to leave and come back after this long (`goaway`).
     goaway: Option<Duration>,
+    /// The closed model's loop, when the scenario has one.
+    closed: Option<closed_loop::ClosedLoop>,
 }
 
 impl VirtualUser {
     pub fn new(user: u32, ctx: Arc<RunContext>) -> Option<Self> {
         let inbox = ctx.take_inbox(user)?;
+        let closed = closed_loop::ClosedLoop::for_user(&ctx, user);
         Some(VirtualUser {
             user,
             ctx,
@@ -58,6 +62,7 @@ impl VirtualUser {
             reactions: Reactions::default(),
             next_heartbeat: None,
             goaway: None,
+            closed,
         })
     }
 
@@ -88,6 +93,19 @@ impl VirtualUser {
                 }
                 if let Some(h) = self.next_heartbeat {
                     wake = wake.min(h);
+                }
+                if let Some(c) = self.closed.as_mut()
+                    && want_online
+                    && let Some(order) = c.take_due(&self.ctx, self.user, now)
+                {
+                    let id = order.id;
+                    if !self.send(order) {
+                        c_answered(&mut self.closed, id, now);
+                    }
+                    continue;
+                }
+                if let Some(at) = self.closed.as_ref().and_then(|c| c.due_at()) {
+                    wake = wake.min(at);
                 }
             }
             if let Some(pattern) = self.reconnect.strike(
@@ -155,7 +173,9 @@ impl VirtualUser {
                 // Take whatever else is already due without another wake-up.
                 for _ in 0..63 {
                     match self.inbox.as_mut().map(|i| i.try_recv()) {
-                        Some(Ok(o)) => self.send(o),
+                        Some(Ok(o)) => {
+                            self.send(o);
+                        }
                         _ => break,
                     }
                 }
@@ -202,6 +222,9 @@ impl VirtualUser {
                 }
                 self.conn = Some(conn);
                 self.ctx.set_connected(self.user, true);
+                if let Some(c) = self.closed.as_mut() {
+                    c.connected(Instant::now());
+                }
                 self.announce("online");
                 self.next_heartbeat = self
                     .ctx
@@ -224,6 +247,9 @@ impl VirtualUser {
     /// Leaves on schedule: writes what is queued, closes, and marks the user offline.
     pub async fn disconnect(&mut self) {
         self.announce("offline");
+        if let Some(c) = self.closed.as_mut() {
+            c.disconnected();
+        }
         if let Some(mut conn) = self.conn.take() {
             self.ctx.set_connected(self.user, false);
             let _ = tokio::time::timeout(Duration::from_millis(500), conn.close()).await;
@@ -232,6 +258,9 @@ impl VirtualUser {
 
     /// The server sent `goaway`: close gracefully and come back under the storm's policy.
     async fn leave_on_request(&mut self, after: Duration, now_us: u64) {
+        if let Some(c) = self.closed.as_mut() {
+            c.disconnected();
+        }
         if let Some(mut conn) = self.conn.take() {
             self.ctx.set_connected(self.user, false);
             let _ = tokio::time::timeout(Duration::from_millis(200), conn.close()).await;
@@ -249,15 +278,20 @@ impl VirtualUser {
 
     /// The connection broke: count it and come back after a backoff.
     fn lost(&mut self, kind: ErrorKind, detail: String) {
+        if let Some(c) = self.closed.as_mut() {
+            c.disconnected();
+        }
         self.conn = None;
         self.ctx.set_connected(self.user, false);
         self.ctx.recorders.local().error(kind, || detail);
         self.reconnect.lost(Instant::now());
     }
 
-    fn send(&mut self, order: Order) {
+    /// Sends one order; false when it could not be said (no connection, or the protocol
+    /// has no way to say it).
+    fn send(&mut self, order: Order) -> bool {
         let Some(conn) = self.conn.as_mut() else {
-            return;
+            return false;
         };
         let ctx = &self.ctx;
         let now = ctx.now_us();
@@ -271,10 +305,10 @@ impl VirtualUser {
             if said {
                 ctx.recorders.local().counters[p].typing_sent += 1;
             }
-            return;
+            return said;
         }
         if let Action::Typing = order.action {
-            return;
+            return false;
         }
         let owed = match order.to {
             Recipient::User(u) => Some(Owed::One(u)),
@@ -284,14 +318,19 @@ impl VirtualUser {
                 .group(g)
                 .map(|m| Ledger::group_owed(m, order.sender)),
         };
-        let Some(owed) = owed else { return };
-        let owed_count = ctx.ledger.open(
-            order.id,
-            order.pattern,
-            order.sender,
-            order.intended_us,
-            owed,
-        );
+        let Some(owed) = owed else { return false };
+        // A plain request/response API delivers to no one: nothing is owed, nothing tracked.
+        let owed_count = if ctx.connector.delivers() {
+            ctx.ledger.open(
+                order.id,
+                order.pattern,
+                order.sender,
+                order.intended_us,
+                owed,
+            )
+        } else {
+            0
+        };
         if !conn.push(message(&order, now)) {
             let withdrawn = ctx.ledger.cancel(order.id) as u64;
             let mut rec = ctx.recorders.local();
@@ -303,7 +342,7 @@ impl VirtualUser {
                     order.to
                 )
             });
-            return;
+            return false;
         }
         if conn.confirms_sends() {
             self.outbox.push_back((order, now));
@@ -319,6 +358,7 @@ impl VirtualUser {
         if lag > LATE_SEND_US {
             c.late_sends += 1;
         }
+        true
     }
 
     /// Presence updates to this user's contacts, when a presence pattern asks for them.
@@ -436,5 +476,11 @@ fn message(order: &Order, now_us: u64) -> Outgoing<'static> {
         s: now_us,
         body: protocol::filler_body(order.size as usize),
         media: media_of(order),
+    }
+}
+
+fn c_answered(closed: &mut Option<closed_loop::ClosedLoop>, id: u64, now: Instant) {
+    if let Some(c) = closed.as_mut() {
+        c.answered(id, now);
     }
 }

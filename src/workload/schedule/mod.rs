@@ -293,7 +293,10 @@ impl Schedule {
                     (0.0, None)
                 }
                 // Storms and presence send nothing: the virtual users act them out.
-                PatternKind::ReconnectStorm { .. } | PatternKind::Presence { .. } => (0.0, None),
+                // Storms, presence and closed loops are acted out by the virtual users.
+                PatternKind::ReconnectStorm { .. }
+                | PatternKind::Presence { .. }
+                | PatternKind::ClosedLoop { .. } => (0.0, None),
             };
             // Candidates at the highest rate of the run, thinned to the rate at each moment.
             let rate = rate * profile.max_multiplier();

@@ -1,0 +1,377 @@
+//! Finding the knee: a scenario's offered load stepped up (its rates multiplied, or its users
+//! for a closed model), each step held long enough to judge, until an SLO breaks, loss or
+//! errors appear, or chatload itself falls behind its schedule; then a bisection between
+//! the last good step and the first bad one. Owns the search and the verdict of each step;
+//! each step is an ordinary run with its own bundle, and `report` shows the whole.
+
+pub mod report;
+
+use crate::engine::{self, RunOptions};
+use crate::report::Summary;
+use crate::scenario::threshold::Threshold;
+use crate::scenario::{PatternKind, Scenario};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// A step whose late sends exceed this share of its messages says more about chatload's
+/// machine than about the target.
+pub const LATE_SHARE: f64 = 0.001;
+
+#[derive(Debug, Clone)]
+pub struct CapacityOptions {
+    pub slos: Vec<Threshold>,
+    /// The first multiplier and the largest one tried.
+    pub from: f64,
+    pub to: f64,
+    /// Each coarse step multiplies the load by this.
+    pub factor: f64,
+    /// Bisection steps between the last good and the first bad multiplier.
+    pub refine: u32,
+    /// How long each step runs (its stages are scaled to it).
+    pub step_time: crate::scenario::units::Micros,
+    pub run: RunOptions,
+    /// Where the capacity bundle goes (the steps' bundles go inside it).
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    /// An SLO failed, or messages were lost or refused: the target's limit.
+    Target,
+    /// chatload fell behind its own schedule: the generator's limit, not the target's.
+    Generator,
+    /// Every step up to `to` held.
+    NotReached,
+    /// The run was interrupted.
+    Interrupted,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Step {
+    pub multiplier: f64,
+    /// What the scenario offers at this multiplier at full load (planned messages/s).
+    pub offered_per_s: f64,
+    /// Achieved while the load was held (the seconds after the first ramp), per second.
+    pub messages_per_s: f64,
+    pub deliveries_per_s: f64,
+    pub users: u64,
+    /// Latency percentiles (µs) of `delivery`, or of `send` when nothing is delivered.
+    pub metric: String,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    pub lost: u64,
+    pub errors: u64,
+    pub late_sends: u64,
+    pub messages: u64,
+    pub held: bool,
+    /// Why the step failed, in a sentence.
+    pub why: Option<String>,
+    pub bundle: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Capacity {
+    pub schema_version: u32,
+    pub scenario: String,
+    pub target: String,
+    pub slos: Vec<String>,
+    pub steps: Vec<Step>,
+    /// The highest step that held, if any.
+    pub sustainable: Option<Step>,
+    /// The first step that broke, with why.
+    pub broke: Option<Step>,
+    pub limit: Limit,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CapacityError {
+    #[error(transparent)]
+    Run(#[from] engine::RunError),
+    #[error("cannot write {path}: {detail}")]
+    Write { path: String, detail: String },
+}
+
+/// Whether the scenario is a closed model (its load is users, not rates).
+pub fn closed_model(s: &Scenario) -> bool {
+    s.patterns
+        .iter()
+        .any(|p| matches!(p.kind, PatternKind::ClosedLoop { .. }))
+}
+
+/// The scenario at `m` times its load: every pattern's rate multiplied, or for a closed
+/// model its population.
+pub fn scaled(s: &Scenario, m: f64) -> Scenario {
+    let mut s = s.clone();
+    if closed_model(&s) {
+        let users = ((s.consumers.users as f64) * m).round().max(1.0) as u64;
+        s.consumers = s.consumers.resized(users);
+        return s;
+    }
+    for p in &mut s.patterns {
+        match &mut p.kind {
+            PatternKind::DirectChat { conversations, .. } => conversations.per_second *= m,
+            PatternKind::GroupChat { rate, .. } => rate.per_second *= m,
+            PatternKind::SupportConversation { conversations, .. } => conversations.per_second *= m,
+            PatternKind::OtpBurst { rate, .. } => *rate *= m,
+            PatternKind::BusinessBroadcast { send_rate, .. } => *send_rate *= m,
+            PatternKind::Presence { .. }
+            | PatternKind::ReconnectStorm { .. }
+            | PatternKind::ClosedLoop { .. } => {}
+        }
+    }
+    s
+}
+
+/// Judges one step's run: did the load hold?
+pub fn judge(s: &Summary) -> (bool, Option<String>, bool) {
+    let a = &s.accounting;
+    let late_limit = (a.messages_sent as f64 * LATE_SHARE).max(0.0);
+    if a.late_sends as f64 > late_limit {
+        return (
+            false,
+            Some(format!(
+                "chatload fell behind its schedule ({} late sends of {} messages): the generator, not the target, is the limit here",
+                a.late_sends, a.messages_sent
+            )),
+            true,
+        );
+    }
+    if let Some(v) = s.thresholds.iter().find(|v| !v.passed) {
+        return (false, Some(v.message.clone()), false);
+    }
+    if a.lost > 0 {
+        return (false, Some(format!("{} deliveries lost", a.lost)), false);
+    }
+    if s.errors_total > 0 {
+        return (false, Some(format!("{} errors", s.errors_total)), false);
+    }
+    if s.ended != "completed" {
+        return (false, Some(format!("the run ended: {}", s.ended)), false);
+    }
+    (true, None, false)
+}
+
+/// Messages and deliveries per second over the whole seconds after `from_s` (the hold),
+/// or over the whole run when the hold has no whole second.
+fn held_rates(s: &Summary, from_s: f64) -> (f64, f64) {
+    let points: Vec<_> = s
+        .series
+        .points
+        .iter()
+        .filter(|p| p.t_s > from_s + 0.999 && p.t_s <= s.duration_s + 1e-6)
+        .collect();
+    if points.is_empty() {
+        return (s.messages_per_s, s.deliveries_per_s);
+    }
+    let n = points.len() as f64 * s.series.interval_s.max(1e-9);
+    (
+        points.iter().map(|p| p.messages_sent).sum::<u64>() as f64 / n,
+        points.iter().map(|p| p.delivered).sum::<u64>() as f64 / n,
+    )
+}
+
+/// The length of a leading ramp, in seconds.
+fn ramp_s(s: &Scenario) -> f64 {
+    s.stages
+        .first()
+        .filter(|st| st.label == crate::scenario::StageLabel::Ramp)
+        .map_or(0.0, |st| st.length.as_secs_f64())
+}
+
+fn step_of(m: f64, offered: f64, from_s: f64, s: &Summary, bundle: &std::path::Path) -> Step {
+    let (held, why, _) = judge(s);
+    let (messages_per_s, deliveries_per_s) = held_rates(s, from_s);
+    let metric = if s.metrics.contains_key("delivery") {
+        "delivery"
+    } else {
+        "send"
+    };
+    let lat = s.metrics.get(metric);
+    Step {
+        multiplier: m,
+        offered_per_s: offered,
+        messages_per_s,
+        deliveries_per_s,
+        users: s.users as u64,
+        metric: metric.to_string(),
+        p50_us: lat.map_or(0, |l| l.p50_us),
+        p90_us: lat.map_or(0, |l| l.p90_us),
+        p99_us: lat.map_or(0, |l| l.p99_us),
+        max_us: lat.map_or(0, |l| l.max_us),
+        lost: s.accounting.lost,
+        errors: s.errors_total,
+        late_sends: s.accounting.late_sends,
+        messages: s.accounting.messages_sent,
+        held,
+        why,
+        bundle: bundle.display().to_string(),
+    }
+}
+
+/// Runs one step and judges it; `progress` hears about it.
+async fn run_step(
+    base: &Scenario,
+    m: f64,
+    opts: &CapacityOptions,
+    index: usize,
+) -> Result<(Step, bool, bool), CapacityError> {
+    let mut s = scaled(base, m);
+    s.thresholds = opts.slos.clone();
+    let offered = crate::plan::plan(&s, None).peak.messages_per_s;
+    let dir = opts.out.join(format!("step-{index:02}-x{m:.3}"));
+    let run = RunOptions {
+        out: Some(dir.clone()),
+        duration: Some(opts.step_time),
+        ..opts.run.clone()
+    };
+    // The step's stages are scaled to the step time as `run` scales them.
+    let scale = opts.step_time.0 as f64 / s.duration.0.max(1) as f64;
+    // The load is held once the ramp is over and the last users' connect margin has passed.
+    let from_s = ramp_s(&s) * scale + crate::workload::profile::CONNECT_MARGIN_US as f64 / 1e6;
+    let r = engine::run(s, &run).await?;
+    let (_, _, generator) = judge(&r.summary);
+    let interrupted = r.summary.ended == "interrupted";
+    Ok((
+        step_of(m, offered, from_s, &r.summary, &dir),
+        generator,
+        interrupted,
+    ))
+}
+
+/// The search: coarse steps up by `factor` from `from` until one breaks (or `to`), then
+/// `refine` bisections between the last good multiplier and the first bad one.
+pub async fn search(
+    base: &Scenario,
+    opts: &CapacityOptions,
+    mut progress: impl FnMut(&Step),
+) -> Result<Capacity, CapacityError> {
+    let mut steps: Vec<Step> = Vec::new();
+    let mut good: Option<f64> = None;
+    let mut bad: Option<(f64, bool)> = None;
+    let mut limit = Limit::NotReached;
+    let mut m = opts.from;
+    loop {
+        let (step, generator, interrupted) = run_step(base, m, opts, steps.len() + 1).await?;
+        progress(&step);
+        let held = step.held;
+        steps.push(step);
+        if interrupted {
+            limit = Limit::Interrupted;
+            break;
+        }
+        if held {
+            good = Some(m);
+        } else {
+            bad = Some((m, generator));
+            break;
+        }
+        if m >= opts.to {
+            break;
+        }
+        m = (m * opts.factor).min(opts.to);
+    }
+    if let Some((mut hi, mut generator)) = bad {
+        let mut lo = good;
+        for _ in 0..opts.refine {
+            let Some(l) = lo else { break };
+            let mid = (l * hi).sqrt();
+            if hi / l < 1.02 {
+                break;
+            }
+            let (step, gen_mid, interrupted) = run_step(base, mid, opts, steps.len() + 1).await?;
+            progress(&step);
+            let held = step.held;
+            steps.push(step);
+            if interrupted {
+                limit = Limit::Interrupted;
+                break;
+            }
+            if held {
+                lo = Some(mid);
+            } else {
+                hi = mid;
+                generator = gen_mid;
+            }
+        }
+        good = lo;
+        if limit != Limit::Interrupted {
+            limit = if generator {
+                Limit::Generator
+            } else {
+                Limit::Target
+            };
+        }
+        bad = Some((hi, generator));
+    }
+    let pick = |m: Option<f64>| {
+        m.and_then(|m| {
+            steps
+                .iter()
+                .find(|s| (s.multiplier - m).abs() < 1e-9)
+                .cloned()
+        })
+    };
+    let mut sorted = steps.clone();
+    sorted.sort_by(|a, b| a.multiplier.total_cmp(&b.multiplier));
+    Ok(Capacity {
+        schema_version: 1,
+        scenario: base.name.clone(),
+        target: opts
+            .run
+            .target
+            .as_deref()
+            .map(crate::transport::secrets::redact_url)
+            .unwrap_or_else(|| "embedded".into()),
+        slos: opts.slos.iter().map(|t| t.text.clone()).collect(),
+        sustainable: pick(good),
+        broke: pick(bad.map(|b| b.0)),
+        steps: sorted,
+        limit,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_multiplies_rates_or_users() {
+        let text = r#"
+[scenario]
+name = "s"
+[population.consumers]
+users = 100
+groups = 10
+[[pattern]]
+kind = "direct_chat"
+conversations = "2/min per user"
+[[pattern]]
+kind = "group_chat"
+rate = "1/min per group"
+[load]
+stages = [{ ramp = "1s" }, { hold = "9s" }]
+"#;
+        let s = crate::scenario::parse(std::path::Path::new("s.toml"), text).unwrap();
+        let d = scaled(&s, 3.0);
+        let rate = |s: &Scenario, i: usize| match &s.patterns[i].kind {
+            PatternKind::DirectChat { conversations, .. } => conversations.per_second,
+            PatternKind::GroupChat { rate, .. } => rate.per_second,
+            _ => 0.0,
+        };
+        assert!((rate(&d, 0) / rate(&s, 0) - 3.0).abs() < 1e-9);
+        assert!((rate(&d, 1) / rate(&s, 1) - 3.0).abs() < 1e-9);
+        assert_eq!(d.consumers.users, 100);
+        let planned = |s: &Scenario| crate::plan::plan(s, None).mean.messages_per_s;
+        assert!((planned(&d) / planned(&s) - 3.0).abs() < 1e-6);
+
+        let closed = crate::scenario::parse(
+            std::path::Path::new("c.toml"),
+            "[scenario]\nname = \"c\"\n[population.consumers]\nusers = 10\ncontacts = 1\n[[pattern]]\nkind = \"closed_loop\"\n[load]\nstages = [{ ramp = \"1s\" }, { hold = \"1s\" }]\n",
+        )
+        .unwrap();
+        assert_eq!(scaled(&closed, 2.5).consumers.users, 25);
+    }
+}

@@ -1,0 +1,261 @@
+//! What a capacity search found, for people and machines: `capacity.json` (every step),
+//! `capacity.md`, and `capacity.html` with the hockey stick (latency percentiles against
+//! offered load) and throughput against offered load. Owns rendering; not the search.
+
+use super::{Capacity, CapacityError, Limit, Step};
+use crate::report::svg::{Axis, Line, PALETTE, line_chart};
+use std::fmt::Write as _;
+use std::path::Path;
+
+fn ms(us: u64) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
+}
+
+fn rate(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{}/s", crate::report::console::thousands(r.round() as u64))
+    } else {
+        format!("{r:.1}/s")
+    }
+}
+
+/// One sentence: what holds, and what broke it.
+pub fn verdict(c: &Capacity) -> String {
+    let held = match &c.sustainable {
+        Some(s) => format!(
+            "sustainable: {} messages ({} deliveries) at {:.2}× the scenario's load, {} p99 {}",
+            rate(s.messages_per_s),
+            rate(s.deliveries_per_s),
+            s.multiplier,
+            s.metric,
+            ms(s.p99_us)
+        ),
+        None => "no step held, not even the first".to_string(),
+    };
+    let broke = match (&c.broke, c.limit) {
+        (Some(b), Limit::Generator) => format!(
+            "; at {:.2}× chatload itself could not keep up ({}): run it on more or larger machines to find the target's limit",
+            b.multiplier,
+            b.why.as_deref().unwrap_or("late sends")
+        ),
+        (Some(b), _) => format!(
+            "; broke at {:.2}× ({} offered): {}",
+            b.multiplier,
+            rate(b.offered_per_s),
+            b.why.as_deref().unwrap_or("failed")
+        ),
+        (None, Limit::Interrupted) => "; interrupted".to_string(),
+        (None, _) => "; every step up to the largest held (raise --to)".to_string(),
+    };
+    format!("{held}{broke}")
+}
+
+pub fn console(c: &Capacity) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "chatload capacity · {} · target {} · SLOs {}",
+        c.scenario,
+        c.target,
+        if c.slos.is_empty() {
+            "none (loss, errors, late sends)".to_string()
+        } else {
+            c.slos.join(", ")
+        }
+    );
+    let _ = writeln!(
+        o,
+        "  {:>7}  {:>12}  {:>12}  {:>12}  {:>10}  {:>10}  {:>6}  {:>6}  verdict",
+        "load", "offered", "messages", "deliveries", "p50", "p99", "lost", "late"
+    );
+    for s in &c.steps {
+        let _ = writeln!(
+            o,
+            "  {:>6.2}×  {:>12}  {:>12}  {:>12}  {:>10}  {:>10}  {:>6}  {:>6}  {}",
+            s.multiplier,
+            rate(s.offered_per_s),
+            rate(s.messages_per_s),
+            rate(s.deliveries_per_s),
+            ms(s.p50_us),
+            ms(s.p99_us),
+            s.lost,
+            s.late_sends,
+            if s.held {
+                "held".to_string()
+            } else {
+                format!("broke: {}", s.why.as_deref().unwrap_or(""))
+            }
+        );
+    }
+    let _ = writeln!(o, "  {}", verdict(c));
+    o
+}
+
+pub fn markdown(c: &Capacity) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "### chatload capacity · {}\n", c.scenario);
+    let _ = writeln!(o, "**{}**\n", verdict(c));
+    let _ = writeln!(
+        o,
+        "| load | offered msg/s | messages/s | deliveries/s | p50 | p90 | p99 | lost | errors | late | verdict |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
+    for s in &c.steps {
+        let _ = writeln!(
+            o,
+            "| {:.2}× | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
+            s.multiplier,
+            s.offered_per_s,
+            s.messages_per_s,
+            s.deliveries_per_s,
+            ms(s.p50_us),
+            ms(s.p90_us),
+            ms(s.p99_us),
+            s.lost,
+            s.errors,
+            s.late_sends,
+            if s.held {
+                "held".to_string()
+            } else {
+                s.why.clone().unwrap_or_default()
+            }
+        );
+    }
+    o
+}
+
+fn series(steps: &[Step], label: &str, i: usize, f: impl Fn(&Step) -> f64) -> Line {
+    Line {
+        label: label.to_string(),
+        color: PALETTE[i % PALETTE.len()],
+        points: steps.iter().map(|s| (s.offered_per_s, f(s))).collect(),
+    }
+}
+
+pub fn html(c: &Capacity) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let x = || Axis {
+        label: "offered messages/s".into(),
+        log: false,
+        format: |v| format!("{v:.0}"),
+        ticks: None,
+    };
+    let metric = c.steps.first().map_or("delivery", |s| s.metric.as_str());
+    let ms = |us: u64| us as f64 / 1000.0;
+    let latency = line_chart(
+        "hockey-stick",
+        &format!("{metric} latency against offered load"),
+        &x(),
+        &Axis {
+            label: "ms".into(),
+            log: true,
+            format: |v| format!("{v}"),
+            ticks: None,
+        },
+        &[
+            series(&c.steps, "p50", 0, |s| ms(s.p50_us)),
+            series(&c.steps, "p90", 1, |s| ms(s.p90_us)),
+            series(&c.steps, "p99", 2, |s| ms(s.p99_us)),
+            series(&c.steps, "max", 3, |s| ms(s.max_us)),
+        ],
+    );
+    let throughput = line_chart(
+        "throughput",
+        "throughput against offered load",
+        &x(),
+        &Axis {
+            label: "per second".into(),
+            log: false,
+            format: |v| format!("{v:.0}"),
+            ticks: None,
+        },
+        &[
+            series(&c.steps, "offered", 4, |s| s.offered_per_s),
+            series(&c.steps, "messages", 0, |s| s.messages_per_s),
+            series(&c.steps, "deliveries", 1, |s| s.deliveries_per_s),
+        ],
+    );
+    let mut rows = String::new();
+    for s in &c.steps {
+        let _ = write!(
+            rows,
+            "<tr class=\"{}\"><td>{:.2}×</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            if s.held { "held" } else { "broke" },
+            s.multiplier,
+            s.offered_per_s,
+            s.messages_per_s,
+            s.deliveries_per_s,
+            ms(s.p50_us),
+            ms(s.p99_us),
+            s.lost,
+            s.errors,
+            s.late_sends,
+            esc(&if s.held {
+                "held".to_string()
+            } else {
+                s.why.clone().unwrap_or_default()
+            })
+        );
+    }
+    format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>chatload capacity · {name}</title>
+<style>body{{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:820px;color:#111}}
+table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ddd;padding:4px 6px;text-align:right}}
+td:last-child,th:last-child{{text-align:left}}tr.broke td{{color:#b91c1c}}.verdict{{font-size:16px;padding:10px;background:#f3f4f6}}
+svg text{{font-size:12px;fill:#333}}svg .ct{{font-weight:600;font-size:14px}}svg .grid{{stroke:#e5e7eb}}</style></head>
+<body><h1>Capacity · {name}</h1><p class="verdict">{verdict}</p><p>Target {target}; SLOs: {slos}.</p>
+{latency}{throughput}
+<table><tr><th>load</th><th>offered/s</th><th>messages/s</th><th>deliveries/s</th><th>p50 ms</th><th>p99 ms</th><th>lost</th><th>errors</th><th>late</th><th>verdict</th></tr>{rows}</table>
+<p>Each step is an ordinary run; its bundle (report.html, summary.json, latency.hlog) is in the step's folder beside this page.</p></body></html>
+"#,
+        name = esc(&c.scenario),
+        verdict = esc(&verdict(c)),
+        target = esc(&c.target),
+        slos = esc(&if c.slos.is_empty() {
+            "none besides loss, errors and late sends".to_string()
+        } else {
+            c.slos.join(", ")
+        }),
+    )
+}
+
+/// Writes `capacity.json`, `capacity.md` and `capacity.html` into `dir`.
+pub fn write(dir: &Path, c: &Capacity) -> Result<(), CapacityError> {
+    let put = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::create_dir_all(dir)
+            .and_then(|_| std::fs::write(&path, text))
+            .map_err(|e| CapacityError::Write {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            })
+    };
+    let json = serde_json::to_string_pretty(c).map_err(|e| CapacityError::Write {
+        path: "capacity.json".into(),
+        detail: e.to_string(),
+    })?;
+    put("capacity.json", json)?;
+    put("capacity.md", markdown(c))?;
+    put("capacity.html", html(c))
+}
+
+/// Reads a capacity bundle's `capacity.json` (the folder or the file).
+pub fn read(path: &Path) -> Result<Capacity, String> {
+    let file = if path.is_dir() {
+        path.join("capacity.json")
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{} is not a chatload capacity result ({e}); give the folder `chatload capacity` wrote",
+            file.display()
+        )
+    })
+}
