@@ -45,6 +45,7 @@ async fn the_bundle_is_complete_and_consistent() {
         assert_eq!(h.value_at_quantile(0.99), m.p99_us, "{name} p99");
         assert_eq!(h.max(), m.max_us, "{name} max");
     }
+    hdrhistogram_py_reads_the_same(dir, s);
     let seconds: std::collections::BTreeSet<u64> =
         intervals.iter().map(|i| i.start_s.round() as u64).collect();
     assert!(seconds.len() >= 4, "one interval per second: {seconds:?}");
@@ -143,4 +144,44 @@ async fn the_bundle_is_complete_and_consistent() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
+}
+
+/// The HdrHistogram project's own Python reader finds the same counts, p99 and max per
+/// metric as summary.json. CI installs it (`.ci/run`); elsewhere the check is skipped when
+/// the package is missing, and says so.
+fn hdrhistogram_py_reads_the_same(dir: &std::path::Path, s: &chatload::report::Summary) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/hlog_check.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(dir.join("latency.hlog"))
+        .output();
+    let out = match out {
+        Ok(o) if o.status.success() => o,
+        other => {
+            let why = match other {
+                Ok(o) => String::from_utf8_lossy(&o.stderr).to_string(),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must check the log with HdrHistogram_py (pip install hdrhistogram): {why}"
+            );
+            eprintln!("skipped: HdrHistogram_py is not installed here ({why})");
+            return;
+        }
+    };
+    let read: std::collections::BTreeMap<String, [u64; 3]> =
+        serde_json::from_slice(&out.stdout).expect("the checker prints JSON");
+    assert_eq!(
+        read.len(),
+        s.metrics.len(),
+        "every metric is a tag: {read:?}"
+    );
+    for (name, m) in &s.metrics {
+        assert_eq!(
+            read.get(name),
+            Some(&[m.count, m.p99_us, m.max_us]),
+            "{name}: HdrHistogram_py's count, p99 and max"
+        );
+    }
 }
