@@ -44,6 +44,14 @@ pub enum Command {
         /// stay as the scenario says).
         #[arg(long, value_name = "N")]
         users: Option<u64>,
+        /// Run segment INDEX of COUNT (0-based, e.g. 2/8): this machine's share of a run
+        /// split across COUNT machines; `chatload merge` joins their bundles.
+        #[arg(long, value_name = "INDEX/COUNT")]
+        segment: Option<String>,
+        /// Start sending at this UTC time (RFC 3339, e.g. 2026-12-01T10:00:00Z), so that
+        /// every segment begins together.
+        #[arg(long, value_name = "TIME")]
+        start_at: Option<String>,
         /// Write the report bundle into this folder (default: reports/<scenario>-<UTC time>/).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -103,6 +111,16 @@ pub enum Command {
         /// Spare capacity to keep on top of the peak, e.g. 30% (with --capacity).
         #[arg(long, default_value = "30%")]
         headroom: String,
+    },
+    /// Join the bundles of a run split with --segment into one: histograms merged exactly,
+    /// accounting summed, series aligned on wall time, thresholds judged on the whole.
+    Merge {
+        /// The segments' bundle folders (every segment exactly once).
+        #[arg(required = true, num_args = 1..)]
+        bundles: Vec<PathBuf>,
+        /// Where the merged bundle goes.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Find the knee: step the scenario's load up until an SLO breaks, messages are lost or
     /// refused, or chatload itself falls behind; report the highest sustainable rate.

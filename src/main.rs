@@ -55,11 +55,34 @@ async fn dispatch(command: Command) -> u8 {
             duration,
             seed,
             users,
+            segment,
+            start_at,
             out,
             quiet,
             thresholds,
             abort_on_fail,
         } => {
+            let segment = match segment.as_deref().map(chatload::workload::Segment::parse) {
+                None => chatload::workload::Segment::WHOLE,
+                Some(Ok(s)) => s,
+                Some(Err(e)) => {
+                    eprintln!("chatload: --segment {e}");
+                    return BAD_INPUT;
+                }
+            };
+            let start_at = match start_at
+                .as_deref()
+                .map(chrono::DateTime::parse_from_rfc3339)
+            {
+                None => None,
+                Some(Ok(t)) => Some(t.with_timezone(&chrono::Utc)),
+                Some(Err(e)) => {
+                    eprintln!(
+                        "chatload: --start-at: {e}; write a UTC time such as 2026-12-01T10:00:00Z"
+                    );
+                    return BAD_INPUT;
+                }
+            };
             if users == Some(0) {
                 eprintln!("chatload: --users must be at least 1");
                 return BAD_INPUT;
@@ -130,7 +153,13 @@ async fn dispatch(command: Command) -> u8 {
                 reports_root: "reports".into(),
                 quiet,
                 abort_on_fail,
+                segment,
+                start_at,
             };
+            if let Some(why) = chatload::engine::segment_refusal(&scenario, segment) {
+                eprintln!("chatload: {why}");
+                return BAD_INPUT;
+            }
             match engine::run(scenario, &opts).await {
                 Ok(result) => {
                     print!(
@@ -183,6 +212,7 @@ async fn dispatch(command: Command) -> u8 {
             metrics,
             out,
         } => compare(&runs, &max_regression, metrics, out.as_deref()),
+        Command::Merge { bundles, out } => capacity_command::merge(&bundles, &out),
         Command::Capacity {
             file,
             slos,

@@ -49,6 +49,8 @@ pub struct RunContext {
     pub typing_pattern: Option<u16>,
     /// Orders for the business API client, while it takes them.
     business_orders: Mutex<Option<mpsc::Sender<Order>>>,
+    /// This process's share of a run split across machines (the whole run by default).
+    pub segment: crate::workload::Segment,
 }
 
 pub struct PresenceModel {
@@ -101,6 +103,7 @@ impl RunContext {
             presence,
             typing_pattern,
             business_orders: Mutex::new(None),
+            segment: crate::workload::Segment::WHOLE,
             connect_timeout: scenario.target.connect_timeout.as_std(),
             scenario,
             population,

@@ -28,6 +28,10 @@ pub fn run(ctx: Arc<RunContext>, mut schedule: Schedule, stop: Arc<AtomicBool>) 
         }
         while let Some(order) = schedule.next_order(now) {
             ctx.issued_seq.store(schedule.issued_seq(), Relaxed);
+            // Every segment walks the whole schedule and sends its own users' share.
+            if !ctx.segment.owns(order.sender) && !order.action.by_business() {
+                continue;
+            }
             issued += 1;
             if order.action.by_business() {
                 if let Err(o) = ctx.send_business_order(order) {

@@ -48,7 +48,9 @@ where
 pub fn test_plan(ctx: &RunContext) -> String {
     let mut steps = Vec::new();
     let mut last = 0u32;
+    let seg = ctx.segment;
     for (users, length_us) in ctx.profile.launch_envelope() {
+        let users = seg.members_of(seg.index, users);
         let secs = length_us / 1_000_000;
         if users > last || steps.is_empty() {
             steps.push(format!("{},{}s", users.max(1), secs));
@@ -69,7 +71,8 @@ pub fn build(ctx: Arc<RunContext>) -> Result<GooseAttack, GooseError> {
     let attach = transaction(move |user| {
         let ctx = start_ctx.clone();
         Box::pin(async move {
-            let index = user.weighted_users_index as u32;
+            let seg = ctx.segment;
+            let index = seg.nth(seg.index, user.weighted_users_index as u32);
             if index < users
                 && let Some(vu) = VirtualUser::new(index, ctx)
             {

@@ -17,4 +17,4 @@ mod run;
 pub mod signals;
 mod vu;
 
-pub use run::{RunError, RunOptions, RunResult, run};
+pub use run::{RunError, RunOptions, RunResult, run, segment_refusal};

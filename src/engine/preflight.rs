@@ -7,7 +7,7 @@ use super::run::RunError;
 use crate::protocol;
 use crate::transport::mqtt::MqttSetup;
 use crate::transport::{Connector, Session, native};
-use crate::workload::Population;
+use crate::workload::{Population, Segment};
 use futures_util::StreamExt;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -20,21 +20,26 @@ pub async fn prepare(
     url: &str,
     population: &Population,
     timeout: Duration,
+    segment: Segment,
 ) -> Result<(), RunError> {
+    // Segments starting together must not share one control session.
+    let control = CONTROL_USER - segment.index;
     let unreachable = |detail: String| RunError::Unreachable {
         url: crate::transport::secrets::redact_url(url),
         detail: crate::transport::secrets::redact(&detail),
     };
     match connector.native_url() {
-        Some(native_url) => register_groups(connector, native_url, population, timeout).await,
+        Some(native_url) => {
+            register_groups(connector, native_url, population, timeout, segment, control).await
+        }
         None => {
             let mut session = connector
-                .connect(CONTROL_USER, 0, &[], timeout)
+                .connect(control, 0, &[], timeout)
                 .await
                 .map_err(|e| unreachable(e.to_string()))?;
             let _ = tokio::time::timeout(Duration::from_millis(500), session.close()).await;
             if let Some(mqtt) = connector.mqtt_sessions() {
-                register_sessions(mqtt, population, timeout)
+                register_sessions(mqtt, population, timeout, segment)
                     .await
                     .map_err(unreachable)?;
             }
@@ -52,8 +57,9 @@ async fn register_sessions(
     mqtt: &MqttSetup,
     population: &Population,
     timeout: Duration,
+    segment: Segment,
 ) -> Result<(), String> {
-    let mut users = 0..population.users();
+    let mut users = (0..population.users()).filter(|u| segment.owns(*u));
     let mut open = futures_util::stream::FuturesUnordered::new();
     loop {
         while open.len() < REGISTERING {
@@ -75,20 +81,29 @@ async fn register_groups(
     url: &str,
     population: &Population,
     timeout: Duration,
+    segment: Segment,
+    control: u32,
 ) -> Result<(), RunError> {
     let unreachable = |detail: String| RunError::Unreachable {
         url: crate::transport::secrets::redact_url(url),
         detail: crate::transport::secrets::redact(&detail),
     };
-    let conn = native::connect(url, connector.tls(), CONTROL_USER, 0, timeout, None)
+    let conn = native::connect(url, connector.tls(), control, 0, timeout, None)
         .await
         .map_err(|e| unreachable(e.to_string()))?;
     let (mut reader, mut writer) = (conn.reader, conn.writer);
-    let groups = population.groups();
+    // Each segment defines its own groups.
+    let groups: Vec<(u32, &[u32])> = population
+        .groups()
+        .iter()
+        .enumerate()
+        .map(|(g, m)| (g as u32, &m[..]))
+        .filter(|(g, _)| segment.owns(*g))
+        .collect();
     let setup = async {
         let mut confirmed = 0usize;
-        for (g, members) in groups.iter().enumerate() {
-            writer.push(Message::text(protocol::group(g as u32, members)));
+        for (g, members) in &groups {
+            writer.push(Message::text(protocol::group(*g, members)));
         }
         while writer.has_work() {
             writer

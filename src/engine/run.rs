@@ -32,6 +32,10 @@ pub struct RunOptions {
     pub quiet: bool,
     /// End the run early when a threshold is clearly broken.
     pub abort_on_fail: bool,
+    /// This process's share of a run split across machines.
+    pub segment: crate::workload::Segment,
+    /// Start sending at this time (every segment of a split run together).
+    pub start_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +143,7 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
         sources,
     )
     .map_err(|e| RunError::Setup(e.to_string()))?;
-    let needed = population_fds(&scenario, embedded.is_some());
+    let needed = population_fds(&scenario, embedded.is_some(), opts.segment);
     let limit = super::limits::raise_open_files();
     if needed > limit {
         return Err(RunError::Setup(format!(
@@ -147,19 +151,26 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
             scenario.consumers.online_users
         )));
     }
-    let population =
-        Arc::new(Population::for_scenario(&scenario).map_err(|e| RunError::Setup(e.to_string()))?);
+    let segment = opts.segment;
+    let population = Arc::new(
+        Population::for_segment(&scenario, segment).map_err(|e| RunError::Setup(e.to_string()))?,
+    );
     preflight::prepare(
         &connector,
         &url,
         &population,
         scenario.target.connect_timeout.as_std(),
+        segment,
     )
     .await?;
     let native_url = connector.native_url().map(str::to_string);
 
     let ctx = Arc::new(
         RunContext::new(scenario.clone(), population.clone(), connector)
+            .map(|mut c| {
+                c.segment = segment;
+                c
+            })
             .map_err(|e| RunError::Setup(e.to_string()))?,
     );
     let business = match &native_url {
@@ -196,6 +207,17 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
     let mut interrupts = signals::subscribe();
     let attack =
         goose_bridge::build(ctx.clone()).map_err(|e| RunError::Setup(format!("goose: {e}")))?;
+    if let Some(at) = opts.start_at {
+        // Every segment of a split run waits for the same moment.
+        if let Ok(wait) = (at - chrono::Utc::now()).to_std() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = interrupts.changed() => {
+                    return Err(RunError::Setup("interrupted while waiting for --start-at".into()));
+                }
+            }
+        }
+    }
 
     let mut goose_task = tokio::spawn(async move {
         let _muted = quiet::StdoutMuted::new();
@@ -380,7 +402,7 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
             embedded: scenario.target.url.is_none(),
             protocol: scenario.target.protocol.name().to_string(),
         },
-        users: population.users(),
+        users: segment.members_of(segment.index, population.users()),
         peak_connected: collected.peak_connected,
         server: server_stats,
     });
@@ -396,6 +418,21 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
         }?;
         (!h.is_empty()).then(|| h.value_at_quantile(q / 100.0))
     };
+    let epoch_wall =
+        chrono::Utc::now() - chrono::Duration::from_std(ctx.epoch().elapsed()).unwrap_or_default();
+    summary.epoch_unix_ms = epoch_wall.timestamp_micros() as f64 / 1000.0;
+    if !segment.is_whole() {
+        summary.segment = Some(crate::report::summary::SegmentRun {
+            index: segment.index,
+            count: segment.count,
+            start_at: opts
+                .start_at
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            start_offset_ms: opts
+                .start_at
+                .map(|t| (epoch_wall - t).num_microseconds().unwrap_or(0) as f64 / 1000.0),
+        });
+    }
     summary.thresholds = verdict::judge(&summary, &scenario.thresholds, &percentile);
     summary.passed = summary.thresholds.iter().all(|v| v.passed);
     if let Some(rule) = aborted.get() {
@@ -545,8 +582,8 @@ async fn start_business(
 }
 
 /// File descriptors a run needs: one per virtual user, twice with the embedded server.
-fn population_fds(s: &Scenario, embedded: bool) -> u64 {
-    let users = s.consumers.online_users as u64;
+fn population_fds(s: &Scenario, embedded: bool, segment: crate::workload::Segment) -> u64 {
+    let users = segment.members_of(segment.index, s.consumers.online_users) as u64;
     users * if embedded { 2 } else { 1 } + 64
 }
 
@@ -564,4 +601,28 @@ fn phase_name(s: &Scenario, now_us: u64) -> &'static str {
         }
     }
     "drain"
+}
+
+/// Why a scenario cannot be split into `segment`s yet, if it cannot: business patterns
+/// reach recipients across the whole population, and a mention-all storm's group spans
+/// every segment.
+pub fn segment_refusal(s: &Scenario, segment: crate::workload::Segment) -> Option<String> {
+    if segment.is_whole() {
+        return None;
+    }
+    s.patterns.iter().find_map(|p| match &p.kind {
+        k if k.is_business() => Some(format!(
+            "pattern `{}` ({}) cannot be split with --segment: business patterns reach consumers in every segment; run it whole",
+            p.name,
+            k.kind_name()
+        )),
+        crate::scenario::PatternKind::GroupChat {
+            mention_all: Some(_),
+            ..
+        } => Some(format!(
+            "pattern `{}` has a mention_all storm, whose group spans every segment; run it whole or drop mention_all",
+            p.name
+        )),
+        _ => None,
+    })
 }

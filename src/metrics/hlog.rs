@@ -102,6 +102,35 @@ fn header(started: SystemTime, scenario: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A whole log from intervals already made (a merge of several runs' logs), in time order.
+pub fn write_intervals(
+    started: SystemTime,
+    scenario: &str,
+    intervals: &[LoggedInterval],
+) -> Vec<u8> {
+    let mut out = header(started, scenario);
+    let mut serializer = V2DeflateSerializer::new();
+    let mut body = Vec::new();
+    if let Ok(mut writer) = IntervalLogWriterBuilder::new()
+        .with_max_value_divisor(1000.0)
+        .begin_log_with(&mut body, &mut serializer)
+    {
+        for i in intervals {
+            let Some(tag) = Tag::new(&i.tag) else {
+                continue;
+            };
+            let _ = writer.write_histogram(
+                &i.histogram,
+                Duration::from_secs_f64(i.start_s.max(0.0)),
+                Duration::from_secs_f64(i.length_s.max(0.0)),
+                Some(tag),
+            );
+        }
+    }
+    out.extend_from_slice(&body);
+    out
+}
+
 /// One interval histogram read back from a log.
 pub struct LoggedInterval {
     pub tag: String,

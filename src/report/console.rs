@@ -97,7 +97,14 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
             "pattern", "msgs/s", "delivered", "lost", "p50", "p99"
         );
         for p in &s.patterns {
-            let d = p.metrics.get("delivery").copied().unwrap_or_default();
+            // A merged bundle has no per-pattern histograms; a closed loop delivers nothing.
+            let (p50, p99) = p
+                .metrics
+                .get("delivery")
+                .or_else(|| p.metrics.get("send"))
+                .map_or(("-".to_string(), "-".to_string()), |d| {
+                    (us(d.p50_us), us(d.p99_us))
+                });
             let _ = writeln!(
                 o,
                 "  {:<17}{:>10.1}{:>12}{:>12}{:>10}{:>10}",
@@ -105,8 +112,8 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
                 p.messages_per_s,
                 thousands(p.accounting.delivered),
                 thousands(p.accounting.lost),
-                us(d.p50_us),
-                us(d.p99_us)
+                p50,
+                p99
             );
         }
     }

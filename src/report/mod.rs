@@ -7,6 +7,7 @@ pub mod console;
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod merge;
 pub mod summary;
 pub mod svg;
 pub mod verdict;

@@ -264,6 +264,37 @@ pub struct Summary {
     /// Where the run ran.
     #[serde(default)]
     pub machine: Option<Machine>,
+    /// When time zero was, in milliseconds since the Unix epoch (aligns merged segments).
+    #[serde(default)]
+    pub epoch_unix_ms: f64,
+    /// For one segment of a run split across machines: which, and how far from the agreed
+    /// start it began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<SegmentRun>,
+    /// For a merged bundle: the segments it joins and how their clocks lined up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<MergedSegment>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MergedSegment {
+    pub bundle: String,
+    pub index: u32,
+    /// This segment's time zero after the earliest segment's, in milliseconds.
+    pub epoch_offset_ms: f64,
+    /// Its time zero after the agreed start (`--start-at`), by its own clock.
+    pub start_offset_ms: Option<f64>,
+    pub messages_sent: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SegmentRun {
+    pub index: u32,
+    pub count: u32,
+    /// The agreed start (`--start-at`), if one was given.
+    pub start_at: Option<String>,
+    /// Time zero minus the agreed start, in milliseconds (this machine's clock).
+    pub start_offset_ms: Option<f64>,
 }
 
 /// The machine and chatload version a run ran on.
@@ -407,6 +438,9 @@ impl Summary {
             series: m.series,
             server: m.server,
             machine: Some(Machine::this()),
+            epoch_unix_ms: 0.0,
+            segment: None,
+            merged_from: Vec::new(),
         }
     }
 }

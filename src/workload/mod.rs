@@ -7,7 +7,9 @@ pub mod keyed;
 pub mod population;
 pub mod profile;
 pub mod schedule;
+pub mod segment;
 
 pub use population::Population;
 pub use profile::Profile;
 pub use schedule::{Order, Schedule};
+pub use segment::Segment;

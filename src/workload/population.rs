@@ -1,6 +1,7 @@
 //! The simulated people: online users, each with a contact list ranked by closeness, and
 //! groups with their members. Built once from the seed; owns nothing that changes in a run.
 
+use super::Segment;
 use crate::scenario::{Consumers, PatternKind, Scenario, sampler::Sampler};
 use rand::SeedableRng;
 use rand::seq::{SliceRandom, index};
@@ -29,6 +30,12 @@ pub struct PopulationError(String);
 
 impl Population {
     pub fn build(c: &Consumers, seed: u64) -> Result<Self, PopulationError> {
+        Population::build_in(c, seed, Segment::WHOLE)
+    }
+
+    /// The population dealt out to `split.count` segments: contacts and group members are
+    /// drawn inside each user's and group's own segment (with one segment, exactly `build`).
+    pub fn build_in(c: &Consumers, seed: u64, split: Segment) -> Result<Self, PopulationError> {
         let n = c.online_users;
         let mut rng = Pcg64Mcg::seed_from_u64(seed ^ 0xC0C7_AC75);
         let degree = Sampler::new(&c.contacts).map_err(|e| PopulationError(e.to_string()))?;
@@ -36,14 +43,21 @@ impl Population {
         let mut offsets = Vec::with_capacity(n as usize + 1);
         offsets.push(0u32);
         for k in 0..n {
-            let d = degree.sample_count(&mut rng, 1).min(n as u64 - 1) as usize;
+            let class = split.of(k);
+            let peers = split.members_of(class, n);
+            let me = split.rank(k);
+            let d = degree
+                .sample_count(&mut rng, 1)
+                .min(peers.saturating_sub(1) as u64) as usize;
             if d > 0 {
-                // Sample from the other n-1 users, skipping k, ranked by closeness at random.
-                let mut picked = index::sample(&mut rng, n as usize - 1, d).into_vec();
+                // Sample from the other users of the segment, skipping k, ranked by
+                // closeness at random.
+                let mut picked = index::sample(&mut rng, peers as usize - 1, d).into_vec();
                 picked.shuffle(&mut rng);
                 for i in picked {
                     let other = i as u32;
-                    contacts.push(if other >= k { other + 1 } else { other });
+                    let j = if other >= me { other + 1 } else { other };
+                    contacts.push(split.nth(class, j));
                 }
             }
             offsets.push(contacts.len() as u32);
@@ -51,11 +65,13 @@ impl Population {
         let size = Sampler::new(&c.group_size).map_err(|e| PopulationError(e.to_string()))?;
         let mut groups = Vec::with_capacity(c.groups as usize);
         let mut ranked = Vec::with_capacity(c.groups as usize);
-        for _ in 0..c.groups {
-            let s = size.sample_count(&mut rng, 2).min(n as u64) as usize;
-            let mut members: Vec<u32> = index::sample(&mut rng, n as usize, s)
+        for g in 0..c.groups {
+            let class = split.of(g);
+            let peers = split.members_of(class, n);
+            let s = size.sample_count(&mut rng, 2).min(peers as u64) as usize;
+            let mut members: Vec<u32> = index::sample(&mut rng, peers as usize, s)
                 .into_iter()
-                .map(|i| i as u32)
+                .map(|i| split.nth(class, i as u32))
                 .collect();
             members.shuffle(&mut rng);
             ranked.push(members.clone().into_boxed_slice());
@@ -76,7 +92,13 @@ impl Population {
     /// The population of a scenario, with one broadcast group per mention-all storm (its
     /// members are the first users to connect, so the storm reaches connected people).
     pub fn for_scenario(s: &Scenario) -> Result<Self, PopulationError> {
-        let mut p = Population::build(&s.consumers, s.seed)?;
+        Population::for_segment(s, Segment::WHOLE)
+    }
+
+    /// The population of one segment's run: the whole population, dealt out to the
+    /// segments, so every segment builds the same one.
+    pub fn for_segment(s: &Scenario, segment: Segment) -> Result<Self, PopulationError> {
+        let mut p = Population::build_in(&s.consumers, s.seed, segment)?;
         for pattern in &s.patterns {
             if let PatternKind::GroupChat {
                 mention_all: Some(m),

@@ -1,0 +1,248 @@
+//! A run split across machines: four `chatload run --segment i/4` processes against one
+//! `chatload serve`, started together with --start-at, then `chatload merge`. Together they
+//! send what the scenario run whole sends (within sampling error), nothing is lost, and the
+//! merged histograms are exactly the segments' samples together.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SCENARIO: &str = r#"[scenario]
+name = "split"
+seed = 21
+loss_deadline = "2s"
+drain = "3s"
+
+[population.consumers]
+users = 400
+contacts = { uniform = { min = 2, max = 8 } }
+groups = 40
+group_size = { uniform = { min = 3, max = 8 } }
+
+[[pattern]]
+kind = "direct_chat"
+conversations = "12/min per user"
+messages = { geometric = { mean = 4 } }
+gap = { exponential = { mean = "300ms" } }
+
+[[pattern]]
+kind = "group_chat"
+rate = "20/min per group"
+
+[load]
+stages = [{ ramp = "2s" }, { hold = "6s" }]
+
+[thresholds]
+"loss" = "== 0"
+"delivery.p99" = "< 2s"
+"#;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_chatload")
+}
+
+struct Server(Child, String);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve() -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chatload serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server(child, format!("ws://127.0.0.1:{port}/v1/ws"))
+}
+
+fn summary(dir: &std::path::Path) -> chatload::report::Summary {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn four_segments_send_what_one_run_sends_and_merge_exactly() {
+    let file = common::scenario_file(SCENARIO);
+    let root = common::bundle_dir();
+    let server = serve();
+    let start = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let start = start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let segments: Vec<_> = (0..4)
+        .map(|i| {
+            let out = root.join(format!("seg-{i}"));
+            let child = Command::new(bin())
+                .arg("run")
+                .arg(&file.path)
+                .args(["--target", &server.1, "--quiet", "--start-at", &start])
+                .args(["--segment", &format!("{i}/4")])
+                .arg("--out")
+                .arg(&out)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (child, out)
+        })
+        .collect();
+    let mut dirs = Vec::new();
+    for (child, out) in segments {
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        dirs.push(out);
+    }
+    drop(server);
+    let parts: Vec<_> = dirs.iter().map(|d| summary(d)).collect();
+    for (i, s) in parts.iter().enumerate() {
+        let seg = s.segment.as_ref().expect("a segment's summary says so");
+        assert_eq!((seg.index, seg.count), (i as u32, 4));
+        assert_eq!(s.users, 100, "users are dealt out in turn");
+        assert!(
+            seg.start_offset_ms.is_some_and(|o| o.abs() < 2_000.0),
+            "{seg:?}"
+        );
+        assert_eq!(s.accounting.lost, 0);
+        assert!(s.accounting.balances());
+    }
+
+    // Merge: exit 0, sums, and histograms equal to the segments' logs added up here.
+    let merged = root.join("merged");
+    let o = Command::new(bin())
+        .arg("merge")
+        .args(&dirs)
+        .arg("--out")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let m = summary(&merged);
+    let sum = |f: fn(&chatload::report::Summary) -> u64| parts.iter().map(f).sum::<u64>();
+    assert_eq!(
+        m.accounting.messages_sent,
+        sum(|s| s.accounting.messages_sent)
+    );
+    assert_eq!(m.accounting.delivered, sum(|s| s.accounting.delivered));
+    assert_eq!(m.accounting.sent, sum(|s| s.accounting.sent));
+    assert_eq!(m.users, 400);
+    assert_eq!(m.merged_from.len(), 4);
+    let mut all = chatload::metrics::new_histogram();
+    for d in &dirs {
+        let log = std::fs::read(d.join("latency.hlog")).unwrap();
+        let t = chatload::metrics::hlog::totals(&chatload::metrics::hlog::read(&log).unwrap());
+        all.add(&t["delivery"]).unwrap();
+    }
+    let d = &m.metrics["delivery"];
+    assert_eq!(d.count, all.len());
+    assert_eq!(d.count, sum(|s| s.metrics["delivery"].count));
+    assert_eq!(d.p99_us, all.value_at_quantile(0.99));
+    assert_eq!(d.max_us, all.max());
+    assert!(m.thresholds.iter().all(|v| v.passed), "{:?}", m.thresholds);
+    assert_eq!(
+        m.thresholds.len(),
+        2,
+        "the scenario's rules judged on the merge"
+    );
+    let log = std::fs::read(merged.join("latency.hlog")).unwrap();
+    let back = chatload::metrics::hlog::totals(&chatload::metrics::hlog::read(&log).unwrap());
+    assert_eq!(back["delivery"].len(), all.len(), "the merged interval log");
+
+    // The same scenario whole, against a fresh server: the same traffic within sampling
+    // error (the split draws contacts inside each segment, so it is not the same graph).
+    let server = serve();
+    let whole = root.join("whole");
+    let o = Command::new(bin())
+        .arg("run")
+        .arg(&file.path)
+        .args(["--target", &server.1, "--quiet"])
+        .arg("--out")
+        .arg(&whole)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let w = summary(&whole);
+    let (a, b) = (
+        m.accounting.messages_sent as f64,
+        w.accounting.messages_sent as f64,
+    );
+    assert!(
+        (a - b).abs() <= 4.0 * b.sqrt() + 0.03 * b,
+        "split {a} messages against whole {b}"
+    );
+    assert_eq!(w.accounting.lost, 0);
+
+    // A set with a segment missing or given twice is refused, and nothing is written.
+    for set in [
+        &dirs[..3],
+        &[
+            dirs[0].clone(),
+            dirs[0].clone(),
+            dirs[1].clone(),
+            dirs[2].clone(),
+        ][..],
+    ] {
+        let out = root.join("refused");
+        let o = Command::new(bin())
+            .arg("merge")
+            .args(set)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("missing") || err.contains("twice"), "{err}");
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn splitting_a_business_scenario_is_refused_before_anything_is_sent() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/otp-login-storm.toml");
+    let o = Command::new(bin())
+        .arg("run")
+        .arg(&path)
+        .args(["--segment", "0/2", "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be split"));
+    for bad in ["2/2", "x", "1/0"] {
+        let o = Command::new(bin())
+            .arg("run")
+            .arg(&path)
+            .args(["--segment", bad])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+    }
+}
