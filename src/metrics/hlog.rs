@@ -147,6 +147,54 @@ pub struct HlogReadError(String);
 /// Reads every interval of a log.
 pub fn read(bytes: &[u8]) -> Result<Vec<LoggedInterval>, HlogReadError> {
     let mut out = Vec::new();
+    each(bytes, |i| out.push(i))?;
+    Ok(out)
+}
+
+/// One interval's percentiles, all a chart over time needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IntervalQuantiles {
+    pub end_s: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+/// A log boiled down for a report: each tag's percentiles per interval and its histogram
+/// over the whole log. Read one interval at a time, so an hour-long log does not hold 3,600
+/// histograms per metric in memory at once.
+#[derive(Default)]
+pub struct Digest {
+    pub over_time: std::collections::BTreeMap<String, Vec<IntervalQuantiles>>,
+    pub totals: std::collections::BTreeMap<String, Histogram<u64>>,
+}
+
+pub fn digest(bytes: &[u8]) -> Result<Digest, HlogReadError> {
+    let mut d = Digest::default();
+    each(bytes, |i| {
+        let h = &i.histogram;
+        d.over_time
+            .entry(i.tag.clone())
+            .or_default()
+            .push(IntervalQuantiles {
+                end_s: i.start_s + i.length_s,
+                p50_us: h.value_at_quantile(0.5),
+                p90_us: h.value_at_quantile(0.9),
+                p99_us: h.value_at_quantile(0.99),
+                max_us: h.max(),
+            });
+        let sum = d
+            .totals
+            .entry(i.tag)
+            .or_insert_with(super::recorder::new_histogram);
+        let _ = sum.add(h);
+    })?;
+    Ok(d)
+}
+
+/// Hands every interval of a log to `f`, one at a time.
+pub fn each(bytes: &[u8], mut f: impl FnMut(LoggedInterval)) -> Result<(), HlogReadError> {
     let mut deserializer = Deserializer::new();
     for entry in IntervalLogIterator::new(bytes) {
         let entry = entry.map_err(|e| HlogReadError(format!("{e:?}")))?;
@@ -158,14 +206,14 @@ pub fn read(bytes: &[u8]) -> Result<Vec<LoggedInterval>, HlogReadError> {
         let histogram: Histogram<u64> = deserializer
             .deserialize(&mut decoded.as_slice())
             .map_err(|e| HlogReadError(format!("{e:?}")))?;
-        out.push(LoggedInterval {
+        f(LoggedInterval {
             tag: i.tag().map_or_else(String::new, |t| t.as_str().to_string()),
             start_s: i.start_timestamp().as_secs_f64(),
             length_s: i.duration().as_secs_f64(),
             histogram,
         });
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Standard base64 (the log's encoding), without pulling in a crate for one function.

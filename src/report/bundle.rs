@@ -45,9 +45,9 @@ pub fn write(dir: &Path, summary: &Summary, hlog: Option<&[u8]>) -> Result<(), B
 
 /// (Re)writes everything derived from the summary and the log: JSON, Markdown, HTML, JUnit.
 pub fn write_reports(dir: &Path, summary: &Summary, hlog: &[u8]) -> Result<(), BundleError> {
-    let intervals = crate::metrics::hlog::read(hlog).unwrap_or_default();
+    let log = crate::metrics::hlog::digest(hlog).unwrap_or_default();
     let html_path = dir.join("report.html");
-    std::fs::write(&html_path, super::html::render(summary, &intervals)).map_err(|source| {
+    std::fs::write(&html_path, super::html::render(summary, &log)).map_err(|source| {
         BundleError {
             path: html_path.display().to_string(),
             source,

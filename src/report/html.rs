@@ -8,8 +8,7 @@ use super::console::thousands;
 use super::summary::Summary;
 use super::svg::{Axis, Line, PALETTE, line_chart};
 use super::verdict::format_us;
-use crate::metrics::hlog::{LoggedInterval, totals};
-use std::collections::BTreeMap;
+use crate::metrics::hlog::{Digest, IntervalQuantiles};
 use std::fmt::Write as _;
 
 /// Metrics shown over time and in the spectrum, in reading order.
@@ -80,7 +79,7 @@ fn count_axis(label: &str) -> Axis {
 }
 
 /// The page for `s`, with per-interval histograms from its `latency.hlog`.
-pub fn render(s: &Summary, intervals: &[LoggedInterval]) -> String {
+pub fn render(s: &Summary, log: &Digest) -> String {
     let mut o = String::with_capacity(64 * 1024);
     let verdict = if s.passed {
         "<span class=\"pass\">✔ passed</span>"
@@ -170,27 +169,18 @@ pub fn render(s: &Summary, intervals: &[LoggedInterval]) -> String {
     ));
     o.push_str("</section>");
 
-    let mut by_tag: BTreeMap<&str, Vec<&LoggedInterval>> = BTreeMap::new();
-    for i in intervals {
-        by_tag.entry(i.tag.as_str()).or_default().push(i);
-    }
+    let by_tag = &log.over_time;
     o.push_str("<section id=\"latency\"><h2>Latency over time</h2><p class=\"note\">Every latency counts from the message's intended send time. Percentiles per one-second interval, logarithmic scale.</p>");
     for metric in ORDER {
-        let Some(list) = by_tag.get(metric) else {
+        let Some(list) = by_tag.get(*metric) else {
             continue;
         };
-        let line = |label: &str, color, q: Option<f64>| Line {
+        let line = |label: &str, color, v: fn(&IntervalQuantiles) -> u64| Line {
             label: label.into(),
             color,
             points: list
                 .iter()
-                .map(|i| {
-                    let v = match q {
-                        Some(q) => i.histogram.value_at_quantile(q),
-                        None => i.histogram.max(),
-                    };
-                    (i.start_s + i.length_s, v.max(1) as f64)
-                })
+                .map(|i| (i.end_s, v(i).max(1) as f64))
                 .collect(),
         };
         o.push_str(&line_chart(
@@ -199,16 +189,16 @@ pub fn render(s: &Summary, intervals: &[LoggedInterval]) -> String {
             &time_axis(),
             &us_axis("latency", true),
             &[
-                line("p50", PALETTE[0], Some(0.5)),
-                line("p90", PALETTE[1], Some(0.9)),
-                line("p99", PALETTE[4], Some(0.99)),
-                line("max", PALETTE[2], None),
+                line("p50", PALETTE[0], |i| i.p50_us),
+                line("p90", PALETTE[1], |i| i.p90_us),
+                line("p99", PALETTE[4], |i| i.p99_us),
+                line("max", PALETTE[2], |i| i.max_us),
             ],
         ));
     }
     o.push_str("</section>");
 
-    let all = totals(intervals);
+    let all = &log.totals;
     let nines: [f64; 7] = [0.0, 0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999];
     let tick_x = |q: f64| 1.0 / (1.0 - q);
     let spectrum: Vec<Line> = ORDER
