@@ -178,10 +178,7 @@ pub fn render(s: &Summary, log: &Digest) -> String {
         let line = |label: &str, color, v: fn(&IntervalQuantiles) -> u64| Line {
             label: label.into(),
             color,
-            points: list
-                .iter()
-                .map(|i| (i.end_s, v(i).max(1) as f64))
-                .collect(),
+            points: list.iter().map(|i| (i.end_s, v(i).max(1) as f64)).collect(),
         };
         o.push_str(&line_chart(
             &format!("latency-{metric}"),
