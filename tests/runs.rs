@@ -127,6 +127,17 @@ async fn dropped_deliveries_are_reported_lost_exactly() {
     assert_eq!(a.lost, dropped, "{a:?}");
     assert!(a.balances(), "{a:?}");
     assert_eq!(a.in_flight, 0);
+    // Loss over time: every lost delivery in the second its message was meant to leave,
+    // spread over the seconds that sent (every 7th delivery, so most seconds have some).
+    let series = &r.summary.series.points;
+    assert_eq!(series.iter().map(|p| p.lost).sum::<u64>(), a.lost);
+    let seconds_with_loss = series.iter().filter(|p| p.lost > 0).count();
+    assert!(seconds_with_loss >= 3, "{series:?}");
+    let html = std::fs::read_to_string(r.bundle_dir.join("report.html")).unwrap();
+    assert!(
+        html.contains("data-series=\"lost\""),
+        "the page draws loss over time"
+    );
     let failed: Vec<_> = r.summary.thresholds.iter().filter(|v| !v.passed).collect();
     assert!(failed.is_empty());
 }

@@ -418,6 +418,11 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
         }?;
         (!h.is_empty()).then(|| h.value_at_quantile(q / 100.0))
     };
+    // Loss over time: each lost delivery in the interval its message was meant to leave.
+    for p in &mut summary.series.points {
+        let k = (p.t_s.ceil() as usize).saturating_sub(1);
+        p.lost = settlement.lost_by_second.get(k).copied().unwrap_or(0);
+    }
     let epoch_wall =
         chrono::Utc::now() - chrono::Duration::from_std(ctx.epoch().elapsed()).unwrap_or_default();
     summary.epoch_unix_ms = epoch_wall.timestamp_micros() as f64 / 1000.0;

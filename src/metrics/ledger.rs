@@ -46,6 +46,9 @@ pub enum Received {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settlement {
     pub lost: Vec<u64>,
+    /// Lost deliveries by the second their message was meant to leave (index k: the
+    /// interval ending at k + 1 s), so loss can be drawn over time.
+    pub lost_by_second: Vec<u64>,
     pub in_flight: Vec<u64>,
     pub queued_offline: Vec<u64>,
 }
@@ -205,6 +208,7 @@ impl Ledger {
         let n = self.patterns + 1;
         let mut s = Settlement {
             lost: vec![0; n],
+            lost_by_second: Vec::new(),
             in_flight: vec![0; n],
             queued_offline: vec![0; n],
         };
@@ -216,6 +220,11 @@ impl Ledger {
                         s.queued_offline[p] += 1;
                     } else if e.intended_us + deadline_us <= now_us {
                         s.lost[p] += 1;
+                        let k = (e.intended_us / 1_000_000) as usize;
+                        if s.lost_by_second.len() <= k {
+                            s.lost_by_second.resize(k + 1, 0);
+                        }
+                        s.lost_by_second[k] += 1;
                     } else {
                         s.in_flight[p] += 1;
                     }

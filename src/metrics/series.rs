@@ -28,6 +28,9 @@ pub struct IntervalPoint {
     pub errors: u64,
     pub late_sends: u64,
     pub duplicates: u64,
+    /// Deliveries of this interval's sends that were lost (known only at the end).
+    #[serde(default)]
+    pub lost: u64,
     pub send: IntervalLatency,
     pub delivery: IntervalLatency,
 }
@@ -62,6 +65,7 @@ impl Series {
             errors: interval.errors_total(),
             late_sends: c.late_sends,
             duplicates: c.duplicates,
+            lost: 0,
             send: lat(Metric::Send),
             delivery: lat(Metric::Delivery),
         });

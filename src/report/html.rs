@@ -257,10 +257,15 @@ pub fn render(s: &Summary, log: &Digest) -> String {
     );
     o.push_str(&line_chart(
         "trouble",
-        "Trouble per second (loss is settled at the end, above)",
+        "Trouble per second (loss by the second its messages were meant to leave)",
         &time_axis(),
         &count_axis("per second"),
         &[
+            Line {
+                label: "lost".into(),
+                color: PALETTE[0],
+                points: series(|p| p.lost),
+            },
             Line {
                 label: "duplicates".into(),
                 color: PALETTE[3],

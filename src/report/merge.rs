@@ -231,6 +231,7 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
                 errors: 0,
                 late_sends: 0,
                 duplicates: 0,
+                lost: 0,
                 send: IntervalLatency::default(),
                 delivery: IntervalLatency::default(),
             });
@@ -241,6 +242,7 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
             e.errors += pt.errors;
             e.late_sends += pt.late_sends;
             e.duplicates += pt.duplicates;
+            e.lost += pt.lost;
         }
         segments.push(MergedSegment {
             bundle: part.name.clone(),
