@@ -44,17 +44,23 @@ impl Progress {
         }
         self.last = Some(Instant::now());
         let line = format!(
-            "[{:>5.0}s/{:.0}s] {:<9} connected {:>7}  {:>9} msg/s  delivered {:>11}  p99 delivery {:>9}  errors {}",
+            "[{:>5.0}s/{:.0}s] {:<9} connected {:>7}  {:>9} msg/s  delivered {:>11}  p99 {:<8} {:>9}  errors {}",
             p.t_s,
             self.total_s,
             phase,
             thousands(p.connected),
             thousands(p.messages_sent),
             thousands(delivered_total),
-            if p.delivery.count > 0 {
-                format_us(p.delivery.p99_us as f64)
+            // A closed loop over a request/response API delivers nothing: show its sends.
+            if p.delivery.count > 0 || p.send.count == 0 {
+                "delivery"
             } else {
-                "-".into()
+                "send"
+            },
+            match (p.delivery.count, p.send.count) {
+                (d, _) if d > 0 => format_us(p.delivery.p99_us as f64),
+                (_, s) if s > 0 => format_us(p.send.p99_us as f64),
+                _ => "-".into(),
             },
             thousands(errors_total)
         );

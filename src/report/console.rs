@@ -59,13 +59,13 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
     );
     let _ = writeln!(
         o,
-        "  users {} (peak connected {})   messages {} ({:.1}/s)   deliveries {} ({:.1}/s)",
+        "  users {} (peak connected {})   messages {} ({}/s)   deliveries {} ({}/s)",
         thousands(s.users as u64),
         thousands(s.peak_connected),
         thousands(a.messages_sent),
-        s.messages_per_s,
+        per_second(s.messages_per_s),
         thousands(a.delivered),
-        s.deliveries_per_s
+        per_second(s.deliveries_per_s)
     );
     let _ = writeln!(o);
     let _ = writeln!(
@@ -259,6 +259,15 @@ pub fn business_lines(b: &super::summary::BusinessSummary) -> (String, String) {
             thousands(b.duplicates)
         ),
     )
+}
+
+/// A rate as people read it: "174.0" below a thousand, "94,341" above.
+pub fn per_second(r: f64) -> String {
+    if r >= 1000.0 {
+        thousands(r.round() as u64)
+    } else {
+        format!("{r:.1}")
+    }
 }
 
 /// Error counts by kind, as one phrase: "http_5xx 12, request_timeout 3".
