@@ -234,13 +234,17 @@ pub fn merge(bundles: &[PathBuf], out: &std::path::Path) -> u8 {
         })
         .collect();
     let totals = chatload::metrics::hlog::totals(&merged.intervals);
+    let single = names.len() == 1;
     let percentile = |pattern: Option<&str>, metric: &str, q: f64| -> Option<u64> {
-        // Per-pattern histograms are not in the interval logs: such rules stay unjudged.
-        if pattern.is_some() {
-            return None;
-        }
+        let tag = match pattern {
+            None => metric.to_string(),
+            Some(_) if single => metric.to_string(),
+            Some(p) => {
+                chatload::metrics::hlog::pattern_tag(names.iter().position(|n| n == p)?, metric)
+            }
+        };
         totals
-            .get(metric)
+            .get(&tag)
             .filter(|h| !h.is_empty())
             .map(|h| h.value_at_quantile(q / 100.0))
     };

@@ -160,6 +160,26 @@ fn four_segments_send_what_one_run_sends_and_merge_exactly() {
     assert_eq!(d.count, sum(|s| s.metrics["delivery"].count));
     assert_eq!(d.p99_us, all.value_at_quantile(0.99));
     assert_eq!(d.max_us, all.max());
+    // Per pattern too: each pattern's histograms are in the logs, merged exactly.
+    for (i, pattern) in m.patterns.iter().enumerate() {
+        let tag = chatload::metrics::hlog::pattern_tag(i, "delivery");
+        let mut want = chatload::metrics::new_histogram();
+        for d in &dirs {
+            let log = std::fs::read(d.join("latency.hlog")).unwrap();
+            let t = chatload::metrics::hlog::totals(&chatload::metrics::hlog::read(&log).unwrap());
+            want.add(&t[&tag]).unwrap();
+        }
+        let got = &pattern.metrics["delivery"];
+        assert_eq!(got.count, want.len(), "{}", pattern.name);
+        assert_eq!(
+            got.count,
+            parts
+                .iter()
+                .map(|s| s.patterns[i].metrics["delivery"].count)
+                .sum::<u64>()
+        );
+        assert_eq!(got.p99_us, want.value_at_quantile(0.99), "{}", pattern.name);
+    }
     assert!(m.thresholds.iter().all(|v| v.passed), "{:?}", m.thresholds);
     assert_eq!(
         m.thresholds.len(),

@@ -48,7 +48,9 @@ impl HlogWriter {
         })
     }
 
-    /// Appends one interval: every metric with samples, all patterns merged.
+    /// Appends one interval: every metric with samples, all patterns merged (tagged by the
+    /// metric's name); with more than one pattern, also each pattern's own (tagged
+    /// `p<index>/<metric>`), so that merged runs keep exact per-pattern percentiles.
     pub fn interval(&mut self, set: &MetricSet, start_s: f64, length_s: f64) {
         let mut writer = match IntervalLogWriterBuilder::new()
             .with_max_value_divisor(1000.0)
@@ -68,6 +70,22 @@ impl HlogWriter {
                 Duration::from_secs_f64(length_s.max(0.0)),
                 Tag::new(m.name()),
             );
+        }
+        if set.patterns() > 1 {
+            for p in 0..set.patterns() {
+                for m in Metric::ALL {
+                    let Some(h) = set.histogram(p, m).filter(|h| !h.is_empty()) else {
+                        continue;
+                    };
+                    let tag = pattern_tag(p, m.name());
+                    let _ = writer.write_histogram(
+                        h,
+                        Duration::from_secs_f64(start_s.max(0.0)),
+                        Duration::from_secs_f64(length_s.max(0.0)),
+                        Tag::new(&tag),
+                    );
+                }
+            }
         }
         if let Some(sink) = self.sink.as_mut() {
             use std::io::Write as _;
@@ -129,6 +147,17 @@ pub fn write_intervals(
     }
     out.extend_from_slice(&body);
     out
+}
+
+/// The tag of one pattern's histogram of `metric`.
+pub fn pattern_tag(pattern: usize, metric: &str) -> String {
+    format!("p{pattern}/{metric}")
+}
+
+/// A tag's pattern index and metric, if it is a pattern's.
+pub fn split_pattern_tag(tag: &str) -> Option<(usize, &str)> {
+    let (p, metric) = tag.split_once('/')?;
+    Some((p.strip_prefix('p')?.parse().ok()?, metric))
 }
 
 /// One interval histogram read back from a log.

@@ -59,6 +59,11 @@ impl MetricSet {
         }
     }
 
+    /// How many patterns the set has slots for (not counting the no-pattern slot).
+    pub fn patterns(&self) -> usize {
+        self.patterns
+    }
+
     /// Pattern slot for observations that belong to no pattern (connects).
     pub fn no_pattern(&self) -> usize {
         self.patterns

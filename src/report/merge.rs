@@ -173,9 +173,10 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
     intervals.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
 
     let mut s = parts[0].summary.clone();
+    let parts_single_pattern = s.patterns.len() == 1;
     s.metrics = totals
         .iter()
-        .filter(|(_, h)| !h.is_empty())
+        .filter(|(k, h)| !h.is_empty() && !k.contains('/'))
         .map(|(k, h)| (k.clone(), LatencyStats::from_histogram(h)))
         .collect();
     s.accounting = Accounting::default();
@@ -188,13 +189,25 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
     s.ended = "completed".into();
     s.server = None;
     s.storms = Vec::new();
-    for p in &mut s.patterns {
+    for (i, p) in s.patterns.iter_mut().enumerate() {
         p.accounting = Accounting::default();
         p.counters = Default::default();
         p.errors = BTreeMap::new();
         p.business = None;
-        // The interval logs hold every metric over all patterns, not per pattern.
+        // Each pattern's histograms are in the logs (`p<i>/<metric>`) when a scenario has
+        // more than one pattern; with one, the pattern's are the run's.
         p.metrics = BTreeMap::new();
+        for (tag, h) in &totals {
+            let metric = match crate::metrics::hlog::split_pattern_tag(tag) {
+                Some((pi, m)) if pi == i => m,
+                None if parts_single_pattern => tag.as_str(),
+                _ => continue,
+            };
+            if !h.is_empty() && metric != "connect" {
+                p.metrics
+                    .insert(metric.to_string(), LatencyStats::from_histogram(h));
+            }
+        }
     }
     let mut points: BTreeMap<i64, IntervalPoint> = BTreeMap::new();
     let mut segments = Vec::new();

@@ -16,6 +16,8 @@ while True:
     if h is None:
         break
     tag = h.get_tag()
+    if "/" in tag:
+        continue  # a pattern's own histogram (p<index>/<metric>); the run's are checked
     if tag not in totals:
         totals[tag] = HdrHistogram(1, 100 * HOUR_US, 3)
     totals[tag].add(h)
