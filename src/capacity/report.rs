@@ -73,7 +73,11 @@ pub fn console(c: &Capacity) -> String {
             o,
             "  {:>6.2}×  {:>12}  {:>12}  {:>12}  {:>10}  {:>10}  {:>6}  {:>6}  {}",
             s.multiplier,
-            rate(s.offered_per_s),
+            if s.offered_per_s > 0.0 {
+                rate(s.offered_per_s)
+            } else {
+                format!("{} users", s.users)
+            },
             rate(s.messages_per_s),
             rate(s.deliveries_per_s),
             ms(s.p50_us),
@@ -124,11 +128,33 @@ pub fn markdown(c: &Capacity) -> String {
     o
 }
 
-fn series(steps: &[Step], label: &str, i: usize, f: impl Fn(&Step) -> f64) -> Line {
+/// A closed model offers no planned rate: its load is its users.
+fn closed(c: &Capacity) -> bool {
+    c.steps.iter().all(|s| s.offered_per_s <= 0.0)
+}
+
+/// The x of a step: offered messages/s, or users for a closed model.
+fn load_of(closed: bool) -> impl Fn(&Step) -> f64 {
+    move |s: &Step| {
+        if closed {
+            s.users as f64
+        } else {
+            s.offered_per_s
+        }
+    }
+}
+
+fn series(
+    steps: &[Step],
+    x: &dyn Fn(&Step) -> f64,
+    label: &str,
+    i: usize,
+    f: impl Fn(&Step) -> f64,
+) -> Line {
     Line {
         label: label.to_string(),
         color: PALETTE[i % PALETTE.len()],
-        points: steps.iter().map(|s| (s.offered_per_s, f(s))).collect(),
+        points: steps.iter().map(|s| (x(s), f(s))).collect(),
     }
 }
 
@@ -138,8 +164,14 @@ pub fn html(c: &Capacity) -> String {
             .replace('<', "&lt;")
             .replace('>', "&gt;")
     };
+    let is_closed = closed(c);
+    let at = load_of(is_closed);
     let x = || Axis {
-        label: "offered messages/s".into(),
+        label: if is_closed {
+            "virtual users (closed model)".into()
+        } else {
+            "offered messages/s".into()
+        },
         log: false,
         format: |v| format!("{v:.0}"),
         ticks: None,
@@ -148,7 +180,7 @@ pub fn html(c: &Capacity) -> String {
     let ms = |us: u64| us as f64 / 1000.0;
     let latency = line_chart(
         "hockey-stick",
-        &format!("{metric} latency against offered load"),
+        &format!("{metric} latency against load"),
         &x(),
         &Axis {
             label: "ms".into(),
@@ -157,15 +189,15 @@ pub fn html(c: &Capacity) -> String {
             ticks: None,
         },
         &[
-            series(&c.steps, "p50", 0, |s| ms(s.p50_us)),
-            series(&c.steps, "p90", 1, |s| ms(s.p90_us)),
-            series(&c.steps, "p99", 2, |s| ms(s.p99_us)),
-            series(&c.steps, "max", 3, |s| ms(s.max_us)),
+            series(&c.steps, &at, "p50", 0, |s| ms(s.p50_us)),
+            series(&c.steps, &at, "p90", 1, |s| ms(s.p90_us)),
+            series(&c.steps, &at, "p99", 2, |s| ms(s.p99_us)),
+            series(&c.steps, &at, "max", 3, |s| ms(s.max_us)),
         ],
     );
     let throughput = line_chart(
         "throughput",
-        "throughput against offered load",
+        "throughput against load",
         &x(),
         &Axis {
             label: "per second".into(),
@@ -174,9 +206,11 @@ pub fn html(c: &Capacity) -> String {
             ticks: None,
         },
         &[
-            series(&c.steps, "offered", 4, |s| s.offered_per_s),
-            series(&c.steps, "messages", 0, |s| s.messages_per_s),
-            series(&c.steps, "deliveries", 1, |s| s.deliveries_per_s),
+            series(&c.steps, &at, "offered", 4, |s| {
+                if is_closed { f64::NAN } else { s.offered_per_s }
+            }),
+            series(&c.steps, &at, "messages", 0, |s| s.messages_per_s),
+            series(&c.steps, &at, "deliveries", 1, |s| s.deliveries_per_s),
         ],
     );
     let mut rows = String::new();
