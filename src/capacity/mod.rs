@@ -253,11 +253,16 @@ pub async fn search(
     let mut bad: Option<(f64, bool)> = None;
     let mut limit = Limit::NotReached;
     let mut m = opts.from;
-    loop {
+    // Runs one step, tells `progress`, keeps it: (held, generator-limited, interrupted).
+    let mut step_at = async |m: f64, steps: &mut Vec<Step>| -> Result<_, CapacityError> {
         let (step, generator, interrupted) = run_step(base, m, opts, steps.len() + 1).await?;
         progress(&step);
         let held = step.held;
         steps.push(step);
+        Ok((held, generator, interrupted))
+    };
+    loop {
+        let (held, generator, interrupted) = step_at(m, &mut steps).await?;
         if interrupted {
             limit = Limit::Interrupted;
             break;
@@ -281,10 +286,7 @@ pub async fn search(
             if hi / l < 1.02 {
                 break;
             }
-            let (step, gen_mid, interrupted) = run_step(base, mid, opts, steps.len() + 1).await?;
-            progress(&step);
-            let held = step.held;
-            steps.push(step);
+            let (held, gen_mid, interrupted) = step_at(mid, &mut steps).await?;
             if interrupted {
                 limit = Limit::Interrupted;
                 break;

@@ -15,6 +15,20 @@ pub struct IntervalLatency {
     pub max_us: u64,
 }
 
+impl IntervalLatency {
+    /// The interval's count and percentiles (zeros when it has no samples).
+    pub fn of(h: Option<&hdrhistogram::Histogram<u64>>) -> Self {
+        h.filter(|h| !h.is_empty())
+            .map_or(IntervalLatency::default(), |h| IntervalLatency {
+                count: h.len(),
+                p50_us: h.value_at_quantile(0.5),
+                p90_us: h.value_at_quantile(0.9),
+                p99_us: h.value_at_quantile(0.99),
+                max_us: h.max(),
+            })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct IntervalPoint {
     /// End of the interval, seconds since the run started.
@@ -44,18 +58,7 @@ pub struct Series {
 impl Series {
     pub fn push(&mut self, t_s: f64, connected: u64, interval: &MetricSet) {
         let c = interval.counters_total();
-        let lat = |m: Metric| {
-            interval
-                .merged(m)
-                .filter(|h| !h.is_empty())
-                .map_or(IntervalLatency::default(), |h| IntervalLatency {
-                    count: h.len(),
-                    p50_us: h.value_at_quantile(0.5),
-                    p90_us: h.value_at_quantile(0.9),
-                    p99_us: h.value_at_quantile(0.99),
-                    max_us: h.max(),
-                })
-        };
+        let lat = |m: Metric| IntervalLatency::of(interval.merged(m).as_ref());
         self.points.push(IntervalPoint {
             t_s,
             connected,

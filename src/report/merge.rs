@@ -125,17 +125,6 @@ fn add_counts(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
     }
 }
 
-fn interval_latency(h: Option<&Histogram<u64>>) -> IntervalLatency {
-    h.filter(|h| !h.is_empty())
-        .map_or(IntervalLatency::default(), |h| IntervalLatency {
-            count: h.len(),
-            p50_us: h.value_at_quantile(0.5),
-            p90_us: h.value_at_quantile(0.9),
-            p99_us: h.value_at_quantile(0.99),
-            max_us: h.max(),
-        })
-}
-
 /// Joins the segments. Thresholds are judged again by the caller (they need the rules).
 pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
     check(&parts)?;
@@ -266,8 +255,8 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
         });
     }
     for (t, p) in points.iter_mut() {
-        p.send = interval_latency(per_second.get(&(*t, "send".to_string())));
-        p.delivery = interval_latency(per_second.get(&(*t, "delivery".to_string())));
+        p.send = IntervalLatency::of(per_second.get(&(*t, "send".to_string())));
+        p.delivery = IntervalLatency::of(per_second.get(&(*t, "delivery".to_string())));
     }
     s.series = Series {
         interval_s: parts[0].summary.series.interval_s,
