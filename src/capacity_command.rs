@@ -1,27 +1,14 @@
 //! The binary's side of `chatload capacity` and of `chatload plan --capacity`: flags checked
 //! and turned into the library's options, progress and results printed, exit codes chosen.
 
-use super::{BAD_INPUT, PASSED, RUN_FAILED, THRESHOLD_FAILED, parse_duration_flag, split_rule};
+use super::cli::CapacityArgs;
+use super::{BAD_INPUT, PASSED, RUN_FAILED, THRESHOLD_FAILED, parse_duration_flag, parse_rule};
 use chatload::capacity::{self, CapacityOptions, Limit};
 use chatload::engine::RunOptions;
 use chatload::scenario;
 use std::path::PathBuf;
 
-pub struct CapacityFlags {
-    pub file: PathBuf,
-    pub slos: Vec<String>,
-    pub from: f64,
-    pub to: f64,
-    pub factor: f64,
-    pub refine: u32,
-    pub step_time: String,
-    pub target: Option<String>,
-    pub ca_file: Option<PathBuf>,
-    pub out: Option<PathBuf>,
-    pub quiet: bool,
-}
-
-pub async fn capacity(f: CapacityFlags) -> u8 {
+pub async fn capacity(f: CapacityArgs) -> u8 {
     if !(f.from > 0.0 && f.to >= f.from && f.factor > 1.0) {
         eprintln!(
             "chatload capacity: need 0 < --from <= --to and --factor > 1 (found from {}, to {}, factor {})",
@@ -57,7 +44,7 @@ pub async fn capacity(f: CapacityFlags) -> u8 {
     let names: Vec<String> = base.patterns.iter().map(|p| p.name.clone()).collect();
     let mut slos = Vec::new();
     for rule in &f.slos {
-        match split_rule(rule).and_then(|(k, c)| scenario::threshold::parse(k, &c, &names)) {
+        match parse_rule(rule, &names) {
             Ok(t) => slos.push(t),
             Err(e) => {
                 eprintln!("chatload capacity: --slo {rule:?}: {e}");
@@ -187,92 +174,4 @@ pub fn servers_needed(plan: &chatload::plan::Plan, dir: &std::path::Path, headro
         );
     }
     PASSED
-}
-
-/// `chatload merge`: the segments' bundles joined into one, thresholds judged on the whole.
-pub fn merge(bundles: &[PathBuf], out: &std::path::Path) -> u8 {
-    use chatload::report::merge::{self, Part};
-    let mut parts = Vec::new();
-    for dir in bundles {
-        let (summary, hlog) = match chatload::report::bundle::read(dir) {
-            Ok(x) => x,
-            Err(e) => {
-                eprintln!("chatload merge: {e}");
-                return BAD_INPUT;
-            }
-        };
-        let intervals = match chatload::metrics::hlog::read(&hlog) {
-            Ok(i) => i,
-            Err(e) => {
-                eprintln!("chatload merge: {}: {e}", dir.display());
-                return BAD_INPUT;
-            }
-        };
-        parts.push(Part {
-            name: dir.display().to_string(),
-            summary,
-            intervals,
-        });
-    }
-    let rules_from = parts.first().map(|p| p.summary.thresholds.clone());
-    let merged = match merge::merge(parts) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("chatload merge: {e}");
-            return BAD_INPUT;
-        }
-    };
-    let mut s = merged.summary;
-    // The same rules, judged again on the merged numbers.
-    let names: Vec<String> = s.patterns.iter().map(|p| p.name.clone()).collect();
-    let rules: Vec<_> = rules_from
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|v| {
-            let (k, c) = split_rule(&v.rule).ok()?;
-            scenario::threshold::parse(k, &c, &names).ok()
-        })
-        .collect();
-    let totals = chatload::metrics::hlog::totals(&merged.intervals);
-    let single = names.len() == 1;
-    let percentile = |pattern: Option<&str>, metric: &str, q: f64| -> Option<u64> {
-        let tag = match pattern {
-            None => metric.to_string(),
-            Some(_) if single => metric.to_string(),
-            Some(p) => {
-                chatload::metrics::hlog::pattern_tag(names.iter().position(|n| n == p)?, metric)
-            }
-        };
-        totals
-            .get(&tag)
-            .filter(|h| !h.is_empty())
-            .map(|h| h.value_at_quantile(q / 100.0))
-    };
-    s.thresholds = chatload::report::verdict::judge(&s, &rules, &percentile);
-    s.passed = s.thresholds.iter().all(|v| v.passed);
-    let started =
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(s.epoch_unix_ms / 1000.0);
-    let log = chatload::metrics::hlog::write_intervals(started, &s.scenario, &merged.intervals);
-    if let Err(e) = chatload::report::bundle::write(out, &s, Some(&log)) {
-        eprintln!("chatload merge: {e}");
-        return RUN_FAILED;
-    }
-    print!(
-        "{}",
-        chatload::report::console::render(&s, Some(&out.display().to_string()))
-    );
-    for m in &s.merged_from {
-        println!(
-            "  segment {}/{}  {}  starts {:+.1} ms after the first{}  {} messages",
-            m.index,
-            s.merged_from.len(),
-            m.bundle,
-            m.epoch_offset_ms,
-            m.start_offset_ms
-                .map(|o| format!(", {o:+.1} ms after --start-at"))
-                .unwrap_or_default(),
-            m.messages_sent
-        );
-    }
-    if s.passed { PASSED } else { THRESHOLD_FAILED }
 }

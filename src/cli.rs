@@ -124,41 +124,7 @@ pub enum Command {
     },
     /// Find the knee: step the scenario's load up until an SLO breaks, messages are lost or
     /// refused, or chatload itself falls behind; report the highest sustainable rate.
-    Capacity {
-        /// The scenario file (TOML).
-        file: PathBuf,
-        /// A service-level objective each step must meet, e.g. 'delivery.p99<200ms'
-        /// (repeatable; the scenario's [thresholds] are replaced by these).
-        #[arg(long = "slo", value_name = "RULE")]
-        slos: Vec<String>,
-        /// The first multiplier of the scenario's load (its rates; its users for a closed model).
-        #[arg(long, default_value_t = 1.0)]
-        from: f64,
-        /// The largest multiplier tried.
-        #[arg(long, default_value_t = 16.0)]
-        to: f64,
-        /// Each coarse step multiplies the load by this.
-        #[arg(long, default_value_t = 1.5)]
-        factor: f64,
-        /// Bisection steps between the last good and the first bad load.
-        #[arg(long, default_value_t = 4)]
-        refine: u32,
-        /// How long each step runs, e.g. 20s (the scenario's stages are scaled to it).
-        #[arg(long, default_value = "20s")]
-        step_time: String,
-        /// URL of the target (default: the scenario's, else the embedded server).
-        #[arg(long)]
-        target: Option<String>,
-        /// Trust the CA certificates in this PEM file.
-        #[arg(long, value_name = "PEM")]
-        ca_file: Option<PathBuf>,
-        /// Where the capacity bundle goes (default: reports/<scenario>-capacity-<UTC time>/).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// No live progress inside each step.
-        #[arg(long, short)]
-        quiet: bool,
-    },
+    Capacity(CapacityArgs),
     /// Print the JSON Schema of the scenario format (for editors with TOML schema support).
     Schema,
     /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout.
@@ -208,4 +174,42 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+}
+
+/// `chatload capacity`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct CapacityArgs {
+    /// The scenario file (TOML).
+    pub file: PathBuf,
+    /// A service-level objective each step must meet, e.g. 'delivery.p99<200ms'
+    /// (repeatable; the scenario's [thresholds] are replaced by these).
+    #[arg(long = "slo", value_name = "RULE")]
+    pub slos: Vec<String>,
+    /// The first multiplier of the scenario's load (its rates; its users for a closed model).
+    #[arg(long, default_value_t = 1.0)]
+    pub from: f64,
+    /// The largest multiplier tried.
+    #[arg(long, default_value_t = 16.0)]
+    pub to: f64,
+    /// Each coarse step multiplies the load by this.
+    #[arg(long, default_value_t = 1.5)]
+    pub factor: f64,
+    /// Bisection steps between the last good and the first bad load.
+    #[arg(long, default_value_t = 4)]
+    pub refine: u32,
+    /// How long each step runs, e.g. 20s (the scenario's stages are scaled to it).
+    #[arg(long, default_value = "20s")]
+    pub step_time: String,
+    /// URL of the target (default: the scenario's, else the embedded server).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Trust the CA certificates in this PEM file.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Where the capacity bundle goes (default: reports/<scenario>-capacity-<UTC time>/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// No live progress inside each step.
+    #[arg(long, short)]
+    pub quiet: bool,
 }

@@ -4,6 +4,7 @@
 
 mod capacity_command;
 mod cli;
+mod merge_command;
 
 use chatload::engine::{self, RunOptions};
 use chatload::report::console;
@@ -135,8 +136,7 @@ async fn dispatch(command: Command) -> u8 {
             }
             let names: Vec<String> = scenario.patterns.iter().map(|p| p.name.clone()).collect();
             for rule in &thresholds {
-                match split_rule(rule).and_then(|(k, c)| scenario::threshold::parse(k, &c, &names))
-                {
+                match parse_rule(rule, &names) {
                     Ok(t) => scenario.thresholds.push(t),
                     Err(e) => {
                         eprintln!("chatload: --threshold {rule:?}: {e}");
@@ -212,35 +212,8 @@ async fn dispatch(command: Command) -> u8 {
             metrics,
             out,
         } => compare(&runs, &max_regression, metrics, out.as_deref()),
-        Command::Merge { bundles, out } => capacity_command::merge(&bundles, &out),
-        Command::Capacity {
-            file,
-            slos,
-            from,
-            to,
-            factor,
-            refine,
-            step_time,
-            target,
-            ca_file,
-            out,
-            quiet,
-        } => {
-            capacity_command::capacity(capacity_command::CapacityFlags {
-                file,
-                slos,
-                from,
-                to,
-                factor,
-                refine,
-                step_time,
-                target,
-                ca_file,
-                out,
-                quiet,
-            })
-            .await
-        }
+        Command::Merge { bundles, out } => merge_command::merge(&bundles, &out),
+        Command::Capacity(args) => capacity_command::capacity(args).await,
         Command::Plan {
             file,
             users,
@@ -333,6 +306,11 @@ async fn dispatch(command: Command) -> u8 {
             serve(&listen, knobs).await
         }
     }
+}
+
+/// A rule from the command line, checked against the scenario's pattern names.
+fn parse_rule(rule: &str, patterns: &[String]) -> Result<scenario::threshold::Threshold, String> {
+    split_rule(rule).and_then(|(k, c)| scenario::threshold::parse(k, &c, patterns))
 }
 
 /// `delivery.p99<300ms` → (`delivery.p99`, `< 300ms`), written as a scenario would.

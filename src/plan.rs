@@ -369,11 +369,7 @@ pub fn plan(s: &Scenario, users: Option<f64>) -> Plan {
             s.businesses.count, s.businesses.throughput_mps
         ));
     }
-    if let Some(p) = s
-        .patterns
-        .iter()
-        .find(|p| matches!(p.kind, PatternKind::ClosedLoop { .. }))
-    {
+    if let Some((_, p)) = s.closed_loop() {
         notes.push(format!(
             "Pattern `{}` is a closed loop: each user sends again when the last message is answered, so its rate is set by the target's speed and is not planned here (0 above); run it, or `chatload capacity` to step its users up.",
             p.name

@@ -96,9 +96,7 @@ pub enum CapacityError {
 
 /// Whether the scenario is a closed model (its load is users, not rates).
 pub fn closed_model(s: &Scenario) -> bool {
-    s.patterns
-        .iter()
-        .any(|p| matches!(p.kind, PatternKind::ClosedLoop { .. }))
+    s.closed_loop().is_some()
 }
 
 /// The scenario at `m` times its load: every pattern's rate multiplied, or for a closed
@@ -181,8 +179,15 @@ fn ramp_s(s: &Scenario) -> f64 {
         .map_or(0.0, |st| st.length.as_secs_f64())
 }
 
-fn step_of(m: f64, offered: f64, from_s: f64, s: &Summary, bundle: &std::path::Path) -> Step {
-    let (held, why, _) = judge(s);
+/// The step as the search keeps it, and whether the generator was the limit.
+fn step_of(
+    m: f64,
+    offered: f64,
+    from_s: f64,
+    s: &Summary,
+    bundle: &std::path::Path,
+) -> (Step, bool) {
+    let (held, why, generator) = judge(s);
     let (messages_per_s, deliveries_per_s) = held_rates(s, from_s);
     let metric = if s.metrics.contains_key("delivery") {
         "delivery"
@@ -190,7 +195,7 @@ fn step_of(m: f64, offered: f64, from_s: f64, s: &Summary, bundle: &std::path::P
         "send"
     };
     let lat = s.metrics.get(metric);
-    Step {
+    let step = Step {
         multiplier: m,
         offered_per_s: offered,
         messages_per_s,
@@ -208,7 +213,8 @@ fn step_of(m: f64, offered: f64, from_s: f64, s: &Summary, bundle: &std::path::P
         held,
         why,
         bundle: bundle.display().to_string(),
-    }
+    };
+    (step, generator)
 }
 
 /// Runs one step and judges it; `progress` hears about it.
@@ -232,13 +238,9 @@ async fn run_step(
     // The load is held once the ramp is over and the last users' connect margin has passed.
     let from_s = ramp_s(&s) * scale + crate::workload::profile::CONNECT_MARGIN_US as f64 / 1e6;
     let r = engine::run(s, &run).await?;
-    let (_, _, generator) = judge(&r.summary);
     let interrupted = r.summary.ended == "interrupted";
-    Ok((
-        step_of(m, offered, from_s, &r.summary, &dir),
-        generator,
-        interrupted,
-    ))
+    let (step, generator) = step_of(m, offered, from_s, &r.summary, &dir);
+    Ok((step, generator, interrupted))
 }
 
 /// The search: coarse steps up by `factor` from `from` until one breaks (or `to`), then

@@ -122,24 +122,16 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
             urls
         }
     };
-    let closed_loop = scenario
-        .patterns
-        .iter()
-        .any(|p| matches!(p.kind, crate::scenario::PatternKind::ClosedLoop { .. }));
-    let sources = if scenario.target.source_addresses.is_empty() {
-        let host = reqwest::Url::parse(&url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string))
-            .unwrap_or_default();
-        SourcePool::automatic(&host, scenario.consumers.online_users as u64)
-    } else {
-        SourcePool::new(scenario.target.source_addresses.clone())
-    };
+    let sources = SourcePool::for_target(
+        &scenario.target.source_addresses,
+        &url,
+        scenario.consumers.online_users as u64,
+    );
     let connector = Connector::new(
         &scenario.target,
         &url,
         http_base.as_deref(),
-        closed_loop,
+        scenario.closed_loop().is_some(),
         sources,
     )
     .map_err(|e| RunError::Setup(e.to_string()))?;

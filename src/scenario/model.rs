@@ -218,6 +218,16 @@ impl Backoff {
     }
 }
 
+impl Scenario {
+    /// The scenario's closed-loop pattern and its index, if it is a closed model.
+    pub fn closed_loop(&self) -> Option<(usize, &Pattern)> {
+        self.patterns
+            .iter()
+            .enumerate()
+            .find(|(_, p)| matches!(p.kind, PatternKind::ClosedLoop { .. }))
+    }
+}
+
 impl Consumers {
     /// The same population at another size: `users` people, the same online share, groups
     /// in the same proportion.

@@ -247,12 +247,7 @@ impl HttpSetup {
 }
 
 fn same_origin(u: &reqwest::Url, e: &Endpoint) -> bool {
-    let host = u.host_str().unwrap_or("");
-    let port = u.port_or_known_default().unwrap_or(0);
-    e.addr
-        .trim_start_matches('[')
-        .starts_with(host.trim_start_matches('['))
-        && e.addr.ends_with(&format!(":{port}"))
+    u.host_str() == Some(e.host.as_str()) && u.port_or_known_default() == Some(e.port)
 }
 
 async fn perform(req: reqwest::RequestBuilder, id: u64, id_pointer: Option<String>) -> Incoming {
@@ -331,11 +326,15 @@ impl HttpSession {
             }
             Lane::Connection(conn) => {
                 let mut out = conn.buffer();
-                let endpoint = conn.endpoint_arc();
-                match self
-                    .setup
-                    .write_request(&m, &endpoint, &mut self.scratch, &mut out)
-                {
+                // Borrowed from the setup every user shares, not cloned per request.
+                let written = match self.setup.connection.as_deref() {
+                    Some(endpoint) => {
+                        self.setup
+                            .write_request(&m, endpoint, &mut self.scratch, &mut out)
+                    }
+                    None => Err("no connection endpoint".to_string()),
+                };
+                match written {
                     Ok(()) => conn.push(id, out),
                     Err(why) => conn.refuse(id, ErrorKind::Protocol, why),
                 }

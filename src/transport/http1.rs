@@ -26,6 +26,9 @@ const MAX_ANSWER: usize = 16 << 20;
 /// Where the connection goes, parsed once per run.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
+    /// The URL's host (IPv6 in brackets, as URLs write it) and port.
+    pub host: String,
+    pub port: u16,
     /// `host:port` to connect to.
     pub addr: String,
     /// The `Host` header's value.
@@ -69,6 +72,8 @@ impl Endpoint {
             format!("{bare}:{port}")
         };
         Some(Endpoint {
+            host,
+            port,
             addr,
             host_header,
             base_path: u.path().trim_end_matches('/').to_string(),
@@ -346,10 +351,6 @@ impl Http1Conn {
         })
     }
 
-    pub fn endpoint_arc(&self) -> Arc<Endpoint> {
-        self.endpoint.clone()
-    }
-
     /// Answers a request that could not be written with this refusal, in its turn.
     pub fn refuse(&mut self, id: u64, kind: ErrorKind, detail: String) {
         self.refused.push_back((id, kind, detail));
@@ -413,8 +414,7 @@ impl Http1Conn {
     async fn exchange(&mut self) -> Result<Answer, (ErrorKind, String)> {
         loop {
             match self.try_exchange().await {
-                Err((kind, detail, true)) if !self.retried => {
-                    let _ = (kind, detail);
+                Err((_, _, true)) if !self.retried => {
                     self.retried = true;
                     self.drop_connection();
                     if let Some(c) = self.current.as_mut() {

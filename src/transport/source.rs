@@ -20,6 +20,18 @@ impl SourcePool {
         SourcePool { addrs }
     }
 
+    /// The addresses the scenario names, or else [`SourcePool::automatic`] for `url`.
+    pub fn for_target(configured: &[IpAddr], url: &str, users: u64) -> Self {
+        if !configured.is_empty() {
+            return SourcePool::new(configured.to_vec());
+        }
+        let host = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
+        SourcePool::automatic(&host, users)
+    }
+
     /// For a loopback target and more users than one address holds, 127.0.0.1, .2, … (all
     /// of 127.0.0.0/8 is local on Linux); otherwise the system's choice.
     pub fn automatic(target_host: &str, users: u64) -> Self {

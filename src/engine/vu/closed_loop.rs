@@ -25,7 +25,7 @@ pub struct ClosedLoop {
     rng: Pcg64Mcg,
     /// The message waiting for its answer.
     open: Option<u64>,
-    /// When the next message is due; `None` while one is open or the user is offline.
+    /// When the next message is due; `None` while one is open.
     next_at: Option<Instant>,
     ids: std::ops::Range<u64>,
     to: Recipient,
@@ -34,12 +34,7 @@ pub struct ClosedLoop {
 impl ClosedLoop {
     /// The loop of the scenario's first closed_loop pattern, if it has one.
     pub fn for_user(ctx: &RunContext, user: u32) -> Option<ClosedLoop> {
-        let (i, p) = ctx
-            .scenario
-            .patterns
-            .iter()
-            .enumerate()
-            .find(|(_, p)| matches!(p.kind, PatternKind::ClosedLoop { .. }))?;
+        let (i, p) = ctx.scenario.closed_loop()?;
         let PatternKind::ClosedLoop { think } = &p.kind else {
             return None;
         };
@@ -65,16 +60,11 @@ impl ClosedLoop {
         })
     }
 
-    /// A fresh connection: the first message goes now.
+    /// A fresh connection: the first message goes now (what was open on the last
+    /// connection is forgotten; the loop only runs while connected).
     pub fn connected(&mut self, now: Instant) {
         self.open = None;
         self.next_at = Some(now);
-    }
-
-    /// The connection is gone: nothing is due until the next one.
-    pub fn disconnected(&mut self) {
-        self.open = None;
-        self.next_at = None;
     }
 
     pub fn due_at(&self) -> Option<Instant> {

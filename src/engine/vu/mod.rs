@@ -99,8 +99,11 @@ impl VirtualUser {
                     && let Some(order) = c.take_due(&self.ctx, self.user, now)
                 {
                     let id = order.id;
-                    if !self.send(order) {
-                        c_answered(&mut self.closed, id, now);
+                    if !self.send(order)
+                        && let Some(c) = self.closed.as_mut()
+                    {
+                        // Nothing went out: nothing will answer, so the loop goes on.
+                        c.answered(id, now);
                     }
                     continue;
                 }
@@ -247,9 +250,6 @@ impl VirtualUser {
     /// Leaves on schedule: writes what is queued, closes, and marks the user offline.
     pub async fn disconnect(&mut self) {
         self.announce("offline");
-        if let Some(c) = self.closed.as_mut() {
-            c.disconnected();
-        }
         if let Some(mut conn) = self.conn.take() {
             self.ctx.set_connected(self.user, false);
             let _ = tokio::time::timeout(Duration::from_millis(500), conn.close()).await;
@@ -258,9 +258,6 @@ impl VirtualUser {
 
     /// The server sent `goaway`: close gracefully and come back under the storm's policy.
     async fn leave_on_request(&mut self, after: Duration, now_us: u64) {
-        if let Some(c) = self.closed.as_mut() {
-            c.disconnected();
-        }
         if let Some(mut conn) = self.conn.take() {
             self.ctx.set_connected(self.user, false);
             let _ = tokio::time::timeout(Duration::from_millis(200), conn.close()).await;
@@ -278,9 +275,6 @@ impl VirtualUser {
 
     /// The connection broke: count it and come back after a backoff.
     fn lost(&mut self, kind: ErrorKind, detail: String) {
-        if let Some(c) = self.closed.as_mut() {
-            c.disconnected();
-        }
         self.conn = None;
         self.ctx.set_connected(self.user, false);
         self.ctx.recorders.local().error(kind, || detail);
@@ -476,11 +470,5 @@ fn message(order: &Order, now_us: u64) -> Outgoing<'static> {
         s: now_us,
         body: protocol::filler_body(order.size as usize),
         media: media_of(order),
-    }
-}
-
-fn c_answered(closed: &mut Option<closed_loop::ClosedLoop>, id: u64, now: Instant) {
-    if let Some(c) = closed.as_mut() {
-        c.answered(id, now);
     }
 }
