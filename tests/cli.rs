@@ -62,6 +62,47 @@ fn bad_flags_exit_2() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not fit"));
+    let out = bin()
+        .args(["run", file.path.to_str().unwrap(), "--target", "ftp://x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a URL chatload can reach"));
+    let out = bin()
+        .args(["run", file.path.to_str().unwrap(), "--users", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = bin()
+        .args(["run", file.path.to_str().unwrap(), "--start-at", "tomorrow"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--start-at"));
+    let out = bin()
+        .args([
+            "plan",
+            file.path.to_str().unwrap(),
+            "--capacity",
+            "/no/such/dir",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/dir"));
+    let bad_pool = common::scenario_file(&common::chat_scenario(
+        10,
+        2,
+        0,
+        "[target]\nsource_addresses = \"127.0.0.9-127.0.0.1\"\n",
+    ));
+    let out = bin()
+        .args(["validate", bad_pool.path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("source_addresses"));
     let out = bin().args(["frobnicate"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = bin().args(["plan", "/no/such/file.toml"]).output().unwrap();
