@@ -52,6 +52,10 @@ pub enum Command {
         /// every segment begins together.
         #[arg(long, value_name = "TIME")]
         start_at: Option<String>,
+        /// Where the business webhook receiver listens (default 127.0.0.1 on a free port);
+        /// the address the target posts to, e.g. a pod's IP when the target runs elsewhere.
+        #[arg(long, value_name = "HOST:PORT")]
+        webhook_listen: Option<String>,
         /// Write the report bundle into this folder (default: reports/<scenario>-<UTC time>/).
         #[arg(long)]
         out: Option<PathBuf>,

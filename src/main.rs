@@ -58,6 +58,7 @@ async fn dispatch(command: Command) -> u8 {
             users,
             segment,
             start_at,
+            webhook_listen,
             out,
             quiet,
             thresholds,
@@ -155,6 +156,7 @@ async fn dispatch(command: Command) -> u8 {
                 abort_on_fail,
                 segment,
                 start_at,
+                webhook_listen,
             };
             if let Some(why) = chatload::engine::segment_refusal(&scenario, segment) {
                 eprintln!("chatload: {why}");

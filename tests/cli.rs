@@ -49,6 +49,31 @@ fn an_unreachable_target_exits_3_before_any_user_starts() {
 }
 
 #[test]
+fn a_webhook_address_that_cannot_be_bound_exits_3_and_names_the_flag() {
+    // A port already taken: the business webhook receiver cannot listen there.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/otp-login-storm.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .arg("run")
+        .arg(&path)
+        .args(["--quiet", "--duration", "2s", "--webhook-listen", &addr])
+        .arg("--out")
+        .arg(dir.path().join("bundle"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&addr) && stderr.contains("--webhook-listen"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("bundle").exists());
+}
+
+#[test]
 fn bad_flags_exit_2() {
     let file = common::scenario_file(&common::chat_scenario(10, 2, 0, ""));
     let out = bin()

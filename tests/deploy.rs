@@ -90,7 +90,14 @@ fn the_segment_job_agrees_with_itself_and_with_chatload() {
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--segment", "--start-at", "--target", "--out", "--quiet"] {
+    for flag in [
+        "--segment",
+        "--start-at",
+        "--target",
+        "--webhook-listen",
+        "--out",
+        "--quiet",
+    ] {
         assert!(job.contains(flag) && help.contains(flag), "{flag}");
     }
     let start = value("value: \"2026").to_string();

@@ -80,36 +80,7 @@ fn four_segments_send_what_one_run_sends_and_merge_exactly() {
     let file = common::scenario_file(SCENARIO);
     let root = common::bundle_dir();
     let server = serve();
-    let start = chrono::Utc::now() + chrono::Duration::seconds(3);
-    let start = start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let segments: Vec<_> = (0..4)
-        .map(|i| {
-            let out = root.join(format!("seg-{i}"));
-            let child = Command::new(bin())
-                .arg("run")
-                .arg(&file.path)
-                .args(["--target", &server.1, "--quiet", "--start-at", &start])
-                .args(["--segment", &format!("{i}/4")])
-                .arg("--out")
-                .arg(&out)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            (child, out)
-        })
-        .collect();
-    let mut dirs = Vec::new();
-    for (child, out) in segments {
-        let o = child.wait_with_output().unwrap();
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        dirs.push(out);
-    }
+    let dirs = run_segments(&file.path, &server, &root, 4);
     drop(server);
     let parts: Vec<_> = dirs.iter().map(|d| summary(d)).collect();
     for (i, s) in parts.iter().enumerate() {
@@ -244,18 +215,202 @@ fn four_segments_send_what_one_run_sends_and_merge_exactly() {
     }
 }
 
+const BUSINESS: &str = r#"[scenario]
+name = "biz-split"
+seed = 5
+loss_deadline = "5s"
+drain = "5s"
+
+[population.consumers]
+users = 300
+
+[population.businesses]
+count = 2
+throughput = 40
+messaging_limit = 1000
+
+[[pattern]]
+name = "campaign"
+kind = "business_broadcast"
+start = "1s"
+recipients = 200
+send_rate = "60/s"
+read = 0.5
+read_delay = { exponential = { mean = "500ms" } }
+reply = 0.2
+reply_delay = { exponential = { mean = "500ms" } }
+on_throttle = "slow"
+
+[[pattern]]
+name = "support"
+kind = "support_conversation"
+conversations = "6/min per user"
+turns = { geometric = { mean = 3 } }
+customer_gap = { exponential = { mean = "500ms" } }
+bot = 1.0
+bot_think = { exponential = { mean = "100ms" } }
+
+[load]
+stages = [{ ramp = "1s" }, { hold = "7s" }]
+
+[thresholds]
+"loss" = "== 0"
+"#;
+
+fn run_segments(
+    file: &std::path::Path,
+    server: &Server,
+    root: &std::path::Path,
+    n: u32,
+) -> Vec<std::path::PathBuf> {
+    let start = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let start = start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let children: Vec<_> = (0..n)
+        .map(|i| {
+            let out = root.join(format!("seg-{i}"));
+            let child = Command::new(bin())
+                .arg("run")
+                .arg(file)
+                .args(["--target", &server.1, "--quiet", "--start-at", &start])
+                .args(["--segment", &format!("{i}/{n}")])
+                .arg("--out")
+                .arg(&out)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (child, out)
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|(child, out)| {
+            let o = child.wait_with_output().unwrap();
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            out
+        })
+        .collect()
+}
+
+fn business(
+    s: &chatload::report::Summary,
+    name: &str,
+) -> chatload::report::summary::BusinessSummary {
+    s.patterns
+        .iter()
+        .find(|p| p.name == name)
+        .and_then(|p| p.business)
+        .unwrap_or_else(|| panic!("business summary of {name}"))
+}
+
 #[test]
-fn splitting_a_business_scenario_is_refused_before_anything_is_sent() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/otp-login-storm.toml");
+fn business_patterns_split_by_consumer_and_their_webhooks_reach_the_right_segment() {
+    let file = common::scenario_file(BUSINESS);
+    let root = common::bundle_dir();
+    let server = serve();
+    let dirs = run_segments(&file.path, &server, &root, 2);
+    drop(server);
+    let parts: Vec<_> = dirs.iter().map(|d| summary(d)).collect();
+    for s in &parts {
+        assert_eq!(s.accounting.lost, 0);
+        for name in ["campaign", "support"] {
+            let b = business(s, name);
+            assert!(
+                b.requests > 20,
+                "{name}: each segment sends its share: {b:?}"
+            );
+            // The server posted every status of this segment's messages here and nowhere
+            // else: each accepted send has its `sent` and `delivered`, none is missing.
+            assert_eq!(b.status_sent, b.accepted, "{name}: {b:?}");
+            assert_eq!(b.status_delivered, b.accepted, "{name}: {b:?}");
+            assert_eq!(b.missing_statuses, 0, "{name}: {b:?}");
+        }
+        // Consumers' replies to the campaign come back through this segment's webhook.
+        assert!(business(s, "campaign").replies > 0);
+        assert_eq!(
+            s.accounting.unexpected, 0,
+            "deliveries this segment never sent"
+        );
+    }
+    let merged = root.join("merged");
+    let o = Command::new(bin())
+        .arg("merge")
+        .args(&dirs)
+        .arg("--out")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let m = summary(&merged);
+
+    // Whole, against a fresh server. With no contact graph to draw per segment, the split
+    // walks exactly the whole run's schedule: the same campaign, the same conversations.
+    let server = serve();
+    let whole = root.join("whole");
     let o = Command::new(bin())
         .arg("run")
-        .arg(&path)
+        .arg(&file.path)
+        .args(["--target", &server.1, "--quiet"])
+        .arg("--out")
+        .arg(&whole)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let w = summary(&whole);
+    assert_eq!(business(&m, "campaign").requests, 200);
+    assert_eq!(business(&w, "campaign").requests, 200);
+    assert_eq!(
+        business(&m, "support").requests,
+        business(&w, "support").requests
+    );
+    assert_eq!(m.accounting.messages_sent, w.accounting.messages_sent);
+    let sum = |name| {
+        parts
+            .iter()
+            .map(|s| business(s, name).status_delivered)
+            .sum::<u64>()
+    };
+    assert_eq!(business(&m, "campaign").status_delivered, sum("campaign"));
+    assert_eq!(business(&m, "support").status_delivered, sum("support"));
+}
+
+#[test]
+fn splitting_a_mention_all_storm_is_refused_before_anything_is_sent() {
+    let text = SCENARIO.replace(
+        "rate = \"20/min per group\"",
+        "rate = \"20/min per group\"\nmention_all = { at = \"3s\", members = 100, open = 0.5 }",
+    );
+    let file = common::scenario_file(&text);
+    let o = Command::new(bin())
+        .arg("run")
+        .arg(&file.path)
         .args(["--segment", "0/2", "--quiet"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be split"));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("mention_all"));
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/otp-login-storm.toml");
     for bad in ["2/2", "x", "1/0"] {
         let o = Command::new(bin())
             .arg("run")

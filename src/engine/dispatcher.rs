@@ -29,7 +29,7 @@ pub fn run(ctx: Arc<RunContext>, mut schedule: Schedule, stop: Arc<AtomicBool>) 
         while let Some(order) = schedule.next_order(now) {
             ctx.issued_seq.store(schedule.issued_seq(), Relaxed);
             // Every segment walks the whole schedule and sends its own users' share.
-            if !ctx.segment.owns(order.sender) && !order.action.by_business() {
+            if !ctx.segment.owns(order.owner()) {
                 continue;
             }
             issued += 1;

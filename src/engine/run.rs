@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub segment: crate::workload::Segment,
     /// Start sending at this time (every segment of a split run together).
     pub start_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Where the business webhook receiver listens (default: loopback, a free port).
+    pub webhook_listen: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -166,7 +168,7 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
             .map_err(|e| RunError::Setup(e.to_string()))?,
     );
     let business = match &native_url {
-        Some(u) => start_business(&ctx, u).await?,
+        Some(u) => start_business(&ctx, u, opts.webhook_listen.as_deref()).await?,
         None => None,
     };
     let delivery_webhook = match &scenario.target.protocol {
@@ -520,15 +522,21 @@ struct BusinessRuntime {
 async fn start_business(
     ctx: &Arc<RunContext>,
     ws_url: &str,
+    listen: Option<&str>,
 ) -> Result<Option<BusinessRuntime>, RunError> {
     let s = &ctx.scenario;
     if !s.patterns.iter().any(|p| p.kind.is_business()) {
         return Ok(None);
     }
     let base = super::business::http_base(ws_url);
-    let receiver = super::business::webhook::start(ctx.clone())
+    let listen = listen.unwrap_or("127.0.0.1:0");
+    let receiver = super::business::webhook::start(ctx.clone(), listen)
         .await
-        .map_err(|e| RunError::Setup(format!("cannot start the webhook receiver: {e}")))?;
+        .map_err(|e| {
+            RunError::Setup(format!(
+                "cannot listen for business webhooks at {listen} ({e}); choose another --webhook-listen"
+            ))
+        })?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -562,7 +570,7 @@ async fn start_business(
     for n in 0..b.count {
         ok(http
             .put(format!("{base}/v1/{n}/webhook"))
-            .json(&serde_json::json!({"url": receiver.url(), "fields": ["messages"]}))
+            .json(&webhook_registration(&receiver.url(), ctx.segment))
             .send()
             .await)
         .map_err(|e| setup("the webhook registration", e))?;
@@ -576,6 +584,17 @@ async fn start_business(
         client: tokio::spawn(client.run(rx)),
         receiver,
     }))
+}
+
+/// Where the target posts a business number's webhooks. A split run's segments each register
+/// their own receiver with their place, so the target posts each consumer's statuses and
+/// messages to the segment that owns that consumer (user mod count).
+fn webhook_registration(url: &str, segment: crate::workload::Segment) -> serde_json::Value {
+    let mut body = serde_json::json!({"url": url, "fields": ["messages"]});
+    if !segment.is_whole() {
+        body["segment"] = serde_json::json!({"index": segment.index, "count": segment.count});
+    }
+    body
 }
 
 /// File descriptors a run needs: one per virtual user, twice with the embedded server.
@@ -600,19 +619,15 @@ fn phase_name(s: &Scenario, now_us: u64) -> &'static str {
     "drain"
 }
 
-/// Why a scenario cannot be split into `segment`s yet, if it cannot: business patterns
-/// reach recipients across the whole population, and a mention-all storm's group spans
-/// every segment.
+/// Why a scenario cannot be split into `segment`s, if it cannot: a mention-all storm's
+/// group holds the whole population, so its deliveries would land on every machine and no
+/// one clock could time them. (Business patterns split by the consumer each message is
+/// for; see `Order::owner`.)
 pub fn segment_refusal(s: &Scenario, segment: crate::workload::Segment) -> Option<String> {
     if segment.is_whole() {
         return None;
     }
     s.patterns.iter().find_map(|p| match &p.kind {
-        k if k.is_business() => Some(format!(
-            "pattern `{}` ({}) cannot be split with --segment: business patterns reach consumers in every segment; run it whole",
-            p.name,
-            k.kind_name()
-        )),
         crate::scenario::PatternKind::GroupChat {
             mention_all: Some(_),
             ..

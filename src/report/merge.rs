@@ -5,7 +5,7 @@
 //! clock offset reported. Refuses a set with a segment missing, given twice or from another
 //! scenario. Owns combining; reading and writing bundles stays with `bundle`.
 
-use super::summary::{Accounting, LatencyStats, MergedSegment, Summary};
+use super::summary::{Accounting, BusinessSummary, LatencyStats, MergedSegment, Summary};
 use crate::metrics::hlog::LoggedInterval;
 use crate::metrics::series::IntervalLatency;
 use crate::metrics::{IntervalPoint, Series};
@@ -182,6 +182,7 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
         p.accounting = Accounting::default();
         p.counters = Default::default();
         p.errors = BTreeMap::new();
+        // A business pattern's API summary is rebuilt from the summed counters below.
         p.business = None;
         // Each pattern's histograms are in the logs (`p<i>/<metric>`) when a scenario has
         // more than one pattern; with one, the pattern's are the run's.
@@ -220,6 +221,9 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
             add_accounting(&mut mine.accounting, &theirs.accounting);
             mine.counters.add(&theirs.counters);
             add_counts(&mut mine.errors, &theirs.errors);
+            if theirs.business.is_some() {
+                mine.business = Some(BusinessSummary::build(&mine.counters));
+            }
         }
         let shift = offset_s(part);
         for pt in &q.series.points {

@@ -160,7 +160,7 @@ pub struct BusinessSummary {
 }
 
 impl BusinessSummary {
-    fn build(c: &Counters) -> Self {
+    pub fn build(c: &Counters) -> Self {
         BusinessSummary {
             requests: c.api_requests,
             accepted: c.api_accepted,

@@ -55,7 +55,10 @@ impl BusinessClient {
             pacers: (0..businesses.count.max(1))
                 .map(|_| Mutex::new(TierPacer::default()))
                 .collect(),
-            tier_interval: Duration::from_secs_f64(1.0 / businesses.throughput_mps.max(1e-3)),
+            // A split run's segments share each number's tier: each slows to its share.
+            tier_interval: Duration::from_secs_f64(
+                f64::from(ctx.segment.count) / businesses.throughput_mps.max(1e-3),
+            ),
             ctx,
             base,
             http,

@@ -25,8 +25,10 @@ impl WebhookReceiver {
     }
 }
 
-pub async fn start(ctx: Arc<RunContext>) -> std::io::Result<WebhookReceiver> {
-    let listener = json_listener::start("127.0.0.1:0", ctx, Arc::new(absorb)).await?;
+/// Listens at `addr` (HOST:PORT; port 0 picks a free one); the URL registered with the
+/// target is the address actually bound.
+pub async fn start(ctx: Arc<RunContext>, addr: &str) -> std::io::Result<WebhookReceiver> {
+    let listener = json_listener::start(addr, ctx, Arc::new(absorb)).await?;
     Ok(WebhookReceiver(listener))
 }
 

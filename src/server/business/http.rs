@@ -112,15 +112,14 @@ async fn handle(req: Request<Incoming>, hub: Arc<Hub>) -> Result<Reply, Infallib
             match (&method, *rest) {
                 (&Method::POST, "messages") => messages(&hub, business, &body).await,
                 (&Method::PUT | &Method::POST, "webhook") => {
-                    match serde_json::from_slice::<Value>(&body)
-                        .ok()
-                        .and_then(|v| v["url"].as_str().map(String::from))
-                    {
-                        Some(url) => {
-                            hub.business.register_webhook(business, url);
+                    let v = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+                    match (v["url"].as_str(), webhook_segment(&v["segment"])) {
+                        (Some(url), Ok(segment)) => {
+                            hub.business.webhooks.register(business, url, segment);
                             json_reply(StatusCode::OK, json!({"success": true}))
                         }
-                        None => graph_error(ApiError::BAD_REQUEST, "webhook needs `url`"),
+                        (None, _) => graph_error(ApiError::BAD_REQUEST, "webhook needs `url`"),
+                        (_, Err(why)) => graph_error(ApiError::BAD_REQUEST, why),
                     }
                 }
                 (&Method::GET, "limits") => {
@@ -277,4 +276,22 @@ fn user_message(hub: &Hub, from: &str, body: &[u8]) -> Reply {
         }
     }
     json_reply(StatusCode::OK, json!({"id": format!("msg.{id}")}))
+}
+
+/// The optional `segment: {index, count}` of a webhook registration from one machine of a
+/// split run.
+fn webhook_segment(v: &Value) -> Result<Option<super::routes::SegmentSlot>, &'static str> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let (Some(index), Some(count)) = (v["index"].as_u64(), v["count"].as_u64()) else {
+        return Err("`segment` needs `index` and `count`");
+    };
+    if count == 0 || index >= count || count > 65_536 {
+        return Err("`segment` needs 0 <= index < count <= 65536");
+    }
+    Ok(Some(super::routes::SegmentSlot {
+        index: index as u32,
+        count: count as u32,
+    }))
 }

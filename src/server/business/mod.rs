@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod limits;
+pub mod routes;
 pub mod webhook;
 
 use super::hub::Hub;
@@ -14,7 +15,7 @@ use crate::workload::keyed;
 use limits::{Account, Limits, Refusal};
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 use webhook::{StatusKind, WebhookEvent};
@@ -137,7 +138,7 @@ const REFUSAL_CODES: [u32; 6] = [130429, 131056, 131047, 131048, 131000, 100];
 pub struct BusinessHub {
     accounts: Box<[Mutex<FxHashMap<u32, Account>>]>,
     limits: Mutex<Limits>,
-    webhooks: RwLock<FxHashMap<u32, String>>,
+    pub webhooks: routes::WebhookRoutes,
     messages: Box<[Mutex<FxHashMap<u64, SentMessage>>]>,
     next_wamid: AtomicU64,
     requests: AtomicU64,
@@ -153,7 +154,7 @@ impl BusinessHub {
                 .map(|_| Mutex::new(FxHashMap::default()))
                 .collect(),
             limits: Mutex::new(Limits::default()),
-            webhooks: RwLock::new(FxHashMap::default()),
+            webhooks: routes::WebhookRoutes::default(),
             messages: (0..SHARDS)
                 .map(|_| Mutex::new(FxHashMap::default()))
                 .collect(),
@@ -175,16 +176,6 @@ impl BusinessHub {
 
     pub fn limits(&self) -> Limits {
         *lock(&self.limits)
-    }
-
-    pub fn register_webhook(&self, business: u32, url: String) {
-        if let Ok(mut w) = self.webhooks.write() {
-            w.insert(business, url);
-        }
-    }
-
-    pub fn webhook_url(&self, business: u32) -> Option<String> {
-        self.webhooks.read().ok()?.get(&business).cloned()
     }
 
     fn with_account<T>(&self, business: u32, f: impl FnOnce(&mut Account) -> T) -> T {

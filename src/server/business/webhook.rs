@@ -59,6 +59,12 @@ impl WebhookEvent {
         }
     }
 
+    fn user(&self) -> u32 {
+        match self {
+            WebhookEvent::Status { user, .. } | WebhookEvent::Inbound { user, .. } => *user,
+        }
+    }
+
     fn value(&self, ts: &str) -> (&'static str, Value) {
         match self {
             WebhookEvent::Status {
@@ -180,11 +186,25 @@ pub async fn run_emitter(
                 }
             }
         }
-        due.sort_by_key(|e| e.business());
-        for chunk in due.chunk_by(|a, b| a.business() == b.business()) {
+        // One number's events go to one receiver, or in a split run to each consumer's
+        // segment's: sorting by (number, segment) keeps each POST to one receiver.
+        let mut routes = RouteCache::default();
+        due.sort_by_cached_key(|e| (e.business(), routes.slot(&hub, e)));
+        let keys: Vec<(u32, usize)> = due
+            .iter()
+            .map(|e| (e.business(), routes.slot(&hub, e)))
+            .collect();
+        let mut start = 0;
+        while start < due.len() {
+            let run = keys[start..]
+                .iter()
+                .take_while(|k| **k == keys[start])
+                .count();
+            let chunk = &due[start..start + run];
+            start += run;
             for batch in chunk.chunks(BATCH) {
                 let business = batch[0].business();
-                let Some(url) = hub.business.webhook_url(business) else {
+                let Some(url) = routes.url(&hub, &batch[0]) else {
                     stats.unregistered.fetch_add(batch.len() as u64, Relaxed);
                     continue;
                 };
@@ -200,6 +220,35 @@ pub async fn run_emitter(
                 });
             }
         }
+    }
+}
+
+/// The routes of the numbers in one batch of due events, looked up once per number.
+#[derive(Default)]
+struct RouteCache(Vec<(u32, Option<super::routes::Route>)>);
+
+impl RouteCache {
+    fn route(&mut self, hub: &Hub, business: u32) -> Option<&super::routes::Route> {
+        let at = match self.0.iter().position(|(b, _)| *b == business) {
+            Some(at) => at,
+            None => {
+                self.0
+                    .push((business, hub.business.webhooks.route(business)));
+                self.0.len() - 1
+            }
+        };
+        self.0[at].1.as_ref()
+    }
+
+    /// Which of its number's receivers an event goes to (0 in a whole run).
+    fn slot(&mut self, hub: &Hub, e: &WebhookEvent) -> usize {
+        self.route(hub, e.business())
+            .map_or(0, |r| e.user() as usize % r.len().max(1))
+    }
+
+    fn url(&mut self, hub: &Hub, e: &WebhookEvent) -> Option<std::sync::Arc<str>> {
+        let route = self.route(hub, e.business())?;
+        super::routes::slot_url(route, e.user())
     }
 }
 

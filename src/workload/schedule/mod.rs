@@ -90,6 +90,18 @@ pub struct Order {
     pub action: Action,
 }
 
+impl Order {
+    /// The consumer whose machine sends this order in a split run: the sender, or for a
+    /// business's action the consumer it goes to, so a support conversation, a campaign
+    /// message and its statuses all stay with one consumer's segment.
+    pub fn owner(&self) -> u32 {
+        match (self.action.by_business(), self.to) {
+            (true, Recipient::User(u)) => u,
+            _ => self.sender,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
     /// The next candidate conversation start of a direct_chat pattern (thinned Poisson).
