@@ -12,9 +12,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Scheduled messages a user may have waiting while it cannot send (disconnected).
-pub const INBOX_CAPACITY: usize = 256;
-
 pub struct RunContext {
     pub scenario: Arc<Scenario>,
     pub population: Arc<Population>,
@@ -27,8 +24,8 @@ pub struct RunContext {
     pub started: tokio::sync::Notify,
     pub recorders: Recorders,
     pub ledger: Ledger,
-    inbox_receivers: Vec<Mutex<Option<mpsc::Receiver<Order>>>>,
-    pub inbox_senders: Vec<mpsc::Sender<Order>>,
+    /// Each person's orders from the pacer, by user index.
+    pub inboxes: Box<[super::inbox::Inbox]>,
     connected: Vec<AtomicBool>,
     pub connected_count: AtomicU64,
     /// Sequence numbers issued by the dispatcher (see `workload::schedule::message_id`).
@@ -90,12 +87,6 @@ impl RunContext {
         let profile = Profile::for_scenario(&scenario, population.users());
         let patterns = scenario.patterns.len();
         let storms = super::reconnect::storms(&scenario);
-        let (senders, receivers): (Vec<_>, Vec<_>) = (0..users)
-            .map(|_| {
-                let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
-                (tx, Mutex::new(Some(rx)))
-            })
-            .unzip();
         Ok(RunContext {
             reactions,
             storm_groups,
@@ -113,8 +104,7 @@ impl RunContext {
             started: tokio::sync::Notify::new(),
             recorders: Recorders::new(patterns),
             ledger: Ledger::new(patterns),
-            inbox_receivers: receivers,
-            inbox_senders: senders,
+            inboxes: (0..users).map(|_| Default::default()).collect(),
             connected: (0..users).map(|_| AtomicBool::new(false)).collect(),
             connected_count: AtomicU64::new(0),
             issued_seq: AtomicU64::new(1),
@@ -144,18 +134,8 @@ impl RunContext {
         self.epoch() + Duration::from_micros(t_us)
     }
 
-    pub fn take_inbox(&self, user: u32) -> Option<mpsc::Receiver<Order>> {
-        self.inbox_receivers.get(user as usize)?.lock().ok()?.take()
-    }
-
-    pub fn return_inbox(&self, user: u32, rx: mpsc::Receiver<Order>) {
-        if let Some(Ok(mut s)) = self
-            .inbox_receivers
-            .get(user as usize)
-            .map(|slot| slot.lock())
-        {
-            *s = Some(rx);
-        }
+    pub fn inbox(&self, user: u32) -> Option<&super::inbox::Inbox> {
+        self.inboxes.get(user as usize)
     }
 
     pub fn set_connected(&self, user: u32, on: bool) {

@@ -9,7 +9,6 @@ use crate::workload::Schedule;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
-use tokio::sync::mpsc::error::TrySendError;
 
 /// Longest single sleep, so a stop request is noticed quickly.
 const MAX_SLEEP: Duration = Duration::from_millis(20);
@@ -39,10 +38,10 @@ pub fn run(ctx: Arc<RunContext>, mut schedule: Schedule, stop: Arc<AtomicBool>) 
                 }
                 continue;
             }
-            let Some(inbox) = ctx.inbox_senders.get(order.sender as usize) else {
+            let Some(inbox) = ctx.inbox(order.sender) else {
                 continue;
             };
-            if let Err(TrySendError::Full(o) | TrySendError::Closed(o)) = inbox.try_send(order) {
+            if let Err(o) = inbox.offer(order) {
                 ctx.recorders.local().counters[o.pattern as usize].not_sent += 1;
             }
         }

@@ -18,16 +18,18 @@ use std::time::{Duration, Instant};
 /// How long one drive transaction runs before handing control back to goose.
 const SLICE: Duration = Duration::from_secs(1);
 
+/// Boxed, so a user's state is held once on the heap rather than inside the slot and again
+/// inside every running transaction's future.
 #[derive(Clone)]
-struct VuSlot(Arc<Mutex<Option<VirtualUser>>>);
+struct VuSlot(Arc<Mutex<Option<Box<VirtualUser>>>>);
 
-fn take(user: &GooseUser) -> Option<(VuSlot, VirtualUser)> {
+fn take(user: &GooseUser) -> Option<(VuSlot, Box<VirtualUser>)> {
     let slot = user.get_session_data::<VuSlot>()?.clone();
     let vu = slot.0.lock().ok()?.take()?;
     Some((slot, vu))
 }
 
-fn put_back(slot: &VuSlot, vu: VirtualUser) {
+fn put_back(slot: &VuSlot, vu: Box<VirtualUser>) {
     if let Ok(mut s) = slot.0.lock() {
         *s = Some(vu);
     }
@@ -76,7 +78,7 @@ pub fn build(ctx: Arc<RunContext>) -> Result<GooseAttack, GooseError> {
             if index < users
                 && let Some(vu) = VirtualUser::new(index, ctx)
             {
-                user.set_session_data(VuSlot(Arc::new(Mutex::new(Some(vu)))));
+                user.set_session_data(VuSlot(Arc::new(Mutex::new(Some(Box::new(vu))))));
             }
             Ok(())
         })
@@ -97,7 +99,7 @@ pub fn build(ctx: Arc<RunContext>) -> Result<GooseAttack, GooseError> {
     let leave = transaction(move |user| {
         Box::pin(async move {
             if let Some((_, vu)) = take(user) {
-                vu.finish().await;
+                Box::pin((*vu).finish()).await;
             }
             Ok(())
         })

@@ -7,6 +7,7 @@ mod context;
 mod delivery_webhook;
 mod dispatcher;
 mod goose_bridge;
+mod inbox;
 mod json_listener;
 mod limits;
 mod preflight;

@@ -186,7 +186,9 @@ impl Session for AnySession {
             AnySession::Native(s) => s.next().await,
             AnySession::Mqtt(s) => s.next().await,
             AnySession::Gateway(s) => s.next().await,
-            AnySession::Http(s) => s.next().await,
+            // Boxed: the HTTP wait is ~1.7 KB and would size every user's future, whatever
+            // its protocol, for the whole run; one allocation per answer costs far less.
+            AnySession::Http(s) => Box::pin(s.next()).await,
         }
     }
 
