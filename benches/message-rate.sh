@@ -6,6 +6,7 @@
 #
 #   benches/message-rate.sh                # default sweep: 30 60 120 240 conversations/min per user
 #   benches/message-rate.sh 30 45 60       # conversations per minute per user to try
+#   MIX=lean benches/message-rate.sh 60 90 # text only, no typing indicators, no read receipts
 #
 # 1,000 users, one-to-one chat, 10 messages per conversation, 64-byte bodies, 22 s runs.
 # Offered messages/s ≈ 1,000 × rate/60 × 10.
@@ -16,6 +17,15 @@ BIN=target/release/chatload
 WORK=$(mktemp -d)
 PORT=${PORT:-7079}
 RATES=("$@")
+USERS=${USERS:-1000}
+MIX=${MIX:-default}
+case "$MIX" in
+  default) EXTRA="" ;;
+  # Every message one send, one delivery and one receipt: the cheapest chat traffic, so the
+  # rate measured is the transport's, not the typing and read traffic around it.
+  lean) EXTRA=$'typing = 0\nread = 0\nmedia = { text = 1 }' ;;
+  *) echo "MIX must be default or lean" >&2; exit 2 ;;
+esac
 [ ${#RATES[@]} -gt 0 ] || RATES=(30 60 120 240)
 
 for rate in "${RATES[@]}"; do
@@ -25,7 +35,7 @@ name = "rate$rate"
 seed = 1
 loss_deadline = "5s"
 [population.consumers]
-users = 1000
+users = $USERS
 contacts = { uniform = { min = 5, max = 30 } }
 [[pattern]]
 kind = "direct_chat"
@@ -33,6 +43,7 @@ conversations = "$rate/min per user"
 messages = 10
 gap = { exponential = { mean = "100ms" } }
 size = 64
+$EXTRA
 [load]
 stages = [{ ramp = "2s" }, { hold = "20s" }]
 TOML
@@ -43,7 +54,7 @@ TOML
   /usr/bin/time -f "%U %S" -o "$WORK/time" $BIN run "$WORK/rate.toml" --target ws://127.0.0.1:$PORT/v1/ws --quiet --out "$WORK/out" > /dev/null || true
   end_ticks=$(awk '{print $14+$15}' /proc/$server/stat)
   kill $server; wait $server 2>/dev/null || true
-  python3 - "$WORK/out/summary.json" "$WORK/time" "$rate" "$start_ticks" "$end_ticks" <<'PY'
+  python3 - "$WORK/out/summary.json" "$WORK/time" "$rate" "$start_ticks" "$end_ticks" "$USERS" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
 u, k = map(float, open(sys.argv[2]).read().split())
@@ -52,8 +63,8 @@ server = (float(sys.argv[5]) - float(sys.argv[4])) / 100
 a = s["accounting"]
 m = s["metrics"]
 msgs = a["messages_sent"]
-print(f"offered {1000*int(sys.argv[3])/60*10:>8.0f}/s  achieved {s['messages_per_s']:>9.1f}/s  lost {a['lost']}  late {a['late_sends']}"
-      f"  send p99 {m['send']['p99_us']/1000:.2f} ms  delivery p99 {m['delivery']['p99_us']/1000:.2f} ms"
+print(f"offered {int(sys.argv[6])*int(sys.argv[3])/60*10:>8.0f}/s  achieved {s['messages_per_s']:>9.1f}/s  lost {a['lost']}  late {a['late_sends']}"
+      f"  lag p99 {m['send_lag']['p99_us']/1000:.2f} ms  send p99 {m['send']['p99_us']/1000:.2f} ms  delivery p50 {m['delivery']['p50_us']/1000:.2f} p99 {m['delivery']['p99_us']/1000:.2f} ms"
       f"  client {client:.1f} s ({client/s['duration_s']:.2f} core, {client/msgs*1e6:.0f} µs/msg)"
       f"  server {server:.1f} s ({server/s['duration_s']:.2f} core, {server/msgs*1e6:.0f} µs/msg)")
 PY
