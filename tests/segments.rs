@@ -97,18 +97,12 @@ fn four_segments_send_what_one_run_sends_and_merge_exactly() {
 
     // Merge: exit 0, sums, and histograms equal to the segments' logs added up here.
     let merged = root.join("merged");
-    let o = Command::new(bin())
-        .arg("merge")
-        .args(&dirs)
-        .arg("--out")
-        .arg(&merged)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    succeed(
+        Command::new(bin())
+            .arg("merge")
+            .args(&dirs)
+            .arg("--out")
+            .arg(&merged),
     );
     let m = summary(&merged);
     let sum = |f: fn(&chatload::report::Summary) -> u64| parts.iter().map(f).sum::<u64>();
@@ -163,23 +157,7 @@ fn four_segments_send_what_one_run_sends_and_merge_exactly() {
 
     // The same scenario whole, against a fresh server: the same traffic within sampling
     // error (the split draws contacts inside each segment, so it is not the same graph).
-    let server = serve();
-    let whole = root.join("whole");
-    let o = Command::new(bin())
-        .arg("run")
-        .arg(&file.path)
-        .args(["--target", &server.1, "--quiet"])
-        .arg("--out")
-        .arg(&whole)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let w = summary(&whole);
+    let w = run_whole(&file.path, &root.join("whole"));
     let (a, b) = (
         m.accounting.messages_sent as f64,
         w.accounting.messages_sent as f64,
@@ -256,6 +234,31 @@ stages = [{ ramp = "1s" }, { hold = "7s" }]
 [thresholds]
 "loss" = "== 0"
 "#;
+
+/// Runs a chatload command to its end and insists on exit 0, showing its stderr otherwise.
+fn succeed(command: &mut Command) {
+    let o = command.output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The scenario run whole, against a fresh server, into `out`.
+fn run_whole(file: &std::path::Path, out: &std::path::Path) -> chatload::report::Summary {
+    let server = serve();
+    succeed(
+        Command::new(bin())
+            .arg("run")
+            .arg(file)
+            .args(["--target", &server.1, "--quiet"])
+            .arg("--out")
+            .arg(out),
+    );
+    summary(out)
+}
 
 fn run_segments(
     file: &std::path::Path,
@@ -338,40 +341,18 @@ fn business_patterns_split_by_consumer_and_their_webhooks_reach_the_right_segmen
         );
     }
     let merged = root.join("merged");
-    let o = Command::new(bin())
-        .arg("merge")
-        .args(&dirs)
-        .arg("--out")
-        .arg(&merged)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    succeed(
+        Command::new(bin())
+            .arg("merge")
+            .args(&dirs)
+            .arg("--out")
+            .arg(&merged),
     );
     let m = summary(&merged);
 
     // Whole, against a fresh server. With no contact graph to draw per segment, the split
     // walks exactly the whole run's schedule: the same campaign, the same conversations.
-    let server = serve();
-    let whole = root.join("whole");
-    let o = Command::new(bin())
-        .arg("run")
-        .arg(&file.path)
-        .args(["--target", &server.1, "--quiet"])
-        .arg("--out")
-        .arg(&whole)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let w = summary(&whole);
+    let w = run_whole(&file.path, &root.join("whole"));
     assert_eq!(business(&m, "campaign").requests, 200);
     assert_eq!(business(&w, "campaign").requests, 200);
     assert_eq!(
