@@ -15,8 +15,8 @@ step "CPU per MQTT message next to Tsung (benches/mqtt-vs-tsung.sh 20 5000 10000
 ./mqtt-vs-tsung.sh 20 5000 10000 15000 20000
 step "End-to-end rate on the embedded server (MIX=lean benches/message-rate.sh 6 60 90 120 150 180 240)"
 MIX=lean ./message-rate.sh 6 60 90 120 150 180 240
-step "50,000 messages/s over 100 users, next to 1,000/s (USERS=100 MIX=lean benches/message-rate.sh 6 3000)"
-USERS=100 MIX=lean ./message-rate.sh 6 3000
+step "50,000 messages/s over 100 users, next to 1,000/s (USERS=100 MIX=lean benches/message-rate.sh 60 3000)"
+USERS=100 MIX=lean ./message-rate.sh 60 3000
 step "Memory per connected user (benches/connections.sh 1000 10000 19000)"
 ./connections.sh 1000 10000 19000
 step "Memory over 10 minutes at about 10,000 messages/s (benches/long-run.sh 10 60)"
