@@ -165,7 +165,7 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
     let parts_single_pattern = s.patterns.len() == 1;
     s.metrics = totals
         .iter()
-        .filter(|(k, h)| !h.is_empty() && !k.contains('/'))
+        .filter(|(k, h)| !h.is_empty() && crate::metrics::hlog::split_pattern_tag(k).is_none())
         .map(|(k, h)| (k.clone(), LatencyStats::from_histogram(h)))
         .collect();
     s.accounting = Accounting::default();
@@ -221,9 +221,6 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
             add_accounting(&mut mine.accounting, &theirs.accounting);
             mine.counters.add(&theirs.counters);
             add_counts(&mut mine.errors, &theirs.errors);
-            if theirs.business.is_some() {
-                mine.business = Some(BusinessSummary::build(&mine.counters));
-            }
         }
         let shift = offset_s(part);
         for pt in &q.series.points {
@@ -257,6 +254,13 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
             start_offset_ms: q.segment.as_ref().and_then(|g| g.start_offset_ms),
             messages_sent: q.accounting.messages_sent,
         });
+    }
+    // Every segment runs the same scenario: a business pattern's API summary is rebuilt
+    // once from the counters summed above.
+    for (mine, first) in s.patterns.iter_mut().zip(&parts[0].summary.patterns) {
+        if first.business.is_some() {
+            mine.business = Some(BusinessSummary::build(&mine.counters));
+        }
     }
     for (t, p) in points.iter_mut() {
         p.send = IntervalLatency::of(per_second.get(&(*t, "send".to_string())));

@@ -49,23 +49,28 @@ impl WebhookRoutes {
     pub fn route(&self, business: u32) -> Option<Route> {
         self.by_business.read().ok()?.get(&business).cloned()
     }
+}
 
-    /// Where one consumer's webhook for `business` goes.
-    pub fn url_for(&self, business: u32, user: u32) -> Option<Arc<str>> {
-        let route = self.route(business)?;
-        slot_url(&route, user)
-    }
+/// Which of `route`'s receivers takes `user`'s events.
+pub fn slot_index(route: &Route, user: u32) -> usize {
+    user as usize % route.len().max(1)
 }
 
 /// The URL in `route` for `user`'s events.
 pub fn slot_url(route: &Route, user: u32) -> Option<Arc<str>> {
-    let n = route.len().max(1);
-    route.get(user as usize % n).cloned().flatten()
+    route.get(slot_index(route, user)).cloned().flatten()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl WebhookRoutes {
+        /// Where one consumer's webhook for `business` goes, as the poster finds it.
+        fn url_for(&self, business: u32, user: u32) -> Option<Arc<str>> {
+            slot_url(&self.route(business)?, user)
+        }
+    }
 
     #[test]
     fn a_whole_run_sends_everything_to_one_url() {

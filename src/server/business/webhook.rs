@@ -188,23 +188,12 @@ pub async fn run_emitter(
         }
         // One number's events go to one receiver, or in a split run to each consumer's
         // segment's: sorting by (number, segment) keeps each POST to one receiver.
-        let mut routes = RouteCache::default();
-        due.sort_by_cached_key(|e| (e.business(), routes.slot(&hub, e)));
-        let keys: Vec<(u32, usize)> = due
-            .iter()
-            .map(|e| (e.business(), routes.slot(&hub, e)))
-            .collect();
-        let mut start = 0;
-        while start < due.len() {
-            let run = keys[start..]
-                .iter()
-                .take_while(|k| **k == keys[start])
-                .count();
-            let chunk = &due[start..start + run];
-            start += run;
+        let routes = RouteCache::for_events(&hub, &due);
+        due.sort_by_key(|e| routes.key(e));
+        for chunk in due.chunk_by(|a, b| routes.key(a) == routes.key(b)) {
             for batch in chunk.chunks(BATCH) {
                 let business = batch[0].business();
-                let Some(url) = routes.url(&hub, &batch[0]) else {
+                let Some(url) = routes.url(&batch[0]) else {
                     stats.unregistered.fetch_add(batch.len() as u64, Relaxed);
                     continue;
                 };
@@ -224,31 +213,39 @@ pub async fn run_emitter(
 }
 
 /// The routes of the numbers in one batch of due events, looked up once per number.
-#[derive(Default)]
 struct RouteCache(Vec<(u32, Option<super::routes::Route>)>);
 
 impl RouteCache {
-    fn route(&mut self, hub: &Hub, business: u32) -> Option<&super::routes::Route> {
-        let at = match self.0.iter().position(|(b, _)| *b == business) {
-            Some(at) => at,
-            None => {
-                self.0
-                    .push((business, hub.business.webhooks.route(business)));
-                self.0.len() - 1
+    fn for_events(hub: &Hub, events: &[WebhookEvent]) -> RouteCache {
+        let mut routes: Vec<(u32, Option<super::routes::Route>)> = Vec::new();
+        for e in events {
+            let business = e.business();
+            if !routes.iter().any(|(b, _)| *b == business) {
+                routes.push((business, hub.business.webhooks.route(business)));
             }
-        };
-        self.0[at].1.as_ref()
+        }
+        RouteCache(routes)
     }
 
-    /// Which of its number's receivers an event goes to (0 in a whole run).
-    fn slot(&mut self, hub: &Hub, e: &WebhookEvent) -> usize {
-        self.route(hub, e.business())
-            .map_or(0, |r| e.user() as usize % r.len().max(1))
+    fn route(&self, business: u32) -> Option<&super::routes::Route> {
+        self.0
+            .iter()
+            .find(|(b, _)| *b == business)
+            .and_then(|(_, r)| r.as_ref())
     }
 
-    fn url(&mut self, hub: &Hub, e: &WebhookEvent) -> Option<std::sync::Arc<str>> {
-        let route = self.route(hub, e.business())?;
-        super::routes::slot_url(route, e.user())
+    /// The receiver an event goes to: its number and, in a split run, its consumer's
+    /// segment (0 in a whole run). Events with one key go out in one POST.
+    fn key(&self, e: &WebhookEvent) -> (u32, usize) {
+        let business = e.business();
+        let slot = self
+            .route(business)
+            .map_or(0, |r| super::routes::slot_index(r, e.user()));
+        (business, slot)
+    }
+
+    fn url(&self, e: &WebhookEvent) -> Option<std::sync::Arc<str>> {
+        super::routes::slot_url(self.route(e.business())?, e.user())
     }
 }
 
