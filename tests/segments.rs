@@ -97,14 +97,7 @@ fn four_segments_send_what_one_run_sends_and_merge_exactly() {
 
     // Merge: exit 0, sums, and histograms equal to the segments' logs added up here.
     let merged = root.join("merged");
-    succeed(
-        Command::new(bin())
-            .arg("merge")
-            .args(&dirs)
-            .arg("--out")
-            .arg(&merged),
-    );
-    let m = summary(&merged);
+    let m = merge(&dirs, &merged);
     let sum = |f: fn(&chatload::report::Summary) -> u64| parts.iter().map(f).sum::<u64>();
     assert_eq!(
         m.accounting.messages_sent,
@@ -246,6 +239,18 @@ fn succeed(command: &mut Command) {
     );
 }
 
+/// `chatload merge` of `dirs` into `out`, which must succeed; the merged summary.
+fn merge(dirs: &[std::path::PathBuf], out: &std::path::Path) -> chatload::report::Summary {
+    succeed(
+        Command::new(bin())
+            .arg("merge")
+            .args(dirs)
+            .arg("--out")
+            .arg(out),
+    );
+    summary(out)
+}
+
 /// The scenario run whole, against a fresh server, into `out`.
 fn run_whole(file: &std::path::Path, out: &std::path::Path) -> chatload::report::Summary {
     let server = serve();
@@ -340,15 +345,7 @@ fn business_patterns_split_by_consumer_and_their_webhooks_reach_the_right_segmen
             "deliveries this segment never sent"
         );
     }
-    let merged = root.join("merged");
-    succeed(
-        Command::new(bin())
-            .arg("merge")
-            .args(&dirs)
-            .arg("--out")
-            .arg(&merged),
-    );
-    let m = summary(&merged);
+    let m = merge(&dirs, &root.join("merged"));
 
     // Whole, against a fresh server. With no contact graph to draw per segment, the split
     // walks exactly the whole run's schedule: the same campaign, the same conversations.
