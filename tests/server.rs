@@ -210,3 +210,34 @@ async fn garbage_gets_an_error_frame_not_a_crash() {
     assert_eq!(server.stats().malformed, 1);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_webhook_registration_with_a_bad_segment_is_refused_with_the_reason() {
+    let server = chatload::server::start("127.0.0.1:0", Default::default())
+        .await
+        .unwrap();
+    // The business API shares the WebSocket's port.
+    let ws = reqwest::Url::parse(&server.url()).unwrap();
+    let base = format!("http://{}:{}", ws.host_str().unwrap(), ws.port().unwrap());
+    let http = reqwest::Client::new();
+    let put = |body: serde_json::Value| http.put(format!("{base}/v1/0/webhook")).json(&body).send();
+    let url = "http://127.0.0.1:9/webhook";
+    for (segment, why) in [
+        (serde_json::json!({"index": 1}), "needs `index` and `count`"),
+        (serde_json::json!({"index": 2, "count": 2}), "index < count"),
+        (serde_json::json!({"index": 0, "count": 0}), "index < count"),
+    ] {
+        let r = put(serde_json::json!({"url": url, "segment": segment}))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{segment}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        let details = body["error"]["error_data"]["details"].as_str().unwrap();
+        assert!(details.contains(why), "{segment}: {details}");
+    }
+    let r = put(serde_json::json!({"url": url, "segment": {"index": 1, "count": 2}}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    server.shutdown().await;
+}
