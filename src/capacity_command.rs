@@ -2,7 +2,9 @@
 //! and turned into the library's options, progress and results printed, exit codes chosen.
 
 use super::cli::CapacityArgs;
-use super::{BAD_INPUT, PASSED, RUN_FAILED, THRESHOLD_FAILED, parse_duration_flag, parse_rule};
+use super::{
+    BAD_INPUT, PASSED, RUN_FAILED, THRESHOLD_FAILED, parse_duration_flag, parse_rule,
+};
 use chatload::capacity::{self, CapacityOptions, Limit};
 use chatload::engine::RunOptions;
 use chatload::scenario;
@@ -101,7 +103,7 @@ pub async fn capacity(f: CapacityArgs) -> u8 {
                 "chatload capacity: {}",
                 chatload::transport::secrets::redact(&e.to_string())
             );
-            return RUN_FAILED;
+            return super::interrupted_exit_code().unwrap_or(RUN_FAILED);
         }
     };
     if let Err(e) = capacity::report::write(&out, &c) {
@@ -110,6 +112,9 @@ pub async fn capacity(f: CapacityArgs) -> u8 {
     }
     print!("{}", capacity::report::console(&c));
     println!("  report      {}", out.join("capacity.html").display());
+    if let Some(code) = super::interrupted_exit_code() {
+        return code;
+    }
     match (&c.sustainable, c.limit) {
         (None, _) => THRESHOLD_FAILED,
         (_, Limit::Interrupted) => THRESHOLD_FAILED,

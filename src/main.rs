@@ -1,6 +1,6 @@
 //! The `chatload` binary: parses the command line, calls the library, prints one clear
 //! sentence on failure and maps outcomes to exit codes (0 passed, 1 a threshold failed,
-//! 2 bad input, 3 the run could not be carried out).
+//! 2 bad input, 3 the run could not be carried out, 128 + N ended by signal N).
 
 mod capacity_command;
 mod cli;
@@ -37,6 +37,12 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(runtime.block_on(dispatch(cli.command)))
+}
+
+/// 128 + the signal's number (130 SIGINT, 143 SIGTERM, 129 SIGHUP) when a signal ended
+/// the run: an interrupted run is never a pass, whatever its thresholds said.
+fn interrupted_exit_code() -> Option<u8> {
+    engine::signals::exit_code().map(|c| u8::try_from(c).unwrap_or(u8::MAX))
 }
 
 fn parse_duration_flag(flag: &str, text: &str) -> Result<units::Micros, u8> {
@@ -171,7 +177,9 @@ async fn dispatch(command: Command) -> u8 {
                             Some(&result.bundle_dir.display().to_string())
                         )
                     );
-                    if result.summary.passed {
+                    if let Some(code) = interrupted_exit_code() {
+                        code
+                    } else if result.summary.passed {
                         PASSED
                     } else {
                         THRESHOLD_FAILED
@@ -183,7 +191,7 @@ async fn dispatch(command: Command) -> u8 {
                         "chatload: {}",
                         chatload::transport::secrets::redact(&e.to_string())
                     );
-                    RUN_FAILED
+                    interrupted_exit_code().unwrap_or(RUN_FAILED)
                 }
             }
         }

@@ -22,8 +22,10 @@ pub fn clearly_broken(rules: &[Threshold], totals: &MetricSet, names: &[String])
                 "reordered" => c.reordered as f64,
                 "late_sends" => c.late_sends as f64,
                 "not_sent" => c.not_sent as f64,
+                // Late arrivals are lost already; the rest of the loss is settled at the end.
+                "delivered_late" | "loss" | "lost" => c.delivered_late as f64,
+                "refused" => c.refused as f64,
                 "errors" => totals.errors_total() as f64,
-                // Loss and in-flight are only settled at the end.
                 _ => continue,
             },
             Subject::Latency {

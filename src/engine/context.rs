@@ -26,7 +26,9 @@ pub struct RunContext {
     pub ledger: Ledger,
     /// Each person's orders from the pacer, by user index.
     pub inboxes: Box<[super::inbox::Inbox]>,
-    connected: Vec<AtomicBool>,
+    /// Per user: since when (µs) its current connection is up, or `NEVER_CONNECTED` /
+    /// `DISCONNECTED`. Tells the ledger from when an owed delivery was due to it.
+    connection: Vec<AtomicU64>,
     pub connected_count: AtomicU64,
     /// Sequence numbers issued by the dispatcher (see `workload::schedule::message_id`).
     pub issued_seq: AtomicU64,
@@ -48,7 +50,13 @@ pub struct RunContext {
     business_orders: Mutex<Option<mpsc::Sender<Order>>>,
     /// This process's share of a run split across machines (the whole run by default).
     pub segment: crate::workload::Segment,
+    /// Set at the end of the schedule: users still owed deliveries while offline, whom the
+    /// settle phase brings back (as a returning phone would) to collect them.
+    returning: OnceLock<rustc_hash::FxHashSet<u32>>,
 }
+
+const NEVER_CONNECTED: u64 = u64::MAX;
+const DISCONNECTED: u64 = u64::MAX - 1;
 
 pub struct PresenceModel {
     pub pattern: u16,
@@ -105,7 +113,10 @@ impl RunContext {
             recorders: Recorders::new(patterns),
             ledger: Ledger::new(patterns),
             inboxes: (0..users).map(|_| Default::default()).collect(),
-            connected: (0..users).map(|_| AtomicBool::new(false)).collect(),
+            connection: (0..users)
+                .map(|_| AtomicU64::new(NEVER_CONNECTED))
+                .collect(),
+            returning: OnceLock::new(),
             connected_count: AtomicU64::new(0),
             issued_seq: AtomicU64::new(1),
             finished: AtomicBool::new(false),
@@ -139,21 +150,63 @@ impl RunContext {
     }
 
     pub fn set_connected(&self, user: u32, on: bool) {
-        if let Some(flag) = self.connected.get(user as usize)
-            && flag.swap(on, Relaxed) != on
-        {
-            if on {
+        let Some(state) = self.connection.get(user as usize) else {
+            return;
+        };
+        let was_on = state.load(Relaxed) < DISCONNECTED;
+        if on {
+            state.store(self.now_us(), Relaxed);
+        } else if was_on {
+            state.store(DISCONNECTED, Relaxed);
+        }
+        match (was_on, on) {
+            (false, true) => {
                 self.connected_count.fetch_add(1, Relaxed);
-            } else {
+            }
+            (true, false) => {
                 self.connected_count.fetch_sub(1, Relaxed);
             }
+            _ => {}
         }
     }
 
     pub fn is_connected(&self, user: u32) -> bool {
-        self.connected
+        self.connected_since(user).is_some()
+    }
+
+    /// When `user`'s current connection came up (µs on the run's clock), if it is up.
+    pub fn connected_since(&self, user: u32) -> Option<u64> {
+        let state = self.connection.get(user as usize)?.load(Relaxed);
+        (state < DISCONNECTED).then_some(state)
+    }
+
+    /// Whether `user` has had a connection at any time in this run.
+    pub fn ever_connected(&self, user: u32) -> bool {
+        self.connection
             .get(user as usize)
-            .is_some_and(|f| f.load(Relaxed))
+            .is_some_and(|s| s.load(Relaxed) != NEVER_CONNECTED)
+    }
+
+    /// Why a message `sender` could not send was not sent, judged from its connection.
+    pub fn not_sent_reason(&self, sender: u32) -> crate::metrics::NotSentReason {
+        use crate::metrics::NotSentReason::*;
+        if self.is_connected(sender) {
+            Behind
+        } else if self.ever_connected(sender) {
+            SenderDisconnected
+        } else {
+            SenderNeverConnected
+        }
+    }
+
+    /// Starts the settle phase's return of `users` (once per run).
+    pub fn bring_back(&self, users: rustc_hash::FxHashSet<u32>) {
+        let _ = self.returning.set(users);
+    }
+
+    /// Whether the settle phase wants `user` connected to collect what it is owed.
+    pub fn is_returning(&self, user: u32) -> bool {
+        self.returning.get().is_some_and(|r| r.contains(&user))
     }
 
     pub fn open_business_orders(&self, tx: mpsc::Sender<Order>) {

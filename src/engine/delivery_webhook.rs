@@ -64,6 +64,7 @@ fn absorb(ctx: &RunContext, w: &Webhook, v: &Value) {
             seq: None,
             wamid: 0,
         };
-        record_delivery(ctx, user, &d, now);
+        // Pushed to a receiver that is always there: due from the intended time.
+        record_delivery(ctx, user, &d, now, 0);
     }
 }

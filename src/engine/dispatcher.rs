@@ -2,9 +2,11 @@
 //! sender's inbox (or the business client's) at its intended time, whatever the target is doing. It runs on its own OS
 //! thread because a thread's sleep is precise to tens of microseconds where the async timer
 //! rounds to whole milliseconds, and that error would show in every latency. A message whose
-//! sender cannot take it (disconnected too long, inbox full) is counted as not sent.
+//! sender cannot take it (inbox full) is counted as not sent, with the reason its
+//! connection state gives; every message it issues is counted as scheduled.
 
 use super::context::RunContext;
+use crate::metrics::NotSentReason;
 use crate::workload::Schedule;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -16,6 +18,7 @@ const MAX_SLEEP: Duration = Duration::from_millis(20);
 /// Runs until the schedule ends or `stop` is set. Returns the number of messages issued.
 pub fn run(ctx: Arc<RunContext>, mut schedule: Schedule, stop: Arc<AtomicBool>) -> u64 {
     let mut issued = 0u64;
+    let mut scheduled = vec![0u64; ctx.scenario.patterns.len()];
     while let Some(t) = schedule.peek_time() {
         if stop.load(Relaxed) {
             break;
@@ -32,17 +35,32 @@ pub fn run(ctx: Arc<RunContext>, mut schedule: Schedule, stop: Arc<AtomicBool>) 
                 continue;
             }
             issued += 1;
-            if order.action.by_business() {
-                if let Err(o) = ctx.send_business_order(order) {
-                    ctx.recorders.local().counters[o.pattern as usize].not_sent += 1;
-                }
-                continue;
+            if order.action.is_message() {
+                scheduled[order.pattern as usize] += 1;
             }
-            let Some(inbox) = ctx.inbox(order.sender) else {
-                continue;
+            let refused = if order.action.by_business() {
+                ctx.send_business_order(order)
+                    .err()
+                    .map(|o| (o, NotSentReason::Behind))
+            } else {
+                match ctx.inbox(order.sender) {
+                    Some(inbox) => inbox
+                        .offer(order)
+                        .err()
+                        .map(|o| (o, ctx.not_sent_reason(o.sender))),
+                    // A sender outside the population: nobody could send it.
+                    None => Some((order, NotSentReason::Unsendable)),
+                }
             };
-            if let Err(o) = inbox.offer(order) {
-                ctx.recorders.local().counters[o.pattern as usize].not_sent += 1;
+            if let Some((o, reason)) = refused.filter(|(o, _)| o.action.is_message()) {
+                ctx.recorders.local().counters[o.pattern as usize].not_sent_for(reason);
+            }
+        }
+        // Counted once per batch of due orders: one lock, not one per message.
+        if scheduled.iter().any(|n| *n > 0) {
+            let mut rec = ctx.recorders.local();
+            for (c, n) in rec.counters.iter_mut().zip(scheduled.iter_mut()) {
+                c.messages_scheduled += std::mem::take(n);
             }
         }
     }

@@ -15,6 +15,7 @@ mod progress;
 mod quiet;
 mod reconnect;
 mod run;
+mod settle;
 pub mod signals;
 mod vu;
 

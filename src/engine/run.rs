@@ -311,25 +311,20 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
     ctx.close_business_orders();
     let sending_s = ctx.epoch().elapsed().as_secs_f64();
 
-    // Drain: wait for deliveries that may still arrive in time, bounded by `drain`.
-    let drain_until = Instant::now() + scenario.drain.as_std();
-    while goose_done.is_none() && !interrupted && Instant::now() < drain_until {
-        if ctx
-            .ledger
-            .young_outstanding(ctx.now_us(), scenario.loss_deadline.0)
-            == 0
-        {
-            break;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-            _ = interrupts.changed() => interrupted = true,
-        }
+    // What the schedule handed out but no sender could say is not sent, with its reason.
+    super::settle::count_unsent_orders(&ctx);
+
+    // Drain: wait for deliveries that may still arrive in time, bounded by `drain`; then
+    // settle: bring back the users owed deliveries while offline to collect them.
+    let mut settled = false;
+    if goose_done.is_none() && !interrupted {
+        let drain_until = Instant::now() + scenario.drain.as_std();
+        settled = super::settle::drain(&ctx, drain_until, &mut interrupts).await
+            && super::settle::bring_back_offline(&ctx, &mut interrupts).await;
+        interrupted = !settled;
     }
     let end_us = ctx.now_us();
-    let online: Vec<bool> = (0..population.users())
-        .map(|u| ctx.is_connected(u))
-        .collect();
+    let settlement = super::settle::classify(&ctx, end_us, settled);
     ctx.finished.store(true, Relaxed);
     goose::trigger_killswitch("chatload: run complete");
     if goose_done.is_none() {
@@ -350,14 +345,12 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
         &mut scratch,
         crate::report::summary::round3(ctx.epoch().elapsed().as_secs_f64()),
     );
-    let settlement = ctx.ledger.settle(end_us, scenario.loss_deadline.0, |u| {
-        online.get(u as usize).copied().unwrap_or(false)
-    });
     if let Some(w) = delivery_webhook {
         w.stop();
     }
     if let Some(b) = business {
-        b.client.abort();
+        b.client.stop();
+        let _ = tokio::time::timeout(Duration::from_secs(2), b.task).await;
         b.receiver.stop();
     }
     let server_stats = embedded.as_ref().map(|s| s.stats());
@@ -388,6 +381,9 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
         started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         duration_s: sending_s,
         interrupted,
+        signal: super::signals::exit_code()
+            .is_some()
+            .then(|| super::signals::name(super::signals::last_signal())),
         target: TargetSummary {
             url: crate::transport::secrets::redact_url(match &scenario.target.protocol {
                 crate::scenario::target::Protocol::Http(_) => http_base.as_deref().unwrap_or(&url),
@@ -472,6 +468,8 @@ fn open_hlog(
 ) -> crate::metrics::hlog::HlogWriter {
     let now = std::time::SystemTime::now();
     let dir = bundle_dir_for(opts, scenario, started_at);
+    // From here until the bundle is complete, an exit at once takes the folder away again.
+    bundle::begin(&dir);
     std::fs::create_dir_all(&dir)
         .and_then(|_| {
             crate::metrics::hlog::HlogWriter::streaming(&dir.join("latency.hlog"), now, scenario)
@@ -513,7 +511,8 @@ async fn server_storms(ctx: Arc<RunContext>, ws_url: Option<String>) {
 
 /// The business side of a run: chatload's API client and its webhook receiver.
 struct BusinessRuntime {
-    client: tokio::task::JoinHandle<()>,
+    client: Arc<super::business::client::BusinessClient>,
+    task: tokio::task::JoinHandle<()>,
     receiver: super::business::webhook::WebhookReceiver,
 }
 
@@ -581,7 +580,8 @@ async fn start_business(
         super::business::client::BusinessClient::new(ctx.clone(), base).map_err(RunError::Setup)?,
     );
     Ok(Some(BusinessRuntime {
-        client: tokio::spawn(client.run(rx)),
+        task: tokio::spawn(client.clone().run(rx)),
+        client,
         receiver,
     }))
 }

@@ -17,6 +17,8 @@ pub enum Metric {
     DeliveryService,
     /// Intended send time → a recipient who was offline at send time receives it.
     DeliveryOffline,
+    /// Intended send time → a delivery that arrived after its deadline (counted lost).
+    DeliveryLate,
     /// Intended send time → the last online group member receives it.
     Fanout,
     /// Intended send time → the delivered receipt reaches the sender.
@@ -44,12 +46,13 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 17] = [
+    pub const ALL: [Metric; 18] = [
         Metric::Send,
         Metric::SendService,
         Metric::Delivery,
         Metric::DeliveryService,
         Metric::DeliveryOffline,
+        Metric::DeliveryLate,
         Metric::Fanout,
         Metric::Receipt,
         Metric::Connect,
@@ -72,6 +75,7 @@ impl Metric {
             Metric::Delivery => "delivery",
             Metric::DeliveryService => "delivery_service",
             Metric::DeliveryOffline => "delivery_offline",
+            Metric::DeliveryLate => "delivery_late",
             Metric::Fanout => "fanout",
             Metric::Receipt => "receipt",
             Metric::Connect => "connect",
@@ -114,6 +118,9 @@ macro_rules! counters {
 }
 
 counters! {
+    /// Messages the schedule (or a user's reaction, or a closed loop) produced for this
+    /// process to send: each ends up in `messages_sent` or in `not_sent`.
+    messages_scheduled,
     /// Messages written to the target.
     messages_sent,
     /// Deliveries owed: one per recipient of every sent message.
@@ -122,16 +129,24 @@ counters! {
     withdrawn,
     /// Messages the server acknowledged (for the business API: accepted with 200).
     acked,
-    /// First deliveries seen (each owed delivery at most once).
+    /// First deliveries seen within their deadline (each owed delivery at most once).
     delivered,
+    /// First deliveries seen after their deadline: lost, and shown apart.
+    delivered_late,
     duplicates,
     reordered,
     receipts,
     /// Sends that went out more than `LATE_SEND_US` behind schedule.
     late_sends,
-    /// Scheduled messages never sent (the sender was disconnected and its queue full, or the
-    /// business API refused it for good).
+    /// Scheduled messages never written to the target, in all and by reason (see
+    /// [`NotSentReason`]).
     not_sent,
+    not_sent_never_connected,
+    not_sent_disconnected,
+    not_sent_behind,
+    not_sent_unsendable,
+    /// Messages written and then refused by the target for good: owed to no one.
+    refused,
     /// Deliveries for messages chatload never sent or to the wrong user.
     unexpected,
     /// Connections a reconnect storm dropped, those that came back, and those that gave up.
@@ -187,6 +202,33 @@ counters! {
     /// Consumer replies to business messages, and mark-read calls by businesses.
     replies,
     mark_reads,
+}
+
+/// Why a scheduled message was not written to the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotSentReason {
+    /// Its sender never had a connection during the run.
+    SenderNeverConnected,
+    /// Its sender had lost its connection (and the schedule ended, or its queue filled).
+    SenderDisconnected,
+    /// chatload fell behind: the sender's queue was full while connected, the schedule
+    /// ended with it still queued, or the business client held it back to the rate tier.
+    Behind,
+    /// The target's protocol has no way to say it.
+    Unsendable,
+}
+
+impl Counters {
+    /// Counts one scheduled message that was not sent, for `reason`.
+    pub fn not_sent_for(&mut self, reason: NotSentReason) {
+        self.not_sent += 1;
+        match reason {
+            NotSentReason::SenderNeverConnected => self.not_sent_never_connected += 1,
+            NotSentReason::SenderDisconnected => self.not_sent_disconnected += 1,
+            NotSentReason::Behind => self.not_sent_behind += 1,
+            NotSentReason::Unsendable => self.not_sent_unsendable += 1,
+        }
+    }
 }
 
 /// A send counts as late when it leaves this far behind its intended time.

@@ -42,7 +42,9 @@ pub enum Received {
     Unexpected,
 }
 
-/// Undelivered deliveries at the end, per pattern.
+/// Deliveries still owed at the end, per pattern: lost (past their deadline; the late
+/// arrivals noted with [`Ledger::note_late`] included), in flight (not yet due) and
+/// unverified (owed to a recipient whose target cannot show whether it kept them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settlement {
     pub lost: Vec<u64>,
@@ -50,11 +52,23 @@ pub struct Settlement {
     /// interval ending at k + 1 s), so loss can be drawn over time.
     pub lost_by_second: Vec<u64>,
     pub in_flight: Vec<u64>,
-    pub queued_offline: Vec<u64>,
+    pub unverified: Vec<u64>,
+}
+
+/// What the end of a run knows of one owed delivery's recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// The recipient could take it from `since_us` on (its connection's start, or 0): the
+    /// delivery was due `loss_deadline` after the later of that and its intended time.
+    DueFrom { since_us: u64 },
+    /// Nobody can tell whether the target still holds it for the recipient.
+    Unverified,
 }
 
 pub struct Ledger {
     shards: Box<[Mutex<FxHashMap<u64, Entry>>]>,
+    /// Deliveries that arrived after their deadline, by the second they were meant to leave.
+    late_by_second: Mutex<Vec<u64>>,
     /// Per pattern: ids of messages fully delivered are gone from the map; a later copy of
     /// one is a duplicate, told apart from strays by the id range chatload issued.
     patterns: usize,
@@ -70,6 +84,7 @@ impl Ledger {
             shards: (0..SHARDS)
                 .map(|_| Mutex::new(FxHashMap::default()))
                 .collect(),
+            late_by_second: Mutex::new(Vec::new()),
             patterns,
         }
     }
@@ -183,50 +198,61 @@ impl Ledger {
             .sum()
     }
 
-    /// Owed deliveries younger than `deadline_us` at `now_us` (could still arrive in time).
-    pub fn young_outstanding(&self, now_us: u64, deadline_us: u64) -> u64 {
-        self.shards
-            .iter()
-            .map(|s| {
-                lock(s)
-                    .values()
-                    .filter(|e| e.intended_us + deadline_us > now_us)
-                    .map(|e| e.remaining as u64)
-                    .sum::<u64>()
-            })
-            .sum()
+    /// Calls `f(recipient, intended_us)` for every delivery still owed. Holds one shard's
+    /// lock at a time: `f` must not call back into the ledger.
+    pub fn visit_outstanding(&self, mut f: impl FnMut(u32, u64)) {
+        for shard in self.shards.iter() {
+            for e in lock(shard).values() {
+                match &e.owed {
+                    Owed::One(r) => f(*r, e.intended_us),
+                    Owed::Group {
+                        members,
+                        outstanding,
+                    } => {
+                        for (i, m) in members.iter().enumerate() {
+                            if outstanding[i / 64] & (1 << (i % 64)) != 0 {
+                                f(*m, e.intended_us);
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
-    /// Splits what is still owed into lost (past the deadline, recipient connected),
-    /// queued for an offline recipient, and in flight (not yet due).
+    /// Notes that a delivery of a message meant to leave at `intended_us` arrived after its
+    /// deadline (the caller counts it lost and late), so loss over time shows it.
+    pub fn note_late(&self, intended_us: u64) {
+        add_at_second(&mut lock(&self.late_by_second), intended_us);
+    }
+
+    /// Classifies what is still owed at `now_us`: `verify(recipient, intended_us)` says from
+    /// when the recipient could take it, or that nobody can tell.
     pub fn settle(
         &self,
         now_us: u64,
         deadline_us: u64,
-        online: impl Fn(u32) -> bool,
+        mut verify: impl FnMut(u32, u64) -> Verification,
     ) -> Settlement {
         let n = self.patterns + 1;
         let mut s = Settlement {
             lost: vec![0; n],
-            lost_by_second: Vec::new(),
+            lost_by_second: lock(&self.late_by_second).clone(),
             in_flight: vec![0; n],
-            queued_offline: vec![0; n],
+            unverified: vec![0; n],
         };
         for shard in self.shards.iter() {
             for e in lock(shard).values() {
                 let p = e.pattern as usize;
-                let mut count = |recipient: u32| {
-                    if !online(recipient) {
-                        s.queued_offline[p] += 1;
-                    } else if e.intended_us + deadline_us <= now_us {
-                        s.lost[p] += 1;
-                        let k = (e.intended_us / 1_000_000) as usize;
-                        if s.lost_by_second.len() <= k {
-                            s.lost_by_second.resize(k + 1, 0);
+                let mut count = |recipient: u32| match verify(recipient, e.intended_us) {
+                    Verification::Unverified => s.unverified[p] += 1,
+                    Verification::DueFrom { since_us } => {
+                        if e.intended_us.max(since_us) + deadline_us <= now_us {
+                            s.lost[p] += 1;
+                            add_at_second(&mut s.lost_by_second, e.intended_us);
+                        } else {
+                            s.in_flight[p] += 1;
                         }
-                        s.lost_by_second[k] += 1;
-                    } else {
-                        s.in_flight[p] += 1;
                     }
                 };
                 match &e.owed {
@@ -246,6 +272,15 @@ impl Ledger {
         }
         s
     }
+}
+
+/// Adds one to the count of the second `t_us` falls in.
+fn add_at_second(by_second: &mut Vec<u64>, t_us: u64) {
+    let k = (t_us / 1_000_000) as usize;
+    if by_second.len() <= k {
+        by_second.resize(k + 1, 0);
+    }
+    by_second[k] += 1;
 }
 
 #[cfg(test)]
@@ -282,12 +317,21 @@ mod tests {
         assert_eq!(l.receive(2, 1, issued), Received::Duplicate { pattern: 0 });
         assert_eq!(l.receive(2, 2, issued), Received::Unexpected);
         assert_eq!(l.outstanding(), 1);
-        let s = l.settle(100, 50, |_| true);
-        assert_eq!(s.lost[0], 1);
-        let s = l.settle(20, 50, |_| true);
+        let connected = |_, _| Verification::DueFrom { since_us: 0 };
+        let s = l.settle(100, 50, connected);
+        assert_eq!((s.lost[0], s.lost_by_second.clone()), (1, vec![1]));
+        let s = l.settle(20, 50, connected);
         assert_eq!(s.in_flight[0], 1);
-        let s = l.settle(100, 50, |_| false);
-        assert_eq!(s.queued_offline[0], 1);
+        // Owed from a later connection: due 50 after it, not after the intended time.
+        let s = l.settle(100, 50, |_, _| Verification::DueFrom { since_us: 70 });
+        assert_eq!((s.lost[0], s.in_flight[0]), (0, 1));
+        let s = l.settle(100, 50, |_, _| Verification::Unverified);
+        assert_eq!((s.lost[0], s.unverified[0]), (0, 1));
+        let mut seen = Vec::new();
+        l.visit_outstanding(|r, t| seen.push((r, t)));
+        assert_eq!(seen, vec![(3, 10)]);
+        l.note_late(2_500_000);
+        assert_eq!(l.settle(100, 50, connected).lost_by_second, vec![1, 0, 1]);
         assert_eq!(
             l.receive(2, 3, issued),
             Received::First {

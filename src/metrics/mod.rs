@@ -7,7 +7,7 @@ pub mod ledger;
 pub mod recorder;
 pub mod series;
 
-pub use kinds::{Counters, ErrorKind, LATE_SEND_US, Metric};
-pub use ledger::{Ledger, Owed, Received, Settlement};
+pub use kinds::{Counters, ErrorKind, LATE_SEND_US, Metric, NotSentReason};
+pub use ledger::{Ledger, Owed, Received, Settlement, Verification};
 pub use recorder::{MetricSet, Recorders, new_histogram};
 pub use series::{IntervalPoint, Series};

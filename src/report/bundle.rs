@@ -1,10 +1,60 @@
 //! The report bundle on disk: one folder per run with `summary.json`, `summary.md`,
 //! `report.html`, `latency.hlog` and `junit.xml` (the thresholds as test cases). Owns
-//! folder naming, writing and reading a bundle back (`chatload report`).
-//! Owns folder naming and writing; not the content of each file.
+//! folder naming, writing, reading a bundle back (`chatload report`) and removing a bundle
+//! left half-written by a process that must exit at once; not the content of each file.
 
 use super::summary::Summary;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// The files of a bundle.
+pub const FILES: [&str; 5] = [
+    "summary.json",
+    "summary.md",
+    "report.html",
+    "latency.hlog",
+    "junit.xml",
+];
+
+/// A bundle being written: its folder, and whether this process made the folder.
+struct InProgress {
+    dir: PathBuf,
+    made_folder: bool,
+}
+
+/// The bundle this process is writing, if any. Held while the bundle's last files are
+/// written, so that an exit in between waits for a complete bundle.
+static IN_PROGRESS: Mutex<Option<InProgress>> = Mutex::new(None);
+
+fn in_progress() -> MutexGuard<'static, Option<InProgress>> {
+    IN_PROGRESS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Notes that a bundle is about to be written into `dir` (before the folder is made), so
+/// that [`abandon`] can take it away again.
+pub fn begin(dir: &Path) {
+    *in_progress() = Some(InProgress {
+        dir: dir.to_path_buf(),
+        made_folder: !dir.exists(),
+    });
+}
+
+/// For a process that must exit now (a second Ctrl-C): removes the bundle being written, if
+/// it is not complete, so that no half-written folder is left; a complete bundle stays.
+/// Files of other names in a folder given with `--out` are left alone.
+pub fn abandon() {
+    let mut slot = in_progress();
+    if let Some(b) = slot.take() {
+        for name in FILES {
+            let _ = std::fs::remove_file(b.dir.join(name));
+        }
+        if b.made_folder {
+            let _ = std::fs::remove_dir(&b.dir);
+        }
+    }
+    // Keep the lock: nothing may write into the folder between here and the exit.
+    std::mem::forget(slot);
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -23,6 +73,14 @@ pub fn default_dir(root: &Path, scenario: &str, started: chrono::DateTime<chrono
 /// Writes the whole bundle: the run's summary and its interval log (`None`: the log was
 /// streamed into the folder during the run).
 pub fn write(dir: &Path, summary: &Summary, hlog: Option<&[u8]>) -> Result<(), BundleError> {
+    let mut slot = in_progress();
+    let written = write_all(dir, summary, hlog);
+    // Complete (or failed with a reason the caller reports): nothing to take away any more.
+    *slot = None;
+    written
+}
+
+fn write_all(dir: &Path, summary: &Summary, hlog: Option<&[u8]>) -> Result<(), BundleError> {
     let err = |path: &Path| {
         let path = path.display().to_string();
         move |source| BundleError { path, source }

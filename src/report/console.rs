@@ -10,6 +10,7 @@ const SHOWN: &[&str] = &[
     "send",
     "delivery",
     "delivery_offline",
+    "delivery_late",
     "fanout",
     "receipt",
     "connect",
@@ -37,6 +38,54 @@ pub fn thousands(n: u64) -> String {
 
 fn us(v: u64) -> String {
     format_us(v as f64)
+}
+
+/// `sent N = delivered D + lost L (K arrived late) + in flight F + unverified U ✓`: where
+/// every owed delivery went, and whether the identity holds.
+pub fn delivery_identity(a: &crate::report::summary::Accounting) -> String {
+    let mut o = format!(
+        "sent {} = delivered {} + lost {}",
+        thousands(a.sent),
+        thousands(a.delivered),
+        thousands(a.lost)
+    );
+    if a.delivered_late > 0 {
+        let _ = write!(o, " ({} arrived late)", thousands(a.delivered_late));
+    }
+    let _ = write!(o, " + in flight {}", thousands(a.in_flight));
+    if a.unverified > 0 {
+        let _ = write!(o, " + unverified {}", thousands(a.unverified));
+    }
+    if a.failed > 0 {
+        let _ = write!(o, " + failed {}", thousands(a.failed));
+    }
+    o.push_str(if a.balances() {
+        "   ✓"
+    } else {
+        "   ✗ does not balance"
+    });
+    o
+}
+
+/// `messages scheduled S = sent M + not sent N (reasons) ✓`.
+pub fn schedule_identity(a: &crate::report::summary::Accounting) -> String {
+    let reasons = a.not_sent_reasons.describe();
+    format!(
+        "messages scheduled {} = sent {} + not sent {}{}   {}",
+        thousands(a.messages_scheduled),
+        thousands(a.messages_sent),
+        thousands(a.not_sent),
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({reasons})")
+        },
+        if a.schedule_balances() {
+            "✓"
+        } else {
+            "✗ does not balance"
+        }
+    )
 }
 
 pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
@@ -118,40 +167,16 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
         }
     }
     let _ = writeln!(o);
+    let _ = writeln!(o, "  accounting  {}", delivery_identity(a));
+    let _ = writeln!(o, "              {}", schedule_identity(a));
     let _ = writeln!(
         o,
-        "  accounting  sent {} = delivered {} + lost {} + in flight {}{}{}   {}",
-        thousands(a.sent),
-        thousands(a.delivered),
-        thousands(a.lost),
-        thousands(a.in_flight),
-        if a.failed > 0 {
-            format!(" + failed {}", thousands(a.failed))
-        } else {
-            String::new()
-        },
-        if a.queued_offline > 0 {
-            format!(
-                " ({} queued for offline users)",
-                thousands(a.queued_offline)
-            )
-        } else {
-            String::new()
-        },
-        if a.balances() {
-            "✓"
-        } else {
-            "✗ does not balance"
-        }
-    );
-    let _ = writeln!(
-        o,
-        "              duplicates {}  reordered {}  late sends {} (max lag {})  not sent {}  unexpected {}  retransmitted {}",
+        "              duplicates {}  reordered {}  late sends {} (max lag {})  refused {}  unexpected {}  retransmitted {}",
         thousands(a.duplicated),
         thousands(a.reordered),
         thousands(a.late_sends),
         us(s.max_send_lag_us),
-        thousands(a.not_sent),
+        thousands(a.refused),
         thousands(a.unexpected),
         thousands(a.retransmitted)
     );

@@ -23,6 +23,7 @@ const ORDER: &[&str] = &[
     "signal",
     "history",
     "delivery_offline",
+    "delivery_late",
     "connect",
     "reconnect",
     "send_lag",
@@ -237,23 +238,12 @@ pub fn render(s: &Summary, log: &Digest) -> String {
     o.push_str("</section>");
 
     o.push_str("<section id=\"trouble\"><h2>Loss, duplicates and late sends</h2>");
+    // The console's wording, so the identities read the same everywhere.
     let _ = write!(
         o,
-        "<p>Accounting: sent {} = delivered {} + lost <b>{}</b> + in flight {}{} {}</p>",
-        thousands(a.sent),
-        thousands(a.delivered),
-        thousands(a.lost),
-        thousands(a.in_flight),
-        if a.failed > 0 {
-            format!(" + failed {}", thousands(a.failed))
-        } else {
-            String::new()
-        },
-        if a.balances() {
-            "<span class=\"pass\">✔ balances</span>"
-        } else {
-            "<span class=\"fail\">✘ does not balance</span>"
-        }
+        "<p>Accounting: {}</p><p>{}</p>",
+        esc(&super::console::delivery_identity(a)),
+        esc(&super::console::schedule_identity(a))
     );
     o.push_str(&line_chart(
         "trouble",
@@ -290,14 +280,17 @@ pub fn render(s: &Summary, log: &Digest) -> String {
         let pa = &p.accounting;
         let _ = write!(
             o,
-            "<h3>{} <span class=\"meta\">({})</span></h3><p>{:.1} messages/s · sent {} · delivered {} · lost {} · in flight {} · duplicates {} · reordered {}</p>",
+            "<h3>{} <span class=\"meta\">({})</span></h3><p>{:.1} messages/s · sent {} · delivered {} · lost {} ({} arrived late) · in flight {} · unverified {} · not sent {} · duplicates {} · reordered {}</p>",
             esc(&p.name),
             esc(&p.kind),
             p.messages_per_s,
             thousands(pa.sent),
             thousands(pa.delivered),
             thousands(pa.lost),
+            thousands(pa.delivered_late),
             thousands(pa.in_flight),
+            thousands(pa.unverified),
+            thousands(pa.not_sent),
             thousands(pa.duplicated),
             thousands(pa.reordered)
         );

@@ -20,23 +20,76 @@ fn escape(s: &str) -> String {
     out
 }
 
+/// The accounting as JUnit properties, so a CI system shows the numbers beside the verdicts.
+fn properties(s: &Summary) -> String {
+    let a = &s.accounting;
+    let r = &a.not_sent_reasons;
+    let props: [(&str, String); 17] = [
+        ("ended", s.ended.clone()),
+        ("sent", a.sent.to_string()),
+        ("delivered", a.delivered.to_string()),
+        ("lost", a.lost.to_string()),
+        ("delivered_late", a.delivered_late.to_string()),
+        ("in_flight", a.in_flight.to_string()),
+        ("unverified", a.unverified.to_string()),
+        ("failed", a.failed.to_string()),
+        ("messages_scheduled", a.messages_scheduled.to_string()),
+        ("messages_sent", a.messages_sent.to_string()),
+        ("not_sent", a.not_sent.to_string()),
+        ("not_sent.sender_never_connected", r.sender_never_connected.to_string()),
+        ("not_sent.sender_disconnected", r.sender_disconnected.to_string()),
+        ("not_sent.chatload_behind", r.chatload_behind.to_string()),
+        ("not_sent.unsendable", r.unsendable.to_string()),
+        ("refused", a.refused.to_string()),
+        ("duplicated", a.duplicated.to_string()),
+    ];
+    let mut o = String::from("    <properties>\n");
+    for (name, value) in props {
+        let _ = writeln!(
+            o,
+            "      <property name=\"{}\" value=\"{}\"/>",
+            escape(name),
+            escape(&value)
+        );
+    }
+    o.push_str("    </properties>\n");
+    o
+}
+
 pub fn render(s: &Summary) -> String {
-    let failures = s.thresholds.iter().filter(|v| !v.passed).count();
+    // A run that did not complete (a signal, --abort-on-fail) is a failed case of its own,
+    // so a cancelled CI job never reads as green.
+    let ended_early = s.ended != "completed";
+    let cases = s.thresholds.len() + usize::from(ended_early);
+    let failures =
+        s.thresholds.iter().filter(|v| !v.passed).count() + usize::from(ended_early);
     let mut o = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         o,
-        "<testsuites name=\"chatload\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">",
-        s.thresholds.len(),
+        "<testsuites name=\"chatload\" tests=\"{cases}\" failures=\"{failures}\" time=\"{:.3}\">",
         s.duration_s
     );
     let _ = writeln!(
         o,
-        "  <testsuite name=\"chatload.{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{:.3}\" timestamp=\"{}\">",
+        "  <testsuite name=\"chatload.{}\" tests=\"{cases}\" failures=\"{failures}\" errors=\"0\" time=\"{:.3}\" timestamp=\"{}\">",
         escape(&s.scenario),
-        s.thresholds.len(),
         s.duration_s,
         escape(&s.started_at)
     );
+    o.push_str(&properties(s));
+    if ended_early {
+        let why = match &s.signal {
+            Some(signal) => format!("the run was {} by {signal}", s.ended),
+            None => format!("the run ended early: {}", s.ended),
+        };
+        let _ = writeln!(
+            o,
+            "    <testcase classname=\"chatload.{}.run\" name=\"completed\" time=\"0\">\n      <failure message=\"{}\" type=\"run\">{}</failure>\n    </testcase>",
+            escape(&s.scenario),
+            escape(&why),
+            escape(&why)
+        );
+    }
     for v in &s.thresholds {
         let _ = write!(
             o,

@@ -31,15 +31,13 @@ pub fn render(s: &Summary) -> String {
     }
     let _ = writeln!(
         o,
-        "\n**Accounting:** sent {} = delivered {} + lost {} + in flight {} + failed {} · duplicates {} · reordered {} · late sends {} · errors {}\n",
-        thousands(a.sent),
-        thousands(a.delivered),
-        thousands(a.lost),
-        thousands(a.in_flight),
-        thousands(a.failed),
+        "\n**Accounting:** {} · {} · duplicates {} · reordered {} · late sends {} · refused {} · errors {}\n",
+        super::console::delivery_identity(a),
+        super::console::schedule_identity(a),
         thousands(a.duplicated),
         thousands(a.reordered),
         thousands(a.late_sends),
+        thousands(a.refused),
         thousands(s.errors_total)
     );
     let by_pattern = super::console::errors_by_pattern(s);

@@ -102,21 +102,7 @@ fn check(parts: &[Part]) -> Result<u32, MergeError> {
 }
 
 fn add_accounting(a: &mut Accounting, b: &Accounting) {
-    a.sent += b.sent;
-    a.messages_sent += b.messages_sent;
-    a.acked += b.acked;
-    a.delivered += b.delivered;
-    a.lost += b.lost;
-    a.in_flight += b.in_flight;
-    a.queued_offline += b.queued_offline;
-    a.duplicated += b.duplicated;
-    a.reordered += b.reordered;
-    a.receipts += b.receipts;
-    a.late_sends += b.late_sends;
-    a.not_sent += b.not_sent;
-    a.unexpected += b.unexpected;
-    a.retransmitted += b.retransmitted;
-    a.failed += b.failed;
+    a.add(b);
 }
 
 fn add_counts(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {

@@ -63,6 +63,10 @@ pub fn observe(s: &Summary, subject: &Subject, percentile: &PercentileLookup) ->
             "late_sends" => a.late_sends,
             "errors" => s.errors_total,
             "not_sent" => a.not_sent,
+            "messages_scheduled" => a.messages_scheduled,
+            "delivered_late" => a.delivered_late,
+            "unverified" => a.unverified,
+            "refused" => a.refused,
             _ => return None,
         } as f64),
         Subject::Rate { name } => {
@@ -107,6 +111,22 @@ pub fn format_us(us: f64) -> String {
     }
 }
 
+/// Why a loss rule cannot pass on what was measured: deliveries nobody could verify,
+/// unless the scenario accepted them.
+fn unverified_loss(s: &Summary, subject: &Subject) -> Option<String> {
+    let loss_rule = match subject {
+        Subject::Count { name } => matches!(name.as_str(), "loss" | "lost"),
+        Subject::Rate { name } => name == "loss_rate",
+        Subject::Latency { .. } => false,
+    };
+    let unverified = s.accounting.unverified;
+    (loss_rule && unverified > 0 && s.offline_delivery != "unverified_ok").then(|| {
+        format!(
+            "but {unverified} deliveries to offline recipients are unverified (the target's protocol cannot resume a session to show what it kept for them); set offline_delivery = \"unverified_ok\" in [scenario] to accept that"
+        )
+    })
+}
+
 pub fn judge(s: &Summary, rules: &[Threshold], percentile: &PercentileLookup) -> Vec<Verdict> {
     rules
         .iter()
@@ -145,6 +165,10 @@ pub fn judge(s: &Summary, rules: &[Threshold], percentile: &PercentileLookup) ->
                         rule.text
                     ),
                 ),
+            };
+            let (passed, message) = match unverified_loss(s, &rule.subject) {
+                Some(why) if passed => (false, format!("{message}, {why}")),
+                _ => (passed, message),
             };
             Verdict {
                 rule: rule.text.clone(),

@@ -119,6 +119,7 @@ pub fn compile(file: ScenarioFile, path: &Path) -> Result<Scenario> {
         duration,
         loss_deadline,
         drain,
+        offline_delivery: s.offline_delivery.unwrap_or_default(),
         abort_on_fail: s.abort_on_fail.unwrap_or(false),
         consumers,
         businesses,

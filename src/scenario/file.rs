@@ -38,6 +38,9 @@ pub struct ScenarioSection {
     pub loss_deadline: Option<Spanned<Micros>>,
     /// The longest wait at the end for deliveries still in flight.
     pub drain: Option<Micros>,
+    /// Deliveries owed to offline recipients on a target that cannot resume sessions are
+    /// unverified: "verify" (default) fails a `loss` rule on them, "unverified_ok" accepts them.
+    pub offline_delivery: Option<super::model::OfflineDelivery>,
     /// End the run early when a threshold is clearly broken (as `--abort-on-fail`).
     pub abort_on_fail: Option<bool>,
 }

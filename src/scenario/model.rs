@@ -15,6 +15,8 @@ pub struct Scenario {
     pub duration: Micros,
     pub loss_deadline: Micros,
     pub drain: Micros,
+    /// What a `loss` rule makes of deliveries nobody could verify.
+    pub offline_delivery: OfflineDelivery,
     /// End the run early when a threshold is clearly broken.
     pub abort_on_fail: bool,
     pub consumers: Consumers,
@@ -24,6 +26,28 @@ pub struct Scenario {
     pub diurnal: Option<Diurnal>,
     pub target: Target,
     pub thresholds: Vec<Threshold>,
+}
+
+/// Deliveries owed to a recipient who was offline, on a target whose protocol cannot show
+/// what it kept for them (no session resume), are `unverified`. By default a `loss` rule
+/// fails on them; a scenario may accept them explicitly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OfflineDelivery {
+    /// Unverified deliveries fail a `loss` rule.
+    #[default]
+    Verify,
+    /// Unverified deliveries are accepted: a `loss` rule judges only what could be checked.
+    UnverifiedOk,
+}
+
+impl OfflineDelivery {
+    pub fn name(self) -> &'static str {
+        match self {
+            OfflineDelivery::Verify => "verify",
+            OfflineDelivery::UnverifiedOk => "unverified_ok",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

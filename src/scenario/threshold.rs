@@ -88,6 +88,7 @@ pub const LATENCY_METRICS: &[&str] = &[
     "delivery",
     "delivery_service",
     "delivery_offline",
+    "delivery_late",
     "fanout",
     "receipt",
     "connect",
@@ -114,6 +115,10 @@ pub const COUNTS: &[&str] = &[
     "late_sends",
     "errors",
     "not_sent",
+    "messages_scheduled",
+    "delivered_late",
+    "unverified",
+    "refused",
 ];
 /// Percent ratios a rule may name.
 pub const RATES: &[&str] = &[

@@ -8,7 +8,7 @@ use super::mqtt::MqttSetup;
 use super::secrets::{Credentials, MissingVariable, redact_url};
 use super::source::SourcePool;
 use super::tls::{TlsContext, TlsError};
-use super::{AnySession, ConnectError, native};
+use super::{AnySession, ConnectError, OfflineDelivery, native};
 use crate::metrics::ErrorKind;
 use crate::scenario::Target;
 use crate::scenario::target::{HttpDeliveries, Protocol};
@@ -211,6 +211,20 @@ impl Connector {
     /// where the answer is the whole story and no recipient is owed anything).
     pub fn delivers(&self) -> bool {
         !matches!(self.kind, Kind::Http(_, Receive::Nothing))
+    }
+
+    /// What the target does with deliveries for a recipient who is offline.
+    pub fn offline_delivery(&self) -> OfflineDelivery {
+        let mqtt = |m: &MqttSetup| match m.persistent() {
+            true => OfflineDelivery::Resumed,
+            false => OfflineDelivery::NotResumed,
+        };
+        match &self.kind {
+            Kind::Native(_) | Kind::Http(_, Receive::Native(_)) => OfflineDelivery::Resumed,
+            Kind::Mqtt(m) | Kind::Http(_, Receive::Mqtt(m)) => mqtt(m),
+            Kind::Gateway(_) | Kind::Http(_, Receive::Gateway(_)) => OfflineDelivery::NotResumed,
+            Kind::Http(_, Receive::Webhook | Receive::Nothing) => OfflineDelivery::Pushed,
+        }
     }
 
     pub fn tls(&self) -> &TlsContext {

@@ -128,6 +128,18 @@ pub enum Incoming {
     Nothing,
 }
 
+/// What the target does with deliveries for a recipient who is not connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfflineDelivery {
+    /// The protocol resumes a session (chatload's resume, an MQTT persistent session): a
+    /// returning recipient is handed what it missed, so the end of a run can check.
+    Resumed,
+    /// Deliveries are pushed to a receiver that is always there (a webhook).
+    Pushed,
+    /// Nothing in the protocol says what a returning recipient gets.
+    NotResumed,
+}
+
 /// Why a session could not be set up, by kind, with the underlying cause.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{detail}")]

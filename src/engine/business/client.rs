@@ -5,7 +5,7 @@
 //! and their accounting at send time; statuses are joined by `webhook`.
 
 use crate::engine::context::RunContext;
-use crate::metrics::{ErrorKind, LATE_SEND_US, Metric, Owed};
+use crate::metrics::{ErrorKind, LATE_SEND_US, Metric, NotSentReason, Owed};
 use crate::protocol::{BUSINESS_BASE, Recipient, filler_body};
 use crate::scenario::{ApiClientPolicy, PatternKind};
 use crate::server::business::{correlation, inbound_wamid};
@@ -33,6 +33,8 @@ pub struct BusinessClient {
     http: reqwest::Client,
     pacers: Vec<Mutex<TierPacer>>,
     tier_interval: Duration,
+    /// The run is over: stop taking orders; what is still queued was not sent.
+    stop: tokio::sync::Notify,
 }
 
 /// What one attempt came back with.
@@ -62,16 +64,42 @@ impl BusinessClient {
             ctx,
             base,
             http,
+            stop: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Ends `run`: orders not taken yet are counted as not sent (chatload held them back).
+    pub fn stop(&self) {
+        self.stop.notify_one();
+    }
+
+    fn count_not_sent(&self, order: Option<Order>, orders: &mut mpsc::Receiver<Order>) {
+        let mut rec = self.ctx.recorders.local();
+        for o in order.into_iter().chain(std::iter::from_fn(|| orders.try_recv().ok())) {
+            if o.action.is_message() {
+                rec.counters[o.pattern as usize].not_sent_for(NotSentReason::Behind);
+            }
+        }
     }
 
     /// Takes orders until the channel closes, each in its own task.
     pub async fn run(self: Arc<Self>, mut orders: mpsc::Receiver<Order>) {
         let slots = Arc::new(Semaphore::new(IN_FLIGHT));
         let mut tasks = tokio::task::JoinSet::new();
-        while let Some(order) = orders.recv().await {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                break;
+        loop {
+            let order = tokio::select! {
+                o = orders.recv() => match o {
+                    Some(o) => o,
+                    None => break,
+                },
+                _ = self.stop.notified() => return self.count_not_sent(None, &mut orders),
+            };
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                _ = self.stop.notified() => return self.count_not_sent(Some(order), &mut orders),
             };
             let me = self.clone();
             tasks.spawn(async move {
@@ -80,8 +108,14 @@ impl BusinessClient {
             });
             while tasks.try_join_next().is_some() {}
         }
-        // Requests still running finish (bounded by their timeouts and retries).
-        while tasks.join_next().await.is_some() {}
+        // Requests still running finish (bounded by their timeouts and retries) unless the
+        // run ends first; dropping the set then aborts them.
+        loop {
+            tokio::select! {
+                r = tasks.join_next() => if r.is_none() { break },
+                _ = self.stop.notified() => break,
+            }
+        }
     }
 
     fn policy(&self, pattern: u16) -> ApiClientPolicy {
@@ -336,8 +370,10 @@ impl BusinessClient {
         let c = &mut rec.counters[order.pattern as usize];
         if !maybe_accepted {
             c.withdrawn += ctx.ledger.cancel(order.id) as u64;
+            // A late reply must be refused: that is the API keeping its window, counted
+            // under late_replies, not a refusal of the run's traffic.
             if !late {
-                c.not_sent += 1;
+                c.refused += 1;
             }
         }
     }

@@ -126,6 +126,13 @@ fn inbound(ctx: &RunContext, business: Option<u32>, m: &Value) {
             ..
         } => {
             let p = pattern as usize;
+            if now > intended_us + ctx.scenario.loss_deadline.0 {
+                rec.counters[p].delivered_late += 1;
+                rec.record(p, Metric::DeliveryLate, now.saturating_sub(intended_us));
+                drop(rec);
+                ctx.ledger.note_late(intended_us);
+                return;
+            }
             rec.counters[p].delivered += 1;
             rec.record(p, Metric::Inbound, now.saturating_sub(intended_us));
         }

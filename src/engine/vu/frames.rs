@@ -55,7 +55,7 @@ impl VirtualUser {
                 rec.error_in(p, kind, || detail);
                 if kind != ErrorKind::RequestTimeout {
                     rec.counters[p].withdrawn += withdrawn;
-                    rec.counters[p].not_sent += 1;
+                    rec.counters[p].refused += 1;
                 }
             }
             Incoming::Receipt { id, read, t, r } => {
@@ -127,7 +127,7 @@ impl VirtualUser {
             conn.push(Outgoing::Delivered(&d));
         }
         let ctx = &self.ctx;
-        let Some(pattern) = record_delivery(ctx, self.user, &d, now) else {
+        let Some(pattern) = record_delivery(ctx, self.user, &d, now, self.connected_at_us) else {
             return;
         };
         let p = pattern as usize;
@@ -166,8 +166,16 @@ impl VirtualUser {
 }
 
 /// The ledger's verdict on one delivery to `user`, measured: latencies and counts for a
-/// first copy, a duplicate or an id chatload never sent. Returns the pattern of a first copy.
-pub fn record_delivery(ctx: &RunContext, user: u32, d: &Delivery, now: u64) -> Option<u16> {
+/// first copy (in time, or late: after `loss_deadline` from the later of its intended time
+/// and `since_us`, when the recipient's connection came up), a duplicate or an id chatload
+/// never sent. Returns the pattern of a first copy that came in time.
+pub fn record_delivery(
+    ctx: &RunContext,
+    user: u32,
+    d: &Delivery,
+    now: u64,
+    since_us: u64,
+) -> Option<u16> {
     let verdict = ctx.ledger.receive(d.id, user, |id| ctx.issued_pattern(id));
     let mut rec = ctx.recorders.local();
     match verdict {
@@ -180,6 +188,14 @@ pub fn record_delivery(ctx: &RunContext, user: u32, d: &Delivery, now: u64) -> O
             // The ledger knows when the message was meant to go, whatever the protocol
             // carries; the actual send time only comes with the frame.
             let t = intended_us;
+            if now > t.max(since_us) + ctx.scenario.loss_deadline.0 {
+                // Past its deadline: lost, whatever turns up now; shown apart, never as delivered.
+                rec.record(p, Metric::DeliveryLate, now.saturating_sub(t));
+                rec.counters[p].delivered_late += 1;
+                drop(rec);
+                ctx.ledger.note_late(t);
+                return None;
+            }
             if ctx.profile.eligible(user, t) {
                 rec.record(p, Metric::Delivery, now.saturating_sub(t));
                 if let Some(s) = d.s.filter(|s| *s > 0) {

@@ -9,7 +9,7 @@ pub mod reactions;
 
 use super::context::RunContext;
 use super::reconnect::{AfterFailure, Reconnector};
-use crate::metrics::{ErrorKind, LATE_SEND_US, Ledger, Metric, Owed};
+use crate::metrics::{ErrorKind, LATE_SEND_US, Ledger, Metric, NotSentReason, Owed};
 use crate::protocol::{self, BUSINESS_BASE, Media, Recipient};
 use crate::transport::{AnySession, Incoming, Outgoing, Session};
 use crate::workload::Order;
@@ -41,6 +41,9 @@ pub struct VirtualUser {
     goaway: Option<Duration>,
     /// The closed model's loop, when the scenario has one.
     closed: Option<closed_loop::ClosedLoop>,
+    /// When the current connection came up (µs on the run's clock): deliveries owed from
+    /// before are due from then.
+    connected_at_us: u64,
 }
 
 impl VirtualUser {
@@ -60,6 +63,7 @@ impl VirtualUser {
             next_heartbeat: None,
             goaway: None,
             closed,
+            connected_at_us: 0,
         })
     }
 
@@ -71,8 +75,10 @@ impl VirtualUser {
                 return;
             }
             let now_us = self.ctx.now_us();
-            let want_online =
-                !self.ctx.finished.load(Relaxed) && self.ctx.profile.online(self.user, now_us);
+            // Online on the profile's schedule, and at the end while the settle phase brings
+            // back users who are owed deliveries.
+            let want_online = !self.ctx.finished.load(Relaxed)
+                && (self.ctx.profile.online(self.user, now_us) || self.ctx.is_returning(self.user));
             // Wake for the slice end or this user's next scheduled connect or disconnect.
             let change = self
                 .ctx
@@ -96,6 +102,9 @@ impl VirtualUser {
                     && let Some(order) = c.take_due(&self.ctx, self.user, now)
                 {
                     let id = order.id;
+                    // The loop makes its own schedule, one message at a time.
+                    self.ctx.recorders.local().counters[order.pattern as usize]
+                        .messages_scheduled += 1;
                     if !self.send(order)
                         && let Some(c) = self.closed.as_mut()
                     {
@@ -225,6 +234,7 @@ impl VirtualUser {
                 }
                 self.conn = Some(conn);
                 self.ctx.set_connected(self.user, true);
+                self.connected_at_us = self.ctx.connected_since(self.user).unwrap_or(now_us);
                 if let Some(c) = self.closed.as_mut() {
                     c.connected(Instant::now());
                 }
@@ -285,6 +295,10 @@ impl VirtualUser {
     /// has no way to say it).
     fn send(&mut self, order: Order) -> bool {
         let Some(conn) = self.conn.as_mut() else {
+            if order.action.is_message() {
+                let reason = self.ctx.not_sent_reason(self.user);
+                self.ctx.recorders.local().counters[order.pattern as usize].not_sent_for(reason);
+            }
             return false;
         };
         let ctx = &self.ctx;
@@ -312,7 +326,11 @@ impl VirtualUser {
                 .group(g)
                 .map(|m| Ledger::group_owed(m, order.sender)),
         };
-        let Some(owed) = owed else { return false };
+        let Some(owed) = owed else {
+            // A group this population does not have: nothing can say it.
+            ctx.recorders.local().counters[p].not_sent_for(NotSentReason::Unsendable);
+            return false;
+        };
         // A plain request/response API delivers to no one: nothing is owed, nothing tracked.
         let owed_count = if ctx.connector.delivers() {
             ctx.ledger.open(
@@ -329,7 +347,7 @@ impl VirtualUser {
             let withdrawn = ctx.ledger.cancel(order.id) as u64;
             let mut rec = ctx.recorders.local();
             rec.counters[p].withdrawn += withdrawn;
-            rec.counters[p].not_sent += 1;
+            rec.counters[p].not_sent_for(NotSentReason::Unsendable);
             rec.error_in(p, ErrorKind::Protocol, || {
                 format!(
                     "the target's protocol has no way to send this message (to {:?})",
@@ -434,8 +452,13 @@ impl VirtualUser {
                         size: 16,
                         action: Action::CustomerMessage { interactive: false },
                     };
+                    {
+                        let mut rec = self.ctx.recorders.local();
+                        let c = &mut rec.counters[pattern as usize];
+                        c.replies += 1;
+                        c.messages_scheduled += 1;
+                    }
                     self.send(order);
-                    self.ctx.recorders.local().counters[pattern as usize].replies += 1;
                 }
             }
         }
