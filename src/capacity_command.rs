@@ -2,9 +2,7 @@
 //! and turned into the library's options, progress and results printed, exit codes chosen.
 
 use super::cli::CapacityArgs;
-use super::{
-    BAD_INPUT, PASSED, RUN_FAILED, THRESHOLD_FAILED, parse_duration_flag, parse_rule,
-};
+use super::{BAD_INPUT, PASSED, RUN_FAILED, THRESHOLD_FAILED, parse_duration_flag, parse_rule};
 use chatload::capacity::{self, CapacityOptions, Limit};
 use chatload::engine::RunOptions;
 use chatload::scenario;

@@ -163,6 +163,16 @@ pub enum Command {
         /// Every Nth delivery cuts its recipient's connection (resent on resume).
         #[arg(long, default_value_t = 0)]
         reset_every: u64,
+        /// Every Nth delivery is held back --hold before it goes out (a late delivery).
+        #[arg(long, default_value_t = 0)]
+        hold_every: u64,
+        /// How long a held delivery waits, e.g. 10s.
+        #[arg(long, default_value = "10s")]
+        hold: String,
+        /// Discard deliveries for users who are not connected instead of keeping them for
+        /// their next connection (a server that loses offline queues).
+        #[arg(long)]
+        no_offline_queue: bool,
         /// Messages per second the server can take and deliver; past it they queue (a
         /// known knee for `chatload capacity`).
         #[arg(long, value_name = "N")]

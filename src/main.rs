@@ -273,6 +273,9 @@ async fn dispatch(command: Command) -> u8 {
             stall_every,
             stall,
             reset_every,
+            hold_every,
+            hold,
+            no_offline_queue,
             max_rate,
             errors,
             webhook_reorder,
@@ -281,7 +284,8 @@ async fn dispatch(command: Command) -> u8 {
             // The flags become a `[target]` table, so they mean exactly what the scenario
             // keys mean and are checked by the same code.
             let mut table = format!(
-                "drop_every = {drop_every}\nduplicate_every = {duplicate_every}\nreorder_every = {reorder_every}\nstall_every = {stall_every}\nreset_every = {reset_every}\nstall = {stall:?}\n"
+                "drop_every = {drop_every}\nduplicate_every = {duplicate_every}\nreorder_every = {reorder_every}\nstall_every = {stall_every}\nreset_every = {reset_every}\nstall = {stall:?}\nhold_every = {hold_every}\nhold = {hold:?}\noffline_queue = {}\n",
+                !no_offline_queue
             );
             if let Some(d) = delay {
                 table.push_str(&format!("delay = {d:?}\n"));
@@ -459,5 +463,21 @@ async fn serve(listen: &str, knobs: ServerKnobs) -> u8 {
         stats.business_accepted,
         stats.business_statuses
     );
+    // The faults it injected, so a run's loss can be checked against what the server did.
+    let faults: Vec<String> = [
+        ("dropped", stats.dropped),
+        ("discarded for offline users", stats.discarded),
+        ("held back", stats.held),
+        ("duplicated", stats.duplicated),
+        ("reordered", stats.reordered),
+        ("connections reset", stats.resets),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(what, n)| format!("{n} {what}"))
+    .collect();
+    if !faults.is_empty() {
+        eprintln!("chatload serve: faults: {}", faults.join(", "));
+    }
     PASSED
 }

@@ -262,13 +262,34 @@ fn signalled_run(sig: i32) -> (std::process::Output, serde_json::Value, Duration
     signal(child.id(), sig);
     let out = child.wait_with_output().unwrap();
     let took = started.elapsed();
+    let mut names: Vec<String> = std::fs::read_dir(&bundle)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "junit.xml",
+            "latency.hlog",
+            "report.html",
+            "summary.json",
+            "summary.md"
+        ],
+        "the whole bundle is written"
+    );
+    let junit = std::fs::read_to_string(bundle.join("junit.xml")).unwrap();
+    assert!(
+        junit.contains("name=\"completed\"") && junit.contains("<failure"),
+        "junit shows the run did not complete: {junit}"
+    );
     let summary =
         serde_json::from_slice(&std::fs::read(bundle.join("summary.json")).unwrap()).unwrap();
     (out, summary, took)
 }
 
 #[test]
-fn ctrl_c_stops_the_run_and_still_writes_the_report() {
+fn ctrl_c_stops_the_run_writes_the_whole_bundle_and_exits_130() {
     let _one = common::ONE_RUN_AT_A_TIME
         .lock()
         .unwrap_or_else(|p| p.into_inner());
@@ -276,11 +297,12 @@ fn ctrl_c_stops_the_run_and_still_writes_the_report() {
     assert!(took < Duration::from_secs(20), "stopped promptly: {took:?}");
     assert_eq!(
         out.status.code(),
-        Some(0),
-        "{}",
+        Some(130),
+        "an interrupted run is never a pass: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(summary["ended"], "interrupted");
+    assert_eq!(summary["signal"], "SIGINT");
     assert!(summary["duration_s"].as_f64().unwrap() < 10.0);
     assert!(
         summary["accounting"]["messages_sent"].as_u64().unwrap() > 0,
@@ -288,24 +310,33 @@ fn ctrl_c_stops_the_run_and_still_writes_the_report() {
     );
     let a = &summary["accounting"];
     let n = |k: &str| a[k].as_u64().unwrap();
-    assert_eq!(n("sent"), n("delivered") + n("lost") + n("in_flight"));
+    assert_eq!(
+        n("sent"),
+        n("delivered") + n("lost") + n("in_flight") + n("unverified")
+    );
+    assert_eq!(n("messages_scheduled"), n("messages_sent") + n("not_sent"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("interrupted"));
 }
 
 #[test]
-fn a_second_ctrl_c_exits_at_once() {
+fn a_second_ctrl_c_exits_at_once_and_leaves_no_half_written_bundle() {
     let _one = common::ONE_RUN_AT_A_TIME
         .lock()
         .unwrap_or_else(|p| p.into_inner());
     let file = common::scenario_file(&common::chat_scenario(20, 60, 0, ""));
+    let bundle = file.dir.path().join("b");
     let child = bin()
         .args(["run", file.path.to_str().unwrap(), "--quiet", "--out"])
-        .arg(file.dir.path().join("b"))
+        .arg(&bundle)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        bundle.join("latency.hlog").exists(),
+        "the interval log streams into the folder during the run"
+    );
     signal(child.id(), libc::SIGINT);
     std::thread::sleep(Duration::from_millis(100));
     signal(child.id(), libc::SIGINT);
@@ -316,19 +347,26 @@ fn a_second_ctrl_c_exits_at_once() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Either the complete bundle or none: a second Ctrl-C this early leaves none.
+    assert!(
+        !bundle.exists(),
+        "no half-written folder: {:?}",
+        std::fs::read_dir(&bundle).map(|d| d.count())
+    );
 }
 
 #[test]
-fn sigterm_stops_the_run_like_ctrl_c() {
+fn sigterm_stops_the_run_like_ctrl_c_and_exits_143() {
     let _one = common::ONE_RUN_AT_A_TIME
         .lock()
         .unwrap_or_else(|p| p.into_inner());
     let (out, summary, _) = signalled_run(libc::SIGTERM);
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(143),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(summary["ended"], "interrupted");
+    assert_eq!(summary["signal"], "SIGTERM");
 }

@@ -103,7 +103,10 @@ webhook = {{ listen = "127.0.0.1:{hook_port}", each = "/deliveries", recipient =
         p.errors
     );
     assert_eq!(s.errors.get("http_5xx").copied(), Some(refused));
-    assert_eq!(a.refused, refused, "a refused send is counted refused, owed nothing");
+    assert_eq!(
+        a.refused, refused,
+        "a refused send is counted refused, owed nothing"
+    );
     assert_eq!(a.not_sent, 0, "every scheduled send went out: {a:?}");
     assert!(a.schedule_balances(), "{a:?}");
     assert_eq!(a.acked + refused, a.messages_sent, "the rest were accepted");

@@ -141,7 +141,10 @@ async fn a_broker_killed_mid_run_is_counted_and_survived() {
         "most messages still arrive: {a:?}"
     );
     assert!(a.retransmitted > 0 || a.lost > 0 || a.not_sent > 0, "{a:?}");
-    assert!(a.schedule_balances(), "every scheduled message accounted for: {a:?}");
+    assert!(
+        a.schedule_balances(),
+        "every scheduled message accounted for: {a:?}"
+    );
     eprintln!("broker killed: errors {:?}, accounting {a:?}", s.errors);
 }
 

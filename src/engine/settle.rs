@@ -67,7 +67,11 @@ fn outstanding(ctx: &RunContext, now_us: u64) -> Outstanding {
 
 /// Waits, at most until `until`, for deliveries to connected recipients that may still
 /// arrive in time. Returns false when a signal cut it short.
-pub async fn drain(ctx: &RunContext, until: Instant, interrupts: &mut watch::Receiver<usize>) -> bool {
+pub async fn drain(
+    ctx: &RunContext,
+    until: Instant,
+    interrupts: &mut watch::Receiver<usize>,
+) -> bool {
     while Instant::now() < until {
         if outstanding(ctx, ctx.now_us()).not_yet_due == 0 {
             return true;
@@ -94,10 +98,8 @@ pub async fn bring_back_offline(ctx: &RunContext, interrupts: &mut watch::Receiv
     }
     let returning: Vec<u32> = owed.iter().copied().collect();
     ctx.bring_back(owed);
-    let until = Instant::now()
-        + ctx.connect_timeout
-        + ctx.scenario.loss_deadline.as_std()
-        + RETURN_SLACK;
+    let until =
+        Instant::now() + ctx.connect_timeout + ctx.scenario.loss_deadline.as_std() + RETURN_SLACK;
     while Instant::now() < until {
         let now = outstanding(ctx, ctx.now_us());
         // Done when every returning user is back and nothing owed to a connected user can
@@ -119,8 +121,10 @@ pub async fn bring_back_offline(ctx: &RunContext, interrupts: &mut watch::Receiv
 /// resume, or a run cut short before the offline were brought back) it is unverified.
 pub fn classify(ctx: &RunContext, now_us: u64, settled: bool) -> Settlement {
     let mode = ctx.connector.offline_delivery();
-    ctx.ledger
-        .settle(now_us, ctx.scenario.loss_deadline.0, |recipient, intended_us| {
+    ctx.ledger.settle(
+        now_us,
+        ctx.scenario.loss_deadline.0,
+        |recipient, intended_us| {
             if mode == OfflineDelivery::Pushed || recipient >= BUSINESS_BASE {
                 return Verification::DueFrom { since_us: 0 };
             }
@@ -136,5 +140,6 @@ pub fn classify(ctx: &RunContext, now_us: u64, settled: bool) -> Settlement {
                 }
                 _ => Verification::Unverified,
             }
-        })
+        },
+    )
 }

@@ -36,8 +36,14 @@ fn properties(s: &Summary) -> String {
         ("messages_scheduled", a.messages_scheduled.to_string()),
         ("messages_sent", a.messages_sent.to_string()),
         ("not_sent", a.not_sent.to_string()),
-        ("not_sent.sender_never_connected", r.sender_never_connected.to_string()),
-        ("not_sent.sender_disconnected", r.sender_disconnected.to_string()),
+        (
+            "not_sent.sender_never_connected",
+            r.sender_never_connected.to_string(),
+        ),
+        (
+            "not_sent.sender_disconnected",
+            r.sender_disconnected.to_string(),
+        ),
         ("not_sent.chatload_behind", r.chatload_behind.to_string()),
         ("not_sent.unsendable", r.unsendable.to_string()),
         ("refused", a.refused.to_string()),
@@ -61,8 +67,7 @@ pub fn render(s: &Summary) -> String {
     // so a cancelled CI job never reads as green.
     let ended_early = s.ended != "completed";
     let cases = s.thresholds.len() + usize::from(ended_early);
-    let failures =
-        s.thresholds.iter().filter(|v| !v.passed).count() + usize::from(ended_early);
+    let failures = s.thresholds.iter().filter(|v| !v.passed).count() + usize::from(ended_early);
     let mut o = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         o,

@@ -500,6 +500,9 @@ fn target_section(t: &super::file::TargetSection, seed: u64) -> Result<Target> {
         stall_every: positive_every(&t.stall_every, "stall_every")?,
         stall: t.stall.unwrap_or(Micros(1_000_000)),
         reset_every: positive_every(&t.reset_every, "reset_every")?,
+        hold_every: positive_every(&t.hold_every, "hold_every")?,
+        hold: t.hold.unwrap_or(Micros(10_000_000)),
+        discard_offline: !t.offline_queue.unwrap_or(true),
         max_rate: match &t.max_rate {
             Some(r) if !(r.get_ref().is_finite() && *r.get_ref() > 0.0) => {
                 return issue(

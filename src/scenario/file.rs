@@ -332,6 +332,13 @@ pub struct TargetSection {
     /// Every n-th delivery cuts its recipient's connection (the delivery is resent on resume).
     #[schemars(with = "Option<i64>")]
     pub reset_every: Option<Spanned<i64>>,
+    /// Every n-th delivery is held back `hold` before it goes out (a late delivery).
+    #[schemars(with = "Option<i64>")]
+    pub hold_every: Option<Spanned<i64>>,
+    pub hold: Option<Micros>,
+    /// false: deliveries for a user who is not connected are discarded, not kept for the
+    /// user's next connection (a server that loses offline queues). Default true.
+    pub offline_queue: Option<bool>,
     /// Business API faults as probabilities per send: "130429", "131056", "131048", "500",
     /// "timeout" (accepted, response withheld), "131026" and "131049" (failed statuses).
     #[schemars(with = "Option<BTreeMap<String, f64>>")]

@@ -31,7 +31,9 @@ pub struct Scenario {
 /// Deliveries owed to a recipient who was offline, on a target whose protocol cannot show
 /// what it kept for them (no session resume), are `unverified`. By default a `loss` rule
 /// fails on them; a scenario may accept them explicitly.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OfflineDelivery {
     /// Unverified deliveries fail a `loss` rule.
@@ -425,6 +427,12 @@ pub struct ServerKnobs {
     pub stall: Micros,
     /// Every n-th delivery cuts its recipient's connection instead (it is resent on resume).
     pub reset_every: u64,
+    /// Every n-th delivery is held back `hold` before it goes out.
+    pub hold_every: u64,
+    pub hold: Micros,
+    /// Deliveries for users who are not connected are discarded rather than kept for their
+    /// next connection (a server that loses offline queues; `offline_queue = false`).
+    pub discard_offline: bool,
     /// Messages per second the server can take and deliver (0: no limit); past it, messages
     /// queue and wait their turn, as on a saturated server: a known knee for capacity tests.
     pub max_rate: f64,

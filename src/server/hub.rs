@@ -85,6 +85,10 @@ pub struct HubStats {
     pub accepted: AtomicU64,
     pub delivered: AtomicU64,
     pub dropped: AtomicU64,
+    /// Deliveries for users who were not connected, discarded (`offline_queue = false`).
+    pub discarded: AtomicU64,
+    /// Deliveries held back by the hold fault.
+    pub held: AtomicU64,
     pub duplicated: AtomicU64,
     pub reordered: AtomicU64,
     pub overflowed: AtomicU64,
@@ -103,6 +107,10 @@ pub struct HubStatsSnapshot {
     pub accepted: u64,
     pub delivered: u64,
     pub dropped: u64,
+    #[serde(default)]
+    pub discarded: u64,
+    #[serde(default)]
+    pub held: u64,
     pub duplicated: u64,
     pub reordered: u64,
     pub overflowed: u64,
@@ -155,7 +163,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Hub {
     pub fn new(knobs: ServerKnobs, webhooks: UnboundedSender<WebhookEvent>) -> Self {
         let latency = knobs.latency.as_ref().and_then(|d| Sampler::new(d).ok());
-        let delay_line = if knobs.delay.0 > 0 || latency.is_some() || knobs.max_rate > 0.0 {
+        // Deliveries wait on the delay line whenever they may leave out of arrival order.
+        let delay_line = if knobs.delay.0 > 0
+            || latency.is_some()
+            || knobs.max_rate > 0.0
+            || knobs.hold_every > 0
+        {
             super::delay_line::DelayLine::start().ok()
         } else {
             None
@@ -206,6 +219,13 @@ impl Hub {
             .is_some_and(|(seq, _)| *seq <= last_seq)
         {
             entry.unacked.pop_front();
+        }
+        if self.knobs.discard_offline {
+            // A server without offline queues forgets what the last connection left unacked.
+            self.stats
+                .discarded
+                .fetch_add(entry.unacked.len() as u64, Relaxed);
+            entry.unacked.clear();
         }
         entry.conn = Some(handle);
         entry.unacked.iter().map(|(_, text)| text.clone()).collect()
@@ -395,10 +415,19 @@ impl Hub {
         let extra = self.latency.as_ref().map_or(0.0, |l| {
             l.sample(&mut keyed::rng(k.api.seed, n, 5)).max(0.0)
         });
-        let due = accepted_at + k.delay.as_std() + std::time::Duration::from_micros(extra as u64);
+        let mut due =
+            accepted_at + k.delay.as_std() + std::time::Duration::from_micros(extra as u64);
+        if k.hold_every > 0 && n.is_multiple_of(k.hold_every) {
+            self.stats.held.fetch_add(1, Relaxed);
+            due += k.hold.as_std();
+        }
         let conn = {
             let mut shard = lock(self.shard(d.to));
             let entry = shard.entry(d.to).or_default();
+            if k.discard_offline && entry.conn.is_none() {
+                self.stats.discarded.fetch_add(1, Relaxed);
+                return;
+            }
             entry.next_seq += 1;
             d.seq = entry.next_seq;
             let text: Utf8Bytes = protocol::msg(&d).into();
@@ -472,6 +501,8 @@ impl Hub {
             accepted: s.accepted.load(Relaxed),
             delivered: s.delivered.load(Relaxed),
             dropped: s.dropped.load(Relaxed),
+            discarded: s.discarded.load(Relaxed),
+            held: s.held.load(Relaxed),
             duplicated: s.duplicated.load(Relaxed),
             reordered: s.reordered.load(Relaxed),
             overflowed: s.overflowed.load(Relaxed),

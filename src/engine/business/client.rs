@@ -75,7 +75,10 @@ impl BusinessClient {
 
     fn count_not_sent(&self, order: Option<Order>, orders: &mut mpsc::Receiver<Order>) {
         let mut rec = self.ctx.recorders.local();
-        for o in order.into_iter().chain(std::iter::from_fn(|| orders.try_recv().ok())) {
+        for o in order
+            .into_iter()
+            .chain(std::iter::from_fn(|| orders.try_recv().ok()))
+        {
             if o.action.is_message() {
                 rec.counters[o.pattern as usize].not_sent_for(NotSentReason::Behind);
             }
