@@ -1,0 +1,242 @@
+//! Every number true under faults, against the reference server with faults it counts on
+//! its own side: dropped deliveries are lost exactly, deliveries held past the deadline are
+//! lost and shown as late, offline queues are collected at the end (and their loss caught
+//! when a server discards them), and nothing the schedule produced disappears when most
+//! connections are reset.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+/// goose's killswitch is process-wide: runs in this test binary take turns.
+static ONE_RUN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Chat that ends with everybody leaving: every recipient is offline when the schedule
+/// ends, as in `scenarios/quickstart.toml` (the case that once reported any loss as 0).
+fn ramp_down_scenario(target: &str) -> String {
+    format!(
+        r#"[scenario]
+name = "faults"
+seed = 5
+loss_deadline = "1s"
+drain = "3s"
+
+[population.consumers]
+users = 200
+contacts = {{ uniform = {{ min = 2, max = 6 }} }}
+groups = 20
+group_size = {{ uniform = {{ min = 3, max = 8 }} }}
+
+[[pattern]]
+kind = "direct_chat"
+conversations = "20/min per user"
+messages = {{ geometric = {{ mean = 4 }} }}
+gap = {{ exponential = {{ mean = "200ms" }} }}
+size = 32
+read = 0.0
+typing = 0.0
+
+[[pattern]]
+kind = "group_chat"
+rate = "30/min per group"
+size = 40
+
+[load]
+stages = [{{ ramp = "1s" }}, {{ hold = "3s" }}, {{ ramp_down = "2s" }}]
+
+[thresholds]
+"loss" = "== 0"
+
+{target}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dropped_delivery_is_lost_even_when_recipients_have_left() {
+    let _one = ONE_RUN.lock().await;
+    let r = run_text(&ramp_down_scenario("[target]\ndrop_every = 2"), None).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    let server = s.server.clone().expect("embedded server stats");
+    assert!(server.dropped > 100, "the server dropped: {server:?}");
+    assert_eq!(a.lost, server.dropped, "lost = the server's dropped: {a:?}");
+    assert_eq!(a.delivered, server.delivered, "{a:?}");
+    assert_eq!((a.in_flight, a.unverified, a.delivered_late), (0, 0, 0));
+    assert!(a.balances() && a.schedule_balances(), "{a:?}");
+    assert!(!s.passed, "loss == 0 fails");
+    let loss = &s.thresholds[0];
+    assert!(
+        !loss.passed && loss.observed == Some(a.lost as f64),
+        "{loss:?}"
+    );
+    let by_second: u64 = s.series.points.iter().map(|p| p.lost).sum();
+    assert_eq!(by_second, a.lost, "loss over time sums to the loss");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_held_past_the_deadline_are_lost_and_shown_late() {
+    let _one = ONE_RUN.lock().await;
+    // Traffic stops 3 s before the end (one conversation message each, no groups), so every
+    // held delivery (2 s, twice the 1 s deadline) arrives before the run is over.
+    let text = r#"[scenario]
+name = "held"
+seed = 8
+loss_deadline = "1s"
+drain = "4s"
+
+[population.consumers]
+users = 150
+contacts = { uniform = { min = 2, max = 6 }  }
+
+[[pattern]]
+kind = "direct_chat"
+conversations = "60/min per user"
+messages = 1
+size = 32
+read = 0.0
+typing = 0.0
+
+[load]
+stages = [{ ramp = "1s" }, { hold = "3s" }, { hold = "1ms", rate = 0.0 }, { hold = "3s" }]
+
+[target]
+hold_every = 10
+hold = "2s"
+
+[thresholds]
+"loss" = "== 0"
+"#;
+    let r = run_text(text, None).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    let server = s.server.clone().expect("embedded server stats");
+    assert!(server.held >= 20, "the server held some: {server:?}");
+    assert_eq!(a.lost, server.held, "every held delivery is lost: {a:?}");
+    assert_eq!(
+        a.delivered_late, server.held,
+        "and each arrived late: {a:?}"
+    );
+    assert_eq!(a.delivered + a.lost, a.sent, "{a:?}");
+    let late = s
+        .metrics
+        .get("delivery_late")
+        .expect("late latencies shown");
+    assert_eq!(late.count, server.held);
+    assert!(
+        late.min_us >= 1_990_000,
+        "held 2 s, so 2 s late (to the histogram's 3 digits): {late:?}"
+    );
+    let delivery = s.metrics["delivery"];
+    assert!(
+        delivery.max_us < 1_000_000,
+        "no late one is folded into delivery: {delivery:?}"
+    );
+    assert!(!s.passed, "loss == 0 fails");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_queues_are_collected_at_the_end() {
+    let _one = ONE_RUN.lock().await;
+    let r = run_text(&ramp_down_scenario(""), None).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    let offline = s.metrics.get("delivery_offline").map_or(0, |m| m.count);
+    assert!(
+        offline > 0,
+        "some recipients were offline when sent to: {a:?}"
+    );
+    assert_eq!((a.lost, a.in_flight, a.unverified), (0, 0, 0), "{a:?}");
+    assert_eq!(a.delivered, a.sent, "{a:?}");
+    let server = s.server.clone().expect("embedded server stats");
+    assert!(
+        server.connections > 200,
+        "users owed deliveries came back to collect them: {server:?}"
+    );
+    assert!(s.passed, "{:?}", s.thresholds);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_discards_offline_queues_loses_them_all() {
+    let _one = ONE_RUN.lock().await;
+    let r = run_text(&ramp_down_scenario("[target]\noffline_queue = false"), None).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    let server = s.server.clone().expect("embedded server stats");
+    assert!(server.discarded > 0, "{server:?}");
+    assert_eq!(
+        a.lost, server.discarded,
+        "every discarded one is lost: {a:?}"
+    );
+    assert_eq!((a.in_flight, a.unverified), (0, 0), "{a:?}");
+    assert!(a.balances(), "{a:?}");
+    assert!(!s.passed);
+}
+
+/// A TCP front for a server that resets all but every `pass_every`-th connection.
+async fn resetting_front(backend: std::net::SocketAddr, pass_every: u64) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut n = 0u64;
+        while let Ok((mut client, _)) = listener.accept().await {
+            n += 1;
+            if n % pass_every != 1 {
+                // Linger 0: close with a reset, as an overloaded balancer does.
+                let _ = client.set_linger(Some(Duration::ZERO));
+                drop(client);
+                continue;
+            }
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_scheduled_disappears_when_most_connections_are_reset() {
+    let _one = ONE_RUN.lock().await;
+    let server = chatload::server::start("127.0.0.1:0", Default::default())
+        .await
+        .unwrap();
+    let backend: std::net::SocketAddr = server
+        .url()
+        .trim_start_matches("ws://")
+        .trim_end_matches("/v1/ws")
+        .parse()
+        .unwrap();
+    let port = resetting_front(backend, 10).await;
+    let mut text = chat_scenario(100, 4, 0, "");
+    text = text.replace("drain = \"3s\"", "drain = \"2s\"");
+    let r = run_text(&text, Some(format!("ws://127.0.0.1:{port}/v1/ws"))).await;
+    let a = &r.summary.accounting;
+    let reasons = a.not_sent_reasons;
+    assert!(a.messages_scheduled > 200, "{a:?}");
+    assert_eq!(
+        a.messages_scheduled,
+        a.messages_sent + a.not_sent,
+        "scheduled = sent + not sent: {a:?}"
+    );
+    assert!(a.not_sent > 0, "senders without a connection: {a:?}");
+    assert_eq!(
+        reasons.sender_never_connected
+            + reasons.sender_disconnected
+            + reasons.chatload_behind
+            + reasons.unsendable,
+        a.not_sent,
+        "every message not sent has its reason: {reasons:?}"
+    );
+    assert!(reasons.sender_never_connected > 0, "{reasons:?}");
+    assert!(a.balances(), "{a:?}");
+    let console = chatload::report::console::render(&r.summary, None);
+    assert!(
+        console.contains("sender never connected"),
+        "the console gives the reasons:\n{console}"
+    );
+    server.shutdown().await;
+}
