@@ -7,7 +7,6 @@
 mod common;
 
 use common::*;
-use std::time::Duration;
 
 /// goose's killswitch is process-wide: runs in this test binary take turns.
 static ONE_RUN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -184,7 +183,7 @@ async fn resetting_front(backend: std::net::SocketAddr, pass_every: u64) -> u16 
             n += 1;
             if n % pass_every != 1 {
                 // Linger 0: close with a reset, as an overloaded balancer does.
-                let _ = client.set_linger(Some(Duration::ZERO));
+                let _ = client.set_zero_linger();
                 drop(client);
                 continue;
             }

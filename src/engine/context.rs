@@ -53,7 +53,17 @@ pub struct RunContext {
     /// Set at the end of the schedule: users still owed deliveries while offline, whom the
     /// settle phase brings back (as a returning phone would) to collect them.
     returning: OnceLock<rustc_hash::FxHashSet<u32>>,
+    /// Sends written on live connections and not yet confirmed or refused, striped by user
+    /// so that users on different threads do not share one counter.
+    unconfirmed: [CachePadded; ACK_STRIPES],
 }
+
+const ACK_STRIPES: usize = 16;
+
+/// A counter alone on its cache line.
+#[repr(align(64))]
+#[derive(Default)]
+struct CachePadded(std::sync::atomic::AtomicI64);
 
 const NEVER_CONNECTED: u64 = u64::MAX;
 const DISCONNECTED: u64 = u64::MAX - 1;
@@ -117,6 +127,7 @@ impl RunContext {
                 .map(|_| AtomicU64::new(NEVER_CONNECTED))
                 .collect(),
             returning: OnceLock::new(),
+            unconfirmed: Default::default(),
             connected_count: AtomicU64::new(0),
             issued_seq: AtomicU64::new(1),
             finished: AtomicBool::new(false),
@@ -197,6 +208,20 @@ impl RunContext {
         } else {
             SenderNeverConnected
         }
+    }
+
+    /// `user`'s sends awaiting confirmation on a live connection changed by `delta`.
+    pub fn awaiting_acks(&self, user: u32, delta: i64) {
+        if delta != 0 {
+            self.unconfirmed[user as usize % ACK_STRIPES]
+                .0
+                .fetch_add(delta, Relaxed);
+        }
+    }
+
+    /// Sends written on live connections that are still waiting for the target's answer.
+    pub fn unconfirmed_sends(&self) -> i64 {
+        self.unconfirmed.iter().map(|c| c.0.load(Relaxed)).sum()
     }
 
     /// Starts the settle phase's return of `users` (once per run).

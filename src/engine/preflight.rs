@@ -6,7 +6,8 @@
 use super::run::RunError;
 use crate::protocol;
 use crate::transport::mqtt::MqttSetup;
-use crate::transport::{Connector, Session, native};
+use crate::transport::secrets::{redact, redact_url};
+use crate::transport::{ConnectError, Connector, Session, native};
 use crate::workload::{Population, Segment};
 use futures_util::StreamExt;
 use std::time::Duration;
@@ -28,15 +29,20 @@ pub async fn prepare(
         url: crate::transport::secrets::redact_url(url),
         detail: crate::transport::secrets::redact(&detail),
     };
+    let protocol = connector.protocol_name();
     match connector.native_url() {
         Some(native_url) => {
             register_groups(connector, native_url, population, timeout, segment, control).await
         }
         None => {
-            let mut session = connector
-                .connect(control, 0, &[], timeout)
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
+            let mut session = match connector.connect(control, 0, &[], timeout).await {
+                Ok(s) => s,
+                Err(e) => {
+                    return Err(mqtt5_refused(connector, control, timeout, url)
+                        .await
+                        .unwrap_or_else(|| first_failure(url, protocol, &e)));
+                }
+            };
             let _ = tokio::time::timeout(Duration::from_millis(500), session.close()).await;
             if let Some(mqtt) = connector.mqtt_sessions() {
                 register_sessions(mqtt, population, timeout, segment)
@@ -45,6 +51,88 @@ pub async fn prepare(
             }
             Ok(())
         }
+    }
+}
+
+/// One sentence for a first connection that failed, naming what actually happened: "not
+/// reachable" only when no connection could be made at all; otherwise what answered.
+pub fn first_failure(url: &str, protocol: &str, e: &ConnectError) -> RunError {
+    use crate::metrics::ErrorKind as K;
+    let shown_url = redact_url(url);
+    let detail = redact(&e.detail);
+    let says = |text: String| RunError::Refused(format!("the target {shown_url} {text}"));
+    match e.kind {
+        K::ConnectRefused | K::ConnectTimeout | K::ConnectFailed => RunError::Unreachable {
+            url: shown_url,
+            detail,
+        },
+        K::Http4xx | K::Http5xx => {
+            let path = reqwest::Url::parse(url).map(|u| u.path().to_string());
+            let hint = if protocol == "chatload" && path.as_deref().is_ok_and(|p| p != "/v1/ws") {
+                "chatload serve takes WebSockets at /v1/ws, so check the path in --target"
+                    .to_string()
+            } else {
+                format!(
+                    "check that --target is a WebSocket endpoint of the {protocol} protocol, and whether the server wants a subprotocol or a header"
+                )
+            };
+            says(format!(
+                "answered the WebSocket upgrade with HTTP {} instead of 101 Switching Protocols; {hint}",
+                detail.trim_start_matches("HTTP error: ")
+            ))
+        }
+        K::Tls => says(format!(
+            "answered, but the TLS handshake failed ({detail}); check its certificate, or trust its CA with --ca-file"
+        )),
+        K::BrokerRefused => says(broker_refusal(&detail)),
+        K::Protocol => says(format!(
+            "answered, but not in the {protocol} protocol ({detail}); check --target and [target] protocol"
+        )),
+        K::ServerError => says(format!("refused the log-in: {detail}")),
+        K::HelloTimeout => says(format!(
+            "accepted the connection but did not complete the log-in ({detail}); is it a {protocol} server?"
+        )),
+        K::ConnectionReset | K::ConnectionClosed => says(format!(
+            "accepted the connection and then closed it during the log-in ({detail})"
+        )),
+        K::Http | K::RequestTimeout => says(format!("failed the first session: {detail}")),
+    }
+}
+
+/// A broker that speaks only MQTT 3.1.1 answers an MQTT 5 CONNECT with a 3.1.1 CONNACK
+/// (return code 1, unacceptable protocol level) that an MQTT 5 client cannot read, so the
+/// failure looks like a dropped connection. Asking again in 3.1.1 tells the two apart.
+async fn mqtt5_refused(
+    connector: &Connector,
+    control: u32,
+    timeout: Duration,
+    url: &str,
+) -> Option<RunError> {
+    let mqtt = connector.mqtt().filter(|m| m.is_v5())?;
+    let mut session = mqtt.as_v311().connect(control, &[], timeout).await.ok()?;
+    let _ = tokio::time::timeout(Duration::from_millis(500), session.close()).await;
+    Some(RunError::Refused(format!(
+        "the target {} (an MQTT broker) refused the MQTT protocol version chatload asked for (MQTT 5) and accepted MQTT 3.1.1; set [target.mqtt] version = \"3.1.1\"",
+        redact_url(url)
+    )))
+}
+
+/// What an MQTT broker's refusal means, with what to change.
+fn broker_refusal(detail: &str) -> String {
+    let lower = detail.to_ascii_lowercase();
+    if lower.contains("password")
+        || lower.contains("notauthorized")
+        || lower.contains("not authorized")
+    {
+        format!(
+            "(an MQTT broker) rejected the credentials ({detail}); check the environment variables named in [target.auth]"
+        )
+    } else if lower.contains("protocol") && lower.contains("version") {
+        format!(
+            "(an MQTT broker) refused the MQTT protocol version chatload asked for ({detail}); set [target.mqtt] version to one it speaks, e.g. version = \"3.1.1\""
+        )
+    } else {
+        format!("(an MQTT broker) refused the connection ({detail})")
     }
 }
 
@@ -90,7 +178,7 @@ async fn register_groups(
     };
     let conn = native::connect(url, connector.tls(), control, 0, timeout, None)
         .await
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| first_failure(url, "chatload", &e))?;
     let (mut reader, mut writer) = (conn.reader, conn.writer);
     // Each segment defines its own groups.
     let groups: Vec<(u32, &[u32])> = population

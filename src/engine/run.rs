@@ -44,6 +44,9 @@ pub struct RunOptions {
 pub enum RunError {
     #[error("the target {url} is not reachable ({detail}); start your server or check --target")]
     Unreachable { url: String, detail: String },
+    /// Something answered at the target, but the first session could not be set up.
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Server(#[from] server::BindError),
     #[error("cannot set up the run: {0}")]

@@ -48,14 +48,14 @@ fn outstanding(ctx: &RunContext, now_us: u64) -> Outstanding {
         not_yet_due: 0,
         offline: FxHashSet::default(),
     };
-    ctx.ledger.visit_outstanding(|recipient, intended_us| {
+    ctx.ledger.visit_outstanding(|recipient, due_from_us| {
         let since = if pushed || recipient >= BUSINESS_BASE {
             Some(0)
         } else {
             ctx.connected_since(recipient)
         };
         match since {
-            Some(since) if intended_us.max(since) + deadline > now_us => o.not_yet_due += 1,
+            Some(since) if due_from_us.max(since) + deadline > now_us => o.not_yet_due += 1,
             Some(_) => {}
             None => {
                 o.offline.insert(recipient);
@@ -66,14 +66,15 @@ fn outstanding(ctx: &RunContext, now_us: u64) -> Outstanding {
 }
 
 /// Waits, at most until `until`, for deliveries to connected recipients that may still
-/// arrive in time. Returns false when a signal cut it short.
+/// arrive in time and for the answers to sends on live connections. Returns false when a
+/// signal cut it short.
 pub async fn drain(
     ctx: &RunContext,
     until: Instant,
     interrupts: &mut watch::Receiver<usize>,
 ) -> bool {
     while Instant::now() < until {
-        if outstanding(ctx, ctx.now_us()).not_yet_due == 0 {
+        if ctx.unconfirmed_sends() <= 0 && outstanding(ctx, ctx.now_us()).not_yet_due == 0 {
             return true;
         }
         tokio::select! {

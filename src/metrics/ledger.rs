@@ -21,6 +21,9 @@ pub enum Owed {
 #[derive(Debug, Clone)]
 struct Entry {
     intended_us: u64,
+    /// When the target could first have it: the intended time, or later for a message the
+    /// sender held back on purpose (a business client slowed to its rate tier).
+    due_from_us: u64,
     pattern: u16,
     sender: u32,
     owed: Owed,
@@ -35,6 +38,8 @@ pub enum Received {
         pattern: u16,
         last_of_message: bool,
         intended_us: u64,
+        /// When the target could first have had it (see [`Ledger::defer`]).
+        due_from_us: u64,
     },
     /// This recipient already had it.
     Duplicate { pattern: u16 },
@@ -104,6 +109,7 @@ impl Ledger {
                 id,
                 Entry {
                     intended_us,
+                    due_from_us: intended_us,
                     pattern,
                     sender,
                     owed,
@@ -146,6 +152,7 @@ impl Ledger {
         };
         let pattern = entry.pattern;
         let intended_us = entry.intended_us;
+        let due_from_us = entry.due_from_us;
         let was_owed = match &mut entry.owed {
             Owed::One(r) => {
                 if *r != recipient {
@@ -181,6 +188,16 @@ impl Ledger {
             pattern,
             last_of_message: last,
             intended_us,
+            due_from_us,
+        }
+    }
+
+    /// Message `id` went to the target only at `from_us`, held back on purpose by its
+    /// sender: its deliveries are due from then (their latency still counts from the
+    /// intended time).
+    pub fn defer(&self, id: u64, from_us: u64) {
+        if let Some(e) = lock(self.shard(id)).get_mut(&id) {
+            e.due_from_us = e.due_from_us.max(from_us);
         }
     }
 
@@ -198,20 +215,21 @@ impl Ledger {
             .sum()
     }
 
-    /// Calls `f(recipient, intended_us)` for every delivery still owed. Holds one shard's
-    /// lock at a time: `f` must not call back into the ledger.
+    /// Calls `f(recipient, due_from_us)` for every delivery still owed (see
+    /// [`Ledger::defer`]). Holds one shard's lock at a time: `f` must not call back into the
+    /// ledger.
     pub fn visit_outstanding(&self, mut f: impl FnMut(u32, u64)) {
         for shard in self.shards.iter() {
             for e in lock(shard).values() {
                 match &e.owed {
-                    Owed::One(r) => f(*r, e.intended_us),
+                    Owed::One(r) => f(*r, e.due_from_us),
                     Owed::Group {
                         members,
                         outstanding,
                     } => {
                         for (i, m) in members.iter().enumerate() {
                             if outstanding[i / 64] & (1 << (i % 64)) != 0 {
-                                f(*m, e.intended_us);
+                                f(*m, e.due_from_us);
                             }
                         }
                     }
@@ -247,7 +265,7 @@ impl Ledger {
                 let mut count = |recipient: u32| match verify(recipient, e.intended_us) {
                     Verification::Unverified => s.unverified[p] += 1,
                     Verification::DueFrom { since_us } => {
-                        if e.intended_us.max(since_us) + deadline_us <= now_us {
+                        if e.due_from_us.max(since_us) + deadline_us <= now_us {
                             s.lost[p] += 1;
                             add_at_second(&mut s.lost_by_second, e.intended_us);
                         } else {
@@ -298,7 +316,8 @@ mod tests {
             Received::First {
                 pattern: 0,
                 last_of_message: true,
-                intended_us: 10
+                intended_us: 10,
+                due_from_us: 10
             }
         );
         assert_eq!(l.receive(1, 6, issued), Received::Duplicate { pattern: 0 });
@@ -311,7 +330,8 @@ mod tests {
             Received::First {
                 pattern: 0,
                 last_of_message: false,
-                intended_us: 10
+                intended_us: 10,
+                due_from_us: 10
             }
         );
         assert_eq!(l.receive(2, 1, issued), Received::Duplicate { pattern: 0 });
@@ -332,12 +352,19 @@ mod tests {
         assert_eq!(seen, vec![(3, 10)]);
         l.note_late(2_500_000);
         assert_eq!(l.settle(100, 50, connected).lost_by_second, vec![1, 0, 1]);
+        // Held back by its sender until 500: due from then, so still in flight at 520.
+        assert_eq!(l.open(4, 0, 5, 10, Owed::One(7)), 1);
+        l.defer(4, 500);
+        let s = l.settle(520, 50, connected);
+        assert_eq!((s.lost[0], s.in_flight[0]), (1, 1));
+        assert_eq!(l.cancel(4), 1);
         assert_eq!(
             l.receive(2, 3, issued),
             Received::First {
                 pattern: 0,
                 last_of_message: true,
-                intended_us: 10
+                intended_us: 10,
+                due_from_us: 10
             }
         );
         assert_eq!(l.outstanding(), 0);

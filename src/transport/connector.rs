@@ -199,6 +199,14 @@ impl Connector {
         }
     }
 
+    /// The MQTT broker's set-up, when users reach one (to send or to receive).
+    pub fn mqtt(&self) -> Option<&MqttSetup> {
+        match &self.kind {
+            Kind::Mqtt(m) | Kind::Http(_, Receive::Mqtt(m)) => Some(m),
+            _ => None,
+        }
+    }
+
     /// An MQTT broker that keeps sessions: each user's is opened once before the run.
     pub fn mqtt_sessions(&self) -> Option<&MqttSetup> {
         match &self.kind {
@@ -211,6 +219,17 @@ impl Connector {
     /// where the answer is the whole story and no recipient is owed anything).
     pub fn delivers(&self) -> bool {
         !matches!(self.kind, Kind::Http(_, Receive::Nothing))
+    }
+
+    /// The name of the protocol sessions speak first ("chatload", "mqtt", "ws-gateway"),
+    /// for messages about what answered.
+    pub fn protocol_name(&self) -> &'static str {
+        match &self.kind {
+            Kind::Native(_) | Kind::Http(_, Receive::Native(_)) => "chatload",
+            Kind::Mqtt(_) | Kind::Http(_, Receive::Mqtt(_)) => "MQTT",
+            Kind::Gateway(_) | Kind::Http(_, Receive::Gateway(_)) => "gateway's",
+            Kind::Http(_, _) => "HTTP",
+        }
     }
 
     /// What the target does with deliveries for a recipient who is offline.

@@ -166,8 +166,23 @@ impl GatewaySetup {
         timeout: Duration,
     ) -> Result<GatewaySession, ConnectError> {
         let g = &self.target;
+        let started = tokio::time::Instant::now();
+        // Two waits, so an error can say whether anything answered at all.
+        let opened = tokio::time::timeout(
+            timeout,
+            open(&self.url, &self.tls, self.sources.for_user(user)),
+        )
+        .await;
+        let ws = match opened {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(ConnectError::new(
+                    ErrorKind::ConnectTimeout,
+                    format!("no WebSocket connection within {timeout:?}"),
+                ));
+            }
+        };
         let attempt = async {
-            let ws = open(&self.url, &self.tls, self.sources.for_user(user)).await?;
             let (sink, mut reader) = ws.split();
             let mut writer = QueuedWriter::new(sink);
             let fill = |to: u64, group: u64| Fill {
@@ -247,11 +262,11 @@ impl GatewaySetup {
                 body: String::new(),
             })
         };
-        match tokio::time::timeout(timeout, attempt).await {
+        match tokio::time::timeout_at(started + timeout, attempt).await {
             Ok(r) => r,
             Err(_) => Err(ConnectError::new(
-                ErrorKind::ConnectTimeout,
-                format!("the gateway was not ready within {timeout:?}"),
+                ErrorKind::HelloTimeout,
+                format!("the WebSocket opened, but the gateway was not ready within {timeout:?}"),
             )),
         }
     }

@@ -32,6 +32,27 @@ pub struct MqttSetup {
     pub password: Option<String>,
 }
 
+impl MqttSetup {
+    /// The same broker and credentials, speaking MQTT 3.1.1: to tell a broker that refuses
+    /// MQTT 5 from one that refuses everything.
+    pub fn as_v311(&self) -> MqttSetup {
+        let mut target = (*self.target).clone();
+        target.version = crate::scenario::target::MqttVersion::V311;
+        MqttSetup {
+            target: Arc::new(target),
+            host: self.host.clone(),
+            port: self.port,
+            tls: self.tls.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+        }
+    }
+
+    pub fn is_v5(&self) -> bool {
+        self.target.version == crate::scenario::target::MqttVersion::V5
+    }
+}
+
 impl std::fmt::Debug for MqttSetup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "MqttSetup({}:{})", self.host, self.port)

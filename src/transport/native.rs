@@ -86,8 +86,18 @@ pub async fn connect(
     timeout: Duration,
     source: Option<std::net::IpAddr>,
 ) -> Result<NativeSession, ConnectError> {
+    let started = tokio::time::Instant::now();
+    // Two waits, so an error can say whether anything answered at all.
+    let ws = match tokio::time::timeout(timeout, open(url, tls, source)).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(ConnectError::new(
+                ErrorKind::ConnectTimeout,
+                format!("no WebSocket connection within {timeout:?}"),
+            ));
+        }
+    };
     let attempt = async {
-        let ws = open(url, tls, source).await?;
         let (mut sink, mut reader) = ws.split();
         sink.send(Message::text(protocol::hello(user, last_seq)))
             .await
@@ -102,10 +112,19 @@ pub async fn connect(
                         Ok("error") => {
                             return Err(ConnectError::new(
                                 ErrorKind::ServerError,
-                                format!("the server refused hello: {t}"),
+                                format!("the server refused hello: {}", excerpt(&t)),
                             ));
                         }
-                        _ => early.push_back(Message::Text(t)),
+                        Ok(_) => early.push_back(Message::Text(t)),
+                        Err(_) => {
+                            return Err(ConnectError::new(
+                                ErrorKind::Protocol,
+                                format!(
+                                    "it answered hello with a frame that is not chatload's protocol: `{}`",
+                                    excerpt(&t)
+                                ),
+                            ));
+                        }
                     }
                 }
                 Some(Ok(_)) => {}
@@ -124,11 +143,11 @@ pub async fn connect(
             early,
         })
     };
-    match tokio::time::timeout(timeout, attempt).await {
+    match tokio::time::timeout_at(started + timeout, attempt).await {
         Ok(r) => r,
         Err(_) => Err(ConnectError::new(
-            ErrorKind::ConnectTimeout,
-            format!("no hello_ok within {timeout:?}"),
+            ErrorKind::HelloTimeout,
+            format!("the WebSocket opened, but no hello_ok came within {timeout:?}"),
         )),
     }
 }

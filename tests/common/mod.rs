@@ -5,7 +5,11 @@
 
 pub mod chat_api;
 pub mod mosquitto;
+pub mod serve;
 pub mod tls;
+
+#[allow(unused_imports)]
+pub use serve::ServeProcess;
 
 use chatload::engine::{RunOptions, RunResult};
 use std::path::PathBuf;

@@ -136,21 +136,25 @@ impl BusinessClient {
         }
     }
 
-    async fn pace(&self, business: u32) {
+    /// Waits for this number's next turn under its tier, once a 130429 has switched pacing
+    /// on; true when it had to wait.
+    async fn pace(&self, business: u32) -> bool {
         let wait_until = {
             let Some(m) = self.pacers.get(business as usize) else {
-                return;
+                return false;
             };
             let mut p = m.lock().unwrap_or_else(|p| p.into_inner());
             if !p.active {
-                return;
+                return false;
             }
             let now = Instant::now();
             let at = p.next_free.map_or(now, |t| t.max(now));
             p.next_free = Some(at + self.tier_interval);
             at
         };
+        let waits = wait_until > Instant::now();
         tokio::time::sleep_until(wait_until.into()).await;
+        waits
     }
 
     fn slow_down(&self, business: u32) {
@@ -273,8 +277,10 @@ impl BusinessClient {
         let mut pair_refusals = 0i32;
         let mut attempt = 0u32;
         loop {
-            if policy.slow_to_tier {
-                self.pace(business).await;
+            if policy.slow_to_tier && self.pace(business).await {
+                // Held back to the tier on purpose, as the business's own client would: the
+                // target is owed the delivery from when it could have it, not before.
+                ctx.ledger.defer(order.id, ctx.now_us());
             }
             let start = ctx.now_us();
             let outcome = self

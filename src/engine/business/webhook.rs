@@ -123,10 +123,11 @@ fn inbound(ctx: &RunContext, business: Option<u32>, m: &Value) {
         Received::First {
             pattern,
             intended_us,
+            due_from_us,
             ..
         } => {
             let p = pattern as usize;
-            if now > intended_us + ctx.scenario.loss_deadline.0 {
+            if now > due_from_us + ctx.scenario.loss_deadline.0 {
                 rec.counters[p].delivered_late += 1;
                 rec.record(p, Metric::DeliveryLate, now.saturating_sub(intended_us));
                 drop(rec);

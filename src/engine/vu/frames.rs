@@ -30,6 +30,7 @@ impl VirtualUser {
                 let Some((order, sent_us)) = self.outbox.remove(at) else {
                     return;
                 };
+                ctx.awaiting_acks(self.user, -1);
                 let p = (pattern_of(id) as usize).min(patterns);
                 let mut rec = ctx.recorders.local();
                 rec.record(p, Metric::Send, now.saturating_sub(order.intended_us));
@@ -42,6 +43,7 @@ impl VirtualUser {
                 }
                 if let Some(at) = self.outbox.iter().position(|(o, _)| o.id == id) {
                     self.outbox.remove(at);
+                    ctx.awaiting_acks(self.user, -1);
                 }
                 let p = (pattern_of(id) as usize).min(patterns);
                 // A request that timed out may have been taken: it stays owed, and the
@@ -166,8 +168,8 @@ impl VirtualUser {
 }
 
 /// The ledger's verdict on one delivery to `user`, measured: latencies and counts for a
-/// first copy (in time, or late: after `loss_deadline` from the later of its intended time
-/// and `since_us`, when the recipient's connection came up), a duplicate or an id chatload
+/// first copy (in time, or late: after `loss_deadline` from the later of when the target
+/// could have it and `since_us`, when the recipient's connection came up), a duplicate or an id chatload
 /// never sent. Returns the pattern of a first copy that came in time.
 pub fn record_delivery(
     ctx: &RunContext,
@@ -183,12 +185,13 @@ pub fn record_delivery(
             pattern,
             last_of_message,
             intended_us,
+            due_from_us,
         } => {
             let p = pattern as usize;
             // The ledger knows when the message was meant to go, whatever the protocol
             // carries; the actual send time only comes with the frame.
             let t = intended_us;
-            if now > t.max(since_us) + ctx.scenario.loss_deadline.0 {
+            if now > due_from_us.max(since_us) + ctx.scenario.loss_deadline.0 {
                 // Past its deadline: lost, whatever turns up now; shown apart, never as delivered.
                 rec.record(p, Metric::DeliveryLate, now.saturating_sub(t));
                 rec.counters[p].delivered_late += 1;

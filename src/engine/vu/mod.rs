@@ -127,7 +127,7 @@ impl VirtualUser {
             ) {
                 // Cut without a close handshake, as a network failure would.
                 self.conn = None;
-                self.ctx.set_connected(self.user, false);
+                self.went_offline();
                 self.ctx.recorders.local().counters[pattern as usize].dropped_connections += 1;
                 continue;
             }
@@ -224,6 +224,7 @@ impl VirtualUser {
                     rec.counters[pattern as usize].reconnects += 1;
                 }
                 let now_us = self.ctx.now_us();
+                self.ctx.awaiting_acks(self.user, self.outbox.len() as i64);
                 if !self.outbox.is_empty() {
                     let mut rec = self.ctx.recorders.local();
                     for (o, sent_us) in self.outbox.iter_mut() {
@@ -261,7 +262,7 @@ impl VirtualUser {
     pub async fn disconnect(&mut self) {
         self.announce("offline");
         if let Some(mut conn) = self.conn.take() {
-            self.ctx.set_connected(self.user, false);
+            self.went_offline();
             let _ = tokio::time::timeout(Duration::from_millis(500), conn.close()).await;
         }
     }
@@ -269,7 +270,7 @@ impl VirtualUser {
     /// The server sent `goaway`: close gracefully and come back under the storm's policy.
     async fn leave_on_request(&mut self, after: Duration, now_us: u64) {
         if let Some(mut conn) = self.conn.take() {
-            self.ctx.set_connected(self.user, false);
+            self.went_offline();
             let _ = tokio::time::timeout(Duration::from_millis(200), conn.close()).await;
         }
         let now = Instant::now();
@@ -286,7 +287,7 @@ impl VirtualUser {
     /// The connection broke: count it and come back after a backoff.
     fn lost(&mut self, kind: ErrorKind, detail: String) {
         self.conn = None;
-        self.ctx.set_connected(self.user, false);
+        self.went_offline();
         self.ctx.recorders.local().error(kind, || detail);
         self.reconnect.lost(Instant::now());
     }
@@ -358,6 +359,7 @@ impl VirtualUser {
         }
         if conn.confirms_sends() {
             self.outbox.push_back((order, now));
+            ctx.awaiting_acks(self.user, 1);
         }
         let media = media_of(&order);
         let lag = now.saturating_sub(order.intended_us);
@@ -371,6 +373,14 @@ impl VirtualUser {
             c.late_sends += 1;
         }
         true
+    }
+
+    /// The connection is gone: the user is offline, and its unconfirmed sends wait for the
+    /// next connection rather than for an answer on this one.
+    fn went_offline(&mut self) {
+        self.ctx.set_connected(self.user, false);
+        self.ctx
+            .awaiting_acks(self.user, -(self.outbox.len() as i64));
     }
 
     /// Presence updates to this user's contacts, when a presence pattern asks for them.

@@ -1,0 +1,232 @@
+//! The first connection's failures, as a user meets them: each names what actually answered
+//! (an HTTP status and a hint about the path, a protocol version or credentials an MQTT
+//! broker refused, the first bytes of a frame in another protocol) and says "not reachable"
+//! only when nothing answered at all. Each target here is a small server made to answer
+//! exactly one way; the binary exits 3 with one sentence for each.
+
+mod common;
+
+use std::process::Command;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A server on a free loopback port that answers every connection with `answer`.
+async fn answering(answer: Answer) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                match answer {
+                    Answer::Mqtt311Only => mqtt_311_only(s).await,
+                    Answer::Raw(bytes) => {
+                        let mut buf = [0u8; 4096];
+                        let _ = s.read(&mut buf).await;
+                        let _ = s.write_all(bytes).await;
+                        let _ = s.shutdown().await;
+                    }
+                    Answer::WebSocketText(text) => {
+                        use futures_util::SinkExt;
+                        if let Ok(mut ws) = tokio_tungstenite::accept_async(s).await {
+                            let _ = ws
+                                .send(tokio_tungstenite::tungstenite::Message::text(text))
+                                .await;
+                            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[derive(Clone, Copy)]
+enum Answer {
+    /// Read what the client says, write these bytes, close.
+    Raw(&'static [u8]),
+    /// Accept the WebSocket upgrade and send this text frame.
+    WebSocketText(&'static str),
+    /// An MQTT broker that speaks 3.1.1 only (MQTT 3.1.1 §3.1.2.2: a CONNECT of another
+    /// protocol level gets return code 1, unacceptable protocol level, and the close).
+    Mqtt311Only,
+}
+
+/// One MQTT packet: its first byte and its body.
+async fn read_packet(s: &mut tokio::net::TcpStream) -> Option<(u8, Vec<u8>)> {
+    let first = s.read_u8().await.ok()?;
+    let (mut len, mut shift) = (0usize, 0);
+    loop {
+        let b = s.read_u8().await.ok()?;
+        len |= ((b & 0x7f) as usize) << shift;
+        shift += 7;
+        if b & 0x80 == 0 || shift > 21 {
+            break;
+        }
+    }
+    let mut body = vec![0; len];
+    s.read_exact(&mut body).await.ok()?;
+    Some((first, body))
+}
+
+async fn mqtt_311_only(mut s: tokio::net::TcpStream) {
+    let Some((0x10, connect)) = read_packet(&mut s).await else {
+        return;
+    };
+    // Protocol name (2 + 4 bytes), then the level.
+    if connect.get(6) != Some(&4) {
+        let _ = s.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
+        return;
+    }
+    let _ = s.write_all(&[0x20, 0x02, 0x00, 0x00]).await;
+    while let Some((kind, body)) = read_packet(&mut s).await {
+        match kind >> 4 {
+            8 => {
+                // SUBSCRIBE: packet id, then (length, topic, qos) per filter; grant QoS 1.
+                let (mut at, mut granted) = (2, Vec::new());
+                while at + 2 <= body.len() {
+                    let n = u16::from_be_bytes([body[at], body[at + 1]]) as usize;
+                    at += 2 + n + 1;
+                    granted.push(0x01);
+                }
+                let mut ack = vec![0x90, (2 + granted.len()) as u8, body[0], body[1]];
+                ack.extend(granted);
+                let _ = s.write_all(&ack).await;
+            }
+            12 => {
+                let _ = s.write_all(&[0xd0, 0x00]).await;
+            }
+            14 => return,
+            _ => {}
+        }
+    }
+}
+
+struct Case {
+    name: &'static str,
+    answer: Option<Answer>,
+    /// `ws` or `mqtt` and what else the [target] needs.
+    target: fn(u16) -> (String, String),
+    /// What the one sentence must say.
+    says: &'static [&'static str],
+}
+
+fn ws(path: &'static str) -> fn(u16) -> (String, String) {
+    match path {
+        "/wrong" => |p| (format!("ws://127.0.0.1:{p}/wrong"), String::new()),
+        _ => |p| (format!("ws://127.0.0.1:{p}/v1/ws"), String::new()),
+    }
+}
+
+fn mqtt(port: u16, version: &str) -> (String, String) {
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let target = format!("[target]\nurl = \"{url}\"\n\n[target.mqtt]\nversion = \"{version}\"\n");
+    (url, target)
+}
+
+fn mqtt5(port: u16) -> (String, String) {
+    mqtt(port, "5")
+}
+
+fn mqtt311(port: u16) -> (String, String) {
+    mqtt(port, "3.1.1")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_failed_first_connection_names_what_answered() {
+    let cases = [
+        Case {
+            name: "a wrong path on chatload serve",
+            answer: None,
+            target: ws("/wrong"),
+            says: &["HTTP 404", "/v1/ws", "check the path in --target"],
+        },
+        Case {
+            name: "an HTTP 501",
+            answer: Some(Answer::Raw(
+                b"HTTP/1.1 501 Not Implemented\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            )),
+            target: ws("/v1/ws"),
+            says: &[
+                "HTTP 501 Not Implemented",
+                "instead of 101 Switching Protocols",
+            ],
+        },
+        Case {
+            name: "a first frame that is not JSON",
+            answer: Some(Answer::WebSocketText(
+                "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>",
+            )),
+            target: ws("/v1/ws"),
+            says: &[
+                "answered, but not in the chatload protocol",
+                "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing'",
+            ],
+        },
+        Case {
+            name: "MQTT 5 refused by a 3.1.1-only broker",
+            answer: Some(Answer::Mqtt311Only),
+            target: mqtt5,
+            says: &[
+                "MQTT broker",
+                "refused the MQTT protocol version",
+                "accepted MQTT 3.1.1",
+                "version = \"3.1.1\"",
+            ],
+        },
+        Case {
+            name: "MQTT credentials refused",
+            // Return code 4: bad user name or password.
+            answer: Some(Answer::Raw(&[0x20, 0x02, 0x00, 0x04])),
+            target: mqtt311,
+            says: &["MQTT broker", "rejected the credentials", "[target.auth]"],
+        },
+    ];
+    let serve = common::ServeProcess::start(&[]);
+    for case in cases {
+        let port = match case.answer {
+            Some(a) => answering(a).await,
+            None => serve.port,
+        };
+        let (url, target) = (case.target)(port);
+        let file = common::scenario_file(&common::chat_scenario(5, 1, 0, &target));
+        let bundle = file.dir.path().join("bundle");
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_chatload"))
+                .args([
+                    "run",
+                    file.path.to_str().unwrap(),
+                    "--quiet",
+                    "--target",
+                    &url,
+                ])
+                .arg("--out")
+                .arg(&bundle)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        eprintln!("{}: {}", case.name, stderr.trim());
+        assert_eq!(out.status.code(), Some(3), "{}: {stderr}", case.name);
+        assert!(
+            !stderr.contains("not reachable"),
+            "{}: something answered, so it is not 'not reachable': {stderr}",
+            case.name
+        );
+        for phrase in case.says {
+            assert!(
+                stderr.contains(phrase),
+                "{}: the sentence should say {phrase:?}: {stderr}",
+                case.name
+            );
+        }
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "{}: one sentence: {stderr}",
+            case.name
+        );
+    }
+}
