@@ -239,3 +239,43 @@ async fn nothing_scheduled_disappears_when_most_connections_are_reset() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quickstart_against_a_serve_that_drops_half_fails_with_the_loss_it_made() {
+    let _one = ONE_RUN.lock().await;
+    let serve = ServeProcess::start(&["--drop-every", "2"]);
+    let quickstart =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/quickstart.toml");
+    let out = bundle_dir();
+    let (url, dir) = (serve.ws_url(), out.clone());
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_chatload"))
+            .arg("run")
+            .arg(quickstart)
+            .args(["--target", &url, "--duration", "10s", "--quiet", "--out"])
+            .arg(dir)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let said = serve.stop();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(1), "{stdout}");
+    let dropped: u64 = said
+        .split("faults: ")
+        .nth(1)
+        .and_then(|f| f.split(" dropped").next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("serve reports what it dropped: {said}"));
+    let s: chatload::report::Summary =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let a = &s.accounting;
+    assert_eq!(a.lost, dropped, "lost = what serve dropped: {a:?}\n{said}");
+    assert_eq!(a.delivered + a.lost, a.sent, "{a:?}");
+    assert!(
+        (a.lost as f64 - a.sent as f64 / 2.0).abs() <= 1.0,
+        "every second delivery: {a:?}"
+    );
+    assert!(stdout.contains("✗ loss == 0 failed"), "{stdout}");
+}

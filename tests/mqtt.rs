@@ -202,3 +202,121 @@ async fn credentials_come_from_the_environment_and_a_refusal_is_clear() {
     assert!(!e.contains("not reachable"), "mosquitto answered: {e}");
     assert!(!e.contains("wrong-pw-0c0ffee"), "{e}");
 }
+
+/// Chat in which half the users leave and the rest go on writing to groups they share, so
+/// recipients are offline when the schedule ends and what the broker queued for them must
+/// be collected.
+fn leaving_scenario(target: &str) -> String {
+    chat_scenario(120, 3, 30, target).replace(
+        "stages = [{ ramp = \"1s\" }, { hold = \"3s\" }]",
+        "stages = [{ ramp = \"1s\" }, { hold = \"2s\" }, { ramp_down = \"1s\", to = 0.5 }, { hold = \"2s\" }]",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_recipients_collect_their_queued_qos1_messages_at_the_end() {
+    let _one = ONE_RUN.lock().await;
+    let Some(broker) = Broker::start(Options {
+        extra: String::new(),
+    }) else {
+        return;
+    };
+    let text = leaving_scenario(&mqtt_target(&broker.url(), "qos = 1"));
+    assert!(
+        text.contains("ramp_down"),
+        "the scenario ends with everyone leaving"
+    );
+    let r = run_text(&text, None).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    let offline = s.metrics.get("delivery_offline").map_or(0, |m| m.count);
+    assert!(offline > 0, "some recipients were away when sent to: {a:?}");
+    assert_eq!(
+        (a.lost, a.in_flight, a.unverified),
+        (0, 0, 0),
+        "the persistent sessions kept them: {a:?}"
+    );
+    assert_eq!(a.delivered, a.sent, "{a:?}");
+    assert!(a.balances() && a.schedule_balances(), "{a:?}");
+    assert!(
+        s.metrics["connect"].count > 120,
+        "recipients owed messages came back for them: {:?}",
+        s.metrics["connect"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_a_proxy_drops_on_the_way_to_subscribers_are_lost_exactly() {
+    let _one = ONE_RUN.lock().await;
+    let Some(broker) = Broker::start(Options {
+        extra: String::new(),
+    }) else {
+        return;
+    };
+    let proxy = common::mqtt_proxy::MqttProxy::start(broker.port, 25).await;
+    // Everyone stays connected to the end: a PUBLISH lost on a live connection is never
+    // sent again by the broker, so each dropped one is a lost delivery. No groups: MQTT
+    // 3.1.1 echoes a member's own group message back, which is owed to no one.
+    let text = chat_scenario(100, 4, 0, &mqtt_target(&proxy.url(), "qos = 1"));
+    let r = run_text(&text, None).await;
+    let a = &r.summary.accounting;
+    let dropped = proxy.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    let published = proxy.publishes.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(dropped >= 10, "the proxy dropped some: {dropped}");
+    assert_eq!(published, a.sent, "one PUBLISH per owed delivery: {a:?}");
+    assert_eq!(a.lost, dropped, "lost = dropped by the proxy: {a:?}");
+    assert_eq!(a.delivered + a.lost, a.sent, "{a:?}");
+    assert_eq!(
+        (a.in_flight, a.unverified, a.duplicated),
+        (0, 0, 0),
+        "{a:?}"
+    );
+    assert!(!r.summary.passed || r.summary.thresholds.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_persistent_sessions_offline_deliveries_are_unverified_and_fail_loss() {
+    let _one = ONE_RUN.lock().await;
+    let Some(broker) = Broker::start(Options {
+        extra: String::new(),
+    }) else {
+        return;
+    };
+    // Clean sessions: the broker forgets a user at disconnect, so nothing can show what it
+    // would have kept for an offline recipient.
+    let target = format!(
+        "{}\n[thresholds]\n\"loss\" = \"== 0\"\n",
+        mqtt_target(&broker.url(), "qos = 1\nclean_session = true")
+    );
+    let text = leaving_scenario(&target);
+    let r = run_text(&text, None).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    assert!(a.unverified > 0, "{a:?}");
+    assert!(a.balances(), "{a:?}");
+    assert_eq!(s.offline_delivery, "verify");
+    let loss = &s.thresholds[0];
+    assert!(
+        !loss.passed && loss.message.contains("unverified_ok"),
+        "a loss rule does not pass over unverified deliveries: {loss:?}"
+    );
+    assert_eq!(
+        s.metrics["connect"].count, 120,
+        "nobody is brought back when the protocol cannot resume"
+    );
+
+    let accepted = text.replace(
+        "drain = \"3s\"",
+        "drain = \"3s\"\noffline_delivery = \"unverified_ok\"",
+    );
+    let r = run_text(&accepted, None).await;
+    let s = &r.summary;
+    assert_eq!(s.offline_delivery, "unverified_ok");
+    let loss = &s.thresholds[0];
+    assert_eq!(
+        loss.passed,
+        s.accounting.lost == 0,
+        "the rule judges only what could be checked: {loss:?} {:?}",
+        s.accounting
+    );
+}

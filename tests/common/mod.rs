@@ -5,6 +5,7 @@
 
 pub mod chat_api;
 pub mod mosquitto;
+pub mod mqtt_proxy;
 pub mod serve;
 pub mod tls;
 

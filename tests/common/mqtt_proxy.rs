@@ -1,0 +1,94 @@
+//! A TCP proxy in front of an MQTT broker that drops every n-th chat message the broker
+//! PUBLISHes to its clients (a delivery: chatload's `{"op":"msg"` payload, not a receipt or a
+//! typing signal), and counts what it dropped, so a test knows exactly which deliveries never
+//! reached chatload. Everything else passes through untouched.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub struct MqttProxy {
+    pub port: u16,
+    /// Chat messages the broker published to clients, and those dropped.
+    pub publishes: Arc<AtomicU64>,
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl MqttProxy {
+    /// Listens on a free loopback port and forwards to the broker at `broker_port`.
+    pub async fn start(broker_port: u16, drop_every: u64) -> MqttProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let publishes = Arc::new(AtomicU64::new(0));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (p, d) = (publishes.clone(), dropped.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(broker) = TcpStream::connect(("127.0.0.1", broker_port)).await else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = broker.set_nodelay(true);
+                let (mut client_rx, mut client_tx) = client.into_split();
+                let (mut broker_rx, mut broker_tx) = broker.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_rx, &mut broker_tx).await;
+                    let _ = broker_tx.shutdown().await;
+                });
+                let (p, d) = (p.clone(), d.clone());
+                tokio::spawn(async move {
+                    while let Some(packet) = read_packet(&mut broker_rx).await {
+                        if packet[0] >> 4 == 3 && is_chat_message(&packet) {
+                            let n = p.fetch_add(1, Relaxed) + 1;
+                            if n.is_multiple_of(drop_every) {
+                                d.fetch_add(1, Relaxed);
+                                continue;
+                            }
+                        }
+                        if client_tx.write_all(&packet).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = client_tx.shutdown().await;
+                });
+            }
+        });
+        MqttProxy {
+            port,
+            publishes,
+            dropped,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+fn is_chat_message(packet: &[u8]) -> bool {
+    const MARK: &[u8] = br#"{"op":"msg""#;
+    packet.windows(MARK.len()).any(|w| w == MARK)
+}
+
+/// One whole MQTT packet (fixed header, remaining length, body) as it came.
+async fn read_packet(r: &mut tokio::net::tcp::OwnedReadHalf) -> Option<Vec<u8>> {
+    let mut packet = vec![r.read_u8().await.ok()?];
+    let (mut len, mut shift) = (0usize, 0);
+    loop {
+        let b = r.read_u8().await.ok()?;
+        packet.push(b);
+        len |= ((b & 0x7f) as usize) << shift;
+        shift += 7;
+        if b & 0x80 == 0 {
+            break;
+        }
+        if shift > 21 {
+            return None;
+        }
+    }
+    let start = packet.len();
+    packet.resize(start + len, 0);
+    r.read_exact(&mut packet[start..]).await.ok()?;
+    Some(packet)
+}
