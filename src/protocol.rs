@@ -24,6 +24,8 @@ pub struct Frame<'a> {
     pub op: Cow<'a, str>,
     pub user: Option<u32>,
     pub last_seq: Option<u64>,
+    /// `hello`: which run the session belongs to (see [`hello`]).
+    pub run: Option<u64>,
     pub seq: Option<u64>,
     pub id: Option<u64>,
     pub from: Option<u32>,
@@ -96,8 +98,12 @@ fn push_json_str(out: &mut String, s: &str) {
     }
 }
 
-pub fn hello(user: u32, last_seq: u64) -> String {
-    format!(r#"{{"op":"hello","user":{user},"last_seq":{last_seq}}}"#)
+/// A session's greeting. `run` tells one run's sessions from another's: message ids and
+/// resume points start afresh in every run, so a server that outlives a run (`chatload
+/// serve` under a capacity search) must not take a new run's first messages for
+/// retransmissions, nor hand it what an earlier run left queued.
+pub fn hello(user: u32, last_seq: u64, run: u64) -> String {
+    format!(r#"{{"op":"hello","user":{user},"last_seq":{last_seq},"run":{run}}}"#)
 }
 
 pub fn hello_ok(user: u32, resumed_after: u64) -> String {

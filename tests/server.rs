@@ -11,10 +11,14 @@ type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn login(url: &str, user: u32, last_seq: u64) -> Ws {
+    login_in_run(url, user, last_seq, 1).await
+}
+
+async fn login_in_run(url: &str, user: u32, last_seq: u64, run: u64) -> Ws {
     let (mut ws, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("connect");
-    ws.send(Message::text(protocol::hello(user, last_seq)))
+    ws.send(Message::text(protocol::hello(user, last_seq, run)))
         .await
         .unwrap();
     assert_eq!(next(&mut ws).await["op"], "hello_ok");
@@ -239,5 +243,39 @@ async fn a_webhook_registration_with_a_bad_segment_is_refused_with_the_reason() 
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_new_run_starts_afresh_on_a_server_that_outlives_the_last() {
+    let server = chatload::server::start("127.0.0.1:0", Default::default())
+        .await
+        .unwrap();
+    let url = server.url();
+    let send = |id: u64| Message::text(protocol::send(id, Recipient::User(2), 1, 2, "hi"));
+    // Run 1: user 1 sends ids 10 and 11 to user 2, who never connects in that run.
+    let mut a = login_in_run(&url, 1, 0, 1).await;
+    for id in [10, 11] {
+        a.send(send(id)).await.unwrap();
+        assert_eq!(next(&mut a).await["op"], "sent");
+    }
+    drop(a);
+    // Run 2 (a capacity search's next step, say) uses the same ids again.
+    let mut a = login_in_run(&url, 1, 0, 2).await;
+    let mut b = login_in_run(&url, 2, 0, 2).await;
+    a.send(send(10)).await.unwrap();
+    assert_eq!(next(&mut a).await["op"], "sent");
+    let m = next(&mut b).await;
+    assert_eq!(
+        (m["op"].as_str(), m["id"].as_u64()),
+        (Some("msg"), Some(10)),
+        "run 2's id 10 is delivered, not taken for a retransmission, and run 1's queue is not handed over"
+    );
+    assert!(
+        nothing_within(&mut b, 300).await,
+        "nothing else: run 1's leftovers are gone"
+    );
+    let stats = server.stats();
+    assert_eq!((stats.accepted, stats.retransmitted), (3, 0));
     server.shutdown().await;
 }

@@ -50,7 +50,8 @@ pub enum Limit {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Step {
     pub multiplier: f64,
-    /// What the scenario offers at this multiplier at full load (planned messages/s).
+    /// Messages per second the schedule offered while the load was held (what chatload was
+    /// asked to send; `messages_per_s` is what it did send).
     pub offered_per_s: f64,
     /// Achieved while the load was held (the seconds after the first ramp), per second.
     pub messages_per_s: f64,
@@ -152,9 +153,10 @@ pub fn judge(s: &Summary) -> (bool, Option<String>, bool) {
     (true, None, false)
 }
 
-/// Messages and deliveries per second over the whole seconds after `from_s` (the hold),
-/// or over the whole run when the hold has no whole second.
-fn held_rates(s: &Summary, from_s: f64) -> (f64, f64) {
+/// Messages offered (scheduled), messages sent and deliveries per second over the whole
+/// seconds after `from_s` (the hold), or over the whole run when the hold has no whole
+/// second.
+fn held_rates(s: &Summary, from_s: f64) -> (f64, f64, f64) {
     let points: Vec<_> = s
         .series
         .points
@@ -162,10 +164,16 @@ fn held_rates(s: &Summary, from_s: f64) -> (f64, f64) {
         .filter(|p| p.t_s > from_s + 0.999 && p.t_s <= s.duration_s + 1e-6)
         .collect();
     if points.is_empty() {
-        return (s.messages_per_s, s.deliveries_per_s);
+        let secs = s.duration_s.max(1e-9);
+        return (
+            s.accounting.messages_scheduled as f64 / secs,
+            s.messages_per_s,
+            s.deliveries_per_s,
+        );
     }
     let n = points.len() as f64 * s.series.interval_s.max(1e-9);
     (
+        points.iter().map(|p| p.messages_scheduled).sum::<u64>() as f64 / n,
         points.iter().map(|p| p.messages_sent).sum::<u64>() as f64 / n,
         points.iter().map(|p| p.delivered).sum::<u64>() as f64 / n,
     )
@@ -188,7 +196,14 @@ fn step_of(
     bundle: &std::path::Path,
 ) -> (Step, bool) {
     let (held, why, generator) = judge(s);
-    let (messages_per_s, deliveries_per_s) = held_rates(s, from_s);
+    let (scheduled_per_s, messages_per_s, deliveries_per_s) = held_rates(s, from_s);
+    // What the schedule actually offered while the load was held; the plan's steady-state
+    // figure only when nothing was counted (a bundle from before schema 2).
+    let offered = if scheduled_per_s > 0.0 {
+        scheduled_per_s
+    } else {
+        offered
+    };
     let metric = if s.metrics.contains_key("delivery") {
         "delivery"
     } else {

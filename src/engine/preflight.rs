@@ -176,9 +176,15 @@ async fn register_groups(
         url: crate::transport::secrets::redact_url(url),
         detail: crate::transport::secrets::redact(&detail),
     };
-    let conn = native::connect(url, connector.tls(), control, 0, timeout, None)
-        .await
-        .map_err(|e| first_failure(url, "chatload", &e))?;
+    let conn = native::connect(
+        url,
+        connector.tls(),
+        (control, 0, connector.run()),
+        timeout,
+        None,
+    )
+    .await
+    .map_err(|e| first_failure(url, "chatload", &e))?;
     let (mut reader, mut writer) = (conn.reader, conn.writer);
     // Each segment defines its own groups.
     let groups: Vec<(u32, &[u32])> = population

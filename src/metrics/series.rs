@@ -37,6 +37,9 @@ pub struct IntervalPoint {
     /// Connections completed in the interval.
     #[serde(default)]
     pub connects: u64,
+    /// Messages the schedule handed out in the interval (the offered load).
+    #[serde(default)]
+    pub messages_scheduled: u64,
     pub messages_sent: u64,
     pub delivered: u64,
     pub errors: u64,
@@ -63,6 +66,7 @@ impl Series {
             t_s,
             connected,
             connects: interval.merged(Metric::Connect).map_or(0, |h| h.len()),
+            messages_scheduled: c.messages_scheduled,
             messages_sent: c.messages_sent,
             delivered: c.delivered,
             errors: interval.errors_total(),

@@ -215,6 +215,7 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
                 t_s: t as f64,
                 connected: 0,
                 connects: 0,
+                messages_scheduled: 0,
                 messages_sent: 0,
                 delivered: 0,
                 errors: 0,
@@ -226,6 +227,7 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
             });
             e.connected += pt.connected;
             e.connects += pt.connects;
+            e.messages_scheduled += pt.messages_scheduled;
             e.messages_sent += pt.messages_sent;
             e.delivered += pt.delivered;
             e.errors += pt.errors;

@@ -36,6 +36,8 @@ pub async fn serve_connection(
     let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
     let conn_id = hub.new_conn_id();
     let mut user: Option<u32> = None;
+    // The run the session said hello in (`protocol::hello`).
+    let mut run = 0u64;
     // Frames not yet due (delay knob), in arrival order; constant delay keeps them sorted.
     let mut pending: VecDeque<Outbound> = VecDeque::new();
     let mut held: Option<(Utf8Bytes, Instant)> = None;
@@ -59,7 +61,7 @@ pub async fn serve_connection(
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => continue,
                 };
-                if !handle_frame(&text, &hub, &mut user, conn_id, &tx, &mut writer) {
+                if !handle_frame(&text, &hub, (&mut user, &mut run), conn_id, &tx, &mut writer) {
                     break;
                 }
             }
@@ -126,7 +128,7 @@ pub async fn serve_connection(
 fn handle_frame<S>(
     text: &str,
     hub: &Hub,
-    user: &mut Option<u32>,
+    (user, run): (&mut Option<u32>, &mut u64),
     conn_id: u64,
     tx: &mpsc::UnboundedSender<Outbound>,
     writer: &mut QueuedWriter<S>,
@@ -151,9 +153,11 @@ where
             };
             let last_seq = frame.last_seq.unwrap_or(0);
             *user = Some(u);
+            *run = frame.run.unwrap_or(0);
             let missed = hub.attach(
                 u,
                 last_seq,
+                *run,
                 ConnHandle {
                     conn_id,
                     tx: tx.clone(),
@@ -207,7 +211,9 @@ where
                 kind: frame.k.as_deref(),
                 media_bytes: frame.n.unwrap_or(0),
             };
-            if let Err((code, why)) = hub.user_send(frame.to, frame.group, base, accepted_at) {
+            if let Err((code, why)) =
+                hub.user_send(frame.to, frame.group, base, (accepted_at, *run))
+            {
                 writer.push(Message::text(protocol::error(code, why)));
             }
         }

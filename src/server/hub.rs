@@ -73,8 +73,12 @@ struct UserEntry {
     /// `protocol::id_stream`); ids increase per sender within a stream, so a send at or below
     /// it is a retransmission after a reconnect and is acknowledged, not delivered again.
     last_sent_id: [u64; 2],
+    /// The run (`protocol::hello`) of the user's last hello: ids start afresh in a new run.
+    run: u64,
     next_seq: u64,
-    unacked: VecDeque<(u64, Utf8Bytes)>,
+    /// Deliveries not yet acknowledged: sequence, the sender's run (0: not from a run's
+    /// session, e.g. a business send) and the frame.
+    unacked: VecDeque<(u64, u64, Utf8Bytes)>,
     conn: Option<ConnHandle>,
 }
 
@@ -209,14 +213,23 @@ impl Hub {
         self.next_conn_id.fetch_add(1, Relaxed)
     }
 
-    /// Registers a connection for `user` and returns the deliveries it missed after `last_seq`.
-    pub fn attach(&self, user: u32, last_seq: u64, handle: ConnHandle) -> Vec<Utf8Bytes> {
+    /// Registers a connection for `user` in run `run` and returns the deliveries it missed
+    /// after `last_seq`. A new run starts the user afresh: its ids may repeat an earlier
+    /// run's, and what an earlier run left unacknowledged is not this run's to receive.
+    pub fn attach(&self, user: u32, last_seq: u64, run: u64, handle: ConnHandle) -> Vec<Utf8Bytes> {
         let mut shard = lock(self.shard(user));
         let entry = shard.entry(user).or_default();
+        if entry.run != run {
+            entry.run = run;
+            entry.last_sent_id = [0; 2];
+            entry
+                .unacked
+                .retain(|(_, from_run, _)| *from_run == run || *from_run == 0);
+        }
         while entry
             .unacked
             .front()
-            .is_some_and(|(seq, _)| *seq <= last_seq)
+            .is_some_and(|(seq, _, _)| *seq <= last_seq)
         {
             entry.unacked.pop_front();
         }
@@ -228,7 +241,16 @@ impl Hub {
             entry.unacked.clear();
         }
         entry.conn = Some(handle);
-        entry.unacked.iter().map(|(_, text)| text.clone()).collect()
+        entry
+            .unacked
+            .iter()
+            .map(|(_, _, text)| text.clone())
+            .collect()
+    }
+
+    /// The run of `user`'s last hello (0 if it never said hello).
+    pub fn run_of(&self, user: u32) -> u64 {
+        lock(self.shard(user)).get(&user).map_or(0, |e| e.run)
     }
 
     /// Forgets the connection if it is still the user's current one.
@@ -245,9 +267,9 @@ impl Hub {
     pub fn acknowledge(&self, user: u32, seq: u64) {
         let mut shard = lock(self.shard(user));
         if let Some(entry) = shard.get_mut(&user) {
-            if entry.unacked.front().is_some_and(|(s, _)| *s == seq) {
+            if entry.unacked.front().is_some_and(|(s, _, _)| *s == seq) {
                 entry.unacked.pop_front();
-            } else if let Some(i) = entry.unacked.iter().position(|(s, _)| *s == seq) {
+            } else if let Some(i) = entry.unacked.iter().position(|(s, _, _)| *s == seq) {
                 entry.unacked.remove(i);
             }
         }
@@ -366,7 +388,7 @@ impl Hub {
         to: Option<u32>,
         group: Option<u32>,
         base: Delivery<'_>,
-        accepted_at: Instant,
+        (accepted_at, run): (Instant, u64),
     ) -> Result<(), (u32, &'static str)> {
         let accepted_at = self.admit(accepted_at);
         let from = base.from;
@@ -377,13 +399,13 @@ impl Hub {
                 Ok(())
             }
             (Some(to), _) => {
-                self.deliver(Delivery { to, ..base }, accepted_at);
+                self.deliver(Delivery { to, ..base }, accepted_at, run);
                 Ok(())
             }
             (None, Some(g)) => match self.group_send(g, base.body.len()) {
                 Some(members) => {
                     for &m in members.iter().filter(|m| **m != from) {
-                        self.deliver(Delivery { to: m, ..base }, accepted_at);
+                        self.deliver(Delivery { to: m, ..base }, accepted_at, run);
                     }
                     Ok(())
                 }
@@ -393,8 +415,9 @@ impl Hub {
         }
     }
 
-    /// Queues one delivery for `d.to`, applying the fault knobs. `d.seq` is assigned here.
-    pub fn deliver(&self, mut d: Delivery<'_>, accepted_at: Instant) {
+    /// Queues one delivery for `d.to`, applying the fault knobs. `d.seq` is assigned here;
+    /// `run` is the sender's run (0 for a business send).
+    pub fn deliver(&self, mut d: Delivery<'_>, accepted_at: Instant, run: u64) {
         let n = self.delivery_counter.fetch_add(1, Relaxed) + 1;
         let k = &self.knobs;
         if k.drop_every > 0 && n.is_multiple_of(k.drop_every) {
@@ -435,7 +458,7 @@ impl Hub {
                 entry.unacked.pop_front();
                 self.stats.overflowed.fetch_add(1, Relaxed);
             }
-            entry.unacked.push_back((d.seq, text.clone()));
+            entry.unacked.push_back((d.seq, run, text.clone()));
             entry.conn.clone().map(|c| (c, text))
         };
         self.stats.delivered.fetch_add(1, Relaxed);

@@ -48,6 +48,8 @@ pub struct Connector {
     kind: Kind,
     tls: TlsContext,
     sources: SourcePool,
+    /// This run's token in chatload's protocol (see `protocol::hello`).
+    run: u64,
 }
 
 /// The error kind of an I/O failure.
@@ -97,6 +99,15 @@ fn mqtt_setup(
         username: username.or_else(|| password.as_ref().map(|_| "chatload".to_string())),
         password,
     })
+}
+
+/// A token no other run is likely to share: the wall clock in nanoseconds mixed with the
+/// process id.
+fn run_token() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (nanos ^ (u64::from(std::process::id()) << 40)).max(1)
 }
 
 /// The WebSocket URL of chatload's reference server behind an HTTP base URL.
@@ -187,7 +198,12 @@ impl Connector {
                 )
             }
         };
-        Ok(Connector { kind, tls, sources })
+        Ok(Connector {
+            kind,
+            tls,
+            sources,
+            run: run_token(),
+        })
     }
 
     /// The URL of chatload's own WebSocket protocol this run uses, if any (groups are
@@ -246,6 +262,11 @@ impl Connector {
         }
     }
 
+    /// This run's token in chatload's protocol.
+    pub fn run(&self) -> u64 {
+        self.run
+    }
+
     pub fn tls(&self) -> &TlsContext {
         &self.tls
     }
@@ -260,9 +281,11 @@ impl Connector {
     ) -> Result<AnySession, ConnectError> {
         let source = self.sources.for_user(user);
         match &self.kind {
-            Kind::Native(url) => native::connect(url, &self.tls, user, last_seq, timeout, source)
-                .await
-                .map(AnySession::Native),
+            Kind::Native(url) => {
+                native::connect(url, &self.tls, (user, last_seq, self.run), timeout, source)
+                    .await
+                    .map(AnySession::Native)
+            }
             Kind::Mqtt(m) => m.connect(user, groups, timeout).await.map(AnySession::Mqtt),
             Kind::Gateway(g) => g
                 .connect(user, groups, timeout)
@@ -271,7 +294,14 @@ impl Connector {
             Kind::Http(setup, receive) => {
                 let receiver = match receive {
                     Receive::Native(url) => Receiver::Native(
-                        native::connect(url, &self.tls, user, last_seq, timeout, source).await?,
+                        native::connect(
+                            url,
+                            &self.tls,
+                            (user, last_seq, self.run),
+                            timeout,
+                            source,
+                        )
+                        .await?,
                     ),
                     Receive::Mqtt(m) => Receiver::Mqtt(m.connect(user, groups, timeout).await?),
                     Receive::Gateway(g) => {

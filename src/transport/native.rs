@@ -77,12 +77,12 @@ pub async fn open(
     .map_err(|e| ConnectError::new(classify(&e), e.to_string()))
 }
 
-/// Connects to `url` as `user`, resuming after `last_seq`, within `timeout` overall.
+/// Connects to `url` as `user` of run `run`, resuming after `last_seq`, within `timeout`
+/// overall.
 pub async fn connect(
     url: &str,
     tls: &TlsContext,
-    user: u32,
-    last_seq: u64,
+    (user, last_seq, run): (u32, u64, u64),
     timeout: Duration,
     source: Option<std::net::IpAddr>,
 ) -> Result<NativeSession, ConnectError> {
@@ -99,7 +99,7 @@ pub async fn connect(
     };
     let attempt = async {
         let (mut sink, mut reader) = ws.split();
-        sink.send(Message::text(protocol::hello(user, last_seq)))
+        sink.send(Message::text(protocol::hello(user, last_seq, run)))
             .await
             .map_err(|e| ConnectError::new(classify(&e), e.to_string()))?;
         let mut early = std::collections::VecDeque::new();

@@ -268,7 +268,9 @@ fn user_message(hub: &Hub, from: &str, body: &[u8]) -> Reply {
             kind: None,
             media_bytes: 0,
         };
-        if let Err((code, why)) = hub.user_send(num("to"), num("group"), base, accepted_at) {
+        // The sender's run is the one its receiving session said hello with.
+        let run = hub.run_of(from);
+        if let Err((code, why)) = hub.user_send(num("to"), num("group"), base, (accepted_at, run)) {
             return json_reply(
                 StatusCode::from_u16(code as u16).unwrap_or(StatusCode::BAD_REQUEST),
                 json!({"error": why}),

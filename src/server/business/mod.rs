@@ -305,6 +305,7 @@ impl BusinessHub {
                 media_bytes: 0,
             },
             now,
+            0,
         );
         Ok(Accepted { wamid, withhold })
     }
