@@ -105,6 +105,28 @@ fn four_segments_send_what_one_run_sends_and_merge_exactly() {
     );
     assert_eq!(m.accounting.delivered, sum(|s| s.accounting.delivered));
     assert_eq!(m.accounting.sent, sum(|s| s.accounting.sent));
+    assert_eq!(
+        m.accounting.messages_scheduled,
+        sum(|s| s.accounting.messages_scheduled),
+        "merge sums the schedule's count"
+    );
+    assert_eq!(
+        (
+            m.accounting.lost,
+            m.accounting.delivered_late,
+            m.accounting.unverified
+        ),
+        (
+            sum(|s| s.accounting.lost),
+            sum(|s| s.accounting.delivered_late),
+            sum(|s| s.accounting.unverified)
+        )
+    );
+    assert!(
+        m.accounting.balances() && m.accounting.schedule_balances(),
+        "{:?}",
+        m.accounting
+    );
     assert_eq!(m.users, 400);
     assert_eq!(m.merged_from.len(), 4);
     let mut all = chatload::metrics::new_histogram();

@@ -86,8 +86,10 @@ async fn an_untrusted_certificate_stops_the_run_with_a_tls_error() {
         Err(e) => e.to_string(),
     };
     assert!(
-        e.contains("not reachable") && e.contains("certificate"),
-        "{e}"
+        e.contains("TLS handshake failed")
+            && e.contains("UnknownIssuer")
+            && e.contains("--ca-file"),
+        "the sentence names the TLS failure and the fix: {e}"
     );
 }
 
