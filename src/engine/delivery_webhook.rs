@@ -44,7 +44,7 @@ fn absorb(ctx: &RunContext, w: &Webhook, v: &Value) {
                     "a delivery webhook without a recipient at {} or an id at {}: {}",
                     w.recipient,
                     w.id,
-                    item.to_string().chars().take(160).collect::<String>()
+                    crate::transport::secrets::excerpt(&item.to_string(), 160)
                 )
             });
             continue;

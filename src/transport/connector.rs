@@ -131,6 +131,14 @@ impl Connector {
     ) -> Result<Self, SetupError> {
         let tls = TlsContext::new(target.ca_file.as_deref())?;
         let creds = Arc::new(Credentials::from_env(&target.credentials)?);
+        // Whatever the target echoes back, in whatever encoding, must not show them.
+        super::secrets::remember_url(url);
+        if let Some(base) = &target.url {
+            super::secrets::remember_url(base);
+        }
+        if let (Some(u), Some(p)) = (&creds.username, &creds.password) {
+            super::secrets::remember_pair(u.expose(), p.expose());
+        }
         let kind = match &target.protocol {
             Protocol::Chatload => Kind::Native(url.to_string()),
             Protocol::Mqtt(m) => Kind::Mqtt(Arc::new(mqtt_setup(m, url, &tls, &creds)?)),

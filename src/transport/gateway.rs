@@ -38,7 +38,7 @@ pub struct GatewaySession {
 }
 
 fn excerpt(text: &str) -> String {
-    text.chars().take(160).collect()
+    super::secrets::excerpt(text, 160)
 }
 
 /// The values of one frame's slots.

@@ -267,10 +267,7 @@ async fn perform(req: reqwest::RequestBuilder, id: u64, id_pointer: Option<Strin
         return Incoming::Rejected {
             id,
             kind: ErrorKind::for_status(status.as_u16()),
-            detail: super::secrets::redact(&format!(
-                "HTTP {status}: {}",
-                text.chars().take(160).collect::<String>()
-            )),
+            detail: format!("HTTP {status}: {}", super::secrets::excerpt(&text, 160)),
         };
     }
     if let Some(p) = id_pointer {

@@ -572,11 +572,11 @@ pub fn judge(
         return Incoming::Rejected {
             id,
             kind: ErrorKind::for_status(answer.status),
-            detail: super::secrets::redact(&format!(
+            detail: format!(
                 "HTTP {}: {}",
                 answer.status,
-                text.chars().take(160).collect::<String>()
-            )),
+                super::secrets::excerpt(&text, 160)
+            ),
         };
     }
     if let Some(p) = id_pointer {

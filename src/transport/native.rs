@@ -153,7 +153,7 @@ pub async fn connect(
 }
 
 fn excerpt(text: &str) -> String {
-    text.chars().take(160).collect()
+    super::secrets::excerpt(text, 160)
 }
 
 /// What a chatload frame means to the user who received it (shared with MQTT, whose

@@ -67,11 +67,52 @@ pub fn remember(value: &str) {
     if value.len() < 4 {
         return;
     }
-    if let Ok(mut k) = KNOWN.write()
-        && !k.iter().any(|v| v == value)
-    {
-        k.push(value.to_string());
+    let Ok(mut k) = KNOWN.write() else { return };
+    for form in encoded_forms(value) {
+        if form.len() >= 4 && !k.contains(&form) {
+            k.push(form);
+        }
     }
+    // Longest first: a form that contains another is hidden whole, not in part.
+    k.sort_by_key(|v| std::cmp::Reverse(v.len()));
+}
+
+/// Remembers a user name and password as HTTP Basic authentication sends them
+/// (`base64(user:password)`), besides the password itself.
+pub fn remember_pair(user: &str, password: &str) {
+    remember(password);
+    remember(&format!("{user}:{password}"));
+}
+
+/// The forms in which a peer may echo a secret back: as it is, JSON-escaped, URL-encoded
+/// and base64 (standard and URL-safe, with and without padding).
+fn encoded_forms(value: &str) -> Vec<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let json = serde_json::to_string(value).unwrap_or_default();
+    let json = json
+        .strip_prefix('"')
+        .and_then(|j| j.strip_suffix('"'))
+        .unwrap_or(value)
+        .to_string();
+    let url = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
+        .to_string();
+    let bytes = value.as_bytes();
+    vec![
+        value.to_string(),
+        json,
+        url,
+        STANDARD.encode(bytes),
+        STANDARD_NO_PAD.encode(bytes),
+        URL_SAFE.encode(bytes),
+        URL_SAFE_NO_PAD.encode(bytes),
+    ]
+}
+
+/// `text` redacted, then cut to at most `max` characters: in this order, so that a secret
+/// straddling the cut cannot leave its first part behind.
+pub fn excerpt(text: &str, max: usize) -> String {
+    redact(text).chars().take(max).collect()
 }
 
 impl Credentials {
@@ -99,6 +140,32 @@ pub fn redact(text: &str) -> String {
 }
 
 /// A URL with any `user:password@` part hidden, for reports.
+/// Remembers the credentials inside a URL (`scheme://user:password@host`), so that they are
+/// hidden wherever they turn up, also as an HTTP Basic header.
+pub fn remember_url(url: &str) {
+    let Some(scheme_end) = url.find("://") else {
+        return;
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else {
+        return;
+    };
+    let userinfo = &authority[..at];
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    match userinfo.split_once(':') {
+        Some((user, password)) => {
+            remember_pair(user, password);
+            remember_pair(&decode(user), &decode(password));
+        }
+        None => remember(&decode(userinfo)),
+    }
+}
+
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return redact(url);
@@ -114,6 +181,39 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_is_hidden_in_every_form_a_peer_may_echo_it() {
+        remember("TOK\"se\\cret/Z+1");
+        remember_url("http://bob-x9:pa%3Ass-77@host/");
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        for echoed in [
+            "TOK\"se\\cret/Z+1".to_string(),
+            serde_json::json!({"m": "TOK\"se\\cret/Z+1"}).to_string(),
+            "TOK%22se%5Ccret%2FZ%2B1".to_string(),
+            b64.encode("TOK\"se\\cret/Z+1"),
+            format!("Basic {}", b64.encode("bob-x9:pa:ss-77")),
+            format!("Basic {}", b64.encode("bob-x9:pa%3Ass-77")),
+            "pa:ss-77".to_string(),
+        ] {
+            let shown = redact(&format!("got {echoed} back"));
+            assert!(
+                !shown.contains("cret") && !shown.contains("ss-77"),
+                "{echoed} → {shown}"
+            );
+            assert!(shown.contains("***"), "{echoed} → {shown}");
+        }
+    }
+
+    #[test]
+    fn an_excerpt_is_redacted_before_it_is_cut() {
+        remember("TOKsecretZ-0042");
+        let text = format!("{}TOKsecretZ-0042", "P".repeat(144));
+        let cut = excerpt(&text, 160);
+        assert!(!cut.contains("TOKsec"), "{cut}");
+        assert!(cut.ends_with("***"), "{cut}");
+    }
 
     #[test]
     fn remembered_values_are_hidden() {
