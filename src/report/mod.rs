@@ -1,6 +1,7 @@
 //! Reports: the summary model, threshold verdicts, the console table, Markdown and the
 //! bundle on disk. Reads measurements; never measures.
 
+pub mod accounting;
 pub mod bundle;
 pub mod compare;
 pub mod console;
