@@ -8,7 +8,7 @@ mod merge_command;
 
 use chatload::engine::{self, RunOptions};
 use chatload::report::console;
-use chatload::scenario::{self, LoadError, ServerKnobs, units};
+use chatload::scenario::{self, ServerKnobs, units};
 use clap::Parser;
 use cli::{Cli, Command};
 use std::process::ExitCode;
@@ -430,7 +430,7 @@ fn validate(files: &[std::path::PathBuf]) -> u8 {
                 s.patterns.len(),
                 s.duration.as_secs_f64()
             ),
-            Err(e @ LoadError::Io { .. }) | Err(e @ LoadError::Invalid(_)) => {
+            Err(e) => {
                 eprintln!("{e}");
                 code = BAD_INPUT;
             }

@@ -370,3 +370,34 @@ fn sigterm_stops_the_run_like_ctrl_c_and_exits_143() {
     assert_eq!(summary["ended"], "interrupted");
     assert_eq!(summary["signal"], "SIGTERM");
 }
+
+#[test]
+fn only_regular_scenario_files_of_a_sane_size_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe.toml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path in a folder this test owns.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let bad_utf8 = dir.path().join("latin1.toml");
+    std::fs::write(&bad_utf8, b"[scenario]\nname = \"caf\xe9\"\n").unwrap();
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, vec![b' '; 2 << 20]).unwrap();
+    let cases: [(&std::path::Path, &str); 5] = [
+        (std::path::Path::new("/dev/zero"), "is not a regular file"),
+        (&fifo, "is not a regular file"),
+        (dir.path(), "is not a regular file"),
+        (&bad_utf8, "latin1.toml:2:12: this is not UTF-8 text"),
+        (&big, "is larger than 1048576 bytes"),
+    ];
+    for (path, says) in cases {
+        let started = Instant::now();
+        let out = bin().arg("validate").arg(path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{path:?} answered at once"
+        );
+        assert_eq!(out.status.code(), Some(2), "{path:?}: {stderr}");
+        assert!(stderr.contains(says), "{path:?}: {stderr}");
+    }
+}

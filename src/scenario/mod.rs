@@ -30,17 +30,62 @@ pub enum LoadError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "{path} is not a regular file (a folder, a device or a pipe); give the path of a scenario file"
+    )]
+    NotAFile { path: String },
+    #[error(
+        "{path} is larger than {MAX_SCENARIO_BYTES} bytes, far more than any scenario; check that it is the scenario file"
+    )]
+    TooLarge { path: String },
     #[error("{0}")]
     Invalid(#[from] ScenarioError),
 }
 
-/// Reads and checks a scenario file.
+/// The largest scenario file chatload reads: scenarios are a few kilobytes.
+pub const MAX_SCENARIO_BYTES: u64 = 1 << 20;
+
+/// Reads and checks a scenario file: only a regular file, and at most
+/// [`MAX_SCENARIO_BYTES`], so that `/dev/zero` or a pipe cannot fill memory or hang the run.
 pub fn load(path: &Path) -> Result<Scenario, LoadError> {
-    let source = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
-        path: path.display().to_string(),
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let shown = || path.display().to_string();
+    let io = |source| LoadError::Io {
+        path: shown(),
         source,
-    })?;
-    Ok(parse(path, &source)?)
+    };
+    // Non-blocking, so that opening a FIFO does not wait for a writer; the type is then
+    // checked on the open file itself.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(LoadError::NotAFile { path: shown() });
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_SCENARIO_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_SCENARIO_BYTES {
+        return Err(LoadError::TooLarge { path: shown() });
+    }
+    match String::from_utf8(bytes) {
+        Ok(source) => Ok(parse(path, &source)?),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let source = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            Err(ScenarioError::at(
+                path,
+                &source,
+                Some(at..at + 1),
+                "this is not UTF-8 text: save the scenario as UTF-8",
+            )
+            .into())
+        }
+    }
 }
 
 /// Checks scenario text; `path` is used for messages only.
