@@ -401,3 +401,22 @@ fn only_regular_scenario_files_of_a_sane_size_are_read() {
         assert!(stderr.contains(says), "{path:?}: {stderr}");
     }
 }
+
+#[test]
+fn an_absurd_number_of_groups_is_refused_at_its_key() {
+    for groups in ["9223372036854775807", "100_000_000"] {
+        let text = common::chat_scenario(1000, 2, 5, "")
+            .replace("groups = 5", &format!("groups = {groups}"));
+        let file = common::scenario_file(&text);
+        let started = Instant::now();
+        let out = bin().arg("validate").arg(&file.path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(started.elapsed() < Duration::from_secs(5), "{groups}");
+        assert_eq!(out.status.code(), Some(2), "{groups}: {stderr}");
+        assert!(
+            stderr.contains("scenario.toml:10:10: `groups`")
+                && stderr.contains("use at most 10000"),
+            "{groups}: {stderr}"
+        );
+    }
+}

@@ -131,6 +131,9 @@ pub fn compile(file: ScenarioFile, path: &Path) -> Result<Scenario> {
     })
 }
 
+/// Groups a population may have per person (see `compile_consumers`).
+const MAX_GROUPS_PER_USER: u64 = 10;
+
 fn compile_consumers(file: &ScenarioFile) -> Result<Consumers> {
     let c = file.population.consumers.get_ref();
     let users = *c.users.get_ref();
@@ -165,6 +168,19 @@ fn compile_consumers(file: &ScenarioFile) -> Result<Consumers> {
     }
     let groups = match &c.groups {
         Some(g) if *g.get_ref() < 0 => return issue(g.span(), "`groups` must be 0 or more"),
+        // Each group's member list is held in memory (and every member's list of groups):
+        // past ten groups per person a population is no longer a chat population, and a
+        // typo such as 100_000_000 would take gigabytes before anything is sent.
+        Some(g) if *g.get_ref() as u64 > users as u64 * MAX_GROUPS_PER_USER => {
+            return issue(
+                g.span(),
+                format!(
+                    "`groups` = {} for {users} users is more than {MAX_GROUPS_PER_USER} groups per person, and their member lists would not fit in memory; use at most {}",
+                    g.get_ref(),
+                    users as u64 * MAX_GROUPS_PER_USER
+                ),
+            );
+        }
         Some(g) => *g.get_ref() as u32,
         None => 0,
     };
