@@ -241,6 +241,7 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
     }
 
     let stop_pacer = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (hlog, bundle_dir) = open_hlog(opts, &scenario.name, started_at);
     let collected = Arc::new(Mutex::new(Collected {
         totals: MetricSet::new(scenario.patterns.len()),
         series: Series {
@@ -248,7 +249,7 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
             points: Vec::new(),
         },
         peak_connected: 0,
-        hlog: open_hlog(opts, &scenario.name, started_at),
+        hlog,
     }));
     let aborted: Arc<std::sync::OnceLock<String>> = Arc::new(std::sync::OnceLock::new());
     let abort_now = Arc::new(tokio::sync::Notify::new());
@@ -438,7 +439,6 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
         summary.passed = false;
     }
 
-    let bundle_dir = bundle_dir_for(opts, &scenario.name, started_at);
     let mut hlog = collected.hlog;
     bundle::write(
         &bundle_dir,
@@ -451,33 +451,31 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
     })
 }
 
-/// Where the bundle goes: `--out`, or `reports/<scenario>-<UTC time>/`.
-fn bundle_dir_for(
-    opts: &RunOptions,
-    scenario: &str,
-    started_at: chrono::DateTime<chrono::Utc>,
-) -> PathBuf {
-    opts.out
-        .clone()
-        .unwrap_or_else(|| bundle::default_dir(&opts.reports_root, scenario, started_at))
-}
-
-/// The interval log, streamed into the bundle folder as the run goes (kept in memory if the
-/// folder cannot be made now; writing the bundle at the end then reports the problem).
+/// The bundle's folder, and the interval log streamed into it as the run goes (kept in
+/// memory if the folder cannot be made now; writing the bundle at the end then reports the
+/// problem). The folder is `--out`, or a `reports/<scenario>-<UTC time>/` of this run's own.
 fn open_hlog(
     opts: &RunOptions,
     scenario: &str,
     started_at: chrono::DateTime<chrono::Utc>,
-) -> crate::metrics::hlog::HlogWriter {
+) -> (crate::metrics::hlog::HlogWriter, PathBuf) {
     let now = std::time::SystemTime::now();
-    let dir = bundle_dir_for(opts, scenario, started_at);
+    let base = bundle::default_dir(&opts.reports_root, scenario, started_at);
+    let (dir, made) = match &opts.out {
+        Some(out) => (out.clone(), None),
+        None => match bundle::claim_dir(&base) {
+            Ok(dir) => (dir, Some(true)),
+            Err(_) => (base, None),
+        },
+    };
     // From here until the bundle is complete, an exit at once takes the folder away again.
-    bundle::begin(&dir);
-    std::fs::create_dir_all(&dir)
+    bundle::begin(&dir, made);
+    let hlog = std::fs::create_dir_all(&dir)
         .and_then(|_| {
             crate::metrics::hlog::HlogWriter::streaming(&dir.join("latency.hlog"), now, scenario)
         })
-        .unwrap_or_else(|_| crate::metrics::hlog::HlogWriter::new(now))
+        .unwrap_or_else(|_| crate::metrics::hlog::HlogWriter::new(now));
+    (hlog, dir)
 }
 
 /// Graceful reconnect storms are the server's to carry out: at each one's time, ask the

@@ -30,13 +30,39 @@ fn in_progress() -> MutexGuard<'static, Option<InProgress>> {
     IN_PROGRESS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Notes that a bundle is about to be written into `dir` (before the folder is made), so
-/// that [`abandon`] can take it away again.
-pub fn begin(dir: &Path) {
+/// Notes that a bundle is about to be written into `dir`, so that [`abandon`] can take it
+/// away again; `made` says whether this process made the folder (`None`: not yet known, so
+/// whether it exists now tells).
+pub fn begin(dir: &Path, made: Option<bool>) {
     *in_progress() = Some(InProgress {
         dir: dir.to_path_buf(),
-        made_folder: !dir.exists(),
+        made_folder: made.unwrap_or_else(|| !dir.exists()),
     });
+}
+
+/// Makes a folder for one run at `base`, or at `base-2`, `base-3`, … when another run (one
+/// started in the same second, say) has that name already: each run gets its own, and two
+/// runs never write into one folder.
+pub fn claim_dir(base: &Path) -> std::io::Result<PathBuf> {
+    if let Some(parent) = base.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let name = base.file_name().map(|n| n.to_string_lossy().into_owned());
+    for n in 1..10_000u32 {
+        let dir = match (n, &name) {
+            (1, _) | (_, None) => base.to_path_buf(),
+            (n, Some(name)) => base.with_file_name(format!("{name}-{n}")),
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "{} and 9,999 folders beside it exist already",
+        base.display()
+    )))
 }
 
 /// For a process that must exit now (a second Ctrl-C): removes the bundle being written, if
@@ -146,4 +172,26 @@ fn write_summary(dir: &Path, summary: &Summary) -> Result<(), BundleError> {
     let junit_path = dir.join("junit.xml");
     std::fs::write(&junit_path, super::junit::render(summary)).map_err(err(&junit_path))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn runs_in_the_same_second_get_folders_of_their_own() {
+        let root = tempfile::tempdir().unwrap();
+        let base = root
+            .path()
+            .join("reports")
+            .join("quickstart-20261202T031332Z");
+        let first = super::claim_dir(&base).unwrap();
+        let second = super::claim_dir(&base).unwrap();
+        assert_eq!(first, base);
+        assert_eq!(
+            second,
+            root.path()
+                .join("reports")
+                .join("quickstart-20261202T031332Z-2")
+        );
+        assert!(first.is_dir() && second.is_dir());
+    }
 }
