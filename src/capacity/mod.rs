@@ -124,10 +124,27 @@ pub fn scaled(s: &Scenario, m: f64) -> Scenario {
     s
 }
 
-/// Judges one step's run: did the load hold?
-pub fn judge(s: &Summary) -> (bool, Option<String>, bool) {
+/// Judges one step's run against its SLOs (`slos`, in the order of the summary's
+/// verdicts): did the load hold, why not, and was chatload itself the limit?
+pub fn judge(s: &Summary, slos: &[Threshold]) -> (bool, Option<String>, bool) {
     let a = &s.accounting;
     let late_limit = (a.messages_sent as f64 * LATE_SHARE).max(0.0);
+    let late_share = a.late_sends as f64 / a.messages_sent.max(1) as f64;
+    // A latency percentile whose tail holds more samples than chatload sent late was broken
+    // by the target: the late sends alone cannot have moved it past its limit.
+    let broken_by_target = s.thresholds.iter().zip(slos).find(|(v, rule)| {
+        !v.passed
+            && matches!(
+                rule.subject,
+                crate::scenario::threshold::Subject::Latency {
+                    stat: crate::scenario::threshold::Stat::Percentile(q),
+                    ..
+                } if (100.0 - q) / 100.0 > late_share
+            )
+    });
+    if let Some((v, _)) = broken_by_target {
+        return (false, Some(v.message.clone()), false);
+    }
     if a.late_sends as f64 > late_limit {
         return (
             false,
@@ -192,10 +209,10 @@ fn step_of(
     m: f64,
     offered: f64,
     from_s: f64,
-    s: &Summary,
+    (s, slos): (&Summary, &[Threshold]),
     bundle: &std::path::Path,
 ) -> (Step, bool) {
-    let (held, why, generator) = judge(s);
+    let (held, why, generator) = judge(s, slos);
     let (scheduled_per_s, messages_per_s, deliveries_per_s) = held_rates(s, from_s);
     // What the schedule actually offered while the load was held; the plan's steady-state
     // figure only when nothing was counted (a bundle from before schema 2).
@@ -254,7 +271,7 @@ async fn run_step(
     let from_s = ramp_s(&s) * scale + crate::workload::profile::CONNECT_MARGIN_US as f64 / 1e6;
     let r = engine::run(s, &run).await?;
     let interrupted = r.summary.ended == "interrupted";
-    let (step, generator) = step_of(m, offered, from_s, &r.summary, &dir);
+    let (step, generator) = step_of(m, offered, from_s, (&r.summary, &opts.slos), &dir);
     Ok((step, generator, interrupted))
 }
 

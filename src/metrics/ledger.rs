@@ -18,6 +18,25 @@ pub enum Owed {
     },
 }
 
+impl Owed {
+    /// Calls `f` for every recipient still owed this message.
+    fn each_outstanding(&self, mut f: impl FnMut(u32)) {
+        match self {
+            Owed::One(r) => f(*r),
+            Owed::Group {
+                members,
+                outstanding,
+            } => {
+                for (i, m) in members.iter().enumerate() {
+                    if outstanding[i / 64] & (1 << (i % 64)) != 0 {
+                        f(*m);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     intended_us: u64,
@@ -221,19 +240,7 @@ impl Ledger {
     pub fn visit_outstanding(&self, mut f: impl FnMut(u32, u64)) {
         for shard in self.shards.iter() {
             for e in lock(shard).values() {
-                match &e.owed {
-                    Owed::One(r) => f(*r, e.due_from_us),
-                    Owed::Group {
-                        members,
-                        outstanding,
-                    } => {
-                        for (i, m) in members.iter().enumerate() {
-                            if outstanding[i / 64] & (1 << (i % 64)) != 0 {
-                                f(*m, e.due_from_us);
-                            }
-                        }
-                    }
-                }
+                e.owed.each_outstanding(|r| f(r, e.due_from_us));
             }
         }
     }
@@ -273,19 +280,7 @@ impl Ledger {
                         }
                     }
                 };
-                match &e.owed {
-                    Owed::One(r) => count(*r),
-                    Owed::Group {
-                        members,
-                        outstanding,
-                    } => {
-                        for (i, m) in members.iter().enumerate() {
-                            if outstanding[i / 64] & (1 << (i % 64)) != 0 {
-                                count(*m);
-                            }
-                        }
-                    }
-                }
+                e.owed.each_outstanding(&mut count);
             }
         }
         s
