@@ -233,10 +233,7 @@ impl Connector {
 
     /// An MQTT broker that keeps sessions: each user's is opened once before the run.
     pub fn mqtt_sessions(&self) -> Option<&MqttSetup> {
-        match &self.kind {
-            Kind::Mqtt(m) | Kind::Http(_, Receive::Mqtt(m)) if m.persistent() => Some(m),
-            _ => None,
-        }
+        self.mqtt().filter(|m| m.persistent())
     }
 
     /// Whether messages are delivered to anyone (not so for a plain request/response API,

@@ -127,11 +127,12 @@ fn inbound(ctx: &RunContext, business: Option<u32>, m: &Value) {
             ..
         } => {
             let p = pattern as usize;
-            if now > due_from_us + ctx.scenario.loss_deadline.0 {
-                rec.counters[p].delivered_late += 1;
-                rec.record(p, Metric::DeliveryLate, now.saturating_sub(intended_us));
-                drop(rec);
-                ctx.ledger.note_late(intended_us);
+            if crate::engine::vu::frames::note_if_late(
+                ctx,
+                &mut rec,
+                (p, intended_us, due_from_us),
+                now,
+            ) {
                 return;
             }
             rec.counters[p].delivered += 1;

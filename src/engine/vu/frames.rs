@@ -167,6 +167,28 @@ impl VirtualUser {
     }
 }
 
+/// Whether a first delivery of `pattern`'s message meant for `intended_us` and due from
+/// `due_us` came past its deadline; if so it is recorded as lost and late (its latency in
+/// `delivery_late`, its second in the ledger's loss over time), never as delivered.
+pub fn note_if_late(
+    ctx: &RunContext,
+    rec: &mut crate::metrics::MetricSet,
+    (pattern, intended_us, due_us): (usize, u64, u64),
+    now: u64,
+) -> bool {
+    if now <= due_us + ctx.scenario.loss_deadline.0 {
+        return false;
+    }
+    rec.record(
+        pattern,
+        Metric::DeliveryLate,
+        now.saturating_sub(intended_us),
+    );
+    rec.counters[pattern].delivered_late += 1;
+    ctx.ledger.note_late(intended_us);
+    true
+}
+
 /// The ledger's verdict on one delivery to `user`, measured: latencies and counts for a
 /// first copy (in time, or late: after `loss_deadline` from the later of when the target
 /// could have it and `since_us`, when the recipient's connection came up), a duplicate or an id chatload
@@ -191,12 +213,7 @@ pub fn record_delivery(
             // The ledger knows when the message was meant to go, whatever the protocol
             // carries; the actual send time only comes with the frame.
             let t = intended_us;
-            if now > due_from_us.max(since_us) + ctx.scenario.loss_deadline.0 {
-                // Past its deadline: lost, whatever turns up now; shown apart, never as delivered.
-                rec.record(p, Metric::DeliveryLate, now.saturating_sub(t));
-                rec.counters[p].delivered_late += 1;
-                drop(rec);
-                ctx.ledger.note_late(t);
+            if note_if_late(ctx, &mut rec, (p, t, due_from_us.max(since_us)), now) {
                 return None;
             }
             if ctx.profile.eligible(user, t) {
