@@ -355,10 +355,12 @@ pub async fn search(
     Ok(Capacity {
         schema_version: 1,
         scenario: base.name.clone(),
+        // --target, else the scenario's url; only without either is it the embedded server.
         target: opts
             .run
             .target
             .as_deref()
+            .or(base.target.url.as_deref())
             .map(crate::transport::secrets::redact_url)
             .unwrap_or_else(|| "embedded".into()),
         slos: opts.slos.iter().map(|t| t.text.clone()).collect(),

@@ -102,15 +102,20 @@ pub async fn serve_connection(
                 continue;
             }
             writer.push(Message::Text(out.text));
+            if out.delivery {
+                hub.stats.written.fetch_add(1, Relaxed);
+            }
             if out.delivery
                 && let Some((h, _)) = held.take()
             {
                 writer.push(Message::Text(h));
+                hub.stats.written.fetch_add(1, Relaxed);
                 hub.stats.reordered.fetch_add(1, Relaxed);
             }
         }
         if let Some((h, _)) = held.take_if(|(_, at)| now.duration_since(*at) >= HOLD_LIMIT) {
             writer.push(Message::Text(h));
+            hub.stats.written.fetch_add(1, Relaxed);
         }
         if reset || closing {
             break;

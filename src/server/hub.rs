@@ -87,7 +87,11 @@ struct UserEntry {
 pub struct HubStats {
     pub connections: AtomicU64,
     pub accepted: AtomicU64,
+    /// Deliveries routed to a recipient (counted when routed, before any delay or queue).
     pub delivered: AtomicU64,
+    /// Deliveries written to a recipient's live connection when due (after delays, the
+    /// `max_rate` queue and holds): the server's throughput as a client sees it.
+    pub written: AtomicU64,
     pub dropped: AtomicU64,
     /// Deliveries for users who were not connected, discarded (`offline_queue = false`).
     pub discarded: AtomicU64,

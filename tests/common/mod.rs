@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod chat_api;
+pub mod cpu_slice;
 pub mod mosquitto;
+pub mod mqtt_flood;
 pub mod mqtt_proxy;
 pub mod serve;
 pub mod tls;

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 pub struct Broker {
     child: Option<Child>,
+    /// The CPU core it is pinned to (`taskset -c`), if any.
+    core: Option<usize>,
     pub port: u16,
     config: PathBuf,
     _dir: tempfile::TempDir,
@@ -48,6 +50,16 @@ pub struct Options {
 
 impl Broker {
     pub fn start(opts: Options) -> Option<Broker> {
+        Self::start_on(opts, None)
+    }
+
+    /// Started under `taskset -c CORE`, so that a test can measure a broker limited to one
+    /// core while the load generator runs on another.
+    pub fn start_pinned(opts: Options, core: usize) -> Option<Broker> {
+        Self::start_on(opts, Some(core))
+    }
+
+    fn start_on(opts: Options, core: Option<usize>) -> Option<Broker> {
         let bin = binary()?;
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
@@ -65,6 +77,7 @@ impl Broker {
         drop(f);
         let mut b = Broker {
             child: None,
+            core,
             port,
             config,
             _dir: dir,
@@ -78,7 +91,15 @@ impl Broker {
     }
 
     fn launch(&mut self, bin: &Path) {
-        let child = Command::new(bin)
+        let mut cmd = match self.core {
+            Some(core) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(core.to_string()).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = cmd
             .arg("-c")
             .arg(&self.config)
             .stdin(Stdio::null())
@@ -96,6 +117,10 @@ impl Broker {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
     }
 
     /// Kills the broker by its PID (SIGKILL: no goodbye to the clients).

@@ -13,7 +13,20 @@ pub struct ServeProcess {
 impl ServeProcess {
     /// Starts `chatload serve --listen 127.0.0.1:0 FLAGS…` and waits for its address.
     pub fn start(flags: &[&str]) -> ServeProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chatload"))
+        Self::launch(Command::new(env!("CARGO_BIN_EXE_chatload")), flags)
+    }
+
+    /// The same under `taskset -c CORE`, so that the server has a core of its own.
+    pub fn start_pinned(flags: &[&str], core: usize) -> ServeProcess {
+        let mut c = Command::new("taskset");
+        c.arg("-c")
+            .arg(core.to_string())
+            .arg(env!("CARGO_BIN_EXE_chatload"));
+        Self::launch(c, flags)
+    }
+
+    fn launch(mut command: Command, flags: &[&str]) -> ServeProcess {
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(flags)
             .stdout(Stdio::null())

@@ -221,10 +221,11 @@ fn metrics(hub: &Hub) -> String {
     let s = hub.snapshot();
     let b = &hub.business.stats;
     let mut out = format!(
-        "chatload_server_connections_total {}\nchatload_server_accepted_total {}\nchatload_server_delivered_total {}\nchatload_business_accepted_total {}\nchatload_business_inbound_total {}\nchatload_business_statuses_total {}\n",
+        "chatload_server_connections_total {}\nchatload_server_accepted_total {}\nchatload_server_delivered_total {}\nchatload_server_deliveries_written_total {}\nchatload_business_accepted_total {}\nchatload_business_inbound_total {}\nchatload_business_statuses_total {}\n",
         s.connections,
         s.accepted,
         s.delivered,
+        hub.stats.written.load(Relaxed),
         b.accepted.load(Relaxed),
         b.inbound.load(Relaxed),
         b.statuses.load(Relaxed),
