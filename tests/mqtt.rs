@@ -274,6 +274,57 @@ async fn publishes_a_proxy_drops_on_the_way_to_subscribers_are_lost_exactly() {
     assert!(!r.summary.passed || r.summary.thresholds.is_empty());
 }
 
+/// Every 20th chat PUBLISH from mosquitto reaches its subscriber 2 s late (twice the loss
+/// deadline): each is lost and also counted as delivered late, never as delivered, and
+/// `loss == 0` fails. The proxy delays only in its first 5 s and a quiet tail follows, so
+/// every held one arrives while the run still listens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_a_proxy_delays_past_the_deadline_are_lost_and_delivered_late() {
+    let _one = ONE_RUN.lock().await;
+    let Some(broker) = Broker::start(Options {
+        extra: String::new(),
+    }) else {
+        return;
+    };
+    let proxy = common::mqtt_proxy::MqttProxy::delaying(
+        broker.port,
+        20,
+        std::time::Duration::from_secs(2),
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    let text = chat_scenario(100, 3, 0, &mqtt_target(&proxy.url(), "qos = 1"))
+        .replace(
+            r#"stages = [{ ramp = "1s" }, { hold = "3s" }]"#,
+            r#"stages = [{ ramp = "1s" }, { hold = "3s" }, { hold = "1ms", rate = 0.0 }, { hold = "3s" }]"#,
+        )
+        + "\n[thresholds]\n\"loss\" = \"== 0\"\n";
+    assert!(
+        text.contains("rate = 0.0"),
+        "the quiet tail is in the scenario"
+    );
+    let r = run_text(&text, None).await;
+    let a = &r.summary.accounting;
+    let delayed = proxy.delayed.load(std::sync::atomic::Ordering::Relaxed);
+    let published = proxy.publishes.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(delayed >= 10, "the proxy delayed some: {delayed}");
+    assert_eq!(published, a.sent, "one PUBLISH per owed delivery: {a:?}");
+    assert_eq!(a.lost, delayed, "every delayed delivery is lost: {a:?}");
+    assert_eq!(a.delivered_late, delayed, "and arrived late: {a:?}");
+    assert_eq!(a.delivered + a.lost, a.sent, "{a:?}");
+    assert_eq!(
+        (a.in_flight, a.unverified, a.duplicated),
+        (0, 0, 0),
+        "{a:?}"
+    );
+    assert_eq!(
+        r.summary.metrics["delivery_late"].count, delayed,
+        "each late arrival has its latency"
+    );
+    assert!(r.summary.metrics["delivery_late"].p50_us >= 2_000_000);
+    assert!(!r.summary.passed, "loss == 0 fails");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_persistent_sessions_offline_deliveries_are_unverified_and_fail_loss() {
     let _one = ONE_RUN.lock().await;
