@@ -128,3 +128,152 @@ webhook = {{ listen = "127.0.0.1:{hook_port}", each = "/deliveries", recipient =
         "the Markdown names the pattern's errors:\n{md}"
     );
 }
+
+/// A hostile API: every answer promises a gigabyte (with a Content-Length, or chunked, or
+/// running until close, by turns) and pours it out as fast as loopback takes it.
+async fn flooding_api() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut n = 0u64;
+        while let Ok((mut s, _)) = listener.accept().await {
+            n += 1;
+            let framing = n % 3;
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 << 10];
+                let _ = s.read(&mut buf).await;
+                let head: &[u8] = match framing {
+                    0 => b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n",
+                    1 => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                    _ => b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+                };
+                if s.write_all(head).await.is_err() {
+                    return;
+                }
+                let block = vec![b'x'; 1 << 20];
+                for _ in 0..1024 {
+                    if framing == 1 && s.write_all(b"100000\r\n").await.is_err() {
+                        return;
+                    }
+                    if s.write_all(&block).await.is_err() {
+                        return;
+                    }
+                    if framing == 1 && s.write_all(b"\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The peak resident memory of the largest child this test process has waited for, in KiB.
+fn children_peak_rss_kib() -> i64 {
+    // SAFETY: getrusage fills the struct it is given.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
+        u.ru_maxrss
+    }
+}
+
+/// Answers of a gigabyte each, to the open model (a shared client pool) and to the closed
+/// loop (a connection per user): each is refused once it passes `max_answer`, as a protocol
+/// error naming the key, and chatload's memory stays small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_of_any_size_cannot_grow_memory() {
+    let _one = ONE_RUN.lock().await;
+    let port = flooding_api().await;
+    let open = r#"[scenario]
+name = "flood-open"
+seed = 1
+
+[population.consumers]
+users = 50
+contacts = { uniform = { min = 2, max = 4 } }
+
+[[pattern]]
+kind = "direct_chat"
+conversations = "60/min per user"
+messages = 1
+
+[load]
+stages = [{ ramp = "500ms" }, { hold = "3s" }]
+
+[target]
+protocol = "http"
+
+[target.http]
+url = "/send"
+body = '{"id":{{id}}}'
+id = "/id"
+timeout = "5s"
+deliveries = "none"
+"#;
+    let closed = r#"[scenario]
+name = "flood-closed"
+seed = 1
+
+[population.consumers]
+users = 30
+online = 1.0
+contacts = 1
+
+[[pattern]]
+kind = "closed_loop"
+think = "0s"
+
+[load]
+stages = [{ ramp = "500ms" }, { hold = "3s" }]
+
+[target]
+protocol = "http"
+
+[target.http]
+method = "GET"
+url = "/x"
+timeout = "5s"
+deliveries = "none"
+"#;
+    for text in [open, closed] {
+        let file = scenario_file(text);
+        let out_dir = bundle_dir();
+        let bin = env!("CARGO_BIN_EXE_chatload");
+        let target = format!("http://127.0.0.1:{port}");
+        let (path, out_path) = (file.path.clone(), out_dir.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(bin)
+                .arg("run")
+                .arg(&path)
+                .args(["--target", &target, "-q", "--out"])
+                .arg(&out_path)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out_dir.join("summary.json"))
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr))),
+        )
+        .unwrap();
+        let protocol = summary["errors"]["protocol"].as_u64().unwrap_or(0);
+        assert!(protocol > 10, "refused answers: {}", summary["errors"]);
+        assert!(
+            summary["error_examples"]["protocol"]
+                .as_str()
+                .unwrap_or("")
+                .contains("max_answer"),
+            "{}",
+            summary["error_examples"]
+        );
+        let peak_mib = children_peak_rss_kib() / 1024;
+        eprintln!(
+            "{}: {protocol} answers refused, peak RSS {peak_mib} MiB",
+            summary["scenario"]
+        );
+        assert!(peak_mib < 150, "chatload grew to {peak_mib} MiB");
+    }
+}

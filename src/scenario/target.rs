@@ -132,6 +132,10 @@ pub struct HttpSection {
     pub id: Option<String>,
     /// How long a send may take (default 10s).
     pub timeout: Option<Micros>,
+    /// The largest answer read, in bytes (default 65536): an answer longer than this is a
+    /// protocol error, so a target cannot make chatload hold an unbounded body.
+    #[schemars(with = "Option<i64>")]
+    pub max_answer: Option<Spanned<i64>>,
     /// How deliveries are seen: "subscription" (default), "webhook", or "none" (a plain
     /// request/response API: the answer is the whole story).
     #[schemars(with = "Option<String>")]
@@ -267,8 +271,14 @@ pub struct HttpTarget {
     pub body: Option<Template>,
     pub id: Option<String>,
     pub timeout: Micros,
+    /// Bytes of an answer read at most (see `HttpSection::max_answer`).
+    pub max_answer: usize,
     pub deliveries: HttpDeliveries,
 }
+
+/// `max_answer` when the scenario does not say, and the largest it may say.
+pub const DEFAULT_MAX_ANSWER: usize = 64 << 10;
+pub const LARGEST_MAX_ANSWER: i64 = 64 << 20;
 
 /// The protocol settings of one `[target]`.
 pub struct Compiled {
@@ -559,6 +569,19 @@ fn http(h: &HttpSection, s: &Sections<'_>) -> Result<HttpTarget> {
             );
         }
     };
+    let max_answer = match &h.max_answer {
+        None => DEFAULT_MAX_ANSWER,
+        Some(v) if (256..=LARGEST_MAX_ANSWER).contains(v.get_ref()) => *v.get_ref() as usize,
+        Some(v) => {
+            return issue(
+                v.span(),
+                format!(
+                    "max_answer = {} bytes: give 256 to {LARGEST_MAX_ANSWER} (64 MiB); it bounds the memory each connection may spend on one answer",
+                    v.get_ref()
+                ),
+            );
+        }
+    };
     Ok(HttpTarget {
         method,
         url: template(&h.url)?,
@@ -566,6 +589,7 @@ fn http(h: &HttpSection, s: &Sections<'_>) -> Result<HttpTarget> {
         body: optional(&h.body)?,
         id: h.id.clone(),
         timeout: h.timeout.unwrap_or(Micros(10_000_000)),
+        max_answer,
         deliveries,
     })
 }

@@ -127,6 +127,7 @@ impl HttpSetup {
                     self.target.timeout.as_std(),
                     self.target.id.is_some(),
                     self.method == reqwest::Method::HEAD,
+                    self.target.max_answer,
                     source,
                 )
                 .await?,
@@ -250,8 +251,40 @@ fn same_origin(u: &reqwest::Url, e: &Endpoint) -> bool {
     u.host_str() == Some(e.host.as_str()) && u.port_or_known_default() == Some(e.port)
 }
 
-async fn perform(req: reqwest::RequestBuilder, id: u64, id_pointer: Option<String>) -> Incoming {
-    let resp = match req.send().await {
+/// At most `max` bytes of an answer's body, read as they come; `None` when the body is longer
+/// (its length promised or seen), so that a target cannot make chatload hold a body of any
+/// size. Stops reading at the cap: the rest is never buffered.
+async fn capped_body(resp: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    let too_long =
+        |n: u64| format!("an answer of {n}+ bytes, more than max_answer ({max} bytes) allows");
+    if let Some(n) = resp.content_length()
+        && n > max as u64
+    {
+        return Err(too_long(n));
+    }
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if body.len() + c.len() > max {
+                    return Err(too_long((body.len() + c.len()) as u64));
+                }
+                body.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(body),
+            // Cut mid-body: what arrived is enough to explain a refusal.
+            Err(_) => return Ok(body),
+        }
+    }
+}
+
+async fn perform(
+    req: reqwest::RequestBuilder,
+    id: u64,
+    id_pointer: Option<String>,
+    max_answer: usize,
+) -> Incoming {
+    let mut resp = match req.send().await {
         Ok(r) => r,
         Err(e) => {
             return Incoming::Rejected {
@@ -263,19 +296,33 @@ async fn perform(req: reqwest::RequestBuilder, id: u64, id_pointer: Option<Strin
     };
     let status = resp.status();
     if !status.is_success() {
-        let text = resp.text().await.unwrap_or_default();
+        let detail = match capped_body(&mut resp, max_answer).await {
+            Ok(body) => format!(
+                "HTTP {status}: {}",
+                super::secrets::excerpt(&String::from_utf8_lossy(&body), 160)
+            ),
+            Err(why) => format!("HTTP {status}: {why}"),
+        };
         return Incoming::Rejected {
             id,
             kind: ErrorKind::for_status(status.as_u16()),
-            detail: format!("HTTP {status}: {}", super::secrets::excerpt(&text, 160)),
+            detail,
         };
     }
     if let Some(p) = id_pointer {
         // The API's own id is not needed to measure; an answer without one is a protocol
         // error worth counting, since the API promised it.
-        let found = resp
-            .json::<serde_json::Value>()
-            .await
+        let body = match capped_body(&mut resp, max_answer).await {
+            Ok(b) => b,
+            Err(why) => {
+                return Incoming::Rejected {
+                    id,
+                    kind: ErrorKind::Protocol,
+                    detail: why,
+                };
+            }
+        };
+        let found = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v.pointer(&p).cloned());
         if found.is_none() {
@@ -299,7 +346,12 @@ impl HttpSession {
                 return;
             };
             let pointer = self.setup.target.id.clone();
-            open.push(Box::pin(perform(req, id, pointer)));
+            open.push(Box::pin(perform(
+                req,
+                id,
+                pointer,
+                self.setup.target.max_answer,
+            )));
         }
     }
 

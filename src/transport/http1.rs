@@ -20,8 +20,6 @@ use tokio::time::Instant;
 
 /// Headers an answer may carry; more is a protocol error.
 const MAX_HEADERS: usize = 64;
-/// The longest answer kept whole (bodies are only read for the message id and error text).
-const MAX_ANSWER: usize = 16 << 20;
 
 /// Where the connection goes, parsed once per run.
 #[derive(Debug, Clone)]
@@ -174,8 +172,9 @@ fn header_is(h: &httparse::Header<'_>, name: &str, value: &str) -> bool {
 }
 
 /// Parses one response at the front of `buf`. `keep_body` keeps a 2xx body; error bodies are
-/// always kept (their text explains the refusal).
-fn parse(buf: &[u8], keep_body: bool, head_request: bool) -> Parsed {
+/// always kept (their text explains the refusal). A body longer than `max_answer` is refused,
+/// so that no answer can make a connection hold more than that.
+fn parse(buf: &[u8], keep_body: bool, head_request: bool, max_answer: usize) -> Parsed {
     let mut skip = 0;
     loop {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -213,7 +212,7 @@ fn parse(buf: &[u8], keep_body: bool, head_request: bool) -> Parsed {
             .iter()
             .any(|h| header_is(h, "transfer-encoding", "chunked"))
         {
-            return match dechunk(&buf[start..], keep) {
+            return match dechunk(&buf[start..], keep, max_answer) {
                 Ok(Some((body, n))) => Parsed::Done {
                     answer: Answer { status, body },
                     used: start + n,
@@ -233,9 +232,9 @@ fn parse(buf: &[u8], keep_body: bool, head_request: bool) -> Parsed {
                     .and_then(|v| v.trim().parse::<usize>().ok())
             });
         return match length {
-            Some(Some(n)) if n > MAX_ANSWER => {
-                Parsed::Bad(format!("an answer of {n} bytes is more than a send needs"))
-            }
+            Some(Some(n)) if n > max_answer => Parsed::Bad(format!(
+                "an answer of {n} bytes, more than max_answer ({max_answer} bytes) allows"
+            )),
             Some(Some(n)) if buf.len() >= start + n => Parsed::Done {
                 answer: Answer {
                     status,
@@ -260,7 +259,7 @@ fn parse(buf: &[u8], keep_body: bool, head_request: bool) -> Parsed {
 
 /// A chunked body at the front of `buf`: the body (when kept) and the bytes it used, or
 /// `None` when more bytes are needed.
-fn dechunk(buf: &[u8], keep: bool) -> Result<Option<(Vec<u8>, usize)>, String> {
+fn dechunk(buf: &[u8], keep: bool, max_answer: usize) -> Result<Option<(Vec<u8>, usize)>, String> {
     let mut at = 0;
     let mut body = Vec::new();
     loop {
@@ -270,8 +269,10 @@ fn dechunk(buf: &[u8], keep: bool) -> Result<Option<(Vec<u8>, usize)>, String> {
             Err(_) => return Err("a malformed chunked body".into()),
         };
         let size = usize::try_from(size).map_err(|_| "a chunk too large".to_string())?;
-        if size > MAX_ANSWER {
-            return Err("a chunk too large for a send's answer".into());
+        if size > max_answer || at + size > max_answer + 64 * 1024 {
+            return Err(format!(
+                "a chunked answer of more than max_answer ({max_answer} bytes)"
+            ));
         }
         at += n;
         if size == 0 {
@@ -313,6 +314,8 @@ pub struct Http1Conn {
     filled: usize,
     keep_body: bool,
     head_request: bool,
+    /// The largest answer read (`[target.http] max_answer`).
+    max_answer: usize,
     timeout: Duration,
     /// Spare request buffers, so a steady loop allocates none.
     spare: Vec<Vec<u8>>,
@@ -330,6 +333,7 @@ impl Http1Conn {
         request_timeout: Duration,
         keep_body: bool,
         head_request: bool,
+        max_answer: usize,
         source: Option<IpAddr>,
     ) -> Result<Http1Conn, ConnectError> {
         let stream = open(&endpoint, timeout, source).await?;
@@ -344,6 +348,7 @@ impl Http1Conn {
             filled: 0,
             keep_body,
             head_request,
+            max_answer,
             timeout: request_timeout,
             spare: Vec::new(),
             refused: VecDeque::new(),
@@ -473,6 +478,7 @@ impl Http1Conn {
                 &self.inbuf[..self.filled],
                 self.keep_body,
                 self.head_request,
+                self.max_answer,
             ) {
                 Parsed::Done {
                     answer,
@@ -491,8 +497,16 @@ impl Http1Conn {
                 Parsed::Partial | Parsed::UntilClose { .. } => {}
             }
             if self.filled == self.inbuf.len() {
-                if self.inbuf.len() >= MAX_ANSWER {
-                    return Err((ErrorKind::Protocol, "an answer too large".into(), false));
+                // Head and body together may not grow past max_answer (and the head's room).
+                if self.inbuf.len() >= self.max_answer + 64 * 1024 {
+                    return Err((
+                        ErrorKind::Protocol,
+                        format!(
+                            "an answer of more than max_answer ({} bytes)",
+                            self.max_answer
+                        ),
+                        false,
+                    ));
                 }
                 self.inbuf.resize(self.inbuf.len() * 2, 0);
             }
@@ -506,6 +520,7 @@ impl Http1Conn {
                     &self.inbuf[..self.filled],
                     self.keep_body,
                     self.head_request,
+                    self.max_answer,
                 ) {
                     let body = self.inbuf[head..self.filled].to_vec();
                     self.drop_connection();
@@ -598,6 +613,20 @@ pub fn judge(
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_answer_longer_than_max_answer_is_refused_before_it_is_read() {
+        // A gigabyte promised: refused from the head alone, nothing buffered for it.
+        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\nxx";
+        assert!(
+            matches!(parse(r, false, false, 65536), Parsed::Bad(why) if why.contains("max_answer"))
+        );
+        // Chunked: each chunk and the whole body are held to it as well.
+        let big = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n20000\r\n";
+        assert!(matches!(parse(big, true, false, 65536), Parsed::Bad(_)));
+        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        assert_eq!(done(parse(r, true, false, 256)).1, b"hello");
+    }
+
     fn done(p: Parsed) -> (u16, Vec<u8>, usize, bool) {
         match p {
             Parsed::Done {
@@ -612,38 +641,38 @@ mod tests {
     #[test]
     fn content_length_bodies_are_framed_exactly() {
         let r = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 204";
-        let (status, body, used, close) = done(parse(r, true, false));
+        let (status, body, used, close) = done(parse(r, true, false, 1 << 20));
         assert_eq!(
             (status, body.as_slice(), used, close),
             (200, &b"hello"[..], 43, false)
         );
         // Without asking for it, a 2xx body is skipped, not copied.
-        assert!(done(parse(r, false, false)).1.is_empty());
-        assert_eq!(parse(&r[..40], true, false), Parsed::Partial);
+        assert!(done(parse(r, false, false, 1 << 20)).1.is_empty());
+        assert_eq!(parse(&r[..40], true, false, 1 << 20), Parsed::Partial);
     }
 
     #[test]
     fn chunked_bodies_and_interim_answers() {
         let r = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        let (status, body, used, _) = done(parse(r, true, false));
+        let (status, body, used, _) = done(parse(r, true, false, 1 << 20));
         assert_eq!(
             (status, body.as_slice(), used),
             (201, &b"abcde"[..], r.len())
         );
-        assert_eq!(parse(&r[..r.len() - 1], true, false), Parsed::Partial);
+        assert_eq!(parse(&r[..r.len() - 1], true, false, 1 << 20), Parsed::Partial);
     }
 
     #[test]
     fn error_bodies_are_kept_and_close_is_seen() {
         let r = b"HTTP/1.1 503 Busy\r\nConnection: close\r\nContent-Length: 4\r\n\r\nbusy";
-        let (status, body, _, close) = done(parse(r, false, false));
+        let (status, body, _, close) = done(parse(r, false, false, 1 << 20));
         assert_eq!((status, body.as_slice(), close), (503, &b"busy"[..], true));
         assert!(matches!(
-            parse(b"garbage\r\n\r\n", false, false),
+            parse(b"garbage\r\n\r\n", false, false, 1 << 20),
             Parsed::Bad(_)
         ));
         assert_eq!(
-            parse(b"HTTP/1.1 200 OK\r\n\r\nrest", false, false),
+            parse(b"HTTP/1.1 200 OK\r\n\r\nrest", false, false, 1 << 20),
             Parsed::UntilClose {
                 status: 200,
                 head: 19
