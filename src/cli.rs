@@ -59,6 +59,10 @@ pub enum Command {
         /// Write the report bundle into this folder (default: reports/<scenario>-<UTC time>/).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Replace the report bundle already in --out (without it, such a folder is refused
+        /// before the run starts).
+        #[arg(long)]
+        force: bool,
         /// No live progress; only the final table and errors.
         #[arg(long, short)]
         quiet: bool,

@@ -66,10 +66,18 @@ async fn dispatch(command: Command) -> u8 {
             start_at,
             webhook_listen,
             out,
+            force,
             quiet,
             thresholds,
             abort_on_fail,
         } => {
+            // Before anything else: a run whose results cannot be kept is not started.
+            if let Some(dir) = &out
+                && let Err(why) = chatload::report::bundle::check_out(dir, force)
+            {
+                eprintln!("chatload: {why}");
+                return BAD_INPUT;
+            }
             let segment = match segment.as_deref().map(chatload::workload::Segment::parse) {
                 None => chatload::workload::Segment::WHOLE,
                 Some(Ok(s)) => s,
@@ -184,6 +192,16 @@ async fn dispatch(command: Command) -> u8 {
                     } else {
                         THRESHOLD_FAILED
                     }
+                }
+                Err(engine::RunError::Bundle { error, summary }) => {
+                    // The run's figures are not lost with its files: shown here, and the
+                    // file that could not be written is named.
+                    print!("{}", console::render(&summary, None));
+                    eprintln!(
+                        "chatload: {}",
+                        chatload::transport::secrets::redact(&error.to_string())
+                    );
+                    interrupted_exit_code().unwrap_or(RUN_FAILED)
                 }
                 Err(e) => {
                     // Credentials from the environment never reach the terminal.

@@ -333,9 +333,14 @@ fn a_second_ctrl_c_exits_at_once_and_leaves_no_half_written_bundle() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(3));
+    let staging = file.dir.path().join(format!(".b.partial-{}-0", child.id()));
     assert!(
-        bundle.join("latency.hlog").exists(),
-        "the interval log streams into the folder during the run"
+        staging.join("latency.hlog").exists(),
+        "the interval log streams into the staging folder during the run"
+    );
+    assert!(
+        !bundle.exists(),
+        "the bundle's folder appears only when whole"
     );
     signal(child.id(), libc::SIGINT);
     std::thread::sleep(Duration::from_millis(100));
@@ -349,9 +354,10 @@ fn a_second_ctrl_c_exits_at_once_and_leaves_no_half_written_bundle() {
     );
     // Either the complete bundle or none: a second Ctrl-C this early leaves none.
     assert!(
-        !bundle.exists(),
+        !bundle.exists() && !staging.exists(),
         "no half-written folder: {:?}",
-        std::fs::read_dir(&bundle).map(|d| d.count())
+        std::fs::read_dir(file.dir.path())
+            .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
     );
 }
 
@@ -419,4 +425,118 @@ fn an_absurd_number_of_groups_is_refused_at_its_key() {
             "{groups}: {stderr}"
         );
     }
+}
+
+/// `--out` that cannot take the bundle is refused before anything is sent (exit 2, one
+/// sentence): a file, a folder holding a bundle (unless --force), a place nothing can be
+/// created in.
+#[test]
+fn an_out_folder_that_cannot_take_the_bundle_is_refused_before_the_run() {
+    let file = common::scenario_file(&common::chat_scenario(5, 1, 0, ""));
+    let a_file = file.dir.path().join("a-file");
+    std::fs::write(&a_file, "x").unwrap();
+    let old = file.dir.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    std::fs::write(old.join("summary.json"), "{\"mine\":1}").unwrap();
+    for (out, says) in [
+        (a_file.clone(), "is a file"),
+        (old.clone(), "--force"),
+        (
+            std::path::PathBuf::from("/proc/chatload-cannot/b"),
+            "cannot be written",
+        ),
+    ] {
+        let started = Instant::now();
+        let o = bin()
+            .args(["run", file.path.to_str().unwrap(), "--quiet", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{out:?}: {stderr}");
+        assert!(stderr.contains(says), "{out:?}: {stderr}");
+        assert!(
+            o.stdout.is_empty(),
+            "nothing ran: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "refused at once"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&a_file).unwrap(), "x");
+    assert_eq!(
+        std::fs::read_to_string(old.join("summary.json")).unwrap(),
+        "{\"mine\":1}",
+        "an existing bundle is left alone"
+    );
+    // With --force the old bundle is replaced by a whole new one.
+    let _one = common::ONE_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let o = bin()
+        .args([
+            "run",
+            file.path.to_str().unwrap(),
+            "--quiet",
+            "--force",
+            "--out",
+        ])
+        .arg(&old)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        std::fs::read_to_string(old.join("summary.json"))
+            .unwrap()
+            .contains("schema_version")
+    );
+}
+
+/// The disk fails the bundle after the run (here: its staging folder is replaced by a file
+/// mid-run): the summary table is still printed, the error names what could not be written,
+/// and the exit is 3.
+#[test]
+fn a_bundle_that_cannot_be_written_after_the_run_still_shows_the_results() {
+    let _one = common::ONE_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let file = common::scenario_file(&common::chat_scenario(10, 3, 0, ""));
+    let bundle = file.dir.path().join("b");
+    let child = bin()
+        .args(["run", file.path.to_str().unwrap(), "--quiet", "--out"])
+        .arg(&bundle)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let staging = file.dir.path().join(format!(".b.partial-{}-0", child.id()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !staging.exists() {
+        assert!(Instant::now() < deadline, "no staging folder appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::remove_dir_all(&staging).unwrap();
+    std::fs::write(&staging, "in the way").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stdout.contains("accounting"),
+        "the results are shown: {stdout}"
+    );
+    assert!(
+        stderr.contains("cannot write the report to") && stderr.contains(".b.partial-"),
+        "{stderr}"
+    );
+    assert!(!bundle.exists(), "no partial bundle in place");
 }

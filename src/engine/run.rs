@@ -51,8 +51,13 @@ pub enum RunError {
     Server(#[from] server::BindError),
     #[error("cannot set up the run: {0}")]
     Setup(String),
-    #[error(transparent)]
-    Bundle(#[from] bundle::BundleError),
+    /// The run finished but its bundle could not be written: the summary is still here, so
+    /// the console can show it.
+    #[error("{error}")]
+    Bundle {
+        error: bundle::BundleError,
+        summary: Box<Summary>,
+    },
 }
 
 pub struct RunResult {
@@ -241,7 +246,7 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
     }
 
     let stop_pacer = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (hlog, bundle_dir) = open_hlog(opts, &scenario.name, started_at);
+    let (hlog, staged) = open_hlog(opts, &scenario.name, started_at);
     let collected = Arc::new(Mutex::new(Collected {
         totals: MetricSet::new(scenario.patterns.len()),
         series: Series {
@@ -440,42 +445,50 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
     }
 
     let mut hlog = collected.hlog;
-    bundle::write(
-        &bundle_dir,
-        &summary,
-        hlog.finish(&scenario.name).as_deref(),
-    )?;
-    Ok(RunResult {
-        summary,
-        bundle_dir,
-    })
+    let log = hlog.finish(&scenario.name);
+    let written = staged
+        .map_err(|(at, source)| bundle::BundleError {
+            path: at.display().to_string(),
+            source,
+        })
+        .and_then(|staged| bundle::write_staged(staged, &summary, log.as_deref()));
+    match written {
+        Ok(bundle_dir) => Ok(RunResult {
+            summary,
+            bundle_dir,
+        }),
+        Err(error) => Err(RunError::Bundle {
+            error,
+            summary: Box::new(summary),
+        }),
+    }
 }
 
-/// The bundle's folder, and the interval log streamed into it as the run goes (kept in
-/// memory if the folder cannot be made now; writing the bundle at the end then reports the
-/// problem). The folder is `--out`, or a `reports/<scenario>-<UTC time>/` of this run's own.
+/// The bundle's staging folder, and the interval log streamed into it as the run goes (kept
+/// in memory if the folder cannot be made; writing the bundle at the end then reports the
+/// problem). The bundle goes to `--out`, or to a `reports/<scenario>-<UTC time>/` of this
+/// run's own, when it is whole.
 fn open_hlog(
     opts: &RunOptions,
     scenario: &str,
     started_at: chrono::DateTime<chrono::Utc>,
-) -> (crate::metrics::hlog::HlogWriter, PathBuf) {
+) -> (
+    crate::metrics::hlog::HlogWriter,
+    Result<bundle::Staged, (PathBuf, std::io::Error)>,
+) {
     let now = std::time::SystemTime::now();
     let base = bundle::default_dir(&opts.reports_root, scenario, started_at);
-    let (dir, made) = match &opts.out {
-        Some(out) => (out.clone(), None),
-        None => match bundle::claim_dir(&base) {
-            Ok(dir) => (dir, Some(true)),
-            Err(_) => (base, None),
-        },
+    let staged = bundle::Staged::new(opts.out.as_deref(), &base)
+        .map_err(|e| (opts.out.clone().unwrap_or(base), e));
+    let Ok(s) = &staged else {
+        return (crate::metrics::hlog::HlogWriter::new(now), staged);
     };
-    // From here until the bundle is complete, an exit at once takes the folder away again.
-    bundle::begin(&dir, made);
-    let hlog = std::fs::create_dir_all(&dir)
-        .and_then(|_| {
-            crate::metrics::hlog::HlogWriter::streaming(&dir.join("latency.hlog"), now, scenario)
-        })
-        .unwrap_or_else(|_| crate::metrics::hlog::HlogWriter::new(now));
-    (hlog, dir)
+    // From here until the bundle is complete, an exit at once takes the staging folder away.
+    bundle::begin(s.dir(), Some(true));
+    let hlog =
+        crate::metrics::hlog::HlogWriter::streaming(&s.dir().join("latency.hlog"), now, scenario)
+            .unwrap_or_else(|_| crate::metrics::hlog::HlogWriter::new(now));
+    (hlog, staged)
 }
 
 /// Graceful reconnect storms are the server's to carry out: at each one's time, ask the

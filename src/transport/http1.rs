@@ -659,7 +659,10 @@ mod tests {
             (status, body.as_slice(), used),
             (201, &b"abcde"[..], r.len())
         );
-        assert_eq!(parse(&r[..r.len() - 1], true, false, 1 << 20), Parsed::Partial);
+        assert_eq!(
+            parse(&r[..r.len() - 1], true, false, 1 << 20),
+            Parsed::Partial
+        );
     }
 
     #[test]
