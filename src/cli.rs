@@ -95,6 +95,10 @@ pub enum Command {
         /// Also write the Markdown to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Compare runs of different scenarios (or of different versions of one file);
+        /// without it they are refused.
+        #[arg(long)]
+        allow_different: bool,
     },
     /// Check scenario files without sending anything.
     Validate {

@@ -239,7 +239,14 @@ async fn dispatch(command: Command) -> u8 {
             max_regression,
             metrics,
             out,
-        } => compare(&runs, &max_regression, metrics, out.as_deref()),
+            allow_different,
+        } => compare(
+            &runs,
+            &max_regression,
+            metrics,
+            out.as_deref(),
+            allow_different,
+        ),
         Command::Merge { bundles, out } => merge_command::merge(&bundles, &out),
         Command::Capacity(args) => capacity_command::capacity(args).await,
         Command::Plan {
@@ -369,8 +376,7 @@ fn read_summary(path: &std::path::Path) -> Result<chatload::report::Summary, Str
     };
     let text = std::fs::read_to_string(&file)
         .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not a chatload summary.json: {e}", file.display()))
+    chatload::report::bundle::parse_summary(&file, &text)
 }
 
 fn compare(
@@ -378,6 +384,7 @@ fn compare(
     max_regression: &str,
     metrics: Vec<String>,
     out: Option<&std::path::Path>,
+    allow_different: bool,
 ) -> u8 {
     let tolerance = match max_regression
         .trim()
@@ -400,6 +407,28 @@ fn compare(
                 return BAD_INPUT;
             }
         }
+    }
+    // Runs of different scenarios differ for reasons other than a regression.
+    if !allow_different
+        && let Some(first) = summaries.first()
+        && let Some((i, other)) = summaries.iter().enumerate().find(|(_, s)| {
+            s.scenario != first.scenario
+                || (!s.scenario_sha256.is_empty()
+                    && !first.scenario_sha256.is_empty()
+                    && s.scenario_sha256 != first.scenario_sha256)
+        })
+    {
+        let why = if other.scenario != first.scenario {
+            format!("scenarios {} and {}", first.scenario, other.scenario)
+        } else {
+            "scenario files of different content".to_string()
+        };
+        eprintln!(
+            "chatload compare: {} and {} are runs of different scenarios ({why}); compare runs of one scenario, or add --allow-different",
+            runs[0].display(),
+            runs[i].display()
+        );
+        return BAD_INPUT;
     }
     let Some(candidate) = summaries.pop() else {
         return BAD_INPUT;

@@ -8,9 +8,31 @@ use std::path::PathBuf;
 /// `chatload merge`: the segments' bundles joined into one, thresholds judged on the whole.
 pub fn merge(bundles: &[PathBuf], out: &std::path::Path) -> u8 {
     use chatload::report::merge::{self, Part};
+    // Writing over a segment would destroy what is being merged.
+    let same = |a: &std::path::Path, b: &std::path::Path| {
+        a == b
+            || matches!(
+                (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+                (Ok(x), Ok(y)) if x == y
+            )
+    };
+    if let Some(input) = bundles.iter().find(|b| same(b, out)) {
+        eprintln!(
+            "chatload merge: --out {} is one of the segments being merged; give a new folder",
+            input.display()
+        );
+        return BAD_INPUT;
+    }
+    if out.exists() && !out.is_dir() {
+        eprintln!(
+            "chatload merge: --out {} is a file, not a folder",
+            out.display()
+        );
+        return BAD_INPUT;
+    }
     let mut parts = Vec::new();
     for dir in bundles {
-        let (summary, hlog) = match chatload::report::bundle::read(dir) {
+        let (summary, hlog) = match chatload::report::bundle::read_with_log(dir) {
             Ok(x) => x,
             Err(e) => {
                 eprintln!("chatload merge: {e}");
@@ -66,7 +88,13 @@ pub fn merge(bundles: &[PathBuf], out: &std::path::Path) -> u8 {
     let started =
         std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(s.epoch_unix_ms / 1000.0);
     let log = chatload::metrics::hlog::write_intervals(started, &s.scenario, &merged.intervals);
-    if let Err(e) = chatload::report::bundle::write(out, &s, Some(&log)) {
+    let written = chatload::report::bundle::Staged::new(Some(out), out)
+        .map_err(|source| chatload::report::bundle::BundleError {
+            path: out.display().to_string(),
+            source,
+        })
+        .and_then(|staged| chatload::report::bundle::write_staged(staged, &s, Some(&log)));
+    if let Err(e) = written {
         eprintln!("chatload merge: {e}");
         return RUN_FAILED;
     }

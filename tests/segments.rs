@@ -421,3 +421,158 @@ fn splitting_a_mention_all_storm_is_refused_before_anything_is_sent() {
         assert_eq!(o.status.code(), Some(2), "{bad}");
     }
 }
+
+const SMALL: &str = r#"[scenario]
+name = "small-split"
+seed = 4
+
+[population.consumers]
+users = 20
+contacts = { uniform = { min = 2, max = 4 } }
+
+[[pattern]]
+kind = "direct_chat"
+conversations = "20/min per user"
+messages = 1
+
+[load]
+stages = [{ ramp = "500ms" }, { hold = "1s" }]
+"#;
+
+/// `chatload run FILE ARGS… --out DIR` to its end (exit 0 or 1: no rule is at stake here).
+fn run_into(file: &std::path::Path, args: &[&str], out: &std::path::Path) {
+    let o = Command::new(bin())
+        .arg("run")
+        .arg(file)
+        .arg("--quiet")
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        matches!(o.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// `chatload ARGS…` must exit 2 and say `says`.
+fn refused(args: &[&std::ffi::OsStr], says: &str) {
+    let o = Command::new(bin()).args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    assert!(err.contains(says), "{args:?} should say {says:?}: {err}");
+}
+
+/// merge refuses segments of different runs (scenario content, population, duration), a
+/// segment without its interval log, a summary of an unknown schema, and an --out that is
+/// one of its inputs; compare refuses runs of different scenarios unless told otherwise.
+#[test]
+fn merge_and_compare_refuse_what_does_not_belong_together() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let file = r.join("small.toml");
+    std::fs::write(&file, SMALL).unwrap();
+    let edited = r.join("small-edited.toml");
+    std::fs::write(&edited, format!("{SMALL}# one more line\n")).unwrap();
+    let other = r.join("other.toml");
+    std::fs::write(&other, SMALL.replace("small-split", "other-scenario")).unwrap();
+    let d = |n: &str| r.join(n);
+    run_into(&file, &["--segment", "0/2"], &d("a0"));
+    run_into(&file, &["--segment", "1/2"], &d("a1"));
+    run_into(&file, &["--segment", "1/2", "--users", "30"], &d("users"));
+    run_into(
+        &file,
+        &["--segment", "1/2", "--duration", "2s"],
+        &d("duration"),
+    );
+    run_into(&edited, &["--segment", "1/2"], &d("edited"));
+    run_into(&other, &[], &d("other"));
+    // The pair that belongs together merges.
+    succeed(
+        Command::new(bin())
+            .arg("merge")
+            .args([d("a0"), d("a1")])
+            .arg("--out")
+            .arg(d("merged")),
+    );
+    // Copies of a1 with one thing wrong.
+    let copy = |name: &str| {
+        std::fs::create_dir(d(name)).unwrap();
+        for f in ["summary.json", "latency.hlog"] {
+            std::fs::copy(d("a1").join(f), d(name).join(f)).unwrap();
+        }
+        d(name)
+    };
+    std::fs::remove_file(copy("no-log").join("latency.hlog")).unwrap();
+    let future = copy("future");
+    let text = std::fs::read_to_string(future.join("summary.json")).unwrap();
+    let text = text.replacen(
+        &format!(
+            "\"schema_version\": {}",
+            chatload::report::summary::SCHEMA_VERSION
+        ),
+        "\"schema_version\": 999",
+        1,
+    );
+    assert!(text.contains("999"));
+    std::fs::write(future.join("summary.json"), text).unwrap();
+
+    let merge_with = |second: &str, out: &std::path::Path| {
+        vec![
+            std::ffi::OsString::from("merge"),
+            d("a0").into_os_string(),
+            d(second).into_os_string(),
+            "--out".into(),
+            out.as_os_str().to_owned(),
+        ]
+    };
+    let fresh = d("never");
+    for (second, says) in [
+        ("users", "populations of 20 and 30 people"),
+        ("duration", "durations of"),
+        ("edited", "different content"),
+        ("no-log", "latency.hlog"),
+        ("future", "schema_version 999"),
+    ] {
+        let args = merge_with(second, &fresh);
+        refused(
+            &args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>(),
+            says,
+        );
+        assert!(!fresh.exists(), "nothing written for {second}");
+    }
+    let before = std::fs::read(d("a0").join("summary.json")).unwrap();
+    let args = merge_with("a1", &d("a0"));
+    refused(
+        &args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>(),
+        "is one of the segments",
+    );
+    assert_eq!(std::fs::read(d("a0").join("summary.json")).unwrap(), before);
+
+    // compare: a run of another scenario is refused, unless --allow-different.
+    let (m, o) = (d("merged").into_os_string(), d("other").into_os_string());
+    refused(
+        &[std::ffi::OsStr::new("compare"), &m, &o],
+        "different scenarios",
+    );
+    let allowed = Command::new(bin())
+        .args([std::ffi::OsStr::new("compare"), &m, &o])
+        .arg("--allow-different")
+        .output()
+        .unwrap();
+    assert!(
+        matches!(allowed.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    refused(
+        &[
+            std::ffi::OsStr::new("compare"),
+            d("a0").as_os_str(),
+            d("future").as_os_str(),
+        ],
+        "schema_version 999",
+    );
+}

@@ -293,10 +293,53 @@ pub fn read(dir: &Path) -> Result<(Summary, Vec<u8>), String> {
             json_path.display()
         )
     })?;
-    let summary: Summary = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not a chatload summary: {e}", json_path.display()))?;
+    let summary = parse_summary(&json_path, &text)?;
     let hlog = std::fs::read(dir.join("latency.hlog")).unwrap_or_default();
     Ok((summary, hlog))
+}
+
+/// A bundle read back with its interval log, which must be there: merging a bundle without
+/// it would silently leave its samples out of every percentile.
+pub fn read_with_log(dir: &Path) -> Result<(Summary, Vec<u8>), String> {
+    let (summary, _) = read(dir)?;
+    let log_path = dir.join("latency.hlog");
+    let hlog = std::fs::read(&log_path).map_err(|e| {
+        format!(
+            "cannot read {} ({e}); its latencies would be missing from the whole",
+            log_path.display()
+        )
+    })?;
+    Ok((summary, hlog))
+}
+
+/// `summary.json` text as a [`Summary`], refusing a schema this chatload does not know (a
+/// newer one's fields would be dropped without a word).
+pub fn parse_summary(path: &Path, text: &str) -> Result<Summary, String> {
+    #[derive(serde::Deserialize)]
+    struct Version {
+        schema_version: Option<u64>,
+    }
+    let version = serde_json::from_str::<Version>(text)
+        .map_err(|e| format!("{} is not a chatload summary: {e}", path.display()))?
+        .schema_version;
+    let known = u64::from(super::summary::SCHEMA_VERSION);
+    match version {
+        Some(v) if (1..=known).contains(&v) => {}
+        Some(v) => {
+            return Err(format!(
+                "{} has schema_version {v}, which this chatload does not know (it reads 1 to {known}); use the chatload that wrote it",
+                path.display()
+            ));
+        }
+        None => {
+            return Err(format!(
+                "{} is not a chatload summary: it has no schema_version",
+                path.display()
+            ));
+        }
+    }
+    serde_json::from_str(text)
+        .map_err(|e| format!("{} is not a chatload summary: {e}", path.display()))
 }
 
 fn write_summary(dir: &Path, summary: &Summary) -> Result<(), BundleError> {

@@ -57,10 +57,24 @@ fn check(parts: &[Part]) -> Result<u32, MergeError> {
     let mut seen: BTreeMap<u32, &str> = BTreeMap::new();
     for p in parts {
         let s = seg(p)?;
-        let why = if p.summary.scenario != first.summary.scenario {
+        let (f, q) = (&first.summary, &p.summary);
+        let why = if q.scenario != f.scenario {
+            Some(format!("scenarios {} and {}", f.scenario, q.scenario))
+        } else if q.scenario_sha256 != f.scenario_sha256 {
             Some(format!(
-                "scenarios {} and {}",
-                first.summary.scenario, p.summary.scenario
+                "scenario files of different content, SHA-256 {} and {}",
+                short(&f.scenario_sha256),
+                short(&q.scenario_sha256)
+            ))
+        } else if q.population != f.population {
+            Some(format!(
+                "populations of {} and {} people (--users)",
+                f.population, q.population
+            ))
+        } else if q.planned_duration_s != f.planned_duration_s {
+            Some(format!(
+                "durations of {}s and {}s (--duration)",
+                f.planned_duration_s, q.planned_duration_s
             ))
         } else if p.summary.seed != first.summary.seed {
             Some(format!(
@@ -99,6 +113,11 @@ fn check(parts: &[Part]) -> Result<u32, MergeError> {
         });
     }
     Ok(count)
+}
+
+/// The first 12 hex digits of a digest, enough to tell two apart in a sentence.
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
 }
 
 fn add_accounting(a: &mut Accounting, b: &Accounting) {

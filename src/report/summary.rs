@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Three decimals: enough for rates and seconds, and stable through a JSON round trip.
 pub fn round3(x: f64) -> f64 {
@@ -184,9 +184,18 @@ pub struct Summary {
     pub schema_version: u32,
     pub scenario: String,
     pub scenario_file: String,
+    /// SHA-256 of the scenario file's text: merge and compare refuse runs of different ones.
+    #[serde(default)]
+    pub scenario_sha256: String,
     pub seed: u64,
     pub started_at: String,
     pub duration_s: f64,
+    /// The duration the scenario (after `--duration`) planned, seconds.
+    #[serde(default)]
+    pub planned_duration_s: f64,
+    /// People in the whole population (after `--users`), of which a segment runs a share.
+    #[serde(default)]
+    pub population: u64,
     /// Why the run ended: "completed", "interrupted" (by a signal) or "aborted: …".
     pub ended: String,
     /// The signal that ended the run ("SIGINT", "SIGTERM", "SIGHUP"), if one did.
@@ -369,7 +378,10 @@ impl Summary {
             schema_version: SCHEMA_VERSION,
             scenario: m.scenario.name.clone(),
             scenario_file: m.scenario.source_path.clone(),
+            scenario_sha256: m.scenario.source_digest.clone(),
             seed: m.scenario.seed,
+            planned_duration_s: round3(m.scenario.duration.0 as f64 / 1e6),
+            population: m.scenario.consumers.users,
             started_at: m.started_at,
             duration_s: round3(m.duration_s),
             ended: if m.interrupted {

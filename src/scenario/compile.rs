@@ -115,6 +115,7 @@ pub fn compile(file: ScenarioFile, path: &Path) -> Result<Scenario> {
         name,
         description: s.description.clone(),
         source_path: path.display().to_string(),
+        source_digest: String::new(),
         seed: s.seed,
         duration,
         loss_deadline,

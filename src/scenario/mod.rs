@@ -94,8 +94,19 @@ pub fn parse(path: &Path, source: &str) -> Result<Scenario, ScenarioError> {
         let message = friendly(e.message());
         ScenarioError::at(path, source, e.span(), message)
     })?;
-    compile::compile(written, path)
-        .map_err(|issue| ScenarioError::at(path, source, issue.span, issue.message))
+    let mut scenario = compile::compile(written, path)
+        .map_err(|issue| ScenarioError::at(path, source, issue.span, issue.message))?;
+    scenario.source_digest = digest(source);
+    Ok(scenario)
+}
+
+/// SHA-256 of `text`, in hex.
+fn digest(text: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// toml/serde messages in the words of the file format.

@@ -11,6 +11,9 @@ pub struct Scenario {
     pub name: String,
     pub description: Option<String>,
     pub source_path: String,
+    /// SHA-256 of the scenario's text (hex), so that runs of different scenario content can
+    /// be told apart; empty for a scenario built in code.
+    pub source_digest: String,
     pub seed: u64,
     pub duration: Micros,
     pub loss_deadline: Micros,
