@@ -19,6 +19,30 @@ conversations = "1/min per user"
 fn cases() -> Vec<(&'static str, String, usize, usize, &'static str)> {
     vec![
         (
+            "an absurd rate",
+            BASE.replace(r#""1/min per user""#, r#""1e308/s per user""#),
+            10,
+            17,
+            "more than a million a second",
+        ),
+        (
+            "a negative cap",
+            BASE.replace(
+                "users = 10",
+                "users = 10\ncontacts = { uniform = { min = 2, max = 4 }, max = -9223372036854775808 }",
+            ),
+            7,
+            12,
+            "`max` must be 0 or more",
+        ),
+        (
+            "a non-finite rule limit",
+            format!("{BASE}\n[thresholds]\n\"loss\" = \"== -inf\"\n"),
+            13,
+            10,
+            "not a usable limit",
+        ),
+        (
             "junk duration",
             BASE.replace(r#""10s""#, r#""5 junk""#),
             3,

@@ -290,8 +290,16 @@ impl Written {
                 ));
             }
         };
-        let min = self.min.map(|m| q("min", m)).transpose()?;
-        let max = self.max.map(|m| q("max", m)).transpose()?;
+        // Every quantity chatload draws (counts, sizes, durations) is 0 or more: a negative
+        // or non-finite cap could only clamp every draw to nonsense.
+        let min = self
+            .min
+            .map(|m| q("min", m).and_then(|v| non_negative("min", v)))
+            .transpose()?;
+        let max = self
+            .max
+            .map(|m| q("max", m).and_then(|v| non_negative("max", v)))
+            .transpose()?;
         if let (Some(lo), Some(hi)) = (min, max)
             && hi < lo
         {
@@ -434,6 +442,11 @@ mod tests {
             count("{ gaussian = { mean = 3 } }")
                 .unwrap_err()
                 .contains("unknown field")
+        );
+        assert!(
+            count("{ uniform = { min = 2, max = 4 }, max = -9223372036854775808 }")
+                .unwrap_err()
+                .contains("`max` must be 0 or more")
         );
         assert!(
             count("{ uniform = { min = 5, max = 1 } }")

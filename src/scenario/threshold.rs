@@ -164,6 +164,11 @@ pub fn parse(key: &str, condition: &str, patterns: &[String]) -> Result<Threshol
                 .map_err(|_| format!("`{rest}` is not a percentage: write e.g. \"< 0.1%\""))?
         }
     };
+    if !limit.is_finite() || limit < 0.0 {
+        return Err(format!(
+            "`{rest}` is not a usable limit: write a number of 0 or more (every quantity a rule checks is)"
+        ));
+    }
     Ok(Threshold {
         text: format!("{key} {cond}"),
         subject,

@@ -111,6 +111,9 @@ pub enum RateBasis {
     PerGroup,
 }
 
+/// The highest rate a scenario may ask for, per second (per user, per group or in all).
+pub const MAX_RATE_PER_S: f64 = 1e6;
+
 /// An event rate, such as `"2/min per user"` or `"500/s"`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Rate {
@@ -136,6 +139,7 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
             "`{trimmed}` is not a rate: the count must be zero or more"
         ));
     }
+
     let mut words = rest.split_whitespace();
     let unit = words.next().unwrap_or("");
     let seconds = match unit {
@@ -159,6 +163,11 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
             ));
         }
     };
+    if count / seconds > MAX_RATE_PER_S {
+        return Err(format!(
+            "`{trimmed}` is more than a million a second: chatload paces rates up to 1,000,000/s (per user, per group or in all)"
+        ));
+    }
     Ok(Rate {
         per_second: count / seconds,
         basis,
@@ -231,6 +240,12 @@ mod tests {
 
     #[test]
     fn rates_read_as_people_write_them() {
+        assert!(
+            parse_rate("1e308/s per user")
+                .unwrap_err()
+                .contains("more than a million")
+        );
+        assert!(parse_rate("1000000/s").is_ok());
         let r = parse_rate("2/min per user").unwrap();
         assert!((r.per_second - 2.0 / 60.0).abs() < 1e-12);
         assert_eq!(r.basis, RateBasis::PerUser);
