@@ -181,6 +181,24 @@ pub enum Command {
         /// their next connection (a server that loses offline queues).
         #[arg(long)]
         no_offline_queue: bool,
+        /// Connections open at once; more are closed on arrival and counted (default: nine
+        /// tenths of the process's file limit).
+        #[arg(long, value_name = "N")]
+        max_connections: Option<usize>,
+        /// How long a client may take to send a request header or WebSocket upgrade.
+        #[arg(long, default_value = "10s", value_name = "DURATION")]
+        header_timeout: String,
+        /// Members one group may have; a larger group definition is refused and counted.
+        #[arg(long, default_value_t = 10_000, value_name = "N")]
+        max_group_size: usize,
+        /// Deliveries kept per user until acknowledged (its offline queue); past it the
+        /// oldest is dropped and counted.
+        #[arg(long, default_value_t = 10_000, value_name = "N")]
+        queue_per_user: usize,
+        /// Bytes of kept deliveries across all users, e.g. 256MiB; past it new deliveries are
+        /// sent to online users but not kept, and counted.
+        #[arg(long, default_value = "256MiB", value_name = "SIZE")]
+        queue_bytes: String,
         /// Messages per second the server can take and deliver; past it they queue (a
         /// known knee for `chatload capacity`).
         #[arg(long, value_name = "N")]

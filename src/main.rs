@@ -301,6 +301,11 @@ async fn dispatch(command: Command) -> u8 {
             hold_every,
             hold,
             no_offline_queue,
+            max_connections,
+            header_timeout,
+            max_group_size,
+            queue_per_user,
+            queue_bytes,
             max_rate,
             errors,
             webhook_reorder,
@@ -342,7 +347,30 @@ async fn dispatch(command: Command) -> u8 {
                     return BAD_INPUT;
                 }
             };
-            serve(&listen, knobs).await
+            let mut limits = chatload::server::Limits::default();
+            if let Some(n) = max_connections {
+                limits.max_connections = n.max(1);
+            }
+            limits.header_timeout = match parse_duration_flag("--header-timeout", &header_timeout) {
+                Ok(d) if d.0 > 0 => d.as_std(),
+                Ok(_) => {
+                    eprintln!("chatload serve: --header-timeout must be more than 0");
+                    return BAD_INPUT;
+                }
+                Err(code) => return code,
+            };
+            limits.max_group_size = max_group_size;
+            limits.queue_per_user = queue_per_user.max(1);
+            limits.queue_bytes = match scenario::units::parse_bytes(&queue_bytes) {
+                Ok(b) if b >= 1.0 && b <= usize::MAX as f64 => b as usize,
+                _ => {
+                    eprintln!(
+                        "chatload serve: --queue-bytes {queue_bytes}: write a size such as 256MiB"
+                    );
+                    return BAD_INPUT;
+                }
+            };
+            serve(&listen, knobs, limits).await
         }
     }
 }
@@ -486,8 +514,8 @@ fn validate(files: &[std::path::PathBuf]) -> u8 {
     code
 }
 
-async fn serve(listen: &str, knobs: ServerKnobs) -> u8 {
-    let server = match chatload::server::start(listen, knobs).await {
+async fn serve(listen: &str, knobs: ServerKnobs, limits: chatload::server::Limits) -> u8 {
+    let server = match chatload::server::start_with_limits(listen, knobs, limits).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("chatload: {e}");
@@ -525,6 +553,23 @@ async fn serve(listen: &str, knobs: ServerKnobs) -> u8 {
     .collect();
     if !faults.is_empty() {
         eprintln!("chatload serve: faults: {}", faults.join(", "));
+    }
+    // What its bounds refused, so a client that pushed them can see it.
+    let bounded: Vec<String> = [
+        (
+            "connections closed at --max-connections",
+            stats.connections_refused,
+        ),
+        ("groups refused at --max-group-size", stats.groups_refused),
+        ("deliveries dropped at --queue-per-user", stats.overflowed),
+        ("deliveries not kept at --queue-bytes", stats.queue_full),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(what, n)| format!("{n} {what}"))
+    .collect();
+    if !bounded.is_empty() {
+        eprintln!("chatload serve: bounds: {}", bounded.join(", "));
     }
     PASSED
 }

@@ -2,6 +2,8 @@
 //! delivery with per-user sequence numbers, receipts, group fan-out, the offline queue and
 //! resume after a reconnect.
 
+mod common;
+
 use chatload::protocol::{self, Recipient};
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
@@ -278,4 +280,113 @@ async fn a_new_run_starts_afresh_on_a_server_that_outlives_the_last() {
     let stats = server.stats();
     assert_eq!((stats.accepted, stats.retransmitted), (3, 0));
     server.shutdown().await;
+}
+
+/// The peak resident memory of a process, in KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `chatload serve` under hostile clients, with small bounds: a group past its size is
+/// refused, sends to users who never connect stop being kept at the byte budget, each
+/// user's queue stops at its cap, connections past the limit are closed on arrival and
+/// half-sent headers are cut at the header timeout, after which `/healthz` answers again.
+/// Every refusal is counted; memory stays small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_bounds_what_hostile_clients_can_make_it_hold() {
+    let server = common::serve::ServeProcess::start(&[
+        "--max-connections",
+        "40",
+        "--header-timeout",
+        "1s",
+        "--max-group-size",
+        "100",
+        "--queue-per-user",
+        "5",
+        "--queue-bytes",
+        "64KiB",
+    ]);
+    let url = server.ws_url();
+    let pid = server.pid();
+    let mut a = login(&url, 1, 0).await;
+    let members: Vec<u32> = (0..300_000).collect();
+    a.send(Message::text(protocol::group(9, &members)))
+        .await
+        .unwrap();
+    let refusal = next(&mut a).await;
+    assert_eq!(refusal["op"], "error", "{refusal}");
+    assert!(
+        refusal.to_string().contains("--max-group-size 100"),
+        "{refusal}"
+    );
+    // 1 KB messages: 20 to one user who never connects, then one each to 300 others.
+    let body = "x".repeat(1000);
+    for i in 0..320u64 {
+        let to = if i < 20 { 5000 } else { 1000 + i as u32 };
+        a.send(Message::text(protocol::send(
+            i + 1,
+            Recipient::User(to),
+            1,
+            2,
+            &body,
+        )))
+        .await
+        .unwrap();
+        assert_eq!(next(&mut a).await["op"], "sent");
+    }
+    // Connections that never finish their header: 39 fit beside `a`, the rest are closed.
+    let mut half = Vec::new();
+    for _ in 0..60 {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await {
+            use tokio::io::AsyncWriteExt;
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHo").await;
+            half.push(s);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let health = reqwest::get(format!("http://127.0.0.1:{}/healthz", server.port))
+        .await
+        .expect("healthz answers once the half-sent headers timed out");
+    assert!(health.status().is_success());
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", server.port))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert_eq!(count("chatload_server_groups_refused_total"), 1);
+    assert_eq!(
+        count("chatload_server_queue_overflowed_total"),
+        15,
+        "one user's queue keeps 5"
+    );
+    assert!(
+        count("chatload_server_connections_refused_total") >= 20,
+        "{metrics}"
+    );
+    // 64 KiB hold about 60 of the ~1.1 KB deliveries; the rest are counted, not kept.
+    let full = count("chatload_server_queue_full_total");
+    assert!((200..=290).contains(&full), "{metrics}");
+    let peak_mib = peak_rss_kib(pid) / 1024;
+    drop(half);
+    drop(a);
+    let said = server.stop();
+    assert!(
+        said.contains("bounds:") && said.contains("1 groups refused at --max-group-size"),
+        "{said}"
+    );
+    eprintln!("serve peak RSS {peak_mib} MiB; {said}");
+    assert!(peak_mib < 100, "serve grew to {peak_mib} MiB");
 }

@@ -175,8 +175,18 @@ where
         }
         ("group", _) => match (frame.group, frame.members) {
             (Some(g), Some(members)) => {
-                hub.define_group(g, members);
-                writer.push(Message::text(protocol::group_ok(g)));
+                let n = members.len();
+                if hub.define_group(g, members) {
+                    writer.push(Message::text(protocol::group_ok(g)));
+                } else {
+                    writer.push(Message::text(protocol::error(
+                        413,
+                        &format!(
+                            "a group of {n} members is more than this server takes (--max-group-size {})",
+                            hub.limits().max_group_size
+                        ),
+                    )));
+                }
             }
             _ => writer.push(Message::text(protocol::error(
                 400,

@@ -17,8 +17,6 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 const SHARDS: usize = 64;
-/// Deliveries kept per user while unacknowledged (online or off); older ones are dropped.
-const UNACKED_CAP: usize = 100_000;
 
 /// A frame for one connection, due at a given time (the delay knob).
 #[derive(Debug)]
@@ -107,6 +105,13 @@ pub struct HubStats {
     pub resets: AtomicU64,
     pub signals: AtomicU64,
     pub goaways: AtomicU64,
+    /// Connections closed on arrival because `max_connections` were open.
+    pub connections_refused: AtomicU64,
+    /// Group definitions refused for more than `max_group_size` members.
+    pub groups_refused: AtomicU64,
+    /// Deliveries not kept because all queues together held `queue_bytes` (a recipient
+    /// offline at the time never gets them).
+    pub queue_full: AtomicU64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -135,6 +140,14 @@ pub struct HubStatsSnapshot {
     /// Connections asked to leave by a graceful reconnect storm.
     #[serde(default)]
     pub goaways: u64,
+    /// Bounds (`serve` flags) that refused something: connections closed on arrival, group
+    /// definitions too large, deliveries not kept because all queues were full.
+    #[serde(default)]
+    pub connections_refused: u64,
+    #[serde(default)]
+    pub groups_refused: u64,
+    #[serde(default)]
+    pub queue_full: u64,
     /// Business API: sends accepted, inbound messages, statuses emitted, webhook POSTs.
     #[serde(default)]
     pub business_accepted: u64,
@@ -156,11 +169,19 @@ pub struct Hub {
     users: Box<[Mutex<FxHashMap<u32, UserEntry>>]>,
     groups: Box<[Mutex<GroupShard>]>,
     knobs: ServerKnobs,
+    limits: super::Limits,
+    /// Bytes of deliveries kept in all users' queues (against `limits.queue_bytes`).
+    queued_bytes: AtomicU64,
     latency: Option<Sampler>,
     delivery_counter: AtomicU64,
     next_conn_id: AtomicU64,
     pub stats: HubStats,
     pub business: BusinessHub,
+}
+
+/// Bytes of the deliveries in one user's queue.
+fn queue_bytes(q: &VecDeque<(u64, u64, Utf8Bytes)>) -> u64 {
+    q.iter().map(|(_, _, t)| t.len() as u64).sum()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -169,7 +190,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hub {
-    pub fn new(knobs: ServerKnobs, webhooks: UnboundedSender<WebhookEvent>) -> Self {
+    pub fn new(
+        knobs: ServerKnobs,
+        limits: super::Limits,
+        webhooks: UnboundedSender<WebhookEvent>,
+    ) -> Self {
         let latency = knobs.latency.as_ref().and_then(|d| Sampler::new(d).ok());
         // Deliveries wait on the delay line whenever they may leave out of arrival order.
         let delay_line = if knobs.delay.0 > 0
@@ -198,6 +223,8 @@ impl Hub {
                 .collect(),
             business: BusinessHub::new(knobs.api, webhooks),
             knobs,
+            limits,
+            queued_bytes: AtomicU64::new(0),
             latency,
             delivery_counter: AtomicU64::new(0),
             next_conn_id: AtomicU64::new(1),
@@ -223,6 +250,7 @@ impl Hub {
     pub fn attach(&self, user: u32, last_seq: u64, run: u64, handle: ConnHandle) -> Vec<Utf8Bytes> {
         let mut shard = lock(self.shard(user));
         let entry = shard.entry(user).or_default();
+        let kept_before = queue_bytes(&entry.unacked);
         if entry.run != run {
             entry.run = run;
             entry.last_sent_id = [0; 2];
@@ -244,6 +272,8 @@ impl Hub {
                 .fetch_add(entry.unacked.len() as u64, Relaxed);
             entry.unacked.clear();
         }
+        self.queued_bytes
+            .fetch_sub(kept_before - queue_bytes(&entry.unacked), Relaxed);
         entry.conn = Some(handle);
         entry
             .unacked
@@ -271,10 +301,15 @@ impl Hub {
     pub fn acknowledge(&self, user: u32, seq: u64) {
         let mut shard = lock(self.shard(user));
         if let Some(entry) = shard.get_mut(&user) {
-            if entry.unacked.front().is_some_and(|(s, _, _)| *s == seq) {
-                entry.unacked.pop_front();
+            let gone = if entry.unacked.front().is_some_and(|(s, _, _)| *s == seq) {
+                entry.unacked.pop_front()
             } else if let Some(i) = entry.unacked.iter().position(|(s, _, _)| *s == seq) {
-                entry.unacked.remove(i);
+                entry.unacked.remove(i)
+            } else {
+                None
+            };
+            if let Some((_, _, text)) = gone {
+                self.queued_bytes.fetch_sub(text.len() as u64, Relaxed);
             }
         }
     }
@@ -292,7 +327,13 @@ impl Hub {
         true
     }
 
-    pub fn define_group(&self, group: u32, members: Vec<u32>) {
+    /// Defines (or redefines) `group`; false, counted, when it has more members than the
+    /// server takes.
+    pub fn define_group(&self, group: u32, members: Vec<u32>) -> bool {
+        if members.len() > self.limits.max_group_size {
+            self.stats.groups_refused.fetch_add(1, Relaxed);
+            return false;
+        }
         lock(&self.groups[group as usize % SHARDS]).insert(
             group,
             GroupEntry {
@@ -300,6 +341,11 @@ impl Hub {
                 history: VecDeque::new(),
             },
         );
+        true
+    }
+
+    pub fn limits(&self) -> super::Limits {
+        self.limits
     }
 
     /// The members of `group`, recording a message of `body_len` bytes into its history.
@@ -458,11 +504,21 @@ impl Hub {
             entry.next_seq += 1;
             d.seq = entry.next_seq;
             let text: Utf8Bytes = protocol::msg(&d).into();
-            if entry.unacked.len() >= UNACKED_CAP {
-                entry.unacked.pop_front();
+            if entry.unacked.len() >= self.limits.queue_per_user
+                && let Some((_, _, old)) = entry.unacked.pop_front()
+            {
+                self.queued_bytes.fetch_sub(old.len() as u64, Relaxed);
                 self.stats.overflowed.fetch_add(1, Relaxed);
             }
-            entry.unacked.push_back((d.seq, run, text.clone()));
+            // All queues together are bounded too: past it, a delivery is sent if its
+            // recipient is online but not kept (an offline recipient never gets it).
+            let size = text.len() as u64;
+            if self.queued_bytes.load(Relaxed) + size > self.limits.queue_bytes as u64 {
+                self.stats.queue_full.fetch_add(1, Relaxed);
+            } else {
+                self.queued_bytes.fetch_add(size, Relaxed);
+                entry.unacked.push_back((d.seq, run, text.clone()));
+            }
             entry.conn.clone().map(|c| (c, text))
         };
         self.stats.delivered.fetch_add(1, Relaxed);
@@ -539,6 +595,9 @@ impl Hub {
             resets: s.resets.load(Relaxed),
             signals: s.signals.load(Relaxed),
             goaways: s.goaways.load(Relaxed),
+            connections_refused: s.connections_refused.load(Relaxed),
+            groups_refused: s.groups_refused.load(Relaxed),
+            queue_full: s.queue_full.load(Relaxed),
             business_accepted: self.business.stats.accepted.load(Relaxed),
             business_inbound: self.business.stats.inbound.load(Relaxed),
             business_statuses: self.business.stats.statuses.load(Relaxed),

@@ -8,8 +8,10 @@ pub mod business;
 mod connection;
 mod delay_line;
 pub mod hub;
+pub mod limits;
 
 pub use hub::HubStatsSnapshot;
+pub use limits::Limits;
 
 use crate::scenario::ServerKnobs;
 use hub::Hub;
@@ -60,10 +62,10 @@ impl RunningServer {
 
 /// Whether a new connection asks for the WebSocket path (anything else is the HTTP API).
 /// Peeks at the request line without consuming it.
-async fn is_websocket(stream: &tokio::net::TcpStream) -> bool {
+async fn is_websocket(stream: &tokio::net::TcpStream, header_timeout: std::time::Duration) -> bool {
     const WS: &[u8] = b"GET /v1/ws";
     let mut buf = [0u8; 10];
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + header_timeout;
     loop {
         let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
             Ok(Ok(n)) => n,
@@ -81,8 +83,18 @@ async fn is_websocket(stream: &tokio::net::TcpStream) -> bool {
     }
 }
 
-/// Binds `addr` (port 0 picks a free one) and serves until shut down.
+/// Binds `addr` (port 0 picks a free one) and serves until shut down, within the default
+/// [`Limits`].
 pub async fn start(addr: &str, knobs: ServerKnobs) -> Result<RunningServer, BindError> {
+    start_with_limits(addr, knobs, Limits::default()).await
+}
+
+/// [`start`] within `limits`.
+pub async fn start_with_limits(
+    addr: &str,
+    knobs: ServerKnobs,
+    limits: Limits,
+) -> Result<RunningServer, BindError> {
     let listener = TcpListener::bind(addr).await.map_err(|source| BindError {
         addr: addr.to_string(),
         source,
@@ -96,7 +108,8 @@ pub async fn start(addr: &str, knobs: ServerKnobs) -> Result<RunningServer, Bind
         reorder: knobs.api.webhook_reorder.as_std(),
         seed: knobs.api.seed,
     };
-    let hub = Arc::new(Hub::new(knobs, events_tx));
+    let hub = Arc::new(Hub::new(knobs, limits, events_tx));
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     tokio::spawn(business::webhook::run_emitter(
         hub.clone(),
         events_rx,
@@ -109,13 +122,24 @@ pub async fn start(addr: &str, knobs: ServerKnobs) -> Result<RunningServer, Bind
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
+                    // At the limit, a new connection is closed at once (and counted) rather
+                    // than let the descriptors run out.
+                    let Ok(slot) = open.clone().try_acquire_owned() else {
+                        accept_hub
+                            .stats
+                            .connections_refused
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        drop(stream);
+                        continue;
+                    };
                     let (hub, shutdown) = (accept_hub.clone(), shutdown_rx.clone());
                     tokio::spawn(async move {
-                        if is_websocket(&stream).await {
+                        if is_websocket(&stream, limits.header_timeout).await {
                             connection::serve_connection(stream, hub, shutdown).await
                         } else {
-                            business::http::serve(stream, hub).await
+                            business::http::serve(stream, hub, limits.header_timeout).await
                         }
+                        drop(slot);
                     });
                 }
                 // Out of file descriptors or similar: wait a little rather than spin.

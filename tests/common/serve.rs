@@ -52,6 +52,10 @@ impl ServeProcess {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
     pub fn ws_url(&self) -> String {
         format!("ws://127.0.0.1:{}/v1/ws", self.port)
     }
