@@ -215,6 +215,11 @@ async fn dispatch(command: Command) -> u8 {
         }
         Command::Report { dir } => match chatload::report::bundle::read(&dir) {
             Ok((summary, hlog)) => {
+                // A log that cannot be read is said so, not drawn as an empty report.
+                if let Err(e) = chatload::metrics::hlog::digest(&hlog) {
+                    eprintln!("chatload report: {}: {e}", dir.display());
+                    return BAD_INPUT;
+                }
                 match chatload::report::bundle::write_reports(&dir, &summary, &hlog) {
                     Ok(()) => {
                         println!(

@@ -201,8 +201,16 @@ pub struct Digest {
 
 pub fn digest(bytes: &[u8]) -> Result<Digest, HlogReadError> {
     let mut d = Digest::default();
+    let mut overflow = false;
+    // Samples per tag, added up checked: hdrhistogram saturates silently.
+    let mut counted: std::collections::BTreeMap<String, u64> = Default::default();
     each(bytes, |i| {
         let h = &i.histogram;
+        let n = counted.entry(i.tag.clone()).or_insert(0);
+        match n.checked_add(h.len()) {
+            Some(sum) => *n = sum,
+            None => overflow = true,
+        }
         d.over_time
             .entry(i.tag.clone())
             .or_default()
@@ -217,9 +225,64 @@ pub fn digest(bytes: &[u8]) -> Result<Digest, HlogReadError> {
             .totals
             .entry(i.tag)
             .or_insert_with(super::recorder::new_histogram);
-        let _ = sum.add(h);
+        if sum.add(h).is_err() {
+            overflow = true;
+        }
     })?;
+    if overflow {
+        return Err(HlogReadError(
+            "its counts overflow when added up (a crafted or corrupt log)".into(),
+        ));
+    }
     Ok(d)
+}
+
+/// The most a log's histogram may declare: chatload writes 3 significant digits and values
+/// in microseconds; 2^42 µs is 51 days. A crafted log declaring more would make the reader
+/// allocate gigabytes for one line.
+const MAX_SIGNIFICANT_DIGITS: u32 = 3;
+const MAX_HIGHEST_TRACKABLE: u64 = 1 << 42;
+/// The longest encoded histogram read (chatload's are a few kilobytes).
+const MAX_ENCODED_BYTES: usize = 4 << 20;
+
+/// Checks the header of one encoded histogram (V2, compressed or not) before it is decoded:
+/// its declared precision and range, which decide how much decoding it allocates.
+fn check_header(decoded: &[u8]) -> Result<(), HlogReadError> {
+    use std::io::Read;
+    // hdrhistogram's V2 cookies (base | 0x10), plain and deflated.
+    const V2: u32 = 0x1c84_9313;
+    const V2_COMPRESSED: u32 = 0x1c84_9314;
+    let word = |b: &[u8], at: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    };
+    let long = |b: &[u8], at: usize| -> Option<u64> {
+        Some(u64::from_be_bytes(b.get(at..at + 8)?.try_into().ok()?))
+    };
+    let bad = |why: &str| HlogReadError(why.to_string());
+    let mut inner = [0u8; 40];
+    let header: &[u8] = match word(decoded, 0) {
+        Some(V2) => decoded,
+        Some(V2_COMPRESSED) => {
+            let mut z = flate2::read::ZlibDecoder::new(decoded.get(8..).unwrap_or_default());
+            z.read_exact(&mut inner)
+                .map_err(|_| bad("a compressed histogram that does not inflate"))?;
+            &inner
+        }
+        _ => return Err(bad("a histogram in an unknown encoding")),
+    };
+    let digits = word(header, 12).ok_or_else(|| bad("a histogram header cut short"))?;
+    let highest = long(header, 24).ok_or_else(|| bad("a histogram header cut short"))?;
+    if digits > MAX_SIGNIFICANT_DIGITS {
+        return Err(HlogReadError(format!(
+            "a histogram of {digits} significant digits (chatload writes {MAX_SIGNIFICANT_DIGITS})"
+        )));
+    }
+    if highest > MAX_HIGHEST_TRACKABLE {
+        return Err(HlogReadError(format!(
+            "a histogram declared up to {highest} µs (more than 51 days)"
+        )));
+    }
+    Ok(())
 }
 
 /// Hands every interval of a log to `f`, one at a time.
@@ -230,8 +293,12 @@ pub fn each(bytes: &[u8], mut f: impl FnMut(LoggedInterval)) -> Result<(), HlogR
         let LogEntry::Interval(i) = entry else {
             continue;
         };
+        if i.encoded_histogram().len() > MAX_ENCODED_BYTES * 4 / 3 + 4 {
+            return Err(HlogReadError("a histogram line longer than 4 MiB".into()));
+        }
         let decoded = base64_decode(i.encoded_histogram())
             .ok_or_else(|| HlogReadError("a histogram is not base64".into()))?;
+        check_header(&decoded)?;
         let histogram: Histogram<u64> = deserializer
             .deserialize(&mut decoded.as_slice())
             .map_err(|e| HlogReadError(format!("{e:?}")))?;
@@ -286,6 +353,44 @@ pub fn totals(intervals: &[LoggedInterval]) -> std::collections::BTreeMap<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A log whose only line is `h`, encoded as chatload encodes.
+    fn log_of(h: &Histogram<u64>) -> Vec<u8> {
+        use base64::Engine as _;
+        let mut bytes = Vec::new();
+        use hdrhistogram::serialization::Serializer as _;
+        V2DeflateSerializer::new().serialize(h, &mut bytes).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+        format!("#[StartTime: 0.000 (seconds since epoch)]\nTag=delivery,0.000,1.000,0.000,{b64}\n")
+            .into_bytes()
+    }
+
+    #[test]
+    fn a_crafted_log_cannot_make_the_reader_allocate_without_bound() {
+        // Declared up to 2^62 with 5 digits: tens of megabytes per line if decoded.
+        let huge = Histogram::<u64>::new_with_bounds(1, 1 << 62, 5).unwrap();
+        let e = read(&log_of(&huge)).err().expect("refused");
+        assert!(e.to_string().contains("significant digits"), "{e}");
+        let wide = Histogram::<u64>::new_with_bounds(1, 1 << 60, 3).unwrap();
+        let e = read(&log_of(&wide)).err().expect("refused");
+        assert!(e.to_string().contains("51 days"), "{e}");
+        // Three lines whose counts add past u64: refused, not wrapped or saturated silently.
+        let mut big = Histogram::<u64>::new_with_bounds(1, 1 << 20, 3).unwrap();
+        big.record_n(5, i64::MAX as u64).unwrap();
+        let one = log_of(&big);
+        let mut three = one.clone();
+        for _ in 0..2 {
+            three.extend_from_slice(one.split(|b| *b == b'\n').nth(1).unwrap());
+            three.push(b'\n');
+        }
+        assert!(digest(&one).is_ok());
+        let e = digest(&three).err().expect("refused");
+        assert!(e.to_string().contains("overflow"), "{e}");
+        // What chatload writes is read.
+        let mut fine = super::super::recorder::new_histogram();
+        fine.record(1234).unwrap();
+        assert_eq!(read(&log_of(&fine)).unwrap().len(), 1);
+    }
 
     #[test]
     fn intervals_round_trip_through_the_log() {
