@@ -279,3 +279,63 @@ async fn the_quickstart_against_a_serve_that_drops_half_fails_with_the_loss_it_m
     );
     assert!(stdout.contains("✗ loss == 0 failed"), "{stdout}");
 }
+
+/// A WebSocket server that takes the log-in and closes the connection at once, every time.
+async fn closes_after_log_in() -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                    return;
+                };
+                if let Some(Ok(m)) = ws.next().await
+                    && let Ok(v) =
+                        serde_json::from_str::<serde_json::Value>(m.to_text().unwrap_or(""))
+                {
+                    let user = v["user"].as_u64().unwrap_or(0) as u32;
+                    let _ = ws
+                        .send(tokio_tungstenite::tungstenite::Message::text(
+                            chatload::protocol::hello_ok(user, 0),
+                        ))
+                        .await;
+                }
+                let _ = ws.close(None).await;
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// Reconnects back off also when every connection is taken and closed at once (a gateway
+/// that closes after log-in): 100 users for 6 s make a few hundred connections, not tens of
+/// thousands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_closes_after_log_in_gets_backoff_not_a_flood() {
+    let _one = ONE_RUN.lock().await;
+    let (port, accepted) = closes_after_log_in().await;
+    let text = common::chat_scenario(100, 5, 0, "");
+    let file = common::scenario_file(&text);
+    let scenario = chatload::scenario::load(&file.path).unwrap();
+    let opts = chatload::engine::RunOptions {
+        target: Some(format!("ws://127.0.0.1:{port}/v1/ws")),
+        out: Some(common::bundle_dir()),
+        quiet: true,
+        ..Default::default()
+    };
+    let r = chatload::engine::run(scenario, &opts).await;
+    let n = accepted.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "{n} connections from 100 users; run: {:?}",
+        r.as_ref()
+            .map(|r| r.summary.errors.clone())
+            .map_err(|e| e.to_string())
+    );
+    assert!(n >= 100, "every user tried: {n}");
+    assert!(n < 2_000, "{n} connections from 100 users in about 6 s");
+}

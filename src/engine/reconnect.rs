@@ -59,8 +59,16 @@ struct Active {
     dropped_at: Instant,
 }
 
+/// A connection lost sooner than this after it was made counts as one more failure, not as
+/// a fresh start: a server that takes the log-in and closes at once gets backoff that grows,
+/// not a reconnect every few milliseconds from every user.
+const STABLE: Duration = Duration::from_secs(1);
+
 pub struct Reconnector {
     failures: u32,
+    /// Connections in a row that were lost within [`STABLE`] of being made.
+    flaps: u32,
+    connected_at: Option<Instant>,
     next_attempt: Instant,
     previous: Micros,
     jitter: u64,
@@ -80,6 +88,8 @@ impl Reconnector {
     pub fn new(user: u32) -> Self {
         Reconnector {
             failures: 0,
+            flaps: 0,
+            connected_at: None,
             next_attempt: Instant::now(),
             previous: DEFAULT.base,
             jitter: crate::workload::keyed::mix(user as u64 + 1) | 1,
@@ -116,7 +126,19 @@ impl Reconnector {
 
     /// The connection was lost unexpectedly (not by a storm).
     pub fn lost(&mut self, now: Instant) {
-        self.failures = 0;
+        let short = self
+            .connected_at
+            .take()
+            .is_some_and(|at| now.duration_since(at) < STABLE);
+        self.flaps = if short {
+            self.flaps.saturating_add(1)
+        } else {
+            0
+        };
+        if !short {
+            self.previous = DEFAULT.base;
+        }
+        self.failures = self.flaps;
         self.schedule(now);
     }
 
@@ -139,7 +161,10 @@ impl Reconnector {
     /// Connected: returns the storm and how long recovery took, if a storm had dropped us.
     pub fn connected(&mut self, now: Instant) -> Option<(u16, Duration)> {
         self.failures = 0;
-        self.previous = DEFAULT.base;
+        self.connected_at = Some(now);
+        if self.flaps == 0 {
+            self.previous = DEFAULT.base;
+        }
         self.active
             .take()
             .map(|a| (a.pattern, now.duration_since(a.dropped_at)))
@@ -198,6 +223,33 @@ impl Reconnector {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_server_that_closes_right_after_log_in_gets_growing_backoff() {
+        let mut r = super::Reconnector::new(7);
+        let mut now = std::time::Instant::now();
+        let mut waits = Vec::new();
+        for _ in 0..12 {
+            r.connected(now);
+            now += std::time::Duration::from_millis(20);
+            r.lost(now);
+            waits.push(r.next_attempt().duration_since(now).as_millis());
+            now = r.next_attempt();
+        }
+        // Full jitter draws below the bound, which doubles from 200 ms to the 5 s cap.
+        let late: u128 = waits[8..].iter().sum();
+        assert!(late > 4 * 1000, "flapping must back off: {waits:?}");
+        let total: u128 = waits.iter().sum();
+        assert!(
+            total > 8_000,
+            "12 flaps take seconds, not milliseconds: {waits:?}"
+        );
+        // A connection that held is a fresh start again.
+        r.connected(now);
+        now += std::time::Duration::from_secs(60);
+        r.lost(now);
+        assert!(r.next_attempt().duration_since(now).as_millis() <= 200);
+    }
+
     use super::*;
 
     #[test]
