@@ -390,3 +390,50 @@ async fn serve_bounds_what_hostile_clients_can_make_it_hold() {
     eprintln!("serve peak RSS {peak_mib} MiB; {said}");
     assert!(peak_mib < 100, "serve grew to {peak_mib} MiB");
 }
+
+/// A second log-in as a connected user replaces the first, which is told so and closed; the
+/// deliveries go to the new connection, and the server counts the replacement.
+#[tokio::test]
+async fn a_second_log_in_replaces_the_first_openly() {
+    let server = chatload::server::start("127.0.0.1:0", Default::default())
+        .await
+        .unwrap();
+    let url = server.url();
+    let mut first = login(&url, 4, 0).await;
+    let mut second = login(&url, 4, 0).await;
+    let bye = next(&mut first).await;
+    assert_eq!(
+        (bye["op"].as_str(), bye["code"].as_u64()),
+        (Some("error"), Some(409)),
+        "{bye}"
+    );
+    assert!(
+        bye.to_string()
+            .contains("another connection logged in as user 4")
+    );
+    let closed = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match first.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the replaced connection is closed");
+    let mut sender = login(&url, 5, 0).await;
+    sender
+        .send(Message::text(protocol::send(
+            1,
+            Recipient::User(4),
+            1,
+            2,
+            "hi",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut sender).await["op"], "sent");
+    assert_eq!(next(&mut second).await["op"], "msg");
+    assert_eq!(server.stats().replaced, 1);
+    server.shutdown().await;
+}

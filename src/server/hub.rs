@@ -107,6 +107,8 @@ pub struct HubStats {
     pub goaways: AtomicU64,
     /// Connections closed on arrival because `max_connections` were open.
     pub connections_refused: AtomicU64,
+    /// Connections closed because another logged in as the same user.
+    pub replaced: AtomicU64,
     /// Group definitions refused for more than `max_group_size` members.
     pub groups_refused: AtomicU64,
     /// Deliveries not kept because all queues together held `queue_bytes` (a recipient
@@ -144,6 +146,9 @@ pub struct HubStatsSnapshot {
     /// definitions too large, deliveries not kept because all queues were full.
     #[serde(default)]
     pub connections_refused: u64,
+    /// Connections replaced by a later log-in as the same user.
+    #[serde(default)]
+    pub replaced: u64,
     #[serde(default)]
     pub groups_refused: u64,
     #[serde(default)]
@@ -274,6 +279,23 @@ impl Hub {
         }
         self.queued_bytes
             .fetch_sub(kept_before - queue_bytes(&entry.unacked), Relaxed);
+        // One connection per user: a second log-in replaces the first, which is told why and
+        // closed (counted), so two clients on one user id show up instead of silently
+        // splitting its deliveries.
+        if let Some(old) = entry.conn.take()
+            && old.conn_id != handle.conn_id
+        {
+            self.stats.replaced.fetch_add(1, Relaxed);
+            let mut bye = Outbound::control(
+                protocol::error(
+                    409,
+                    &format!("another connection logged in as user {user}; this one is closed"),
+                )
+                .into(),
+            );
+            bye.close = true;
+            let _ = old.tx.send(bye);
+        }
         entry.conn = Some(handle);
         entry
             .unacked
@@ -596,6 +618,7 @@ impl Hub {
             signals: s.signals.load(Relaxed),
             goaways: s.goaways.load(Relaxed),
             connections_refused: s.connections_refused.load(Relaxed),
+            replaced: s.replaced.load(Relaxed),
             groups_refused: s.groups_refused.load(Relaxed),
             queue_full: s.queue_full.load(Relaxed),
             business_accepted: self.business.stats.accepted.load(Relaxed),
