@@ -19,6 +19,16 @@ conversations = "1/min per user"
 fn cases() -> Vec<(&'static str, String, usize, usize, &'static str)> {
     vec![
         (
+            "a population too large for memory",
+            BASE.replace(
+                "users = 10",
+                "users = 100_000_000\ncontacts = { uniform = { min = 100, max = 300 } }",
+            ),
+            6,
+            9,
+            "would need about 172.9 GiB of memory",
+        ),
+        (
             "an absurd rate",
             BASE.replace(r#""1/min per user""#, r#""1e308/s per user""#),
             10,

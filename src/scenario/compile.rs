@@ -211,6 +211,40 @@ fn compile_consumers(file: &ScenarioFile) -> Result<Consumers> {
             min: Some(2.0),
             max: Some(1024.0),
         });
+    // What the population will hold in memory, estimated before anything is built: each
+    // person's state and contact list (both ends of every edge) and each group's members
+    // (and each member's list of groups). An absurd size is refused here, at the key that
+    // makes it, rather than found by the allocator during the run.
+    let mean = |d: &Distribution| {
+        d.capped_mean_estimate()
+            .or_else(|| d.upper_bound())
+            .unwrap_or(0.0)
+    };
+    let contact_bytes = users as f64 * mean(&contacts) * 2.0 * 4.0;
+    let group_bytes = groups as f64 * (64.0 + mean(&group_size) * 2.0 * 4.0);
+    let estimate = users as f64 * PER_USER_BYTES + contact_bytes + group_bytes;
+    if estimate > MAX_POPULATION_BYTES {
+        let gib = |b: f64| b / (1u64 << 30) as f64;
+        let (span, key) =
+            if contact_bytes >= group_bytes && contact_bytes > users as f64 * PER_USER_BYTES {
+                (c.users.span(), "contacts")
+            } else if group_bytes > users as f64 * PER_USER_BYTES {
+                (
+                    c.groups.as_ref().map_or(c.users.span(), |g| g.span()),
+                    "groups",
+                )
+            } else {
+                (c.users.span(), "users")
+            };
+        return issue(
+            span,
+            format!(
+                "this population would need about {:.1} GiB of memory ({users} people; `{key}` takes the most), more than the {:.0} GiB one process is allowed; use fewer people or contacts, or `chatload plan` for the figures of a population this large",
+                gib(estimate),
+                gib(MAX_POPULATION_BYTES)
+            ),
+        );
+    }
     Ok(Consumers {
         users: users as u64,
         online_fraction,
@@ -220,6 +254,12 @@ fn compile_consumers(file: &ScenarioFile) -> Result<Consumers> {
         group_size,
     })
 }
+
+/// A person's own state in a run besides contacts and groups (inbox, connection state,
+/// schedule cursors), an upper estimate.
+const PER_USER_BYTES: f64 = 256.0;
+/// The largest population estimate one process takes.
+const MAX_POPULATION_BYTES: f64 = 16.0 * (1u64 << 30) as f64;
 
 fn compile_stages(file: &ScenarioFile) -> Result<(Vec<Stage>, Micros)> {
     let declared = file.scenario.duration.as_ref();
