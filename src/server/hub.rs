@@ -4,6 +4,7 @@
 
 use super::business::BusinessHub;
 use super::business::webhook::WebhookEvent;
+pub use super::stats::{HubStats, HubStatsSnapshot};
 use crate::protocol::{self, Delivery};
 use crate::scenario::ServerKnobs;
 use crate::scenario::sampler::Sampler;
@@ -78,91 +79,6 @@ struct UserEntry {
     /// session, e.g. a business send) and the frame.
     unacked: VecDeque<(u64, u64, Utf8Bytes)>,
     conn: Option<ConnHandle>,
-}
-
-/// What the server did, for `serve`'s report and for tests that check the client's counts.
-#[derive(Debug, Default)]
-pub struct HubStats {
-    pub connections: AtomicU64,
-    pub accepted: AtomicU64,
-    /// Deliveries routed to a recipient (counted when routed, before any delay or queue).
-    pub delivered: AtomicU64,
-    /// Deliveries written to a recipient's live connection when due (after delays, the
-    /// `max_rate` queue and holds): the server's throughput as a client sees it.
-    pub written: AtomicU64,
-    pub dropped: AtomicU64,
-    /// Deliveries for users who were not connected, discarded (`offline_queue = false`).
-    pub discarded: AtomicU64,
-    /// Deliveries held back by the hold fault.
-    pub held: AtomicU64,
-    pub duplicated: AtomicU64,
-    pub reordered: AtomicU64,
-    pub overflowed: AtomicU64,
-    pub malformed: AtomicU64,
-    pub retransmitted: AtomicU64,
-    pub stalled: AtomicU64,
-    /// Connections cut by the reset fault (counted when cut).
-    pub resets: AtomicU64,
-    pub signals: AtomicU64,
-    pub goaways: AtomicU64,
-    /// Connections closed on arrival because `max_connections` were open.
-    pub connections_refused: AtomicU64,
-    /// Connections closed because another logged in as the same user.
-    pub replaced: AtomicU64,
-    /// Group definitions refused for more than `max_group_size` members.
-    pub groups_refused: AtomicU64,
-    /// Deliveries not kept because all queues together held `queue_bytes` (a recipient
-    /// offline at the time never gets them).
-    pub queue_full: AtomicU64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct HubStatsSnapshot {
-    pub connections: u64,
-    pub accepted: u64,
-    pub delivered: u64,
-    pub dropped: u64,
-    #[serde(default)]
-    pub discarded: u64,
-    #[serde(default)]
-    pub held: u64,
-    pub duplicated: u64,
-    pub reordered: u64,
-    pub overflowed: u64,
-    pub malformed: u64,
-    #[serde(default)]
-    pub retransmitted: u64,
-    #[serde(default)]
-    pub stalled: u64,
-    #[serde(default)]
-    pub resets: u64,
-    /// Typing, presence and read signals forwarded.
-    #[serde(default)]
-    pub signals: u64,
-    /// Connections asked to leave by a graceful reconnect storm.
-    #[serde(default)]
-    pub goaways: u64,
-    /// Bounds (`serve` flags) that refused something: connections closed on arrival, group
-    /// definitions too large, deliveries not kept because all queues were full.
-    #[serde(default)]
-    pub connections_refused: u64,
-    /// Connections replaced by a later log-in as the same user.
-    #[serde(default)]
-    pub replaced: u64,
-    #[serde(default)]
-    pub groups_refused: u64,
-    #[serde(default)]
-    pub queue_full: u64,
-    /// Business API: sends accepted, inbound messages, statuses emitted, webhook POSTs.
-    #[serde(default)]
-    pub business_accepted: u64,
-    #[serde(default)]
-    pub business_inbound: u64,
-    #[serde(default)]
-    pub business_statuses: u64,
-    /// Business sends refused, by error code.
-    #[serde(default)]
-    pub business_refused: Vec<(u32, u64)>,
 }
 
 pub struct Hub {

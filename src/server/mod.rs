@@ -9,6 +9,7 @@ mod connection;
 mod delay_line;
 pub mod hub;
 pub mod limits;
+pub mod stats;
 
 pub use hub::HubStatsSnapshot;
 pub use limits::Limits;
