@@ -371,3 +371,92 @@ async fn without_persistent_sessions_offline_deliveries_are_unverified_and_fail_
         s.accounting
     );
 }
+
+/// A proxy in front of mosquitto that cuts every client connection with a TCP reset (RST,
+/// not a close) 2 s after it was made.
+async fn resetting_proxy(broker_port: u16) -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::os::fd::AsRawFd;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let resets = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = resets.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(broker) = tokio::net::TcpStream::connect(("127.0.0.1", broker_port)).await
+            else {
+                continue;
+            };
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let fd = client.as_raw_fd();
+                let (mut cr, mut cw) = client.into_split();
+                let (mut br, mut bw) = broker.into_split();
+                let up = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut cr, &mut bw).await;
+                    (cr, bw)
+                });
+                let down = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut br, &mut cw).await;
+                    (br, cw)
+                });
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                // Linger 0: closing the socket sends RST. The fd is still open (both halves
+                // live in the copy tasks until they are aborted below).
+                let linger = libc::linger {
+                    l_onoff: 1,
+                    l_linger: 0,
+                };
+                // SAFETY: setting an option on a socket this task owns, with its size.
+                unsafe {
+                    libc::setsockopt(
+                        fd,
+                        libc::SOL_SOCKET,
+                        libc::SO_LINGER,
+                        (&linger as *const libc::linger).cast(),
+                        std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                    );
+                }
+                up.abort();
+                down.abort();
+                let _ = (up.await, down.await);
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            });
+        }
+    });
+    (port, resets)
+}
+
+/// Connections a broker's side resets are `connection_reset` errors, never `protocol`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_connections_reset_by_the_network_are_counted_as_resets() {
+    let _one = ONE_RUN.lock().await;
+    let Some(broker) = Broker::start(Options {
+        extra: String::new(),
+    }) else {
+        return;
+    };
+    let (port, resets) = resetting_proxy(broker.port).await;
+    let text = chat_scenario(
+        30,
+        4,
+        0,
+        &mqtt_target(&format!("mqtt://127.0.0.1:{port}"), "qos = 1"),
+    );
+    let r = run_text(&text, None).await;
+    let errors = &r.summary.errors;
+    assert!(
+        resets.load(std::sync::atomic::Ordering::Relaxed) >= 30,
+        "the proxy reset every first connection"
+    );
+    assert!(
+        errors.get("connection_reset").copied().unwrap_or(0) >= 30,
+        "{errors:?} {:?}",
+        r.summary.error_examples
+    );
+    assert_eq!(
+        errors.get("protocol").copied().unwrap_or(0),
+        0,
+        "{errors:?} {:?}",
+        r.summary.error_examples
+    );
+}
