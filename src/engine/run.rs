@@ -484,7 +484,7 @@ fn open_hlog(
         return (crate::metrics::hlog::HlogWriter::new(now), staged);
     };
     // From here until the bundle is complete, an exit at once takes the staging folder away.
-    bundle::begin(s.dir(), Some(true));
+    bundle::begin(s.dir());
     let hlog =
         crate::metrics::hlog::HlogWriter::streaming(&s.dir().join("latency.hlog"), now, scenario)
             .unwrap_or_else(|_| crate::metrics::hlog::HlogWriter::new(now));

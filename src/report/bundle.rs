@@ -18,10 +18,9 @@ pub const FILES: [&str; 5] = [
     "junit.xml",
 ];
 
-/// A bundle being written: its folder, and whether this process made the folder.
+/// A bundle being written: its staging folder (this process made it).
 struct InProgress {
     dir: PathBuf,
-    made_folder: bool,
 }
 
 /// Whether `out` can take a run's bundle, checked before anything is sent: not a file, not
@@ -181,29 +180,21 @@ fn in_progress() -> MutexGuard<'static, Option<InProgress>> {
     IN_PROGRESS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Notes that a bundle is about to be written into `dir`, so that [`abandon`] can take it
-/// away again; `made` says whether this process made the folder (`None`: not yet known, so
-/// whether it exists now tells).
-pub fn begin(dir: &Path, made: Option<bool>) {
+/// Notes that a bundle is about to be written into the staging folder `dir`, so that
+/// [`abandon`] can take it away again.
+pub fn begin(dir: &Path) {
     *in_progress() = Some(InProgress {
         dir: dir.to_path_buf(),
-        made_folder: made.unwrap_or_else(|| !dir.exists()),
     });
 }
 
 /// For a process that must exit now (a second Ctrl-C): removes the bundle being written, if
-/// it is not complete, so that no half-written folder is left; a complete bundle stays.
-/// Files of other names in a folder given with `--out` are left alone; a staging folder
-/// (which this process made) goes whole.
+/// it is not complete, so that no half-written folder is left; a complete bundle stays (it
+/// is renamed into place before the slot is cleared). The staging folder goes whole.
 pub fn abandon() {
     let mut slot = in_progress();
     if let Some(b) = slot.take() {
-        for name in FILES {
-            let _ = std::fs::remove_file(b.dir.join(name));
-        }
-        if b.made_folder {
-            let _ = std::fs::remove_dir_all(&b.dir);
-        }
+        let _ = std::fs::remove_dir_all(&b.dir);
     }
     // Keep the lock: nothing may write into the folder between here and the exit.
     std::mem::forget(slot);
@@ -221,16 +212,6 @@ pub struct BundleError {
 /// `reports/<scenario>-<UTC timestamp>/` under `root`.
 pub fn default_dir(root: &Path, scenario: &str, started: chrono::DateTime<chrono::Utc>) -> PathBuf {
     root.join(format!("{scenario}-{}", started.format("%Y%m%dT%H%M%SZ")))
-}
-
-/// Writes the whole bundle: the run's summary and its interval log (`None`: the log was
-/// streamed into the folder during the run).
-pub fn write(dir: &Path, summary: &Summary, hlog: Option<&[u8]>) -> Result<(), BundleError> {
-    let mut slot = in_progress();
-    let written = write_all(dir, summary, hlog);
-    // Complete (or failed with a reason the caller reports): nothing to take away any more.
-    *slot = None;
-    written
 }
 
 /// Writes the whole bundle into its staging folder and moves it into place, with an exit at

@@ -188,7 +188,8 @@ fn split_header(p: &[u8]) -> (&[u8], &[u8]) {
     p.split_at(i + 1)
 }
 
-async fn read_packet(r: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<Vec<u8>> {
+/// One whole MQTT packet (fixed header, remaining length, body) as it came.
+pub async fn read_packet(r: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<Vec<u8>> {
     let mut packet = vec![r.read_u8().await.ok()?];
     let (mut len, mut shift) = (0usize, 0);
     loop {

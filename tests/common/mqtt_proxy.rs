@@ -4,10 +4,11 @@
 //! exactly which deliveries never reached chatload or reached it late. A held packet does
 //! not hold up the packets behind it. Everything else passes through untouched.
 
+use super::mqtt_flood::read_packet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 pub struct MqttProxy {
@@ -129,26 +130,4 @@ impl MqttProxy {
 fn is_chat_message(packet: &[u8]) -> bool {
     const MARK: &[u8] = br#"{"op":"msg""#;
     packet.windows(MARK.len()).any(|w| w == MARK)
-}
-
-/// One whole MQTT packet (fixed header, remaining length, body) as it came.
-async fn read_packet(r: &mut tokio::net::tcp::OwnedReadHalf) -> Option<Vec<u8>> {
-    let mut packet = vec![r.read_u8().await.ok()?];
-    let (mut len, mut shift) = (0usize, 0);
-    loop {
-        let b = r.read_u8().await.ok()?;
-        packet.push(b);
-        len |= ((b & 0x7f) as usize) << shift;
-        shift += 7;
-        if b & 0x80 == 0 {
-            break;
-        }
-        if shift > 21 {
-            return None;
-        }
-    }
-    let start = packet.len();
-    packet.resize(start + len, 0);
-    r.read_exact(&mut packet[start..]).await.ok()?;
-    Some(packet)
 }
