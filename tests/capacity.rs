@@ -83,7 +83,8 @@ async fn the_knee_is_found_within_ten_percent_of_the_servers_rate() {
         s.messages_per_s,
         capacity::report::console(&c)
     );
-    assert!(s.held && s.p99_us < 100_000 && s.lost == 0 && s.late_sends == 0);
+    assert!(s.held && s.p99_us < 100_000 && s.lost == 0);
+    assert!(s.late_sends as f64 <= s.messages as f64 * capacity::LATE_SHARE);
     assert!(!b.held && b.multiplier > s.multiplier);
     assert!(
         b.why.as_deref().unwrap_or("").contains("delivery.p99"),
@@ -291,7 +292,6 @@ fn num_cpus() -> usize {
 /// should (a CPU-bound broker's queueing delay under bursty arrivals crosses a tight bound
 /// before it is saturated).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky in CI: chatload's debug build sent 3-6 of ~600-1,900 messages over 10 ms late at a step's start (the capacity judge then blames the generator); passes when run alone: cargo test --test capacity -- --ignored"]
 async fn the_knee_against_mosquitto_on_one_core_is_within_ten_percent_of_its_measured_limit() {
     let _one = ONE_RUN.lock().await;
     if !two_cores() {
@@ -347,7 +347,11 @@ async fn the_knee_against_mosquitto_on_one_core_is_within_ten_percent_of_its_mea
     );
     assert_eq!(c.limit, Limit::Target, "{table}");
     let s = c.sustainable.as_ref().expect("a step held");
-    assert!(s.lost == 0 && s.late_sends == 0, "{table}");
+    assert!(s.lost == 0, "{table}");
+    assert!(
+        s.late_sends as f64 <= s.messages as f64 * capacity::LATE_SHARE,
+        "{table}"
+    );
     assert!(
         s.deliveries_per_s >= low * 0.9 && s.deliveries_per_s <= high * 1.1,
         "knee {:.0} deliveries/s against mosquitto's measured {before:.0}/s and {after:.0}/s\n{table}",
