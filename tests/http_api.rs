@@ -180,8 +180,9 @@ fn children_peak_rss_kib() -> i64 {
 }
 
 /// Answers of a gigabyte each, to the open model (a shared client pool) and to the closed
-/// loop (a connection per user): each is refused once it passes `max_answer`, as a protocol
-/// error naming the key, and chatload's memory stays small.
+/// loop (a connection per user): each is refused once it passes `max_answer`, as an
+/// `answer_too_long` error naming the key and the bytes left unread, and chatload's memory
+/// stays small.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_of_any_size_cannot_grow_memory() {
     let _one = ONE_RUN.lock().await;
@@ -259,19 +260,24 @@ deliveries = "none"
                 .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr))),
         )
         .unwrap();
-        let protocol = summary["errors"]["protocol"].as_u64().unwrap_or(0);
-        assert!(protocol > 10, "refused answers: {}", summary["errors"]);
-        assert!(
-            summary["error_examples"]["protocol"]
-                .as_str()
-                .unwrap_or("")
-                .contains("max_answer"),
+        let too_long = summary["errors"]["answer_too_long"].as_u64().unwrap_or(0);
+        assert!(too_long > 10, "refused answers: {}", summary["errors"]);
+        assert_eq!(
+            summary["errors"]["protocol"].as_u64().unwrap_or(0),
+            0,
             "{}",
-            summary["error_examples"]
+            summary["errors"]
+        );
+        let example = summary["error_examples"]["answer_too_long"]
+            .as_str()
+            .unwrap_or("");
+        assert!(
+            example.contains("max_answer (65536 bytes)") && example.contains("not read"),
+            "{example}"
         );
         let peak_mib = children_peak_rss_kib() / 1024;
         eprintln!(
-            "{}: {protocol} answers refused, peak RSS {peak_mib} MiB",
+            "{}: {too_long} answers refused, peak RSS {peak_mib} MiB",
             summary["scenario"]
         );
         assert!(peak_mib < 150, "chatload grew to {peak_mib} MiB");

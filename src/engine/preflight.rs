@@ -96,6 +96,9 @@ pub fn first_failure(url: &str, protocol: &str, e: &ConnectError) -> RunError {
             "accepted the connection and then closed it during the log-in ({detail})"
         )),
         K::Http | K::RequestTimeout => says(format!("failed the first session: {detail}")),
+        K::AnswerTooLong => says(format!(
+            "answered the first session with more than chatload reads ({detail}); raise [target.http] max_answer if such answers are expected"
+        )),
     }
 }
 

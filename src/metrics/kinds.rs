@@ -257,10 +257,12 @@ pub enum ErrorKind {
     BrokerRefused,
     /// A request got no answer in time.
     RequestTimeout,
+    /// An answer longer than `[target.http] max_answer`: the part past it is never read.
+    AnswerTooLong,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::ConnectRefused,
         ErrorKind::ConnectTimeout,
         ErrorKind::ConnectFailed,
@@ -275,6 +277,7 @@ impl ErrorKind {
         ErrorKind::Http5xx,
         ErrorKind::BrokerRefused,
         ErrorKind::RequestTimeout,
+        ErrorKind::AnswerTooLong,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -292,6 +295,7 @@ impl ErrorKind {
             ErrorKind::Http5xx => "http_5xx",
             ErrorKind::BrokerRefused => "broker_refused",
             ErrorKind::RequestTimeout => "request_timeout",
+            ErrorKind::AnswerTooLong => "answer_too_long",
         }
     }
 

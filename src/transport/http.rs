@@ -255,19 +255,25 @@ fn same_origin(u: &reqwest::Url, e: &Endpoint) -> bool {
 /// (its length promised or seen), so that a target cannot make chatload hold a body of any
 /// size. Stops reading at the cap: the rest is never buffered.
 async fn capped_body(resp: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
-    let too_long =
-        |n: u64| format!("an answer of {n}+ bytes, more than max_answer ({max} bytes) allows");
+    let too_long = |n: u64, declared: bool| {
+        format!(
+            "an answer of {n}{} bytes, more than max_answer ({max} bytes) allows; the {}{} bytes past it were not read",
+            if declared { "" } else { "+" },
+            n - max as u64,
+            if declared { "" } else { "+" },
+        )
+    };
     if let Some(n) = resp.content_length()
         && n > max as u64
     {
-        return Err(too_long(n));
+        return Err(too_long(n, true));
     }
     let mut body = Vec::new();
     loop {
         match resp.chunk().await {
             Ok(Some(c)) => {
                 if body.len() + c.len() > max {
-                    return Err(too_long((body.len() + c.len()) as u64));
+                    return Err(too_long((body.len() + c.len()) as u64, false));
                 }
                 body.extend_from_slice(&c);
             }
@@ -317,7 +323,7 @@ async fn perform(
             Err(why) => {
                 return Incoming::Rejected {
                     id,
-                    kind: ErrorKind::Protocol,
+                    kind: ErrorKind::AnswerTooLong,
                     detail: why,
                 };
             }

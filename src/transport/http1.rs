@@ -162,7 +162,9 @@ enum Parsed {
         status: u16,
         head: usize,
     },
-    Bad(String),
+    /// Not an answer this client can read (`Protocol`), or one longer than `max_answer`
+    /// allows (`AnswerTooLong`): the connection cannot be used again either way.
+    Bad(ErrorKind, String),
 }
 
 fn header_is(h: &httparse::Header<'_>, name: &str, value: &str) -> bool {
@@ -182,7 +184,12 @@ fn parse(buf: &[u8], keep_body: bool, head_request: bool, max_answer: usize) -> 
         let head = match resp.parse(&buf[skip..]) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Parsed::Partial,
-            Err(e) => return Parsed::Bad(format!("not an HTTP/1.1 answer ({e})")),
+            Err(e) => {
+                return Parsed::Bad(
+                    ErrorKind::Protocol,
+                    format!("not an HTTP/1.1 answer ({e})"),
+                );
+            }
         };
         let status = resp.code.unwrap_or(0);
         if (100..200).contains(&status) && status != 101 {
@@ -219,7 +226,7 @@ fn parse(buf: &[u8], keep_body: bool, head_request: bool, max_answer: usize) -> 
                     close,
                 },
                 Ok(None) => Parsed::Partial,
-                Err(e) => Parsed::Bad(e),
+                Err((kind, why)) => Parsed::Bad(kind, why),
             };
         }
         let length = resp
@@ -232,9 +239,13 @@ fn parse(buf: &[u8], keep_body: bool, head_request: bool, max_answer: usize) -> 
                     .and_then(|v| v.trim().parse::<usize>().ok())
             });
         return match length {
-            Some(Some(n)) if n > max_answer => Parsed::Bad(format!(
-                "an answer of {n} bytes, more than max_answer ({max_answer} bytes) allows"
-            )),
+            Some(Some(n)) if n > max_answer => Parsed::Bad(
+                ErrorKind::AnswerTooLong,
+                format!(
+                    "an answer of {n} bytes, more than max_answer ({max_answer} bytes) allows; the {} bytes past it were not read",
+                    n - max_answer
+                ),
+            ),
             Some(Some(n)) if buf.len() >= start + n => Parsed::Done {
                 answer: Answer {
                     status,
@@ -248,7 +259,7 @@ fn parse(buf: &[u8], keep_body: bool, head_request: bool, max_answer: usize) -> 
                 close,
             },
             Some(Some(_)) => Parsed::Partial,
-            Some(None) => Parsed::Bad("an unreadable Content-Length".into()),
+            Some(None) => Parsed::Bad(ErrorKind::Protocol, "an unreadable Content-Length".into()),
             None => Parsed::UntilClose {
                 status,
                 head: start,
@@ -259,20 +270,30 @@ fn parse(buf: &[u8], keep_body: bool, head_request: bool, max_answer: usize) -> 
 
 /// A chunked body at the front of `buf`: the body (when kept) and the bytes it used, or
 /// `None` when more bytes are needed.
-fn dechunk(buf: &[u8], keep: bool, max_answer: usize) -> Result<Option<(Vec<u8>, usize)>, String> {
+fn dechunk(
+    buf: &[u8],
+    keep: bool,
+    max_answer: usize,
+) -> Result<Option<(Vec<u8>, usize)>, (ErrorKind, String)> {
     let mut at = 0;
     let mut body = Vec::new();
     loop {
         let (n, size) = match httparse::parse_chunk_size(&buf[at..]) {
             Ok(httparse::Status::Complete(x)) => x,
             Ok(httparse::Status::Partial) => return Ok(None),
-            Err(_) => return Err("a malformed chunked body".into()),
+            Err(_) => return Err((ErrorKind::Protocol, "a malformed chunked body".into())),
         };
-        let size = usize::try_from(size).map_err(|_| "a chunk too large".to_string())?;
+        let too_long = || {
+            (
+                ErrorKind::AnswerTooLong,
+                format!(
+                    "a chunked answer of more than max_answer ({max_answer} bytes); the rest was not read"
+                ),
+            )
+        };
+        let size = usize::try_from(size).map_err(|_| too_long())?;
         if size > max_answer || at + size > max_answer + 64 * 1024 {
-            return Err(format!(
-                "a chunked answer of more than max_answer ({max_answer} bytes)"
-            ));
+            return Err(too_long());
         }
         at += n;
         if size == 0 {
@@ -493,16 +514,16 @@ impl Http1Conn {
                     }
                     return Ok(answer);
                 }
-                Parsed::Bad(why) => return Err((ErrorKind::Protocol, why, false)),
+                Parsed::Bad(kind, why) => return Err((kind, why, false)),
                 Parsed::Partial | Parsed::UntilClose { .. } => {}
             }
             if self.filled == self.inbuf.len() {
                 // Head and body together may not grow past max_answer (and the head's room).
                 if self.inbuf.len() >= self.max_answer + 64 * 1024 {
                     return Err((
-                        ErrorKind::Protocol,
+                        ErrorKind::AnswerTooLong,
                         format!(
-                            "an answer of more than max_answer ({} bytes)",
+                            "an answer of more than max_answer ({} bytes); the rest was not read",
                             self.max_answer
                         ),
                         false,
@@ -618,11 +639,14 @@ mod tests {
         // A gigabyte promised: refused from the head alone, nothing buffered for it.
         let r = b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\nxx";
         assert!(
-            matches!(parse(r, false, false, 65536), Parsed::Bad(why) if why.contains("max_answer"))
+            matches!(parse(r, false, false, 65536), Parsed::Bad(ErrorKind::AnswerTooLong, why) if why.contains("max_answer"))
         );
         // Chunked: each chunk and the whole body are held to it as well.
         let big = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n20000\r\n";
-        assert!(matches!(parse(big, true, false, 65536), Parsed::Bad(_)));
+        assert!(matches!(
+            parse(big, true, false, 65536),
+            Parsed::Bad(ErrorKind::AnswerTooLong, _)
+        ));
         let r = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
         assert_eq!(done(parse(r, true, false, 256)).1, b"hello");
     }
@@ -672,7 +696,7 @@ mod tests {
         assert_eq!((status, body.as_slice(), close), (503, &b"busy"[..], true));
         assert!(matches!(
             parse(b"garbage\r\n\r\n", false, false, 1 << 20),
-            Parsed::Bad(_)
+            Parsed::Bad(..)
         ));
         assert_eq!(
             parse(b"HTTP/1.1 200 OK\r\n\r\nrest", false, false, 1 << 20),
