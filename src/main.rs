@@ -565,6 +565,10 @@ async fn serve(listen: &str, knobs: ServerKnobs, limits: chatload::server::Limit
             "connections closed at --max-connections",
             stats.connections_refused,
         ),
+        (
+            "connections closed at --header-timeout",
+            stats.headers_timed_out,
+        ),
         ("groups refused at --max-group-size", stats.groups_refused),
         ("deliveries dropped at --queue-per-user", stats.overflowed),
         ("deliveries not kept at --queue-bytes", stats.queue_full),

@@ -339,12 +339,18 @@ async fn serve_bounds_what_hostile_clients_can_make_it_hold() {
         .unwrap();
         assert_eq!(next(&mut a).await["op"], "sent");
     }
-    // Connections that never finish their header: 39 fit beside `a`, the rest are closed.
+    // Connections that never finish their header (two of them a WebSocket upgrade): 39 fit
+    // beside `a`, the rest are closed.
     let mut half = Vec::new();
-    for _ in 0..60 {
+    for i in 0..62 {
         if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await {
             use tokio::io::AsyncWriteExt;
-            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHo").await;
+            let head: &[u8] = if i < 2 {
+                b"GET /v1/ws HTTP/1.1\r\nUpgr"
+            } else {
+                b"GET /healthz HTTP/1.1\r\nHo"
+            };
+            let _ = s.write_all(head).await;
             half.push(s);
         }
     }
@@ -372,9 +378,12 @@ async fn serve_bounds_what_hostile_clients_can_make_it_hold() {
         15,
         "one user's queue keeps 5"
     );
-    assert!(
-        count("chatload_server_connections_refused_total") >= 20,
-        "{metrics}"
+    let refused = count("chatload_server_connections_refused_total");
+    assert!(refused >= 20, "{metrics}");
+    assert_eq!(
+        count("chatload_server_headers_timed_out_total"),
+        62 - refused,
+        "every half-sent header that got in was cut and counted: {metrics}"
     );
     // 64 KiB hold about 60 of the ~1.1 KB deliveries; the rest are counted, not kept.
     let full = count("chatload_server_queue_full_total");
@@ -384,7 +393,12 @@ async fn serve_bounds_what_hostile_clients_can_make_it_hold() {
     drop(a);
     let said = server.stop();
     assert!(
-        said.contains("bounds:") && said.contains("1 groups refused at --max-group-size"),
+        said.contains("bounds:")
+            && said.contains("1 groups refused at --max-group-size")
+            && said.contains(&format!(
+                "{} connections closed at --header-timeout",
+                62 - refused
+            )),
         "{said}"
     );
     eprintln!("serve peak RSS {peak_mib} MiB; {said}");

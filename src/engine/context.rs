@@ -36,6 +36,9 @@ pub struct RunContext {
     pub storms: Vec<super::reconnect::Storm>,
     /// Set when the run is over: users disconnect and idle until goose stops them.
     pub finished: AtomicBool,
+    /// Cancelled with `finished`: every user's task returns to goose at once instead of
+    /// finding out at its next wake-up.
+    pub users_stop: tokio_util::sync::CancellationToken,
     /// How consumers react to each pattern's messages (reads, replies).
     pub reactions: Vec<Option<ReactionModel>>,
     /// Sequence numbers of messages users send on their own (replies), see `REACTION_BIT`.
@@ -53,6 +56,8 @@ pub struct RunContext {
     /// Set at the end of the schedule: users still owed deliveries while offline, whom the
     /// settle phase brings back (as a returning phone would) to collect them.
     returning: OnceLock<rustc_hash::FxHashSet<u32>>,
+    /// Cancelled once `returning` is set, to wake the offline users it names.
+    pub returning_set: tokio_util::sync::CancellationToken,
     /// Sends written on live connections and not yet confirmed or refused, striped by user
     /// so that users on different threads do not share one counter.
     unconfirmed: [CachePadded; ACK_STRIPES],
@@ -75,6 +80,12 @@ pub struct PresenceModel {
 }
 
 impl RunContext {
+    /// The run is over: users disconnect, and their tasks return to goose.
+    pub fn finish(&self) {
+        self.finished.store(true, Relaxed);
+        self.users_stop.cancel();
+    }
+
     pub fn new(
         scenario: Arc<Scenario>,
         population: Arc<Population>,
@@ -127,10 +138,12 @@ impl RunContext {
                 .map(|_| AtomicU64::new(NEVER_CONNECTED))
                 .collect(),
             returning: OnceLock::new(),
+            returning_set: tokio_util::sync::CancellationToken::new(),
             unconfirmed: Default::default(),
             connected_count: AtomicU64::new(0),
             issued_seq: AtomicU64::new(1),
             finished: AtomicBool::new(false),
+            users_stop: tokio_util::sync::CancellationToken::new(),
             storms,
         })
     }
@@ -227,6 +240,7 @@ impl RunContext {
     /// Starts the settle phase's return of `users` (once per run).
     pub fn bring_back(&self, users: rustc_hash::FxHashSet<u32>) {
         let _ = self.returning.set(users);
+        self.returning_set.cancel();
     }
 
     /// Whether the settle phase wants `user` connected to collect what it is owed.

@@ -1,6 +1,7 @@
 //! goose as the virtual-user lifecycle: one goose user per online consumer, launched on the
-//! profile's ramp, each running its [`VirtualUser`] in one-second transactions and closing it
-//! on stop. Configured from code only; never reads the process arguments.
+//! profile's ramp, each running its [`VirtualUser`] in one transaction until the run stops it
+//! (`RunContext::users_stop`), and closing it on stop. Configured from code only; never reads
+//! the process arguments.
 
 use super::context::RunContext;
 use super::vu::VirtualUser;
@@ -13,10 +14,11 @@ use goose::{GooseAttack, GooseError};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// How long one drive transaction runs before handing control back to goose.
-const SLICE: Duration = Duration::from_secs(1);
+/// After the run has stopped its users, goose calls the drive transaction again until it
+/// delivers its own stop to each user; each such call waits this long instead of spinning.
+const STOPPED_POLL: Duration = Duration::from_millis(50);
 
 /// Boxed, so a user's state is held once on the heap rather than inside the slot and again
 /// inside every running transaction's future.
@@ -83,15 +85,21 @@ pub fn build(ctx: Arc<RunContext>) -> Result<GooseAttack, GooseError> {
             Ok(())
         })
     });
+    let drive_ctx = ctx.clone();
     let drive = transaction(move |user| {
+        let stop = drive_ctx.users_stop.clone();
         Box::pin(async move {
-            let until = Instant::now() + SLICE;
+            if stop.is_cancelled() {
+                tokio::time::sleep(STOPPED_POLL).await;
+                return Ok(());
+            }
             match take(user) {
                 Some((slot, mut vu)) => {
-                    vu.drive(until).await;
+                    vu.drive().await;
                     put_back(&slot, vu);
                 }
-                None => tokio::time::sleep_until(until.into()).await,
+                // A goose user past the population (goose launches at least one).
+                None => stop.cancelled().await,
             }
             Ok(())
         })

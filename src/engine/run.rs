@@ -334,7 +334,7 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
     }
     let end_us = ctx.now_us();
     let settlement = super::settle::classify(&ctx, end_us, settled);
-    ctx.finished.store(true, Relaxed);
+    ctx.finish();
     goose::trigger_killswitch("chatload: run complete");
     if goose_done.is_none() {
         goose_done = tokio::time::timeout(Duration::from_secs(30), &mut goose_task)

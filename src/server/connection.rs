@@ -18,17 +18,23 @@ const HOLD_LIMIT: Duration = Duration::from_millis(200);
 /// A client that sends nothing, not even hello, for this long is disconnected.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Serves one WebSocket connection; its upgrade must arrive within `header_timeout`.
 pub async fn serve_connection(
     stream: TcpStream,
     hub: Arc<Hub>,
     mut shutdown: watch::Receiver<bool>,
+    header_timeout: Duration,
 ) {
     let _ = stream.set_nodelay(true);
     let accept =
         tokio_tungstenite::accept_async_with_config(stream, Some(crate::wsio::small_buffers()));
-    let ws = match tokio::time::timeout(HELLO_TIMEOUT, accept).await {
+    let ws = match tokio::time::timeout(header_timeout, accept).await {
         Ok(Ok(ws)) => ws,
-        _ => return,
+        Ok(Err(_)) => return,
+        Err(_) => {
+            hub.stats.headers_timed_out.fetch_add(1, Relaxed);
+            return;
+        }
     };
     hub.stats.connections.fetch_add(1, Relaxed);
     let (sink, mut source) = ws.split();

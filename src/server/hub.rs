@@ -535,6 +535,7 @@ impl Hub {
             goaways: s.goaways.load(Relaxed),
             connections_refused: s.connections_refused.load(Relaxed),
             replaced: s.replaced.load(Relaxed),
+            headers_timed_out: s.headers_timed_out.load(Relaxed),
             groups_refused: s.groups_refused.load(Relaxed),
             queue_full: s.queue_full.load(Relaxed),
             business_accepted: self.business.stats.accepted.load(Relaxed),

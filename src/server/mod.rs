@@ -61,22 +61,40 @@ impl RunningServer {
     }
 }
 
-/// Whether a new connection asks for the WebSocket path (anything else is the HTTP API).
-/// Peeks at the request line without consuming it.
-async fn is_websocket(stream: &tokio::net::TcpStream, header_timeout: std::time::Duration) -> bool {
+/// What a new connection's first bytes ask for.
+enum Asks {
+    WebSocket,
+    /// Anything else is the HTTP API (which reads, and times out, its own header).
+    Http,
+    /// Closed before saying anything, or said too little within the header timeout.
+    Nothing {
+        timed_out: bool,
+    },
+}
+
+/// Whether a new connection asks for the WebSocket path. Peeks at the request line without
+/// consuming it.
+async fn first_request(
+    stream: &tokio::net::TcpStream,
+    header_timeout: std::time::Duration,
+) -> Asks {
     const WS: &[u8] = b"GET /v1/ws";
     let mut buf = [0u8; 10];
     let deadline = tokio::time::Instant::now() + header_timeout;
     loop {
         let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
             Ok(Ok(n)) => n,
-            _ => return false,
+            Ok(Err(_)) => return Asks::Nothing { timed_out: false },
+            Err(_) => return Asks::Nothing { timed_out: true },
         };
-        if n == 0 || buf[..n] != WS[..n] {
-            return false;
+        if n == 0 {
+            return Asks::Nothing { timed_out: false };
+        }
+        if buf[..n] != WS[..n] {
+            return Asks::Http;
         }
         if n == WS.len() {
-            return true;
+            return Asks::WebSocket;
         }
         // A partial request line: wait for more bytes rather than spin on the same ones.
         let _ = stream.readable().await;
@@ -135,10 +153,26 @@ pub async fn start_with_limits(
                     };
                     let (hub, shutdown) = (accept_hub.clone(), shutdown_rx.clone());
                     tokio::spawn(async move {
-                        if is_websocket(&stream, limits.header_timeout).await {
-                            connection::serve_connection(stream, hub, shutdown).await
-                        } else {
-                            business::http::serve(stream, hub, limits.header_timeout).await
+                        match first_request(&stream, limits.header_timeout).await {
+                            Asks::WebSocket => {
+                                connection::serve_connection(
+                                    stream,
+                                    hub,
+                                    shutdown,
+                                    limits.header_timeout,
+                                )
+                                .await
+                            }
+                            Asks::Http => {
+                                business::http::serve(stream, hub, limits.header_timeout).await
+                            }
+                            Asks::Nothing { timed_out } => {
+                                if timed_out {
+                                    hub.stats
+                                        .headers_timed_out
+                                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
+                            }
                         }
                         drop(slot);
                     });

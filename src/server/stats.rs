@@ -34,6 +34,9 @@ pub struct HubStats {
     pub connections_refused: AtomicU64,
     /// Connections closed because another logged in as the same user.
     pub replaced: AtomicU64,
+    /// Connections closed because their request header or upgrade did not arrive within
+    /// `header_timeout`.
+    pub headers_timed_out: AtomicU64,
     /// Group definitions refused for more than `max_group_size` members.
     pub groups_refused: AtomicU64,
     /// Deliveries not kept because all queues together held `queue_bytes` (a recipient
@@ -74,6 +77,8 @@ pub struct HubStatsSnapshot {
     /// Connections replaced by a later log-in as the same user.
     #[serde(default)]
     pub replaced: u64,
+    #[serde(default)]
+    pub headers_timed_out: u64,
     #[serde(default)]
     pub groups_refused: u64,
     #[serde(default)]

@@ -158,10 +158,7 @@ enum Parsed {
         close: bool,
     },
     /// The body runs until the server closes (no length given).
-    UntilClose {
-        status: u16,
-        head: usize,
-    },
+    UntilClose { status: u16, head: usize },
     /// Not an answer this client can read (`Protocol`), or one longer than `max_answer`
     /// allows (`AnswerTooLong`): the connection cannot be used again either way.
     Bad(ErrorKind, String),
@@ -185,10 +182,7 @@ fn parse(buf: &[u8], keep_body: bool, head_request: bool, max_answer: usize) -> 
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Parsed::Partial,
             Err(e) => {
-                return Parsed::Bad(
-                    ErrorKind::Protocol,
-                    format!("not an HTTP/1.1 answer ({e})"),
-                );
+                return Parsed::Bad(ErrorKind::Protocol, format!("not an HTTP/1.1 answer ({e})"));
             }
         };
         let status = resp.code.unwrap_or(0);
@@ -268,13 +262,16 @@ fn parse(buf: &[u8], keep_body: bool, head_request: bool, max_answer: usize) -> 
     }
 }
 
+/// A chunked body (kept or not) and the bytes it used.
+type Dechunked = (Vec<u8>, usize);
+
 /// A chunked body at the front of `buf`: the body (when kept) and the bytes it used, or
 /// `None` when more bytes are needed.
 fn dechunk(
     buf: &[u8],
     keep: bool,
     max_answer: usize,
-) -> Result<Option<(Vec<u8>, usize)>, (ErrorKind, String)> {
+) -> Result<Option<Dechunked>, (ErrorKind, String)> {
     let mut at = 0;
     let mut body = Vec::new();
     loop {

@@ -1,7 +1,7 @@
 //! One virtual consumer: holds its WebSocket, sends its scheduled messages and signals when
 //! the dispatcher hands them over, receives deliveries and acknowledges them, reads and
 //! replies later (`reactions`), announces its presence, sends heartbeats, reconnects with
-//! backoff, and records everything it sees. Runs in bounded slices so goose stays in control.
+//! backoff, and records everything it sees. Runs until the run stops it; goose launches it and closes it.
 
 mod closed_loop;
 pub(super) mod frames;
@@ -67,36 +67,36 @@ impl VirtualUser {
         })
     }
 
-    /// Runs until `until`, then returns so goose can check for a stop between slices.
-    pub async fn drive(&mut self, until: Instant) {
+    /// Runs the user until the run stops it (`RunContext::users_stop`): connects and leaves
+    /// on the profile's schedule, sends what the dispatcher hands over, answers what arrives.
+    /// Sleeps until the next thing due; an idle user is never woken for nothing.
+    pub async fn drive(&mut self) {
+        let stop = self.ctx.users_stop.clone();
         loop {
-            let now = Instant::now();
-            if now >= until {
+            if stop.is_cancelled() {
+                Box::pin(self.disconnect()).await;
                 return;
             }
+            let now = Instant::now();
             let now_us = self.ctx.now_us();
             // Online on the profile's schedule, and at the end while the settle phase brings
             // back users who are owed deliveries.
             let want_online = !self.ctx.finished.load(Relaxed)
                 && (self.ctx.profile.online(self.user, now_us) || self.ctx.is_returning(self.user));
-            // Wake for the slice end or this user's next scheduled connect or disconnect.
+            // Wake for this user's next scheduled connect or disconnect, or its next storm.
             let change = self
                 .ctx
                 .profile
                 .next_change(self.user, now_us)
-                .map_or(until, |t| self.ctx.instant_at(t));
+                .map(|t| self.ctx.instant_at(t));
             let storm = self
                 .reconnect
                 .next_storm_at(&self.ctx.storms)
-                .map_or(until, |t| self.ctx.instant_at(t));
-            let mut wake = until.min(change).min(storm);
+                .map(|t| self.ctx.instant_at(t));
+            let mut wake = Wake(None).min(change).min(storm);
             if self.conn.is_some() {
-                if let Some(t) = self.reactions.next_due() {
-                    wake = wake.min(self.ctx.instant_at(t));
-                }
-                if let Some(h) = self.next_heartbeat {
-                    wake = wake.min(h);
-                }
+                wake = wake.min(self.reactions.next_due().map(|t| self.ctx.instant_at(t)));
+                wake = wake.min(self.next_heartbeat);
                 if let Some(c) = self.closed.as_mut()
                     && want_online
                     && let Some(order) = c.take_due(&self.ctx, self.user, now)
@@ -113,9 +113,7 @@ impl VirtualUser {
                     }
                     continue;
                 }
-                if let Some(at) = self.closed.as_ref().and_then(|c| c.due_at()) {
-                    wake = wake.min(at);
-                }
+                wake = wake.min(self.closed.as_ref().and_then(|c| c.due_at()));
             }
             if let Some(pattern) = self.reconnect.strike(
                 &self.ctx.storms,
@@ -144,11 +142,17 @@ impl VirtualUser {
                     Box::pin(self.connect()).await;
                 } else {
                     let wake = if want_online {
-                        self.reconnect.next_attempt().min(wake)
+                        wake.min(Some(self.reconnect.next_attempt()))
                     } else {
                         wake
                     };
-                    tokio::time::sleep_until(wake.into()).await;
+                    // Offline: also woken when the settle phase starts bringing users back.
+                    let settling = &self.ctx.returning_set;
+                    tokio::select! {
+                        _ = wake.sleep() => {}
+                        _ = stop.cancelled() => {}
+                        _ = settling.cancelled(), if !settling.is_cancelled() => {}
+                    }
                 }
                 continue;
             }
@@ -156,12 +160,12 @@ impl VirtualUser {
                 Box::pin(self.disconnect()).await;
                 continue;
             }
-            self.step(wake).await;
+            self.step(wake, &stop).await;
         }
     }
 
     /// One wait for whatever happens first on a live connection.
-    async fn step(&mut self, wake: Instant) {
+    async fn step(&mut self, wake: Wake, stop: &tokio_util::sync::CancellationToken) {
         let ctx = &self.ctx;
         let (Some(conn), Some(inbox)) = (self.conn.as_mut(), ctx.inbox(self.user)) else {
             return;
@@ -175,7 +179,8 @@ impl VirtualUser {
             biased;
             i = conn.next() => Happened::Said(i),
             o = inbox.take() => Happened::Order(o),
-            _ = tokio::time::sleep_until(wake.into()) => Happened::Tick,
+            _ = wake.sleep() => Happened::Tick,
+            _ = stop.cancelled() => return,
         };
         match happened {
             Happened::Said(Incoming::Lost { kind, detail }) => self.lost(kind, detail),
@@ -478,6 +483,27 @@ impl VirtualUser {
     /// start of the same person.
     pub async fn finish(mut self) {
         self.disconnect().await;
+    }
+}
+
+/// The earliest of the times a user must wake at, if any: with none, it waits only for
+/// its connection, its inbox or the run's stop.
+#[derive(Clone, Copy)]
+struct Wake(Option<Instant>);
+
+impl Wake {
+    fn min(self, other: Option<Instant>) -> Wake {
+        match (self.0, other) {
+            (Some(a), Some(b)) => Wake(Some(a.min(b))),
+            (a, b) => Wake(a.or(b)),
+        }
+    }
+
+    async fn sleep(self) {
+        match self.0 {
+            Some(at) => tokio::time::sleep_until(at.into()).await,
+            None => std::future::pending().await,
+        }
     }
 }
 

@@ -32,13 +32,17 @@ const WITHHOLD: Duration = Duration::from_secs(30);
 pub async fn serve(stream: TcpStream, hub: Arc<Hub>, header_timeout: Duration) {
     let _ = stream.set_nodelay(true);
     let io = TokioIo::new(stream);
+    let counts = hub.clone();
     let service = hyper::service::service_fn(move |req| handle(req, hub.clone()));
-    let _ = hyper::server::conn::http1::Builder::new()
+    let served = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_timeout)
         .keep_alive(true)
         .serve_connection(io, service)
         .await;
+    if served.is_err_and(|e| e.is_timeout()) {
+        counts.stats.headers_timed_out.fetch_add(1, Relaxed);
+    }
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -225,12 +229,13 @@ fn metrics(hub: &Hub) -> String {
     let s = hub.snapshot();
     let b = &hub.business.stats;
     let mut out = format!(
-        "chatload_server_connections_total {}\nchatload_server_accepted_total {}\nchatload_server_delivered_total {}\nchatload_server_deliveries_written_total {}\nchatload_server_connections_refused_total {}\nchatload_server_groups_refused_total {}\nchatload_server_queue_overflowed_total {}\nchatload_server_queue_full_total {}\nchatload_business_accepted_total {}\nchatload_business_inbound_total {}\nchatload_business_statuses_total {}\n",
+        "chatload_server_connections_total {}\nchatload_server_accepted_total {}\nchatload_server_delivered_total {}\nchatload_server_deliveries_written_total {}\nchatload_server_connections_refused_total {}\nchatload_server_headers_timed_out_total {}\nchatload_server_groups_refused_total {}\nchatload_server_queue_overflowed_total {}\nchatload_server_queue_full_total {}\nchatload_business_accepted_total {}\nchatload_business_inbound_total {}\nchatload_business_statuses_total {}\n",
         s.connections,
         s.accepted,
         s.delivered,
         hub.stats.written.load(Relaxed),
         s.connections_refused,
+        s.headers_timed_out,
         s.groups_refused,
         s.overflowed,
         s.queue_full,

@@ -1,0 +1,367 @@
+#!/usr/bin/env python3
+"""Peak memory of chatload and of `chatload serve` under each hostile input of issue 14.
+
+Each case runs the binary as a user would, against a file or a peer made to misbehave, and
+prints what chatload said, its exit code and its peak resident memory (the child's
+ru_maxrss, or serve's VmHWM). Loopback only; every case stops by itself within seconds.
+
+    benches/hostile.py [path/to/chatload]      # default: target/release, else target/debug
+"""
+
+import base64
+import http.server
+import os
+import resource
+import socket
+import socketserver
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def binary():
+    if len(sys.argv) > 1:
+        return sys.argv[1]
+    for profile in ("release", "debug"):
+        p = os.path.join(ROOT, "target", profile, "chatload")
+        if os.path.exists(p):
+            return p
+    sys.exit("no chatload binary: cargo build --release first")
+
+
+BIN = binary()
+TMP = tempfile.mkdtemp(prefix="chatload-hostile-")
+ROWS = []
+
+
+def run(case, args, timeout=60, stdin=None):
+    """Runs chatload with `args`; returns (exit code, first line said, peak RSS MiB, seconds)."""
+    t0 = time.monotonic()
+    # Through GNU time: a child forked straight from this Python would start with its
+    # resident size counted in ru_maxrss.
+    p = subprocess.Popen(
+        ["/usr/bin/time", "-f", "PEAK_KIB=%M", BIN] + args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=stdin if stdin is not None else subprocess.DEVNULL,
+    )
+    timer = threading.Timer(timeout, p.kill)
+    timer.start()
+    out = p.stdout.read()
+    p.wait()
+    timer.cancel()
+    took = time.monotonic() - t0
+    text = out.decode("utf-8", "replace")
+    peak = next((int(l[9:]) for l in text.splitlines() if l.startswith("PEAK_KIB=")), 0)
+    lines = [l for l in text.splitlines() if l and not l.startswith("PEAK_KIB=")
+             and not l.startswith("Command exited") and not l.startswith("Command terminated")]
+    said = next((l for l in lines if l.startswith("chatload")), lines[-1] if lines else "")
+    code = p.returncode
+    row = (case, code, peak / 1024, took, said[:150])
+    ROWS.append(row)
+    print(f"{case}\n  exit {code}, peak RSS {row[2]:.1f} MiB, {took:.1f} s: {row[4]}", flush=True)
+    return row
+
+
+def scenario(name, text):
+    path = os.path.join(TMP, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+CHAT = """[scenario]
+name = "hostile"
+seed = 1
+[population.consumers]
+users = {users}
+{extra}
+[[pattern]]
+kind = "direct_chat"
+conversations = "6/min per user"
+[load]
+stages = [{{ ramp = "1s" }}, {{ hold = "2s" }}]
+"""
+
+
+def client_cases():
+    run(
+        "validate: groups = 9223372036854775807",
+        ["validate", scenario("g-max.toml", CHAT.format(users=1000, extra="groups = 9223372036854775807"))],
+    )
+    run(
+        "run: groups = 100_000_000 with 1,000 users",
+        ["run", scenario("g-1e8.toml", CHAT.format(users=1000, extra="groups = 100_000_000")),
+         "--out", os.path.join(TMP, "g-1e8")],
+    )
+    run(
+        "validate: users = 100,000,000 with 100-300 contacts",
+        ["validate", scenario("u-1e8.toml", CHAT.format(
+            users="100_000_000", extra="contacts = { uniform = { min = 100, max = 300 } }"))],
+    )
+    run("validate /dev/zero", ["validate", "/dev/zero"], timeout=20)
+    fifo = os.path.join(TMP, "fifo.toml")
+    os.mkfifo(fifo)
+    run("validate a FIFO (nobody writes to it)", ["validate", fifo], timeout=20)
+    big = os.path.join(TMP, "big.toml")
+    with open(big, "w") as f:
+        f.write("# ")
+        for _ in range(64):
+            f.write("x" * (1 << 20))
+        f.write("\n")
+    run("validate a 64 MiB scenario file", ["validate", big], timeout=20)
+
+
+class Flood(http.server.BaseHTTPRequestHandler):
+    """Answers every request 200 with a declared gigabyte, trickled until the client leaves."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        self.rfile.read(n)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(1 << 30))
+        self.end_headers()
+        try:
+            for _ in range(1 << 14):
+                self.wfile.write(b"x" * 65536)
+        except OSError:
+            pass
+
+    do_GET = do_POST
+
+    def log_message(self, *args):
+        pass
+
+
+def http_flood_case():
+    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+        daemon_threads = True
+
+    srv = Server(("127.0.0.1", 0), Flood)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    port = srv.server_address[1]
+    text = """[scenario]
+name = "flood"
+seed = 1
+[population.consumers]
+users = 50
+contacts = { uniform = { min = 2, max = 4 } }
+[[pattern]]
+kind = "direct_chat"
+conversations = "60/min per user"
+messages = 1
+[load]
+stages = [{ ramp = "500ms" }, { hold = "3s" }]
+[target]
+protocol = "http"
+[target.http]
+url = "/send"
+body = '{"id":{{id}}}'
+id = "/id"
+timeout = "5s"
+deliveries = "none"
+"""
+    run(
+        "run: an HTTP API answering 1 GiB to every request (50 users)",
+        ["run", scenario("flood.toml", text), "--target", f"http://127.0.0.1:{port}", "-q",
+         "--out", os.path.join(TMP, "flood")],
+        timeout=60,
+    )
+    srv.shutdown()
+
+
+def hostile_hlog(lines):
+    """A bundle whose latency.hlog declares histograms up to 2^62 µs with 5 digits."""
+    body = bytearray()
+    body += struct.pack(">iiiiqqd", 0x1C849313, 2, 0, 5, 1, 1 << 62, 1.0)
+    body += bytes([2, 1])  # counts: zig-zag LEB128, one value
+    payload = zlib.compress(bytes(body))
+    blob = struct.pack(">ii", 0x1C849314, len(payload)) + payload
+    b64 = base64.b64encode(blob).decode()
+    d = os.path.join(TMP, f"hlog-{lines}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "latency.hlog"), "w") as f:
+        f.write("#[StartTime: 1700000000.000 (seconds since epoch)]\n")
+        f.write("#[MaxValueDivisor: 1000.0]\n")
+        f.write('"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"\n')
+        for i in range(lines):
+            f.write(f"Tag=delivery,{i}.000,1.000,0.001,{b64}\n")
+    return d
+
+
+def hlog_cases():
+    # A real bundle to hold the crafted log: run the quickstart briefly on the embedded server.
+    good = os.path.join(TMP, "good")
+    subprocess.run(
+        [BIN, "run", os.path.join(ROOT, "scenarios", "quickstart.toml"), "--duration", "2s", "-q",
+         "--out", good],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
+    )
+    for lines in (10, 4000):
+        d = hostile_hlog(lines)
+        for name in ("summary.json", "scenario.toml"):
+            src = os.path.join(good, name)
+            if os.path.exists(src):
+                with open(src, "rb") as a, open(os.path.join(d, name), "wb") as b:
+                    b.write(a.read())
+        size = os.path.getsize(os.path.join(d, "latency.hlog")) // 1024
+        run(f"report on a {size} KiB latency.hlog of {lines} lines declared up to 2^62 µs, 5 digits",
+            ["report", d], timeout=60)
+        run(f"merge of that bundle with a good one ({lines} lines)",
+            ["merge", good, d, "--out", os.path.join(TMP, f"merged-{lines}")], timeout=60)
+
+
+def ws_connect(port, user):
+    s = socket.create_connection(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(
+        (f"GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+    )
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(4096)
+    ws_send(s, '{"op":"hello","user":%d,"last_seq":0,"run":7}' % user)
+    return s
+
+
+def ws_send(s, text):
+    data = text.encode()
+    mask = os.urandom(4)
+    head = bytearray([0x81])
+    n = len(data)
+    if n < 126:
+        head.append(0x80 | n)
+    elif n < 65536:
+        head.append(0x80 | 126)
+        head += struct.pack(">H", n)
+    else:
+        head.append(0x80 | 127)
+        head += struct.pack(">Q", n)
+    key = int.from_bytes((mask * (n // 4 + 1))[:n], "big")
+    masked = (int.from_bytes(data, "big") ^ key).to_bytes(n, "big")
+    s.sendall(bytes(head) + mask + masked)
+
+
+def drain(s):
+    s.setblocking(False)
+    try:
+        while s.recv(1 << 20):
+            pass
+    except (BlockingIOError, OSError):
+        pass
+    s.setblocking(True)
+
+
+def vmhwm(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def serve_case(case, body):
+    port = free_port()
+    p = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{port}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port)).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    t0 = time.monotonic()
+    detail = body(port)
+    peak = vmhwm(p.pid)
+    p.send_signal(2)
+    out = p.communicate(timeout=20)[0].decode("utf-8", "replace")
+    bounds = next((l.strip() for l in out.splitlines() if "bounds:" in l), "")
+    ROWS.append((case, p.returncode, peak, time.monotonic() - t0, detail))
+    print(f"{case}\n  serve peak RSS {peak:.1f} MiB: {detail}\n  serve said: {bounds}", flush=True)
+
+
+def big_group(port):
+    s = ws_connect(port, 1)
+    members = ",".join(str(i) for i in range(300_000))
+    ws_send(s, '{"op":"group","group":9,"members":[%s]}' % members)
+    for i in range(20):
+        ws_send(s, '{"op":"send","id":%d,"group":9,"t":1,"s":2,"body":"%s"}' % (i + 1, "x" * 1000))
+    time.sleep(1)
+    drain(s)
+    s.close()
+    return "one 300,000-member group definition, then 20 sends of 1 KB to it"
+
+
+def offline_sends(port):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.close()
+    s = ws_connect(port, 1)
+    for i in range(100_000):
+        ws_send(s, '{"op":"send","id":%d,"to":%d,"t":1,"s":2,"body":"%s"}' % (i + 1, 1000 + i % 50_000, "x" * 3000))
+        if i % 1000 == 999:
+            drain(s)
+    time.sleep(1)
+    drain(s)
+    s.close()
+    return "100,000 sends of 3 KB to 50,000 users who never connect"
+
+
+def half_headers(port):
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    held = []
+    refused = 0
+    for _ in range(19_000):
+        try:
+            c = socket.create_connection(("127.0.0.1", port), timeout=2)
+            c.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+            held.append(c)
+        except OSError:
+            refused += 1
+    t0 = time.monotonic()
+    try:
+        h = socket.create_connection(("127.0.0.1", port), timeout=15)
+        h.settimeout(15)
+        h.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        first = h.recv(64).split(b"\r\n")[0].decode()
+    except OSError as e:
+        first = f"no answer ({e})"
+    took = time.monotonic() - t0
+    for c in held:
+        c.close()
+    return f"19,000 connections holding half a header ({refused} could not connect); /healthz beside them: {first!r} in {took:.1f} s"
+
+
+def main():
+    print(f"chatload: {BIN}\n")
+    client_cases()
+    http_flood_case()
+    hlog_cases()
+    serve_case("serve: a group of 300,000 members", big_group)
+    serve_case("serve: sends to users who never connect", offline_sends)
+    serve_case("serve: connections that never finish their header", half_headers)
+    print("\n| case | exit | peak RSS | seconds |\n|---|---|---|---|")
+    for case, code, rss, took, _ in ROWS:
+        print(f"| {case} | {code} | {rss:.1f} MiB | {took:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
