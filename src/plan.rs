@@ -442,7 +442,9 @@ fn human(x: f64) -> String {
 
 fn bytes(x: f64) -> String {
     let bits = x * 8.0;
-    if bits >= 1e9 {
+    if bits >= 1e12 {
+        format!("{:.2} Tbit/s", bits / 1e12)
+    } else if bits >= 1e9 {
         format!("{:.2} Gbit/s", bits / 1e9)
     } else if bits >= 1e6 {
         format!("{:.2} Mbit/s", bits / 1e6)
@@ -465,10 +467,10 @@ pub fn render(p: &Plan) -> String {
         p.peak_level * 100.0
     );
     let row = |o: &mut String, label: &str, m: f64, k: f64| {
-        let _ = writeln!(o, "    {label:<22}{:>14}{:>14}", human(m), human(k));
+        let _ = writeln!(o, "    {label:<22}{:>15}{:>15}", human(m), human(k));
     };
     let block = |o: &mut String, title: &str, mean: &Rates, peak: &Rates| {
-        let _ = writeln!(o, "\n  {title:<24}{:>14}{:>14}", "mean", "peak");
+        let _ = writeln!(o, "\n  {title:<24}{:>15}{:>15}", "mean", "peak");
         if mean.conversations_per_s > 0.0 {
             row(
                 o,
@@ -503,14 +505,14 @@ pub fn render(p: &Plan) -> String {
         row(o, "frames/s", mean.frames_per_s, peak.frames_per_s);
         let _ = writeln!(
             o,
-            "    {:<22}{:>14}{:>14}",
+            "    {:<22}{:>15}{:>15}",
             "in (client → server)",
             bytes(mean.bytes_in_per_s),
             bytes(peak.bytes_in_per_s)
         );
         let _ = writeln!(
             o,
-            "    {:<22}{:>14}{:>14}",
+            "    {:<22}{:>15}{:>15}",
             "out (server → client)",
             bytes(mean.bytes_out_per_s),
             bytes(peak.bytes_out_per_s)
@@ -518,7 +520,7 @@ pub fn render(p: &Plan) -> String {
         if peak.media_bytes_per_s > 0.0 {
             let _ = writeln!(
                 o,
-                "    {:<22}{:>14}{:>14}",
+                "    {:<22}{:>15}{:>15}",
                 "media (out of band)",
                 bytes(mean.media_bytes_per_s),
                 bytes(peak.media_bytes_per_s)

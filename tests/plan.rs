@@ -165,6 +165,23 @@ fn plan_scales_to_a_billion_users() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["users"].as_f64(), Some(1e9));
     assert!(v["peak"]["messages_per_s"].as_f64().unwrap() > 1e5);
+    // The table for a billion people (media at terabits): every column stands apart.
+    for s in [&s, &chatload::scenario::load(&evening_peak()).unwrap()] {
+        let table = chatload::plan::render(&chatload::plan::plan(s, Some(1e9)));
+        for line in table.lines() {
+            assert!(
+                !line
+                    .as_bytes()
+                    .windows(3)
+                    .any(|w| &w[..2] == b"/s" && w[2].is_ascii_digit()),
+                "columns run together: {line}"
+            );
+        }
+    }
+}
+
+fn evening_peak() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/evening-peak.toml")
 }
 
 mod common;

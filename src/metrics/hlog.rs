@@ -52,6 +52,18 @@ impl HlogWriter {
     /// metric's name); with more than one pattern, also each pattern's own (tagged
     /// `p<index>/<metric>`), so that merged runs keep exact per-pattern percentiles.
     pub fn interval(&mut self, set: &MetricSet, start_s: f64, length_s: f64) {
+        let from = self.body.len();
+        self.write_interval(set, start_s, length_s);
+        drop_repeated_divisor(&mut self.body, from);
+        if let Some(sink) = self.sink.as_mut() {
+            use std::io::Write as _;
+            // A failed write loses this interval from the file, never the run.
+            let _ = sink.write_all(&self.body);
+            self.body.clear();
+        }
+    }
+
+    fn write_interval(&mut self, set: &MetricSet, start_s: f64, length_s: f64) {
         let mut writer = match IntervalLogWriterBuilder::new()
             .with_max_value_divisor(1000.0)
             .begin_log_with(&mut self.body, &mut self.serializer)
@@ -87,12 +99,6 @@ impl HlogWriter {
                 }
             }
         }
-        if let Some(sink) = self.sink.as_mut() {
-            use std::io::Write as _;
-            // A failed write loses this interval from the file, never the run.
-            let _ = sink.write_all(&self.body);
-            self.body.clear();
-        }
     }
 
     /// The whole log (headers, legend, intervals), or `None` when it was streamed to its
@@ -106,6 +112,17 @@ impl HlogWriter {
         let mut out = header(self.started, scenario);
         out.extend_from_slice(&self.body);
         Some(out)
+    }
+}
+
+/// hdrhistogram's log writer opens every log it begins with a `#[MaxValueDivisor]` line;
+/// the log's own header already says it once, so the copy written at `from` goes.
+fn drop_repeated_divisor(body: &mut Vec<u8>, from: usize) {
+    const DIVISOR: &[u8] = b"#[MaxValueDivisor:";
+    if body[from..].starts_with(DIVISOR)
+        && let Some(end) = body[from..].iter().position(|b| *b == b'\n')
+    {
+        body.drain(from..from + end + 1);
     }
 }
 
@@ -145,6 +162,7 @@ pub fn write_intervals(
             );
         }
     }
+    drop_repeated_divisor(&mut body, 0);
     out.extend_from_slice(&body);
     out
 }
@@ -312,29 +330,9 @@ pub fn each(bytes: &[u8], mut f: impl FnMut(LoggedInterval)) -> Result<(), HlogR
     Ok(())
 }
 
-/// Standard base64 (the log's encoding), without pulling in a crate for one function.
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            _ => return None,
-        } as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).ok()
 }
 
 /// Every metric's histogram summed over the whole log.
@@ -405,6 +403,7 @@ mod tests {
         let log = w.finish("t").unwrap();
         let text = String::from_utf8(log.clone()).unwrap();
         assert!(text.contains("#[StartTime: 1700000000.000"));
+        assert_eq!(text.matches("#[MaxValueDivisor").count(), 1, "{text}");
         assert!(text.contains("Tag=delivery,1.000,1.000,10.0"), "{text}");
         let back = read(&log).unwrap();
         assert_eq!(back.len(), 4);

@@ -1,6 +1,6 @@
 //! Compiling the business side: `[population.businesses]` (numbers and their API limits) and
 //! the business patterns `business_broadcast`, `support_conversation` and `otp_burst`, with
-//! defaults from research §5 P6–P8 (assumptions marked).
+//! defaults from docs/workloads.md §5 P6–P8 (assumptions marked).
 
 use super::compile::{Result, issue};
 use super::compile_pattern::{choice, lognormal, probability};

@@ -66,7 +66,7 @@ pub struct Consumers {
     pub group_size: Distribution,
 }
 
-/// Business phone numbers and the limits the business API holds them to (research §1.3).
+/// Business phone numbers and the limits the business API holds them to (docs/workloads.md §1.3).
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct Businesses {
     pub count: u32,
@@ -109,7 +109,7 @@ pub struct MediaMix {
     pub bytes: [Distribution; 4],
 }
 
-/// How the business client reacts to refusals (research §1.4), part of each business pattern.
+/// How the business client reacts to refusals (docs/workloads.md §1.4), part of each business pattern.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct ApiClientPolicy {
     /// On 130429: `true` slows to the tier with a client-side token bucket, `false` only
@@ -298,7 +298,7 @@ impl PatternKind {
 }
 
 /// One message into a very large group at `at`; a share of its members then open the group
-/// and fetch its recent history (the "@everyone" failure mode, research §5 P2).
+/// and fetch its recent history (the "@everyone" failure mode, docs/workloads.md §5 P2).
 #[derive(Debug, Clone, Serialize)]
 pub struct MentionAll {
     pub at: Micros,

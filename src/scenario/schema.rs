@@ -15,7 +15,7 @@ pub fn json() -> String {
     serde_json::to_string_pretty(&schema).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-const DURATION_PATTERN: &str = r"^\s*([0-9][0-9_]*(\.[0-9]+)?(us|µs|ms|s|sec|m|min|h|d))+\s*$";
+const DURATION_PATTERN: &str = r"^\s*([0-9][0-9_]*(\.[0-9]+)?(us|µs|μs|ms|s|sec|m|min|h|d))+\s*$";
 
 impl JsonSchema for Micros {
     fn schema_name() -> Cow<'static, str> {

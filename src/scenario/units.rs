@@ -47,11 +47,12 @@ pub fn parse_duration(text: &str) -> Result<Micros, String> {
             .map_err(|_| format!("`{trimmed}` is not a duration: {DURATION_HINT}"))?;
         rest = &rest[number_len..];
         let unit_len = rest
-            .find(|c: char| !c.is_ascii_alphabetic())
+            .find(|c: char| !c.is_alphabetic())
             .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         let scale = match unit {
-            "us" | "µs" => 1.0,
+            // The micro sign and the Greek mu look alike; both are written.
+            "us" | "µs" | "μs" => 1.0,
             "ms" => 1e3,
             "s" | "sec" => 1e6,
             "m" | "min" => 60e6,
@@ -228,6 +229,10 @@ mod tests {
         assert_eq!(parse_duration("2.5s"), Ok(Micros(2_500_000)));
         assert_eq!(parse_duration("1h"), Ok(Micros(3_600_000_000)));
         assert_eq!(parse_duration("10us"), Ok(Micros(10)));
+        // What the schema promises: the micro sign (and the Greek mu it is often typed as).
+        assert_eq!(parse_duration("250µs"), Ok(Micros(250)));
+        assert_eq!(parse_duration("250μs"), Ok(Micros(250)));
+        assert_eq!(parse_duration("1ms500µs"), Ok(Micros(1_500)));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Presence churn: each user's own sequence of sessions and offline gaps (research §5 P3:
+//! Presence churn: each user's own sequence of sessions and offline gaps (docs/workloads.md §5 P3:
 //! log-normal sessions, exponential gaps), drawn from the seed per user so it is the same on
 //! every run. Owns when a churning user is connected; the load profile combines it with the
 //! stages' connected share.

@@ -1,6 +1,6 @@
 //! The business API client: carries out the schedule's business orders (templates, replies,
 //! mark-read, late replies) as HTTP requests, and reacts to refusals as the pattern says
-//! (research §1.4): on 130429 slow to the tier with a token bucket, on 131056 retry after
+//! (docs/workloads.md §1.4): on 130429 slow to the tier with a token bucket, on 131056 retry after
 //! 4^x seconds, on 5xx and timeouts retry with jittered exponential backoff. Owns requests
 //! and their accounting at send time; statuses are joined by `webhook`.
 

@@ -1,4 +1,4 @@
-//! The business API's limits, as the WhatsApp Cloud API enforces them (research §1.3):
+//! The business API's limits, as the WhatsApp Cloud API enforces them (docs/workloads.md §1.3):
 //! throughput per phone number (a token bucket in messages per second, inbound counted too),
 //! the pair rate to one user (one per 6 s, bursts to 45), the unique-recipient cap over a
 //! moving 24 hours and the 24-hour customer-service window. Owns the arithmetic; not HTTP.

@@ -1,4 +1,4 @@
-//! The reference server's business side, shaped like the WhatsApp Cloud API (research §1,
+//! The reference server's business side, shaped like the WhatsApp Cloud API (docs/workloads.md §1,
 //! §6.1): sends with limits and the real error codes, statuses and inbound messages emitted as
 //! webhooks, and the bridge to consumers on the WebSocket side. Owns the API's decisions;
 //! HTTP framing is in `http`, webhook delivery in `webhook`, limit arithmetic in `limits`.

@@ -6,7 +6,7 @@ use crate::protocol::{MediaKind, Recipient};
 use crate::scenario::PatternKind;
 use rand::Rng;
 
-/// Composing a text takes about this long per character (research §5 P1, assumption).
+/// Composing a text takes about this long per character (docs/workloads.md §5 P1, assumption).
 const COMPOSE_US_PER_CHAR: u64 = 250_000;
 const COMPOSE_MAX_US: u64 = 60_000_000;
 
