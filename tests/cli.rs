@@ -547,8 +547,70 @@ fn a_bundle_that_cannot_be_written_after_the_run_still_shows_the_results() {
         "the results are shown: {stdout}"
     );
     assert!(
-        stderr.contains("cannot write the report to") && stderr.contains(".b.partial-"),
-        "{stderr}"
+        stderr.contains(&format!("cannot write the report to {}", bundle.display()))
+            && !stderr.contains(".partial-"),
+        "the file named as the user asked for it: {stderr}"
     );
     assert!(!bundle.exists(), "no partial bundle in place");
+}
+
+/// A real full disk (a 16 KiB tmpfs): the run's results are printed, the error names the
+/// file that did not fit and the disk's own words, the exit is 3, and nothing is left on
+/// the disk. Needs root to mount; under CI a missing mount fails the test.
+#[test]
+fn a_full_disk_loses_no_results_and_leaves_nothing_half_written() {
+    let _one = common::ONE_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let disk = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs"])
+        .arg(disk.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must mount a small tmpfs (run as root) to fill a disk"
+        );
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    struct Unmount<'a>(&'a std::path::Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(disk.path());
+    let file = common::scenario_file(&common::chat_scenario(10, 3, 0, ""));
+    let bundle = disk.path().join("b");
+    let out = bin()
+        .args(["run", file.path.to_str().unwrap(), "--quiet", "--out"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stdout.contains("accounting"),
+        "the results are shown: {stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("cannot write the report to {}/", bundle.display()))
+            && stderr.contains("No space left on device"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(disk.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "nothing half-written on the disk: {left:?}"
+    );
 }

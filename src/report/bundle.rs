@@ -228,7 +228,15 @@ pub fn write_staged(
         staged.discard();
     }
     *slot = None;
-    done
+    // The staging folder is gone: name the file as the user asked for it.
+    let (staging, destination) = (
+        staged.dir().display().to_string(),
+        staged.destination().display().to_string(),
+    );
+    done.map_err(|mut e| {
+        e.path = e.path.replacen(&staging, &destination, 1);
+        e
+    })
 }
 
 fn write_all(dir: &Path, summary: &Summary, hlog: Option<&[u8]>) -> Result<(), BundleError> {
