@@ -1,4 +1,4 @@
-//! The command line (clap definitions only; `main` acts on them).
+//! The command line: clap definitions only (`cmd` acts on them).
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -24,196 +24,27 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a scenario and write its report bundle.
-    Run {
-        /// The scenario file (TOML).
-        file: PathBuf,
-        /// URL of the target, e.g. ws://127.0.0.1:7070/v1/ws, mqtt://127.0.0.1:1883 or
-        /// http://127.0.0.1:8080 (default: the scenario's, else the embedded server).
-        #[arg(long)]
-        target: Option<String>,
-        /// Trust the CA certificates in this PEM file for wss://, https:// and mqtts://.
-        #[arg(long, value_name = "PEM")]
-        ca_file: Option<PathBuf>,
-        /// Override the scenario's duration, e.g. 10s or 2m; stages are scaled to fit.
-        #[arg(long)]
-        duration: Option<String>,
-        /// Override the scenario's seed.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Override the population's size (people; the online share and groups per person
-        /// stay as the scenario says).
-        #[arg(long, value_name = "N")]
-        users: Option<u64>,
-        /// Run segment INDEX of COUNT (0-based, e.g. 2/8): this machine's share of a run
-        /// split across COUNT machines; `chatload merge` joins their bundles.
-        #[arg(long, value_name = "INDEX/COUNT")]
-        segment: Option<String>,
-        /// Start sending at this UTC time (RFC 3339, e.g. 2026-12-01T10:00:00Z), so that
-        /// every segment begins together.
-        #[arg(long, value_name = "TIME")]
-        start_at: Option<String>,
-        /// Where the business webhook receiver listens (default 127.0.0.1 on a free port);
-        /// the address the target posts to, e.g. a pod's IP when the target runs elsewhere.
-        #[arg(long, value_name = "HOST:PORT")]
-        webhook_listen: Option<String>,
-        /// Write the report bundle into this folder (default: reports/<scenario>-<UTC time>/).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Replace the report bundle already in --out (without it, such a folder is refused
-        /// before the run starts).
-        #[arg(long)]
-        force: bool,
-        /// No live progress; only the final table and errors.
-        #[arg(long, short)]
-        quiet: bool,
-        /// An extra pass/fail rule, added to the scenario's [thresholds], e.g.
-        /// 'delivery.p99<300ms', 'loss==0', 'error_rate<0.1%' (repeatable).
-        #[arg(long = "threshold", value_name = "RULE")]
-        thresholds: Vec<String>,
-        /// End the run early (exit 1, bundle written) when a threshold is clearly broken: a
-        /// count past its limit, or a latency over twice its limit on 500+ samples.
-        #[arg(long)]
-        abort_on_fail: bool,
-    },
+    Run(RunArgs),
     /// Render a run's report.html, summary.md and junit.xml again from its summary.json and latency.hlog.
-    Report {
-        /// The run's bundle folder.
-        dir: PathBuf,
-    },
+    Report(ReportArgs),
     /// Compare a candidate run with baseline runs; exit 1 when a gated quantity regressed.
-    Compare {
-        /// Bundle folders (or summary.json files): one or more baselines, then the candidate.
-        #[arg(required = true, num_args = 2..)]
-        runs: Vec<PathBuf>,
-        /// Allowed worsening before a gated quantity counts as regressed, e.g. 10%.
-        #[arg(long, default_value = "10%")]
-        max_regression: String,
-        /// Gate on these quantities instead of the defaults (delivery.p99, send.p99,
-        /// messages_per_s, loss_rate, error_rate), e.g. --metric fanout.p99 (repeatable).
-        #[arg(long = "metric")]
-        metrics: Vec<String>,
-        /// Also write the Markdown to this file.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Compare runs of different scenarios (or of different versions of one file);
-        /// without it they are refused.
-        #[arg(long)]
-        allow_different: bool,
-    },
+    Compare(CompareArgs),
     /// Check scenario files without sending anything.
-    Validate {
-        /// One or more scenario files.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
+    Validate(ValidateArgs),
     /// The offered load a scenario implies (messages, deliveries, frames, bytes, connections), nothing sent.
-    Plan {
-        /// The scenario file (TOML).
-        file: PathBuf,
-        /// Scale the population to this many users (up to 1,000,000,000; underscores allowed).
-        #[arg(long, value_parser = parse_users)]
-        users: Option<f64>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// A `chatload capacity` result (its folder): say how many servers of that measured
-        /// capacity the peak needs.
-        #[arg(long, value_name = "DIR")]
-        capacity: Option<PathBuf>,
-        /// Spare capacity to keep on top of the peak, e.g. 30% (with --capacity).
-        #[arg(long, default_value = "30%")]
-        headroom: String,
-    },
+    Plan(PlanArgs),
     /// Join the bundles of a run split with --segment into one: histograms merged exactly,
     /// accounting summed, series aligned on wall time, thresholds judged on the whole.
-    Merge {
-        /// The segments' bundle folders (every segment exactly once).
-        #[arg(required = true, num_args = 1..)]
-        bundles: Vec<PathBuf>,
-        /// Where the merged bundle goes.
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Merge(MergeArgs),
     /// Find the knee: step the scenario's load up until an SLO breaks, messages are lost or
     /// refused, or chatload itself falls behind; report the highest sustainable rate.
     Capacity(CapacityArgs),
     /// Print the JSON Schema of the scenario format (for editors with TOML schema support).
     Schema,
     /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout.
-    Completions { shell: clap_complete::Shell },
+    Completions(CompletionsArgs),
     /// Run the reference messaging server on its own.
-    Serve {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:7070")]
-        listen: String,
-        /// Added latency for every delivery, e.g. 25ms.
-        #[arg(long)]
-        delay: Option<String>,
-        /// Drop every Nth delivery (tests of loss accounting).
-        #[arg(long, default_value_t = 0)]
-        drop_every: u64,
-        /// Deliver every Nth delivery twice.
-        #[arg(long, default_value_t = 0)]
-        duplicate_every: u64,
-        /// Hold back every Nth delivery until after the next one.
-        #[arg(long, default_value_t = 0)]
-        reorder_every: u64,
-        /// Added latency drawn per delivery, in scenario syntax, e.g.
-        /// '{ lognormal = { median = "2ms", sigma = 0.5 }, max = "50ms" }'.
-        #[arg(long)]
-        latency: Option<String>,
-        /// Every Nth delivery freezes its recipient's connection for --stall.
-        #[arg(long, default_value_t = 0)]
-        stall_every: u64,
-        /// How long a stall lasts, e.g. 2s.
-        #[arg(long, default_value = "1s")]
-        stall: String,
-        /// Every Nth delivery cuts its recipient's connection (resent on resume).
-        #[arg(long, default_value_t = 0)]
-        reset_every: u64,
-        /// Every Nth delivery is held back --hold before it goes out (a late delivery).
-        #[arg(long, default_value_t = 0)]
-        hold_every: u64,
-        /// How long a held delivery waits, e.g. 10s.
-        #[arg(long, default_value = "10s")]
-        hold: String,
-        /// Discard deliveries for users who are not connected instead of keeping them for
-        /// their next connection (a server that loses offline queues).
-        #[arg(long)]
-        no_offline_queue: bool,
-        /// Connections open at once; more are closed on arrival and counted (default: nine
-        /// tenths of the process's file limit).
-        #[arg(long, value_name = "N")]
-        max_connections: Option<usize>,
-        /// How long a client may take to send a request header or WebSocket upgrade.
-        #[arg(long, default_value = "10s", value_name = "DURATION")]
-        header_timeout: String,
-        /// Members one group may have; a larger group definition is refused and counted.
-        #[arg(long, default_value_t = 10_000, value_name = "N")]
-        max_group_size: usize,
-        /// Deliveries kept per user until acknowledged (its offline queue); past it the
-        /// oldest is dropped and counted.
-        #[arg(long, default_value_t = 10_000, value_name = "N")]
-        queue_per_user: usize,
-        /// Bytes of kept deliveries across all users, e.g. 256MiB; past it new deliveries are
-        /// sent to online users but not kept, and counted.
-        #[arg(long, default_value = "256MiB", value_name = "SIZE")]
-        queue_bytes: String,
-        /// Messages per second the server can take and deliver; past it they queue (a
-        /// known knee for `chatload capacity`).
-        #[arg(long, value_name = "N")]
-        max_rate: Option<f64>,
-        /// A business API fault rate, CODE=P: 130429, 131056, 131048, 500, timeout, 131026,
-        /// 131049 (repeatable), e.g. --error 130429=0.01.
-        #[arg(long = "error", value_name = "CODE=P")]
-        errors: Vec<String>,
-        /// Webhooks wait a random time up to this before they are sent, e.g. 500ms.
-        #[arg(long)]
-        webhook_reorder: Option<String>,
-        /// Seed for the injected faults.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-    },
+    Serve(ServeArgs),
 }
 
 /// `chatload capacity`'s flags.
@@ -252,4 +83,207 @@ pub struct CapacityArgs {
     /// No live progress inside each step.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// `chatload run`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The scenario file (TOML).
+    pub file: PathBuf,
+    /// URL of the target, e.g. ws://127.0.0.1:7070/v1/ws, mqtt://127.0.0.1:1883 or
+    /// http://127.0.0.1:8080 (default: the scenario's, else the embedded server).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Trust the CA certificates in this PEM file for wss://, https:// and mqtts://.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Override the scenario's duration, e.g. 10s or 2m; stages are scaled to fit.
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Override the population's size (people; the online share and groups per person
+    /// stay as the scenario says).
+    #[arg(long, value_name = "N")]
+    pub users: Option<u64>,
+    /// Run segment INDEX of COUNT (0-based, e.g. 2/8): this machine's share of a run
+    /// split across COUNT machines; `chatload merge` joins their bundles.
+    #[arg(long, value_name = "INDEX/COUNT")]
+    pub segment: Option<String>,
+    /// Start sending at this UTC time (RFC 3339, e.g. 2026-12-01T10:00:00Z), so that
+    /// every segment begins together.
+    #[arg(long, value_name = "TIME")]
+    pub start_at: Option<String>,
+    /// Where the business webhook receiver listens (default 127.0.0.1 on a free port);
+    /// the address the target posts to, e.g. a pod's IP when the target runs elsewhere.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub webhook_listen: Option<String>,
+    /// Write the report bundle into this folder (default: reports/<scenario>-<UTC time>/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace the report bundle already in --out (without it, such a folder is refused
+    /// before the run starts).
+    #[arg(long)]
+    pub force: bool,
+    /// No live progress; only the final table and errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// An extra pass/fail rule, added to the scenario's [thresholds], e.g.
+    /// 'delivery.p99<300ms', 'loss==0', 'error_rate<0.1%' (repeatable).
+    #[arg(long = "threshold", value_name = "RULE")]
+    pub thresholds: Vec<String>,
+    /// End the run early (exit 1, bundle written) when a threshold is clearly broken: a
+    /// count past its limit, or a latency over twice its limit on 500+ samples.
+    #[arg(long)]
+    pub abort_on_fail: bool,
+}
+
+/// `chatload report`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The run's bundle folder.
+    pub dir: PathBuf,
+}
+
+/// `chatload compare`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// Bundle folders (or summary.json files): one or more baselines, then the candidate.
+    #[arg(required = true, num_args = 2..)]
+    pub runs: Vec<PathBuf>,
+    /// Allowed worsening before a gated quantity counts as regressed, e.g. 10%.
+    #[arg(long, default_value = "10%")]
+    pub max_regression: String,
+    /// Gate on these quantities instead of the defaults (delivery.p99, send.p99,
+    /// messages_per_s, loss_rate, error_rate), e.g. --metric fanout.p99 (repeatable).
+    #[arg(long = "metric")]
+    pub metrics: Vec<String>,
+    /// Also write the Markdown to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Compare runs of different scenarios (or of different versions of one file);
+    /// without it they are refused.
+    #[arg(long)]
+    pub allow_different: bool,
+}
+
+/// `chatload validate`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// One or more scenario files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// `chatload plan`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The scenario file (TOML).
+    pub file: PathBuf,
+    /// Scale the population to this many users (up to 1,000,000,000; underscores allowed).
+    #[arg(long, value_parser = parse_users)]
+    pub users: Option<f64>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// A `chatload capacity` result (its folder): say how many servers of that measured
+    /// capacity the peak needs.
+    #[arg(long, value_name = "DIR")]
+    pub capacity: Option<PathBuf>,
+    /// Spare capacity to keep on top of the peak, e.g. 30% (with --capacity).
+    #[arg(long, default_value = "30%")]
+    pub headroom: String,
+}
+
+/// `chatload merge`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The segments' bundle folders (every segment exactly once).
+    #[arg(required = true, num_args = 1..)]
+    pub bundles: Vec<PathBuf>,
+    /// Where the merged bundle goes.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `chatload completions`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+/// `chatload serve`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen: String,
+    /// Added latency for every delivery, e.g. 25ms.
+    #[arg(long)]
+    pub delay: Option<String>,
+    /// Drop every Nth delivery (tests of loss accounting).
+    #[arg(long, default_value_t = 0)]
+    pub drop_every: u64,
+    /// Deliver every Nth delivery twice.
+    #[arg(long, default_value_t = 0)]
+    pub duplicate_every: u64,
+    /// Hold back every Nth delivery until after the next one.
+    #[arg(long, default_value_t = 0)]
+    pub reorder_every: u64,
+    /// Added latency drawn per delivery, in scenario syntax, e.g.
+    /// '{ lognormal = { median = "2ms", sigma = 0.5 }, max = "50ms" }'.
+    #[arg(long)]
+    pub latency: Option<String>,
+    /// Every Nth delivery freezes its recipient's connection for --stall.
+    #[arg(long, default_value_t = 0)]
+    pub stall_every: u64,
+    /// How long a stall lasts, e.g. 2s.
+    #[arg(long, default_value = "1s")]
+    pub stall: String,
+    /// Every Nth delivery cuts its recipient's connection (resent on resume).
+    #[arg(long, default_value_t = 0)]
+    pub reset_every: u64,
+    /// Every Nth delivery is held back --hold before it goes out (a late delivery).
+    #[arg(long, default_value_t = 0)]
+    pub hold_every: u64,
+    /// How long a held delivery waits, e.g. 10s.
+    #[arg(long, default_value = "10s")]
+    pub hold: String,
+    /// Discard deliveries for users who are not connected instead of keeping them for
+    /// their next connection (a server that loses offline queues).
+    #[arg(long)]
+    pub no_offline_queue: bool,
+    /// Connections open at once; more are closed on arrival and counted (default: nine
+    /// tenths of the process's file limit).
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// How long a client may take to send a request header or WebSocket upgrade.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub header_timeout: String,
+    /// Members one group may have; a larger group definition is refused and counted.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_group_size: usize,
+    /// Deliveries kept per user until acknowledged (its offline queue); past it the
+    /// oldest is dropped and counted.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub queue_per_user: usize,
+    /// Bytes of kept deliveries across all users, e.g. 256MiB; past it new deliveries are
+    /// sent to online users but not kept, and counted.
+    #[arg(long, default_value = "256MiB", value_name = "SIZE")]
+    pub queue_bytes: String,
+    /// Messages per second the server can take and deliver; past it they queue (a
+    /// known knee for `chatload capacity`).
+    #[arg(long, value_name = "N")]
+    pub max_rate: Option<f64>,
+    /// A business API fault rate, CODE=P: 130429, 131056, 131048, 500, timeout, 131026,
+    /// 131049 (repeatable), e.g. --error 130429=0.01.
+    #[arg(long = "error", value_name = "CODE=P")]
+    pub errors: Vec<String>,
+    /// Webhooks wait a random time up to this before they are sent, e.g. 500ms.
+    #[arg(long)]
+    pub webhook_reorder: Option<String>,
+    /// Seed for the injected faults.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }

@@ -1,8 +1,8 @@
 //! The binary's side of `chatload capacity` and of `chatload plan --capacity`: flags checked
 //! and turned into the library's options, progress and results printed, exit codes chosen.
 
-use super::cli::CapacityArgs;
 use super::{BAD_INPUT, PASSED, RUN_FAILED, THRESHOLD_FAILED, parse_duration_flag, parse_rule};
+use crate::cli::CapacityArgs;
 use chatload::capacity::{self, CapacityOptions, Limit};
 use chatload::engine::RunOptions;
 use chatload::scenario;

@@ -6,7 +6,11 @@ use super::{BAD_INPUT, PASSED, RUN_FAILED, THRESHOLD_FAILED, parse_rule};
 use std::path::PathBuf;
 
 /// `chatload merge`: the segments' bundles joined into one, thresholds judged on the whole.
-pub fn merge(bundles: &[PathBuf], out: &std::path::Path) -> u8 {
+pub fn run(args: crate::cli::MergeArgs) -> u8 {
+    merge(&args.bundles, &args.out)
+}
+
+fn merge(bundles: &[PathBuf], out: &std::path::Path) -> u8 {
     use chatload::report::merge::{self, Part};
     // Writing over a segment would destroy what is being merged.
     let same = |a: &std::path::Path, b: &std::path::Path| {

@@ -1,0 +1,74 @@
+//! One file per subcommand, each acting on its clap arguments (`crate::cli`) and choosing
+//! its exit code; here the codes themselves, the dispatch and what several commands share.
+
+mod capacity;
+mod compare;
+mod completions;
+mod merge;
+mod plan;
+mod report;
+mod run;
+mod schema;
+mod serve;
+mod validate;
+
+use crate::cli::Command;
+use chatload::engine;
+use chatload::scenario::{self, units};
+
+pub const PASSED: u8 = 0;
+pub const THRESHOLD_FAILED: u8 = 1;
+pub const BAD_INPUT: u8 = 2;
+pub const RUN_FAILED: u8 = 3;
+
+pub async fn dispatch(command: Command) -> u8 {
+    match command {
+        Command::Run(a) => run::run(a).await,
+        Command::Report(a) => report::report(a),
+        Command::Compare(a) => compare::run(a),
+        Command::Validate(a) => validate::run(a),
+        Command::Plan(a) => plan::run(a),
+        Command::Merge(a) => merge::run(a),
+        Command::Capacity(a) => capacity::capacity(a).await,
+        Command::Schema => schema::run(),
+        Command::Completions(a) => completions::run(a),
+        Command::Serve(a) => serve::run(a).await,
+    }
+}
+
+/// 128 + the signal's number (130 SIGINT, 143 SIGTERM, 129 SIGHUP) when a signal ended
+/// the run: an interrupted run is never a pass, whatever its thresholds said.
+pub fn interrupted_exit_code() -> Option<u8> {
+    engine::signals::exit_code().map(|c| u8::try_from(c).unwrap_or(u8::MAX))
+}
+
+pub fn parse_duration_flag(flag: &str, text: &str) -> Result<units::Micros, u8> {
+    units::parse_duration(text).map_err(|e| {
+        eprintln!("chatload: {flag}: {e}");
+        BAD_INPUT
+    })
+}
+
+/// A rule from the command line, checked against the scenario's pattern names.
+pub fn parse_rule(
+    rule: &str,
+    patterns: &[String],
+) -> Result<scenario::threshold::Threshold, String> {
+    split_rule(rule).and_then(|(k, c)| scenario::threshold::parse(k, &c, patterns))
+}
+
+/// `delivery.p99<300ms` → (`delivery.p99`, `< 300ms`), written as a scenario would.
+fn split_rule(rule: &str) -> Result<(&str, String), String> {
+    let at = rule.find(['<', '>', '=']).ok_or_else(|| {
+        "write METRIC OPERATOR LIMIT, e.g. 'delivery.p99<300ms' or 'loss==0'".to_string()
+    })?;
+    let cond = rule[at..].trim();
+    let op_len = cond
+        .bytes()
+        .take_while(|b| matches!(b, b'<' | b'>' | b'='))
+        .count();
+    Ok((
+        rule[..at].trim(),
+        format!("{} {}", &cond[..op_len], cond[op_len..].trim()),
+    ))
+}

@@ -1,0 +1,172 @@
+//! `chatload run`: the flags checked, the scenario loaded and adjusted, the run carried out,
+//! its table printed; the exit code from its thresholds, its signal or its failure.
+
+use super::{
+    BAD_INPUT, PASSED, RUN_FAILED, THRESHOLD_FAILED, interrupted_exit_code, parse_duration_flag,
+    parse_rule,
+};
+use chatload::engine::{self, RunOptions};
+use chatload::report::console;
+use chatload::scenario;
+
+pub async fn run(args: crate::cli::RunArgs) -> u8 {
+    let crate::cli::RunArgs {
+        file,
+        target,
+        ca_file,
+        duration,
+        seed,
+        users,
+        segment,
+        start_at,
+        webhook_listen,
+        out,
+        force,
+        quiet,
+        thresholds,
+        abort_on_fail,
+    } = args;
+    {
+        // Before anything else: a run whose results cannot be kept is not started.
+        if let Some(dir) = &out
+            && let Err(why) = chatload::report::bundle::check_out(dir, force)
+        {
+            eprintln!("chatload: {why}");
+            return BAD_INPUT;
+        }
+        let segment = match segment.as_deref().map(chatload::workload::Segment::parse) {
+            None => chatload::workload::Segment::WHOLE,
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                eprintln!("chatload: --segment {e}");
+                return BAD_INPUT;
+            }
+        };
+        let start_at = match start_at
+            .as_deref()
+            .map(chrono::DateTime::parse_from_rfc3339)
+        {
+            None => None,
+            Some(Ok(t)) => Some(t.with_timezone(&chrono::Utc)),
+            Some(Err(e)) => {
+                eprintln!(
+                    "chatload: --start-at: {e}; write a UTC time such as 2026-12-01T10:00:00Z"
+                );
+                return BAD_INPUT;
+            }
+        };
+        if users == Some(0) {
+            eprintln!("chatload: --users must be at least 1");
+            return BAD_INPUT;
+        }
+        let duration = match duration
+            .as_deref()
+            .map(|d| parse_duration_flag("--duration", d))
+            .transpose()
+        {
+            Ok(d) => d,
+            Err(code) => return code,
+        };
+        if duration.is_some_and(|d| d.0 < 1_000_000) {
+            eprintln!("chatload: --duration must be at least 1s");
+            return BAD_INPUT;
+        }
+        const SCHEMES: [&str; 6] = [
+            "ws://", "wss://", "mqtt://", "mqtts://", "http://", "https://",
+        ];
+        if let Some(t) = target
+            .as_deref()
+            .filter(|t| !SCHEMES.iter().any(|s| t.starts_with(s)))
+        {
+            eprintln!(
+                "chatload: --target {} is not a URL chatload can reach; write ws://, wss://, mqtt://, mqtts://, http:// or https://, e.g. ws://127.0.0.1:7070/v1/ws",
+                chatload::transport::secrets::redact_url(t)
+            );
+            return BAD_INPUT;
+        }
+        let mut scenario = match scenario::load(&file) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{e}");
+                return BAD_INPUT;
+            }
+        };
+        if let Some(t) = target.as_deref()
+            && !scenario.target.protocol.fits_url(t)
+        {
+            eprintln!(
+                "chatload: --target {} does not fit {}'s protocol \"{}\"; give a URL of that protocol or set [target] protocol in the scenario",
+                chatload::transport::secrets::redact_url(t),
+                file.display(),
+                scenario.target.protocol.name()
+            );
+            return BAD_INPUT;
+        }
+        if let Some(n) = users {
+            scenario.consumers = scenario.consumers.resized(n);
+        }
+        let names: Vec<String> = scenario.patterns.iter().map(|p| p.name.clone()).collect();
+        for rule in &thresholds {
+            match parse_rule(rule, &names) {
+                Ok(t) => scenario.thresholds.push(t),
+                Err(e) => {
+                    eprintln!("chatload: --threshold {rule:?}: {e}");
+                    return BAD_INPUT;
+                }
+            }
+        }
+        let opts = RunOptions {
+            target,
+            ca_file,
+            duration,
+            seed,
+            out,
+            reports_root: "reports".into(),
+            quiet,
+            abort_on_fail,
+            segment,
+            start_at,
+            webhook_listen,
+        };
+        if let Some(why) = chatload::engine::segment_refusal(&scenario, segment) {
+            eprintln!("chatload: {why}");
+            return BAD_INPUT;
+        }
+        match engine::run(scenario, &opts).await {
+            Ok(result) => {
+                print!(
+                    "{}",
+                    console::render(
+                        &result.summary,
+                        Some(&result.bundle_dir.display().to_string())
+                    )
+                );
+                if let Some(code) = interrupted_exit_code() {
+                    code
+                } else if result.summary.passed {
+                    PASSED
+                } else {
+                    THRESHOLD_FAILED
+                }
+            }
+            Err(engine::RunError::Bundle { error, summary }) => {
+                // The run's figures are not lost with its files: shown here, and the
+                // file that could not be written is named.
+                print!("{}", console::render(&summary, None));
+                eprintln!(
+                    "chatload: {}",
+                    chatload::transport::secrets::redact(&error.to_string())
+                );
+                interrupted_exit_code().unwrap_or(RUN_FAILED)
+            }
+            Err(e) => {
+                // Credentials from the environment never reach the terminal.
+                eprintln!(
+                    "chatload: {}",
+                    chatload::transport::secrets::redact(&e.to_string())
+                );
+                interrupted_exit_code().unwrap_or(RUN_FAILED)
+            }
+        }
+    }
+}
