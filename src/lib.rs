@@ -12,6 +12,7 @@ pub mod plan;
 pub mod protocol;
 pub mod report;
 pub mod scenario;
+pub mod secrets;
 pub mod server;
 pub mod transport;
 pub mod workload;

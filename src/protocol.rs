@@ -12,6 +12,9 @@
 //! `t` (intended send time) and `s` (actual send time) are the client's own clock in
 //! microseconds; the server echoes them untouched so the client needs no lookup to measure.
 
+pub mod correlation;
+pub mod keyed;
+
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::fmt::Write as _;

@@ -365,7 +365,7 @@ pub async fn search(
             .target
             .as_deref()
             .or(base.target.url.as_deref())
-            .map(crate::transport::secrets::redact_url)
+            .map(crate::secrets::redact_url)
             .unwrap_or_else(|| "embedded".into()),
         slos: opts.slos.iter().map(|t| t.text.clone()).collect(),
         sustainable: pick(good),

@@ -36,7 +36,7 @@ pub async fn capacity(f: CapacityArgs) -> u8 {
     {
         eprintln!(
             "chatload capacity: --target {} does not fit the scenario's protocol \"{}\"",
-            chatload::transport::secrets::redact_url(t),
+            chatload::secrets::redact_url(t),
             base.target.protocol.name()
         );
         return BAD_INPUT;
@@ -99,7 +99,7 @@ pub async fn capacity(f: CapacityArgs) -> u8 {
         Err(e) => {
             eprintln!(
                 "chatload capacity: {}",
-                chatload::transport::secrets::redact(&e.to_string())
+                chatload::secrets::redact(&e.to_string())
             );
             return super::interrupted_exit_code().unwrap_or(RUN_FAILED);
         }

@@ -80,7 +80,7 @@ pub async fn run(args: crate::cli::RunArgs) -> u8 {
         {
             eprintln!(
                 "chatload: --target {} is not a URL chatload can reach; write ws://, wss://, mqtt://, mqtts://, http:// or https://, e.g. ws://127.0.0.1:7070/v1/ws",
-                chatload::transport::secrets::redact_url(t)
+                chatload::secrets::redact_url(t)
             );
             return BAD_INPUT;
         }
@@ -96,7 +96,7 @@ pub async fn run(args: crate::cli::RunArgs) -> u8 {
         {
             eprintln!(
                 "chatload: --target {} does not fit {}'s protocol \"{}\"; give a URL of that protocol or set [target] protocol in the scenario",
-                chatload::transport::secrets::redact_url(t),
+                chatload::secrets::redact_url(t),
                 file.display(),
                 scenario.target.protocol.name()
             );
@@ -155,16 +155,13 @@ pub async fn run(args: crate::cli::RunArgs) -> u8 {
                 print!("{}", console::render(&summary, None));
                 eprintln!(
                     "chatload: {}",
-                    chatload::transport::secrets::redact(&error.to_string())
+                    chatload::secrets::redact(&error.to_string())
                 );
                 interrupted_exit_code().unwrap_or(RUN_FAILED)
             }
             Err(e) => {
                 // Credentials from the environment never reach the terminal.
-                eprintln!(
-                    "chatload: {}",
-                    chatload::transport::secrets::redact(&e.to_string())
-                );
+                eprintln!("chatload: {}", chatload::secrets::redact(&e.to_string()));
                 interrupted_exit_code().unwrap_or(RUN_FAILED)
             }
         }

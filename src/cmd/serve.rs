@@ -89,11 +89,15 @@ pub async fn run(args: crate::cli::ServeArgs) -> u8 {
                 return BAD_INPUT;
             }
         };
-        serve(&listen, knobs, limits).await
+        serve(&listen, chatload::engine::embedded::knobs(&knobs), limits).await
     }
 }
 
-async fn serve(listen: &str, knobs: ServerKnobs, limits: chatload::server::Limits) -> u8 {
+async fn serve(
+    listen: &str,
+    knobs: chatload::server::Knobs,
+    limits: chatload::server::Limits,
+) -> u8 {
     let server = match chatload::server::start_with_limits(listen, knobs, limits).await {
         Ok(s) => s,
         Err(e) => {

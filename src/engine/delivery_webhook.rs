@@ -8,8 +8,8 @@ use super::json_listener::{self, JsonListener};
 use super::vu::frames::record_delivery;
 use crate::metrics::ErrorKind;
 use crate::scenario::target::Webhook;
+use crate::scenario::template::{message_id, number};
 use crate::transport::Delivery;
-use crate::transport::template::{message_id, number};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -44,7 +44,7 @@ fn absorb(ctx: &RunContext, w: &Webhook, v: &Value) {
                     "a delivery webhook without a recipient at {} or an id at {}: {}",
                     w.recipient,
                     w.id,
-                    crate::transport::secrets::excerpt(&item.to_string(), 160)
+                    crate::secrets::excerpt(&item.to_string(), 160)
                 )
             });
             continue;

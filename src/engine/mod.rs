@@ -6,6 +6,7 @@ mod business;
 mod context;
 mod delivery_webhook;
 mod dispatcher;
+pub mod embedded;
 mod goose_bridge;
 mod inbox;
 mod json_listener;

@@ -5,8 +5,8 @@
 
 use super::run::RunError;
 use crate::protocol;
+use crate::secrets::{redact, redact_url};
 use crate::transport::mqtt::MqttSetup;
-use crate::transport::secrets::{redact, redact_url};
 use crate::transport::{ConnectError, Connector, Session, native};
 use crate::workload::{Population, Segment};
 use futures_util::StreamExt;
@@ -26,8 +26,8 @@ pub async fn prepare(
     // Segments starting together must not share one control session.
     let control = CONTROL_USER - segment.index;
     let unreachable = |detail: String| RunError::Unreachable {
-        url: crate::transport::secrets::redact_url(url),
-        detail: crate::transport::secrets::redact(&detail),
+        url: crate::secrets::redact_url(url),
+        detail: crate::secrets::redact(&detail),
     };
     let protocol = connector.protocol_name();
     match connector.native_url() {
@@ -176,8 +176,8 @@ async fn register_groups(
     control: u32,
 ) -> Result<(), RunError> {
     let unreachable = |detail: String| RunError::Unreachable {
-        url: crate::transport::secrets::redact_url(url),
-        detail: crate::transport::secrets::redact(&detail),
+        url: crate::secrets::redact_url(url),
+        detail: crate::secrets::redact(&detail),
     };
     let conn = native::connect(
         url,

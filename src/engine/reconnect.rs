@@ -50,7 +50,7 @@ pub fn storms(s: &Scenario) -> Vec<Storm> {
 
 /// Whether storm `pattern` drops `user` (the same users for the same seed).
 pub fn hits(seed: u64, pattern: u16, user: u32, fraction: f64) -> bool {
-    crate::workload::keyed::storm_hits(seed, pattern, user, fraction)
+    crate::protocol::keyed::storm_hits(seed, pattern, user, fraction)
 }
 
 struct Active {
@@ -92,7 +92,7 @@ impl Reconnector {
             connected_at: None,
             next_attempt: Instant::now(),
             previous: DEFAULT.base,
-            jitter: crate::workload::keyed::mix(user as u64 + 1) | 1,
+            jitter: crate::protocol::keyed::mix(user as u64 + 1) | 1,
             active: None,
             next_storm: 0,
             gave_up: false,

@@ -81,7 +81,7 @@ fn apply_overrides(mut scenario: Scenario, opts: &RunOptions) -> Result<Scenario
         if !scenario.target.protocol.fits_url(t) {
             return Err(RunError::Setup(format!(
                 "--target {} does not fit the scenario's protocol \"{}\"; give a URL of that protocol or set [target] protocol in the scenario",
-                crate::transport::secrets::redact_url(t),
+                crate::secrets::redact_url(t),
                 scenario.target.protocol.name()
             )));
         }
@@ -126,7 +126,11 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
     let (url, http_base) = match &scenario.target.url {
         Some(u) => (u.clone(), None),
         None => {
-            let s = server::start("127.0.0.1:0", scenario.target.server.clone()).await?;
+            let s = server::start(
+                "127.0.0.1:0",
+                super::embedded::knobs(&scenario.target.server),
+            )
+            .await?;
             let urls = (s.url(), Some(s.http_url()));
             embedded = Some(s);
             urls
@@ -394,7 +398,7 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
             .is_some()
             .then(|| super::signals::name(super::signals::last_signal())),
         target: TargetSummary {
-            url: crate::transport::secrets::redact_url(match &scenario.target.protocol {
+            url: crate::secrets::redact_url(match &scenario.target.protocol {
                 crate::scenario::target::Protocol::Http(_) => http_base.as_deref().unwrap_or(&url),
                 _ => &url,
             }),

@@ -55,7 +55,7 @@ impl MetricSet {
         let example = &mut self.error_examples[kind as usize];
         if example.is_none() {
             // Examples reach reports: a credential inside one must not.
-            *example = Some(crate::transport::secrets::redact(&detail()));
+            *example = Some(crate::secrets::redact(&detail()));
         }
     }
 

@@ -579,7 +579,7 @@ fn target_section(t: &super::file::TargetSection, seed: u64) -> Result<Target> {
         credentials: transport.credentials,
         connect_timeout: t.connect_timeout.unwrap_or(Micros(5_000_000)),
         source_addresses: match &t.source_addresses {
-            Some(s) => crate::transport::source::parse_list(s.get_ref()).map_err(|m| {
+            Some(s) => super::addresses::parse_list(s.get_ref()).map_err(|m| {
                 SpannedIssue::new(Some(s.span()), format!("`source_addresses`: {m}"))
             })?,
             None => Vec::new(),

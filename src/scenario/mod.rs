@@ -1,6 +1,7 @@
 //! Scenario files: reading, checking and compiling them into a [`Scenario`]. Owns the file
 //! format and its error messages; it knows nothing of how traffic is generated or sent.
 
+pub mod addresses;
 pub mod compile;
 mod compile_business;
 mod compile_pattern;
@@ -13,6 +14,7 @@ pub mod sampler;
 pub mod schema;
 mod special;
 pub mod target;
+pub mod template;
 pub mod threshold;
 pub mod units;
 

@@ -407,7 +407,7 @@ pub struct Target {
     /// A CA to trust besides the public roots (`ca_file` or `--ca-file`).
     pub ca_file: Option<std::path::PathBuf>,
     /// Where credentials come from (variable names; never the values).
-    pub credentials: crate::transport::secrets::CredentialNames,
+    pub credentials: crate::secrets::CredentialNames,
     pub connect_timeout: Micros,
     /// Local addresses connections come from (empty: the system's choice, or a loopback
     /// pool chosen when one address would run out of ports).

@@ -5,8 +5,8 @@
 
 use super::compile::{Result, issue};
 use super::units::Micros;
-use crate::transport::secrets::CredentialNames;
-use crate::transport::template::{Matcher, Template};
+use crate::scenario::template::{Matcher, Template};
+use crate::secrets::CredentialNames;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -463,7 +463,7 @@ fn mqtt(m: Option<&MqttSection>) -> Result<MqttTarget> {
         }
     };
     let user_topic = default_template(&m.user_topic, "chatload/u/{{user}}")?;
-    if !user_topic.uses(crate::transport::template::Slot::User) {
+    if !user_topic.uses(crate::scenario::template::Slot::User) {
         let span = m.user_topic.as_ref().map_or(0..0, |t| t.span());
         return issue(
             span,

@@ -4,11 +4,10 @@
 
 use super::business::BusinessHub;
 use super::business::webhook::WebhookEvent;
+use super::knobs::{Knobs, Latency};
 pub use super::stats::{HubStats, HubStatsSnapshot};
+use crate::protocol::keyed;
 use crate::protocol::{self, Delivery};
-use crate::scenario::ServerKnobs;
-use crate::scenario::sampler::Sampler;
-use crate::workload::keyed;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -89,11 +88,11 @@ pub struct Hub {
     started: Instant,
     users: Box<[Mutex<FxHashMap<u32, UserEntry>>]>,
     groups: Box<[Mutex<GroupShard>]>,
-    knobs: ServerKnobs,
+    knobs: Knobs,
     limits: super::Limits,
     /// Bytes of deliveries kept in all users' queues (against `limits.queue_bytes`).
     queued_bytes: AtomicU64,
-    latency: Option<Sampler>,
+    latency: Option<Latency>,
     delivery_counter: AtomicU64,
     next_conn_id: AtomicU64,
     pub stats: HubStats,
@@ -112,13 +111,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Hub {
     pub fn new(
-        knobs: ServerKnobs,
+        knobs: Knobs,
         limits: super::Limits,
         webhooks: UnboundedSender<WebhookEvent>,
     ) -> Self {
-        let latency = knobs.latency.as_ref().and_then(|d| Sampler::new(d).ok());
+        let latency = knobs.latency.clone();
         // Deliveries wait on the delay line whenever they may leave out of arrival order.
-        let delay_line = if knobs.delay.0 > 0
+        let delay_line = if !knobs.delay.is_zero()
             || latency.is_some()
             || knobs.max_rate > 0.0
             || knobs.hold_every > 0
@@ -153,7 +152,7 @@ impl Hub {
         }
     }
 
-    pub fn knobs(&self) -> &ServerKnobs {
+    pub fn knobs(&self) -> &Knobs {
         &self.knobs
     }
 
@@ -420,17 +419,17 @@ impl Hub {
         let hold_back = k.reorder_every > 0 && n.is_multiple_of(k.reorder_every);
         let stall = (k.stall_every > 0 && n.is_multiple_of(k.stall_every)).then(|| {
             self.stats.stalled.fetch_add(1, Relaxed);
-            k.stall.as_std()
+            k.stall
         });
         let reset = k.reset_every > 0 && n.is_multiple_of(k.reset_every);
-        let extra = self.latency.as_ref().map_or(0.0, |l| {
-            l.sample(&mut keyed::rng(k.api.seed, n, 5)).max(0.0)
-        });
-        let mut due =
-            accepted_at + k.delay.as_std() + std::time::Duration::from_micros(extra as u64);
+        let extra = self
+            .latency
+            .as_ref()
+            .map_or(0.0, |l| l.draw(&mut keyed::rng(k.api.seed, n, 5)).max(0.0));
+        let mut due = accepted_at + k.delay + std::time::Duration::from_micros(extra as u64);
         if k.hold_every > 0 && n.is_multiple_of(k.hold_every) {
             self.stats.held.fetch_add(1, Relaxed);
-            due += k.hold.as_std();
+            due += k.hold;
         }
         let conn = {
             let mut shard = lock(self.shard(d.to));

@@ -8,13 +8,14 @@ pub mod business;
 mod connection;
 mod delay_line;
 pub mod hub;
+pub mod knobs;
 pub mod limits;
 pub mod stats;
 
 pub use hub::HubStatsSnapshot;
+pub use knobs::{ApiFaults, Knobs, Latency};
 pub use limits::Limits;
 
-use crate::scenario::ServerKnobs;
 use hub::Hub;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -104,14 +105,14 @@ async fn first_request(
 
 /// Binds `addr` (port 0 picks a free one) and serves until shut down, within the default
 /// [`Limits`].
-pub async fn start(addr: &str, knobs: ServerKnobs) -> Result<RunningServer, BindError> {
+pub async fn start(addr: &str, knobs: Knobs) -> Result<RunningServer, BindError> {
     start_with_limits(addr, knobs, Limits::default()).await
 }
 
 /// [`start`] within `limits`.
 pub async fn start_with_limits(
     addr: &str,
-    knobs: ServerKnobs,
+    knobs: Knobs,
     limits: Limits,
 ) -> Result<RunningServer, BindError> {
     let listener = TcpListener::bind(addr).await.map_err(|source| BindError {
@@ -124,7 +125,7 @@ pub async fn start_with_limits(
     })?;
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let emitter = business::webhook::EmitterConfig {
-        reorder: knobs.api.webhook_reorder.as_std(),
+        reorder: knobs.api.webhook_reorder,
         seed: knobs.api.seed,
     };
     let hub = Arc::new(Hub::new(knobs, limits, events_tx));

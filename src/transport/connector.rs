@@ -5,13 +5,13 @@
 use super::gateway::GatewaySetup;
 use super::http::{HttpSetup, Receiver};
 use super::mqtt::MqttSetup;
-use super::secrets::{Credentials, MissingVariable, redact_url};
 use super::source::SourcePool;
 use super::tls::{TlsContext, TlsError};
 use super::{AnySession, ConnectError, OfflineDelivery, native};
 use crate::metrics::ErrorKind;
 use crate::scenario::Target;
 use crate::scenario::target::{HttpDeliveries, Protocol};
+use crate::secrets::{Credentials, MissingVariable, redact_url};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -132,12 +132,12 @@ impl Connector {
         let tls = TlsContext::new(target.ca_file.as_deref())?;
         let creds = Arc::new(Credentials::from_env(&target.credentials)?);
         // Whatever the target echoes back, in whatever encoding, must not show them.
-        super::secrets::remember_url(url);
+        crate::secrets::remember_url(url);
         if let Some(base) = &target.url {
-            super::secrets::remember_url(base);
+            crate::secrets::remember_url(base);
         }
         if let (Some(u), Some(p)) = (&creds.username, &creds.password) {
-            super::secrets::remember_pair(u.expose(), p.expose());
+            crate::secrets::remember_pair(u.expose(), p.expose());
         }
         let kind = match &target.protocol {
             Protocol::Chatload => Kind::Native(url.to_string()),

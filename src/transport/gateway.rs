@@ -4,12 +4,12 @@
 //! described protocol; the description itself is compiled in `scenario::target`.
 
 use super::native::{Socket, classify, open};
-use super::secrets::Credentials;
-use super::template::{Slot, Template, Value, body_for, message_id, number};
 use super::{ConnectError, Delivery, Incoming, Outgoing, Session, tls::TlsContext};
 use crate::metrics::ErrorKind;
 use crate::protocol::Recipient;
 use crate::scenario::target::{GatewayTarget, Receive};
+use crate::scenario::template::{Slot, Template, Value, body_for, message_id, number};
+use crate::secrets::Credentials;
 use crate::wsio::QueuedWriter;
 use futures_util::{StreamExt, stream::SplitStream};
 use std::collections::VecDeque;
@@ -38,7 +38,7 @@ pub struct GatewaySession {
 }
 
 fn excerpt(text: &str) -> String {
-    super::secrets::excerpt(text, 160)
+    crate::secrets::excerpt(text, 160)
 }
 
 /// The values of one frame's slots.

@@ -7,12 +7,12 @@ use super::gateway::GatewaySession;
 use super::http1::{Endpoint, Http1Conn};
 use super::mqtt::MqttSession;
 use super::native::NativeSession;
-use super::secrets::{Credentials, redact_url};
-use super::template::{Slot, Value, body_for};
 use super::{Incoming, Outgoing, Session};
 use crate::metrics::ErrorKind;
 use crate::protocol::Recipient;
 use crate::scenario::target::HttpTarget;
+use crate::scenario::template::{Slot, Value, body_for};
+use crate::secrets::{Credentials, redact_url};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use std::collections::VecDeque;
@@ -296,7 +296,7 @@ async fn perform(
             return Incoming::Rejected {
                 id,
                 kind: classify(&e),
-                detail: super::secrets::redact(&e.to_string()),
+                detail: crate::secrets::redact(&e.to_string()),
             };
         }
     };
@@ -305,7 +305,7 @@ async fn perform(
         let detail = match capped_body(&mut resp, max_answer).await {
             Ok(body) => format!(
                 "HTTP {status}: {}",
-                super::secrets::excerpt(&String::from_utf8_lossy(&body), 160)
+                crate::secrets::excerpt(&String::from_utf8_lossy(&body), 160)
             ),
             Err(why) => format!("HTTP {status}: {why}"),
         };

@@ -596,7 +596,7 @@ pub fn judge(
             return Incoming::Rejected {
                 id,
                 kind,
-                detail: super::secrets::redact(&detail),
+                detail: crate::secrets::redact(&detail),
             };
         }
     };
@@ -608,7 +608,7 @@ pub fn judge(
             detail: format!(
                 "HTTP {}: {}",
                 answer.status,
-                super::secrets::excerpt(&text, 160)
+                crate::secrets::excerpt(&text, 160)
             ),
         };
     }

@@ -11,9 +11,7 @@ pub mod http;
 pub mod http1;
 pub mod mqtt;
 pub mod native;
-pub mod secrets;
 pub mod source;
-pub mod template;
 pub mod tls;
 
 pub use connector::Connector;

@@ -9,7 +9,7 @@ use super::{ConnectError, Incoming, Outgoing, Session, tls::TlsContext};
 use crate::metrics::ErrorKind;
 use crate::protocol::{self, Recipient};
 use crate::scenario::target::{MqttTarget, MqttVersion};
-use crate::transport::template::{Slot, Value};
+use crate::scenario::template::{Slot, Value};
 use rumqttc::v5 as m5;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -151,7 +151,7 @@ impl Drop for MqttSession {
     }
 }
 
-fn topic(t: &crate::transport::template::Template, user: u32, group: u32) -> String {
+fn topic(t: &crate::scenario::template::Template, user: u32, group: u32) -> String {
     t.render(false, |s| match s {
         Slot::User | Slot::To => Value::Number(user as u64),
         Slot::Group => Value::Number(group as u64),

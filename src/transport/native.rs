@@ -153,7 +153,7 @@ pub async fn connect(
 }
 
 fn excerpt(text: &str) -> String {
-    super::secrets::excerpt(text, 160)
+    crate::secrets::excerpt(text, 160)
 }
 
 /// What a chatload frame means to the user who received it (shared with MQTT, whose

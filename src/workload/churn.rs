@@ -3,9 +3,9 @@
 //! every run. Owns when a churning user is connected; the load profile combines it with the
 //! stages' connected share.
 
+use crate::protocol::keyed;
 use crate::scenario::distribution::Distribution;
 use crate::scenario::sampler::{Sampler, SamplerError};
-use crate::workload::keyed;
 use rand::Rng;
 
 #[derive(Debug)]

@@ -3,7 +3,6 @@
 //! planned without a target.
 
 pub mod churn;
-pub mod keyed;
 pub mod population;
 pub mod profile;
 pub mod schedule;

@@ -6,10 +6,10 @@
 
 use crate::engine::context::RunContext;
 use crate::metrics::{ErrorKind, LATE_SEND_US, Metric, NotSentReason, Owed};
+use crate::protocol::keyed;
 use crate::protocol::{BUSINESS_BASE, Recipient, filler_body};
 use crate::scenario::{ApiClientPolicy, PatternKind};
 use crate::server::business::{correlation, inbound_wamid};
-use crate::workload::keyed;
 use crate::workload::schedule::{Action, Order};
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering::Relaxed;

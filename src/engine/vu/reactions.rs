@@ -3,9 +3,9 @@
 //! `read` status for a business), and for business messages perhaps reply, which opens the
 //! 24-hour window. Owns the models and the per-user timer queue; sending is in `VirtualUser`.
 
+use crate::protocol::keyed;
 use crate::scenario::sampler::{Sampler, SamplerError};
 use crate::scenario::{PatternKind, Scenario};
-use crate::workload::keyed;
 use rand::Rng;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -261,8 +261,11 @@ fn user_message(hub: &Hub, from: &str, body: &[u8]) -> Reply {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return bad("the body is not JSON");
     };
-    let num = |k: &str| v.get(k).and_then(crate::transport::template::number);
-    let Some(id) = v.get("id").and_then(crate::transport::template::message_id) else {
+    let num = |k: &str| v.get(k).and_then(crate::protocol::correlation::number);
+    let Some(id) = v
+        .get("id")
+        .and_then(crate::protocol::correlation::message_id)
+    else {
         return bad("a message needs `id`");
     };
     let text = v["body"].as_str().unwrap_or("");
