@@ -2,6 +2,7 @@
 //! run's sequencing. Owns behaviour over time; measurement and reports are elsewhere.
 
 mod abort;
+mod admin;
 mod business;
 mod context;
 mod delivery_webhook;
@@ -20,4 +21,5 @@ mod settle;
 pub mod signals;
 mod vu;
 
-pub use run::{RunError, RunOptions, RunResult, run, segment_refusal};
+pub use preflight::segment_refusal;
+pub use run::{RunError, RunOptions, RunResult, run};

@@ -237,3 +237,26 @@ async fn register_groups(
     let _ = tokio::time::timeout(Duration::from_millis(500), writer.close()).await;
     Ok(())
 }
+
+/// Why a scenario cannot be split into `segment`s, if it cannot: a mention-all storm's
+/// group holds the whole population, so its deliveries would land on every machine and no
+/// one clock could time them. (Business patterns split by the consumer each message is
+/// for; see `Order::owner`.)
+pub fn segment_refusal(
+    s: &crate::scenario::Scenario,
+    segment: crate::workload::Segment,
+) -> Option<String> {
+    if segment.is_whole() {
+        return None;
+    }
+    s.patterns.iter().find_map(|p| match &p.kind {
+        crate::scenario::PatternKind::GroupChat {
+            mention_all: Some(_),
+            ..
+        } => Some(format!(
+            "pattern `{}` has a mention_all storm, whose group spans every segment; run it whole or drop mention_all",
+            p.name
+        )),
+        _ => None,
+    })
+}

@@ -79,3 +79,20 @@ impl Progress {
         }
     }
 }
+
+/// The name of the stage the run is in at `now_us`, for the progress line.
+pub fn phase_name(s: &crate::scenario::Scenario, now_us: u64) -> &'static str {
+    let mut t = 0;
+    for stage in &s.stages {
+        t += stage.length.0;
+        if now_us < t {
+            return match stage.label {
+                crate::scenario::StageLabel::Ramp => "ramp",
+                crate::scenario::StageLabel::Hold => "hold",
+                crate::scenario::StageLabel::RampDown => "ramp down",
+                crate::scenario::StageLabel::Spike => "spike",
+            };
+        }
+    }
+    "drain"
+}

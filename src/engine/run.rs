@@ -283,7 +283,7 @@ pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, Run
                 if let Some(point) = collect_once(&ctx, &collected, &mut scratch, t) {
                     delivered += point.delivered;
                     errors += point.errors;
-                    let phase = phase_name(&scenario, ctx.now_us());
+                    let phase = super::progress::phase_name(&scenario, ctx.now_us());
                     progress.update(&point, phase, delivered, errors);
                 }
                 if abort_on_fail
@@ -498,31 +498,24 @@ fn open_hlog(
 /// Graceful reconnect storms are the server's to carry out: at each one's time, ask the
 /// target (chatload's reference server admin API) to send `goaway` to the storm's users.
 async fn server_storms(ctx: Arc<RunContext>, ws_url: Option<String>) {
-    let Some(ws_url) = ws_url else { return };
-    let base = super::business::http_base(&ws_url);
-    let Ok(http) = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-    else {
+    let Some(admin) = ws_url.and_then(|u| super::admin::AdminClient::new(&u).ok()) else {
         return;
     };
     for storm in ctx.storms.iter().filter(|s| s.goaway) {
         tokio::time::sleep_until(ctx.instant_at(storm.at_us).into()).await;
-        let body = serde_json::json!({
-            "pattern": storm.pattern,
-            "fraction": storm.fraction,
-            "seed": ctx.scenario.seed,
-            "after_ms": 0,
-        });
-        let asked = http
-            .post(format!("{base}/admin/goaway"))
-            .json(&body)
-            .send()
-            .await;
-        if !asked.is_ok_and(|r| r.status().is_success()) {
-            ctx.recorders.local().error(crate::metrics::ErrorKind::Http, || {
-                format!("the target at {base} did not carry out the goaway storm (POST /admin/goaway)")
-            });
+        if admin
+            .goaway(storm.pattern, storm.fraction, ctx.scenario.seed)
+            .await
+            .is_err()
+        {
+            ctx.recorders
+                .local()
+                .error(crate::metrics::ErrorKind::Http, || {
+                    format!(
+                        "the target at {} did not carry out the goaway storm (POST /admin/goaway)",
+                        admin.base()
+                    )
+                });
         }
     }
 }
@@ -554,43 +547,28 @@ async fn start_business(
                 "cannot listen for business webhooks at {listen} ({e}); choose another --webhook-listen"
             ))
         })?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| RunError::Setup(e.to_string()))?;
+    let admin = super::admin::AdminClient::new(ws_url).map_err(RunError::Setup)?;
     let b = s.businesses;
-    let limits = serde_json::json!({
-        "throughput_mps": b.throughput_mps,
-        "messaging_limit": b.messaging_limit,
-        "window_ms": b.window.0 / 1000,
-        "pair_interval_ms": b.pair_interval.0 / 1000,
-        "pair_burst": b.pair_burst,
-    });
     let setup = |what: &str, e: String| {
         RunError::Setup(format!(
             "the target's business API at {base} refused {what} ({e}); business patterns need chatload's reference server or one that speaks its admin API"
         ))
     };
-    let ok = |r: reqwest::Result<reqwest::Response>| -> Result<(), String> {
-        match r {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("HTTP {}", r.status())),
-            Err(e) => Err(e.to_string()),
-        }
-    };
-    ok(http
-        .post(format!("{base}/admin/config"))
-        .json(&limits)
-        .send()
-        .await)
-    .map_err(|e| setup("the limits", e))?;
+    admin
+        .configure(&super::admin::BusinessLimits {
+            throughput_mps: b.throughput_mps,
+            messaging_limit: b.messaging_limit,
+            window_ms: b.window.0 / 1000,
+            pair_interval_ms: b.pair_interval.0 / 1000,
+            pair_burst: b.pair_burst,
+        })
+        .await
+        .map_err(|e| setup("the limits", e))?;
     for n in 0..b.count {
-        ok(http
-            .put(format!("{base}/v1/{n}/webhook"))
-            .json(&webhook_registration(&receiver.url(), ctx.segment))
-            .send()
-            .await)
-        .map_err(|e| setup("the webhook registration", e))?;
+        admin
+            .register_webhook(n, &receiver.url(), ctx.segment)
+            .await
+            .map_err(|e| setup("the webhook registration", e))?;
     }
     let (tx, rx) = tokio::sync::mpsc::channel(65_536);
     ctx.open_business_orders(tx);
@@ -604,55 +582,8 @@ async fn start_business(
     }))
 }
 
-/// Where the target posts a business number's webhooks. A split run's segments each register
-/// their own receiver with their place, so the target posts each consumer's statuses and
-/// messages to the segment that owns that consumer (user mod count).
-fn webhook_registration(url: &str, segment: crate::workload::Segment) -> serde_json::Value {
-    let mut body = serde_json::json!({"url": url, "fields": ["messages"]});
-    if !segment.is_whole() {
-        body["segment"] = serde_json::json!({"index": segment.index, "count": segment.count});
-    }
-    body
-}
-
 /// File descriptors a run needs: one per virtual user, twice with the embedded server.
 fn population_fds(s: &Scenario, embedded: bool, segment: crate::workload::Segment) -> u64 {
     let users = segment.members_of(segment.index, s.consumers.online_users) as u64;
     users * if embedded { 2 } else { 1 } + 64
-}
-
-fn phase_name(s: &Scenario, now_us: u64) -> &'static str {
-    let mut t = 0;
-    for stage in &s.stages {
-        t += stage.length.0;
-        if now_us < t {
-            return match stage.label {
-                crate::scenario::StageLabel::Ramp => "ramp",
-                crate::scenario::StageLabel::Hold => "hold",
-                crate::scenario::StageLabel::RampDown => "ramp down",
-                crate::scenario::StageLabel::Spike => "spike",
-            };
-        }
-    }
-    "drain"
-}
-
-/// Why a scenario cannot be split into `segment`s, if it cannot: a mention-all storm's
-/// group holds the whole population, so its deliveries would land on every machine and no
-/// one clock could time them. (Business patterns split by the consumer each message is
-/// for; see `Order::owner`.)
-pub fn segment_refusal(s: &Scenario, segment: crate::workload::Segment) -> Option<String> {
-    if segment.is_whole() {
-        return None;
-    }
-    s.patterns.iter().find_map(|p| match &p.kind {
-        crate::scenario::PatternKind::GroupChat {
-            mention_all: Some(_),
-            ..
-        } => Some(format!(
-            "pattern `{}` has a mention_all storm, whose group spans every segment; run it whole or drop mention_all",
-            p.name
-        )),
-        _ => None,
-    })
 }
