@@ -359,12 +359,7 @@ fn a_second_ctrl_c_exits_at_once_and_leaves_no_half_written_bundle() {
         .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>());
     assert!(!staging.exists(), "no half-written folder: {listing:?}");
     if bundle.exists() {
-        for part in [
-            "summary.json",
-            "report.html",
-            "latency.hlog",
-            "scenario.toml",
-        ] {
+        for part in ["summary.json", "summary.md", "report.html", "latency.hlog"] {
             assert!(
                 bundle.join(part).exists(),
                 "{part} in the bundle: {listing:?}"
