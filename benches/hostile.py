@@ -149,27 +149,8 @@ def http_flood_case():
     srv = Server(("127.0.0.1", 0), Flood)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     port = srv.server_address[1]
-    text = """[scenario]
-name = "flood"
-seed = 1
-[population.consumers]
-users = 50
-contacts = { uniform = { min = 2, max = 4 } }
-[[pattern]]
-kind = "direct_chat"
-conversations = "60/min per user"
-messages = 1
-[load]
-stages = [{ ramp = "500ms" }, { hold = "3s" }]
-[target]
-protocol = "http"
-[target.http]
-url = "/send"
-body = '{"id":{{id}}}'
-id = "/id"
-timeout = "5s"
-deliveries = "none"
-"""
+    with open(os.path.join(ROOT, "tests", "data", "flood-open.toml")) as f:
+        text = f.read()
     run(
         "run: an HTTP API answering 1 GiB to every request (50 users)",
         ["run", scenario("flood.toml", text), "--target", f"http://127.0.0.1:{port}", "-q",

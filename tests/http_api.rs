@@ -187,32 +187,7 @@ fn children_peak_rss_kib() -> i64 {
 async fn answers_of_any_size_cannot_grow_memory() {
     let _one = ONE_RUN.lock().await;
     let port = flooding_api().await;
-    let open = r#"[scenario]
-name = "flood-open"
-seed = 1
-
-[population.consumers]
-users = 50
-contacts = { uniform = { min = 2, max = 4 } }
-
-[[pattern]]
-kind = "direct_chat"
-conversations = "60/min per user"
-messages = 1
-
-[load]
-stages = [{ ramp = "500ms" }, { hold = "3s" }]
-
-[target]
-protocol = "http"
-
-[target.http]
-url = "/send"
-body = '{"id":{{id}}}'
-id = "/id"
-timeout = "5s"
-deliveries = "none"
-"#;
+    let open = include_str!("data/flood-open.toml");
     let closed = r#"[scenario]
 name = "flood-closed"
 seed = 1

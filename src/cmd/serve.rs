@@ -122,41 +122,46 @@ async fn serve(
         stats.business_statuses
     );
     // The faults it injected, so a run's loss can be checked against what the server did.
-    let faults: Vec<String> = [
-        ("dropped", stats.dropped),
-        ("discarded for offline users", stats.discarded),
-        ("held back", stats.held),
-        ("duplicated", stats.duplicated),
-        ("reordered", stats.reordered),
-        ("connections reset", stats.resets),
-    ]
-    .iter()
-    .filter(|(_, n)| *n > 0)
-    .map(|(what, n)| format!("{n} {what}"))
-    .collect();
-    if !faults.is_empty() {
-        eprintln!("chatload serve: faults: {}", faults.join(", "));
-    }
+    say_counts(
+        "faults",
+        &[
+            ("dropped", stats.dropped),
+            ("discarded for offline users", stats.discarded),
+            ("held back", stats.held),
+            ("duplicated", stats.duplicated),
+            ("reordered", stats.reordered),
+            ("connections reset", stats.resets),
+        ],
+    );
     // What its bounds refused, so a client that pushed them can see it.
-    let bounded: Vec<String> = [
-        (
-            "connections closed at --max-connections",
-            stats.connections_refused,
-        ),
-        (
-            "connections closed at --header-timeout",
-            stats.headers_timed_out,
-        ),
-        ("groups refused at --max-group-size", stats.groups_refused),
-        ("deliveries dropped at --queue-per-user", stats.overflowed),
-        ("deliveries not kept at --queue-bytes", stats.queue_full),
-    ]
-    .iter()
-    .filter(|(_, n)| *n > 0)
-    .map(|(what, n)| format!("{n} {what}"))
-    .collect();
-    if !bounded.is_empty() {
-        eprintln!("chatload serve: bounds: {}", bounded.join(", "));
-    }
+    say_counts(
+        "bounds",
+        &[
+            (
+                "connections closed at --max-connections",
+                stats.connections_refused,
+            ),
+            (
+                "connections closed at --header-timeout",
+                stats.headers_timed_out,
+            ),
+            ("groups refused at --max-group-size", stats.groups_refused),
+            ("deliveries dropped at --queue-per-user", stats.overflowed),
+            ("deliveries not kept at --queue-bytes", stats.queue_full),
+        ],
+    );
     PASSED
+}
+
+/// One line `chatload serve: <what>: 3 dropped, 1 held back` of the counts that are not zero;
+/// nothing when all are.
+fn say_counts(what: &str, counts: &[(&str, u64)]) {
+    let said: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{n} {name}"))
+        .collect();
+    if !said.is_empty() {
+        eprintln!("chatload serve: {what}: {}", said.join(", "));
+    }
 }
