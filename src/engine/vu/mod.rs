@@ -73,8 +73,7 @@ impl VirtualUser {
     pub async fn drive(&mut self) {
         let stop = self.ctx.users_stop.clone();
         loop {
-            // The flag, not the token: `is_cancelled` takes the token's lock, shared by all.
-            if self.ctx.finished.load(Relaxed) {
+            if stop.is_cancelled() {
                 Box::pin(self.disconnect()).await;
                 return;
             }
@@ -161,13 +160,12 @@ impl VirtualUser {
                 Box::pin(self.disconnect()).await;
                 continue;
             }
-            self.step(wake).await;
+            self.step(wake, &stop).await;
         }
     }
 
     /// One wait for whatever happens first on a live connection.
-    /// The run's stop arrives through the inbox (`Inbox::stop`): no shared lock per wait.
-    async fn step(&mut self, wake: Wake) {
+    async fn step(&mut self, wake: Wake, stop: &tokio_util::sync::CancellationToken) {
         let ctx = &self.ctx;
         let (Some(conn), Some(inbox)) = (self.conn.as_mut(), ctx.inbox(self.user)) else {
             return;
@@ -180,11 +178,9 @@ impl VirtualUser {
         let happened = tokio::select! {
             biased;
             i = conn.next() => Happened::Said(i),
-            o = inbox.take() => match o {
-                Some(o) => Happened::Order(o),
-                None => return,
-            },
+            o = inbox.take() => Happened::Order(o),
             _ = wake.sleep() => Happened::Tick,
+            _ = stop.cancelled() => return,
         };
         match happened {
             Happened::Said(Incoming::Lost { kind, detail }) => self.lost(kind, detail),
