@@ -84,6 +84,9 @@ impl RunContext {
     pub fn finish(&self) {
         self.finished.store(true, Relaxed);
         self.users_stop.cancel();
+        for inbox in self.inboxes.iter() {
+            inbox.stop();
+        }
     }
 
     pub fn new(

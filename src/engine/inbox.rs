@@ -10,6 +10,7 @@
 use crate::workload::Order;
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use tokio::sync::Notify;
 
 /// Scheduled messages a user may have waiting while it cannot send (disconnected).
@@ -19,6 +20,9 @@ pub const INBOX_CAPACITY: usize = 256;
 pub struct Inbox {
     queue: Mutex<VecDeque<Order>>,
     ready: Notify,
+    /// The run is over: a waiting user is woken to leave. Carried by each user's own inbox
+    /// rather than one token all users wait on, whose shared lock every wait would take.
+    stopped: AtomicBool,
 }
 
 impl Inbox {
@@ -38,17 +42,27 @@ impl Inbox {
         Ok(())
     }
 
+    /// Wakes the user for good: its waits return `None` from now on.
+    pub fn stop(&self) {
+        self.stopped.store(true, Relaxed);
+        self.ready.notify_one();
+    }
+
     /// The oldest waiting order, if any, without waiting.
     pub fn try_take(&self) -> Option<Order> {
         self.queue.lock().ok()?.pop_front()
     }
 
-    /// Waits for the next order. Cancel-safe: an order leaves the queue only when returned,
-    /// and a wake-up taken by a cancelled wait passes on to the next one.
-    pub async fn take(&self) -> Order {
+    /// Waits for the next order; `None` once the inbox is stopped. Cancel-safe: an order
+    /// leaves the queue only when returned, and a wake-up taken by a cancelled wait passes on
+    /// to the next one.
+    pub async fn take(&self) -> Option<Order> {
         loop {
+            if self.stopped.load(Relaxed) {
+                return None;
+            }
             if let Some(order) = self.try_take() {
-                return order;
+                return Some(order);
             }
             self.ready.notified().await;
         }
@@ -93,7 +107,7 @@ mod tests {
         let inbox = Arc::new(Inbox::default());
         let waiter = {
             let inbox = inbox.clone();
-            tokio::spawn(async move { inbox.take().await.id })
+            tokio::spawn(async move { inbox.take().await.map(|o| o.id) })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
         let pacer = {
@@ -102,7 +116,24 @@ mod tests {
         };
         assert!(pacer.join().unwrap());
         let got = tokio::time::timeout(Duration::from_secs(2), waiter).await;
-        assert_eq!(got.unwrap().unwrap(), 7);
+        assert_eq!(got.unwrap().unwrap(), Some(7));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_inbox_wakes_its_waiting_user_for_good() {
+        let inbox = Arc::new(Inbox::default());
+        let waiter = {
+            let inbox = inbox.clone();
+            tokio::spawn(async move { inbox.take().await.map(|o| o.id) })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        inbox.offer(order(1)).unwrap();
+        inbox.stop();
+        let got = tokio::time::timeout(Duration::from_secs(2), waiter).await;
+        let first = got.unwrap().unwrap();
+        // The waiter may have taken the order before the stop, or seen the stop first.
+        assert!(first == Some(1) || first.is_none(), "{first:?}");
+        assert_eq!(inbox.take().await, None);
     }
 
     #[tokio::test]
@@ -116,14 +147,14 @@ mod tests {
         }
         inbox.offer(order(3)).unwrap();
         let got = tokio::time::timeout(Duration::from_secs(1), inbox.take()).await;
-        assert_eq!(got.map(|o| o.id), Ok(3));
+        assert_eq!(got.map(|o| o.map(|o| o.id)), Ok(Some(3)));
         // Many orders offered while nobody waits: all are there for the next waits.
         for id in 10..20 {
             inbox.offer(order(id)).unwrap();
         }
         for id in 10..20 {
             let got = tokio::time::timeout(Duration::from_secs(1), inbox.take()).await;
-            assert_eq!(got.map(|o| o.id), Ok(id));
+            assert_eq!(got.map(|o| o.map(|o| o.id)), Ok(Some(id)));
         }
     }
 }

@@ -73,7 +73,8 @@ impl VirtualUser {
     pub async fn drive(&mut self) {
         let stop = self.ctx.users_stop.clone();
         loop {
-            if stop.is_cancelled() {
+            // The flag, not the token: `is_cancelled` takes the token's lock, shared by all.
+            if self.ctx.finished.load(Relaxed) {
                 Box::pin(self.disconnect()).await;
                 return;
             }
@@ -160,12 +161,13 @@ impl VirtualUser {
                 Box::pin(self.disconnect()).await;
                 continue;
             }
-            self.step(wake, &stop).await;
+            self.step(wake).await;
         }
     }
 
     /// One wait for whatever happens first on a live connection.
-    async fn step(&mut self, wake: Wake, stop: &tokio_util::sync::CancellationToken) {
+    /// The run's stop arrives through the inbox (`Inbox::stop`): no shared lock per wait.
+    async fn step(&mut self, wake: Wake) {
         let ctx = &self.ctx;
         let (Some(conn), Some(inbox)) = (self.conn.as_mut(), ctx.inbox(self.user)) else {
             return;
@@ -178,9 +180,11 @@ impl VirtualUser {
         let happened = tokio::select! {
             biased;
             i = conn.next() => Happened::Said(i),
-            o = inbox.take() => Happened::Order(o),
+            o = inbox.take() => match o {
+                Some(o) => Happened::Order(o),
+                None => return,
+            },
             _ = wake.sleep() => Happened::Tick,
-            _ = stop.cancelled() => return,
         };
         match happened {
             Happened::Said(Incoming::Lost { kind, detail }) => self.lost(kind, detail),
