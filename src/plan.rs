@@ -3,7 +3,7 @@
 //! the profile's mean and at its peak, optionally scaled to another population size (up to a
 //! billion users). Owns the arithmetic of the model; the schedule owns the sampling.
 
-use crate::report::console::thousands;
+use crate::human::thousands;
 use crate::scenario::{PatternKind, Scenario};
 use crate::workload::Profile;
 use crate::workload::profile::{CONNECT_MARGIN_US, DISCONNECT_MARGIN_US};

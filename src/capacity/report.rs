@@ -13,7 +13,7 @@ fn ms(us: u64) -> String {
 
 fn rate(r: f64) -> String {
     if r >= 100.0 {
-        format!("{}/s", crate::report::console::thousands(r.round() as u64))
+        format!("{}/s", crate::human::thousands(r.round() as u64))
     } else {
         format!("{r:.1}/s")
     }
@@ -159,11 +159,7 @@ fn series(
 }
 
 pub fn html(c: &Capacity) -> String {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
+    let esc = crate::report::escape::xml;
     let is_closed = closed(c);
     let at = load_of(is_closed);
     let x = || Axis {

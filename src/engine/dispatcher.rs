@@ -9,18 +9,19 @@ use super::context::RunContext;
 use crate::metrics::NotSentReason;
 use crate::workload::Schedule;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Longest single sleep, so a stop request is noticed quickly.
 const MAX_SLEEP: Duration = Duration::from_millis(20);
 
-/// Runs until the schedule ends or `stop` is set. Returns the number of messages issued.
-pub fn run(ctx: Arc<RunContext>, mut schedule: Schedule, stop: Arc<AtomicBool>) -> u64 {
+/// Runs until the schedule ends or `stop` is cancelled. Returns the number of messages issued.
+pub fn run(ctx: Arc<RunContext>, mut schedule: Schedule, stop: CancellationToken) -> u64 {
     let mut issued = 0u64;
     let mut scheduled = vec![0u64; ctx.scenario.patterns.len()];
     while let Some(t) = schedule.peek_time() {
-        if stop.load(Relaxed) {
+        if stop.is_cancelled() {
             break;
         }
         let now = ctx.now_us();

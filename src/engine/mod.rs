@@ -4,14 +4,17 @@
 mod abort;
 mod admin;
 mod business;
+mod collector;
 mod context;
 mod delivery_webhook;
 mod dispatcher;
 pub mod embedded;
+mod goaway_storms;
 mod goose_bridge;
 mod inbox;
 mod json_listener;
 mod limits;
+mod outcome;
 mod preflight;
 mod progress;
 mod quiet;

@@ -1,9 +1,9 @@
 //! Live progress on stderr: on a terminal one line rewritten in place, otherwise (CI) a
 //! plain line every few seconds. Silent when quiet.
 
+use crate::human::format_us;
+use crate::human::thousands;
 use crate::metrics::IntervalPoint;
-use crate::report::console::thousands;
-use crate::report::verdict::format_us;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 

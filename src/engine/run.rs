@@ -1,9 +1,11 @@
-//! One run from start to report: target (embedded or given), pre-flight check, groups,
-//! goose-driven virtual users, the pacer, the 1 s collector, the end (schedule done or
-//! Ctrl-C), the drain of in-flight deliveries, settlement and the bundle. Owns sequencing.
+//! One run from start to report, in named phases (set up, connect, send, drain, settle,
+//! report) under one cancellation token; then the bundle. Owns sequencing and what passes
+//! from one phase to the next; the work of each phase lives in its own module (preflight,
+//! goose_bridge, dispatcher, settle, report::summary).
 
+use super::collector::{self, Collected};
 use super::context::RunContext;
-use super::progress::Progress;
+use super::outcome::{self, Finished};
 use super::{dispatcher, goose_bridge, preflight, quiet, signals};
 use crate::metrics::{Metric, MetricSet, Series};
 use crate::report::summary::{Measured, Summary, TargetSummary};
@@ -14,9 +16,9 @@ use crate::transport::Connector;
 use crate::transport::source::SourcePool;
 use crate::workload::{Population, Schedule};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// What the command line may change about a scenario run.
 #[derive(Debug, Clone, Default)]
@@ -93,493 +95,450 @@ fn apply_overrides(mut scenario: Scenario, opts: &RunOptions) -> Result<Scenario
     Ok(scenario)
 }
 
-/// Totals and series, filled by the collector every second.
-struct Collected {
-    totals: MetricSet,
-    series: Series,
-    peak_connected: u64,
-    hlog: crate::metrics::hlog::HlogWriter,
-}
-
-fn collect_once(
-    ctx: &RunContext,
-    collected: &Mutex<Collected>,
-    scratch: &mut MetricSet,
-    t_s: f64,
-) -> Option<crate::metrics::IntervalPoint> {
-    ctx.recorders.drain_into(scratch);
-    let connected = ctx.connected_count.load(Relaxed);
-    let mut c = collected.lock().ok()?;
-    let start_s = c.series.points.last().map_or(0.0, |p| p.t_s);
-    c.hlog.interval(scratch, start_s, (t_s - start_s).max(0.0));
-    c.series.push(t_s, connected, scratch);
-    c.totals.add(scratch);
-    c.peak_connected = c.peak_connected.max(connected);
-    scratch.clear();
-    c.series.points.last().cloned()
-}
-
+/// One run, phase by phase. The phases run in this order, each one method of [`Run`]:
+/// **set up** (target, pre-flight, population, business side, goose's plan), **connect**
+/// (goose launches the users; time zero), **send** (the pacer hands out the schedule until
+/// the profile ends), **drain** (deliveries still inside their deadline), **settle** (users
+/// owed deliveries while offline come back; everything owed is classified; the users stop)
+/// and **report** (the summary and its verdicts). Then the bundle is written.
+///
+/// One cancellation token, `Run::stop`, ends the run early: a signal or a threshold clearly
+/// broken (`--abort-on-fail`) cancels it, whichever of send, drain and settle is running
+/// returns, and the run goes on to settle what it has and report. The sending phase's own
+/// end (pacer, goaway storms) is a child of it.
 pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, RunError> {
-    let scenario = Arc::new(apply_overrides(scenario, opts)?);
-    let started_at = chrono::Utc::now();
-    let mut embedded: Option<RunningServer> = None;
-    let (url, http_base) = match &scenario.target.url {
-        Some(u) => (u.clone(), None),
-        None => {
-            let s = server::start(
-                "127.0.0.1:0",
-                super::embedded::knobs(&scenario.target.server),
-            )
-            .await?;
-            let urls = (s.url(), Some(s.http_url()));
-            embedded = Some(s);
-            urls
-        }
-    };
-    let sources = SourcePool::for_target(
-        &scenario.target.source_addresses,
-        &url,
-        scenario.consumers.online_users as u64,
-    );
-    let connector = Connector::new(
-        &scenario.target,
-        &url,
-        http_base.as_deref(),
-        scenario.closed_loop().is_some(),
-        sources,
-    )
-    .map_err(|e| RunError::Setup(e.to_string()))?;
-    let needed = population_fds(&scenario, embedded.is_some(), opts.segment);
-    let limit = super::limits::raise_open_files();
-    if needed > limit {
-        return Err(RunError::Setup(format!(
-            "{} connections need about {needed} open files but this process may open {limit}; raise the limit (ulimit -n) or run fewer users, or run `chatload serve` as a separate process",
-            scenario.consumers.online_users
-        )));
-    }
-    let segment = opts.segment;
-    let population = Arc::new(
-        Population::for_segment(&scenario, segment).map_err(|e| RunError::Setup(e.to_string()))?,
-    );
-    preflight::prepare(
-        &connector,
-        &url,
-        &population,
-        scenario.target.connect_timeout.as_std(),
-        segment,
-    )
-    .await?;
-    let native_url = connector.native_url().map(str::to_string);
-
-    let ctx = Arc::new(
-        RunContext::new(scenario.clone(), population.clone(), connector)
-            .map(|mut c| {
-                c.segment = segment;
-                c
-            })
-            .map_err(|e| RunError::Setup(e.to_string()))?,
-    );
-    let business = match &native_url {
-        Some(u) => start_business(&ctx, u, opts.webhook_listen.as_deref()).await?,
-        None => None,
-    };
-    let delivery_webhook = match &scenario.target.protocol {
-        crate::scenario::target::Protocol::Http(h) => match &h.deliveries {
-            crate::scenario::target::HttpDeliveries::Webhook(w) => {
-                let listener = super::delivery_webhook::start(ctx.clone(), w)
-                    .await
-                    .map_err(|e| {
-                        RunError::Setup(format!(
-                            "cannot listen for delivery webhooks at {} ({e}); choose another `listen` address",
-                            w.listen
-                        ))
-                    })?;
-                if !opts.quiet {
-                    eprintln!(
-                        "chatload: delivery webhooks are taken at http://{}/",
-                        listener.addr
-                    );
-                }
-                Some(listener)
-            }
-            _ => None,
-        },
-        _ => None,
-    };
-    let schedule = Schedule::new(scenario.clone(), population.clone(), ctx.profile.clone())
-        .map_err(|e| RunError::Setup(e.to_string()))?;
-    quiet::install_logger();
-    signals::reset();
-    let mut interrupts = signals::subscribe();
-    let attack =
-        goose_bridge::build(ctx.clone()).map_err(|e| RunError::Setup(format!("goose: {e}")))?;
-    if let Some(at) = opts.start_at {
-        // Every segment of a split run waits for the same moment.
-        if let Ok(wait) = (at - chrono::Utc::now()).to_std() {
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = interrupts.changed() => {
-                    return Err(RunError::Setup("interrupted while waiting for --start-at".into()));
-                }
-            }
-        }
-    }
-
-    let mut goose_task = tokio::spawn(async move {
-        let _muted = quiet::StdoutMuted::new();
-        attack
-            .execute()
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    });
-    // Time zero is when goose starts launching users (after it has allocated them).
-    let mut goose_done = None;
-    tokio::select! {
-        _ = ctx.started.notified() => {}
-        r = &mut goose_task => goose_done = Some(r),
-    }
-    if let Some(r) = &goose_done {
-        let why = match r {
-            Ok(Err(e)) => e.clone(),
-            _ => "it stopped before starting".to_string(),
-        };
-        return Err(RunError::Setup(format!(
-            "goose could not start the virtual users: {why}"
-        )));
-    }
-
-    let stop_pacer = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (hlog, staged) = open_hlog(opts, &scenario.name, started_at);
-    let collected = Arc::new(Mutex::new(Collected {
-        totals: MetricSet::new(scenario.patterns.len()),
-        series: Series {
-            interval_s: 1.0,
-            points: Vec::new(),
-        },
-        peak_connected: 0,
-        hlog,
-    }));
-    let aborted: Arc<std::sync::OnceLock<String>> = Arc::new(std::sync::OnceLock::new());
-    let abort_now = Arc::new(tokio::sync::Notify::new());
-    let collector = {
-        let (ctx, collected, scenario) = (ctx.clone(), collected.clone(), scenario.clone());
-        let quiet = opts.quiet;
-        let (aborted, abort_now) = (aborted.clone(), abort_now.clone());
-        let abort_on_fail = opts.abort_on_fail || scenario.abort_on_fail;
-        let names: Vec<String> = scenario.patterns.iter().map(|p| p.name.clone()).collect();
-        tokio::spawn(async move {
-            let mut scratch = MetricSet::new(scenario.patterns.len());
-            let mut progress = Progress::new(quiet, scenario.duration.as_secs_f64());
-            let mut tick = tokio::time::interval_at(
-                tokio::time::Instant::from_std(ctx.epoch() + Duration::from_secs(1)),
-                Duration::from_secs(1),
-            );
-            let mut delivered = 0u64;
-            let mut errors = 0u64;
-            loop {
-                tick.tick().await;
-                let t = ctx.epoch().elapsed().as_secs_f64().round();
-                if let Some(point) = collect_once(&ctx, &collected, &mut scratch, t) {
-                    delivered += point.delivered;
-                    errors += point.errors;
-                    let phase = super::progress::phase_name(&scenario, ctx.now_us());
-                    progress.update(&point, phase, delivered, errors);
-                }
-                if abort_on_fail
-                    && aborted.get().is_none()
-                    && let Some(rule) = collected.lock().ok().and_then(|c| {
-                        super::abort::clearly_broken(&scenario.thresholds, &c.totals, &names)
-                    })
-                {
-                    let _ = aborted.set(rule);
-                    abort_now.notify_one();
-                }
-                if ctx.finished.load(Relaxed) {
-                    progress.finish();
-                    break;
-                }
-            }
-        })
-    };
-    let goaways = tokio::spawn(server_storms(ctx.clone(), native_url.clone()));
-    let pacer = {
-        let (ctx, stop) = (ctx.clone(), stop_pacer.clone());
-        tokio::task::spawn_blocking(move || dispatcher::run(ctx, schedule, stop))
-    };
-
-    // Sending phase: until the profile ends, Ctrl-C, or goose stopping on its own.
-    let send_end = tokio::time::Instant::from_std(ctx.instant_at(ctx.profile.end().0));
-    let mut interrupted = false;
-    tokio::select! {
-        _ = tokio::time::sleep_until(send_end) => {}
-        _ = interrupts.changed() => interrupted = true,
-        _ = abort_now.notified() => interrupted = true,
-        r = &mut goose_task => goose_done = Some(r),
-    }
-    stop_pacer.store(true, Relaxed);
-    let _ = pacer.await;
-    goaways.abort();
-    // No more business orders: the client finishes what it has (bounded by its timeouts).
-    ctx.close_business_orders();
-    let sending_s = ctx.epoch().elapsed().as_secs_f64();
-
-    // What the schedule handed out but no sender could say is not sent, with its reason.
-    super::settle::count_unsent_orders(&ctx);
-
-    // Drain: wait for deliveries that may still arrive in time, bounded by `drain`; then
-    // settle: bring back the users owed deliveries while offline to collect them.
-    let mut settled = false;
-    if goose_done.is_none() && !interrupted {
-        let drain_until = Instant::now() + scenario.drain.as_std();
-        settled = super::settle::drain(&ctx, drain_until, &mut interrupts).await
-            && super::settle::bring_back_offline(&ctx, &mut interrupts).await;
-        interrupted = !settled;
-    }
-    let end_us = ctx.now_us();
-    let settlement = super::settle::classify(&ctx, end_us, settled);
-    ctx.finish();
-    goose::trigger_killswitch("chatload: run complete");
-    if goose_done.is_none() {
-        goose_done = tokio::time::timeout(Duration::from_secs(30), &mut goose_task)
-            .await
-            .ok();
-    }
-    goose_task.abort();
-    if let Some(Ok(Err(e))) = &goose_done {
-        eprintln!("chatload: goose reported: {e}");
-    }
-    let _ = collector.await;
-
-    let mut scratch = MetricSet::new(scenario.patterns.len());
-    collect_once(
-        &ctx,
-        &collected,
-        &mut scratch,
-        crate::report::summary::round3(ctx.epoch().elapsed().as_secs_f64()),
-    );
-    if let Some(w) = delivery_webhook {
-        w.stop();
-    }
-    if let Some(b) = business {
-        b.client.stop();
-        let _ = tokio::time::timeout(Duration::from_secs(2), b.task).await;
-        b.receiver.stop();
-    }
-    let server_stats = embedded.as_ref().map(|s| s.stats());
-    if let Some(s) = embedded {
-        s.shutdown().await;
-    }
-
-    let collected = match Arc::try_unwrap(collected) {
-        Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
-        Err(arc) => {
-            let mut c = arc.lock().unwrap_or_else(|p| p.into_inner());
-            Collected {
-                totals: c.totals.clone(),
-                series: c.series.clone(),
-                peak_connected: c.peak_connected,
-                hlog: std::mem::replace(
-                    &mut c.hlog,
-                    crate::metrics::hlog::HlogWriter::new(std::time::SystemTime::now()),
-                ),
-            }
-        }
-    };
-    let mut summary = Summary::build(Measured {
-        scenario: &scenario,
-        totals: &collected.totals,
-        settlement: &settlement,
-        series: collected.series,
-        started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        duration_s: sending_s,
-        interrupted,
-        signal: super::signals::exit_code()
-            .is_some()
-            .then(|| super::signals::name(super::signals::last_signal())),
-        target: TargetSummary {
-            url: crate::secrets::redact_url(match &scenario.target.protocol {
-                crate::scenario::target::Protocol::Http(_) => http_base.as_deref().unwrap_or(&url),
-                _ => &url,
-            }),
-            embedded: scenario.target.url.is_none(),
-            protocol: scenario.target.protocol.name().to_string(),
-        },
-        users: segment.members_of(segment.index, population.users()),
-        peak_connected: collected.peak_connected,
-        server: server_stats,
-    });
-    let names: Vec<String> = scenario.patterns.iter().map(|p| p.name.clone()).collect();
-    let totals = &collected.totals;
-    let percentile = |pattern: Option<&str>, metric: &str, q: f64| -> Option<u64> {
-        let m = Metric::from_name(metric)?;
-        let h = match pattern {
-            Some(p) => totals
-                .histogram(names.iter().position(|n| n == p)?, m)
-                .cloned(),
-            None => totals.merged(m),
-        }?;
-        (!h.is_empty()).then(|| h.value_at_quantile(q / 100.0))
-    };
-    // Loss over time: each lost delivery in the interval its message was meant to leave.
-    for p in &mut summary.series.points {
-        let k = (p.t_s.ceil() as usize).saturating_sub(1);
-        p.lost = settlement.lost_by_second.get(k).copied().unwrap_or(0);
-    }
-    let epoch_wall =
-        chrono::Utc::now() - chrono::Duration::from_std(ctx.epoch().elapsed()).unwrap_or_default();
-    summary.epoch_unix_ms = epoch_wall.timestamp_micros() as f64 / 1000.0;
-    if !segment.is_whole() {
-        summary.segment = Some(crate::report::summary::SegmentRun {
-            index: segment.index,
-            count: segment.count,
-            start_at: opts
-                .start_at
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-            start_offset_ms: opts
-                .start_at
-                .map(|t| (epoch_wall - t).num_microseconds().unwrap_or(0) as f64 / 1000.0),
-        });
-    }
-    summary.thresholds = verdict::judge(&summary, &scenario.thresholds, &percentile);
-    summary.passed = summary.thresholds.iter().all(|v| v.passed);
-    if let Some(rule) = aborted.get() {
-        summary.ended = format!("aborted: {rule} is clearly broken");
-        summary.passed = false;
-    }
-
-    let mut hlog = collected.hlog;
-    let log = hlog.finish(&scenario.name);
-    let written = staged
-        .map_err(|(at, source)| bundle::BundleError {
-            path: at.display().to_string(),
-            source,
-        })
-        .and_then(|staged| bundle::write_staged(staged, &summary, log.as_deref()));
-    match written {
-        Ok(bundle_dir) => Ok(RunResult {
-            summary,
-            bundle_dir,
-        }),
-        Err(error) => Err(RunError::Bundle {
-            error,
-            summary: Box::new(summary),
-        }),
-    }
+    let mut run = Run::set_up(scenario, opts).await?;
+    run.connect().await?;
+    run.send().await;
+    run.drain().await;
+    run.settle().await;
+    run.report().await.write_bundle()
 }
 
-/// The bundle's staging folder, and the interval log streamed into it as the run goes (kept
-/// in memory if the folder cannot be made; writing the bundle at the end then reports the
-/// problem). The bundle goes to `--out`, or to a `reports/<scenario>-<UTC time>/` of this
-/// run's own, when it is whole.
-fn open_hlog(
-    opts: &RunOptions,
-    scenario: &str,
+/// The state a run carries from phase to phase.
+struct Run {
+    scenario: Arc<Scenario>,
+    opts: RunOptions,
     started_at: chrono::DateTime<chrono::Utc>,
-) -> (
-    crate::metrics::hlog::HlogWriter,
-    Result<bundle::Staged, (PathBuf, std::io::Error)>,
-) {
-    let now = std::time::SystemTime::now();
-    let base = bundle::default_dir(&opts.reports_root, scenario, started_at);
-    let staged = bundle::Staged::new(opts.out.as_deref(), &base)
-        .map_err(|e| (opts.out.clone().unwrap_or(base), e));
-    let Ok(s) = &staged else {
-        return (crate::metrics::hlog::HlogWriter::new(now), staged);
-    };
-    // From here until the bundle is complete, an exit at once takes the staging folder away.
-    bundle::begin(s.dir());
-    let hlog =
-        crate::metrics::hlog::HlogWriter::streaming(&s.dir().join("latency.hlog"), now, scenario)
-            .unwrap_or_else(|_| crate::metrics::hlog::HlogWriter::new(now));
-    (hlog, staged)
+    url: String,
+    http_base: Option<String>,
+    native_url: Option<String>,
+    embedded: Option<RunningServer>,
+    population: Arc<Population>,
+    ctx: Arc<RunContext>,
+    business: Option<super::business::runtime::BusinessRuntime>,
+    delivery_webhook: Option<super::json_listener::JsonListener>,
+    schedule: Option<Schedule>,
+    attack: Option<goose::GooseAttack>,
+    goose: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    /// goose ended by itself (it should not before the run ends it): what it said.
+    goose_done: Option<Result<Result<(), String>, tokio::task::JoinError>>,
+    /// The run's one stop: a signal or a clearly broken threshold cancels it.
+    stop: CancellationToken,
+    signal_watch: tokio::task::JoinHandle<()>,
+    /// Which threshold was clearly broken, when `--abort-on-fail` ended the run.
+    aborted: Arc<OnceLock<String>>,
+    collected: Arc<Mutex<Collected>>,
+    collector: Option<tokio::task::JoinHandle<()>>,
+    staged: Result<bundle::Staged, (PathBuf, std::io::Error)>,
+    sending_s: f64,
+    settled: bool,
+    settlement: Option<crate::metrics::Settlement>,
 }
 
-/// Graceful reconnect storms are the server's to carry out: at each one's time, ask the
-/// target (chatload's reference server admin API) to send `goaway` to the storm's users.
-async fn server_storms(ctx: Arc<RunContext>, ws_url: Option<String>) {
-    let Some(admin) = ws_url.and_then(|u| super::admin::AdminClient::new(&u).ok()) else {
-        return;
-    };
-    for storm in ctx.storms.iter().filter(|s| s.goaway) {
-        tokio::time::sleep_until(ctx.instant_at(storm.at_us).into()).await;
-        if admin
-            .goaway(storm.pattern, storm.fraction, ctx.scenario.seed)
-            .await
-            .is_err()
-        {
-            ctx.recorders
-                .local()
-                .error(crate::metrics::ErrorKind::Http, || {
-                    format!(
-                        "the target at {} did not carry out the goaway storm (POST /admin/goaway)",
-                        admin.base()
-                    )
-                });
+impl Run {
+    /// Set up: the target (the embedded server unless one is given), the connector and its
+    /// pre-flight check, the population, the business side and webhooks, the schedule and
+    /// goose's plan; a split run's segments then wait for their common start.
+    async fn set_up(scenario: Scenario, opts: &RunOptions) -> Result<Run, RunError> {
+        let scenario = Arc::new(apply_overrides(scenario, opts)?);
+        let started_at = chrono::Utc::now();
+        let mut embedded: Option<RunningServer> = None;
+        let (url, http_base) = match &scenario.target.url {
+            Some(u) => (u.clone(), None),
+            None => {
+                let s = server::start(
+                    "127.0.0.1:0",
+                    super::embedded::knobs(&scenario.target.server),
+                )
+                .await?;
+                let urls = (s.url(), Some(s.http_url()));
+                embedded = Some(s);
+                urls
+            }
+        };
+        let sources = SourcePool::for_target(
+            &scenario.target.source_addresses,
+            &url,
+            scenario.consumers.online_users as u64,
+        );
+        let connector = Connector::new(
+            &scenario.target,
+            &url,
+            http_base.as_deref(),
+            scenario.closed_loop().is_some(),
+            sources,
+        )
+        .map_err(|e| RunError::Setup(e.to_string()))?;
+        let needed = population_fds(&scenario, embedded.is_some(), opts.segment);
+        let limit = super::limits::raise_open_files();
+        if needed > limit {
+            return Err(RunError::Setup(format!(
+                "{} connections need about {needed} open files but this process may open {limit}; raise the limit (ulimit -n) or run fewer users, or run `chatload serve` as a separate process",
+                scenario.consumers.online_users
+            )));
+        }
+        let segment = opts.segment;
+        let population = Arc::new(
+            Population::for_segment(&scenario, segment)
+                .map_err(|e| RunError::Setup(e.to_string()))?,
+        );
+        preflight::prepare(
+            &connector,
+            &url,
+            &population,
+            scenario.target.connect_timeout.as_std(),
+            segment,
+        )
+        .await?;
+        let native_url = connector.native_url().map(str::to_string);
+
+        let ctx = Arc::new(
+            RunContext::new(scenario.clone(), population.clone(), connector)
+                .map(|mut c| {
+                    c.segment = segment;
+                    c
+                })
+                .map_err(|e| RunError::Setup(e.to_string()))?,
+        );
+        let business = match &native_url {
+            Some(u) => super::business::runtime::start(&ctx, u, opts.webhook_listen.as_deref())
+                .await
+                .map_err(RunError::Setup)?,
+            None => None,
+        };
+        let delivery_webhook = start_delivery_webhook(&ctx, opts.quiet).await?;
+        let schedule = Schedule::new(scenario.clone(), population.clone(), ctx.profile.clone())
+            .map_err(|e| RunError::Setup(e.to_string()))?;
+        quiet::install_logger();
+        let stop = CancellationToken::new();
+        signals::reset();
+        let mut interrupts = signals::subscribe();
+        // A signal cancels the run's stop; the watch ends with the run (`report`).
+        let signal_watch = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    r = interrupts.changed() => if r.is_ok() { stop.cancel() },
+                    _ = stop.cancelled() => {}
+                }
+            })
+        };
+        let attack =
+            goose_bridge::build(ctx.clone()).map_err(|e| RunError::Setup(format!("goose: {e}")))?;
+        if let Some(at) = opts.start_at {
+            // Every segment of a split run waits for the same moment.
+            if let Ok(wait) = (at - chrono::Utc::now()).to_std() {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.cancelled() => {
+                        return Err(RunError::Setup("interrupted while waiting for --start-at".into()));
+                    }
+                }
+            }
+        }
+        let collected = Arc::new(Mutex::new(Collected {
+            totals: MetricSet::new(scenario.patterns.len()),
+            series: Series {
+                interval_s: 1.0,
+                points: Vec::new(),
+            },
+            peak_connected: 0,
+            hlog: crate::metrics::hlog::HlogWriter::new(std::time::SystemTime::now()),
+        }));
+        Ok(Run {
+            scenario,
+            opts: opts.clone(),
+            started_at,
+            url,
+            http_base,
+            native_url,
+            embedded,
+            population,
+            ctx,
+            business,
+            delivery_webhook,
+            schedule: Some(schedule),
+            attack: Some(attack),
+            goose: None,
+            goose_done: None,
+            stop,
+            signal_watch,
+            aborted: Arc::new(OnceLock::new()),
+            collected,
+            collector: None,
+            staged: Err((PathBuf::new(), std::io::Error::other("not staged yet"))),
+            sending_s: 0.0,
+            settled: false,
+            settlement: None,
+        })
+    }
+
+    /// Connect: goose launches the users on the profile's ramp; time zero is when it starts
+    /// (after it has allocated them). The bundle's staging folder opens and the interval
+    /// log starts streaming into it.
+    async fn connect(&mut self) -> Result<(), RunError> {
+        let Some(attack) = self.attack.take() else {
+            return Ok(());
+        };
+        let mut goose = tokio::spawn(async move {
+            let _muted = quiet::StdoutMuted::new();
+            attack
+                .execute()
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+        tokio::select! {
+            _ = self.ctx.started.notified() => {}
+            r = &mut goose => {
+                let why = match r {
+                    Ok(Err(e)) => e,
+                    _ => "it stopped before starting".to_string(),
+                };
+                return Err(RunError::Setup(format!(
+                    "goose could not start the virtual users: {why}"
+                )));
+            }
+        }
+        self.goose = Some(goose);
+        let (hlog, staged) = outcome::open_hlog(&self.opts, &self.scenario.name, self.started_at);
+        if let Ok(mut c) = self.collected.lock() {
+            c.hlog = hlog;
+        }
+        self.staged = staged;
+        Ok(())
+    }
+
+    /// Send: the 1 s collector, the pacer and the goaway storms run until the profile ends
+    /// (or the run is stopped, or goose ends by itself); then what was handed out but never
+    /// sent is counted with its reason.
+    async fn send(&mut self) {
+        let ctx = self.ctx.clone();
+        self.collector = Some(collector::spawn(
+            ctx.clone(),
+            self.collected.clone(),
+            self.opts.quiet,
+            self.opts.abort_on_fail || self.scenario.abort_on_fail,
+            self.stop.clone(),
+            self.aborted.clone(),
+        ));
+        let sending = self.stop.child_token();
+        let goaways = tokio::spawn(super::goaway_storms::run(
+            ctx.clone(),
+            self.native_url.clone(),
+            sending.clone(),
+        ));
+        let pacer = self.schedule.take().map(|schedule| {
+            let (ctx, sending) = (ctx.clone(), sending.clone());
+            tokio::task::spawn_blocking(move || dispatcher::run(ctx, schedule, sending))
+        });
+        let send_end = tokio::time::Instant::from_std(ctx.instant_at(ctx.profile.end().0));
+        if let Some(goose) = self.goose.as_mut() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(send_end) => {}
+                _ = self.stop.cancelled() => {}
+                r = goose => self.goose_done = Some(r),
+            }
+        }
+        sending.cancel();
+        if let Some(pacer) = pacer {
+            let _ = pacer.await;
+        }
+        let _ = goaways.await;
+        // No more business orders: the client finishes what it has (bounded by its timeouts).
+        ctx.close_business_orders();
+        self.sending_s = ctx.epoch().elapsed().as_secs_f64();
+        // What the schedule handed out but no sender could say is not sent, with its reason.
+        super::settle::count_unsent_orders(&ctx);
+    }
+
+    /// Whether the run may go on waiting: not stopped, and goose still holds the users.
+    fn going_on(&self) -> bool {
+        self.goose_done.is_none() && !self.stop.is_cancelled()
+    }
+
+    /// Drain: wait for deliveries that may still arrive in time, bounded by `drain`.
+    async fn drain(&mut self) {
+        if self.going_on() {
+            let until = Instant::now() + self.scenario.drain.as_std();
+            self.settled = super::settle::drain(&self.ctx, until, &self.stop).await;
+        }
+    }
+
+    /// Settle: bring back the users owed deliveries while offline to collect them; classify
+    /// everything still owed; stop the users and goose.
+    async fn settle(&mut self) {
+        if self.settled && self.going_on() {
+            self.settled = super::settle::bring_back_offline(&self.ctx, &self.stop).await;
+        } else {
+            self.settled = false;
+        }
+        let end_us = self.ctx.now_us();
+        self.settlement = Some(super::settle::classify(&self.ctx, end_us, self.settled));
+        self.ctx.finish();
+        goose::trigger_killswitch("chatload: run complete");
+        if let Some(mut goose) = self.goose.take() {
+            if self.goose_done.is_none() {
+                self.goose_done = tokio::time::timeout(Duration::from_secs(30), &mut goose)
+                    .await
+                    .ok();
+            }
+            goose.abort();
+        }
+        if let Some(Ok(Err(e))) = &self.goose_done {
+            eprintln!("chatload: goose reported: {e}");
+        }
+    }
+
+    /// Report: the last interval collected, the side services and the embedded server shut
+    /// down, the summary built and its thresholds judged.
+    async fn report(mut self) -> Finished {
+        // Stopped early: by a signal, a clearly broken threshold, or a drain or settle cut
+        // short by either.
+        let interrupted = self.stop.is_cancelled();
+        self.signal_watch.abort();
+        if let Some(collector) = self.collector.take() {
+            let _ = collector.await;
+        }
+        let ctx = &self.ctx;
+        let scenario = &self.scenario;
+        let mut scratch = MetricSet::new(scenario.patterns.len());
+        collector::collect_once(
+            ctx,
+            &self.collected,
+            &mut scratch,
+            crate::report::summary::round3(ctx.epoch().elapsed().as_secs_f64()),
+        );
+        if let Some(w) = self.delivery_webhook.take() {
+            w.stop();
+        }
+        if let Some(b) = self.business.take() {
+            b.client.stop();
+            let _ = tokio::time::timeout(Duration::from_secs(2), b.task).await;
+            b.receiver.stop();
+        }
+        let server_stats = self.embedded.as_ref().map(|s| s.stats());
+        if let Some(s) = self.embedded.take() {
+            s.shutdown().await;
+        }
+        let collected = collector::take_collected(&self.collected);
+        let settlement = self.settlement.take().unwrap_or_default();
+        let segment = self.opts.segment;
+        let url = &self.url;
+        let mut summary = Summary::build(Measured {
+            scenario,
+            totals: &collected.totals,
+            settlement: &settlement,
+            series: collected.series,
+            started_at: self
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            duration_s: self.sending_s,
+            interrupted,
+            signal: super::signals::exit_code()
+                .is_some()
+                .then(|| super::signals::name(super::signals::last_signal())),
+            target: TargetSummary {
+                url: crate::secrets::redact_url(match &scenario.target.protocol {
+                    crate::scenario::target::Protocol::Http(_) => {
+                        self.http_base.as_deref().unwrap_or(url)
+                    }
+                    _ => url,
+                }),
+                embedded: scenario.target.url.is_none(),
+                protocol: scenario.target.protocol.name().to_string(),
+            },
+            users: segment.members_of(segment.index, self.population.users()),
+            peak_connected: collected.peak_connected,
+            server: server_stats,
+        });
+        let names: Vec<String> = scenario.patterns.iter().map(|p| p.name.clone()).collect();
+        let totals = &collected.totals;
+        let percentile = |pattern: Option<&str>, metric: &str, q: f64| -> Option<u64> {
+            let m = Metric::from_name(metric)?;
+            let h = match pattern {
+                Some(p) => totals
+                    .histogram(names.iter().position(|n| n == p)?, m)
+                    .cloned(),
+                None => totals.merged(m),
+            }?;
+            (!h.is_empty()).then(|| h.value_at_quantile(q / 100.0))
+        };
+        // Loss over time: each lost delivery in the interval its message was meant to leave.
+        for p in &mut summary.series.points {
+            let k = (p.t_s.ceil() as usize).saturating_sub(1);
+            p.lost = settlement.lost_by_second.get(k).copied().unwrap_or(0);
+        }
+        let epoch_wall = chrono::Utc::now()
+            - chrono::Duration::from_std(ctx.epoch().elapsed()).unwrap_or_default();
+        summary.epoch_unix_ms = epoch_wall.timestamp_micros() as f64 / 1000.0;
+        if !segment.is_whole() {
+            summary.segment = Some(crate::report::summary::SegmentRun {
+                index: segment.index,
+                count: segment.count,
+                start_at: self
+                    .opts
+                    .start_at
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                start_offset_ms: self
+                    .opts
+                    .start_at
+                    .map(|t| (epoch_wall - t).num_microseconds().unwrap_or(0) as f64 / 1000.0),
+            });
+        }
+        summary.thresholds = verdict::judge(&summary, &scenario.thresholds, &percentile);
+        summary.passed = summary.thresholds.iter().all(|v| v.passed);
+        if let Some(rule) = self.aborted.get() {
+            summary.ended = format!("aborted: {rule} is clearly broken");
+            summary.passed = false;
+        }
+        let mut hlog = collected.hlog;
+        let log = hlog.finish(&scenario.name);
+        Finished {
+            summary,
+            log,
+            staged: self.staged,
         }
     }
 }
 
-/// The business side of a run: chatload's API client and its webhook receiver.
-struct BusinessRuntime {
-    client: Arc<super::business::client::BusinessClient>,
-    task: tokio::task::JoinHandle<()>,
-    receiver: super::business::webhook::WebhookReceiver,
-}
-
-/// Starts the webhook receiver, tells the target the limits and where to post webhooks, and
-/// starts the API client, when the scenario has business patterns.
-async fn start_business(
+/// The HTTP transport's delivery webhook, when the scenario takes deliveries that way.
+async fn start_delivery_webhook(
     ctx: &Arc<RunContext>,
-    ws_url: &str,
-    listen: Option<&str>,
-) -> Result<Option<BusinessRuntime>, RunError> {
-    let s = &ctx.scenario;
-    if !s.patterns.iter().any(|p| p.kind.is_business()) {
+    quiet: bool,
+) -> Result<Option<super::json_listener::JsonListener>, RunError> {
+    let crate::scenario::target::Protocol::Http(h) = &ctx.scenario.target.protocol else {
         return Ok(None);
-    }
-    let base = super::business::http_base(ws_url);
-    let listen = listen.unwrap_or("127.0.0.1:0");
-    let receiver = super::business::webhook::start(ctx.clone(), listen)
+    };
+    let crate::scenario::target::HttpDeliveries::Webhook(w) = &h.deliveries else {
+        return Ok(None);
+    };
+    let listener = super::delivery_webhook::start(ctx.clone(), w)
         .await
         .map_err(|e| {
             RunError::Setup(format!(
-                "cannot listen for business webhooks at {listen} ({e}); choose another --webhook-listen"
+                "cannot listen for delivery webhooks at {} ({e}); choose another `listen` address",
+                w.listen
             ))
         })?;
-    let admin = super::admin::AdminClient::new(ws_url).map_err(RunError::Setup)?;
-    let b = s.businesses;
-    let setup = |what: &str, e: String| {
-        RunError::Setup(format!(
-            "the target's business API at {base} refused {what} ({e}); business patterns need chatload's reference server or one that speaks its admin API"
-        ))
-    };
-    admin
-        .configure(&super::admin::BusinessLimits {
-            throughput_mps: b.throughput_mps,
-            messaging_limit: b.messaging_limit,
-            window_ms: b.window.0 / 1000,
-            pair_interval_ms: b.pair_interval.0 / 1000,
-            pair_burst: b.pair_burst,
-        })
-        .await
-        .map_err(|e| setup("the limits", e))?;
-    for n in 0..b.count {
-        admin
-            .register_webhook(n, &receiver.url(), ctx.segment)
-            .await
-            .map_err(|e| setup("the webhook registration", e))?;
+    if !quiet {
+        eprintln!(
+            "chatload: delivery webhooks are taken at http://{}/",
+            listener.addr
+        );
     }
-    let (tx, rx) = tokio::sync::mpsc::channel(65_536);
-    ctx.open_business_orders(tx);
-    let client = Arc::new(
-        super::business::client::BusinessClient::new(ctx.clone(), base).map_err(RunError::Setup)?,
-    );
-    Ok(Some(BusinessRuntime {
-        task: tokio::spawn(client.clone().run(rx)),
-        client,
-        receiver,
-    }))
+    Ok(Some(listener))
 }
 
 /// File descriptors a run needs: one per virtual user, twice with the embedded server.

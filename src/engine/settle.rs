@@ -11,7 +11,7 @@ use crate::protocol::BUSINESS_BASE;
 use crate::transport::OfflineDelivery;
 use rustc_hash::FxHashSet;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// How often the end phases look at what is still owed.
 const POLL: Duration = Duration::from_millis(25);
@@ -67,19 +67,15 @@ fn outstanding(ctx: &RunContext, now_us: u64) -> Outstanding {
 
 /// Waits, at most until `until`, for deliveries to connected recipients that may still
 /// arrive in time and for the answers to sends on live connections. Returns false when a
-/// signal cut it short.
-pub async fn drain(
-    ctx: &RunContext,
-    until: Instant,
-    interrupts: &mut watch::Receiver<usize>,
-) -> bool {
+/// stop cut it short.
+pub async fn drain(ctx: &RunContext, until: Instant, stop: &CancellationToken) -> bool {
     while Instant::now() < until {
         if ctx.unconfirmed_sends() <= 0 && outstanding(ctx, ctx.now_us()).not_yet_due == 0 {
             return true;
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
-            _ = interrupts.changed() => return false,
+            _ = stop.cancelled() => return false,
         }
     }
     true
@@ -89,7 +85,7 @@ pub async fn drain(
 /// resumes sessions, and waits until each has had `loss_deadline` on its new connection to
 /// receive them (or until nothing owed to them is left). Returns false when a signal cut it
 /// short.
-pub async fn bring_back_offline(ctx: &RunContext, interrupts: &mut watch::Receiver<usize>) -> bool {
+pub async fn bring_back_offline(ctx: &RunContext, stop: &CancellationToken) -> bool {
     if ctx.connector.offline_delivery() != OfflineDelivery::Resumed {
         return true;
     }
@@ -110,7 +106,7 @@ pub async fn bring_back_offline(ctx: &RunContext, interrupts: &mut watch::Receiv
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
-            _ = interrupts.changed() => return false,
+            _ = stop.cancelled() => return false,
         }
     }
     true

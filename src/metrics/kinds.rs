@@ -1,104 +1,10 @@
-//! The names of what chatload measures: latency metrics, counters and error kinds. Shared
-//! by recorders, reports and thresholds so a name is spelled once.
+//! The names of what chatload counts: counters and error kinds, and (from `crate::metric`)
+//! the latency metrics. Shared by recorders, reports and thresholds so a name is spelled
+//! once.
 
 use serde::Serialize;
 
-/// Latency metrics, each an HdrHistogram in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Metric {
-    /// Intended send time → server ack.
-    Send,
-    /// Actual send time → server ack (the raw service time).
-    SendService,
-    /// Intended send time → recipient receives (recipient online when it was sent).
-    Delivery,
-    /// Actual send time → recipient receives.
-    DeliveryService,
-    /// Intended send time → a recipient who was offline at send time receives it.
-    DeliveryOffline,
-    /// Intended send time → a delivery that arrived after its deadline (counted lost).
-    DeliveryLate,
-    /// Intended send time → the last online group member receives it.
-    Fanout,
-    /// Intended send time → the delivered receipt reaches the sender.
-    Receipt,
-    /// Connect start → hello acknowledged.
-    Connect,
-    /// How far behind its schedule a send went out.
-    SendLag,
-    /// A reconnect storm dropped the connection → it was back (hello acknowledged).
-    Reconnect,
-    /// Business API: intended send → `sent` status webhook received.
-    StatusSent,
-    /// Business API: intended send → `delivered` status webhook received.
-    Status,
-    /// Business API: intended send → `read` status webhook received (includes reading time).
-    StatusRead,
-    /// A consumer's message to a business: intended send → inbound webhook received.
-    Inbound,
-    /// A read receipt: the reader's read → the receipt reaches the sender.
-    ReadReceipt,
-    /// Typing and presence: intended → seen by the recipient.
-    Signal,
-    /// A member opens a group after a mention-all storm → its recent history has arrived.
-    History,
-}
-
-impl Metric {
-    pub const ALL: [Metric; 18] = [
-        Metric::Send,
-        Metric::SendService,
-        Metric::Delivery,
-        Metric::DeliveryService,
-        Metric::DeliveryOffline,
-        Metric::DeliveryLate,
-        Metric::Fanout,
-        Metric::Receipt,
-        Metric::Connect,
-        Metric::SendLag,
-        Metric::Reconnect,
-        Metric::StatusSent,
-        Metric::Status,
-        Metric::StatusRead,
-        Metric::Inbound,
-        Metric::ReadReceipt,
-        Metric::Signal,
-        Metric::History,
-    ];
-    pub const COUNT: usize = Self::ALL.len();
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::Send => "send",
-            Metric::SendService => "send_service",
-            Metric::Delivery => "delivery",
-            Metric::DeliveryService => "delivery_service",
-            Metric::DeliveryOffline => "delivery_offline",
-            Metric::DeliveryLate => "delivery_late",
-            Metric::Fanout => "fanout",
-            Metric::Receipt => "receipt",
-            Metric::Connect => "connect",
-            Metric::SendLag => "send_lag",
-            Metric::Reconnect => "reconnect",
-            Metric::StatusSent => "status_sent",
-            Metric::Status => "status",
-            Metric::StatusRead => "status_read",
-            Metric::Inbound => "inbound",
-            Metric::ReadReceipt => "read_receipt",
-            Metric::Signal => "signal",
-            Metric::History => "history",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    pub fn from_name(name: &str) -> Option<Metric> {
-        Metric::ALL.into_iter().find(|m| m.name() == name)
-    }
-}
+pub use crate::metric::Metric;
 
 macro_rules! counters {
     ($($(#[doc = $doc:literal])* $field:ident),* $(,)?) => {

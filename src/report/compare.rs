@@ -2,9 +2,9 @@
 //! as a regression gate. Owns what counts as worse and by how much, and the noise rule: with
 //! several baselines, a candidate inside their spread is never a regression.
 
-use super::console::thousands;
 use super::summary::Summary;
-use super::verdict::format_us;
+use crate::human::format_us;
+use crate::human::thousands;
 use std::fmt::Write as _;
 
 /// Which way is worse for a quantity.

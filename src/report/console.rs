@@ -2,39 +2,8 @@
 //! identity, errors and threshold verdicts. Owns wording and layout for the terminal.
 
 use super::summary::Summary;
-use super::verdict::format_us;
+use crate::human::{format_us, thousands};
 use std::fmt::Write as _;
-
-/// Metrics shown, in reading order (the rest stay in summary.json).
-const SHOWN: &[&str] = &[
-    "send",
-    "delivery",
-    "delivery_offline",
-    "delivery_late",
-    "fanout",
-    "receipt",
-    "connect",
-    "send_lag",
-    "reconnect",
-    "read_receipt",
-    "signal",
-    "status_sent",
-    "status",
-    "status_read",
-    "inbound",
-];
-
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
 
 fn us(v: u64) -> String {
     format_us(v as f64)
@@ -122,8 +91,8 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
         "  {:<17}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
         "metric", "count", "min", "p50", "p90", "p99", "p99.9", "max"
     );
-    for name in SHOWN {
-        if let Some(m) = s.metrics.get(*name) {
+    for name in crate::metric::CONSOLE_ORDER.iter().map(|m| m.name()) {
+        if let Some(m) = s.metrics.get(name) {
             let _ = writeln!(
                 o,
                 "  {:<17}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",

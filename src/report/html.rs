@@ -4,30 +4,14 @@
 //! Built from `summary.json` and the interval log, so `chatload report` can render it again.
 //! No scripts, fonts or images are fetched: styles and charts are inline.
 
-use super::console::thousands;
+use super::escape::xml;
 use super::summary::Summary;
 use super::svg::{Axis, Line, PALETTE, line_chart};
-use super::verdict::format_us;
+use crate::human::format_us;
+use crate::human::thousands;
+use crate::metric::{CHART_ORDER, Metric};
 use crate::metrics::hlog::{Digest, IntervalQuantiles};
 use std::fmt::Write as _;
-
-/// Metrics shown over time and in the spectrum, in reading order.
-const ORDER: &[&str] = &[
-    "delivery",
-    "send",
-    "fanout",
-    "receipt",
-    "read_receipt",
-    "status",
-    "inbound",
-    "signal",
-    "history",
-    "delivery_offline",
-    "delivery_late",
-    "connect",
-    "reconnect",
-    "send_lag",
-];
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#111827;background:#f9fafb}\
 main{max-width:980px;margin:0 auto;padding:24px}h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #e5e7eb;padding-bottom:4px}\
@@ -36,13 +20,6 @@ th,td{padding:5px 8px;border-bottom:1px solid #e5e7eb;text-align:right;white-spa
 .chart{background:#fff;border:1px solid #e5e7eb;border-radius:6px;margin:6px 0 14px}.grid{stroke:#e5e7eb;stroke-width:1}.tick{font-size:11px;fill:#6b7280}\
 .axis{font-size:12px;fill:#374151}.ct{font-size:13px;font-weight:600;fill:#111827}.legend{font-size:12px;fill:#374151}.empty{font-size:13px;fill:#9ca3af}\
 .note{color:#4b5563;font-size:13px}code{background:#f3f4f6;padding:1px 4px;border-radius:3px}";
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 fn us_axis(label: &str, log: bool) -> Axis {
     Axis {
@@ -90,18 +67,18 @@ pub fn render(s: &Summary, log: &Digest) -> String {
     let _ = write!(
         o,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>chatload · {}</title><style>{STYLE}</style></head><body><main>",
-        esc(&s.scenario)
+        xml(&s.scenario)
     );
     let _ = write!(
         o,
         "<h1>{} — {verdict}</h1><p class=\"meta\">{} · seed {} · started {} · {:.1} s · {} · target <code>{}</code>{}</p>",
-        esc(&s.scenario),
-        esc(&s.scenario_file),
+        xml(&s.scenario),
+        xml(&s.scenario_file),
         s.seed,
-        esc(&s.started_at),
+        xml(&s.started_at),
         s.duration_s,
-        esc(&s.ended),
-        esc(&s.target.url),
+        xml(&s.ended),
+        xml(&s.target.url),
         if s.target.embedded { " (embedded)" } else { "" }
     );
     let a = &s.accounting;
@@ -129,7 +106,7 @@ pub fn render(s: &Summary, log: &Digest) -> String {
             let _ = write!(
                 o,
                 "<tr><td><code>{}</code></td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&v.rule),
+                xml(&v.rule),
                 if v.passed { "pass" } else { "fail" },
                 if v.passed { "✔ passed" } else { "✘ failed" },
                 v.observed.map_or("–".into(), |x| value(&v.unit, x)),
@@ -172,8 +149,8 @@ pub fn render(s: &Summary, log: &Digest) -> String {
 
     let by_tag = &log.over_time;
     o.push_str("<section id=\"latency\"><h2>Latency over time</h2><p class=\"note\">Every latency counts from the message's intended send time. Percentiles per one-second interval, logarithmic scale.</p>");
-    for metric in ORDER {
-        let Some(list) = by_tag.get(*metric) else {
+    for metric in CHART_ORDER.iter().map(|m| m.name()) {
+        let Some(list) = by_tag.get(metric) else {
             continue;
         };
         let line = |label: &str, color, v: fn(&IntervalQuantiles) -> u64| Line {
@@ -199,10 +176,10 @@ pub fn render(s: &Summary, log: &Digest) -> String {
     let all = &log.totals;
     let nines: [f64; 7] = [0.0, 0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999];
     let tick_x = |q: f64| 1.0 / (1.0 - q);
-    let spectrum: Vec<Line> = ORDER
+    let spectrum: Vec<Line> = CHART_ORDER
         .iter()
-        .filter(|m| !matches!(**m, "send_lag" | "connect" | "reconnect"))
-        .filter_map(|m| all.get(*m).map(|h| (*m, h)))
+        .filter(|m| !matches!(m, Metric::SendLag | Metric::Connect | Metric::Reconnect))
+        .filter_map(|m| all.get(m.name()).map(|h| (m.name(), h)))
         .take(PALETTE.len())
         .enumerate()
         .map(|(k, (m, h))| Line {
@@ -242,8 +219,8 @@ pub fn render(s: &Summary, log: &Digest) -> String {
     let _ = write!(
         o,
         "<p>Accounting: {}</p><p>{}</p>",
-        esc(&super::console::delivery_identity(a)),
-        esc(&super::console::schedule_identity(a))
+        xml(&super::console::delivery_identity(a)),
+        xml(&super::console::schedule_identity(a))
     );
     o.push_str(&line_chart(
         "trouble",
@@ -281,8 +258,8 @@ pub fn render(s: &Summary, log: &Digest) -> String {
         let _ = write!(
             o,
             "<h3>{} <span class=\"meta\">({})</span></h3><p>{:.1} messages/s · sent {} · delivered {} · lost {} ({} arrived late) · in flight {} · unverified {} · not sent {} · duplicates {} · reordered {}</p>",
-            esc(&p.name),
-            esc(&p.kind),
+            xml(&p.name),
+            xml(&p.kind),
             p.messages_per_s,
             thousands(pa.sent),
             thousands(pa.delivered),
@@ -300,7 +277,7 @@ pub fn render(s: &Summary, log: &Digest) -> String {
                 let _ = write!(
                     o,
                     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(name),
+                    xml(name),
                     thousands(m.count),
                     format_us(m.p50_us as f64),
                     format_us(m.p90_us as f64),
@@ -315,7 +292,7 @@ pub fn render(s: &Summary, log: &Digest) -> String {
             let _ = write!(
                 o,
                 "<p>Errors: {}</p>",
-                esc(&super::console::error_counts(&p.errors))
+                xml(&super::console::error_counts(&p.errors))
             );
         }
         if let Some(b) = &p.business {
@@ -323,8 +300,8 @@ pub fn render(s: &Summary, log: &Digest) -> String {
             let _ = write!(
                 o,
                 "<p>Business API: {} · {}</p>",
-                esc(&requests),
-                esc(&statuses)
+                xml(&requests),
+                xml(&statuses)
             );
         }
     }
@@ -345,7 +322,7 @@ pub fn render(s: &Summary, log: &Digest) -> String {
         ),
         ("chatload", machine.map_or("".into(), |m| m.version.clone())),
     ] {
-        let _ = write!(o, "<tr><td>{k}</td><td>{}</td></tr>", esc(&v));
+        let _ = write!(o, "<tr><td>{k}</td><td>{}</td></tr>", xml(&v));
     }
     o.push_str("</table></section></main></body></html>\n");
     o

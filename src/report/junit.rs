@@ -1,24 +1,9 @@
 //! `junit.xml`: the threshold verdicts as JUnit test cases, for CI systems that read them
 //! (one test suite per run, one case per rule; a failed rule is a failure with its message).
 
+use super::escape::xml;
 use super::summary::Summary;
 use std::fmt::Write as _;
-
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t') => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// The accounting as JUnit properties, so a CI system shows the numbers beside the verdicts.
 fn properties(s: &Summary) -> String {
@@ -54,8 +39,8 @@ fn properties(s: &Summary) -> String {
         let _ = writeln!(
             o,
             "      <property name=\"{}\" value=\"{}\"/>",
-            escape(name),
-            escape(&value)
+            xml(name),
+            xml(&value)
         );
     }
     o.push_str("    </properties>\n");
@@ -77,9 +62,9 @@ pub fn render(s: &Summary) -> String {
     let _ = writeln!(
         o,
         "  <testsuite name=\"chatload.{}\" tests=\"{cases}\" failures=\"{failures}\" errors=\"0\" time=\"{:.3}\" timestamp=\"{}\">",
-        escape(&s.scenario),
+        xml(&s.scenario),
         s.duration_s,
-        escape(&s.started_at)
+        xml(&s.started_at)
     );
     o.push_str(&properties(s));
     if ended_early {
@@ -90,17 +75,17 @@ pub fn render(s: &Summary) -> String {
         let _ = writeln!(
             o,
             "    <testcase classname=\"chatload.{}.run\" name=\"completed\" time=\"0\">\n      <failure message=\"{}\" type=\"run\">{}</failure>\n    </testcase>",
-            escape(&s.scenario),
-            escape(&why),
-            escape(&why)
+            xml(&s.scenario),
+            xml(&why),
+            xml(&why)
         );
     }
     for v in &s.thresholds {
         let _ = write!(
             o,
             "    <testcase classname=\"chatload.{}.thresholds\" name=\"{}\" time=\"0\"",
-            escape(&s.scenario),
-            escape(&v.rule)
+            xml(&s.scenario),
+            xml(&v.rule)
         );
         if v.passed {
             o.push_str("/>\n");
@@ -108,8 +93,8 @@ pub fn render(s: &Summary) -> String {
             let _ = writeln!(
                 o,
                 ">\n      <failure message=\"{}\" type=\"threshold\">{}</failure>\n    </testcase>",
-                escape(&v.message),
-                escape(&v.message)
+                xml(&v.message),
+                xml(&v.message)
             );
         }
     }

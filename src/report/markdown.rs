@@ -1,15 +1,16 @@
 //! `summary.md`: the run in Markdown for a CI step summary or a pull-request comment.
 
-use super::console::thousands;
+use super::escape::markdown as md;
 use super::summary::Summary;
-use super::verdict::format_us;
+use crate::human::format_us;
+use crate::human::thousands;
 use std::fmt::Write as _;
 
 pub fn render(s: &Summary) -> String {
     let mut o = String::new();
     let a = &s.accounting;
     let verdict = if s.passed { "✅ passed" } else { "❌ failed" };
-    let _ = writeln!(o, "## chatload: {} — {verdict}\n", s.scenario);
+    let _ = writeln!(o, "## chatload: {} — {verdict}\n", md(&s.scenario));
     let _ = writeln!(
         o,
         "Seed {} · {:.1} s · {} · {} users · {:.1} messages/s · {:.1} deliveries/s\n",
@@ -42,7 +43,7 @@ pub fn render(s: &Summary) -> String {
     );
     let by_pattern = super::console::errors_by_pattern(s);
     if !by_pattern.is_empty() {
-        let _ = writeln!(o, "**Errors:** {}\n", by_pattern.join(" · "));
+        let _ = writeln!(o, "**Errors:** {}\n", md(&by_pattern.join(" · ")));
     }
     let business: Vec<_> = s
         .patterns
@@ -57,7 +58,8 @@ pub fn render(s: &Summary) -> String {
         for (name, b) in business {
             let _ = writeln!(
                 o,
-                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} / {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} / {} | {} |",
+                md(name),
                 thousands(b.requests),
                 thousands(b.accepted),
                 thousands(b.throttled_130429),
@@ -80,9 +82,9 @@ pub fn render(s: &Summary) -> String {
             let _ = writeln!(
                 o,
                 "| `{}` | {} {} |",
-                v.rule,
+                v.rule.replace('|', "\\|"),
                 if v.passed { "✅" } else { "❌" },
-                v.message
+                md(&v.message)
             );
         }
     }

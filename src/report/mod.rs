@@ -5,6 +5,7 @@ pub mod accounting;
 pub mod bundle;
 pub mod compare;
 pub mod console;
+pub mod escape;
 pub mod html;
 pub mod junit;
 pub mod markdown;

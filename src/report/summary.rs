@@ -225,7 +225,7 @@ pub struct Summary {
     pub max_send_lag_us: u64,
     pub series: Series,
     /// What the embedded server counted (absent for an external target).
-    pub server: Option<crate::server::HubStatsSnapshot>,
+    pub server: Option<crate::protocol::ServerCounters>,
     /// Where the run ran.
     #[serde(default)]
     pub machine: Option<Machine>,
@@ -303,7 +303,7 @@ pub struct Measured<'a> {
     pub target: TargetSummary,
     pub users: u32,
     pub peak_connected: u64,
-    pub server: Option<crate::server::HubStatsSnapshot>,
+    pub server: Option<crate::protocol::ServerCounters>,
 }
 
 fn metric_map(get: impl Fn(Metric) -> Option<Histogram<u64>>) -> BTreeMap<String, LatencyStats> {

@@ -3,6 +3,7 @@
 //! because the chart crates either rasterise text through system fonts or pull in a browser
 //! runtime; this one emits plain inline SVG with no fetches.
 
+use super::escape::xml;
 use std::fmt::Write as _;
 
 pub struct Line {
@@ -29,13 +30,6 @@ const LEFT: f64 = 70.0;
 const RIGHT: f64 = 20.0;
 const TOP: f64 = 52.0;
 const BOTTOM: f64 = 46.0;
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// Round steps for a linear axis: about five ticks.
 fn linear_ticks(lo: f64, hi: f64) -> Vec<f64> {
@@ -74,14 +68,14 @@ pub fn line_chart(id: &str, title: &str, x: &Axis, y: &Axis, lines: &[Line]) -> 
     let _ = write!(
         o,
         r#"<svg class="chart" data-chart="{}" viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg"><title>{}</title>"#,
-        esc(id),
-        esc(title),
-        esc(title)
+        xml(id),
+        xml(title),
+        xml(title)
     );
     let _ = write!(
         o,
         r#"<text x="{LEFT}" y="20" class="ct">{}</text>"#,
-        esc(title)
+        xml(title)
     );
     if xs.is_empty() || ys.is_empty() {
         let _ = write!(
@@ -159,7 +153,7 @@ pub fn line_chart(id: &str, title: &str, x: &Axis, y: &Axis, lines: &[Line]) -> 
             W - RIGHT,
             LEFT - 6.0,
             py + 4.0,
-            esc(&(y.format)(t))
+            xml(&(y.format)(t))
         );
     }
     let xt: Vec<(f64, String)> = match &x.ticks {
@@ -182,7 +176,7 @@ pub fn line_chart(id: &str, title: &str, x: &Axis, y: &Axis, lines: &[Line]) -> 
             r#"<line x1="{px:.1}" x2="{px:.1}" y1="{TOP}" y2="{}" class="grid"/><text x="{px:.1}" y="{}" class="tick" text-anchor="{anchor}">{}</text>"#,
             H - BOTTOM,
             H - BOTTOM + 16.0,
-            esc(&label)
+            xml(&label)
         );
     }
     let _ = write!(
@@ -190,10 +184,10 @@ pub fn line_chart(id: &str, title: &str, x: &Axis, y: &Axis, lines: &[Line]) -> 
         r#"<text x="{}" y="{}" class="axis" text-anchor="middle">{}</text><text x="14" y="{}" class="axis" transform="rotate(-90 14 {})" text-anchor="middle">{}</text>"#,
         (LEFT + W - RIGHT) / 2.0,
         H - 8.0,
-        esc(&x.label),
+        xml(&x.label),
         (TOP + H - BOTTOM) / 2.0,
         (TOP + H - BOTTOM) / 2.0,
-        esc(&y.label)
+        xml(&y.label)
     );
     // The legend on its own row under the title, so long titles never collide with it.
     let mut legend_x = LEFT;
@@ -203,7 +197,7 @@ pub fn line_chart(id: &str, title: &str, x: &Axis, y: &Axis, lines: &[Line]) -> 
             r#"<rect x="{legend_x:.1}" y="29" width="10" height="10" fill="{}"/><text x="{:.1}" y="38" class="legend">{}</text>"#,
             l.color,
             legend_x + 14.0,
-            esc(&l.label)
+            xml(&l.label)
         );
         legend_x += 24.0 + 7.0 * l.label.chars().count() as f64;
     }
@@ -217,7 +211,7 @@ pub fn line_chart(id: &str, title: &str, x: &Axis, y: &Axis, lines: &[Line]) -> 
         let _ = write!(
             o,
             r#"<polyline data-series="{}" data-n="{}" points="{}" fill="none" stroke="{}" stroke-width="1.8"/>"#,
-            esc(&l.label),
+            xml(&l.label),
             pts.len(),
             pts.join(" "),
             l.color

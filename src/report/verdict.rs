@@ -2,6 +2,7 @@
 //! sentence saying so. Owns the meaning of each rule's subject in the summary's numbers.
 
 use super::summary::{LatencyStats, Summary, Verdict};
+use crate::human::format_us;
 use crate::scenario::threshold::{Stat, Subject, Threshold};
 
 /// Answers (pattern, metric, percentile) from the run's histograms.
@@ -97,17 +98,6 @@ fn show(value: f64, subject: &Subject) -> String {
         Subject::Latency { .. } => format_us(value),
         Subject::Count { .. } => format!("{}", value as u64),
         Subject::Rate { .. } => format!("{value:.3}%"),
-    }
-}
-
-/// A duration in µs, shown with a unit a person reads at a glance.
-pub fn format_us(us: f64) -> String {
-    if us >= 1e6 {
-        format!("{:.2}s", us / 1e6)
-    } else if us >= 1e3 {
-        format!("{:.2}ms", us / 1e3)
-    } else {
-        format!("{us:.0}µs")
     }
 }
 

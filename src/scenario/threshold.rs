@@ -2,6 +2,7 @@
 //! against measured values happens in `report::verdict`.
 
 use super::units::parse_duration;
+use crate::metric::Metric;
 use serde::Serialize;
 use std::fmt;
 
@@ -81,27 +82,6 @@ impl fmt::Display for Op {
     }
 }
 
-/// Latency metrics a rule may name.
-pub const LATENCY_METRICS: &[&str] = &[
-    "send",
-    "send_service",
-    "delivery",
-    "delivery_service",
-    "delivery_offline",
-    "delivery_late",
-    "fanout",
-    "receipt",
-    "connect",
-    "send_lag",
-    "reconnect",
-    "status_sent",
-    "status",
-    "status_read",
-    "inbound",
-    "read_receipt",
-    "signal",
-    "history",
-];
 /// Counters a rule may name.
 pub const COUNTS: &[&str] = &[
     "sent",
@@ -192,14 +172,14 @@ fn parse_subject(key: &str, patterns: &[String]) -> Result<Subject, String> {
         [name] if pattern.is_none() && RATES.contains(name) => Ok(Subject::Rate {
             name: name.to_string(),
         }),
-        [metric, stat] if LATENCY_METRICS.contains(metric) => Ok(Subject::Latency {
+        [metric, stat] if Metric::from_name(metric).is_some() => Ok(Subject::Latency {
             pattern,
             metric: metric.to_string(),
             stat: parse_stat(stat)?,
         }),
         [metric, _] => Err(format!(
             "unknown metric `{metric}` in `{key}`: use one of {}",
-            LATENCY_METRICS.join(", ")
+            Metric::ALL.map(Metric::name).join(", ")
         )),
         _ => Err(format!(
             "`{key}` names nothing measured: use METRIC.STAT (e.g. \"delivery.p99\"), PATTERN.METRIC.STAT, or one of {}, {}",

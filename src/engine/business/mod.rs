@@ -2,6 +2,7 @@
 //! webhook receiver that joins statuses and inbound messages back to them.
 
 pub mod client;
+pub mod runtime;
 pub mod webhook;
 
 /// The business API's base URL for a WebSocket target URL (same host and port).

@@ -9,9 +9,9 @@ pub mod routes;
 pub mod webhook;
 
 use super::hub::Hub;
+use crate::knobs::ApiFaults;
 use crate::protocol::keyed;
 use crate::protocol::{BUSINESS_BASE, Delivery};
-use crate::server::knobs::ApiFaults;
 use limits::{Account, Limits, Refusal};
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

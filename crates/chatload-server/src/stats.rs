@@ -1,7 +1,7 @@
 //! What the reference server did, counted as it goes (`HubStats`, atomics the hub and the
-//! connections bump) and read at once (`HubStatsSnapshot`, for `serve`'s exit lines,
-//! `/metrics` and the `server` section of a run's summary). Owns the counters, not when
-//! they are counted.
+//! connections bump) and read at once (`chatload_protocol::ServerCounters`, for `serve`'s
+//! exit lines, `/metrics` and the `server` section of a run's summary). Owns the counters,
+//! not when they are counted.
 
 use std::sync::atomic::AtomicU64;
 
@@ -42,55 +42,4 @@ pub struct HubStats {
     /// Deliveries not kept because all queues together held `queue_bytes` (a recipient
     /// offline at the time never gets them).
     pub queue_full: AtomicU64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct HubStatsSnapshot {
-    pub connections: u64,
-    pub accepted: u64,
-    pub delivered: u64,
-    pub dropped: u64,
-    #[serde(default)]
-    pub discarded: u64,
-    #[serde(default)]
-    pub held: u64,
-    pub duplicated: u64,
-    pub reordered: u64,
-    pub overflowed: u64,
-    pub malformed: u64,
-    #[serde(default)]
-    pub retransmitted: u64,
-    #[serde(default)]
-    pub stalled: u64,
-    #[serde(default)]
-    pub resets: u64,
-    /// Typing, presence and read signals forwarded.
-    #[serde(default)]
-    pub signals: u64,
-    /// Connections asked to leave by a graceful reconnect storm.
-    #[serde(default)]
-    pub goaways: u64,
-    /// Bounds (`serve` flags) that refused something: connections closed on arrival, group
-    /// definitions too large, deliveries not kept because all queues were full.
-    #[serde(default)]
-    pub connections_refused: u64,
-    /// Connections replaced by a later log-in as the same user.
-    #[serde(default)]
-    pub replaced: u64,
-    #[serde(default)]
-    pub headers_timed_out: u64,
-    #[serde(default)]
-    pub groups_refused: u64,
-    #[serde(default)]
-    pub queue_full: u64,
-    /// Business API: sends accepted, inbound messages, statuses emitted, webhook POSTs.
-    #[serde(default)]
-    pub business_accepted: u64,
-    #[serde(default)]
-    pub business_inbound: u64,
-    #[serde(default)]
-    pub business_statuses: u64,
-    /// Business sends refused, by error code.
-    #[serde(default)]
-    pub business_refused: Vec<(u32, u64)>,
 }

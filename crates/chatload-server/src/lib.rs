@@ -3,6 +3,9 @@
 //! serve` runs and what `chatload run` starts in-process when no target is given. Owns
 //! listening, accepting, telling the two protocols apart and shutting down; routing state is
 //! in `hub`, the business API in `business`.
+//!
+//! A crate of its own so that the compiler holds the boundary: it depends on
+//! `chatload-protocol` and on nothing of the client side (scenario, engine, report).
 
 pub mod business;
 mod connection;
@@ -12,10 +15,13 @@ pub mod knobs;
 pub mod limits;
 pub mod stats;
 
-pub use hub::HubStatsSnapshot;
+pub use hub::ServerCounters;
 pub use knobs::{ApiFaults, Knobs, Latency};
 pub use limits::Limits;
 
+// The protocol crate under its short name, as the modules here have always called it.
+use chatload_protocol as protocol;
+use chatload_protocol::wsio;
 use hub::Hub;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,7 +56,7 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
-    pub fn stats(&self) -> HubStatsSnapshot {
+    pub fn stats(&self) -> ServerCounters {
         self.hub.snapshot()
     }
 

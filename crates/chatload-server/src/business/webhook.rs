@@ -3,8 +3,8 @@
 //! shuffled within a reorder window (Meta does not guarantee order), retried with backoff.
 //! Owns the emitter task; what to emit is decided in `business`.
 
+use crate::hub::Hub;
 use crate::protocol::keyed;
-use crate::server::hub::Hub;
 use serde_json::{Value, json};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -9,8 +9,8 @@
 //! `pattern`, `fraction`, `seed`, `after_ms`), `GET /healthz`, `GET /metrics`.
 
 use super::{ApiError, Category, SendRequest, parse_correlation, parse_inbound_wamid};
+use crate::hub::Hub;
 use crate::protocol::{self, BUSINESS_BASE};
-use crate::server::hub::Hub;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;

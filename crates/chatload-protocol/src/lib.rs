@@ -1,6 +1,8 @@
 //! The chatload WebSocket message codec, the one thing the client side and the embedded
 //! server share. JSON text frames with an `op` field (see the README's protocol section).
-//! Owns encoding and decoding; knows nothing of sockets, schedules or measurement.
+//! Owns encoding and decoding, the message-id layout (`correlation`), keyed randomness
+//! (`keyed`) and the WebSocket write queue both sides use (`wsio`); knows nothing of
+//! schedules, measurement or the server's routing.
 //!
 //! Client → server: `hello`, `send`, `ack`, `read`, `typing`, `presence`, `group`, `ping`.
 //! Server → client: `hello_ok`, `sent`, `msg`, `receipt`, `typing`, `presence`, `group_ok`,
@@ -14,6 +16,10 @@
 
 pub mod correlation;
 pub mod keyed;
+mod server_counters;
+pub mod wsio;
+
+pub use server_counters::ServerCounters;
 
 use serde::Deserialize;
 use std::borrow::Cow;

@@ -5,7 +5,8 @@
 use super::business::BusinessHub;
 use super::business::webhook::WebhookEvent;
 use super::knobs::{Knobs, Latency};
-pub use super::stats::{HubStats, HubStatsSnapshot};
+pub use super::stats::HubStats;
+pub use crate::protocol::ServerCounters;
 use crate::protocol::keyed;
 use crate::protocol::{self, Delivery};
 use rustc_hash::FxHashMap;
@@ -514,9 +515,9 @@ impl Hub {
         }
     }
 
-    pub fn snapshot(&self) -> HubStatsSnapshot {
+    pub fn snapshot(&self) -> ServerCounters {
         let s = &self.stats;
-        HubStatsSnapshot {
+        ServerCounters {
             connections: s.connections.load(Relaxed),
             accepted: s.accepted.load(Relaxed),
             delivered: s.delivered.load(Relaxed),
