@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Before and after a change, side by side in one run (DESIGN.md section 7): each figure is
-# measured on the "before" tree and then on the "after" tree by that tree's own bench script,
-# one after the other, nothing else running.
+# measured on the "before" tree and then on the "after" tree, with this checkout's bench
+# scripts run in each tree, one after the other, nothing else running.
 #
 #   benches/before-after.sh 6ddf724            # before = that commit, after = this checkout
 #
@@ -21,6 +21,9 @@ BEFORE=$WORK/before
 git worktree add --quiet --detach "$BEFORE" "$BEFORE_REV"
 cleanup() { git -C "$AFTER" worktree remove --force "$BEFORE" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
+# Both trees are measured by the same scripts (this checkout's): a figure changes only when
+# chatload does.
+cp "$AFTER"/benches/*.sh "$BEFORE"/benches/
 
 label() { if [ "$1" = "$BEFORE" ]; then echo "before ($BEFORE_REV)"; else echo "after ($(git -C "$AFTER" rev-parse --short HEAD))"; fi; }
 step() { printf '\n== %s\n' "$*"; }
