@@ -9,10 +9,12 @@ use std::task::{Context, Poll};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-/// Small buffers: thousands of connections each hold these.
+/// Small buffers: thousands of connections each hold these. A 1 KiB read buffer (4 KiB
+/// before) took the reference server from 10.9 to 7.9 KiB per connection and cost less CPU
+/// per message, not more (README, Connections); a larger frame grows it as needed.
 pub fn small_buffers() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(4 * 1024)
         .max_write_buffer_size(64 * 1024 * 1024)
         .max_message_size(Some(4 * 1024 * 1024))
