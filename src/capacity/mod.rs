@@ -273,7 +273,8 @@ async fn run_step(
     let scale = opts.step_time.0 as f64 / s.duration.0.max(1) as f64;
     // The load is held once the ramp is over and the last users' connect margin has passed.
     let from_s = ramp_s(&s) * scale + crate::workload::profile::CONNECT_MARGIN_US as f64 / 1e6;
-    let r = engine::run(s, &run).await?;
+    // Each step is a whole run whose bundle the search writes into the step's folder.
+    let r = engine::execute(s, &run).await?.write_bundle()?;
     let interrupted = r.summary.ended == "interrupted";
     let (step, generator) = step_of(m, offered, from_s, (&r.summary, &opts.slos), &dir);
     Ok((step, generator, interrupted))

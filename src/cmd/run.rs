@@ -132,7 +132,11 @@ pub async fn run(args: crate::cli::RunArgs) -> u8 {
             eprintln!("chatload: {why}");
             return BAD_INPUT;
         }
-        match engine::run(scenario, &opts).await {
+        // The run, then its bundle: written here, by the command, once the run is over.
+        match engine::execute(scenario, &opts)
+            .await
+            .and_then(engine::Finished::write_bundle)
+        {
             Ok(result) => {
                 print!(
                     "{}",

@@ -14,6 +14,7 @@ mod goose_bridge;
 mod inbox;
 mod json_listener;
 mod limits;
+mod options;
 mod outcome;
 mod preflight;
 mod progress;
@@ -24,5 +25,7 @@ mod settle;
 pub mod signals;
 mod vu;
 
+pub use options::{RunError, RunOptions};
+pub use outcome::{Finished, RunResult};
 pub use preflight::segment_refusal;
-pub use run::{RunError, RunOptions, RunResult, run};
+pub use run::{execute, run};

@@ -3,12 +3,19 @@
 //! summary and the log written into it and the folder moved into place whole. Owns the
 //! run's side of the bundle; the files' contents are `report::bundle`'s.
 
-use super::run::{RunError, RunOptions, RunResult};
+use super::options::{RunError, RunOptions};
 use crate::report::bundle;
 use crate::report::summary::Summary;
 use std::path::PathBuf;
 
-/// What a run leaves to write: its summary, its interval log and the staging folder.
+/// A run whose bundle is in place: its summary and where the bundle is.
+pub struct RunResult {
+    pub summary: Summary,
+    pub bundle_dir: PathBuf,
+}
+
+/// What a run leaves to write: its summary, its interval log and the staging folder. The
+/// caller writes it (`write_bundle`), after anything it wants to do with the summary first.
 pub struct Finished {
     pub summary: Summary,
     pub log: Option<Vec<u8>>,

@@ -3,7 +3,7 @@
 //! server). Owns the pre-flight session; a target that refuses gets one clear sentence here,
 //! not thousands of connection errors later.
 
-use super::run::RunError;
+use super::options::RunError;
 use crate::protocol;
 use crate::secrets::{redact, redact_url};
 use crate::transport::mqtt::MqttSetup;

@@ -5,7 +5,8 @@
 
 use super::collector::{self, Collected};
 use super::context::RunContext;
-use super::outcome::{self, Finished};
+use super::options::{RunError, RunOptions};
+use super::outcome::{self, Finished, RunResult};
 use super::{dispatcher, goose_bridge, preflight, quiet, signals};
 use crate::metrics::{Metric, MetricSet, Series};
 use crate::report::summary::{Measured, Summary, TargetSummary};
@@ -19,53 +20,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-/// What the command line may change about a scenario run.
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    pub target: Option<String>,
-    pub ca_file: Option<PathBuf>,
-    pub duration: Option<Micros>,
-    pub seed: Option<u64>,
-    /// Write the bundle straight into this folder.
-    pub out: Option<PathBuf>,
-    /// Where default bundle folders go (`reports/`).
-    pub reports_root: PathBuf,
-    pub quiet: bool,
-    /// End the run early when a threshold is clearly broken.
-    pub abort_on_fail: bool,
-    /// This process's share of a run split across machines.
-    pub segment: crate::workload::Segment,
-    /// Start sending at this time (every segment of a split run together).
-    pub start_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// Where the business webhook receiver listens (default: loopback, a free port).
-    pub webhook_listen: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("the target {url} is not reachable ({detail}); start your server or check --target")]
-    Unreachable { url: String, detail: String },
-    /// Something answered at the target, but the first session could not be set up.
-    #[error("{0}")]
-    Refused(String),
-    #[error(transparent)]
-    Server(#[from] server::BindError),
-    #[error("cannot set up the run: {0}")]
-    Setup(String),
-    /// The run finished but its bundle could not be written: the summary is still here, so
-    /// the console can show it.
-    #[error("{error}")]
-    Bundle {
-        error: bundle::BundleError,
-        summary: Box<Summary>,
-    },
-}
-
-pub struct RunResult {
-    pub summary: Summary,
-    pub bundle_dir: PathBuf,
-}
 
 fn apply_overrides(mut scenario: Scenario, opts: &RunOptions) -> Result<Scenario, RunError> {
     if let Some(seed) = opts.seed {
@@ -100,19 +54,27 @@ fn apply_overrides(mut scenario: Scenario, opts: &RunOptions) -> Result<Scenario
 /// (goose launches the users; time zero), **send** (the pacer hands out the schedule until
 /// the profile ends), **drain** (deliveries still inside their deadline), **settle** (users
 /// owed deliveries while offline come back; everything owed is classified; the users stop)
-/// and **report** (the summary and its verdicts). Then the bundle is written.
+/// and **report** (the summary and its verdicts). What it returns, [`Finished`], is the
+/// summary, the interval log and the bundle's staging folder (opened when users start, so
+/// the log streams into it); writing the bundle is the caller's (`Finished::write_bundle`).
 ///
 /// One cancellation token, `Run::stop`, ends the run early: a signal or a threshold clearly
 /// broken (`--abort-on-fail`) cancels it, whichever of send, drain and settle is running
 /// returns, and the run goes on to settle what it has and report. The sending phase's own
 /// end (pacer, goaway storms) is a child of it.
-pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, RunError> {
+pub async fn execute(scenario: Scenario, opts: &RunOptions) -> Result<Finished, RunError> {
     let mut run = Run::set_up(scenario, opts).await?;
     run.connect().await?;
     run.send().await;
     run.drain().await;
     run.settle().await;
-    run.report().await.write_bundle()
+    Ok(run.report().await)
+}
+
+/// A run and then its bundle: [`execute`] followed by [`Finished::write_bundle`], for callers
+/// that do nothing in between (tests, library users). The commands call the two themselves.
+pub async fn run(scenario: Scenario, opts: &RunOptions) -> Result<RunResult, RunError> {
+    execute(scenario, opts).await?.write_bundle()
 }
 
 /// The state a run carries from phase to phase.
