@@ -49,6 +49,10 @@ fn apply_overrides(mut scenario: Scenario, opts: &RunOptions) -> Result<Scenario
     Ok(scenario)
 }
 
+/// How long the pacer may take, after the profile's end, to hand out what was meant before
+/// it (it needs microseconds unless its thread is held off the CPU).
+const PACER_FINISH: Duration = Duration::from_secs(2);
+
 /// One run, phase by phase. The phases run in this order, each one method of [`Run`]:
 /// **set up** (target, pre-flight, population, business side, goose's plan), **connect**
 /// (goose launches the users; time zero), **send** (the pacer hands out the schedule until
@@ -301,20 +305,30 @@ impl Run {
             self.native_url.clone(),
             sending.clone(),
         ));
-        let pacer = self.schedule.take().map(|schedule| {
+        let mut pacer = self.schedule.take().map(|schedule| {
             let (ctx, sending) = (ctx.clone(), sending.clone());
             tokio::task::spawn_blocking(move || dispatcher::run(ctx, schedule, sending))
         });
         let send_end = tokio::time::Instant::from_std(ctx.instant_at(ctx.profile.end().0));
+        let mut profile_ended = false;
         if let Some(goose) = self.goose.as_mut() {
             tokio::select! {
-                _ = tokio::time::sleep_until(send_end) => {}
+                _ = tokio::time::sleep_until(send_end) => profile_ended = true,
                 _ = self.stop.cancelled() => {}
                 r = goose => self.goose_done = Some(r),
             }
         }
+        // At the profile's end the pacer is not cut at the wall-clock moment: its schedule
+        // ends there, so it returns by itself once it has handed out every order meant before
+        // it. A pacer thread held off a busy CPU for a few milliseconds would otherwise lose
+        // the last orders, and a split run's segments would send one message fewer than the
+        // whole run (seen once in CI: 988 against 989).
+        let pacer_done = match pacer.as_mut() {
+            Some(p) if profile_ended => tokio::time::timeout(PACER_FINISH, p).await.is_ok(),
+            _ => false,
+        };
         sending.cancel();
-        if let Some(pacer) = pacer {
+        if let Some(pacer) = pacer.filter(|_| !pacer_done) {
             let _ = pacer.await;
         }
         let _ = goaways.await;
