@@ -8,8 +8,6 @@ use chatload::report::Summary;
 use chatload::report::summary::{BusinessSummary, PatternSummary};
 use common::*;
 
-static ONE_RUN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 fn pattern<'a>(s: &'a Summary, name: &str) -> &'a PatternSummary {
     s.patterns
         .iter()
@@ -37,7 +35,6 @@ fn refused(s: &Summary, code: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throughput_limit_is_enforced_and_the_client_slows_to_the_tier() {
-    let _one = ONE_RUN.lock().await;
     // A campaign offered at 50/s against a 20 mps tier: the client must slow to the tier and
     // still get every message accepted; past the messaging limit they fail as statuses.
     let text = r#"[scenario]
@@ -99,7 +96,6 @@ stages = [{ ramp = "1s" }, { hold = "9s" }]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pair_rate_refusals_are_retried_after_4_to_the_x_seconds() {
-    let _one = ONE_RUN.lock().await;
     // Two users get OTPs at 1.5/s each, above a pair rate of 1/s with bursts of 3.
     let text = r#"[scenario]
 name = "pair"
@@ -142,7 +138,6 @@ stages = [{ ramp = "1s" }, { hold = "7s" }]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_errors_and_failed_statuses_are_counted_on_both_sides() {
-    let _one = ONE_RUN.lock().await;
     let text = r#"[scenario]
 name = "faults"
 seed = 5
@@ -221,7 +216,6 @@ errors = { "500" = 0.05, "131048" = 0.01, "timeout" = 0.03, "131026" = 0.03, "13
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_window_refuses_exactly_the_late_replies() {
-    let _one = ONE_RUN.lock().await;
     // A compressed day: the 24-hour window lasts 2 s. Every conversation ends with one
     // reply after the window closed, which must fail with 131047; nothing else may.
     let text = r#"[scenario]

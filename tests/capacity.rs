@@ -16,7 +16,7 @@ use chatload::scenario::units::Micros;
 const MAX_RATE: f64 = 1000.0;
 
 /// The searches measure rates: one at a time, so that neither steals the other's CPU.
-static ONE_RUN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+static ONE_MEASUREMENT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The scenario of the `serve --max-rate` search (its target comes from the command line).
 const KNEE_SCENARIO: &str = r#"[scenario]
@@ -46,7 +46,7 @@ stages = [{ ramp = "1s" }, { hold = "4s" }]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_knee_is_found_within_ten_percent_of_the_servers_rate() {
-    let _one = ONE_RUN.lock().await;
+    let _one = ONE_MEASUREMENT.lock().await;
     if !two_cores() {
         return;
     }
@@ -298,7 +298,7 @@ fn num_cpus() -> usize {
 /// before it is saturated).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_knee_against_mosquitto_on_one_core_is_within_fifteen_percent_of_its_measured_limit() {
-    let _one = ONE_RUN.lock().await;
+    let _one = ONE_MEASUREMENT.lock().await;
     if !two_cores() {
         return;
     }

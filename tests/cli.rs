@@ -145,9 +145,6 @@ fn bad_flags_exit_2() {
 
 #[test]
 fn a_failed_threshold_exits_1_and_names_the_rule() {
-    let _one = common::ONE_RUN_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
     let text = common::chat_scenario(
         20,
         2,
@@ -185,9 +182,6 @@ fn a_failed_threshold_exits_1_and_names_the_rule() {
 
 #[test]
 fn command_line_thresholds_abort_a_clearly_failing_run_early() {
-    let _one = common::ONE_RUN_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
     // 200 users chatting for 30 s; the rule cannot hold, so the run ends within seconds.
     let text = common::chat_scenario(200, 30, 0, "");
     let file = common::scenario_file(&text);
@@ -290,9 +284,6 @@ fn signalled_run(sig: i32) -> (std::process::Output, serde_json::Value, Duration
 
 #[test]
 fn ctrl_c_stops_the_run_writes_the_whole_bundle_and_exits_130() {
-    let _one = common::ONE_RUN_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
     let (out, summary, took) = signalled_run(libc::SIGINT);
     assert!(took < Duration::from_secs(20), "stopped promptly: {took:?}");
     assert_eq!(
@@ -320,9 +311,6 @@ fn ctrl_c_stops_the_run_writes_the_whole_bundle_and_exits_130() {
 
 #[test]
 fn a_second_ctrl_c_exits_at_once_and_leaves_no_half_written_bundle() {
-    let _one = common::ONE_RUN_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
     let file = common::scenario_file(&common::chat_scenario(20, 60, 0, ""));
     let bundle = file.dir.path().join("b");
     let child = bin()
@@ -370,9 +358,6 @@ fn a_second_ctrl_c_exits_at_once_and_leaves_no_half_written_bundle() {
 
 #[test]
 fn sigterm_stops_the_run_like_ctrl_c_and_exits_143() {
-    let _one = common::ONE_RUN_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
     let (out, summary, _) = signalled_run(libc::SIGTERM);
     assert_eq!(
         out.status.code(),
@@ -479,9 +464,6 @@ fn an_out_folder_that_cannot_take_the_bundle_is_refused_before_the_run() {
         "an existing bundle is left alone"
     );
     // With --force the old bundle is replaced by a whole new one.
-    let _one = common::ONE_RUN_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
     let o = bin()
         .args([
             "run",
@@ -511,9 +493,6 @@ fn an_out_folder_that_cannot_take_the_bundle_is_refused_before_the_run() {
 /// and the exit is 3.
 #[test]
 fn a_bundle_that_cannot_be_written_after_the_run_still_shows_the_results() {
-    let _one = common::ONE_RUN_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
     let file = common::scenario_file(&common::chat_scenario(10, 3, 0, ""));
     let bundle = file.dir.path().join("b");
     let child = bin()
@@ -554,9 +533,6 @@ fn a_bundle_that_cannot_be_written_after_the_run_still_shows_the_results() {
 /// the disk. Needs root to mount; under CI a missing mount fails the test.
 #[test]
 fn a_full_disk_loses_no_results_and_leaves_nothing_half_written() {
-    let _one = common::ONE_RUN_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
     let disk = tempfile::tempdir().unwrap();
     let mounted = std::process::Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs"])

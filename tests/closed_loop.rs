@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-static ONE_RUN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[derive(Default)]
 struct Seen {
     requests: AtomicU64,
@@ -122,7 +120,6 @@ deliveries = "none"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_request_at_a_time_per_connection_counted_on_both_sides() {
-    let _one = ONE_RUN.lock().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Seen::default());
@@ -203,7 +200,6 @@ async fn one_request_at_a_time_per_connection_counted_on_both_sides() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bench_scenario_runs_against_the_embedded_server() {
-    let _one = ONE_RUN.lock().await;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/bench-http.toml");
     let scenario = chatload::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();

@@ -8,9 +8,6 @@ mod common;
 
 use common::*;
 
-/// goose's killswitch is process-wide: runs in this test binary take turns.
-static ONE_RUN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Chat that ends with everybody leaving: every recipient is offline when the schedule
 /// ends, as in `scenarios/quickstart.toml` (the case that once reported any loss as 0).
 fn ramp_down_scenario(target: &str) -> String {
@@ -54,7 +51,6 @@ stages = [{{ ramp = "1s" }}, {{ hold = "3s" }}, {{ ramp_down = "2s" }}]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dropped_delivery_is_lost_even_when_recipients_have_left() {
-    let _one = ONE_RUN.lock().await;
     let r = run_text(&ramp_down_scenario("[target]\ndrop_every = 2"), None).await;
     let s = &r.summary;
     let a = &s.accounting;
@@ -76,7 +72,6 @@ async fn every_dropped_delivery_is_lost_even_when_recipients_have_left() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_held_past_the_deadline_are_lost_and_shown_late() {
-    let _one = ONE_RUN.lock().await;
     // Traffic stops 3 s before the end (one conversation message each, no groups), so every
     // held delivery (2 s, twice the 1 s deadline) arrives before the run is over.
     let text = r#"[scenario]
@@ -137,7 +132,6 @@ hold = "2s"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_queues_are_collected_at_the_end() {
-    let _one = ONE_RUN.lock().await;
     let r = run_text(&ramp_down_scenario(""), None).await;
     let s = &r.summary;
     let a = &s.accounting;
@@ -158,7 +152,6 @@ async fn offline_queues_are_collected_at_the_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_discards_offline_queues_loses_them_all() {
-    let _one = ONE_RUN.lock().await;
     let r = run_text(&ramp_down_scenario("[target]\noffline_queue = false"), None).await;
     let s = &r.summary;
     let a = &s.accounting;
@@ -199,7 +192,6 @@ async fn resetting_front(backend: std::net::SocketAddr, pass_every: u64) -> u16 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_scheduled_disappears_when_most_connections_are_reset() {
-    let _one = ONE_RUN.lock().await;
     let server = chatload::server::start("127.0.0.1:0", Default::default())
         .await
         .unwrap();
@@ -242,7 +234,6 @@ async fn nothing_scheduled_disappears_when_most_connections_are_reset() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_quickstart_against_a_serve_that_drops_half_fails_with_the_loss_it_made() {
-    let _one = ONE_RUN.lock().await;
     let serve = ServeProcess::start(&["--drop-every", "2"]);
     let quickstart =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/quickstart.toml");
@@ -317,7 +308,6 @@ async fn closes_after_log_in() -> (u16, std::sync::Arc<std::sync::atomic::Atomic
 /// thousands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_closes_after_log_in_gets_backoff_not_a_flood() {
-    let _one = ONE_RUN.lock().await;
     let (port, accepted) = closes_after_log_in().await;
     let text = common::chat_scenario(100, 5, 0, "");
     let file = common::scenario_file(&text);

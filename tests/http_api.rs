@@ -10,14 +10,16 @@ use common::*;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-static ONE_RUN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 const TOKEN_VAR: &str = "CHATLOAD_TEST_API_TOKEN";
 const TOKEN: &str = "api-token-5b2e77d1";
 
+fn env() {
+    set_env_once(&[(TOKEN_VAR, TOKEN)]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_sends_with_websocket_deliveries_on_the_reference_server() {
-    let _one = ONE_RUN.lock().await;
+    env();
     let target = r#"[target]
 protocol = "http"
 
@@ -49,9 +51,7 @@ id = "/id"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_independent_api_with_webhook_deliveries_and_refusals() {
-    let _one = ONE_RUN.lock().await;
-    // SAFETY: set before the run starts; nothing else in this binary reads it concurrently.
-    unsafe { std::env::set_var(TOKEN_VAR, TOKEN) };
+    env();
     let hook_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -185,7 +185,7 @@ fn children_peak_rss_kib() -> i64 {
 /// stays small.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_of_any_size_cannot_grow_memory() {
-    let _one = ONE_RUN.lock().await;
+    env();
     let port = flooding_api().await;
     let open = include_str!("data/flood-open.toml");
     let closed = r#"[scenario]

@@ -7,15 +7,21 @@ mod common;
 use common::mosquitto::{Broker, Options};
 use common::*;
 
-static ONE_RUN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 fn mqtt_target(url: &str, settings: &str) -> String {
     format!("[target]\nurl = \"{url}\"\n\n[target.mqtt]\n{settings}\n")
 }
 
+fn env() {
+    set_env_once(&[
+        ("CHATLOAD_TEST_MQTT_USER", "loadtest"),
+        ("CHATLOAD_TEST_MQTT_PASSWORD", "pw-4a1f9e77"),
+        ("CHATLOAD_TEST_MQTT_WRONG_PASSWORD", "wrong-pw-0c0ffee"),
+    ]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_311_qos1_loses_nothing_and_balances() {
-    let _one = ONE_RUN.lock().await;
+    env();
     let Some(broker) = Broker::start(Options {
         extra: String::new(),
     }) else {
@@ -51,7 +57,7 @@ async fn mqtt_311_qos1_loses_nothing_and_balances() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_5_qos0_delivers_to_online_subscribers() {
-    let _one = ONE_RUN.lock().await;
+    env();
     let Some(broker) = Broker::start(Options {
         extra: String::new(),
     }) else {
@@ -83,7 +89,7 @@ async fn mqtt_5_qos0_delivers_to_online_subscribers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_killed_mid_run_is_counted_and_survived() {
-    let _one = ONE_RUN.lock().await;
+    env();
     let Some(mut broker) = Broker::start(Options {
         extra: String::new(),
     }) else {
@@ -187,15 +193,10 @@ fn password_broker(user: &str, password: &str) -> Option<Broker> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_come_from_the_environment_and_a_refusal_is_clear() {
-    let _one = ONE_RUN.lock().await;
+    env();
     let Some(broker) = password_broker("loadtest", "pw-4a1f9e77") else {
         return;
     };
-    // SAFETY: set before the runs; nothing else in this binary reads these variables.
-    unsafe {
-        std::env::set_var("CHATLOAD_TEST_MQTT_USER", "loadtest");
-        std::env::set_var("CHATLOAD_TEST_MQTT_PASSWORD", "pw-4a1f9e77");
-    }
     let target = format!(
         "{}[target.auth]\nusername_env = \"CHATLOAD_TEST_MQTT_USER\"\npassword_env = \"CHATLOAD_TEST_MQTT_PASSWORD\"\n",
         mqtt_target(&broker.url(), "qos = 1")
@@ -204,8 +205,11 @@ async fn credentials_come_from_the_environment_and_a_refusal_is_clear() {
     let a = &r.summary.accounting;
     assert!(a.messages_sent > 10 && a.lost == 0 && a.balances(), "{a:?}");
 
-    unsafe { std::env::set_var("CHATLOAD_TEST_MQTT_PASSWORD", "wrong-pw-0c0ffee") };
-    let file = scenario_file(&chat_scenario(5, 1, 0, &target));
+    let wrong = target.replace(
+        "CHATLOAD_TEST_MQTT_PASSWORD",
+        "CHATLOAD_TEST_MQTT_WRONG_PASSWORD",
+    );
+    let file = scenario_file(&chat_scenario(5, 1, 0, &wrong));
     let scenario = chatload::scenario::load(&file.path).unwrap();
     let opts = chatload::engine::RunOptions {
         out: Some(file.dir.path().join("bundle")),
@@ -233,7 +237,7 @@ fn leaving_scenario(target: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_recipients_collect_their_queued_qos1_messages_at_the_end() {
-    let _one = ONE_RUN.lock().await;
+    env();
     let Some(broker) = Broker::start(Options {
         extra: String::new(),
     }) else {
@@ -265,7 +269,7 @@ async fn offline_recipients_collect_their_queued_qos1_messages_at_the_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_a_proxy_drops_on_the_way_to_subscribers_are_lost_exactly() {
-    let _one = ONE_RUN.lock().await;
+    env();
     let Some(broker) = Broker::start(Options {
         extra: String::new(),
     }) else {
@@ -298,7 +302,7 @@ async fn publishes_a_proxy_drops_on_the_way_to_subscribers_are_lost_exactly() {
 /// every held one arrives while the run still listens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_a_proxy_delays_past_the_deadline_are_lost_and_delivered_late() {
-    let _one = ONE_RUN.lock().await;
+    env();
     let Some(broker) = Broker::start(Options {
         extra: String::new(),
     }) else {
@@ -345,7 +349,7 @@ async fn publishes_a_proxy_delays_past_the_deadline_are_lost_and_delivered_late(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_persistent_sessions_offline_deliveries_are_unverified_and_fail_loss() {
-    let _one = ONE_RUN.lock().await;
+    env();
     let Some(broker) = Broker::start(Options {
         extra: String::new(),
     }) else {
@@ -447,7 +451,7 @@ async fn resetting_proxy(broker_port: u16) -> (u16, std::sync::Arc<std::sync::at
 /// Connections a broker's side resets are `connection_reset` errors, never `protocol`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_connections_reset_by_the_network_are_counted_as_resets() {
-    let _one = ONE_RUN.lock().await;
+    env();
     let Some(broker) = Broker::start(Options {
         extra: String::new(),
     }) else {

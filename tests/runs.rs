@@ -7,13 +7,6 @@ mod common;
 use chatload::report::Summary;
 use common::*;
 
-/// goose's killswitch is process-wide: runs in this test binary take turns.
-static ONE_RUN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn lock() -> tokio::sync::MutexGuard<'static, ()> {
-    ONE_RUN.lock().await
-}
-
 fn assert_ordered(s: &Summary) {
     for (name, m) in &s.metrics {
         assert!(m.count > 0, "{name} has samples");
@@ -34,7 +27,6 @@ fn assert_ordered(s: &Summary) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_run_balances_every_delivery() {
-    let _one = lock().await;
     let r = run_text(&chat_scenario(200, 4, 20, ""), None).await;
     let s = &r.summary;
     let a = &s.accounting;
@@ -78,7 +70,6 @@ async fn embedded_run_balances_every_delivery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_chat_delivery_count_equals_delivered() {
-    let _one = lock().await;
     let r = run_text(&chat_scenario(100, 3, 0, ""), None).await;
     let a = &r.summary.accounting;
     assert_eq!(r.summary.metrics["delivery"].count, a.delivered);
@@ -88,7 +79,6 @@ async fn direct_chat_delivery_count_equals_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_known_delay_is_measured_truthfully() {
-    let _one = lock().await;
     let r = run_text(
         &chat_scenario(100, 3, 0, "[target]\ndelay = \"25ms\"\n"),
         None,
@@ -115,7 +105,6 @@ async fn a_known_delay_is_measured_truthfully() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_deliveries_are_reported_lost_exactly() {
-    let _one = lock().await;
     let r = run_text(
         &chat_scenario(100, 3, 10, "[target]\ndrop_every = 7\n"),
         None,
@@ -144,7 +133,6 @@ async fn dropped_deliveries_are_reported_lost_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicated_deliveries_are_caught_exactly() {
-    let _one = lock().await;
     let r = run_text(
         &chat_scenario(100, 3, 10, "[target]\nduplicate_every = 5\n"),
         None,
@@ -160,7 +148,6 @@ async fn duplicated_deliveries_are_caught_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reordered_deliveries_are_caught_exactly() {
-    let _one = lock().await;
     // Two people in one long conversation: every delivery to one of them comes from the
     // other, so each swapped pair is a reordering inside the conversation.
     let text = r#"[scenario]
@@ -199,7 +186,6 @@ reorder_every = 9
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_that_dies_mid_run_is_survived_and_counted() {
-    let _one = lock().await;
     let server = chatload::server::start("127.0.0.1:0", Default::default())
         .await
         .unwrap();
@@ -249,7 +235,6 @@ async fn a_target_that_dies_mid_run_is_survived_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnect_storm_recovers_every_user_without_loss_or_duplicates() {
-    let _one = lock().await;
     let storm = "[[pattern]]\nname = \"blip\"\nkind = \"reconnect_storm\"\nat = \"3s\"\nfraction = 1.0\nbackoff = \"full_jitter\"\nbase = \"100ms\"\ncap = \"1s\"\n";
     let text = chat_scenario(150, 6, 10, "").replace("[load]", &format!("{storm}\n[load]"));
     let r = run_text(&text, None).await;
@@ -280,7 +265,6 @@ async fn a_reconnect_storm_recovers_every_user_without_loss_or_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_goaway_storm_is_carried_out_by_the_server_and_recovered() {
-    let _one = lock().await;
     // Half the users are asked by the server to leave (`goaway`, then a graceful close).
     let storm = "[[pattern]]\nname = \"drain\"\nkind = \"reconnect_storm\"\nat = \"3s\"\nfraction = 0.5\nvia = \"goaway\"\nbackoff = \"exponential\"\nbase = \"200ms\"\ncap = \"2s\"\n";
     let text = chat_scenario(150, 6, 10, "").replace("[load]", &format!("{storm}\n[load]"));

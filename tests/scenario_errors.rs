@@ -17,7 +17,17 @@ conversations = "1/min per user"
 
 /// (what is wrong, the file, line, column, words the message must contain)
 fn cases() -> Vec<(&'static str, String, usize, usize, &'static str)> {
+    let many_patterns: String = (0..256)
+        .map(|n| format!("\n[[pattern]]\nname = \"p{n}\"\nkind = \"direct_chat\"\nconversations = \"1/min per user\"\n"))
+        .collect();
     vec![
+        (
+            "more patterns than a message id can tell apart",
+            format!("{BASE}{many_patterns}"),
+            1287,
+            1,
+            "at most 256 [[pattern]]s",
+        ),
         (
             "a population too large for memory",
             BASE.replace(

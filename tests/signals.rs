@@ -7,11 +7,8 @@ mod common;
 
 use common::*;
 
-static ONE_RUN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_typing_and_presence_reach_their_recipients() {
-    let _one = ONE_RUN.lock().await;
     let text = r#"[scenario]
 name = "signals"
 seed = 12
@@ -88,7 +85,6 @@ stages = [{ ramp = "1s" }, { hold = "11s" }]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_stalls_and_resets_from_the_server_are_measured_and_lose_nothing() {
-    let _one = ONE_RUN.lock().await;
     let knobs = r#"[target]
 latency = { lognormal = { median = "8ms", sigma = 0.3 }, max = "40ms" }
 stall_every = 400
@@ -118,7 +114,6 @@ reset_every = 500
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mention_all_storm_reaches_everyone_and_a_share_fetches_history() {
-    let _one = ONE_RUN.lock().await;
     let text = r#"[scenario]
 name = "mention-all"
 seed = 30

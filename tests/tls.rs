@@ -12,8 +12,6 @@ use common::*;
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 
-static ONE_RUN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// A TLS front for a plain TCP server: what a load balancer in front of a chat server does.
 async fn tls_front(backend: std::net::SocketAddr, cert: Arc<rustls::ServerConfig>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -39,9 +37,13 @@ fn ca_line(path: &std::path::Path) -> String {
     format!("ca_file = \"{}\"\n", path.display())
 }
 
+fn env() {
+    set_env_once(&[("CHATLOAD_TLS_TEST_TOKEN", "tls-token-31337abc")]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wss_to_the_reference_server_behind_tls() {
-    let _one = ONE_RUN.lock().await;
+    env();
     let cert = self_signed();
     let server = chatload::server::start("127.0.0.1:0", Default::default())
         .await
@@ -62,7 +64,7 @@ async fn wss_to_the_reference_server_behind_tls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_certificate_stops_the_run_with_a_tls_error() {
-    let _one = ONE_RUN.lock().await;
+    env();
     let cert = self_signed();
     let server = chatload::server::start("127.0.0.1:0", Default::default())
         .await
@@ -95,9 +97,8 @@ async fn an_untrusted_certificate_stops_the_run_with_a_tls_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_to_an_http_api() {
-    let _one = ONE_RUN.lock().await;
+    env();
     let cert = self_signed();
-    unsafe { std::env::set_var("CHATLOAD_TLS_TEST_TOKEN", "tls-token-31337abc") };
     let hook_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -135,7 +136,7 @@ webhook = {{ listen = "127.0.0.1:{hook_port}", each = "/deliveries", recipient =
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtts_to_mosquitto() {
-    let _one = ONE_RUN.lock().await;
+    env();
     let cert = self_signed();
     let extra = format!(
         "certfile {}\nkeyfile {}\n",

@@ -16,10 +16,16 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-static ONE_RUN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 const TOKEN_VAR: &str = "CHATLOAD_TEST_GATEWAY_TOKEN";
 const TOKEN: &str = "gw-secret-7f3a9c1e";
+const WRONG_TOKEN_VAR: &str = "CHATLOAD_TEST_GATEWAY_WRONG_TOKEN";
+
+fn env() {
+    set_env_once(&[
+        (TOKEN_VAR, TOKEN),
+        (WRONG_TOKEN_VAR, "wrong-token-99887766"),
+    ]);
+}
 
 #[derive(Default)]
 struct Gateway {
@@ -131,14 +137,14 @@ async fn serve(listener: TcpListener, gw: Arc<Gateway>) {
     }
 }
 
-fn gateway_target(url: &str) -> String {
+fn gateway_target(url: &str, token_var: &str) -> String {
     format!(
         r#"[target]
 url = "{url}"
 protocol = "ws-gateway"
 
 [target.auth]
-token_env = "{TOKEN_VAR}"
+token_env = "{token_var}"
 
 [target.gateway]
 binary = true
@@ -166,11 +172,9 @@ async fn start_gateway() -> (String, Arc<Gateway>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_described_gateway_is_driven_and_measured() {
-    let _one = ONE_RUN.lock().await;
-    // SAFETY: set before any run starts; no other thread of this binary reads it concurrently.
-    unsafe { std::env::set_var(TOKEN_VAR, TOKEN) };
+    env();
     let (url, gw) = start_gateway().await;
-    let text = chat_scenario(120, 4, 12, &gateway_target(&url));
+    let text = chat_scenario(120, 4, 12, &gateway_target(&url, TOKEN_VAR));
     let r = run_text(&text, None).await;
     let s = &r.summary;
     let a = &s.accounting;
@@ -210,10 +214,9 @@ async fn a_described_gateway_is_driven_and_measured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_log_in_is_one_clear_error_without_the_token() {
-    let _one = ONE_RUN.lock().await;
-    unsafe { std::env::set_var(TOKEN_VAR, "wrong-token-99887766") };
+    env();
     let (url, gw) = start_gateway().await;
-    let text = chat_scenario(10, 1, 0, &gateway_target(&url));
+    let text = chat_scenario(10, 1, 0, &gateway_target(&url, WRONG_TOKEN_VAR));
     let file = scenario_file(&text);
     let scenario = chatload::scenario::load(&file.path).unwrap();
     let opts = chatload::engine::RunOptions {
@@ -225,7 +228,6 @@ async fn a_refused_log_in_is_one_clear_error_without_the_token() {
         Ok(_) => panic!("a refused log-in must stop the run before it starts"),
         Err(e) => e.to_string(),
     };
-    unsafe { std::env::set_var(TOKEN_VAR, TOKEN) };
     assert!(e.contains("refused the log-in"), "{e}");
     assert!(!e.contains("wrong-token-99887766"), "{e}");
     assert_eq!(gw.refused_logins.load(Relaxed), 1);

@@ -40,9 +40,13 @@ pub fn collect_once(
 /// The collected totals, series and log, taken out of the collector's share.
 pub fn take_collected(collected: &Arc<Mutex<Collected>>) -> Collected {
     let mut c = collected.lock().unwrap_or_else(|p| p.into_inner());
+    let patterns = c.totals.patterns();
     Collected {
-        totals: c.totals.clone(),
-        series: c.series.clone(),
+        totals: std::mem::replace(&mut c.totals, MetricSet::new(patterns)),
+        series: Series {
+            interval_s: c.series.interval_s,
+            points: std::mem::take(&mut c.series.points),
+        },
         peak_connected: c.peak_connected,
         hlog: std::mem::replace(
             &mut c.hlog,

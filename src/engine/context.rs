@@ -3,9 +3,9 @@
 
 use super::vu::reactions::{self, ReactionModel};
 use crate::metrics::{Ledger, Recorders};
+use crate::protocol::id::{REACTION_BIT, pattern_of, seq_of};
 use crate::scenario::PatternKind;
 use crate::scenario::Scenario;
-use crate::workload::schedule::{REACTION_BIT, pattern_of, seq_of};
 use crate::workload::{Order, Population, Profile};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -30,7 +30,7 @@ pub struct RunContext {
     /// `DISCONNECTED`. Tells the ledger from when an owed delivery was due to it.
     connection: Vec<AtomicU64>,
     pub connected_count: AtomicU64,
-    /// Sequence numbers issued by the dispatcher (see `workload::schedule::message_id`).
+    /// Sequence numbers issued by the dispatcher (see `protocol::id::compose`).
     pub issued_seq: AtomicU64,
     /// The scenario's reconnect storms, in time order.
     pub storms: Vec<super::reconnect::Storm>,

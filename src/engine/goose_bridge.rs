@@ -1,7 +1,8 @@
-//! goose as the virtual-user lifecycle: one goose user per online consumer, launched on the
-//! profile's ramp, each running its [`VirtualUser`] in one transaction until the run stops it
-//! (`RunContext::users_stop`), and closing it on stop. Configured from code only; never reads
-//! the process arguments.
+//! goose as the virtual-user lifecycle: one goose user per consumer, launched on the profile's
+//! envelope, each running its [`VirtualUser`] in one transaction until the run stops it
+//! (`RunContext::users_stop`), then telling goose it is done; goose ends the attack when every
+//! user has, and closes each through its on-stop transaction. Configured from code only; never
+//! reads the process arguments. The run phases, not this file, decide when a run ends.
 
 use super::context::RunContext;
 use super::vu::VirtualUser;
@@ -13,27 +14,63 @@ use goose::goose::{
 use goose::{GooseAttack, GooseError};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// After the run has stopped its users, goose calls the drive transaction again until it
-/// delivers its own stop to each user; each such call waits this long instead of spinning.
+/// After a user has told goose it is done, goose calls the drive transaction again until its
+/// main loop has seen every user done and sends each its stop; each such call waits this long
+/// instead of spinning.
 const STOPPED_POLL: Duration = Duration::from_millis(50);
 
-/// Boxed, so a user's state is held once on the heap rather than inside the slot and again
-/// inside every running transaction's future.
+/// What goose holds for one user: its virtual user (boxed, so its state is held once on the
+/// heap rather than inside every running transaction's future) and whether the user has told
+/// goose it is done.
 #[derive(Clone)]
-struct VuSlot(Arc<Mutex<Option<Box<VirtualUser>>>>);
+struct Seat(Arc<SeatState>);
 
-fn take(user: &GooseUser) -> Option<(VuSlot, Box<VirtualUser>)> {
-    let slot = user.get_session_data::<VuSlot>()?.clone();
-    let vu = slot.0.lock().ok()?.take()?;
-    Some((slot, vu))
+struct SeatState {
+    vu: Mutex<Option<Box<VirtualUser>>>,
+    done: AtomicBool,
 }
 
-fn put_back(slot: &VuSlot, vu: Box<VirtualUser>) {
-    if let Ok(mut s) = slot.0.lock() {
+fn take(user: &GooseUser) -> Option<(Seat, Box<VirtualUser>)> {
+    let seat = user.get_session_data::<Seat>()?.clone();
+    let vu = seat.0.vu.lock().ok()?.take()?;
+    Some((seat, vu))
+}
+
+fn put_back(seat: &Seat, vu: Box<VirtualUser>) {
+    if let Ok(mut s) = seat.0.vu.lock() {
         *s = Some(vu);
+    }
+}
+
+/// Tells goose, once, that this user is done. goose ends an attack by itself (and stops every
+/// user through its on-stop transaction) when every user it has launched says so; this is
+/// the per-attack stop that goose 0.19 otherwise offers only through its process-wide
+/// killswitch. The number is the user's own, so each user counts once.
+fn tell_goose_done(user: &GooseUser) {
+    let first = user
+        .get_session_data::<Seat>()
+        .is_some_and(|seat| !seat.0.done.swap(true, Relaxed));
+    if first && let Some(done) = &user.shutdown_channel {
+        let _ = done.send(user.weighted_users_index);
+    }
+}
+
+/// How many users goose has launched so far against how many its plan launches in all: a
+/// run stopped before the last launch cannot wait for goose's plan to launch the rest.
+#[derive(Clone)]
+pub struct Launches {
+    launched: Arc<AtomicUsize>,
+    planned: usize,
+}
+
+impl Launches {
+    pub fn all_launched(&self) -> bool {
+        self.launched.load(Relaxed) >= self.planned
     }
 }
 
@@ -47,41 +84,50 @@ where
 }
 
 /// goose's launch plan: the profile's envelope in whole seconds (goose's resolution),
-/// rounded down so goose launches users no later than they are due, then a long hold;
-/// chatload ends the run itself through goose's killswitch.
-pub fn test_plan(ctx: &RunContext) -> String {
+/// rounded down so goose launches users no later than they are due, then a hold longer than
+/// the run; the run ends it earlier by telling goose every user is done. Returns the plan and
+/// how many users it launches in all (goose launches at least one).
+fn test_plan(ctx: &RunContext) -> (String, usize) {
     let mut steps = Vec::new();
     let mut last = 0u32;
     let seg = ctx.segment;
     for (users, length_us) in ctx.profile.launch_envelope() {
         let users = seg.members_of(seg.index, users);
         let secs = length_us / 1_000_000;
-        if users > last || steps.is_empty() {
-            steps.push(format!("{},{}s", users.max(1), secs));
-        } else {
-            steps.push(format!("{},{}s", last.max(1), secs));
-        }
-        last = last.max(users);
+        // Never fewer than already launched: a user who goes offline stays goose's user.
+        last = last.max(users).max(1);
+        steps.push(format!("{last},{secs}s"));
     }
+    last = last.max(1);
     let hold = ctx.scenario.duration.0 / 1_000_000 + ctx.scenario.drain.0 / 1_000_000 + 30;
-    steps.push(format!("{},{}s", last.max(1), hold));
+    steps.push(format!("{last},{hold}s"));
     steps.push("0,0s".to_string());
-    steps.join(";")
+    (steps.join(";"), last as usize)
 }
 
-pub fn build(ctx: Arc<RunContext>) -> Result<GooseAttack, GooseError> {
+pub fn build(ctx: Arc<RunContext>) -> Result<(GooseAttack, Launches), GooseError> {
     let users = ctx.population.users();
+    let (plan, planned) = test_plan(&ctx);
+    let launches = Launches {
+        launched: Arc::new(AtomicUsize::new(0)),
+        planned,
+    };
     let start_ctx = ctx.clone();
+    let launched = launches.launched.clone();
     let attach = transaction(move |user| {
         let ctx = start_ctx.clone();
+        launched.fetch_add(1, Relaxed);
         Box::pin(async move {
             let seg = ctx.segment;
             let index = seg.nth(seg.index, user.weighted_users_index as u32);
-            if index < users
-                && let Some(vu) = VirtualUser::new(index, ctx)
-            {
-                user.set_session_data(VuSlot(Arc::new(Mutex::new(Some(Box::new(vu))))));
-            }
+            let vu = (index < users && !ctx.finished.load(Relaxed))
+                .then(|| VirtualUser::new(index, ctx))
+                .flatten()
+                .map(Box::new);
+            user.set_session_data(Seat(Arc::new(SeatState {
+                vu: Mutex::new(vu),
+                done: AtomicBool::new(false),
+            })));
             Ok(())
         })
     });
@@ -90,13 +136,15 @@ pub fn build(ctx: Arc<RunContext>) -> Result<GooseAttack, GooseError> {
         let stop = drive_ctx.users_stop.clone();
         Box::pin(async move {
             if stop.is_cancelled() {
+                tell_goose_done(user);
                 tokio::time::sleep(STOPPED_POLL).await;
                 return Ok(());
             }
             match take(user) {
-                Some((slot, mut vu)) => {
+                // Runs until the run is over; goose calls it once per user.
+                Some((seat, mut vu)) => {
                     vu.drive().await;
-                    put_back(&slot, vu);
+                    put_back(&seat, vu);
                 }
                 // A goose user past the population (goose launches at least one).
                 None => stop.cancelled().await,
@@ -133,7 +181,7 @@ pub fn build(ctx: Arc<RunContext>) -> Result<GooseAttack, GooseError> {
         // One shared HTTP client instead of one per user (goose builds 1,000s otherwise).
         .set_client_builder_without_cookies(GooseClientBuilder::new().without_cookies())?
         .set_default(GooseDefault::Host, "http://127.0.0.1")?
-        .set_default(GooseDefault::TestPlan, test_plan(&ctx).as_str())?
+        .set_default(GooseDefault::TestPlan, plan.as_str())?
         .set_default(GooseDefault::NoTelnet, true)?
         .set_default(GooseDefault::NoPrintMetrics, true)?
         .set_default(GooseDefault::NoMetrics, true)?
@@ -142,5 +190,5 @@ pub fn build(ctx: Arc<RunContext>) -> Result<GooseAttack, GooseError> {
         .set_default(GooseDefault::NoErrorSummary, true)?
         .set_default(GooseDefault::NoStatusCodes, true)?
         .set_default(GooseDefault::Quiet, 1)?;
-    Ok(*attack)
+    Ok((*attack, launches))
 }

@@ -27,38 +27,52 @@ pub fn install_logger() {
     });
 }
 
-/// While alive, the process's stdout goes to /dev/null. Restored on drop.
+/// While any is alive, the process's stdout goes to /dev/null; restored when the last one
+/// drops. Counted, so runs that overlap in one process (tests, capacity steps) neither
+/// restore stdout under each other nor leave it muted.
 pub struct StdoutMuted {
-    #[cfg(unix)]
-    saved: Option<i32>,
+    _private: (),
 }
+
+/// How many mutes are alive, and the real stdout saved by the first.
+#[cfg(unix)]
+static MUTED: std::sync::Mutex<(usize, Option<i32>)> = std::sync::Mutex::new((0, None));
 
 impl StdoutMuted {
     pub fn new() -> Self {
         #[cfg(unix)]
         {
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
-            // SAFETY: plain descriptor calls; every result is checked before use.
-            unsafe {
-                let saved = libc::dup(1);
-                let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
-                if saved < 0 || null < 0 {
-                    if saved >= 0 {
-                        libc::close(saved);
-                    }
-                    if null >= 0 {
-                        libc::close(null);
-                    }
-                    return StdoutMuted { saved: None };
-                }
-                libc::dup2(null, 1);
-                libc::close(null);
-                StdoutMuted { saved: Some(saved) }
+            let mut muted = MUTED.lock().unwrap_or_else(|p| p.into_inner());
+            if muted.0 == 0 {
+                muted.1 = mute_stdout();
             }
+            muted.0 += 1;
         }
-        #[cfg(not(unix))]
-        StdoutMuted {}
+        StdoutMuted { _private: () }
+    }
+}
+
+/// Points fd 1 at /dev/null; returns the saved descriptor of the real stdout.
+#[cfg(unix)]
+fn mute_stdout() -> Option<i32> {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // SAFETY: plain descriptor calls; every result is checked before use.
+    unsafe {
+        let saved = libc::dup(1);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+        if saved < 0 || null < 0 {
+            if saved >= 0 {
+                libc::close(saved);
+            }
+            if null >= 0 {
+                libc::close(null);
+            }
+            return None;
+        }
+        libc::dup2(null, 1);
+        libc::close(null);
+        Some(saved)
     }
 }
 
@@ -71,14 +85,45 @@ impl Default for StdoutMuted {
 impl Drop for StdoutMuted {
     fn drop(&mut self) {
         #[cfg(unix)]
-        if let Some(saved) = self.saved.take() {
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
-            // SAFETY: `saved` is a descriptor we duplicated and still own.
-            unsafe {
-                libc::dup2(saved, 1);
-                libc::close(saved);
+        {
+            let mut muted = MUTED.lock().unwrap_or_else(|p| p.into_inner());
+            muted.0 = muted.0.saturating_sub(1);
+            if muted.0 == 0
+                && let Some(saved) = muted.1.take()
+            {
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                // SAFETY: `saved` is a descriptor we duplicated and still own.
+                unsafe {
+                    libc::dup2(saved, 1);
+                    libc::close(saved);
+                }
             }
         }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_mutes_restore_stdout_once_the_last_ends() {
+        let identity = |fd: i32| {
+            // SAFETY: fstat on a descriptor with a zeroed out-buffer of the right type.
+            unsafe {
+                let mut st: libc::stat = std::mem::zeroed();
+                assert_eq!(libc::fstat(fd, &mut st), 0);
+                (st.st_dev, st.st_ino)
+            }
+        };
+        let real = identity(1);
+        let a = StdoutMuted::new();
+        let b = StdoutMuted::new();
+        assert_ne!(identity(1), real, "muted");
+        drop(a);
+        assert_ne!(identity(1), real, "still muted while b lives");
+        drop(b);
+        assert_eq!(identity(1), real, "restored after the last");
     }
 }

@@ -66,13 +66,16 @@ const PACER_FINISH: Duration = Duration::from_secs(2);
 /// broken (`--abort-on-fail`) cancels it, whichever of send, drain and settle is running
 /// returns, and the run goes on to settle what it has and report. The sending phase's own
 /// end (pacer, goaway storms) is a child of it.
+/// The bundle's staging folder, or where and why it could not be made.
+type Staging = Result<bundle::Staged, (PathBuf, std::io::Error)>;
+
 pub async fn execute(scenario: Scenario, opts: &RunOptions) -> Result<Finished, RunError> {
     let mut run = Run::set_up(scenario, opts).await?;
-    run.connect().await?;
+    let staged = run.connect().await?;
     run.send().await;
     run.drain().await;
     run.settle().await;
-    Ok(run.report().await)
+    Ok(run.report(staged).await)
 }
 
 /// A run and then its bundle: [`execute`] followed by [`Finished::write_bundle`], for callers
@@ -96,6 +99,7 @@ struct Run {
     delivery_webhook: Option<super::json_listener::JsonListener>,
     schedule: Option<Schedule>,
     attack: Option<goose::GooseAttack>,
+    launches: goose_bridge::Launches,
     goose: Option<tokio::task::JoinHandle<Result<(), String>>>,
     /// goose ended by itself (it should not before the run ends it): what it said.
     goose_done: Option<Result<Result<(), String>, tokio::task::JoinError>>,
@@ -106,7 +110,6 @@ struct Run {
     aborted: Arc<OnceLock<String>>,
     collected: Arc<Mutex<Collected>>,
     collector: Option<tokio::task::JoinHandle<()>>,
-    staged: Result<bundle::Staged, (PathBuf, std::io::Error)>,
     sending_s: f64,
     settled: bool,
     settlement: Option<crate::metrics::Settlement>,
@@ -194,13 +197,15 @@ impl Run {
         let signal_watch = {
             let stop = stop.clone();
             tokio::spawn(async move {
+                // Only a count above zero is a signal.
+                let signalled = interrupts.wait_for(|n| *n > 0);
                 tokio::select! {
-                    r = interrupts.changed() => if r.is_ok() { stop.cancel() },
+                    r = signalled => if r.is_ok() { stop.cancel() },
                     _ = stop.cancelled() => {}
                 }
             })
         };
-        let attack =
+        let (attack, launches) =
             goose_bridge::build(ctx.clone()).map_err(|e| RunError::Setup(format!("goose: {e}")))?;
         if let Some(at) = opts.start_at {
             // Every segment of a split run waits for the same moment.
@@ -236,6 +241,7 @@ impl Run {
             delivery_webhook,
             schedule: Some(schedule),
             attack: Some(attack),
+            launches,
             goose: None,
             goose_done: None,
             stop,
@@ -243,7 +249,6 @@ impl Run {
             aborted: Arc::new(OnceLock::new()),
             collected,
             collector: None,
-            staged: Err((PathBuf::new(), std::io::Error::other("not staged yet"))),
             sending_s: 0.0,
             settled: false,
             settlement: None,
@@ -252,10 +257,13 @@ impl Run {
 
     /// Connect: goose launches the users on the profile's ramp; time zero is when it starts
     /// (after it has allocated them). The bundle's staging folder opens and the interval
-    /// log starts streaming into it.
-    async fn connect(&mut self) -> Result<(), RunError> {
+    /// log starts streaming into it; the folder (or why it could not be made) goes to the
+    /// report phase.
+    async fn connect(&mut self) -> Result<Staging, RunError> {
         let Some(attack) = self.attack.take() else {
-            return Ok(());
+            return Err(RunError::Setup(
+                "the run's users were already launched".into(),
+            ));
         };
         let mut goose = tokio::spawn(async move {
             let _muted = quiet::StdoutMuted::new();
@@ -282,8 +290,7 @@ impl Run {
         if let Ok(mut c) = self.collected.lock() {
             c.hlog = hlog;
         }
-        self.staged = staged;
-        Ok(())
+        Ok(staged)
     }
 
     /// Send: the 1 s collector, the pacer and the goaway storms run until the profile ends
@@ -362,8 +369,14 @@ impl Run {
         }
         let end_us = self.ctx.now_us();
         self.settlement = Some(super::settle::classify(&self.ctx, end_us, self.settled));
+        // Every user's task now tells goose it is done, and goose ends this attack by itself.
         self.ctx.finish();
-        goose::trigger_killswitch("chatload: run complete");
+        if !self.launches.all_launched() {
+            // Stopped before goose's plan launched every user: goose would go on launching
+            // them. goose 0.19 has no per-attack stop for that, only its process-wide
+            // killswitch; this is its one use (a signal or --abort-on-fail during the ramp).
+            goose::trigger_killswitch("chatload: run stopped during the ramp");
+        }
         if let Some(mut goose) = self.goose.take() {
             if self.goose_done.is_none() {
                 self.goose_done = tokio::time::timeout(Duration::from_secs(30), &mut goose)
@@ -379,7 +392,7 @@ impl Run {
 
     /// Report: the last interval collected, the side services and the embedded server shut
     /// down, the summary built and its thresholds judged.
-    async fn report(mut self) -> Finished {
+    async fn report(mut self, staged: Staging) -> Finished {
         // Stopped early: by a signal, a clearly broken threshold, or a drain or settle cut
         // short by either.
         let interrupted = self.stop.is_cancelled();
@@ -484,7 +497,7 @@ impl Run {
         Finished {
             summary,
             log,
-            staged: self.staged,
+            staged,
         }
     }
 }

@@ -44,7 +44,17 @@ pub fn compile(file: ScenarioFile, path: &Path) -> Result<Scenario> {
     let drain = s.drain.unwrap_or(loss_deadline);
 
     let mut patterns = Vec::new();
-    for spanned in &file.patterns {
+    for (n, spanned) in file.patterns.iter().enumerate() {
+        if n == crate::protocol::id::MAX_PATTERNS {
+            // Every message id carries its pattern's number in 8 bits.
+            return issue(
+                spanned.span(),
+                format!(
+                    "a scenario has at most {} [[pattern]]s: merge some of them",
+                    crate::protocol::id::MAX_PATTERNS
+                ),
+            );
+        }
         let p = compile_pattern(spanned, &consumers)?;
         if patterns.iter().any(|q: &Pattern| q.name == p.name) {
             return issue(

@@ -1,5 +1,6 @@
-//! Helpers shared by the integration tests: scenario files in temp folders and one run at
-//! a time (goose's killswitch is process-wide, so runs in one process must not overlap).
+//! Helpers shared by the integration tests: scenario files in temp folders, bundle folders,
+//! and the real servers and proxies the tests start. Runs in one process may overlap: each
+//! goose attack ends by itself when its users are done.
 
 #![allow(dead_code)]
 
@@ -16,13 +17,25 @@ pub use serve::ServeProcess;
 
 use chatload::engine::{RunOptions, RunResult};
 use std::path::PathBuf;
-use std::sync::Mutex;
-
-pub static ONE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 pub struct TempScenario {
     pub dir: tempfile::TempDir,
     pub path: PathBuf,
+}
+
+/// Sets the environment variables this test binary's runs read, once, before anything else
+/// happens: every test of a binary that needs any calls it first with the same list, so no
+/// thread reads the environment while it changes (a change while another thread reads it is
+/// undefined behaviour in libc).
+pub fn set_env_once(vars: &[(&str, &str)]) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for (k, v) in vars {
+            // SAFETY: inside the Once that every test of this binary passes before it starts
+            // anything, so no other thread of the binary is running code that reads it.
+            unsafe { std::env::set_var(k, v) };
+        }
+    });
 }
 
 pub fn scenario_file(text: &str) -> TempScenario {

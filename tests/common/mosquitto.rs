@@ -36,11 +36,17 @@ pub fn binary() -> Option<PathBuf> {
     None
 }
 
+/// A port no other broker of this process has had, below the kernel's ephemeral range
+/// (32768 and up), so that neither another test's broker nor a client's outgoing connection
+/// takes a killed broker's port before it restarts there.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU16, Ordering::Relaxed};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 1_000) as u16 * 10;
+    (0..2_000)
+        .map(|_| base + NEXT.fetch_add(1, Relaxed) % 2_000)
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port between 20,000 and 32,000")
 }
 
 /// Extra lines for the listener (TLS files, password file).

@@ -1,6 +1,7 @@
 //! The chatload WebSocket message codec, the one thing the client side and the embedded
 //! server share. JSON text frames with an `op` field (see the README's protocol section).
-//! Owns encoding and decoding, the message-id layout (`correlation`), keyed randomness
+//! Owns encoding and decoding, the message-id layout (`id`), reading ids and people back from
+//! a target's frames (`correlation`), keyed randomness
 //! (`keyed`) and the WebSocket write queue both sides use (`wsio`); knows nothing of
 //! schedules, measurement or the server's routing.
 //!
@@ -15,6 +16,7 @@
 //! microseconds; the server echoes them untouched so the client needs no lookup to measure.
 
 pub mod correlation;
+pub mod id;
 pub mod keyed;
 mod server_counters;
 pub mod wsio;
@@ -62,13 +64,6 @@ pub struct Frame<'a> {
     pub n: Option<u64>,
     /// `goaway`: come back after this many milliseconds.
     pub after_ms: Option<u64>,
-}
-
-/// Message ids increase per sender within each of two streams, told apart by bit 62: the
-/// schedule's messages and the ones a user decides on by itself (replies). The server's
-/// retransmission check compares ids within a stream.
-pub fn id_stream(id: u64) -> usize {
-    ((id >> 62) & 1) as usize
 }
 
 /// User ids from here up are business phone numbers (business `b` is `BUSINESS_BASE + b`).

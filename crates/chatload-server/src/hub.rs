@@ -69,9 +69,15 @@ pub struct ConnHandle {
 #[derive(Default)]
 struct UserEntry {
     /// The highest message id this user has sent, per id stream (see
-    /// `protocol::id_stream`); ids increase per sender within a stream, so a send at or below
+    /// `protocol::id::stream`); ids increase per sender within a stream, so a send at or below
     /// it is a retransmission after a reconnect and is acknowledged, not delivered again.
     last_sent_id: [u64; 2],
+    /// For sends over HTTP, which may arrive out of order (a client sends on several
+    /// connections at once): the ids taken most recently, at most `RECENT_HTTP_IDS`. Only
+    /// users who send over HTTP have it; boxed so every other user's entry grows by 8
+    /// bytes, not 32.
+    #[allow(clippy::box_collection)]
+    recent_http_ids: Option<Box<VecDeque<u64>>>,
     /// The run (`protocol::hello`) of the user's last hello: ids start afresh in a new run.
     run: u64,
     next_seq: u64,
@@ -80,6 +86,10 @@ struct UserEntry {
     unacked: VecDeque<(u64, u64, Utf8Bytes)>,
     conn: Option<ConnHandle>,
 }
+
+/// How many of an HTTP sender's latest ids the hub keeps to tell a retransmission from a
+/// request that overtook another (2 KiB per HTTP sender).
+const RECENT_HTTP_IDS: usize = 256;
 
 pub struct Hub {
     delay_line: Option<super::delay_line::DelayLine>,
@@ -175,6 +185,7 @@ impl Hub {
         if entry.run != run {
             entry.run = run;
             entry.last_sent_id = [0; 2];
+            entry.recent_http_ids = None;
             entry
                 .unacked
                 .retain(|(_, from_run, _)| *from_run == run || *from_run == 0);
@@ -256,12 +267,34 @@ impl Hub {
     pub fn accept_send(&self, from: u32, id: u64) -> bool {
         let mut shard = lock(self.shard(from));
         let entry = shard.entry(from).or_default();
-        let stream = protocol::id_stream(id);
+        let stream = protocol::id::stream(id);
         if id <= entry.last_sent_id[stream] {
             self.stats.retransmitted.fetch_add(1, Relaxed);
             return false;
         }
         entry.last_sent_id[stream] = id;
+        true
+    }
+
+    /// As [`Hub::accept_send`], for a send over HTTP: requests from one user may overtake
+    /// each other, so an id below the highest taken is new unless it is one of the last
+    /// `RECENT_HTTP_IDS` taken (or older than all of them: too old to tell, counted as a
+    /// retransmission).
+    pub fn accept_unordered_send(&self, from: u32, id: u64) -> bool {
+        let mut shard = lock(self.shard(from));
+        let entry = shard.entry(from).or_default();
+        let recent = entry.recent_http_ids.get_or_insert_with(Default::default);
+        let too_old = recent.len() == RECENT_HTTP_IDS && recent.iter().all(|&r| id < r);
+        if too_old || recent.contains(&id) {
+            self.stats.retransmitted.fetch_add(1, Relaxed);
+            return false;
+        }
+        if recent.len() == RECENT_HTTP_IDS {
+            recent.pop_front();
+        }
+        recent.push_back(id);
+        let stream = protocol::id::stream(id);
+        entry.last_sent_id[stream] = entry.last_sent_id[stream].max(id);
         true
     }
 
@@ -543,5 +576,43 @@ impl Hub {
             business_statuses: self.business.stats.statuses.load(Relaxed),
             business_refused: self.business.refusals(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub() -> Hub {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        Hub::new(Knobs::default(), super::super::Limits::default(), tx)
+    }
+
+    #[test]
+    fn http_sends_that_overtake_each_other_are_all_taken_once() {
+        let hub = hub();
+        for id in [512u64, 256, 1024, 768] {
+            assert!(hub.accept_unordered_send(7, id), "{id} is new");
+        }
+        for id in [256u64, 1024] {
+            assert!(
+                !hub.accept_unordered_send(7, id),
+                "{id} again is a retransmission"
+            );
+        }
+        assert_eq!(hub.stats.retransmitted.load(Relaxed), 2);
+        // An ordered (WebSocket) sender: below the highest is a retransmission.
+        assert!(hub.accept_send(8, 512));
+        assert!(!hub.accept_send(8, 256));
+    }
+
+    #[test]
+    fn an_http_id_older_than_every_kept_one_is_counted_not_delivered() {
+        let hub = hub();
+        for i in 0..RECENT_HTTP_IDS as u64 {
+            assert!(hub.accept_unordered_send(3, 1000 + i));
+        }
+        assert!(!hub.accept_unordered_send(3, 999));
+        assert!(hub.accept_unordered_send(3, 5000));
     }
 }

@@ -7,8 +7,8 @@ use crate::engine::context::RunContext;
 use crate::engine::json_listener::{self, JsonListener};
 use crate::metrics::{ErrorKind, Metric, Received};
 use crate::protocol::BUSINESS_BASE;
+use crate::protocol::id::pattern_of;
 use crate::server::business::{parse_correlation, parse_inbound_wamid};
-use crate::workload::schedule::pattern_of;
 use serde_json::Value;
 use std::sync::Arc;
 

@@ -4,12 +4,13 @@
 //! message ids; sending and measuring stay with the virtual user.
 
 use crate::engine::context::RunContext;
+use crate::protocol::id::{REACTION_BIT, compose as message_id};
 use crate::protocol::keyed;
 use crate::protocol::{MediaKind, Recipient};
 use crate::scenario::PatternKind;
 use crate::scenario::sampler::Sampler;
 use crate::workload::Order;
-use crate::workload::schedule::{Action, REACTION_BIT, message_id};
+use crate::workload::schedule::Action;
 use rand_pcg::Pcg64Mcg;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};

@@ -6,9 +6,9 @@
 use super::VirtualUser;
 use crate::engine::context::RunContext;
 use crate::metrics::{ErrorKind, Metric, Received};
+use crate::protocol::id::pattern_of;
 use crate::protocol::{self, BUSINESS_BASE};
 use crate::transport::{Delivery, Incoming, Outgoing, Session};
-use crate::workload::schedule::pattern_of;
 
 impl VirtualUser {
     pub(super) fn on_incoming(&mut self, incoming: Incoming) {

@@ -10,10 +10,11 @@ pub mod reactions;
 use super::context::RunContext;
 use super::reconnect::{AfterFailure, Reconnector};
 use crate::metrics::{ErrorKind, LATE_SEND_US, Ledger, Metric, NotSentReason, Owed};
+use crate::protocol::id::{REACTION_BIT, compose as message_id};
 use crate::protocol::{self, BUSINESS_BASE, Media, Recipient};
 use crate::transport::{AnySession, Incoming, Outgoing, Session};
 use crate::workload::Order;
-use crate::workload::schedule::{Action, REACTION_BIT, message_id};
+use crate::workload::schedule::Action;
 use reactions::{Pending, Reactions};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -442,7 +443,7 @@ impl VirtualUser {
                             s: now_us,
                         })
                     });
-                    let p = crate::workload::schedule::pattern_of(id) as usize;
+                    let p = crate::protocol::id::pattern_of(id) as usize;
                     if said && let Some(c) = self.ctx.recorders.local().counters.get_mut(p) {
                         c.reads += 1;
                     }

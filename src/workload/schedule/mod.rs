@@ -11,6 +11,7 @@ mod consumer;
 
 use super::population::Population;
 use super::profile::Profile;
+use crate::protocol::id::compose as message_id;
 use crate::protocol::{MediaKind, Recipient};
 use crate::scenario::{PatternKind, Scenario, sampler::Sampler};
 use rand::{Rng, SeedableRng};
@@ -19,26 +20,6 @@ use rand_pcg::Pcg64Mcg;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
-
-/// Message ids carry their pattern in the low bits, so any id tells its pattern.
-pub const PATTERN_BITS: u32 = 8;
-pub const MAX_PATTERNS: usize = 1 << PATTERN_BITS;
-/// Sequence numbers with this bit are issued by virtual users for their reactions (replies
-/// to businesses), outside the schedule's own sequence: the ids' second stream (bit 62 of an
-/// id, see `protocol::id_stream`).
-pub const REACTION_BIT: u64 = 1 << (62 - PATTERN_BITS);
-
-pub fn message_id(seq: u64, pattern: u16) -> u64 {
-    (seq << PATTERN_BITS) | pattern as u64
-}
-
-pub fn pattern_of(id: u64) -> u16 {
-    (id & (MAX_PATTERNS as u64 - 1)) as u16
-}
-
-pub fn seq_of(id: u64) -> u64 {
-    id >> PATTERN_BITS
-}
 
 /// What a scheduled order asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

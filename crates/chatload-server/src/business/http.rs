@@ -270,7 +270,7 @@ fn user_message(hub: &Hub, from: &str, body: &[u8]) -> Reply {
     };
     let text = v["body"].as_str().unwrap_or("");
     let accepted_at = std::time::Instant::now();
-    if hub.accept_send(from, id) {
+    if hub.accept_unordered_send(from, id) {
         hub.stats.accepted.fetch_add(1, Relaxed);
         let base = protocol::Delivery {
             seq: 0,
