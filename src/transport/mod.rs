@@ -13,6 +13,7 @@ pub mod mqtt;
 pub mod native;
 pub mod source;
 pub mod tls;
+pub mod ws_open;
 
 pub use connector::Connector;
 

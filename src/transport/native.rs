@@ -5,14 +5,10 @@
 use super::{ConnectError, Delivery, Incoming, Outgoing, Session, tls::TlsContext};
 use crate::metrics::ErrorKind;
 use crate::protocol::{self, Frame};
-use crate::wsio::{QueuedWriter, small_buffers};
+use crate::wsio::QueuedWriter;
 use futures_util::{SinkExt, StreamExt, stream::SplitStream};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A connected, greeted session.
 pub struct NativeSession {
@@ -37,45 +33,7 @@ pub fn classify(e: &WsError) -> ErrorKind {
     }
 }
 
-/// Opens the WebSocket (through TLS for `wss://`) with small buffers.
-/// `source` binds the connection to a local address (see `source`).
-pub async fn open(
-    url: &str,
-    tls: &TlsContext,
-    source: Option<std::net::IpAddr>,
-) -> Result<Socket, ConnectError> {
-    if let Some(local) = source {
-        let u = reqwest::Url::parse(url)
-            .map_err(|e| ConnectError::new(ErrorKind::ConnectFailed, format!("{url}: {e}")))?;
-        let (Some(host), Some(port)) = (u.host_str(), u.port_or_known_default()) else {
-            return Err(ConnectError::new(
-                ErrorKind::ConnectFailed,
-                format!("{url} has no host"),
-            ));
-        };
-        let tcp = super::source::connect(&format!("{host}:{port}"), Some(local))
-            .await
-            .map_err(|e| ConnectError::new(super::connector::classify_io(&e), e.to_string()))?;
-        return tokio_tungstenite::client_async_tls_with_config(
-            url,
-            tcp,
-            Some(small_buffers()),
-            Some(tls.websocket_connector()),
-        )
-        .await
-        .map(|(ws, _)| ws)
-        .map_err(|e| ConnectError::new(classify(&e), e.to_string()));
-    }
-    tokio_tungstenite::connect_async_tls_with_config(
-        url,
-        Some(small_buffers()),
-        true,
-        Some(tls.websocket_connector()),
-    )
-    .await
-    .map(|(ws, _)| ws)
-    .map_err(|e| ConnectError::new(classify(&e), e.to_string()))
-}
+pub use super::ws_open::{Socket, open};
 
 /// Connects to `url` as `user` of run `run`, resuming after `last_seq`, within `timeout`
 /// overall.

@@ -74,10 +74,6 @@ impl TlsContext {
         self.config.clone()
     }
 
-    pub fn websocket_connector(&self) -> tokio_tungstenite::Connector {
-        tokio_tungstenite::Connector::Rustls(self.config.clone())
-    }
-
     /// An HTTP client builder that uses this configuration for `https://`.
     pub fn http_client(&self) -> reqwest::ClientBuilder {
         reqwest::Client::builder().tls_backend_preconfigured((*self.config).clone())

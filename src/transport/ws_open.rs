@@ -1,0 +1,211 @@
+//! Opening a client WebSocket: TCP (from a chosen source address), TLS for `wss://`, and the
+//! HTTP upgrade (RFC 6455 section 4.1) written and checked here rather than by tungstenite's
+//! client handshake, which keeps the 4 KiB buffer it read the answer into as the
+//! connection's read buffer for its whole life (4 KiB of every connected user's memory).
+//! Here the answer is read into a scratch buffer that is dropped, and the connection starts
+//! with the configured small read buffer and whatever followed the answer. Owns the
+//! handshake and what an answer that is not an upgrade means; not the frames after it.
+
+use super::ConnectError;
+use super::tls::TlsContext;
+use crate::metrics::ErrorKind;
+use crate::wsio::small_buffers;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The most an upgrade answer's status line and headers may take; a peer that sends more
+/// without ending its headers is not a WebSocket server.
+const MAX_ANSWER_HEAD: usize = 16 * 1024;
+const MAX_HEADERS: usize = 64;
+
+/// Opens the WebSocket at `url` (`ws://` or `wss://`), bound to `source` when given.
+pub async fn open(
+    url: &str,
+    tls: &TlsContext,
+    source: Option<std::net::IpAddr>,
+) -> Result<Socket, ConnectError> {
+    let failed = |why: String| ConnectError::new(ErrorKind::ConnectFailed, why);
+    let u = reqwest::Url::parse(url).map_err(|e| failed(format!("{url}: {e}")))?;
+    let secure = match u.scheme() {
+        "ws" => false,
+        "wss" => true,
+        other => return Err(failed(format!("{url}: `{other}` is not ws:// or wss://"))),
+    };
+    let (Some(host), Some(port)) = (u.host_str(), u.port_or_known_default()) else {
+        return Err(failed(format!("{url} has no host")));
+    };
+    let io_error =
+        |e: std::io::Error| ConnectError::new(super::connector::classify_io(&e), e.to_string());
+    let tcp = super::source::connect(&format!("{host}:{port}"), source)
+        .await
+        .map_err(io_error)?;
+    let _ = tcp.set_nodelay(true);
+    let mut stream = if secure {
+        let name =
+            rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+                .map_err(|e| ConnectError::new(ErrorKind::Tls, format!("{host}: {e}")))?;
+        let tls_stream = tokio_rustls::TlsConnector::from(tls.client_config())
+            .connect(name, tcp)
+            .await
+            .map_err(io_error)?;
+        MaybeTlsStream::Rustls(tls_stream)
+    } else {
+        MaybeTlsStream::Plain(tcp)
+    };
+
+    let key = generate_key();
+    let mut target = u.path().to_string();
+    if let Some(q) = u.query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    let host_header = match u.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    };
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: {host_header}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(io_error)?;
+
+    let tail = read_answer_head(&mut stream, &key).await?;
+    Ok(
+        WebSocketStream::from_partially_read(stream, tail, Role::Client, Some(small_buffers()))
+            .await,
+    )
+}
+
+/// Reads the answer to the upgrade up to the end of its headers and checks that it is one;
+/// returns a copy (exactly sized) of the bytes that followed the head.
+async fn read_answer_head(
+    stream: &mut MaybeTlsStream<TcpStream>,
+    key: &str,
+) -> Result<Vec<u8>, ConnectError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| ConnectError::new(super::connector::classify_io(&e), e.to_string()))?;
+        if n == 0 {
+            return Err(ConnectError::new(
+                ErrorKind::ConnectionReset,
+                if buf.is_empty() {
+                    "the server closed the connection without answering the WebSocket upgrade"
+                        .to_string()
+                } else {
+                    "the server closed the connection in the middle of its answer to the WebSocket upgrade".to_string()
+                },
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut answer = httparse::Response::new(&mut headers);
+        match answer.parse(&buf) {
+            Ok(httparse::Status::Complete(head_len)) => {
+                check_upgrade(&answer, key)?;
+                return Ok(buf[head_len..].to_vec());
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_ANSWER_HEAD => continue,
+            Ok(httparse::Status::Partial) => {
+                return Err(ConnectError::new(
+                    ErrorKind::Protocol,
+                    format!(
+                        "the answer to the WebSocket upgrade has no end of headers within {MAX_ANSWER_HEAD} bytes"
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Err(ConnectError::new(
+                    ErrorKind::ConnectFailed,
+                    format!(
+                        "HTTP format error: the answer to the WebSocket upgrade is not HTTP ({e})"
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+fn header<'a>(answer: &'a httparse::Response<'_, '_>, name: &str) -> Option<&'a [u8]> {
+    answer
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+fn check_upgrade(answer: &httparse::Response<'_, '_>, key: &str) -> Result<(), ConnectError> {
+    let code = answer.code.unwrap_or(0);
+    if code != 101 {
+        let reason = answer.reason.unwrap_or("");
+        return Err(ConnectError::new(
+            ErrorKind::for_status(code),
+            format!("HTTP error: {code} {reason}")
+                .trim_end()
+                .to_string(),
+        ));
+    }
+    let protocol_error = |why: &str| {
+        ConnectError::new(
+            ErrorKind::Protocol,
+            format!("WebSocket protocol error: {why}"),
+        )
+    };
+    if !header(answer, "upgrade").is_some_and(|v| v.eq_ignore_ascii_case(b"websocket")) {
+        return Err(protocol_error(
+            "the 101 answer does not upgrade to `websocket`",
+        ));
+    }
+    let expected = derive_accept_key(key.as_bytes());
+    if header(answer, "sec-websocket-accept") != Some(expected.as_bytes()) {
+        return Err(protocol_error(
+            "the 101 answer's Sec-WebSocket-Accept does not match the key sent",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_and_check(text: &str, key: &str) -> Result<(), ConnectError> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut answer = httparse::Response::new(&mut headers);
+        assert!(answer.parse(text.as_bytes()).unwrap().is_complete());
+        check_upgrade(&answer, key)
+    }
+
+    #[test]
+    fn an_upgrade_is_checked_against_the_key() {
+        // The example of RFC 6455 section 1.3.
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let ok = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        assert!(parse_and_check(ok, key).is_ok());
+        let wrong = ok.replace("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "AAAA");
+        let e = parse_and_check(&wrong, key).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Protocol);
+    }
+
+    #[test]
+    fn an_answer_that_is_not_an_upgrade_says_its_status() {
+        let e = parse_and_check(
+            "HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\n\r\n",
+            "k",
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Http5xx);
+        assert_eq!(e.detail, "HTTP error: 501 Not Implemented");
+    }
+}
