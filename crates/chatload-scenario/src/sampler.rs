@@ -125,7 +125,7 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::distribution::{CountDist, TimeDist};
+    use crate::distribution::{CountDist, TimeDist};
     use rand::SeedableRng;
     use rand_pcg::Pcg64Mcg;
     use serde::Deserialize;

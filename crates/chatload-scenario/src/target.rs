@@ -5,8 +5,8 @@
 
 use super::compile::{Result, issue};
 use super::units::Micros;
-use crate::scenario::template::{Matcher, Template};
 use crate::secrets::CredentialNames;
+use crate::template::{Matcher, Template};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -463,7 +463,7 @@ fn mqtt(m: Option<&MqttSection>) -> Result<MqttTarget> {
         }
     };
     let user_topic = default_template(&m.user_topic, "chatload/u/{{user}}")?;
-    if !user_topic.uses(crate::scenario::template::Slot::User) {
+    if !user_topic.uses(crate::template::Slot::User) {
         let span = m.user_topic.as_ref().map_or(0..0, |t| t.span());
         return issue(
             span,
@@ -505,12 +505,12 @@ fn gateway(g: &GatewaySection) -> Result<GatewayTarget> {
 
 fn http(h: &HttpSection, s: &Sections<'_>) -> Result<HttpTarget> {
     let method = h.method.clone().unwrap_or_else(|| "POST".into());
-    if reqwest::Method::from_bytes(method.as_bytes()).is_err() {
+    if http::Method::from_bytes(method.as_bytes()).is_err() {
         return issue(h.url.span(), format!("`{method}` is not an HTTP method"));
     }
     let mut headers = Vec::new();
     for (k, v) in &h.headers {
-        if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+        if http::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
             return issue(v.span(), format!("`{k}` is not a valid header name"));
         }
         headers.push((k.clone(), template(v)?));

@@ -1,5 +1,11 @@
 //! Scenario files: reading, checking and compiling them into a [`Scenario`]. Owns the file
-//! format and its error messages; it knows nothing of how traffic is generated or sent.
+//! format and its error messages, the names of the metrics a threshold may use (`metric`)
+//! and the secrets a scenario names (`secrets`: read from the environment or a file, kept
+//! out of every output). Knows nothing of how traffic is generated, sent or measured: it
+//! depends on `chatload-protocol` (the id layout, how ids are read back) and on nothing of
+//! the client side, which the compiler holds.
+
+use chatload_protocol as protocol;
 
 pub mod addresses;
 pub mod compile;
@@ -9,9 +15,11 @@ pub mod distribution;
 pub mod distribution_syntax;
 pub mod error;
 mod file;
+pub mod metric;
 pub mod model;
 pub mod sampler;
 pub mod schema;
+pub mod secrets;
 mod special;
 pub mod target;
 pub mod template;

@@ -383,7 +383,7 @@ unit_dist!(SizeDist, Unit::Bytes, "A distribution of sizes in bytes.");
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::special::{gamma, normal_quantile};
+    use crate::special::{gamma, normal_quantile};
 
     #[derive(Deserialize)]
     struct Probe {
