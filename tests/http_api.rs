@@ -61,6 +61,7 @@ async fn an_independent_api_with_webhook_deliveries_and_refusals() {
         fail_every: 10,
         bearer: TOKEN.into(),
         webhook: std::sync::Mutex::new(Some(format!("http://127.0.0.1:{hook_port}/hook"))),
+        redeliver_every: 7,
         ..Default::default()
     });
     let port = chat_api::start(api.clone(), None).await;
@@ -77,7 +78,7 @@ headers = {{ Authorization = "Bearer {{{{token}}}}" }}
 body = '{{"from":{{{{user}}}},"to":{{{{to}}}},"ref":"{{{{id}}}}","text":"{{{{body}}}}"}}'
 id = "/message/id"
 deliveries = "webhook"
-webhook = {{ listen = "127.0.0.1:{hook_port}", each = "/deliveries", recipient = "/recipient", id = "/ref", from = "/sender" }}
+webhook = {{ listen = "127.0.0.1:{hook_port}", each = "/deliveries", recipient = "/recipient", id = "/ref", from = "/sender", transaction = "path" }}
 "#
     );
     let r = run_text(&chat_scenario(80, 3, 0, &target), None).await;
@@ -115,6 +116,21 @@ webhook = {{ listen = "127.0.0.1:{hook_port}", each = "/deliveries", recipient =
     assert_eq!(
         a.delivered, a.acked,
         "every accepted send came back by webhook"
+    );
+    let redelivered = api.redelivered.load(Relaxed);
+    assert!(
+        redelivered > 5,
+        "the API put some batches twice: {redelivered}"
+    );
+    assert_eq!(
+        s.target.webhook_redelivered, redelivered,
+        "each batch put again under its transaction id is counted"
+    );
+    assert_eq!(a.duplicated, 0, "and taken once: {a:?}");
+    assert_eq!(
+        api.odd_answers.load(Relaxed),
+        0,
+        "every batch is answered 200 with {{}}"
     );
     for f in ["summary.json", "summary.md", "report.html", "junit.xml"] {
         let body = std::fs::read_to_string(r.bundle_dir.join(f)).unwrap();

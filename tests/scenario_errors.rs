@@ -22,6 +22,15 @@ fn cases() -> Vec<(&'static str, String, usize, usize, &'static str)> {
         .collect();
     vec![
         (
+            "a webhook transaction id that is neither a pointer nor the path",
+            format!(
+                "{BASE}\n[target]\nurl = \"http://127.0.0.1:9\"\nprotocol = \"http\"\n\n[target.http]\nurl = \"/x\"\ndeliveries = \"webhook\"\nwebhook = {{ recipient = \"/r\", id = \"/i\", transaction = \"txn\" }}\n"
+            ),
+            19,
+            56,
+            "give a JSON pointer into the body",
+        ),
+        (
             "more patterns than a message id can tell apart",
             format!("{BASE}{many_patterns}"),
             1287,

@@ -1,28 +1,147 @@
 //! Deliveries seen by a webhook: for an HTTP messaging API that posts each delivered message
 //! to a URL instead of pushing it over a connection, chatload listens there, finds the
 //! recipient and its message in each body (JSON pointers from `[target.http.webhook]`) and
-//! measures it as a virtual user would. Owns that mapping; the socket is `json_listener`'s.
+//! measures it as a virtual user would. Answers each batch with the scenario's status and
+//! JSON body (`{}` unless it says), and takes a batch the target pushes again under a
+//! transaction id already taken only once, counting it (Matrix application services and
+//! other at-least-once senders retry a batch until it is answered). Owns that mapping and
+//! the de-duplication; the socket is `json_listener`'s.
 
 use super::context::RunContext;
-use super::json_listener::{self, JsonListener};
+use super::json_listener::{self, Answer, JsonListener};
 use super::vu::frames::record_delivery;
 use crate::metrics::ErrorKind;
-use crate::scenario::target::Webhook;
+use crate::scenario::target::{TransactionId, Webhook};
 use crate::scenario::template::{message_id, number};
 use crate::transport::Delivery;
 use serde_json::Value;
-use std::sync::Arc;
+use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+/// How many transaction ids are remembered to tell a redelivered batch from a new one: a
+/// sender retries a batch within seconds to minutes, long before this many newer ones.
+const REMEMBERED_TRANSACTIONS: usize = 65_536;
+
+/// The listener, and how many batches the target pushed again under a transaction id
+/// already taken (taken once, answered as before).
+pub struct DeliveryWebhook {
+    pub listener: JsonListener,
+    redelivered: Arc<AtomicU64>,
+}
+
+impl DeliveryWebhook {
+    /// Stops listening; returns the redelivered batches.
+    pub fn stop(self) -> u64 {
+        self.listener.stop();
+        self.redelivered.load(Relaxed)
+    }
+}
+
+/// The transaction ids taken most recently, as 64-bit hashes (bounded memory whatever the
+/// ids' length: 65,536 of them take about 1.5 MiB).
+struct Seen {
+    hasher: RandomState,
+    order: VecDeque<u64>,
+    set: HashSet<u64>,
+}
+
+impl Seen {
+    fn new() -> Self {
+        Seen {
+            hasher: RandomState::new(),
+            order: VecDeque::new(),
+            set: HashSet::new(),
+        }
+    }
+
+    /// True when `id` is new (and now remembered).
+    fn first_time(&mut self, id: &str) -> bool {
+        let h = self.hasher.hash_one(id);
+        if !self.set.insert(h) {
+            return false;
+        }
+        self.order.push_back(h);
+        if self.order.len() > REMEMBERED_TRANSACTIONS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+}
 
 /// Starts listening where the scenario says; the URL to give the target is printed by the
 /// caller.
-pub async fn start(ctx: Arc<RunContext>, webhook: &Webhook) -> std::io::Result<JsonListener> {
+pub async fn start(ctx: Arc<RunContext>, webhook: &Webhook) -> std::io::Result<DeliveryWebhook> {
     let w = webhook.clone();
-    json_listener::start(
+    let redelivered = Arc::new(AtomicU64::new(0));
+    let seen = Mutex::new(Seen::new());
+    let counted = redelivered.clone();
+    let answer = Answer {
+        status: hyper::StatusCode::from_u16(webhook.answer_status).unwrap_or(hyper::StatusCode::OK),
+        body: bytes::Bytes::from(webhook.answer_body.clone()),
+    };
+    let listener = json_listener::start(
         &webhook.listen,
         ctx,
-        Arc::new(move |ctx: &RunContext, v: &Value| absorb(ctx, &w, v)),
+        Arc::new(move |ctx: &RunContext, path: &str, v: &Value| {
+            if is_redelivery(ctx, &w, &seen, path, v) {
+                counted.fetch_add(1, Relaxed);
+            } else {
+                absorb(ctx, &w, v);
+            }
+        }),
+        answer,
     )
-    .await
+    .await?;
+    Ok(DeliveryWebhook {
+        listener,
+        redelivered,
+    })
+}
+
+/// The batch's transaction id (the last segment of `path`, or a string or number at a
+/// pointer in the body).
+fn transaction_id(t: &TransactionId, path: &str, v: &Value) -> Option<String> {
+    match t {
+        TransactionId::Path => path
+            .rsplit('/')
+            .next()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        TransactionId::Pointer(p) => match v.pointer(p)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        },
+    }
+}
+
+/// Whether this batch was taken before under the same transaction id. A batch without one,
+/// when the scenario says where it is, is a protocol error and is taken.
+fn is_redelivery(ctx: &RunContext, w: &Webhook, seen: &Mutex<Seen>, path: &str, v: &Value) -> bool {
+    let Some(t) = &w.transaction else {
+        return false;
+    };
+    let Some(id) = transaction_id(t, path, v) else {
+        ctx.recorders.local().error(ErrorKind::Protocol, || {
+            format!(
+                "a delivery webhook without its transaction id ({}): {}",
+                match t {
+                    TransactionId::Path => format!("no last path segment in {path}"),
+                    TransactionId::Pointer(p) => format!("nothing at {p}"),
+                },
+                crate::secrets::excerpt(&v.to_string(), 160)
+            )
+        });
+        return false;
+    };
+    !seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .first_time(&id)
 }
 
 fn absorb(ctx: &RunContext, w: &Webhook, v: &Value) {
@@ -66,5 +185,42 @@ fn absorb(ctx: &RunContext, w: &Webhook, v: &Value) {
         };
         // Pushed to a receiver that is always there: due from the intended time.
         record_delivery(ctx, user, &d, now, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_transaction_id_comes_from_the_path_or_the_body() {
+        let v = json!({"txn": "t-7", "n": 12, "events": []});
+        let path = "/_matrix/app/v1/transactions/1234";
+        assert_eq!(
+            transaction_id(&TransactionId::Path, path, &v).as_deref(),
+            Some("1234")
+        );
+        assert_eq!(transaction_id(&TransactionId::Path, "/", &v), None);
+        let at = |p: &str| transaction_id(&TransactionId::Pointer(p.into()), path, &v);
+        assert_eq!(at("/txn").as_deref(), Some("t-7"));
+        assert_eq!(at("/n").as_deref(), Some("12"));
+        assert_eq!(at("/events"), None);
+        assert_eq!(at("/missing"), None);
+    }
+
+    #[test]
+    fn a_transaction_is_taken_once_and_memory_stays_bounded() {
+        let mut seen = Seen::new();
+        assert!(seen.first_time("a"));
+        assert!(!seen.first_time("a"));
+        for i in 0..REMEMBERED_TRANSACTIONS {
+            assert!(seen.first_time(&format!("x{i}")));
+        }
+        assert_eq!(seen.set.len(), REMEMBERED_TRANSACTIONS);
+        assert!(
+            seen.first_time("a"),
+            "forgotten once 65,536 newer ones came"
+        );
     }
 }

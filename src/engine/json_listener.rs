@@ -29,14 +29,34 @@ impl JsonListener {
     }
 }
 
-type Absorb = dyn Fn(&RunContext, &Value) + Send + Sync;
+/// The function a body goes to, with the request's path.
+type Absorb = dyn Fn(&RunContext, &str, &Value) + Send + Sync;
 
-/// Listens on `addr`; every JSON body posted goes to `absorb`, anything else is counted as
-/// a protocol error and answered 400.
+/// What the listener answers a JSON body it took. Senders that parse the answer (Matrix
+/// homeservers retry a transaction whose answer is not JSON, and hold back every later one)
+/// need a JSON body; `{}` is what they all accept.
+#[derive(Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+impl Default for Answer {
+    fn default() -> Self {
+        Answer {
+            status: StatusCode::OK,
+            body: Bytes::from_static(b"{}"),
+        }
+    }
+}
+
+/// Listens on `addr`; every JSON body sent (with any method) goes to `absorb` and is
+/// answered with `answer`; anything else is counted as a protocol error and answered 400.
 pub async fn start(
     addr: &str,
     ctx: Arc<RunContext>,
     absorb: Arc<Absorb>,
+    answer: Answer,
 ) -> std::io::Result<JsonListener> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
@@ -47,10 +67,11 @@ pub async fn start(
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let (ctx, absorb) = (ctx.clone(), absorb.clone());
+            let (ctx, absorb, answer) = (ctx.clone(), absorb.clone(), answer.clone());
             tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req| handle(req, ctx.clone(), absorb.clone()));
+                let service = hyper::service::service_fn(move |req| {
+                    handle(req, ctx.clone(), absorb.clone(), answer.clone())
+                });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -64,13 +85,21 @@ async fn handle(
     req: Request<Incoming>,
     ctx: Arc<RunContext>,
     absorb: Arc<Absorb>,
+    answer: Answer,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_string();
     let body = Limited::new(req.into_body(), MAX_BODY).collect().await;
     let status = match body.map(|b| b.to_bytes()) {
         Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
             Ok(v) => {
-                absorb(&ctx, &v);
-                StatusCode::OK
+                absorb(&ctx, &path, &v);
+                let mut r = Response::new(Full::new(answer.body));
+                *r.status_mut() = answer.status;
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("application/json"),
+                );
+                return Ok(r);
             }
             Err(e) => {
                 ctx.recorders.local().error(ErrorKind::Protocol, || {

@@ -96,7 +96,7 @@ struct Run {
     population: Arc<Population>,
     ctx: Arc<RunContext>,
     business: Option<super::business::runtime::BusinessRuntime>,
-    delivery_webhook: Option<super::json_listener::JsonListener>,
+    delivery_webhook: Option<super::delivery_webhook::DeliveryWebhook>,
     schedule: Option<Schedule>,
     attack: Option<goose::GooseAttack>,
     launches: goose_bridge::Launches,
@@ -409,9 +409,7 @@ impl Run {
             &mut scratch,
             crate::report::summary::round3(ctx.epoch().elapsed().as_secs_f64()),
         );
-        if let Some(w) = self.delivery_webhook.take() {
-            w.stop();
-        }
+        let webhook_redelivered = self.delivery_webhook.take().map_or(0, |w| w.stop());
         if let Some(b) = self.business.take() {
             b.client.stop();
             let _ = tokio::time::timeout(Duration::from_secs(2), b.task).await;
@@ -447,6 +445,7 @@ impl Run {
                 }),
                 embedded: scenario.target.url.is_none(),
                 protocol: scenario.target.protocol.name().to_string(),
+                webhook_redelivered,
             },
             users: segment.members_of(segment.index, self.population.users()),
             peak_connected: collected.peak_connected,
@@ -506,7 +505,7 @@ impl Run {
 async fn start_delivery_webhook(
     ctx: &Arc<RunContext>,
     quiet: bool,
-) -> Result<Option<super::json_listener::JsonListener>, RunError> {
+) -> Result<Option<super::delivery_webhook::DeliveryWebhook>, RunError> {
     let crate::scenario::target::Protocol::Http(h) = &ctx.scenario.target.protocol else {
         return Ok(None);
     };
@@ -524,7 +523,7 @@ async fn start_delivery_webhook(
     if !quiet {
         eprintln!(
             "chatload: delivery webhooks are taken at http://{}/",
-            listener.addr
+            listener.listener.addr
         );
     }
     Ok(Some(listener))

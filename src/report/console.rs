@@ -149,6 +149,13 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
         thousands(a.unexpected),
         thousands(a.retransmitted)
     );
+    if s.target.webhook_redelivered > 0 {
+        let _ = writeln!(
+            o,
+            "              webhook batches pushed again by the target {} (taken once each)",
+            thousands(s.target.webhook_redelivered)
+        );
+    }
     let total = s
         .patterns
         .iter()

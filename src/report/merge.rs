@@ -177,6 +177,7 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
     s.errors = BTreeMap::new();
     s.error_examples = BTreeMap::new();
     s.errors_total = 0;
+    s.target.webhook_redelivered = 0;
     s.users = 0;
     s.duration_s = 0.0;
     s.max_send_lag_us = 0;
@@ -210,6 +211,7 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
         let q = &part.summary;
         add_accounting(&mut s.accounting, &q.accounting);
         add_counts(&mut s.errors, &q.errors);
+        s.target.webhook_redelivered += q.target.webhook_redelivered;
         for (k, v) in &q.error_examples {
             s.error_examples
                 .entry(k.clone())

@@ -169,6 +169,14 @@ pub struct TargetSummary {
     /// "chatload", "mqtt", "ws-gateway" or "http".
     #[serde(default = "chatload_protocol")]
     pub protocol: String,
+    /// Delivery-webhook batches the target pushed again under a transaction id already
+    /// taken (taken once; `[target.http.webhook] transaction`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub webhook_redelivered: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn verify() -> String {

@@ -1,7 +1,10 @@
 //! A small independent HTTP messaging API for the HTTP transport tests: `POST /api/send`
 //! with `{"from","to","ref","text"}` answers `202 {"message":{"id":…}}` and posts each
 //! delivery to a webhook as `{"deliveries":[{"recipient":"u-N","ref":…,"sender":"u-M"}]}`.
-//! Every `fail_every`-th send is answered 503 and never delivered. Optional TLS.
+//! Every `fail_every`-th send is answered 503 and never delivered. With `redeliver_every`,
+//! batches go Matrix-style (`PUT <webhook>/transactions/t<N>`) and every such batch is put
+//! again under the same transaction once the first answer came, as an at-least-once sender
+//! does; every answer to a batch is checked to be `200 {}`. Optional TLS.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -20,6 +23,19 @@ pub struct ChatApi {
     pub webhook: std::sync::Mutex<Option<String>>,
     pub bearer: String,
     pub unauthorized: AtomicU64,
+    pub redeliver_every: u64,
+    /// Batches put a second time (and answered).
+    pub redelivered: AtomicU64,
+    /// Answers to a batch that were not `200` with the body `{}`.
+    pub odd_answers: AtomicU64,
+}
+
+/// Sends one batch; true when it was answered `200 {}`.
+async fn put_batch(http: &reqwest::Client, url: &str, batch: &Value) -> Option<bool> {
+    let r = http.put(url).json(batch).send().await.ok()?;
+    let status = r.status();
+    let body = r.text().await.ok()?;
+    Some(status == reqwest::StatusCode::OK && body == "{}")
 }
 
 async fn handle(
@@ -58,8 +74,25 @@ async fn handle(
     let hook = api.webhook.lock().unwrap().clone();
     if let Some(hook) = hook {
         let d = json!({"deliveries": [{"recipient": format!("u-{}", v["to"]), "ref": v["ref"], "sender": format!("u-{}", v["from"])}]});
+        let api = api.clone();
         tokio::spawn(async move {
-            let _ = http.post(hook).json(&d).send().await;
+            if api.redeliver_every == 0 {
+                let _ = http.post(hook).json(&d).send().await;
+                return;
+            }
+            let url = format!("{hook}/transactions/t{n}");
+            let count = |ok: Option<bool>| {
+                if ok == Some(false) {
+                    api.odd_answers.fetch_add(1, Relaxed);
+                }
+                ok.is_some()
+            };
+            if count(put_batch(&http, &url, &d).await)
+                && n.is_multiple_of(api.redeliver_every)
+                && count(put_batch(&http, &url, &d).await)
+            {
+                api.redelivered.fetch_add(1, Relaxed);
+            }
         });
     }
     reply(

@@ -28,7 +28,13 @@ impl WebhookReceiver {
 /// Listens at `addr` (HOST:PORT; port 0 picks a free one); the URL registered with the
 /// target is the address actually bound.
 pub async fn start(ctx: Arc<RunContext>, addr: &str) -> std::io::Result<WebhookReceiver> {
-    let listener = json_listener::start(addr, ctx, Arc::new(absorb)).await?;
+    let listener = json_listener::start(
+        addr,
+        ctx,
+        Arc::new(|ctx: &RunContext, _: &str, v: &Value| absorb(ctx, v)),
+        json_listener::Answer::default(),
+    )
+    .await?;
     Ok(WebhookReceiver(listener))
 }
 
