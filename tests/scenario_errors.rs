@@ -22,6 +22,15 @@ fn cases() -> Vec<(&'static str, String, usize, usize, &'static str)> {
         .collect();
     vec![
         (
+            "a gateway header the WebSocket upgrade sets itself",
+            format!(
+                "{BASE}\n[target]\nurl = \"ws://127.0.0.1:9/x\"\nprotocol = \"ws-gateway\"\n\n[target.gateway]\nsend = \"x\"\nmessage = {{ match = {{ pointer = \"/t\", equals = \"m\" }}, id = \"/id\" }}\nheaders = {{ Upgrade = \"h2c\" }}\n"
+            ),
+            19,
+            23,
+            "is set by the WebSocket upgrade itself",
+        ),
+        (
             "a webhook transaction id that is neither a pointer nor the path",
             format!(
                 "{BASE}\n[target]\nurl = \"http://127.0.0.1:9\"\nprotocol = \"http\"\n\n[target.http]\nurl = \"/x\"\ndeliveries = \"webhook\"\nwebhook = {{ recipient = \"/r\", id = \"/i\", transaction = \"txn\" }}\n"

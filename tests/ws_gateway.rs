@@ -34,6 +34,10 @@ struct Gateway {
     next_mid: AtomicU64,
     posts: AtomicU64,
     refused_logins: AtomicU64,
+    /// Upgrades that carried the client header and offered `chat.v2` (answered with it),
+    /// and upgrades that did not (refused 400).
+    good_upgrades: AtomicU64,
+    bad_upgrades: AtomicU64,
 }
 
 impl Gateway {
@@ -48,7 +52,30 @@ async fn serve(listener: TcpListener, gw: Arc<Gateway>) {
     while let Ok((stream, _)) = listener.accept().await {
         let gw = gw.clone();
         tokio::spawn(async move {
-            let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+            use tokio_tungstenite::tungstenite::handshake::server::{
+                ErrorResponse, Request, Response,
+            };
+            // The callback's type is tungstenite's.
+            #[allow(clippy::result_large_err)]
+            let check = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+                let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
+                let client_ok =
+                    header("x-chat-client").is_some_and(|v| v.starts_with("loadtest-u"));
+                let offered = header("sec-websocket-protocol")
+                    .is_some_and(|v| v.split(',').any(|p| p.trim() == "chat.v2"));
+                if client_ok && offered {
+                    gw.good_upgrades.fetch_add(1, Relaxed);
+                    resp.headers_mut()
+                        .insert("sec-websocket-protocol", "chat.v2".parse().unwrap());
+                    Ok(resp)
+                } else {
+                    gw.bad_upgrades.fetch_add(1, Relaxed);
+                    let mut refusal = ErrorResponse::new(Some("who are you".into()));
+                    *refusal.status_mut() = hyper::StatusCode::BAD_REQUEST;
+                    Err(refusal)
+                }
+            };
+            let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, check).await else {
                 return;
             };
             let (mut sink, mut stream) = ws.split();
@@ -148,6 +175,8 @@ token_env = "{token_var}"
 
 [target.gateway]
 binary = true
+headers = {{ X-Chat-Client = "loadtest-u{{{{user}}}}" }}
+subprotocols = ["chat.v1", "chat.v2"]
 hello = '{{"type":"login","user":"u-{{{{user}}}}","token":"{{{{token}}}}"}}'
 ready = {{ pointer = "/type", equals = "welcome" }}
 join = '{{"type":"join","room":"r{{{{group}}}}"}}'
@@ -179,6 +208,15 @@ async fn a_described_gateway_is_driven_and_measured() {
     let s = &r.summary;
     let a = &s.accounting;
     assert_eq!(s.target.protocol, "ws-gateway");
+    assert_eq!(
+        gw.bad_upgrades.load(Relaxed),
+        0,
+        "every upgrade carried the header and offered the subprotocol"
+    );
+    assert!(
+        gw.good_upgrades.load(Relaxed) >= 120,
+        "one per user at least"
+    );
     assert!(a.messages_sent > 150, "{a:?}");
     assert_eq!(
         gw.posts.load(Relaxed),

@@ -3,7 +3,7 @@
 //! receipt and an error in what the gateway sends (JSON pointers). Owns speaking a
 //! described protocol; the description itself is compiled in `scenario::target`.
 
-use super::native::{Socket, classify, open};
+use super::native::{Socket, classify};
 use super::{ConnectError, Delivery, Incoming, Outgoing, Session, tls::TlsContext};
 use crate::metrics::ErrorKind;
 use crate::protocol::Recipient;
@@ -168,9 +168,31 @@ impl GatewaySetup {
         let g = &self.target;
         let started = tokio::time::Instant::now();
         // Two waits, so an error can say whether anything answered at all.
+        let extras = {
+            let f = Fill {
+                user,
+                credentials: &self.credentials,
+                to: 0,
+                group: 0,
+                id: 0,
+                from: user as u64,
+                seq: 0,
+                intended_us: 0,
+                now_us: 0,
+                body: "",
+            };
+            super::ws_open::Extras {
+                headers: g
+                    .headers
+                    .iter()
+                    .map(|(k, t)| (k.clone(), t.render(false, |s| f.value(s))))
+                    .collect(),
+                subprotocols: g.subprotocols.clone(),
+            }
+        };
         let opened = tokio::time::timeout(
             timeout,
-            open(&self.url, &self.tls, self.sources.for_user(user)),
+            super::ws_open::open_with(&self.url, &self.tls, self.sources.for_user(user), &extras),
         )
         .await;
         let ws = match opened {

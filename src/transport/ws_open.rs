@@ -3,7 +3,8 @@
 //! client handshake, which keeps the 4 KiB buffer it read the answer into as the
 //! connection's read buffer for its whole life (4 KiB of every connected user's memory).
 //! Here the answer is read into a scratch buffer that is dropped, and the connection starts
-//! with the configured small read buffer and whatever followed the answer. Owns the
+//! with the configured small read buffer and whatever followed the answer. A gateway may add
+//! headers and offer subprotocols (the server must choose one it was offered). Owns the
 //! handshake and what an answer that is not an upgrade means; not the frames after it.
 
 use super::ConnectError;
@@ -24,11 +25,29 @@ pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const MAX_ANSWER_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 
+/// What a gateway adds to the upgrade: headers (already rendered for the user) and the
+/// subprotocols it offers.
+#[derive(Default)]
+pub struct Extras {
+    pub headers: Vec<(String, String)>,
+    pub subprotocols: Vec<String>,
+}
+
 /// Opens the WebSocket at `url` (`ws://` or `wss://`), bound to `source` when given.
 pub async fn open(
     url: &str,
     tls: &TlsContext,
     source: Option<std::net::IpAddr>,
+) -> Result<Socket, ConnectError> {
+    open_with(url, tls, source, &Extras::default()).await
+}
+
+/// As [`open`], with headers and subprotocols on the upgrade.
+pub async fn open_with(
+    url: &str,
+    tls: &TlsContext,
+    source: Option<std::net::IpAddr>,
+    extras: &Extras,
 ) -> Result<Socket, ConnectError> {
     let failed = |why: String| ConnectError::new(ErrorKind::ConnectFailed, why);
     let u = reqwest::Url::parse(url).map_err(|e| failed(format!("{url}: {e}")))?;
@@ -69,15 +88,34 @@ pub async fn open(
         Some(p) => format!("{host}:{p}"),
         None => host.to_string(),
     };
-    let request = format!(
-        "GET {target} HTTP/1.1\r\nHost: {host_header}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+    let mut request = format!(
+        "GET {target} HTTP/1.1\r\nHost: {host_header}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
     );
+    if !extras.subprotocols.is_empty() {
+        request.push_str("Sec-WebSocket-Protocol: ");
+        request.push_str(&extras.subprotocols.join(", "));
+        request.push_str("\r\n");
+    }
+    for (name, value) in &extras.headers {
+        // A value is rendered from the scenario and the user's credentials: a line break
+        // would end the header and start another.
+        if value.contains(['\r', '\n']) {
+            return Err(failed(format!(
+                "the `{name}` header of the WebSocket upgrade holds a line break; check the template and the values it takes"
+            )));
+        }
+        request.push_str(name);
+        request.push_str(": ");
+        request.push_str(value);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
     stream
         .write_all(request.as_bytes())
         .await
         .map_err(io_error)?;
 
-    let tail = read_answer_head(&mut stream, &key).await?;
+    let tail = read_answer_head(&mut stream, &key, &extras.subprotocols).await?;
     Ok(
         WebSocketStream::from_partially_read(stream, tail, Role::Client, Some(small_buffers()))
             .await,
@@ -89,6 +127,7 @@ pub async fn open(
 async fn read_answer_head(
     stream: &mut MaybeTlsStream<TcpStream>,
     key: &str,
+    offered: &[String],
 ) -> Result<Vec<u8>, ConnectError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
@@ -113,7 +152,7 @@ async fn read_answer_head(
         let mut answer = httparse::Response::new(&mut headers);
         match answer.parse(&buf) {
             Ok(httparse::Status::Complete(head_len)) => {
-                check_upgrade(&answer, key)?;
+                check_upgrade(&answer, key, offered)?;
                 return Ok(buf[head_len..].to_vec());
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_ANSWER_HEAD => continue,
@@ -145,7 +184,11 @@ fn header<'a>(answer: &'a httparse::Response<'_, '_>, name: &str) -> Option<&'a 
         .map(|h| h.value)
 }
 
-fn check_upgrade(answer: &httparse::Response<'_, '_>, key: &str) -> Result<(), ConnectError> {
+fn check_upgrade(
+    answer: &httparse::Response<'_, '_>,
+    key: &str,
+    offered: &[String],
+) -> Result<(), ConnectError> {
     let code = answer.code.unwrap_or(0);
     if code != 101 {
         let reason = answer.reason.unwrap_or("");
@@ -173,6 +216,23 @@ fn check_upgrade(answer: &httparse::Response<'_, '_>, key: &str) -> Result<(), C
             "the 101 answer's Sec-WebSocket-Accept does not match the key sent",
         ));
     }
+    let chosen = header(answer, "sec-websocket-protocol").map(String::from_utf8_lossy);
+    match (chosen, offered.is_empty()) {
+        (None, true) => {}
+        (None, false) => {
+            return Err(protocol_error(&format!(
+                "the server upgraded without choosing a subprotocol of the ones offered ({})",
+                offered.join(", ")
+            )));
+        }
+        (Some(c), _) if offered.iter().any(|o| o.as_str() == c.trim()) => {}
+        (Some(c), _) => {
+            return Err(protocol_error(&format!(
+                "the server chose subprotocol `{}`, which was not offered",
+                crate::secrets::excerpt(c.trim(), 60)
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -184,7 +244,7 @@ mod tests {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut answer = httparse::Response::new(&mut headers);
         assert!(answer.parse(text.as_bytes()).unwrap().is_complete());
-        check_upgrade(&answer, key)
+        check_upgrade(&answer, key, &[])
     }
 
     #[test]
@@ -196,6 +256,37 @@ mod tests {
         let wrong = ok.replace("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "AAAA");
         let e = parse_and_check(&wrong, key).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Protocol);
+    }
+
+    #[test]
+    fn a_subprotocol_must_be_one_offered() {
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let ok = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n";
+        let check = |extra: &str, offered: &[&str]| {
+            let text = format!("{ok}{extra}\r\n");
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut answer = httparse::Response::new(&mut headers);
+            assert!(answer.parse(text.as_bytes()).unwrap().is_complete());
+            let offered: Vec<String> = offered.iter().map(|s| s.to_string()).collect();
+            check_upgrade(&answer, key, &offered).map_err(|e| e.detail)
+        };
+        assert!(check("Sec-WebSocket-Protocol: xmpp\r\n", &["xmpp"]).is_ok());
+        assert!(check("", &[]).is_ok());
+        assert!(
+            check("", &["xmpp"])
+                .unwrap_err()
+                .contains("without choosing")
+        );
+        assert!(
+            check("Sec-WebSocket-Protocol: mqtt\r\n", &["xmpp"])
+                .unwrap_err()
+                .contains("not offered")
+        );
+        assert!(
+            check("Sec-WebSocket-Protocol: xmpp\r\n", &[])
+                .unwrap_err()
+                .contains("not offered")
+        );
     }
 
     #[test]

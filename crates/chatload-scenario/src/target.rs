@@ -81,6 +81,15 @@ pub struct ReceiveSection {
 pub struct GatewaySection {
     /// Frames are sent as binary instead of text (default false).
     pub binary: Option<bool>,
+    /// Headers sent with the WebSocket upgrade (templates: `{{token}}`, `{{user}}`, ...).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    /// Subprotocols offered on the upgrade (`Sec-WebSocket-Protocol`, e.g. ["xmpp"]); the
+    /// server must choose one of them.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub subprotocols: Vec<Spanned<String>>,
     /// Sent right after connecting (log in).
     #[schemars(with = "Option<String>")]
     pub hello: Option<Spanned<String>>,
@@ -239,6 +248,10 @@ pub struct Receive {
 #[derive(Debug, Clone, Serialize)]
 pub struct GatewayTarget {
     pub binary: bool,
+    /// Headers of the WebSocket upgrade, rendered per user.
+    pub headers: Vec<(String, Template)>,
+    /// Subprotocols offered on the upgrade, in order of preference.
+    pub subprotocols: Vec<String>,
     pub hello: Option<Template>,
     pub ready: Option<Matcher>,
     pub join: Option<Template>,
@@ -570,9 +583,51 @@ fn mqtt(m: Option<&MqttSection>) -> Result<MqttTarget> {
     })
 }
 
+/// Headers the WebSocket upgrade itself sets; a scenario may not set them again.
+const UPGRADE_HEADERS: [&str; 6] = [
+    "host",
+    "upgrade",
+    "connection",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+];
+
 fn gateway(g: &GatewaySection) -> Result<GatewayTarget> {
+    let mut headers = Vec::new();
+    for (k, v) in &g.headers {
+        if http::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            return issue(v.span(), format!("`{k}` is not a valid header name"));
+        }
+        if UPGRADE_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
+            return issue(
+                v.span(),
+                format!(
+                    "`{k}` is set by the WebSocket upgrade itself; offer subprotocols with `subprotocols = [...]`"
+                ),
+            );
+        }
+        headers.push((k.clone(), template(v)?));
+    }
+    let mut subprotocols = Vec::new();
+    for p in &g.subprotocols {
+        let name = p.get_ref();
+        let is_token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+        if !is_token {
+            return issue(
+                p.span(),
+                format!("`{name}` is not a subprotocol name (letters, digits and !#$%&'*+-.^_`|~)"),
+            );
+        }
+        subprotocols.push(name.clone());
+    }
     Ok(GatewayTarget {
         binary: g.binary.unwrap_or(false),
+        headers,
+        subprotocols,
         hello: optional(&g.hello)?,
         ready: g.ready.as_ref().map(matcher),
         join: optional(&g.join)?,
