@@ -15,6 +15,7 @@ pub mod distribution;
 pub mod distribution_syntax;
 pub mod error;
 mod file;
+pub mod gateway;
 pub mod metric;
 pub mod model;
 pub mod sampler;
@@ -25,6 +26,7 @@ pub mod target;
 pub mod template;
 pub mod threshold;
 pub mod units;
+pub mod webhook;
 
 pub use compile::server_knobs;
 pub use error::ScenarioError;

@@ -1,10 +1,14 @@
 //! The protocol half of `[target]`: which protocol the target speaks (chatload's own, MQTT,
 //! a WebSocket chat gateway described by templates, an HTTP messaging API), its settings, TLS
 //! trust and where credentials come from. Owns those file sections, their checks and their
-//! compiled form; the server-fault knobs of `[target]` stay in `compile`.
+//! compiled form, except `[target.gateway]` (`gateway`) and `[target.http.webhook]`
+//! (`webhook`), which have files of their own; the server-fault knobs of `[target]` stay in
+//! `compile`.
 
 use super::compile::{Result, issue};
+pub use super::gateway::{GatewaySection, GatewayTarget};
 use super::units::Micros;
+pub use super::webhook::{TransactionId, Webhook, WebhookSection};
 use crate::secrets::CredentialNames;
 use crate::template::{Matcher, Template};
 use serde::{Deserialize, Serialize};
@@ -78,53 +82,6 @@ pub struct ReceiveSection {
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GatewaySection {
-    /// Frames are sent as binary instead of text (default false).
-    pub binary: Option<bool>,
-    /// Headers sent with the WebSocket upgrade (templates: `{{token}}`, `{{user}}`, ...).
-    #[serde(default)]
-    #[schemars(with = "BTreeMap<String, String>")]
-    pub headers: BTreeMap<String, Spanned<String>>,
-    /// Subprotocols offered on the upgrade (`Sec-WebSocket-Protocol`, e.g. ["xmpp"]); the
-    /// server must choose one of them.
-    #[serde(default)]
-    #[schemars(with = "Vec<String>")]
-    pub subprotocols: Vec<Spanned<String>>,
-    /// Sent right after connecting (log in).
-    #[schemars(with = "Option<String>")]
-    pub hello: Option<Spanned<String>>,
-    /// The frame that says the session is ready; without it the session is ready at once.
-    pub ready: Option<MatchSection>,
-    /// Sent once per group the user belongs to, after `ready`.
-    #[schemars(with = "Option<String>")]
-    pub join: Option<Spanned<String>>,
-    /// A message to one user.
-    #[schemars(with = "String")]
-    pub send: Spanned<String>,
-    /// A message to a group.
-    #[schemars(with = "Option<String>")]
-    pub send_group: Option<Spanned<String>>,
-    /// What a recipient sends when a message arrives, and when it reads one.
-    #[schemars(with = "Option<String>")]
-    pub delivered: Option<Spanned<String>>,
-    #[schemars(with = "Option<String>")]
-    pub read: Option<Spanned<String>>,
-    #[schemars(with = "Option<String>")]
-    pub typing: Option<Spanned<String>>,
-    #[schemars(with = "Option<String>")]
-    pub heartbeat: Option<Spanned<String>>,
-    /// How a delivered message looks.
-    pub message: ReceiveSection,
-    /// How the gateway confirms a send.
-    pub accepted: Option<ReceiveSection>,
-    /// How a delivery or read receipt to the sender looks.
-    pub receipt: Option<ReceiveSection>,
-    /// How an error frame looks.
-    pub error: Option<MatchSection>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct HttpSection {
     /// Default "POST".
     pub method: Option<String>,
@@ -154,31 +111,6 @@ pub struct HttpSection {
     pub subscribe: Option<Spanned<String>>,
     /// For webhooks: where chatload listens (default "127.0.0.1:0") and how a delivery looks.
     pub webhook: Option<WebhookSection>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookSection {
-    pub listen: Option<String>,
-    /// JSON pointer to the recipient user, to chatload's id, and to the sender.
-    pub recipient: String,
-    pub id: String,
-    pub from: Option<String>,
-    /// JSON pointer to an array when one POST carries several deliveries.
-    pub each: Option<String>,
-    /// The status chatload answers a webhook it took with (default 200).
-    #[schemars(with = "Option<i64>")]
-    pub answer_status: Option<Spanned<i64>>,
-    /// The JSON body of that answer (default `{}`, which Matrix application services,
-    /// Slack-style and Meta-style senders accept).
-    #[schemars(with = "Option<String>")]
-    pub answer_body: Option<Spanned<String>>,
-    /// Where a pushed batch's transaction id is: a JSON pointer into the body ("/txn_id"), or
-    /// "path" for the last segment of the request's path (Matrix's
-    /// `PUT /transactions/{txnId}`). A batch whose id was taken before is a redelivery: it is
-    /// answered as before, counted, and not taken again.
-    #[schemars(with = "Option<String>")]
-    pub transaction: Option<Spanned<String>>,
 }
 
 // ---- the compiled form ----
@@ -246,28 +178,6 @@ pub struct Receive {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct GatewayTarget {
-    pub binary: bool,
-    /// Headers of the WebSocket upgrade, rendered per user.
-    pub headers: Vec<(String, Template)>,
-    /// Subprotocols offered on the upgrade, in order of preference.
-    pub subprotocols: Vec<String>,
-    pub hello: Option<Template>,
-    pub ready: Option<Matcher>,
-    pub join: Option<Template>,
-    pub send: Template,
-    pub send_group: Option<Template>,
-    pub delivered: Option<Template>,
-    pub read: Option<Template>,
-    pub typing: Option<Template>,
-    pub heartbeat: Option<Template>,
-    pub message: Receive,
-    pub accepted: Option<Receive>,
-    pub receipt: Option<Receive>,
-    pub error: Option<Matcher>,
-}
-
-#[derive(Debug, Clone, Serialize)]
 pub enum HttpDeliveries {
     /// Each user subscribes at this URL (None: the embedded server), speaking this protocol.
     Subscription {
@@ -278,88 +188,6 @@ pub enum HttpDeliveries {
     /// Nothing is delivered to anyone: the 2xx answer confirms the message, and no recipient
     /// is owed it (benchmarks of a request/response endpoint).
     None,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Webhook {
-    pub listen: String,
-    pub recipient: String,
-    pub id: String,
-    pub from: Option<String>,
-    pub each: Option<String>,
-    pub answer_status: u16,
-    pub answer_body: String,
-    pub transaction: Option<TransactionId>,
-}
-
-/// Where a pushed batch carries its transaction id.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TransactionId {
-    /// The last segment of the request's path.
-    Path,
-    /// A JSON pointer into the body.
-    Pointer(String),
-}
-
-/// The longest webhook answer body a scenario may give.
-const MAX_ANSWER_BODY: usize = 64 << 10;
-
-fn compile_webhook(w: &WebhookSection) -> Result<Webhook> {
-    let answer_status = match &w.answer_status {
-        None => 200,
-        Some(v) if (200..=599).contains(v.get_ref()) => *v.get_ref() as u16,
-        Some(v) => {
-            return issue(
-                v.span(),
-                format!(
-                    "answer_status = {}: give an HTTP status from 200 to 599",
-                    v.get_ref()
-                ),
-            );
-        }
-    };
-    let answer_body = match &w.answer_body {
-        None => "{}".to_string(),
-        Some(b) if b.get_ref().len() > MAX_ANSWER_BODY => {
-            return issue(
-                b.span(),
-                format!("answer_body is longer than {MAX_ANSWER_BODY} bytes"),
-            );
-        }
-        Some(b) => {
-            if let Err(e) = serde_json::from_str::<serde_json::Value>(b.get_ref()) {
-                return issue(b.span(), format!("answer_body is not JSON: {e}"));
-            }
-            b.get_ref().clone()
-        }
-    };
-    let transaction = match &w.transaction {
-        None => None,
-        Some(t) if t.get_ref() == "path" => Some(TransactionId::Path),
-        Some(t) if t.get_ref().starts_with('/') => {
-            Some(TransactionId::Pointer(t.get_ref().clone()))
-        }
-        Some(t) => {
-            return issue(
-                t.span(),
-                format!(
-                    "transaction = \"{}\": give a JSON pointer into the body (\"/txn_id\") or \"path\" (the last segment of the request's path)",
-                    t.get_ref()
-                ),
-            );
-        }
-    };
-    Ok(Webhook {
-        listen: w.listen.clone().unwrap_or_else(|| "127.0.0.1:0".into()),
-        recipient: w.recipient.clone(),
-        id: w.id.clone(),
-        from: w.from.clone(),
-        each: w.each.clone(),
-        answer_status,
-        answer_body,
-        transaction,
-    })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -399,14 +227,14 @@ pub struct Sections<'a> {
     pub span: std::ops::Range<usize>,
 }
 
-fn template(s: &Spanned<String>) -> Result<Template> {
+pub(crate) fn template(s: &Spanned<String>) -> Result<Template> {
     Template::parse(s.get_ref()).or_else(|e| {
         let at = s.span().start + 1 + e.offset;
         issue(at..at + 1, e.message)
     })
 }
 
-fn optional(s: &Option<Spanned<String>>) -> Result<Option<Template>> {
+pub(crate) fn optional(s: &Option<Spanned<String>>) -> Result<Option<Template>> {
     s.as_ref().map(template).transpose()
 }
 
@@ -417,14 +245,14 @@ fn default_template(s: &Option<Spanned<String>>, default: &str) -> Result<Templa
     }
 }
 
-fn matcher(m: &MatchSection) -> Matcher {
+pub(crate) fn matcher(m: &MatchSection) -> Matcher {
     Matcher {
         pointer: m.pointer.clone(),
         equals: serde_json::to_value(&m.equals).unwrap_or(serde_json::Value::Null),
     }
 }
 
-fn receive(r: &ReceiveSection) -> Receive {
+pub(crate) fn receive(r: &ReceiveSection) -> Receive {
     Receive {
         matches: matcher(&r.matches),
         id: r.id.clone(),
@@ -468,7 +296,7 @@ pub fn compile(s: Sections<'_>) -> Result<Compiled> {
         "chatload" => Protocol::Chatload,
         "mqtt" => Protocol::Mqtt(Arc::new(mqtt(s.mqtt)?)),
         "ws-gateway" => match s.gateway {
-            Some(g) => Protocol::WsGateway(Arc::new(gateway(g)?)),
+            Some(g) => Protocol::WsGateway(Arc::new(super::gateway::compile(g)?)),
             None => {
                 return issue(
                     at,
@@ -583,67 +411,6 @@ fn mqtt(m: Option<&MqttSection>) -> Result<MqttTarget> {
     })
 }
 
-/// Headers the WebSocket upgrade itself sets; a scenario may not set them again.
-const UPGRADE_HEADERS: [&str; 6] = [
-    "host",
-    "upgrade",
-    "connection",
-    "sec-websocket-key",
-    "sec-websocket-version",
-    "sec-websocket-protocol",
-];
-
-fn gateway(g: &GatewaySection) -> Result<GatewayTarget> {
-    let mut headers = Vec::new();
-    for (k, v) in &g.headers {
-        if http::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
-            return issue(v.span(), format!("`{k}` is not a valid header name"));
-        }
-        if UPGRADE_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
-            return issue(
-                v.span(),
-                format!(
-                    "`{k}` is set by the WebSocket upgrade itself; offer subprotocols with `subprotocols = [...]`"
-                ),
-            );
-        }
-        headers.push((k.clone(), template(v)?));
-    }
-    let mut subprotocols = Vec::new();
-    for p in &g.subprotocols {
-        let name = p.get_ref();
-        let is_token = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
-        if !is_token {
-            return issue(
-                p.span(),
-                format!("`{name}` is not a subprotocol name (letters, digits and !#$%&'*+-.^_`|~)"),
-            );
-        }
-        subprotocols.push(name.clone());
-    }
-    Ok(GatewayTarget {
-        binary: g.binary.unwrap_or(false),
-        headers,
-        subprotocols,
-        hello: optional(&g.hello)?,
-        ready: g.ready.as_ref().map(matcher),
-        join: optional(&g.join)?,
-        send: template(&g.send)?,
-        send_group: optional(&g.send_group)?,
-        delivered: optional(&g.delivered)?,
-        read: optional(&g.read)?,
-        typing: optional(&g.typing)?,
-        heartbeat: optional(&g.heartbeat)?,
-        message: receive(&g.message),
-        accepted: g.accepted.as_ref().map(receive),
-        receipt: g.receipt.as_ref().map(receive),
-        error: g.error.as_ref().map(matcher),
-    })
-}
-
 fn http(h: &HttpSection, s: &Sections<'_>) -> Result<HttpTarget> {
     let method = h.method.clone().unwrap_or_else(|| "POST".into());
     if http::Method::from_bytes(method.as_bytes()).is_err() {
@@ -666,7 +433,7 @@ fn http(h: &HttpSection, s: &Sections<'_>) -> Result<HttpTarget> {
             let protocol = match url.as_deref().and_then(protocol_of_url) {
                 Some("mqtt") => Protocol::Mqtt(Arc::new(mqtt(s.mqtt)?)),
                 _ => match s.gateway {
-                    Some(g) => Protocol::WsGateway(Arc::new(gateway(g)?)),
+                    Some(g) => Protocol::WsGateway(Arc::new(super::gateway::compile(g)?)),
                     None => Protocol::Chatload,
                 },
             };
@@ -684,7 +451,7 @@ fn http(h: &HttpSection, s: &Sections<'_>) -> Result<HttpTarget> {
             }
         }
         "webhook" => match &h.webhook {
-            Some(w) => HttpDeliveries::Webhook(compile_webhook(w)?),
+            Some(w) => HttpDeliveries::Webhook(super::webhook::compile(w)?),
             None => {
                 let span = h.deliveries.as_ref().map_or(0..0, |d| d.span());
                 return issue(
