@@ -167,20 +167,20 @@ impl GatewaySetup {
     ) -> Result<GatewaySession, ConnectError> {
         let g = &self.target;
         let started = tokio::time::Instant::now();
-        // Two waits, so an error can say whether anything answered at all.
+        let fill = |to: u64, group: u64| Fill {
+            user,
+            credentials: &self.credentials,
+            to,
+            group,
+            id: 0,
+            from: user as u64,
+            seq: 0,
+            intended_us: 0,
+            now_us: 0,
+            body: "",
+        };
         let extras = {
-            let f = Fill {
-                user,
-                credentials: &self.credentials,
-                to: 0,
-                group: 0,
-                id: 0,
-                from: user as u64,
-                seq: 0,
-                intended_us: 0,
-                now_us: 0,
-                body: "",
-            };
+            let f = fill(0, 0);
             super::ws_open::Extras {
                 headers: g
                     .headers
@@ -190,6 +190,7 @@ impl GatewaySetup {
                 subprotocols: g.subprotocols.clone(),
             }
         };
+        // Two waits, so an error can say whether anything answered at all.
         let opened = tokio::time::timeout(
             timeout,
             super::ws_open::open_with(&self.url, &self.tls, self.sources.for_user(user), &extras),
@@ -207,18 +208,6 @@ impl GatewaySetup {
         let attempt = async {
             let (sink, mut reader) = ws.split();
             let mut writer = QueuedWriter::new(sink);
-            let fill = |to: u64, group: u64| Fill {
-                user,
-                credentials: &self.credentials,
-                to,
-                group,
-                id: 0,
-                from: user as u64,
-                seq: 0,
-                intended_us: 0,
-                now_us: 0,
-                body: "",
-            };
             if let Some(hello) = &g.hello {
                 let f = fill(0, 0);
                 writer.push(frame(g.binary, hello.render(true, |s| f.value(s))));
