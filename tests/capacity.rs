@@ -13,7 +13,10 @@ use chatload::capacity::{self, CapacityOptions, Limit};
 use chatload::engine::RunOptions;
 use chatload::scenario::units::Micros;
 
-const MAX_RATE: f64 = 1000.0;
+/// Half of what a debug build of chatload sends comfortably beside the server on two cores:
+/// at 1,000/s a fresh CI run's client fell 1.2% behind its schedule at 1.68× and the search
+/// (rightly) named the generator as the limit.
+const MAX_RATE: f64 = 500.0;
 
 /// The searches measure rates: one at a time, so that neither steals the other's CPU.
 static ONE_MEASUREMENT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -31,7 +34,7 @@ contacts = { uniform = { min = 3, max = 8 } }
 
 [[pattern]]
 kind = "direct_chat"
-conversations = "150/min per user"   # 500 messages/s at 1x
+conversations = "75/min per user"    # 250 messages/s at 1x
 messages = 1
 size = 32
 read = 0.0
@@ -125,7 +128,7 @@ async fn the_knee_is_found_within_ten_percent_of_the_servers_rate() {
     );
 
     // The limit measured on its own: the same server offered half as much again as it can
-    // take (1,500/s), no SLO, while this test reads the server's own count of deliveries
+    // take (750/s), no SLO, while this test reads the server's own count of deliveries
     // written to connections (`GET /metrics`) over three seconds of the held load (after
     // the ramp and the first second of filling the queue). The knee must lie within 10% of
     // that figure.
@@ -176,8 +179,8 @@ async fn the_knee_is_found_within_ten_percent_of_the_servers_rate() {
         String::from_utf8_lossy(&plan.stderr)
     );
     let text = String::from_utf8_lossy(&plan.stdout);
-    // Peak 5,000 messages/s × 1.25 over what one server held.
-    let expect = (5000.0 * 1.25 / s.messages_per_s).ceil() as u64;
+    // Peak 2,500 messages/s × 1.25 over what one server held.
+    let expect = (2500.0 * 1.25 / s.messages_per_s).ceil() as u64;
     assert!(
         text.contains(&format!("servers     {expect} for the peak")),
         "expected {expect} servers:\n{text}"

@@ -289,3 +289,51 @@ pub fn read(path: &Path) -> Result<Capacity, String> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capacity::{Limit, Step};
+
+    #[test]
+    fn a_result_read_back_holds_the_very_rates_written() {
+        // Seen in a capacity search: serde_json without `float_roundtrip` read this back as
+        // 230.33333333333334.
+        let rate: f64 = "230.33333333333337".parse().unwrap();
+        let step = Step {
+            multiplier: 2.0_f64.sqrt(),
+            offered_per_s: rate,
+            messages_per_s: rate,
+            deliveries_per_s: 1.0 / 3.0,
+            users: 200,
+            metric: "delivery".into(),
+            p50_us: 1,
+            p90_us: 2,
+            p99_us: 3,
+            max_us: 4,
+            lost: 0,
+            errors: 0,
+            late_sends: 0,
+            messages: 691,
+            held: true,
+            why: None,
+            bundle: "step-01".into(),
+        };
+        let c = Capacity {
+            schema_version: 1,
+            scenario: "s".into(),
+            target: "ws://127.0.0.1:1/v1/ws".into(),
+            slos: vec![],
+            steps: vec![step.clone()],
+            sustainable: Some(step),
+            broke: None,
+            limit: Limit::Target,
+        };
+        let dir = std::env::temp_dir().join(format!("chatload-capacity-rt-{}", std::process::id()));
+        write(&dir, &c).unwrap();
+        let back = read(&dir).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(back, c);
+        assert_eq!(back.steps[0].offered_per_s.to_bits(), rate.to_bits());
+    }
+}
