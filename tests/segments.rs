@@ -76,9 +76,10 @@ fn summary(dir: &std::path::Path) -> chatload::report::Summary {
 }
 
 /// The two split-against-whole comparisons take turns: each starts a server and several
-/// chatload processes, and an exact comparison needs every process to keep its schedule,
-/// which two such tests at once on two cores did not (a split run sent 988 messages against
-/// the whole run's 989 in a fresh CI run). CPU isolation for a measurement, not goose.
+/// chatload processes, and an exact comparison wants every process on its schedule. The
+/// one mismatch seen with both at once (988 messages against 989) was a throttled business
+/// tier, fixed in `BUSINESS`; with it fixed they passed six times of six side by side, and
+/// they still take turns as CPU isolation for a measurement, not for goose.
 static ONE_COMPARISON: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
@@ -224,9 +225,13 @@ drain = "5s"
 [population.consumers]
 users = 300
 
+# A tier well above the traffic: throttling is not this test's subject, and at 40/s (inbound
+# replies and customer turns count against it too) a split run starved of CPU once had a
+# campaign message refused after six 130429s in a row, so one consumer never replied and
+# the split sent 988 messages against the whole run's 989 (the accounting said so: 1 refused).
 [population.businesses]
 count = 2
-throughput = 40
+throughput = 400
 messaging_limit = 1000
 
 [[pattern]]
@@ -356,6 +361,10 @@ fn business_patterns_split_by_consumer_and_their_webhooks_reach_the_right_segmen
     let parts: Vec<_> = dirs.iter().map(|d| summary(d)).collect();
     for s in &parts {
         assert_eq!(s.accounting.lost, 0);
+        assert_eq!(
+            s.accounting.refused, 0,
+            "nothing refused, so every reply is owed"
+        );
         for name in ["campaign", "support"] {
             let b = business(s, name);
             assert!(
