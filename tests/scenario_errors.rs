@@ -40,6 +40,24 @@ fn cases() -> Vec<(&'static str, String, usize, usize, &'static str)> {
             "give a JSON pointer into the body",
         ),
         (
+            "a webhook answer status that is not a success or error status",
+            format!(
+                "{BASE}\n[target]\nurl = \"http://127.0.0.1:9\"\nprotocol = \"http\"\n\n[target.http]\nurl = \"/x\"\ndeliveries = \"webhook\"\nwebhook = {{ recipient = \"/r\", id = \"/i\", answer_status = 99 }}\n"
+            ),
+            19,
+            58,
+            "give an HTTP status from 200 to 599",
+        ),
+        (
+            "a webhook answer body that is not JSON",
+            format!(
+                "{BASE}\n[target]\nurl = \"http://127.0.0.1:9\"\nprotocol = \"http\"\n\n[target.http]\nurl = \"/x\"\ndeliveries = \"webhook\"\nwebhook = {{ recipient = \"/r\", id = \"/i\", answer_body = \"ok\" }}\n"
+            ),
+            19,
+            56,
+            "answer_body is not JSON",
+        ),
+        (
             "more patterns than a message id can tell apart",
             format!("{BASE}{many_patterns}"),
             1287,
