@@ -278,10 +278,31 @@ fn cases() -> Vec<(&'static str, String, usize, usize, &'static str)> {
         ),
         (
             "unknown protocol",
-            format!("{BASE}\n[target]\nurl = \"ws://x\"\nprotocol = \"xmpp\"\n"),
+            format!("{BASE}\n[target]\nurl = \"ws://x\"\nprotocol = \"stomp\"\n"),
             14,
             12,
-            "unknown protocol `xmpp`",
+            "unknown protocol `stomp`",
+        ),
+        (
+            "an XMPP target at a URL that is not xmpp://",
+            format!("{BASE}\n[target]\nurl = \"mqtt://x\"\nprotocol = \"xmpp\"\n"),
+            13,
+            7,
+            "does not fit protocol \"xmpp\"",
+        ),
+        (
+            "an XMPP username without the user",
+            format!("{BASE}\n[target]\nurl = \"xmpp://127.0.0.1\"\n\n[target.xmpp]\nusername = \"bob\"\n"),
+            16,
+            12,
+            "`username` must contain {{user}}",
+        ),
+        (
+            "an unknown SASL mechanism",
+            format!("{BASE}\n[target]\nurl = \"xmpp://127.0.0.1\"\n\n[target.xmpp]\nmechanisms = [\"PLAIN\", \"DIGEST-MD5\"]\n"),
+            16,
+            14,
+            "unknown SASL mechanism `DIGEST-MD5`",
         ),
         (
             "mqtt qos 2",

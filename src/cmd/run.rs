@@ -71,15 +71,15 @@ pub async fn run(args: crate::cli::RunArgs) -> u8 {
             eprintln!("chatload: --duration must be at least 1s");
             return BAD_INPUT;
         }
-        const SCHEMES: [&str; 6] = [
-            "ws://", "wss://", "mqtt://", "mqtts://", "http://", "https://",
+        const SCHEMES: [&str; 7] = [
+            "ws://", "wss://", "mqtt://", "mqtts://", "http://", "https://", "xmpp://",
         ];
         if let Some(t) = target
             .as_deref()
             .filter(|t| !SCHEMES.iter().any(|s| t.starts_with(s)))
         {
             eprintln!(
-                "chatload: --target {} is not a URL chatload can reach; write ws://, wss://, mqtt://, mqtts://, http:// or https://, e.g. ws://127.0.0.1:7070/v1/ws",
+                "chatload: --target {} is not a URL chatload can reach; write ws://, wss://, mqtt://, mqtts://, http://, https:// or xmpp://, e.g. ws://127.0.0.1:7070/v1/ws",
                 chatload::secrets::redact_url(t)
             );
             return BAD_INPUT;

@@ -7,6 +7,7 @@ use super::options::RunError;
 use crate::protocol;
 use crate::secrets::{redact, redact_url};
 use crate::transport::mqtt::MqttSetup;
+use crate::transport::xmpp::XmppSetup;
 use crate::transport::{ConnectError, Connector, Session, native};
 use crate::workload::{Population, Segment};
 use futures_util::StreamExt;
@@ -35,6 +36,16 @@ pub async fn prepare(
             register_groups(connector, native_url, population, timeout, segment, control).await
         }
         None => {
+            if let Some(xmpp) = connector.xmpp().filter(|x| x.target.register) {
+                // Every account first: a message to an account that does not exist yet
+                // would bounce, and the control session needs one to log in.
+                if let Err(e) = xmpp.register(control, timeout).await {
+                    return Err(first_failure(url, protocol, &e));
+                }
+                register_accounts(xmpp, population, timeout, segment)
+                    .await
+                    .map_err(unreachable)?;
+            }
             let mut session = match connector.connect(control, 0, &[], timeout).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -161,6 +172,30 @@ async fn register_sessions(
         match open.next().await {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err(format!("registering the users' MQTT sessions: {e}")),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Creates every account of this segment's users on an XMPP server (XEP-0077).
+async fn register_accounts(
+    xmpp: &XmppSetup,
+    population: &Population,
+    timeout: Duration,
+    segment: Segment,
+) -> Result<(), String> {
+    let mut users = (0..population.users()).filter(|u| segment.owns(*u));
+    let mut open = futures_util::stream::FuturesUnordered::new();
+    loop {
+        while open.len() < REGISTERING {
+            let Some(u) = users.next() else { break };
+            open.push(async move { (u, xmpp.register(u, timeout).await) });
+        }
+        match open.next().await {
+            Some((_, Ok(()))) => {}
+            Some((u, Err(e))) => {
+                return Err(format!("registering the XMPP account of user {u}: {e}"));
+            }
             None => return Ok(()),
         }
     }

@@ -141,9 +141,15 @@ impl Ledger {
 
     /// Builds the owed set of a group message: every member but the sender.
     pub fn group_owed(members: &Arc<[u32]>, sender: u32) -> Owed {
+        Self::group_owed_to(members, sender, |_| true)
+    }
+
+    /// A group message owed only to the members `present` says the group reaches now (a
+    /// room that keeps nothing for members who are not in it, as XMPP's MUC).
+    pub fn group_owed_to(members: &Arc<[u32]>, sender: u32, present: impl Fn(u32) -> bool) -> Owed {
         let mut bits = vec![0u64; members.len().div_ceil(64)].into_boxed_slice();
         for (i, m) in members.iter().enumerate() {
-            if *m != sender {
+            if *m != sender && present(*m) {
                 bits[i / 64] |= 1 << (i % 64);
             }
         }
@@ -319,6 +325,18 @@ mod tests {
         assert_eq!(l.receive(500, 6, issued), Received::Unexpected);
 
         let members: Arc<[u32]> = vec![1, 2, 3].into();
+        // Only members in the room are owed a room's message.
+        assert_eq!(
+            l.open(90, 0, 2, 10, Ledger::group_owed_to(&members, 2, |m| m == 3)),
+            1
+        );
+        assert!(matches!(
+            l.receive(90, 3, issued),
+            Received::First {
+                last_of_message: true,
+                ..
+            }
+        ));
         assert_eq!(l.open(2, 0, 2, 10, Ledger::group_owed(&members, 2)), 2);
         assert_eq!(
             l.receive(2, 1, issued),

@@ -7,6 +7,7 @@ use super::http::{HttpSetup, Receiver};
 use super::mqtt::MqttSetup;
 use super::source::SourcePool;
 use super::tls::{TlsContext, TlsError};
+use super::xmpp::XmppSetup;
 use super::{AnySession, ConnectError, OfflineDelivery, native};
 use crate::metrics::ErrorKind;
 use crate::scenario::Target;
@@ -42,6 +43,7 @@ enum Kind {
     Mqtt(Arc<MqttSetup>),
     Gateway(Arc<GatewaySetup>),
     Http(Arc<HttpSetup>, Receive),
+    Xmpp(Arc<XmppSetup>),
 }
 
 pub struct Connector {
@@ -149,6 +151,12 @@ impl Connector {
                 credentials: creds.clone(),
                 sources: sources.clone(),
             })),
+            Protocol::Xmpp(x) => Kind::Xmpp(Arc::new(
+                XmppSetup::new(x.clone(), url, tls.clone(), creds.clone(), sources.clone())
+                    .ok_or_else(|| {
+                        SetupError::Url(redact_url(url), "write xmpp://host:port (5222 by default)")
+                    })?,
+            )),
             Protocol::Http(h) => {
                 let base = match (&target.url, http_base) {
                     (Some(u), _) => u.clone(),
@@ -236,6 +244,14 @@ impl Connector {
         self.mqtt().filter(|m| m.persistent())
     }
 
+    /// The XMPP set-up, when users speak XMPP.
+    pub fn xmpp(&self) -> Option<&XmppSetup> {
+        match &self.kind {
+            Kind::Xmpp(x) => Some(x),
+            _ => None,
+        }
+    }
+
     /// Whether messages are delivered to anyone (not so for a plain request/response API,
     /// where the answer is the whole story and no recipient is owed anything).
     pub fn delivers(&self) -> bool {
@@ -250,6 +266,7 @@ impl Connector {
             Kind::Mqtt(_) | Kind::Http(_, Receive::Mqtt(_)) => "MQTT",
             Kind::Gateway(_) | Kind::Http(_, Receive::Gateway(_)) => "gateway's",
             Kind::Http(_, _) => "HTTP",
+            Kind::Xmpp(_) => "XMPP",
         }
     }
 
@@ -264,7 +281,18 @@ impl Connector {
             Kind::Mqtt(m) | Kind::Http(_, Receive::Mqtt(m)) => mqtt(m),
             Kind::Gateway(_) | Kind::Http(_, Receive::Gateway(_)) => OfflineDelivery::NotResumed,
             Kind::Http(_, Receive::Webhook | Receive::Nothing) => OfflineDelivery::Pushed,
+            // Offline storage (RFC 6121 §8.5.2.2.1, XEP-0160): a returning user's initial
+            // presence brings what was sent to it while it was away.
+            Kind::Xmpp(_) => OfflineDelivery::Resumed,
         }
+    }
+
+    /// Whether a group message reaches members who are offline when it is sent (kept for
+    /// them, or pushed). Not so for XMPP: a MUC room delivers to its occupants, and a member
+    /// who joins later gets no history (chatload joins with none), so only the members
+    /// connected at the send are owed it.
+    pub fn groups_keep_for_offline(&self) -> bool {
+        !matches!(self.kind, Kind::Xmpp(_))
     }
 
     /// This run's token in chatload's protocol.
@@ -296,6 +324,7 @@ impl Connector {
                 .connect(user, groups, timeout)
                 .await
                 .map(AnySession::Gateway),
+            Kind::Xmpp(x) => x.connect(user, groups, timeout).await.map(AnySession::Xmpp),
             Kind::Http(setup, receive) => {
                 let receiver = match receive {
                     Receive::Native(url) => Receiver::Native(

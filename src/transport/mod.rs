@@ -1,7 +1,7 @@
 //! Transports: how a virtual user reaches the target. One [`Session`] trait, one file per
 //! protocol — chatload's own WebSocket protocol (`native`), MQTT brokers (`mqtt`), any
 //! WebSocket chat gateway described by frame templates (`gateway`) and any HTTP messaging
-//! API (`http`). A session turns what a virtual user wants to say ([`Outgoing`]) into the
+//! API (`http`) and XMPP servers (`xmpp`). A session turns what a virtual user wants to say ([`Outgoing`]) into the
 //! protocol's bytes and the protocol's bytes into what happened ([`Incoming`]); the virtual
 //! user keeps the schedule, the ledger and the measurements, whatever the protocol.
 
@@ -14,6 +14,7 @@ pub mod native;
 pub mod source;
 pub mod tls;
 pub mod ws_open;
+pub mod xmpp;
 
 pub use connector::Connector;
 
@@ -180,6 +181,7 @@ pub enum AnySession {
     Mqtt(mqtt::MqttSession),
     Gateway(gateway::GatewaySession),
     Http(http::HttpSession),
+    Xmpp(xmpp::XmppSession),
 }
 
 impl Session for AnySession {
@@ -189,6 +191,7 @@ impl Session for AnySession {
             AnySession::Mqtt(s) => s.push(out),
             AnySession::Gateway(s) => s.push(out),
             AnySession::Http(s) => s.push(out),
+            AnySession::Xmpp(s) => s.push(out),
         }
     }
 
@@ -200,6 +203,7 @@ impl Session for AnySession {
             // Boxed: the HTTP wait is ~1.7 KB and would size every user's future, whatever
             // its protocol, for the whole run; one allocation per answer costs far less.
             AnySession::Http(s) => Box::pin(s.next()).await,
+            AnySession::Xmpp(s) => s.next().await,
         }
     }
 
@@ -209,6 +213,7 @@ impl Session for AnySession {
             AnySession::Mqtt(s) => s.close().await,
             AnySession::Gateway(s) => s.close().await,
             AnySession::Http(s) => s.close().await,
+            AnySession::Xmpp(s) => s.close().await,
         }
     }
 
@@ -218,6 +223,7 @@ impl Session for AnySession {
             AnySession::Mqtt(s) => s.confirms_sends(),
             AnySession::Gateway(s) => s.confirms_sends(),
             AnySession::Http(s) => s.confirms_sends(),
+            AnySession::Xmpp(s) => s.confirms_sends(),
         }
     }
 }

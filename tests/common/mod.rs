@@ -9,8 +9,10 @@ pub mod cpu_slice;
 pub mod mosquitto;
 pub mod mqtt_flood;
 pub mod mqtt_proxy;
+pub mod prosody;
 pub mod serve;
 pub mod tls;
+pub mod xmpp_proxy;
 
 #[allow(unused_imports)]
 pub use serve::ServeProcess;

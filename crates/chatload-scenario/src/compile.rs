@@ -515,6 +515,7 @@ fn target_section(t: &super::file::TargetSection, seed: u64) -> Result<Target> {
         mqtt: t.mqtt.as_ref(),
         gateway: t.gateway.as_ref(),
         http: t.http.as_ref(),
+        xmpp: t.xmpp.as_ref(),
         span: 0..0,
     })?;
     let url = t.url.as_ref().map(|u| u.get_ref().trim().to_string());

@@ -294,10 +294,10 @@ pub struct StageSection {
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetSection {
-    /// ws://, wss:// (chatload's protocol or a gateway), mqtt://, mqtts://, http://, https://.
+    /// ws://, wss:// (chatload's protocol, a gateway or XMPP), mqtt://, mqtts://, http://, https://, xmpp://.
     #[schemars(with = "Option<String>")]
     pub url: Option<Spanned<String>>,
-    /// "chatload" (default for ws://), "mqtt", "ws-gateway" or "http".
+    /// "chatload" (default for ws://), "mqtt", "ws-gateway", "http" or "xmpp" (default for xmpp://).
     #[schemars(with = "Option<String>")]
     pub protocol: Option<Spanned<String>>,
     /// A PEM file of CA certificates to trust besides the public roots.
@@ -307,6 +307,7 @@ pub struct TargetSection {
     pub mqtt: Option<super::target::MqttSection>,
     pub gateway: Option<super::target::GatewaySection>,
     pub http: Option<super::target::HttpSection>,
+    pub xmpp: Option<super::target::XmppSection>,
     pub connect_timeout: Option<Micros>,
     /// Local addresses connections come from, one per user in turn: "127.0.0.1-127.0.0.50"
     /// or "10.0.0.5, 10.0.0.6" (each holds about 25,000 connections to one target).

@@ -27,6 +27,7 @@ pub mod template;
 pub mod threshold;
 pub mod units;
 pub mod webhook;
+pub mod xmpp;
 
 pub use compile::server_knobs;
 pub use error::ScenarioError;

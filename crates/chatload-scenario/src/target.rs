@@ -9,6 +9,7 @@ use super::compile::{Result, issue};
 pub use super::gateway::{GatewaySection, GatewayTarget};
 use super::units::Micros;
 pub use super::webhook::{TransactionId, Webhook, WebhookSection};
+pub use super::xmpp::{Mechanism, XmppSection, XmppTarget, XmppTls};
 use crate::secrets::CredentialNames;
 use crate::template::{Matcher, Template};
 use serde::{Deserialize, Serialize};
@@ -124,6 +125,8 @@ pub enum Protocol {
     Mqtt(Arc<MqttTarget>),
     WsGateway(Arc<GatewayTarget>),
     Http(Arc<HttpTarget>),
+    /// XMPP over TCP (xmpp://, STARTTLS when offered).
+    Xmpp(Arc<XmppTarget>),
 }
 
 impl Protocol {
@@ -134,6 +137,8 @@ impl Protocol {
             Protocol::Chatload | Protocol::WsGateway(_) => matches!(scheme, "ws" | "wss"),
             Protocol::Mqtt(_) => matches!(scheme, "mqtt" | "mqtts" | "tcp" | "ssl"),
             Protocol::Http(_) => matches!(scheme, "http" | "https"),
+            // XMPP over WebSocket (RFC 7395) is not spoken yet.
+            Protocol::Xmpp(_) => scheme == "xmpp",
         }
     }
 
@@ -143,6 +148,7 @@ impl Protocol {
             Protocol::Mqtt(_) => "mqtt",
             Protocol::WsGateway(_) => "ws-gateway",
             Protocol::Http(_) => "http",
+            Protocol::Xmpp(_) => "xmpp",
         }
     }
 }
@@ -223,6 +229,7 @@ pub struct Sections<'a> {
     pub mqtt: Option<&'a MqttSection>,
     pub gateway: Option<&'a GatewaySection>,
     pub http: Option<&'a HttpSection>,
+    pub xmpp: Option<&'a XmppSection>,
     /// The whole `[target]` table, for errors about a missing section.
     pub span: std::ops::Range<usize>,
 }
@@ -269,6 +276,7 @@ fn protocol_of_url(url: &str) -> Option<&'static str> {
         "ws" | "wss" => "chatload",
         "mqtt" | "mqtts" | "tcp" | "ssl" => "mqtt",
         "http" | "https" => "http",
+        "xmpp" => "xmpp",
         _ => return None,
     })
 }
@@ -284,7 +292,7 @@ pub fn compile(s: Sections<'_>) -> Result<Compiled> {
                 return issue(
                     span,
                     format!(
-                        "`{u}` has no scheme chatload speaks: use ws://, wss://, mqtt://, mqtts://, http:// or https://"
+                        "`{u}` has no scheme chatload speaks: use ws://, wss://, mqtt://, mqtts://, http://, https:// or xmpp://"
                     ),
                 );
             }
@@ -295,6 +303,10 @@ pub fn compile(s: Sections<'_>) -> Result<Compiled> {
     let protocol = match name.as_str() {
         "chatload" => Protocol::Chatload,
         "mqtt" => Protocol::Mqtt(Arc::new(mqtt(s.mqtt)?)),
+        "xmpp" => Protocol::Xmpp(Arc::new(super::xmpp::compile(
+            s.xmpp,
+            s.auth.is_some_and(|a| a.password_env.is_some()),
+        )?)),
         "ws-gateway" => match s.gateway {
             Some(g) => Protocol::WsGateway(Arc::new(super::gateway::compile(g)?)),
             None => {
@@ -317,7 +329,7 @@ pub fn compile(s: Sections<'_>) -> Result<Compiled> {
             return issue(
                 at,
                 format!(
-                    "unknown protocol `{other}`: use \"chatload\", \"mqtt\", \"ws-gateway\" or \"http\""
+                    "unknown protocol `{other}`: use \"chatload\", \"mqtt\", \"ws-gateway\", \"http\" or \"xmpp\""
                 ),
             );
         }
@@ -330,6 +342,9 @@ pub fn compile(s: Sections<'_>) -> Result<Compiled> {
             Protocol::WsGateway(_) => "\"ws://127.0.0.1:9000/chat\"",
             Protocol::Mqtt(_) => "\"mqtt://127.0.0.1:1883\"",
             Protocol::Http(_) => "\"http://127.0.0.1:8080\"",
+            Protocol::Xmpp(_) => {
+                "\"xmpp://127.0.0.1:5222\" or \"ws://127.0.0.1:5280/xmpp-websocket\""
+            }
         };
         return issue(
             u.span(),
@@ -339,7 +354,12 @@ pub fn compile(s: Sections<'_>) -> Result<Compiled> {
             ),
         );
     }
-    if url.is_none() && matches!(protocol, Protocol::Mqtt(_) | Protocol::WsGateway(_)) {
+    if url.is_none()
+        && matches!(
+            protocol,
+            Protocol::Mqtt(_) | Protocol::WsGateway(_) | Protocol::Xmpp(_)
+        )
+    {
         return issue(
             at,
             format!(

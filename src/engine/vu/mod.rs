@@ -332,10 +332,13 @@ impl VirtualUser {
         let owed = match order.to {
             Recipient::User(u) => Some(Owed::One(u)),
             Recipient::Business(b) => Some(Owed::One(BUSINESS_BASE + b)),
-            Recipient::Group(g) => ctx
-                .population
-                .group(g)
-                .map(|m| Ledger::group_owed(m, order.sender)),
+            Recipient::Group(g) => ctx.population.group(g).map(|m| {
+                if ctx.connector.groups_keep_for_offline() {
+                    Ledger::group_owed(m, order.sender)
+                } else {
+                    Ledger::group_owed_to(m, order.sender, |u| ctx.connected_since(u).is_some())
+                }
+            }),
         };
         let Some(owed) = owed else {
             // A group this population does not have: nothing can say it.

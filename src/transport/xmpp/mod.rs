@@ -1,0 +1,253 @@
+//! XMPP (RFC 6120/6121) over TCP: each virtual user is one client stream with its own
+//! account, resource and rooms. A one-to-one message is a `<message type='chat'>` whose
+//! `id` and a `<x xmlns='urn:chatload:0'>` element carry chatload's id and times, so
+//! latency is end to end; delivery receipts are XEP-0184, read markers XEP-0333, typing
+//! XEP-0085 chat states, presence is directed to contacts, groups are MUC rooms
+//! (XEP-0045), and XEP-0198 acks confirm each message when the server offers them.
+//!
+//! The protocol layer is chatload's own, on quick-xml: tokio-xmpp (xmpp-rs) brings a DNS
+//! resolver, a DOM per stanza and its own reconnect logic, and cannot bind the local
+//! addresses chatload spreads connections over; what a load client needs of XMPP is the
+//! log-in and a few stanza shapes, read here with bounded buffers.
+//! Owns the XMPP session; the server and its accounts are the user's.
+
+mod login;
+pub mod sasl;
+mod session;
+pub mod xml;
+
+pub use session::XmppSession;
+
+use super::ConnectError;
+use super::source::SourcePool;
+use super::tls::TlsContext;
+use crate::metrics::ErrorKind;
+use crate::scenario::target::XmppTarget;
+use crate::scenario::template::{Slot, Value};
+use crate::secrets::Credentials;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Stanzas a log-in may see before the session takes over (room presences, errors).
+const EARLY_LIMIT: usize = 1024;
+
+/// The namespaces chatload speaks.
+pub mod ns {
+    pub const STREAM: &str = "http://etherx.jabber.org/streams";
+    pub const TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+    pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+    pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+    pub const SM: &str = "urn:xmpp:sm:3";
+    pub const MUC: &str = "http://jabber.org/protocol/muc";
+    pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+    pub const RECEIPTS: &str = "urn:xmpp:receipts";
+    pub const MARKERS: &str = "urn:xmpp:chat-markers:0";
+    pub const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+    pub const PING: &str = "urn:xmpp:ping";
+    /// chatload's own element: its message id and times.
+    pub const CHATLOAD: &str = "urn:chatload:0";
+}
+
+/// A plain or encrypted stream.
+pub enum Conn {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Host and port of an `xmpp://host[:port]` URL (5222 by default).
+pub fn parse_url(url: &str) -> Option<(String, u16)> {
+    let rest = url.trim().strip_prefix("xmpp://")?;
+    let authority = rest.split('/').next()?;
+    let authority = authority.rsplit('@').next()?;
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') || h.ends_with(']') => (h, p.parse().ok()?),
+        _ => (authority, 5222),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| (host.to_string(), port))
+}
+
+/// Everything needed to open one user's XMPP stream.
+pub struct XmppSetup {
+    pub target: Arc<XmppTarget>,
+    /// `host:port` to connect to.
+    pub address: String,
+    /// The part after @ in every user's JID.
+    pub domain: String,
+    /// The MUC service holding the rooms.
+    pub muc: String,
+    pub tls: TlsContext,
+    pub credentials: Arc<Credentials>,
+    pub sources: SourcePool,
+}
+
+impl std::fmt::Debug for XmppSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "XmppSetup({}, {})", self.address, self.domain)
+    }
+}
+
+impl XmppSetup {
+    pub fn new(
+        target: Arc<XmppTarget>,
+        url: &str,
+        tls: TlsContext,
+        credentials: Arc<Credentials>,
+        sources: SourcePool,
+    ) -> Option<Self> {
+        let (host, port) = parse_url(url)?;
+        let domain = target.domain.clone().unwrap_or_else(|| host.clone());
+        let muc = target
+            .muc
+            .clone()
+            .unwrap_or_else(|| format!("conference.{domain}"));
+        let address = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Some(XmppSetup {
+            target,
+            address,
+            domain,
+            muc,
+            tls,
+            credentials,
+            sources,
+        })
+    }
+
+    /// `user`'s local part and password.
+    pub fn account(&self, user: u32) -> (String, String) {
+        let value = |s: Slot| match s {
+            Slot::User | Slot::From | Slot::To => Value::Number(u64::from(user)),
+            Slot::Password => Value::secret(&self.credentials.password),
+            Slot::Token => Value::secret(&self.credentials.token),
+            Slot::Username => Value::secret(&self.credentials.username),
+            _ => Value::Empty,
+        };
+        (
+            self.target.username.render(false, value),
+            self.target.password.render(false, value),
+        )
+    }
+
+    /// `user`'s bare JID.
+    pub fn jid(&self, user: u32) -> String {
+        let local = self.target.username.render(false, |s| match s {
+            Slot::User | Slot::From | Slot::To => Value::Number(u64::from(user)),
+            _ => Value::Empty,
+        });
+        format!("{local}@{}", self.domain)
+    }
+
+    /// Group `g`'s room.
+    pub fn room_jid(&self, g: u32) -> String {
+        let room = self.target.room.render(false, |s| match s {
+            Slot::Group => Value::Number(u64::from(g)),
+            _ => Value::Empty,
+        });
+        format!("{room}@{}", self.muc)
+    }
+
+    /// Creates `user`'s account (in-band registration) if it does not exist.
+    pub async fn register(&self, user: u32, timeout: Duration) -> Result<(), ConnectError> {
+        let source = self.sources.for_user(user);
+        match tokio::time::timeout(timeout, login::register(self, user, source)).await {
+            Ok(r) => r,
+            Err(_) => Err(ConnectError::new(
+                ErrorKind::HelloTimeout,
+                format!("no answer to the registration within {timeout:?}"),
+            )),
+        }
+    }
+
+    /// Logs `user` in and joins its groups' rooms.
+    pub async fn connect(
+        self: &Arc<Self>,
+        user: u32,
+        groups: &[u32],
+        timeout: Duration,
+    ) -> Result<XmppSession, ConnectError> {
+        let source = self.sources.for_user(user);
+        match tokio::time::timeout(timeout, login::login(self, user, groups, source)).await {
+            Ok(Ok(done)) => Ok(XmppSession::new(self.clone(), user, done)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ConnectError::new(
+                ErrorKind::HelloTimeout,
+                format!("no XMPP log-in within {timeout:?}"),
+            )),
+        }
+    }
+}
+
+/// The number at the end of a JID's local part or a room nick ("u17" → 17).
+pub fn trailing_number(text: &str) -> Option<u32> {
+    let digits = text.len() - text.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    text[text.len() - digits..].parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_numbers() {
+        assert_eq!(
+            parse_url("xmpp://127.0.0.1:25222"),
+            Some(("127.0.0.1".into(), 25222))
+        );
+        assert_eq!(
+            parse_url("xmpp://chat.example"),
+            Some(("chat.example".into(), 5222))
+        );
+        assert_eq!(parse_url("xmpp://[::1]:5223"), Some(("::1".into(), 5223)));
+        assert_eq!(parse_url("ws://h/x"), None);
+        assert_eq!(trailing_number("u17"), Some(17));
+        assert_eq!(trailing_number("user-0042"), Some(42));
+        assert_eq!(trailing_number("alice"), None);
+    }
+}

@@ -1,0 +1,190 @@
+//! chatload against a real Prosody server over loopback (XMPP over TCP): accounts created
+//! by in-band registration, SCRAM log-in, one-to-one messages with receipts, read markers
+//! and chat states, MUC rooms as groups, XEP-0198 acks as send confirmations; messages
+//! counted by the server itself; a proxy dropping known deliveries; a reconnect storm;
+//! a refused log-in in one true sentence. Each test starts its own
+//! Prosody (about 0.3 s) and stops it by its PID.
+
+mod common;
+
+use common::prosody::Prosody;
+use common::*;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// `[target]` for an XMPP server at `url`, with `settings` added to `[target.xmpp]`.
+fn xmpp_target(url: &str, settings: &str) -> String {
+    format!(
+        "[target]\nurl = \"{url}\"\n\n[target.xmpp]\ndomain = \"localhost\"\nregister = true\n{settings}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_rooms_receipts_and_acks_balance_and_match_the_servers_own_count() {
+    let Some(server) = Prosody::start() else {
+        return;
+    };
+    let mut text = chat_scenario(60, 4, 8, &xmpp_target(&server.url(), ""));
+    text = text.replace(
+        "size = { uniform = { min = 10, max = 200 } }",
+        "size = { uniform = { min = 10, max = 200 } }\nread = 0.5\nread_delay = { exponential = { mean = \"300ms\" } }\ntyping = 0.5",
+    );
+    let r = run_text(&text, None).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    assert_eq!(s.target.protocol, "xmpp");
+    assert!(a.messages_sent > 150, "enough traffic: {a:?}");
+    assert!(a.sent > a.messages_sent, "rooms fan out: {a:?}");
+    assert_eq!(s.errors_total, 0, "{:?}", s.error_examples);
+    assert_eq!((a.lost, a.in_flight, a.unverified), (0, 0, 0), "{a:?}");
+    assert_eq!(a.delivered, a.sent, "{a:?}");
+    assert_eq!((a.duplicated, a.unexpected, a.not_sent), (0, 0, 0), "{a:?}");
+    assert!(a.balances() && a.schedule_balances(), "{a:?}");
+    assert_eq!(a.acked, a.messages_sent, "every message acked (XEP-0198)");
+    assert_eq!(
+        s.metrics["send"].count, a.acked,
+        "one ack latency per message"
+    );
+    // The server's own count: chat and groupchat stanzas carrying chatload's ids that
+    // Prosody logged as received from its clients.
+    assert_eq!(
+        server.messages_received(),
+        a.messages_sent,
+        "Prosody received what chatload says it sent"
+    );
+    let direct = s
+        .patterns
+        .iter()
+        .find(|p| p.name == "direct_chat")
+        .expect("direct_chat");
+    let receipts = s.metrics.get("receipt").map_or(0, |m| m.count);
+    assert!(
+        receipts * 10 >= direct.accounting.delivered * 9,
+        "XEP-0184 receipts came back for the direct messages: {receipts} of {}",
+        direct.accounting.delivered
+    );
+    assert!(
+        s.metrics.get("read_receipt").is_some_and(|m| m.count > 0),
+        "read markers came back"
+    );
+    assert!(
+        s.metrics.get("signal").is_some_and(|m| m.count > 0),
+        "chat states were seen"
+    );
+    assert!(
+        s.metrics["delivery"].p99_us < 1_000_000,
+        "{:?}",
+        s.metrics["delivery"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_a_proxy_drops_are_lost_exactly() {
+    let Some(server) = Prosody::start() else {
+        return;
+    };
+    let proxy = common::xmpp_proxy::XmppProxy::start(server.port, 20).await;
+    // Without stream management: with it the server would keep an unacked delivery and
+    // hand it over again (that is what XEP-0198 is for). No rooms: only chat messages.
+    let text = chat_scenario(
+        80,
+        4,
+        0,
+        &xmpp_target(
+            &format!("xmpp://127.0.0.1:{}", proxy.port),
+            "stream_management = false",
+        ),
+    );
+    let r = run_text(&text, None).await;
+    let a = &r.summary.accounting;
+    let dropped = proxy.dropped.load(Relaxed);
+    let deliveries = proxy.deliveries.load(Relaxed);
+    assert!(
+        dropped >= 10,
+        "the proxy dropped some: {dropped} of {deliveries}"
+    );
+    assert_eq!(
+        deliveries, a.sent,
+        "one chat stanza per owed delivery: {a:?}"
+    );
+    assert_eq!(a.lost, dropped, "lost = dropped by the proxy: {a:?}");
+    assert_eq!(a.delivered + a.lost, a.sent, "{a:?}");
+    assert_eq!(
+        (a.in_flight, a.unverified, a.duplicated),
+        (0, 0, 0),
+        "{a:?}"
+    );
+    assert_eq!(a.acked, 0, "no stream management, no confirmations");
+}
+
+/// A reconnect storm: half the users are cut off at 2 s and come back within a second.
+fn storm(target: &str) -> String {
+    chat_scenario(100, 5, 0, target).replace(
+        "[load]",
+        "[[pattern]]\nname = \"storm\"\nkind = \"reconnect_storm\"\nat = \"2s\"\nfraction = 0.5\nbackoff = \"full_jitter\"\nbase = \"200ms\"\ncap = \"1s\"\n\n[load]",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_storm_is_survived_without_loss_or_duplicates() {
+    let Some(server) = Prosody::start() else {
+        return;
+    };
+    let r = run_text(&storm(&xmpp_target(&server.url(), "")), None).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    assert!(
+        s.metrics["connect"].count >= 150,
+        "half came back: {:?}",
+        s.metrics["connect"]
+    );
+    assert_eq!((a.lost, a.in_flight, a.unverified), (0, 0, 0), "{a:?}");
+    assert_eq!(a.delivered, a.sent, "{a:?}");
+    assert_eq!(a.duplicated, 0, "{a:?}");
+    assert!(a.balances() && a.schedule_balances(), "{a:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_log_in_is_one_true_sentence() {
+    let Some(server) = Prosody::start() else {
+        return;
+    };
+    // No registration: the account does not exist, so SASL fails.
+    let text = chat_scenario(10, 1, 0, &xmpp_target(&server.url(), ""))
+        .replace("register = true", "register = false");
+    let file = scenario_file(&text);
+    let scenario = chatload::scenario::load(&file.path).expect("scenario");
+    let opts = chatload::engine::RunOptions {
+        out: Some(bundle_dir()),
+        quiet: true,
+        ..chatload::engine::RunOptions::default()
+    };
+    let err = chatload::engine::run(scenario, &opts)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("refused the log-in")
+            && err.contains("rejected the SASL SCRAM-SHA-1 log-in of `u")
+            && err.contains("not-authorized"),
+        "{err}"
+    );
+    assert!(!err.contains("not reachable"), "{err}");
+    assert!(
+        !err.contains("chatload-"),
+        "no password in the sentence: {err}"
+    );
+}
+
+#[test]
+fn the_readme_shows_the_configuration_ci_runs() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let shown = common::prosody::CONFIG
+        .replace("{dir}", "/var/lib/chatload-prosody")
+        .replace("{port}", "5222");
+    assert!(
+        readme.contains(shown.trim_end()),
+        "README.md's Prosody configuration differs from tests/common/prosody.rs"
+    );
+}
