@@ -125,22 +125,28 @@ fn storm(target: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reconnect_storm_is_survived_without_loss_or_duplicates() {
+async fn a_reconnect_storm_resumes_every_cut_stream_without_loss_or_duplicates() {
     let Some(server) = Prosody::start() else {
         return;
     };
     let r = run_text(&storm(&xmpp_target(&server.url(), "")), None).await;
     let s = &r.summary;
     let a = &s.accounting;
-    assert!(
-        s.metrics["connect"].count >= 150,
-        "half came back: {:?}",
-        s.metrics["connect"]
+    let storm = &s.storms[0];
+    assert!(storm.dropped >= 40, "half were cut: {storm:?}");
+    assert_eq!(storm.reconnected, storm.dropped, "{storm:?}");
+    // Every cut stream was resumed (XEP-0198), by the server's own log.
+    assert_eq!(
+        server.log_lines("mod_smacks resuming existing session"),
+        storm.dropped,
+        "{storm:?}"
     );
     assert_eq!((a.lost, a.in_flight, a.unverified), (0, 0, 0), "{a:?}");
     assert_eq!(a.delivered, a.sent, "{a:?}");
     assert_eq!(a.duplicated, 0, "{a:?}");
+    assert_eq!(a.acked, a.messages_sent, "{a:?}");
     assert!(a.balances() && a.schedule_balances(), "{a:?}");
+    assert_eq!(s.errors_total, 0, "{:?}", s.error_examples);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

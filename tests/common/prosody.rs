@@ -109,6 +109,15 @@ impl Prosody {
         format!("xmpp://127.0.0.1:{}", self.port)
     }
 
+    /// Lines of the server's log that contain `needle`.
+    pub fn log_lines(&self, needle: &str) -> u64 {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count() as u64
+    }
+
     /// The chat and groupchat messages the server received from its clients, by its own
     /// log: stanzas whose top tag carries one of chatload's message ids (`id='c…'`).
     /// Receipts, markers and chat states carry none.

@@ -6,7 +6,7 @@
 
 use super::sasl::{self, Scram};
 use super::xml::{self, Element, Frame, esc};
-use super::{Conn, XmppSetup, ns};
+use super::{Conn, Resumption, XmppSetup, ns};
 use crate::metrics::ErrorKind;
 use crate::transport::ConnectError;
 use bytes::{Buf, BytesMut};
@@ -146,6 +146,10 @@ pub struct LoggedIn {
     pub early: VecDeque<Element>,
     /// Stanzas sent since acks were enabled (the room joins and the initial presence).
     pub sent_since_enable: u32,
+    /// The id a later stream may resume this one by (XEP-0198), when the server allows it.
+    pub resume_id: Option<String>,
+    /// The earlier stream this one resumed, and the server's count of our stanzas it had.
+    pub resumed: Option<(Resumption, u32)>,
 }
 
 async fn starttls(
@@ -385,6 +389,42 @@ pub async fn login(
     let (username, password) = setup.account(user);
     authenticate(setup, &mut wire, &features, &username, &password).await?;
     let features = wire.open(&setup.domain).await?;
+    let sm = setup.target.stream_management && features.child("sm", Some(ns::SM)).is_some();
+    if sm && let Some(earlier) = setup.take_resumption(user) {
+        // XEP-0198 §5: the server hands back what we had not handled, the session keeps
+        // its rooms and presence, and we learn which of our stanzas it had.
+        wire.send(&format!(
+            "<resume xmlns='{}' previd='{}' h='{}'/>",
+            ns::SM,
+            esc(&earlier.id),
+            earlier.handled
+        ))
+        .await?;
+        let mut early = VecDeque::new();
+        loop {
+            let e = wire.stanza().await?;
+            match (e.name.as_str(), e.ns.as_str()) {
+                ("resumed", ns::SM) => {
+                    let h = e
+                        .attr("h")
+                        .and_then(|h| h.parse().ok())
+                        .ok_or_else(|| protocol("<resumed> without a count"))?;
+                    wire.stanzas_in = earlier.handled;
+                    return Ok(LoggedIn {
+                        wire,
+                        acks: true,
+                        early,
+                        sent_since_enable: 0,
+                        resume_id: Some(earlier.id.clone()),
+                        resumed: Some((earlier, h)),
+                    });
+                }
+                // Expired or unknown: a new session on this same stream.
+                ("failed", ns::SM) => break,
+                _ => keep(&mut early, e)?,
+            }
+        }
+    }
     if features.child("bind", Some(ns::BIND)).is_none() {
         return Err(protocol("it offers no resource binding after the log-in"));
     }
@@ -418,14 +458,19 @@ pub async fn login(
         )
         .await?;
     }
-    let acks = setup.target.stream_management && features.child("sm", Some(ns::SM)).is_some();
+    let acks = sm;
+    let mut resume_id = None;
     if acks {
-        wire.send(&format!("<enable xmlns='{}'/>", ns::SM)).await?;
+        wire.send(&format!("<enable xmlns='{}' resume='true'/>", ns::SM))
+            .await?;
         loop {
             let e = wire.stanza().await?;
             match (e.name.as_str(), e.ns.as_str()) {
                 ("enabled", ns::SM) => {
                     wire.stanzas_in = 0;
+                    if matches!(e.attr("resume"), Some("true" | "1")) {
+                        resume_id = e.attr("id").map(str::to_string);
+                    }
                     break;
                 }
                 ("failed", ns::SM) => {
@@ -488,5 +533,7 @@ pub async fn login(
         acks,
         early,
         sent_since_enable,
+        resume_id,
+        resumed: None,
     })
 }

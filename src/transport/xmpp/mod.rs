@@ -3,7 +3,8 @@
 //! `id` and a `<x xmlns='urn:chatload:0'>` element carry chatload's id and times, so
 //! latency is end to end; delivery receipts are XEP-0184, read markers XEP-0333, typing
 //! XEP-0085 chat states, presence is directed to contacts, groups are MUC rooms
-//! (XEP-0045), and XEP-0198 acks confirm each message when the server offers them.
+//! (XEP-0045), XEP-0198 acks confirm each message when the server offers them, and a
+//! stream cut without a goodbye is resumed by the next connection (XEP-0198).
 //!
 //! The protocol layer is chatload's own, on quick-xml: tokio-xmpp (xmpp-rs) brings a DNS
 //! resolver, a DOM per stanza and its own reconnect logic, and cannot bind the local
@@ -25,8 +26,9 @@ use crate::metrics::ErrorKind;
 use crate::scenario::target::XmppTarget;
 use crate::scenario::template::{Slot, Value};
 use crate::secrets::Credentials;
+use rustc_hash::FxHashMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -122,6 +124,19 @@ pub struct XmppSetup {
     pub tls: TlsContext,
     pub credentials: Arc<Credentials>,
     pub sources: SourcePool,
+    /// Streams cut without a goodbye, by user: the next connection resumes them.
+    resumptions: Mutex<FxHashMap<u32, Resumption>>,
+}
+
+/// What a stream cut without a goodbye leaves for the next connection to resume it by
+/// (XEP-0198): its id, how many of the server's stanzas we handled, and ours not yet acked.
+#[derive(Debug, Clone)]
+pub struct Resumption {
+    pub id: String,
+    pub handled: u32,
+    /// The server's last ack of our stanzas, and ours after it (chatload's id for messages).
+    pub acked: u32,
+    pub unacked: std::collections::VecDeque<Option<u64>>,
 }
 
 impl std::fmt::Debug for XmppSetup {
@@ -157,7 +172,19 @@ impl XmppSetup {
             tls,
             credentials,
             sources,
+            resumptions: Mutex::new(FxHashMap::default()),
         })
+    }
+
+    /// Keeps what a cut stream needs to be resumed (its last state wins).
+    pub fn keep_resumption(&self, user: u32, r: Resumption) {
+        if let Ok(mut m) = self.resumptions.lock() {
+            m.insert(user, r);
+        }
+    }
+
+    pub fn take_resumption(&self, user: u32) -> Option<Resumption> {
+        self.resumptions.lock().ok()?.remove(&user)
     }
 
     /// `user`'s local part and password.

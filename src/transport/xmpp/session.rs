@@ -5,12 +5,13 @@
 
 use super::login::{LoggedIn, condition};
 use super::xml::{self, Element, Frame, esc};
-use super::{Conn, XmppSetup, ns, trailing_number};
+use super::{Conn, Resumption, XmppSetup, ns, trailing_number};
 use crate::metrics::ErrorKind;
 use crate::protocol::Recipient;
 use crate::transport::connector::classify_io;
 use crate::transport::{Delivery, Incoming, Outgoing, Session};
 use bytes::{Buf, BytesMut};
+use rustc_hash::FxHashSet;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -24,6 +25,14 @@ const MAX_UNACKED: usize = 65_536;
 
 pub struct XmppSession {
     setup: Arc<XmppSetup>,
+    user: u32,
+    /// The id a later stream may resume this one by (XEP-0198).
+    resume_id: Option<String>,
+    /// Closed with a goodbye: nothing to resume.
+    closed: bool,
+    /// Messages the server had from the stream this one resumed: the virtual user sends its
+    /// unconfirmed messages again after a reconnect, and these are confirmed instead.
+    already_taken: FxHashSet<u64>,
     /// This user's nick in rooms (its local part).
     nick: String,
     reader: ReadHalf<Conn>,
@@ -102,16 +111,34 @@ fn num(e: &Element, name: &str) -> Option<u64> {
 impl XmppSession {
     pub(super) fn new(setup: Arc<XmppSetup>, user: u32, done: LoggedIn) -> Self {
         let (reader, writer) = tokio::io::split(done.wire.conn);
-        let acks = done.acks.then(|| Acks {
-            unacked: (0..done.sent_since_enable).map(|_| None).collect(),
-            acked: 0,
-            asked_at: 0,
-            sent: done.sent_since_enable as usize,
-            handled: done.wire.stanzas_in,
-        });
+        let mut already_taken = FxHashSet::default();
+        let acks = match done.resumed {
+            Some((mut earlier, h)) => {
+                let newly = (h.wrapping_sub(earlier.acked) as usize).min(earlier.unacked.len());
+                already_taken.extend(earlier.unacked.drain(..newly).flatten());
+                Some(Acks {
+                    unacked: VecDeque::new(),
+                    acked: h,
+                    asked_at: 0,
+                    sent: 0,
+                    handled: earlier.handled,
+                })
+            }
+            None => done.acks.then(|| Acks {
+                unacked: (0..done.sent_since_enable).map(|_| None).collect(),
+                acked: 0,
+                asked_at: 0,
+                sent: done.sent_since_enable as usize,
+                handled: done.wire.stanzas_in,
+            }),
+        };
         let nick = setup.account(user).0;
         XmppSession {
             setup,
+            user,
+            resume_id: done.resume_id,
+            closed: false,
+            already_taken,
             nick,
             reader,
             rbuf: done.wire.buf,
@@ -322,6 +349,10 @@ impl Session for XmppSession {
             Outgoing::Message {
                 id, to, t, s, body, ..
             } => {
+                if self.already_taken.remove(&id) {
+                    self.events.push_back(Incoming::Accepted { id });
+                    return true;
+                }
                 let (to, kind) = match to {
                     Recipient::User(u) => (self.setup.jid(u), "chat"),
                     Recipient::Group(g) => (self.setup.room_jid(g), "groupchat"),
@@ -450,6 +481,7 @@ impl Session for XmppSession {
     }
 
     async fn close(&mut self) {
+        self.closed = true;
         self.ask_for_ack();
         // Ack everything handled: a server keeps unacked stanzas of a closed stream and
         // hands them over again (offline storage), which would count as duplicates.
@@ -469,6 +501,27 @@ impl Session for XmppSession {
 
     fn confirms_sends(&self) -> bool {
         self.acks.is_some()
+    }
+}
+
+impl Drop for XmppSession {
+    /// A stream cut without a goodbye (a network failure, a reconnect storm) leaves what the
+    /// next connection needs to resume it.
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        if let (Some(id), Some(a)) = (self.resume_id.take(), self.acks.as_mut()) {
+            self.setup.keep_resumption(
+                self.user,
+                Resumption {
+                    id,
+                    handled: a.handled,
+                    acked: a.acked,
+                    unacked: std::mem::take(&mut a.unacked),
+                },
+            );
+        }
     }
 }
 
