@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering::Relaxed;
 /// `[target]` for an XMPP server at `url`, with `settings` added to `[target.xmpp]`.
 fn xmpp_target(url: &str, settings: &str) -> String {
     format!(
-        "[target]\nurl = \"{url}\"\n\n[target.xmpp]\ndomain = \"localhost\"\nregister = true\n{settings}\n"
+        "[target]\nurl = \"{url}\"\nprotocol = \"xmpp\"\n\n[target.xmpp]\ndomain = \"localhost\"\nregister = true\n{settings}\n"
     )
 }
 
@@ -75,6 +75,25 @@ async fn direct_rooms_receipts_and_acks_balance_and_match_the_servers_own_count(
         "{:?}",
         s.metrics["delivery"]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_websocket_direct_and_rooms_balance_and_match_the_servers_own_count() {
+    let Some(server) = Prosody::start() else {
+        return;
+    };
+    let text = chat_scenario(40, 3, 6, &xmpp_target(&server.websocket_url(), ""));
+    let r = run_text(&text, None).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    assert!(a.messages_sent > 80, "enough traffic: {a:?}");
+    assert!(a.sent > a.messages_sent, "rooms fan out: {a:?}");
+    assert_eq!(s.errors_total, 0, "{:?}", s.error_examples);
+    assert_eq!((a.lost, a.in_flight, a.unverified), (0, 0, 0), "{a:?}");
+    assert_eq!(a.delivered, a.sent, "{a:?}");
+    assert_eq!((a.duplicated, a.unexpected, a.not_sent), (0, 0, 0), "{a:?}");
+    assert_eq!(a.acked, a.messages_sent, "every message acked (XEP-0198)");
+    assert_eq!(server.messages_received(), a.messages_sent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,7 +207,8 @@ fn the_readme_shows_the_configuration_ci_runs() {
         .expect("README.md");
     let shown = common::prosody::CONFIG
         .replace("{dir}", "/var/lib/chatload-prosody")
-        .replace("{port}", "5222");
+        .replace("{port}", "5222")
+        .replace("{http_port}", "5280");
     assert!(
         readme.contains(shown.trim_end()),
         "README.md's Prosody configuration differs from tests/common/prosody.rs"

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 pub struct Prosody {
     child: Child,
     pub port: u16,
+    /// Where it serves XMPP over WebSocket.
+    pub http_port: u16,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -47,10 +49,12 @@ log = { debug = "{dir}/prosody.log"; error = "{dir}/error.log" }
 interfaces = { "127.0.0.1" }
 c2s_ports = { {port} }
 s2s_ports = { }
-http_ports = { }
+http_ports = { {http_port} }
+http_interfaces = { "127.0.0.1" }
 https_ports = { }
 admin_socket = "{dir}/prosody.sock"
-modules_enabled = { "roster"; "saslauth"; "disco"; "register"; "offline"; "ping"; "smacks" }
+-- websocket: XMPP over WebSocket (RFC 7395) at http://127.0.0.1:5280/xmpp-websocket
+modules_enabled = { "roster"; "saslauth"; "disco"; "register"; "offline"; "ping"; "smacks"; "websocket" }
 -- mod_posix refuses to run as root (CI's containers are root); s2s is not needed.
 modules_disabled = { "s2s"; "posix" }
 allow_registration = true
@@ -72,10 +76,12 @@ impl Prosody {
         let bin = binary()?;
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
+        let http_port = free_port();
         let config = dir.path().join("prosody.cfg.lua");
         let text = CONFIG
             .replace("{dir}", &dir.path().display().to_string())
-            .replace("{port}", &port.to_string());
+            .replace("{port}", &port.to_string())
+            .replace("{http_port}", &http_port.to_string());
         std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
         std::fs::File::create(&config)
             .and_then(|mut f| f.write_all(text.as_bytes()))
@@ -89,7 +95,9 @@ impl Prosody {
             .spawn()
             .expect("prosody starts");
         let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+            || std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err()
+        {
             assert!(
                 Instant::now() < deadline,
                 "prosody did not listen on {port}: {}",
@@ -100,6 +108,7 @@ impl Prosody {
         Some(Prosody {
             child,
             port,
+            http_port,
             log: dir.path().join("prosody.log"),
             _dir: dir,
         })
@@ -107,6 +116,10 @@ impl Prosody {
 
     pub fn url(&self) -> String {
         format!("xmpp://127.0.0.1:{}", self.port)
+    }
+
+    pub fn websocket_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/xmpp-websocket", self.http_port)
     }
 
     /// Lines of the server's log that contain `needle`.

@@ -125,7 +125,7 @@ pub enum Protocol {
     Mqtt(Arc<MqttTarget>),
     WsGateway(Arc<GatewayTarget>),
     Http(Arc<HttpTarget>),
-    /// XMPP over TCP (xmpp://, STARTTLS when offered).
+    /// XMPP over TCP (xmpp://, STARTTLS when offered) or WebSocket (ws://, wss://; RFC 7395).
     Xmpp(Arc<XmppTarget>),
 }
 
@@ -137,8 +137,8 @@ impl Protocol {
             Protocol::Chatload | Protocol::WsGateway(_) => matches!(scheme, "ws" | "wss"),
             Protocol::Mqtt(_) => matches!(scheme, "mqtt" | "mqtts" | "tcp" | "ssl"),
             Protocol::Http(_) => matches!(scheme, "http" | "https"),
-            // XMPP over WebSocket (RFC 7395) is not spoken yet.
-            Protocol::Xmpp(_) => scheme == "xmpp",
+            // Over TCP, or over WebSocket (RFC 7395).
+            Protocol::Xmpp(_) => matches!(scheme, "xmpp" | "ws" | "wss"),
         }
     }
 

@@ -190,6 +190,23 @@ pub async fn connect(
     setup: &XmppSetup,
     source: Option<std::net::IpAddr>,
 ) -> Result<(Wire, Element), ConnectError> {
+    if let Some(url) = &setup.websocket {
+        let extras = crate::transport::ws_open::Extras {
+            headers: Vec::new(),
+            subprotocols: vec!["xmpp".into()],
+        };
+        let ws = crate::transport::ws_open::open_with(url, &setup.tls, source, &extras).await?;
+        let mut wire = Wire {
+            conn: Conn::Ws(Box::new(super::framing::WsStream::new(
+                ws,
+                url.trim_start().starts_with("wss:"),
+            ))),
+            buf: BytesMut::with_capacity(4096),
+            stanzas_in: 0,
+        };
+        let features = wire.open(&setup.domain).await?;
+        return Ok((wire, features));
+    }
     let tcp = crate::transport::source::connect(&setup.address, source)
         .await
         .map_err(|e| {
@@ -214,7 +231,11 @@ pub async fn connect(
 }
 
 fn encrypted(wire: &Wire) -> bool {
-    matches!(wire.conn, Conn::Tls(_))
+    match &wire.conn {
+        Conn::Plain(_) => false,
+        Conn::Tls(_) => true,
+        Conn::Ws(w) => w.secure,
+    }
 }
 
 /// SASL with the best mechanism both sides allow.

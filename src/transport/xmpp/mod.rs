@@ -1,4 +1,4 @@
-//! XMPP (RFC 6120/6121) over TCP: each virtual user is one client stream with its own
+//! XMPP (RFC 6120/6121) over TCP, or over WebSocket (RFC 7395, `framing`): each virtual user is one client stream with its own
 //! account, resource and rooms. A one-to-one message is a `<message type='chat'>` whose
 //! `id` and a `<x xmlns='urn:chatload:0'>` element carry chatload's id and times, so
 //! latency is end to end; delivery receipts are XEP-0184, read markers XEP-0333, typing
@@ -12,6 +12,7 @@
 //! log-in and a few stanza shapes, read here with bounded buffers.
 //! Owns the XMPP session; the server and its accounts are the user's.
 
+mod framing;
 mod login;
 pub mod sasl;
 mod session;
@@ -57,6 +58,8 @@ pub mod ns {
 pub enum Conn {
     Plain(tokio::net::TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+    /// RFC 7395, over ws:// or wss://.
+    Ws(Box<framing::WsStream>),
 }
 
 impl AsyncRead for Conn {
@@ -68,6 +71,7 @@ impl AsyncRead for Conn {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Ws(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -81,6 +85,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Ws(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -88,6 +93,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_flush(cx),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Ws(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -95,8 +101,17 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Ws(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
+}
+
+/// The host of a `ws://` or `wss://` URL (XMPP over WebSocket).
+fn websocket_host(url: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url.trim()).ok()?;
+    matches!(u.scheme(), "ws" | "wss")
+        .then(|| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()))
+        .flatten()
 }
 
 /// Host and port of an `xmpp://host[:port]` URL (5222 by default).
@@ -117,6 +132,8 @@ pub struct XmppSetup {
     pub target: Arc<XmppTarget>,
     /// `host:port` to connect to.
     pub address: String,
+    /// The ws:// or wss:// URL, for XMPP over WebSocket (RFC 7395).
+    pub websocket: Option<String>,
     /// The part after @ in every user's JID.
     pub domain: String,
     /// The MUC service holding the rooms.
@@ -153,7 +170,11 @@ impl XmppSetup {
         credentials: Arc<Credentials>,
         sources: SourcePool,
     ) -> Option<Self> {
-        let (host, port) = parse_url(url)?;
+        let websocket = websocket_host(url).map(|h| (h, url.trim().to_string()));
+        let (host, port) = match &websocket {
+            Some((h, _)) => (h.clone(), 0),
+            None => parse_url(url)?,
+        };
         let domain = target.domain.clone().unwrap_or_else(|| host.clone());
         let muc = target
             .muc
@@ -167,6 +188,7 @@ impl XmppSetup {
         Some(XmppSetup {
             target,
             address,
+            websocket: websocket.map(|(_, u)| u),
             domain,
             muc,
             tls,
