@@ -50,6 +50,40 @@ id = "/id"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_and_group_messages_have_templates_of_their_own() {
+    env();
+    // The direct body has no group and the group body no recipient: were the direct
+    // template used for a group message, the server would get neither and refuse it.
+    let target = r#"[target]
+protocol = "http"
+
+[target.http]
+url = "/v1/users/{{user}}/messages"
+body = '{"to":{{to}},"id":{{id}},"t":{{intended_us}},"s":{{now_us}},"body":"{{body}}"}'
+group_url = "/v1/users/{{from}}/messages"
+group_body = '{"group":{{group}},"id":{{id}},"t":{{intended_us}},"s":{{now_us}},"body":"{{body}}"}'
+id = "/id"
+"#;
+    let r = run_text(&chat_scenario(80, 3, 10, target), None).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    let groups = s
+        .patterns
+        .iter()
+        .find(|p| p.name == "group_chat")
+        .expect("group_chat");
+    assert!(groups.accounting.messages_sent > 5, "{a:?}");
+    assert_eq!(s.errors_total, 0, "{:?}", s.error_examples);
+    assert_eq!(
+        a.acked, a.messages_sent,
+        "every request of both kinds taken"
+    );
+    assert_eq!((a.lost, a.in_flight), (0, 0), "{a:?}");
+    assert_eq!(a.delivered, a.sent, "{a:?}");
+    assert!(a.balances(), "{a:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_independent_api_with_webhook_deliveries_and_refusals() {
     env();
     let hook_port = std::net::TcpListener::bind("127.0.0.1:0")

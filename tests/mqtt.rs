@@ -225,6 +225,68 @@ async fn credentials_come_from_the_environment_and_a_refusal_is_clear() {
     assert!(!e.contains("wrong-pw-0c0ffee"), "{e}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_api_and_its_mqtt_subscription_log_in_with_credentials_of_their_own() {
+    env();
+    let Some(broker) = password_broker("loadtest", "pw-4a1f9e77") else {
+        return;
+    };
+    // Sends go to the embedded server's HTTP endpoint with a token; each user's deliveries
+    // are subscribed to on the broker, which wants a user name and password instead. (The
+    // embedded server does not publish to MQTT, so what is checked here is who logs in
+    // where, not deliveries.)
+    let target = |subscribe_auth: &str| {
+        format!(
+            r#"[target]
+protocol = "http"
+
+[target.auth]
+token_env = "CHATLOAD_TEST_MQTT_WRONG_PASSWORD"
+
+[target.http]
+url = "/v1/users/{{{{user}}}}/messages"
+body = '{{"to":{{{{to}}}},"group":{{{{group}}}},"id":{{{{id}}}},"body":"{{{{body}}}}"}}'
+subscribe = "{}"
+{subscribe_auth}
+"#,
+            broker.url()
+        )
+    };
+    let own = target(
+        "subscribe_auth = { username_env = \"CHATLOAD_TEST_MQTT_USER\", password_env = \"CHATLOAD_TEST_MQTT_PASSWORD\" }",
+    );
+    let r = run_text(&chat_scenario(5, 1, 0, &own), None).await;
+    let s = &r.summary;
+    assert_eq!(
+        s.metrics["connect"].count, 5,
+        "every subscription logged in"
+    );
+    assert!(
+        !s.errors.contains_key("broker_refused"),
+        "the broker took the subscription's own credentials: {:?}",
+        s.errors
+    );
+    assert_eq!(
+        s.accounting.acked, s.accounting.messages_sent,
+        "the API took every send"
+    );
+
+    // Without them the token is the MQTT password, and the broker refuses it.
+    let file = scenario_file(&chat_scenario(5, 1, 0, &target("")));
+    let scenario = chatload::scenario::load(&file.path).unwrap();
+    let opts = chatload::engine::RunOptions {
+        out: Some(file.dir.path().join("bundle")),
+        quiet: true,
+        ..Default::default()
+    };
+    let e = match chatload::engine::run(scenario, &opts).await {
+        Ok(_) => panic!("the token is not the broker's password"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("rejected the credentials"), "{e}");
+    assert!(!e.contains("wrong-pw-0c0ffee"), "{e}");
+}
+
 /// Chat in which half the users leave and the rest go on writing to groups they share, so
 /// recipients are offline when the schedule ends and what the broker queued for them must
 /// be collected.

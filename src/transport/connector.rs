@@ -163,6 +163,18 @@ impl Connector {
                     (None, Some(b)) => b.to_string(),
                     (None, None) => url.to_string(),
                 };
+                // The subscription may log in with credentials of its own (an MQTT broker's
+                // password is not the HTTP API's token).
+                let receive_creds = match &h.subscribe_credentials {
+                    Some(names) => {
+                        let c = Arc::new(Credentials::from_env(names)?);
+                        if let (Some(u), Some(p)) = (&c.username, &c.password) {
+                            crate::secrets::remember_pair(u.expose(), p.expose());
+                        }
+                        c
+                    }
+                    None => creds.clone(),
+                };
                 let receive = match &h.deliveries {
                     HttpDeliveries::Webhook(_) => Receive::Webhook,
                     HttpDeliveries::None => Receive::Nothing,
@@ -170,13 +182,13 @@ impl Connector {
                         let sub = sub.clone().unwrap_or_else(|| websocket_of(&base));
                         match protocol.as_ref() {
                             Protocol::Mqtt(m) => {
-                                Receive::Mqtt(Arc::new(mqtt_setup(m, &sub, &tls, &creds)?))
+                                Receive::Mqtt(Arc::new(mqtt_setup(m, &sub, &tls, &receive_creds)?))
                             }
                             Protocol::WsGateway(g) => Receive::Gateway(Arc::new(GatewaySetup {
                                 url: sub,
                                 target: g.clone(),
                                 tls: tls.clone(),
-                                credentials: creds.clone(),
+                                credentials: receive_creds.clone(),
                                 sources: sources.clone(),
                             })),
                             _ => Receive::Native(sub),

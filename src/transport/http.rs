@@ -11,7 +11,7 @@ use super::{Incoming, Outgoing, Session};
 use crate::metrics::ErrorKind;
 use crate::protocol::Recipient;
 use crate::scenario::target::HttpTarget;
-use crate::scenario::template::{Slot, Value, body_for};
+use crate::scenario::template::{Slot, Template, Value, body_for};
 use crate::secrets::{Credentials, redact_url};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -174,7 +174,8 @@ impl HttpSetup {
     fn request(&self, m: &Message<'_>) -> reqwest::RequestBuilder {
         let value = self.values(m);
         let target = &self.target;
-        let path = target.url.render(false, &value);
+        let (url_t, body_t) = self.templates(m);
+        let path = url_t.render(false, &value);
         let url = if path.starts_with('/') {
             format!("{}{path}", self.base.trim_end_matches('/'))
         } else {
@@ -187,12 +188,25 @@ impl HttpSetup {
         for (name, v) in &target.headers {
             req = req.header(name.as_str(), v.render(false, &value));
         }
-        if let Some(b) = &target.body {
+        if let Some(b) = body_t {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(b.render(true, &value));
         }
         req
+    }
+
+    /// The URL and body templates of this message: a group's own when the scenario gives
+    /// them, the direct ones otherwise.
+    fn templates(&self, m: &Message<'_>) -> (&Template, Option<&Template>) {
+        let t = &self.target;
+        match m.to {
+            Recipient::Group(_) => (
+                t.group_url.as_ref().unwrap_or(&t.url),
+                t.group_body.as_ref().or(t.body.as_ref()),
+            ),
+            _ => (&t.url, t.body.as_ref()),
+        }
     }
 
     /// The request's bytes for the user's own connection, rendered into reused buffers. A
@@ -206,8 +220,9 @@ impl HttpSetup {
     ) -> Result<(), String> {
         let value = self.values(m);
         let target = &self.target;
+        let (url_t, body_t) = self.templates(m);
         scratch.url.clear();
-        target.url.render_into(&mut scratch.url, false, &value);
+        url_t.render_into(&mut scratch.url, false, &value);
         if scratch.url.starts_with('/') {
             scratch.url.insert_str(0, &endpoint.base_path);
         } else {
@@ -232,7 +247,7 @@ impl HttpSetup {
             scratch.rendered.push_str("\r\n");
         }
         scratch.body.clear();
-        if let Some(b) = &target.body {
+        if let Some(b) = body_t {
             b.render_into(&mut scratch.body, true, &value);
         }
         super::http1::write_request(
@@ -241,7 +256,7 @@ impl HttpSetup {
             &scratch.url,
             endpoint,
             &scratch.rendered,
-            target.body.as_ref().map(|_| scratch.body.as_bytes()),
+            body_t.map(|_| scratch.body.as_bytes()),
         );
         Ok(())
     }

@@ -9,6 +9,7 @@ pub mod cpu_slice;
 pub mod mosquitto;
 pub mod mqtt_flood;
 pub mod mqtt_proxy;
+pub mod nats;
 pub mod prosody;
 pub mod serve;
 pub mod tls;

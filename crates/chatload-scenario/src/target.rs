@@ -95,6 +95,15 @@ pub struct HttpSection {
     /// The JSON body template.
     #[schemars(with = "Option<String>")]
     pub body: Option<Spanned<String>>,
+    /// The send URL of a group message, when it differs from a direct one's (default `url`).
+    #[schemars(with = "Option<String>")]
+    pub group_url: Option<Spanned<String>>,
+    /// The body of a group message, when it differs from a direct one's (default `body`).
+    #[schemars(with = "Option<String>")]
+    pub group_body: Option<Spanned<String>>,
+    /// Environment variables holding the receive side's credentials (the subscription's),
+    /// when they differ from the send side's `[target.auth]`.
+    pub subscribe_auth: Option<AuthSection>,
     /// JSON pointer to the message id in the response (kept for the report's examples).
     pub id: Option<String>,
     /// How long a send may take (default 10s).
@@ -202,6 +211,11 @@ pub struct HttpTarget {
     pub url: Template,
     pub headers: Vec<(String, Template)>,
     pub body: Option<Template>,
+    /// A group message's URL and body, when they differ from a direct one's.
+    pub group_url: Option<Template>,
+    pub group_body: Option<Template>,
+    /// The subscription's own credentials (None: `[target.auth]`'s).
+    pub subscribe_credentials: Option<CredentialNames>,
     pub id: Option<String>,
     pub timeout: Micros,
     /// Bytes of an answer read at most (see `HttpSection::max_answer`).
@@ -509,6 +523,13 @@ fn http(h: &HttpSection, s: &Sections<'_>) -> Result<HttpTarget> {
         url: template(&h.url)?,
         headers,
         body: optional(&h.body)?,
+        group_url: optional(&h.group_url)?,
+        group_body: optional(&h.group_body)?,
+        subscribe_credentials: h.subscribe_auth.as_ref().map(|a| CredentialNames {
+            token_env: a.token_env.clone(),
+            username_env: a.username_env.clone(),
+            password_env: a.password_env.clone(),
+        }),
         id: h.id.clone(),
         timeout: h.timeout.unwrap_or(Micros(10_000_000)),
         max_answer,
