@@ -11,6 +11,7 @@ pub mod mqtt_flood;
 pub mod mqtt_proxy;
 pub mod nats;
 pub mod prosody;
+pub mod rabbitmq;
 pub mod serve;
 pub mod tls;
 pub mod xmpp_proxy;
