@@ -214,3 +214,100 @@ fn the_readme_shows_the_configuration_ci_runs() {
         "README.md's Prosody configuration differs from tests/common/prosody.rs"
     );
 }
+
+/// A fake XMPP server on loopback that answers the stream header with `features` and then
+/// whatever `then` writes, for every connection.
+async fn hostile_server(features: &'static str, then: fn(u64, &[u8]) -> Vec<u8>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head = format!(
+                    "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='h1' from='localhost' version='1.0'>{features}"
+                );
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let auth = buf[..n].to_vec();
+                // At most 64 MiB in 64 KiB pieces, then it stops by itself.
+                for i in 0..1024u64 {
+                    let piece = then(i, &auth);
+                    if piece.is_empty() || s.write_all(&piece).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+async fn refusal(url: &str) -> String {
+    let target = format!(
+        "[target]\nurl = \"{url}\"\n\n[target.xmpp]\ndomain = \"localhost\"\nmechanisms = [\"SCRAM-SHA-1\"]\n"
+    );
+    let file = scenario_file(&chat_scenario(3, 1, 0, &target));
+    let scenario = chatload::scenario::load(&file.path).expect("scenario");
+    let opts = chatload::engine::RunOptions {
+        out: Some(bundle_dir()),
+        quiet: true,
+        ..chatload::engine::RunOptions::default()
+    };
+    let run = chatload::engine::run(scenario, &opts);
+    match tokio::time::timeout(std::time::Duration::from_secs(20), run).await {
+        Ok(Err(e)) => e.to_string(),
+        Ok(Ok(_)) => panic!("a hostile server must stop the run"),
+        Err(_) => panic!("a hostile server held the run past 20 s"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_server_can_neither_grow_memory_nor_burn_cpu() {
+    const FEATURES: &str = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1</mechanism></mechanisms></stream:features>";
+    // A stanza that never ends: reading stops at 256 KiB and the log-in fails.
+    let endless = hostile_server(FEATURES, |i, _| {
+        if i == 0 {
+            b"<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>".to_vec()
+        } else {
+            vec![b'A'; 64 << 10]
+        }
+    })
+    .await;
+    let e = refusal(&format!("xmpp://127.0.0.1:{endless}")).await;
+    assert!(
+        e.contains("a stanza longer than 262144 bytes") && e.contains("not in the XMPP protocol"),
+        "{e}"
+    );
+    // Four billion PBKDF2 rounds asked for: refused before any is computed.
+    let costly = hostile_server(FEATURES, |i, auth| {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        if i > 0 {
+            return Vec::new();
+        }
+        // The client's nonce, from its client-first message, extended as SCRAM wants.
+        let text = String::from_utf8_lossy(auth);
+        let inner = text
+            .split_once('>')
+            .and_then(|(_, r)| r.split_once('<'))
+            .map_or("", |(v, _)| v);
+        let decoded = String::from_utf8(b64.decode(inner).unwrap_or_default()).unwrap_or_default();
+        let nonce = decoded.rsplit("r=").next().unwrap_or("");
+        let first = format!("r={nonce}server,s=QUJDRA==,i=4000000000");
+        format!(
+            "<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</challenge>",
+            b64.encode(first)
+        )
+        .into_bytes()
+    })
+    .await;
+    let e = refusal(&format!("xmpp://127.0.0.1:{costly}")).await;
+    assert!(e.contains("PBKDF2 iterations"), "{e}");
+}
