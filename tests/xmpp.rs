@@ -311,3 +311,64 @@ async fn a_hostile_server_can_neither_grow_memory_nor_burn_cpu() {
     let e = refusal(&format!("xmpp://127.0.0.1:{costly}")).await;
     assert!(e.contains("PBKDF2 iterations"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_per_user_come_from_a_credentials_file() {
+    let Some(server) = Prosody::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let csv = dir.path().join("users.csv");
+    let rows: String = (0..20)
+        .map(|u| format!("{u},u{u},pw-{u}-c5f1e\n"))
+        .collect();
+    std::fs::write(&csv, format!("user,username,password\n{rows}")).expect("write csv");
+    let target = |file: &std::path::Path| {
+        format!(
+            "{}\n[target.auth]\ncredentials_file = \"{}\"\n",
+            xmpp_target(&server.url(), "password = \"{{password}}\""),
+            file.display()
+        )
+    };
+    // Every account is registered with its own password from the file, and logs in with it.
+    let r = run_text(&chat_scenario(20, 2, 0, &target(&csv)), None).await;
+    let a = &r.summary.accounting;
+    assert!(a.messages_sent > 20, "{a:?}");
+    assert_eq!((a.lost, a.in_flight), (0, 0), "{a:?}");
+    assert_eq!(r.summary.errors_total, 0, "{:?}", r.summary.error_examples);
+
+    // Another password for user 0 only: its account exists with the first one, so the
+    // server refuses it, and the sentence names the user but not the password.
+    let other = dir.path().join("other.csv");
+    std::fs::write(
+        &other,
+        format!(
+            "user,username,password\n{}",
+            rows.replacen("pw-0-c5f1e", "pw-0-wrong9", 1)
+        ),
+    )
+    .expect("write csv");
+    let file = scenario_file(&chat_scenario(20, 1, 0, &target(&other)));
+    let scenario = chatload::scenario::load(&file.path).expect("scenario");
+    let opts = chatload::engine::RunOptions {
+        out: Some(bundle_dir()),
+        quiet: true,
+        ..chatload::engine::RunOptions::default()
+    };
+    match chatload::engine::run(scenario, &opts).await {
+        Ok(r) => {
+            let errors = format!("{:?}", r.summary.error_examples);
+            assert!(
+                errors.contains("not-authorized") && !errors.contains("pw-0-wrong9"),
+                "{errors}"
+            );
+        }
+        Err(e) => {
+            let e = e.to_string();
+            assert!(
+                e.contains("not-authorized") && !e.contains("pw-0-wrong9"),
+                "{e}"
+            );
+        }
+    }
+}

@@ -24,8 +24,15 @@ pub async fn prepare(
     timeout: Duration,
     segment: Segment,
 ) -> Result<(), RunError> {
-    // Segments starting together must not share one control session.
-    let control = CONTROL_USER - segment.index;
+    // Segments starting together must not share one control session. On XMPP the control
+    // session is the segment's first user: an account of the run, with its credentials,
+    // rather than one more account made only for the check.
+    let control = match connector.xmpp() {
+        Some(_) => (0..population.users())
+            .find(|u| segment.owns(*u))
+            .unwrap_or(CONTROL_USER - segment.index),
+        None => CONTROL_USER - segment.index,
+    };
     let unreachable = |detail: String| RunError::Unreachable {
         url: crate::secrets::redact_url(url),
         detail: crate::secrets::redact(&detail),

@@ -12,7 +12,7 @@ use super::{AnySession, ConnectError, OfflineDelivery, native};
 use crate::metrics::ErrorKind;
 use crate::scenario::Target;
 use crate::scenario::target::{HttpDeliveries, Protocol};
-use crate::secrets::{Credentials, MissingVariable, redact_url};
+use crate::secrets::{Credentials, CredentialsError, redact_url};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ pub enum SetupError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error(transparent)]
-    Credentials(#[from] MissingVariable),
+    Credentials(#[from] CredentialsError),
     #[error("`{0}` is not a URL chatload can use here: {1}")]
     Url(String, &'static str),
     #[error("cannot build the HTTP client: {0}")]
@@ -100,6 +100,7 @@ fn mqtt_setup(
         // A broker that takes a token as the password still wants a user name.
         username: username.or_else(|| password.as_ref().map(|_| "chatload".to_string())),
         password,
+        per_user: creds.per_user.is_some().then(|| Arc::new(creds.clone())),
     })
 }
 

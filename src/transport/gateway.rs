@@ -68,9 +68,9 @@ impl Fill<'_> {
             Slot::NowMs => Value::Number(self.now_us / 1000),
             Slot::NowUs => Value::Number(self.now_us),
             Slot::IntendedUs => Value::Number(self.intended_us),
-            Slot::Token => Value::secret(&self.credentials.token),
-            Slot::Username => Value::secret(&self.credentials.username),
-            Slot::Password => Value::secret(&self.credentials.password),
+            Slot::Token => Value::secret(self.credentials.token_of(self.user)),
+            Slot::Username => Value::secret(self.credentials.username_of(self.user)),
+            Slot::Password => Value::secret(self.credentials.password_of(self.user)),
         }
     }
 }

@@ -165,9 +165,9 @@ impl HttpSetup {
             Slot::NowMs => Value::Number(s / 1000),
             Slot::NowUs => Value::Number(s),
             Slot::IntendedUs => Value::Number(t),
-            Slot::Token => Value::secret(&c.token),
-            Slot::Username => Value::secret(&c.username),
-            Slot::Password => Value::secret(&c.password),
+            Slot::Token => Value::secret(c.token_of(from)),
+            Slot::Username => Value::secret(c.username_of(from)),
+            Slot::Password => Value::secret(c.password_of(from)),
         }
     }
 

@@ -30,9 +30,23 @@ pub struct MqttSetup {
     pub tls: Option<TlsContext>,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// Per-user credentials from a file, when the scenario names one.
+    pub per_user: Option<Arc<crate::secrets::Credentials>>,
 }
 
 impl MqttSetup {
+    /// `user`'s user name and password: its row of the credentials file, else the shared.
+    fn login_of(&self, user: u32) -> (Option<String>, Option<String>) {
+        let Some(c) = &self.per_user else {
+            return (self.username.clone(), self.password.clone());
+        };
+        let shown = |s: &Option<crate::secrets::Secret>| s.as_ref().map(|s| s.expose().to_string());
+        let password = shown(c.password_of(user)).or_else(|| shown(c.token_of(user)));
+        let username = shown(c.username_of(user))
+            .or_else(|| password.as_ref().map(|_| "chatload".to_string()));
+        (username, password)
+    }
+
     /// The same broker and credentials, speaking MQTT 3.1.1: to tell a broker that refuses
     /// MQTT 5 from one that refuses everything.
     pub fn as_v311(&self) -> MqttSetup {
@@ -45,6 +59,7 @@ impl MqttSetup {
             tls: self.tls.clone(),
             username: self.username.clone(),
             password: self.password.clone(),
+            per_user: self.per_user.clone(),
         }
     }
 
@@ -430,8 +445,8 @@ impl MqttSetup {
                     .set_clean_session(t.clean_session)
                     .set_max_packet_size(MAX_PACKET, MAX_PACKET)
                     .set_transport(transport());
-                if let Some(u) = &self.username {
-                    o.set_credentials(u.clone(), self.password.clone().unwrap_or_default());
+                if let (Some(u), password) = self.login_of(user) {
+                    o.set_credentials(u, password.unwrap_or_default());
                 }
                 let (c, mut el) = rumqttc::AsyncClient::new(o, EVENT_QUEUE);
                 el.set_network_options(network_options());
@@ -447,8 +462,8 @@ impl MqttSetup {
                     // A v5 session ends at disconnect unless it is given an expiry.
                     o.set_session_expiry_interval(Some(3600));
                 }
-                if let Some(u) = &self.username {
-                    o.set_credentials(u.clone(), self.password.clone().unwrap_or_default());
+                if let (Some(u), password) = self.login_of(user) {
+                    o.set_credentials(u, password.unwrap_or_default());
                 }
                 o.set_network_options(network_options());
                 let (c, el) = m5::AsyncClient::new(o, EVENT_QUEUE);

@@ -1,8 +1,12 @@
 //! Credentials: tokens, user names and passwords come from environment variables the
-//! scenario names (never from the file itself), and their values never reach a report, a log
-//! or an error — every error text passes through [`redact`]. Owns reading and hiding them.
+//! scenario names, or per user from a CSV file it names (never from the scenario itself), and
+//! their values never reach a report, a log or an error — every error text passes through
+//! [`redact`]. Owns reading and hiding them.
 
-use std::sync::RwLock;
+use aho_corasick::{AhoCorasick, MatchKind};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 
 /// A value that must not be shown.
 #[derive(Clone, PartialEq, Eq)]
@@ -26,6 +30,8 @@ pub struct CredentialNames {
     pub token_env: Option<String>,
     pub username_env: Option<String>,
     pub password_env: Option<String>,
+    /// A CSV file of per-user credentials.
+    pub file: Option<PathBuf>,
 }
 
 /// The credentials themselves, read once at the start of a run.
@@ -34,7 +40,30 @@ pub struct Credentials {
     pub token: Option<Secret>,
     pub username: Option<Secret>,
     pub password: Option<Secret>,
+    /// Per-user values from the CSV file, by chatload's user number.
+    pub per_user: Option<Arc<HashMap<u32, UserSecrets>>>,
 }
+
+/// One user's row of the credentials file (an empty cell: the environment's value).
+#[derive(Debug, Clone, Default)]
+pub struct UserSecrets {
+    pub token: Option<Secret>,
+    pub username: Option<Secret>,
+    pub password: Option<Secret>,
+}
+
+/// Why the credentials could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error(transparent)]
+    Missing(#[from] MissingVariable),
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+}
+
+/// The largest credentials file read, and the largest cell.
+const MAX_FILE: u64 = 256 << 20;
+const MAX_CELL: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -45,7 +74,20 @@ pub struct MissingVariable {
     pub name: String,
 }
 
-static KNOWN: RwLock<Vec<String>> = RwLock::new(Vec::new());
+/// Every form of every secret, and one automaton that finds them all in one pass (a run
+/// with a credentials file knows one per user: checking them one by one would cost each
+/// error text a scan per secret).
+struct Known {
+    forms: Vec<String>,
+    seen: Option<HashSet<String>>,
+    matcher: Option<AhoCorasick>,
+}
+
+static KNOWN: RwLock<Known> = RwLock::new(Known {
+    forms: Vec::new(),
+    seen: None,
+    matcher: None,
+});
 
 fn read(name: &Option<String>, what: &'static str) -> Result<Option<Secret>, MissingVariable> {
     let Some(name) = name else { return Ok(None) };
@@ -63,18 +105,34 @@ fn read(name: &Option<String>, what: &'static str) -> Result<Option<Secret>, Mis
 
 /// Registers a value that [`redact`] must hide from now on.
 pub fn remember(value: &str) {
-    // Very short values would blank out ordinary words of an error message.
-    if value.len() < 4 {
-        return;
-    }
+    remember_all([value]);
+}
+
+/// Registers many values at once (one rebuild of the matcher).
+pub fn remember_all<'a>(values: impl IntoIterator<Item = &'a str>) {
     let Ok(mut k) = KNOWN.write() else { return };
-    for form in encoded_forms(value) {
-        if form.len() >= 4 && !k.contains(&form) {
-            k.push(form);
+    let k = &mut *k;
+    let seen = k.seen.get_or_insert_with(HashSet::new);
+    let mut added = false;
+    for value in values {
+        // Very short values would blank out ordinary words of an error message.
+        if value.len() < 4 {
+            continue;
+        }
+        for form in encoded_forms(value) {
+            if form.len() >= 4 && seen.insert(form.clone()) {
+                k.forms.push(form);
+                added = true;
+            }
         }
     }
-    // Longest first: a form that contains another is hidden whole, not in part.
-    k.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    if added {
+        // Leftmost-longest: a form that contains another is hidden whole, not in part.
+        k.matcher = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&k.forms)
+            .ok();
+    }
 }
 
 /// Remembers a user name and password as HTTP Basic authentication sends them
@@ -116,13 +174,134 @@ pub fn excerpt(text: &str, max: usize) -> String {
 }
 
 impl Credentials {
-    pub fn from_env(names: &CredentialNames) -> Result<Self, MissingVariable> {
+    /// The environment's values, and the file's per user when the scenario names one.
+    pub fn from_env(names: &CredentialNames) -> Result<Self, CredentialsError> {
         Ok(Credentials {
             token: read(&names.token_env, "a token")?,
             username: read(&names.username_env, "a user name")?,
             password: read(&names.password_env, "a password")?,
+            per_user: names
+                .file
+                .as_ref()
+                .map(|f| read_file(f).map(Arc::new))
+                .transpose()?,
         })
     }
+
+    fn row(&self, user: u32) -> Option<&UserSecrets> {
+        self.per_user.as_ref()?.get(&user)
+    }
+
+    /// `user`'s token: its row's, or the environment's.
+    pub fn token_of(&self, user: u32) -> &Option<Secret> {
+        match self.row(user) {
+            Some(r) if r.token.is_some() => &r.token,
+            _ => &self.token,
+        }
+    }
+
+    pub fn username_of(&self, user: u32) -> &Option<Secret> {
+        match self.row(user) {
+            Some(r) if r.username.is_some() => &r.username,
+            _ => &self.username,
+        }
+    }
+
+    pub fn password_of(&self, user: u32) -> &Option<Secret> {
+        match self.row(user) {
+            Some(r) if r.password.is_some() => &r.password,
+            _ => &self.password,
+        }
+    }
+}
+
+/// Reads a credentials file: a header naming columns among `user`, `username`, `password`
+/// and `token`, then one row per user (numbered by `user`, or 0, 1, 2, … in order).
+fn read_file(path: &std::path::Path) -> Result<HashMap<u32, UserSecrets>, CredentialsError> {
+    let shown = path.display().to_string();
+    let fail = |message: String| CredentialsError::File {
+        path: shown.clone(),
+        message,
+    };
+    let size = std::fs::metadata(path)
+        .map_err(|e| fail(format!("cannot read the credentials file ({e})")))?
+        .len();
+    if size > MAX_FILE {
+        return Err(fail(format!(
+            "the credentials file is {size} bytes; chatload reads at most {MAX_FILE}"
+        )));
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| fail(format!("cannot read the credentials file ({e})")))?;
+    let header = reader
+        .headers()
+        .map_err(|e| fail(format!("line 1: {e}")))?
+        .clone();
+    let mut columns = [None; 4];
+    for (i, name) in header.iter().enumerate() {
+        let slot = match name.to_ascii_lowercase().as_str() {
+            "user" => 0,
+            "username" => 1,
+            "password" => 2,
+            "token" => 3,
+            other => {
+                return Err(fail(format!(
+                    "line 1: unknown column `{other}`; use user, username, password and token"
+                )));
+            }
+        };
+        columns[slot] = Some(i);
+    }
+    if columns[1..].iter().all(Option::is_none) {
+        return Err(fail(
+            "line 1: name at least one of the columns username, password, token".into(),
+        ));
+    }
+    let mut rows = HashMap::new();
+    let mut values: Vec<String> = Vec::new();
+    for (n, record) in reader.records().enumerate() {
+        let line = n + 2;
+        let record = record.map_err(|e| fail(format!("line {line}: {e}")))?;
+        let cell = |slot: usize| -> Result<Option<String>, CredentialsError> {
+            match columns[slot].and_then(|i| record.get(i)) {
+                Some(v) if v.len() > MAX_CELL => Err(fail(format!(
+                    "line {line}: a cell of {} bytes; chatload reads at most {MAX_CELL}",
+                    v.len()
+                ))),
+                Some(v) if !v.is_empty() => Ok(Some(v.to_string())),
+                _ => Ok(None),
+            }
+        };
+        let user = match cell(0)? {
+            Some(u) => u.parse::<u32>().map_err(|_| {
+                fail(format!(
+                    "line {line}: `{u}` is not a user number (0, 1, 2, …)"
+                ))
+            })?,
+            None if columns[0].is_some() => {
+                return Err(fail(format!("line {line}: the user number is empty")));
+            }
+            None => u32::try_from(n).map_err(|_| fail(format!("line {line}: too many rows")))?,
+        };
+        let (username, password, token) = (cell(1)?, cell(2)?, cell(3)?);
+        values.extend(password.iter().chain(token.iter()).cloned());
+        if let (Some(u), Some(p)) = (&username, &password) {
+            values.push(format!("{u}:{p}"));
+        }
+        let row = UserSecrets {
+            token: token.map(Secret),
+            username: username.map(Secret),
+            password: password.map(Secret),
+        };
+        if rows.insert(user, row).is_some() {
+            return Err(fail(format!("line {line}: user {user} has a row already")));
+        }
+    }
+    // Passwords and tokens (and Basic pairs) are hidden; user names are not secrets.
+    remember_all(values.iter().map(String::as_str));
+    Ok(rows)
 }
 
 /// `text` with every known secret value replaced by `***`.
@@ -130,12 +309,14 @@ pub fn redact(text: &str) -> String {
     let Ok(known) = KNOWN.read() else {
         return text.to_string();
     };
-    let mut out = text.to_string();
-    for v in known.iter() {
-        if out.contains(v.as_str()) {
-            out = out.replace(v.as_str(), "***");
-        }
-    }
+    let Some(m) = &known.matcher else {
+        return text.to_string();
+    };
+    let mut out = String::with_capacity(text.len());
+    m.replace_all_with(text, &mut out, |_, _, dst| {
+        dst.push_str("***");
+        true
+    });
     out
 }
 
@@ -213,6 +394,55 @@ mod tests {
         let cut = excerpt(&text, 160);
         assert!(!cut.contains("TOKsec"), "{cut}");
         assert!(cut.ends_with("***"), "{cut}");
+    }
+
+    #[test]
+    fn a_credentials_file_gives_each_user_its_own_and_hides_them() {
+        let dir = std::env::temp_dir().join(format!("chatload-creds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("users.csv");
+        std::fs::write(
+            &file,
+            "user,username,password\n0,alice,pw-alice-0001\n7, bob ,\"pw,bob-0007\"\n",
+        )
+        .unwrap();
+        let names = CredentialNames {
+            file: Some(file.clone()),
+            ..CredentialNames::default()
+        };
+        let c = Credentials::from_env(&names).unwrap();
+        let shown = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_string());
+        assert_eq!(shown(c.username_of(7)).as_deref(), Some("bob"));
+        assert_eq!(shown(c.password_of(7)).as_deref(), Some("pw,bob-0007"));
+        assert_eq!(shown(c.password_of(0)).as_deref(), Some("pw-alice-0001"));
+        assert_eq!(
+            shown(c.password_of(3)),
+            None,
+            "no row, no environment value"
+        );
+        assert_eq!(
+            redact("got pw,bob-0007 and pw-alice-0001"),
+            "got *** and ***"
+        );
+        assert_eq!(redact("user bob"), "user bob", "user names are not secrets");
+
+        for (text, says) in [
+            ("user,pass\n0,x\n", "line 1: unknown column `pass`"),
+            ("user\n0\n", "line 1: name at least one of the columns"),
+            (
+                "user,password\nseven,pw-x-0001\n",
+                "line 2: `seven` is not a user number",
+            ),
+            (
+                "user,password\n1,pw-a-0001\n1,pw-b-0001\n",
+                "line 3: user 1 has a row already",
+            ),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let e = Credentials::from_env(&names).unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains("users.csv"), "{text:?}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

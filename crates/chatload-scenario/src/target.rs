@@ -27,6 +27,12 @@ pub struct AuthSection {
     pub token_env: Option<String>,
     pub username_env: Option<String>,
     pub password_env: Option<String>,
+    /// A CSV file of per-user credentials (a path from where chatload runs): a header naming
+    /// columns among user, username, password and token, then one row per user (the `user`
+    /// column gives chatload's user number; without it rows are users 0, 1, 2, …). A user's
+    /// cells fill {{username}}, {{password}} and {{token}}; empty cells and users without a row
+    /// take the environment's values.
+    pub credentials_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
@@ -390,6 +396,9 @@ pub fn compile(s: Sections<'_>) -> Result<Compiled> {
             token_env: auth.and_then(|a| a.token_env.clone()),
             username_env: auth.and_then(|a| a.username_env.clone()),
             password_env: auth.and_then(|a| a.password_env.clone()),
+            file: auth
+                .and_then(|a| a.credentials_file.as_ref())
+                .map(PathBuf::from),
         },
     })
 }
@@ -529,6 +538,7 @@ fn http(h: &HttpSection, s: &Sections<'_>) -> Result<HttpTarget> {
             token_env: a.token_env.clone(),
             username_env: a.username_env.clone(),
             password_env: a.password_env.clone(),
+            file: a.credentials_file.as_ref().map(PathBuf::from),
         }),
         id: h.id.clone(),
         timeout: h.timeout.unwrap_or(Micros(10_000_000)),

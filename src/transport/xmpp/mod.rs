@@ -213,9 +213,9 @@ impl XmppSetup {
     pub fn account(&self, user: u32) -> (String, String) {
         let value = |s: Slot| match s {
             Slot::User | Slot::From | Slot::To => Value::Number(u64::from(user)),
-            Slot::Password => Value::secret(&self.credentials.password),
-            Slot::Token => Value::secret(&self.credentials.token),
-            Slot::Username => Value::secret(&self.credentials.username),
+            Slot::Password => Value::secret(self.credentials.password_of(user)),
+            Slot::Token => Value::secret(self.credentials.token_of(user)),
+            Slot::Username => Value::secret(self.credentials.username_of(user)),
             _ => Value::Empty,
         };
         (
