@@ -7,10 +7,6 @@ mod common;
 use common::mosquitto::{Broker, Options};
 use common::*;
 
-fn mqtt_target(url: &str, settings: &str) -> String {
-    format!("[target]\nurl = \"{url}\"\n\n[target.mqtt]\n{settings}\n")
-}
-
 fn env() {
     set_env_once(&[
         ("CHATLOAD_TEST_MQTT_USER", "loadtest"),
@@ -272,17 +268,7 @@ subscribe = "{}"
     );
 
     // Without them the token is the MQTT password, and the broker refuses it.
-    let file = scenario_file(&chat_scenario(5, 1, 0, &target("")));
-    let scenario = chatload::scenario::load(&file.path).unwrap();
-    let opts = chatload::engine::RunOptions {
-        out: Some(file.dir.path().join("bundle")),
-        quiet: true,
-        ..Default::default()
-    };
-    let e = match chatload::engine::run(scenario, &opts).await {
-        Ok(_) => panic!("the token is not the broker's password"),
-        Err(e) => e.to_string(),
-    };
+    let e = refused_run(&chat_scenario(5, 1, 0, &target(""))).await;
     assert!(e.contains("rejected the credentials"), "{e}");
     assert!(!e.contains("wrong-pw-0c0ffee"), "{e}");
 }

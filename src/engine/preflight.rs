@@ -160,6 +160,33 @@ fn broker_refusal(detail: &str) -> String {
 /// Sessions opened at once while registering, to be quick without a connect storm.
 const REGISTERING: usize = 64;
 
+/// Runs `step` for every user of this segment, `REGISTERING` at a time; the first failure
+/// ends it with the user's number.
+async fn for_every_user<F, Fut>(
+    population: &Population,
+    segment: Segment,
+    step: F,
+) -> Result<(), (u32, ConnectError)>
+where
+    F: Fn(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ConnectError>>,
+{
+    let mut users = (0..population.users()).filter(|u| segment.owns(*u));
+    let mut open = futures_util::stream::FuturesUnordered::new();
+    loop {
+        while open.len() < REGISTERING {
+            let Some(u) = users.next() else { break };
+            let done = step(u);
+            open.push(async move { (u, done.await) });
+        }
+        match open.next().await {
+            Some((_, Ok(()))) => {}
+            Some((u, Err(e))) => return Err((u, e)),
+            None => return Ok(()),
+        }
+    }
+}
+
 /// Opens every user's persistent MQTT session once, subscribed to its topics, so that
 /// messages to users who are not yet online are queued for them rather than dropped.
 async fn register_sessions(
@@ -168,20 +195,11 @@ async fn register_sessions(
     timeout: Duration,
     segment: Segment,
 ) -> Result<(), String> {
-    let mut users = (0..population.users()).filter(|u| segment.owns(*u));
-    let mut open = futures_util::stream::FuturesUnordered::new();
-    loop {
-        while open.len() < REGISTERING {
-            let Some(u) = users.next() else { break };
-            let groups = population.groups_of(u);
-            open.push(async move { mqtt.register(u, &groups, timeout).await });
-        }
-        match open.next().await {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(format!("registering the users' MQTT sessions: {e}")),
-            None => return Ok(()),
-        }
-    }
+    for_every_user(population, segment, |u| async move {
+        mqtt.register(u, &population.groups_of(u), timeout).await
+    })
+    .await
+    .map_err(|(_, e)| format!("registering the users' MQTT sessions: {e}"))
 }
 
 /// Creates every account of this segment's users on an XMPP server (XEP-0077).
@@ -191,21 +209,9 @@ async fn register_accounts(
     timeout: Duration,
     segment: Segment,
 ) -> Result<(), String> {
-    let mut users = (0..population.users()).filter(|u| segment.owns(*u));
-    let mut open = futures_util::stream::FuturesUnordered::new();
-    loop {
-        while open.len() < REGISTERING {
-            let Some(u) = users.next() else { break };
-            open.push(async move { (u, xmpp.register(u, timeout).await) });
-        }
-        match open.next().await {
-            Some((_, Ok(()))) => {}
-            Some((u, Err(e))) => {
-                return Err(format!("registering the XMPP account of user {u}: {e}"));
-            }
-            None => return Ok(()),
-        }
-    }
+    for_every_user(population, segment, |u| xmpp.register(u, timeout))
+        .await
+        .map_err(|(u, e)| format!("registering the XMPP account of user {u}: {e}"))
 }
 
 /// Opens one session on chatload's protocol, then defines every group.

@@ -117,3 +117,56 @@ stages = [{{ ramp = "1s" }}, {{ hold = "{hold_s}s" }}]
 "#
     )
 }
+
+/// `[target]` for an MQTT broker at `url`, with `settings` in `[target.mqtt]`.
+pub fn mqtt_target(url: &str, settings: &str) -> String {
+    format!("[target]\nurl = \"{url}\"\n\n[target.mqtt]\n{settings}\n")
+}
+
+/// The books of a clean run: no errors; nothing lost, pending or unverifiable; every owed
+/// delivery delivered once; nothing unexpected or held back; both balances hold.
+pub fn assert_clean(s: &chatload::report::Summary) {
+    let a = &s.accounting;
+    assert_eq!(s.errors_total, 0, "{:?}", s.error_examples);
+    assert_eq!((a.lost, a.in_flight, a.unverified), (0, 0, 0), "{a:?}");
+    assert_eq!(a.delivered, a.sent, "{a:?}");
+    assert_eq!((a.duplicated, a.unexpected, a.not_sent), (0, 0, 0), "{a:?}");
+    assert!(a.balances() && a.schedule_balances(), "{a:?}");
+}
+
+/// A run behind a proxy that let `passed` deliveries through and dropped `dropped` of them:
+/// exactly those are lost, and nothing else is off.
+pub fn assert_lost_exactly(a: &chatload::report::Accounting, passed: u64, dropped: u64) {
+    assert!(
+        dropped >= 10,
+        "the proxy dropped some: {dropped} of {passed}"
+    );
+    assert_eq!(
+        passed, a.sent,
+        "one delivery at the proxy per owed one: {a:?}"
+    );
+    assert_eq!(a.lost, dropped, "lost = dropped by the proxy: {a:?}");
+    assert_eq!(a.delivered + a.lost, a.sent, "{a:?}");
+    assert_eq!(
+        (a.in_flight, a.unverified, a.duplicated),
+        (0, 0, 0),
+        "{a:?}"
+    );
+}
+
+/// Runs `text` expecting the run to be refused, and returns the one sentence it gave.
+pub async fn refused_run(text: &str) -> String {
+    let file = scenario_file(text);
+    let scenario = chatload::scenario::load(&file.path).unwrap_or_else(|e| panic!("{e}"));
+    let opts = RunOptions {
+        out: Some(bundle_dir()),
+        quiet: true,
+        ..RunOptions::default()
+    };
+    let run = chatload::engine::run(scenario, &opts);
+    match tokio::time::timeout(std::time::Duration::from_secs(30), run).await {
+        Ok(Err(e)) => e.to_string(),
+        Ok(Ok(_)) => panic!("the run was expected to be refused"),
+        Err(_) => panic!("the run was neither refused nor done within 30 s"),
+    }
+}
