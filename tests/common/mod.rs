@@ -170,3 +170,23 @@ pub async fn refused_run(text: &str) -> String {
         Err(_) => panic!("the run was neither refused nor done within 30 s"),
     }
 }
+
+/// A free loopback port from the kernel (servers started once and never restarted).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A server or tool a test needs: `found` when installed; otherwise a failure under
+/// `CI=true` (`.ci/run` installs it as `install` says) and a printed skip elsewhere.
+pub fn required<T>(found: Option<T>, what: &str, install: &str) -> Option<T> {
+    if found.is_none() {
+        if std::env::var_os("CI").is_some() {
+            panic!("{what} is not installed; .ci/run installs it ({install})");
+        }
+        eprintln!("skipping: {what} is not installed ({install})");
+    }
+    found
+}

