@@ -33,10 +33,7 @@ pub async fn prepare(
             .unwrap_or(CONTROL_USER - segment.index),
         None => CONTROL_USER - segment.index,
     };
-    let unreachable = |detail: String| RunError::Unreachable {
-        url: crate::secrets::redact_url(url),
-        detail: crate::secrets::redact(&detail),
-    };
+    let answered_but = |detail: String| answered_but(url, &detail);
     let protocol = connector.protocol_name();
     match connector.native_url() {
         Some(native_url) => {
@@ -51,7 +48,7 @@ pub async fn prepare(
                 }
                 register_accounts(xmpp, population, timeout, segment)
                     .await
-                    .map_err(unreachable)?;
+                    .map_err(answered_but)?;
             }
             let mut session = match connector.connect(control, 0, &[], timeout).await {
                 Ok(s) => s,
@@ -65,11 +62,21 @@ pub async fn prepare(
             if let Some(mqtt) = connector.mqtt_sessions() {
                 register_sessions(mqtt, population, timeout, segment)
                     .await
-                    .map_err(unreachable)?;
+                    .map_err(answered_but)?;
             }
             Ok(())
         }
     }
+}
+
+/// One sentence for a set-up step that failed after the target had answered: never "not
+/// reachable", since something did answer.
+fn answered_but(url: &str, detail: &str) -> RunError {
+    RunError::Refused(format!(
+        "the target {} answered, but {}",
+        redact_url(url),
+        redact(detail)
+    ))
 }
 
 /// One sentence for a first connection that failed, naming what actually happened: "not
@@ -199,7 +206,7 @@ async fn register_sessions(
         mqtt.register(u, &population.groups_of(u), timeout).await
     })
     .await
-    .map_err(|(_, e)| format!("registering the users' MQTT sessions: {e}"))
+    .map_err(|(_, e)| format!("registering the users' MQTT sessions failed: {e}"))
 }
 
 /// Creates every account of this segment's users on an XMPP server (XEP-0077).
@@ -211,7 +218,7 @@ async fn register_accounts(
 ) -> Result<(), String> {
     for_every_user(population, segment, |u| xmpp.register(u, timeout))
         .await
-        .map_err(|(u, e)| format!("registering the XMPP account of user {u}: {e}"))
+        .map_err(|(u, e)| format!("registering the XMPP account of user {u} failed: {e}"))
 }
 
 /// Opens one session on chatload's protocol, then defines every group.
@@ -223,10 +230,6 @@ async fn register_groups(
     segment: Segment,
     control: u32,
 ) -> Result<(), RunError> {
-    let unreachable = |detail: String| RunError::Unreachable {
-        url: crate::secrets::redact_url(url),
-        detail: crate::secrets::redact(&detail),
-    };
     let conn = native::connect(
         url,
         connector.tls(),
@@ -254,7 +257,7 @@ async fn register_groups(
             writer
                 .progress()
                 .await
-                .map_err(|e| unreachable(e.to_string()))?;
+                .map_err(|e| answered_but(url, &format!("the group set-up failed: {e}")))?;
         }
         while confirmed < groups.len() {
             match reader.next().await {
@@ -270,8 +273,15 @@ async fn register_groups(
                     }
                 }
                 Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(unreachable(e.to_string())),
-                None => return Err(unreachable("closed during group set-up".into())),
+                Some(Err(e)) => {
+                    return Err(answered_but(url, &format!("the group set-up failed: {e}")));
+                }
+                None => {
+                    return Err(answered_but(
+                        url,
+                        "closed the connection during the group set-up",
+                    ));
+                }
             }
         }
         Ok(())

@@ -496,11 +496,41 @@ impl Session for XmppSession {
                 return;
             }
         }
+        self.await_servers_end().await;
         let _ = self.outbox.writer.shutdown().await;
     }
 
     fn confirms_sends(&self) -> bool {
         self.acks.is_some()
+    }
+}
+
+impl XmppSession {
+    /// RFC 6120 §4.4 and RFC 7395 §3.6: the client waits for the server's own end of the
+    /// stream before closing the connection. Closing first makes the end look like a
+    /// network failure, and a server with stream management (ejabberd) then keeps the
+    /// session waiting for a resumption that never comes: the next run's log-in of the
+    /// same resource replaces it and leaves the rooms it was in. What arrives meanwhile was
+    /// not acked, so the server stores it for the user's next session.
+    async fn await_servers_end(&mut self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            match xml::cut(&self.rbuf) {
+                Ok(Some((Frame::End, _))) | Err(_) => return,
+                Ok(Some((_, used))) => {
+                    self.rbuf.advance(used);
+                    continue;
+                }
+                Ok(None) => {}
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < 1024 {
+                self.rbuf.reserve(4096);
+            }
+            match tokio::time::timeout_at(deadline, self.reader.read_buf(&mut self.rbuf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+        }
     }
 }
 
