@@ -330,6 +330,42 @@ fn cases() -> Vec<(&'static str, String, usize, usize, &'static str)> {
             "unknown placeholder {{recipient}}",
         ),
         (
+            "gateway text pattern that is not a regular expression",
+            format!(
+                "{BASE}\n[target]\nurl = \"ws://x\"\nprotocol = \"ws-gateway\"\n[target.gateway]\nformat = \"text\"\nsend = 'SAY {{{{to}}}}'\nmessage = {{ match = {{ pattern = '^MSG (?P<id>\\d+' }}, id = \"id\" }}\n"
+            ),
+            18,
+            33,
+            "is not a pattern: unclosed group",
+        ),
+        (
+            "gateway text message reading a group its pattern lacks",
+            format!(
+                "{BASE}\n[target]\nurl = \"ws://x\"\nprotocol = \"ws-gateway\"\n[target.gateway]\nformat = \"text\"\nsend = 'SAY {{{{to}}}}'\nmessage = {{ match = {{ pattern = '^MSG (?P<ref>\\d+)' }}, id = \"id\" }}\n"
+            ),
+            18,
+            33,
+            "the pattern has no group named `id`",
+        ),
+        (
+            "gateway pattern without format = text",
+            format!(
+                "{BASE}\n[target]\nurl = \"ws://x\"\nprotocol = \"ws-gateway\"\n[target.gateway]\nsend = 'x'\nmessage = {{ match = {{ pattern = '^MSG' }}, id = \"/id\" }}\n"
+            ),
+            17,
+            33,
+            "format = \"text\"",
+        ),
+        (
+            "gateway template using a value no log-in step captures",
+            format!(
+                "{BASE}\n[target]\nurl = \"ws://x\"\nprotocol = \"ws-gateway\"\n[target.gateway]\nformat = \"text\"\nsend = 'SAY {{{{captured.session}}}} {{{{to}}}}'\nmessage = {{ match = {{ pattern = '^MSG (?P<id>\\d+)' }}, id = \"id\" }}\n\n[[target.gateway.login]]\nsend = 'HELLO'\nexpect = {{ pattern = '^WELCOME (?P<sid>\\w+)' }}\n"
+            ),
+            17,
+            13,
+            "captured are sid",
+        ),
+        (
             "gateway protocol without its table",
             format!("{BASE}\n[target]\nurl = \"ws://x\"\nprotocol = \"ws-gateway\"\n"),
             14,

@@ -1,14 +1,18 @@
-//! Any WebSocket chat gateway: the scenario's `[target.gateway]` describes how to log in,
-//! how a send looks (templates) and how to recognise a delivered message, a confirmation, a
-//! receipt and an error in what the gateway sends (JSON pointers). Owns speaking a
-//! described protocol; the description itself is compiled in `scenario::target`.
+//! Any WebSocket chat gateway: the scenario's `[target.gateway]` describes how to log in
+//! (one hello, or send/expect steps whose captured values later frames use), how a send
+//! looks (templates) and how to recognise a delivered message, a confirmation, a receipt
+//! and an error in what the gateway sends (JSON pointers, or patterns over frames that are
+//! not JSON, text or binary). Owns speaking a described protocol; the description itself is
+//! compiled in `scenario::gateway`.
 
 use super::native::{Socket, classify};
 use super::{ConnectError, Delivery, Incoming, Outgoing, Session, tls::TlsContext};
 use crate::metrics::ErrorKind;
 use crate::protocol::Recipient;
-use crate::scenario::target::{GatewayTarget, Receive};
-use crate::scenario::template::{Slot, Template, Value, body_for, message_id, number};
+use crate::scenario::target::{FrameFormat, GatewayTarget, Receive};
+use crate::scenario::template::{
+    Frame, Matcher, Slot, Template, Value, body_for, message_id, number,
+};
 use crate::secrets::Credentials;
 use crate::wsio::QueuedWriter;
 use futures_util::{StreamExt, stream::SplitStream};
@@ -33,8 +37,32 @@ pub struct GatewaySession {
     credentials: Arc<Credentials>,
     reader: SplitStream<Socket>,
     writer: QueuedWriter<Socket>,
-    early: VecDeque<serde_json::Value>,
+    early: VecDeque<Received>,
     body: String,
+    /// What the log-in steps captured, by index (`{{captured.name}}`).
+    captured: Arc<[String]>,
+}
+
+/// A frame as the scenario's format reads it.
+pub enum Received {
+    Json(serde_json::Value),
+    Raw(Vec<u8>),
+}
+
+impl Received {
+    fn frame(&self) -> Frame<'_> {
+        match self {
+            Received::Json(v) => Frame::Json(v),
+            Received::Raw(b) => Frame::Raw(b),
+        }
+    }
+
+    fn shown(&self) -> String {
+        match self {
+            Received::Json(v) => excerpt(&v.to_string()),
+            Received::Raw(b) => excerpt(&String::from_utf8_lossy(b)),
+        }
+    }
 }
 
 fn excerpt(text: &str) -> String {
@@ -53,6 +81,7 @@ struct Fill<'a> {
     intended_us: u64,
     now_us: u64,
     body: &'a str,
+    captured: &'a [String],
 }
 
 impl Fill<'_> {
@@ -71,6 +100,10 @@ impl Fill<'_> {
             Slot::Token => Value::secret(self.credentials.token_of(self.user)),
             Slot::Username => Value::secret(self.credentials.username_of(self.user)),
             Slot::Password => Value::secret(self.credentials.password_of(self.user)),
+            Slot::Captured(i) => self
+                .captured
+                .get(i as usize)
+                .map_or(Value::Empty, |c| Value::Text(c)),
         }
     }
 }
@@ -83,28 +116,35 @@ fn frame(binary: bool, text: String) -> Message {
     }
 }
 
-fn parse(msg: Message) -> Option<Result<serde_json::Value, String>> {
+fn parse(format: FrameFormat, msg: Message) -> Option<Result<Received, String>> {
     let bytes: &[u8] = match &msg {
         Message::Text(t) => t.as_bytes(),
         Message::Binary(b) => b,
         _ => return None,
     };
-    Some(serde_json::from_slice(bytes).map_err(|_| {
-        format!(
-            "a frame that is not JSON: {}",
-            excerpt(&String::from_utf8_lossy(bytes))
-        )
-    }))
+    Some(match format {
+        FrameFormat::Text => Ok(Received::Raw(bytes.to_vec())),
+        FrameFormat::Json => serde_json::from_slice(bytes).map(Received::Json).map_err(|_| {
+            format!(
+                "a frame that is not JSON: {} (for frames in another format, set [target.gateway] format = \"text\" and match them with patterns)",
+                excerpt(&String::from_utf8_lossy(bytes))
+            )
+        }),
+    })
 }
 
 /// A delivery from a frame that matched `message`.
-fn delivery(r: &Receive, v: &serde_json::Value) -> Option<Delivery> {
-    let id = v.pointer(&r.id).and_then(message_id)?;
+fn delivery(r: &Receive, f: Frame<'_>) -> Option<Delivery> {
+    let id = message_id(&r.matches.field(f, &r.id)?)?;
     let from = match &r.from {
-        Some(p) => v.pointer(p).and_then(number)?,
+        Some(p) => number(&r.matches.field(f, p)?)?,
         None => u32::MAX,
     };
-    let group = r.group.as_ref().and_then(|p| v.pointer(p)).and_then(number);
+    let group = r
+        .group
+        .as_ref()
+        .and_then(|p| r.matches.field(f, p))
+        .and_then(|v| number(&v));
     Some(Delivery {
         id,
         from,
@@ -116,45 +156,74 @@ fn delivery(r: &Receive, v: &serde_json::Value) -> Option<Delivery> {
     })
 }
 
-/// What a parsed gateway frame means.
-pub fn interpret(g: &GatewayTarget, v: &serde_json::Value) -> Incoming {
-    if g.message.matches.matches(v) {
-        return match delivery(&g.message, v) {
+fn id_in(r: &Receive, f: Frame<'_>) -> Option<u64> {
+    message_id(&r.matches.field(f, &r.id)?)
+}
+
+/// What a received gateway frame means.
+pub fn interpret(g: &GatewayTarget, received: &Received) -> Incoming {
+    let f = received.frame();
+    if g.message.matches.matches(f) {
+        return match delivery(&g.message, f) {
             Some(d) => Incoming::Message(d),
             None => Incoming::Undecodable(format!(
                 "a message frame without a readable id at {} or sender: {}",
                 g.message.id,
-                excerpt(&v.to_string())
+                received.shown()
             )),
         };
     }
     if let Some(a) = &g.accepted
-        && a.matches.matches(v)
+        && a.matches.matches(f)
     {
-        return v
-            .pointer(&a.id)
-            .and_then(message_id)
-            .map_or(Incoming::Nothing, |id| Incoming::Accepted { id });
+        return id_in(a, f).map_or(Incoming::Nothing, |id| Incoming::Accepted { id });
     }
     if let Some(r) = &g.receipt
-        && r.matches.matches(v)
+        && r.matches.matches(f)
     {
-        return v
-            .pointer(&r.id)
-            .and_then(message_id)
-            .map_or(Incoming::Nothing, |id| Incoming::Receipt {
-                id,
-                read: r.read.as_ref().is_some_and(|m| m.matches(v)),
-                t: None,
-                r: None,
-            });
+        return id_in(r, f).map_or(Incoming::Nothing, |id| Incoming::Receipt {
+            id,
+            read: r.read.as_ref().is_some_and(|m| m.matches(f)),
+            t: None,
+            r: None,
+        });
     }
     if let Some(e) = &g.error
-        && e.matches(v)
+        && e.matches(f)
     {
-        return Incoming::ServerError(format!("the gateway answered: {}", excerpt(&v.to_string())));
+        return Incoming::ServerError(format!("the gateway answered: {}", received.shown()));
     }
     Incoming::Nothing
+}
+
+/// The value a log-in step keeps from the frame it expected, bounded in size.
+fn capture(
+    expect: &Matcher,
+    f: Frame<'_>,
+    field: &str,
+    step: usize,
+) -> Result<String, ConnectError> {
+    let missing = || {
+        ConnectError::new(
+            ErrorKind::Protocol,
+            format!("log-in step {step}: the expected frame has nothing at `{field}` to capture"),
+        )
+    };
+    let text = match expect.field(f, field).ok_or_else(missing)? {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Null => return Err(missing()),
+        other => other.to_string(),
+    };
+    if text.len() > crate::scenario::gateway::MAX_CAPTURED {
+        return Err(ConnectError::new(
+            ErrorKind::Protocol,
+            format!(
+                "log-in step {step}: the value at `{field}` is longer than {} bytes",
+                crate::scenario::gateway::MAX_CAPTURED
+            ),
+        ));
+    }
+    Ok(text)
 }
 
 impl GatewaySetup {
@@ -167,20 +236,21 @@ impl GatewaySetup {
     ) -> Result<GatewaySession, ConnectError> {
         let g = &self.target;
         let started = tokio::time::Instant::now();
-        let fill = |to: u64, group: u64| Fill {
-            user,
-            credentials: &self.credentials,
-            to,
-            group,
-            id: 0,
-            from: user as u64,
-            seq: 0,
-            intended_us: 0,
-            now_us: 0,
-            body: "",
-        };
+        let no_captures: &[String] = &[];
         let extras = {
-            let f = fill(0, 0);
+            let f = Fill {
+                user,
+                credentials: &self.credentials,
+                to: 0,
+                group: 0,
+                id: 0,
+                from: user as u64,
+                seq: 0,
+                intended_us: 0,
+                now_us: 0,
+                body: "",
+                captured: no_captures,
+            };
             super::ws_open::Extras {
                 headers: g
                     .headers
@@ -205,13 +275,13 @@ impl GatewaySetup {
                 ));
             }
         };
+        let json = g.format == FrameFormat::Json;
+        let mut step_at = 0usize;
         let attempt = async {
             let (sink, mut reader) = ws.split();
             let mut writer = QueuedWriter::new(sink);
-            if let Some(hello) = &g.hello {
-                let f = fill(0, 0);
-                writer.push(frame(g.binary, hello.render(true, |s| f.value(s))));
-            }
+            let mut captured = vec![String::new(); g.captured.len()];
+            let mut early = VecDeque::new();
             let write_all = async |w: &mut QueuedWriter<Socket>| {
                 while w.has_work() {
                     w.progress()
@@ -220,26 +290,46 @@ impl GatewaySetup {
                 }
                 Ok::<(), ConnectError>(())
             };
-            write_all(&mut writer).await?;
-            let mut early = VecDeque::new();
-            if let Some(ready) = &g.ready {
-                loop {
+            for (i, step) in g.login.iter().enumerate() {
+                step_at = i + 1;
+                if let Some(send) = &step.send {
+                    let f = Fill {
+                        user,
+                        credentials: &self.credentials,
+                        to: 0,
+                        group: 0,
+                        id: 0,
+                        from: user as u64,
+                        seq: 0,
+                        intended_us: 0,
+                        now_us: 0,
+                        body: "",
+                        captured: &captured,
+                    };
+                    writer.push(frame(g.binary, send.render(json, |s| f.value(s))));
+                    write_all(&mut writer).await?;
+                }
+                let Some(expect) = &step.expect else {
+                    continue;
+                };
+                let got = loop {
                     match reader.next().await {
-                        Some(Ok(m)) => match parse(m) {
-                            Some(Ok(v)) if ready.matches(&v) => break,
-                            Some(Ok(v)) => {
+                        Some(Ok(m)) => match parse(g.format, m) {
+                            Some(Ok(r)) if expect.matches(r.frame()) => break r,
+                            Some(Ok(r)) => {
                                 if let Some(e) = &g.error
-                                    && e.matches(&v)
+                                    && e.matches(r.frame())
                                 {
                                     return Err(ConnectError::new(
                                         ErrorKind::ServerError,
                                         format!(
-                                            "the gateway refused the log-in: {}",
-                                            excerpt(&v.to_string())
+                                            "the gateway refused the log-in (step {}): {}",
+                                            i + 1,
+                                            r.shown()
                                         ),
                                     ));
                                 }
-                                early.push_back(v);
+                                early.push_back(r);
                             }
                             Some(Err(detail)) => {
                                 return Err(ConnectError::new(ErrorKind::Protocol, detail));
@@ -250,16 +340,34 @@ impl GatewaySetup {
                         None => {
                             return Err(ConnectError::new(
                                 ErrorKind::ConnectionClosed,
-                                "the gateway closed before it was ready",
+                                format!(
+                                    "the gateway closed the connection during log-in step {}",
+                                    i + 1
+                                ),
                             ));
                         }
                     }
+                };
+                for (index, field) in &step.capture {
+                    captured[*index as usize] = capture(expect, got.frame(), field, i + 1)?;
                 }
             }
             if let Some(join) = &g.join {
                 for group in groups {
-                    let f = fill(0, *group as u64);
-                    writer.push(frame(g.binary, join.render(true, |s| f.value(s))));
+                    let f = Fill {
+                        user,
+                        credentials: &self.credentials,
+                        to: 0,
+                        group: *group as u64,
+                        id: 0,
+                        from: user as u64,
+                        seq: 0,
+                        intended_us: 0,
+                        now_us: 0,
+                        body: "",
+                        captured: &captured,
+                    };
+                    writer.push(frame(g.binary, join.render(json, |s| f.value(s))));
                 }
                 write_all(&mut writer).await?;
             }
@@ -271,13 +379,23 @@ impl GatewaySetup {
                 writer,
                 early,
                 body: String::new(),
+                captured: captured.into(),
             })
         };
         match tokio::time::timeout_at(started + timeout, attempt).await {
             Ok(r) => r,
             Err(_) => Err(ConnectError::new(
                 ErrorKind::HelloTimeout,
-                format!("the WebSocket opened, but the gateway was not ready within {timeout:?}"),
+                if g.login.len() > 1 {
+                    format!(
+                        "the WebSocket opened, but log-in step {step_at} of {} did not complete within {timeout:?}",
+                        g.login.len()
+                    )
+                } else {
+                    format!(
+                        "the WebSocket opened, but the gateway was not ready within {timeout:?}"
+                    )
+                },
             )),
         }
     }
@@ -286,7 +404,7 @@ impl GatewaySetup {
 impl GatewaySession {
     fn write(&mut self, template: Option<&Template>, fill: &Fill<'_>) -> bool {
         let Some(t) = template else { return false };
-        let text = t.render(true, |s| fill.value(s));
+        let text = t.render(self.target.format == FrameFormat::Json, |s| fill.value(s));
         self.writer.push(frame(self.target.binary, text));
         true
     }
@@ -296,6 +414,7 @@ impl Session for GatewaySession {
     fn push(&mut self, out: Outgoing<'_>) -> bool {
         let g = self.target.clone();
         let credentials = self.credentials.clone();
+        let captured = self.captured.clone();
         let base = Fill {
             user: self.user,
             credentials: &credentials,
@@ -307,6 +426,7 @@ impl Session for GatewaySession {
             intended_us: 0,
             now_us: 0,
             body: "",
+            captured: &captured,
         };
         match out {
             Outgoing::Message {
@@ -381,8 +501,8 @@ impl Session for GatewaySession {
                     kind: ErrorKind::ConnectionClosed,
                     detail: "the gateway closed the connection".into(),
                 },
-                Some(Ok(m)) => match parse(m) {
-                    Some(Ok(v)) => interpret(&self.target, &v),
+                Some(Ok(m)) => match parse(self.target.format, m) {
+                    Some(Ok(r)) => interpret(&self.target, &r),
                     Some(Err(detail)) => Incoming::Undecodable(detail),
                     None => Incoming::Nothing,
                 },

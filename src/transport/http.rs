@@ -168,6 +168,7 @@ impl HttpSetup {
             Slot::Token => Value::secret(c.token_of(from)),
             Slot::Username => Value::secret(c.username_of(from)),
             Slot::Password => Value::secret(c.password_of(from)),
+            Slot::Captured(_) => Value::Empty,
         }
     }
 

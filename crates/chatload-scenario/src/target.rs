@@ -6,12 +6,14 @@
 //! `compile`.
 
 use super::compile::{Result, issue};
-pub use super::gateway::{GatewaySection, GatewayTarget};
+pub use super::gateway::{
+    FrameFormat, GatewaySection, GatewayTarget, LoginStep, MatchSection, Receive, ReceiveSection,
+};
 use super::units::Micros;
 pub use super::webhook::{TransactionId, Webhook, WebhookSection};
 pub use super::xmpp::{Mechanism, XmppSection, XmppTarget, XmppTls};
 use crate::secrets::CredentialNames;
-use crate::template::{Matcher, Template};
+use crate::template::Template;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -59,32 +61,6 @@ pub struct MqttSection {
     pub clean_session: Option<bool>,
     /// Recipients publish a delivery receipt to the sender's topic (default false).
     pub receipts: Option<bool>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MatchSection {
-    /// JSON pointer into a received frame, e.g. "/type".
-    pub pointer: String,
-    /// The value that marks the frame kind.
-    #[schemars(with = "serde_json::Value")]
-    pub equals: toml::Value,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReceiveSection {
-    /// Which frames these are.
-    #[serde(rename = "match")]
-    pub matches: MatchSection,
-    /// JSON pointer to chatload's message id, or to a text that holds its `cl:<id>` token.
-    pub id: String,
-    /// JSON pointer to the sender (a number, or a string ending in one).
-    pub from: Option<String>,
-    /// JSON pointer to the group of a group message.
-    pub group: Option<String>,
-    /// For receipts: frames that are read receipts (the others are delivery receipts).
-    pub read: Option<MatchSection>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -189,16 +165,6 @@ pub struct MqttTarget {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Receive {
-    #[serde(rename = "match")]
-    pub matches: Matcher,
-    pub id: String,
-    pub from: Option<String>,
-    pub group: Option<String>,
-    pub read: Option<Matcher>,
-}
-
-#[derive(Debug, Clone, Serialize)]
 pub enum HttpDeliveries {
     /// Each user subscribes at this URL (None: the embedded server), speaking this protocol.
     Subscription {
@@ -269,23 +235,6 @@ fn default_template(s: &Option<Spanned<String>>, default: &str) -> Result<Templa
     match s {
         Some(s) => template(s),
         None => Template::parse(default).or_else(|e| issue(0..0, e.message)),
-    }
-}
-
-pub(crate) fn matcher(m: &MatchSection) -> Matcher {
-    Matcher {
-        pointer: m.pointer.clone(),
-        equals: serde_json::to_value(&m.equals).unwrap_or(serde_json::Value::Null),
-    }
-}
-
-pub(crate) fn receive(r: &ReceiveSection) -> Receive {
-    Receive {
-        matches: matcher(&r.matches),
-        id: r.id.clone(),
-        from: r.from.clone(),
-        group: r.group.clone(),
-        read: r.read.as_ref().map(matcher),
     }
 }
 

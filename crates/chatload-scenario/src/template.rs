@@ -26,6 +26,9 @@ pub enum Slot {
     Token,
     Username,
     Password,
+    /// A value a gateway's log-in step captured (`{{captured.name}}`), by its index in
+    /// the steps' capture names.
+    Captured(u8),
 }
 
 const SLOTS: &[(&str, Slot)] = &[
@@ -67,6 +70,11 @@ pub struct TemplateError {
 
 impl Template {
     pub fn parse(source: &str) -> Result<Template, TemplateError> {
+        Self::parse_with(source, &[])
+    }
+
+    /// Parses a template that may also name `captured` values (`{{captured.session}}`).
+    pub fn parse_with(source: &str, captured: &[String]) -> Result<Template, TemplateError> {
         let mut pieces = Vec::new();
         let mut rest = source;
         let mut offset = 0;
@@ -82,6 +90,28 @@ impl Template {
                 });
             };
             let name = after[..close].trim();
+            if let Some(capture) = name.strip_prefix("captured.") {
+                let Some(i) = captured.iter().position(|c| c == capture) else {
+                    return Err(TemplateError {
+                        offset: offset + open,
+                        message: if captured.is_empty() {
+                            format!(
+                                "{{{{{name}}}}} names a value no [[target.gateway.login]] step captures"
+                            )
+                        } else {
+                            format!(
+                                "{{{{{name}}}}} names a value no log-in step captures: captured are {}",
+                                captured.join(", ")
+                            )
+                        },
+                    });
+                };
+                pieces.push(Piece::Slot(Slot::Captured(i as u8)));
+                let used = open + 2 + close + 2;
+                offset += used;
+                rest = &rest[used..];
+                continue;
+            }
             let Some((_, slot)) = SLOTS.iter().find(|(n, _)| *n == name) else {
                 let names: Vec<&str> = SLOTS.iter().map(|(n, _)| *n).collect();
                 return Err(TemplateError {
@@ -176,26 +206,110 @@ fn push_escaped(out: &mut String, s: &str) {
     }
 }
 
-/// Frames of one kind: those where the value at `pointer` equals `equals`.
+/// A regular expression over a frame's bytes (text or binary), kept with its source.
+#[derive(Debug, Clone)]
+pub struct Pattern(regex::bytes::Regex);
+
+impl Pattern {
+    /// The largest compiled pattern: a scenario cannot make chatload build an automaton
+    /// of unbounded size.
+    const SIZE_LIMIT: usize = 1 << 20;
+
+    pub fn new(source: &str) -> Result<Pattern, String> {
+        regex::bytes::RegexBuilder::new(source)
+            .size_limit(Self::SIZE_LIMIT)
+            .build()
+            .map(Pattern)
+            .map_err(|e| {
+                // regex's text is several lines (the pattern, a caret, then the reason).
+                let text = e.to_string();
+                let last = text.lines().last().unwrap_or_default().trim();
+                last.strip_prefix("error: ").unwrap_or(last).to_string()
+            })
+    }
+
+    pub fn regex(&self) -> &regex::bytes::Regex {
+        &self.0
+    }
+
+    /// The names of its capture groups, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.0
+            .capture_names()
+            .flatten()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl serde::Serialize for Pattern {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str())
+    }
+}
+
+/// A received frame as a matcher reads it: parsed JSON, or the bytes of a text or binary
+/// frame.
+#[derive(Debug, Clone, Copy)]
+pub enum Frame<'a> {
+    Json(&'a serde_json::Value),
+    Raw(&'a [u8]),
+}
+
+/// Frames of one kind.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Matcher {
-    pub pointer: String,
-    pub equals: serde_json::Value,
+#[serde(untagged)]
+pub enum Matcher {
+    /// JSON frames where the value at `pointer` equals `equals`.
+    Pointer {
+        pointer: String,
+        equals: serde_json::Value,
+    },
+    /// Frames (any bytes) where the pattern matches.
+    Pattern { pattern: Pattern },
 }
 
 impl Matcher {
-    pub fn matches(&self, frame: &serde_json::Value) -> bool {
-        frame.pointer(&self.pointer).is_some_and(|v| {
-            v == &self.equals
-                || match (v, &self.equals) {
-                    // A gateway may write as a string what the scenario wrote as a number.
-                    (serde_json::Value::String(a), serde_json::Value::Number(n))
-                    | (serde_json::Value::Number(n), serde_json::Value::String(a)) => {
-                        a.trim().parse::<f64>().ok() == n.as_f64()
-                    }
-                    _ => false,
-                }
-        })
+    pub fn matches(&self, frame: Frame<'_>) -> bool {
+        match (self, frame) {
+            (Matcher::Pointer { pointer, equals }, Frame::Json(v)) => {
+                v.pointer(pointer).is_some_and(|v| {
+                    v == equals
+                        || match (v, equals) {
+                            // A gateway may write as a string what the scenario wrote as a
+                            // number.
+                            (serde_json::Value::String(a), serde_json::Value::Number(n))
+                            | (serde_json::Value::Number(n), serde_json::Value::String(a)) => {
+                                a.trim().parse::<f64>().ok() == n.as_f64()
+                            }
+                            _ => false,
+                        }
+                })
+            }
+            (Matcher::Pattern { pattern }, Frame::Raw(b)) => pattern.regex().is_match(b),
+            _ => false,
+        }
+    }
+
+    /// The value a frame that matched holds at `field`: a JSON pointer for JSON frames,
+    /// the name of one of the pattern's capture groups otherwise.
+    pub fn field(&self, frame: Frame<'_>, field: &str) -> Option<serde_json::Value> {
+        match (self, frame) {
+            (Matcher::Pointer { .. }, Frame::Json(v)) => v.pointer(field).cloned(),
+            (Matcher::Pattern { pattern }, Frame::Raw(b)) => {
+                let found = pattern.regex().captures(b)?.name(field)?;
+                Some(serde_json::Value::String(
+                    String::from_utf8_lossy(found.as_bytes()).into_owned(),
+                ))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -258,17 +372,72 @@ mod tests {
     #[test]
     fn matchers_compare_strings_and_numbers() {
         use serde_json::json;
-        let m = Matcher {
+        let m = Matcher::Pointer {
             pointer: "/type".into(),
             equals: json!("msg"),
         };
-        assert!(m.matches(&json!({"type":"msg"})));
-        assert!(!m.matches(&json!({"type":"ack"})));
-        let m = Matcher {
+        assert!(m.matches(Frame::Json(&json!({"type":"msg"}))));
+        assert!(!m.matches(Frame::Json(&json!({"type":"ack"}))));
+        let m = Matcher::Pointer {
             pointer: "/k".into(),
             equals: json!(2),
         };
-        assert!(m.matches(&json!({"k":"2"})));
+        assert!(m.matches(Frame::Json(&json!({"k":"2"}))));
+        assert!(
+            !m.matches(Frame::Raw(b"{\"k\":2}")),
+            "a pointer reads JSON only"
+        );
+    }
+
+    #[test]
+    fn patterns_match_text_and_binary_frames_and_read_their_groups() {
+        let m = Matcher::Pattern {
+            pattern: Pattern::new(r"^MSG (?P<from>\d+) (?P<id>\S+)").unwrap(),
+        };
+        let frame = Frame::Raw(b"MSG 17 cl:4242 hello");
+        assert!(m.matches(frame));
+        assert_eq!(m.field(frame, "from"), Some(serde_json::json!("17")));
+        assert_eq!(
+            m.field(frame, "id").as_ref().and_then(message_id),
+            Some(4242)
+        );
+        assert_eq!(m.field(frame, "group"), None);
+        assert!(!m.matches(Frame::Raw(b"ACK 1")));
+        // Binary: bytes that are not UTF-8 are matched as they are.
+        let m = Matcher::Pattern {
+            pattern: Pattern::new(r"(?-u)^\x01\xff(?P<id>\d+)").unwrap(),
+        };
+        assert!(m.matches(Frame::Raw(b"\x01\xff99")));
+        assert_eq!(
+            m.field(Frame::Raw(b"\x01\xff99"), "id"),
+            Some(serde_json::json!("99"))
+        );
+        assert!(Pattern::new("(unclosed").unwrap_err().contains("unclosed"));
+    }
+
+    #[test]
+    fn captured_values_are_named_slots() {
+        let names = vec!["session".to_string(), "room".to_string()];
+        let t =
+            Template::parse_with("JOIN {{captured.room}} AS {{captured.session}}", &names).unwrap();
+        let out = t.render(false, |s| match s {
+            Slot::Captured(0) => Value::Text("s1"),
+            Slot::Captured(1) => Value::Text("r9"),
+            _ => Value::Empty,
+        });
+        assert_eq!(out, "JOIN r9 AS s1");
+        let e = Template::parse_with("{{captured.nope}}", &names).unwrap_err();
+        assert!(
+            e.message.contains("captured are session, room"),
+            "{}",
+            e.message
+        );
+        let e = Template::parse("{{captured.session}}").unwrap_err();
+        assert!(
+            e.message.contains("[[target.gateway.login]]"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
