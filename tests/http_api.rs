@@ -83,6 +83,137 @@ id = "/id"
     assert!(a.balances(), "{a:?}");
 }
 
+/// What a signals endpoint saw: requests by kind (the path's last segment) with their
+/// bodies, and those without the bearer token.
+#[derive(Default)]
+struct SignalsSeen {
+    by_kind: std::sync::Mutex<std::collections::HashMap<String, Vec<serde_json::Value>>>,
+    unauthorized: std::sync::atomic::AtomicU64,
+}
+
+async fn signals_endpoint(seen: Arc<SignalsSeen>) -> u16 {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let authorized = req
+                                .headers()
+                                .get("authorization")
+                                .is_some_and(|v| v == format!("Bearer {TOKEN}").as_str());
+                            let kind = req
+                                .uri()
+                                .path()
+                                .rsplit('/')
+                                .next()
+                                .unwrap_or("")
+                                .to_string();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            if !authorized {
+                                seen.unauthorized.fetch_add(1, Relaxed);
+                            }
+                            let v =
+                                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                            seen.by_kind
+                                .lock()
+                                .unwrap()
+                                .entry(kind)
+                                .or_default()
+                                .push(v);
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from_static(b"{}")),
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_go_as_requests_of_their_own() {
+    env();
+    let seen = Arc::new(SignalsSeen::default());
+    let port = signals_endpoint(seen.clone()).await;
+    // Sends to the reference server, deliveries on the users' WebSockets, and every
+    // delivery ack, read receipt and typing indicator a request to another endpoint.
+    let target = format!(
+        r#"[target]
+protocol = "http"
+
+[target.auth]
+token_env = "{TOKEN_VAR}"
+
+[target.http]
+url = "/v1/users/{{{{user}}}}/messages"
+headers = {{ Authorization = "Bearer {{{{token}}}}" }}
+body = '{{"to":{{{{to}}}},"group":{{{{group}}}},"id":{{{{id}}}},"t":{{{{intended_us}}}},"s":{{{{now_us}}}},"body":"{{{{body}}}}"}}'
+id = "/id"
+
+[target.http.signals]
+delivered = {{ url = "http://127.0.0.1:{port}/v1/signals/delivered", body = '{{"by":{{{{user}}}},"to":{{{{to}}}},"id":{{{{id}}}}}}' }}
+read = {{ method = "PUT", url = "http://127.0.0.1:{port}/v1/signals/read", body = '{{"by":{{{{user}}}},"to":{{{{from}}}},"id":{{{{id}}}}}}' }}
+typing = {{ url = "http://127.0.0.1:{port}/v1/signals/typing", body = '{{"by":{{{{user}}}},"to":{{{{to}}}}}}' }}
+"#
+    );
+    let text = chat_scenario(60, 3, 0, &target).replace(
+        "size = { uniform = { min = 10, max = 200 } }",
+        "size = { uniform = { min = 10, max = 200 } }\nread = 0.5\nread_delay = { exponential = { mean = \"200ms\" } }\ntyping = 0.5",
+    );
+    let r = run_text(&text, None).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    assert_clean(s);
+    let sum = |f: fn(&chatload::metrics::Counters) -> u64| -> u64 {
+        s.patterns.iter().map(|p| f(&p.counters)).sum()
+    };
+    let (reads, typing) = (sum(|c| c.reads), sum(|c| c.typing_sent));
+    assert!(reads > 10 && typing > 10, "reads {reads}, typing {typing}");
+    let got = seen.by_kind.lock().unwrap();
+    let count = |k: &str| got.get(k).map_or(0, |v| v.len() as u64);
+    assert_eq!(
+        count("delivered"),
+        a.delivered,
+        "one delivery ack per delivery"
+    );
+    assert_eq!(
+        count("read"),
+        reads,
+        "one request per read receipt chatload counts"
+    );
+    assert_eq!(count("typing"), typing, "one request per typing indicator");
+    assert_eq!(
+        seen.unauthorized.load(Relaxed),
+        0,
+        "the send side's headers went along"
+    );
+    for v in got.values().flatten() {
+        assert_ne!(v["by"], v["to"], "a signal is for someone else: {v}");
+    }
+    assert!(
+        got["read"]
+            .iter()
+            .all(|v| v["id"].as_u64().is_some_and(|id| id > 0)),
+        "read receipts name their message"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_independent_api_with_webhook_deliveries_and_refusals() {
     env();

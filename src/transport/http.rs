@@ -1,7 +1,9 @@
 //! Any HTTP messaging API: each message is one templated request (method, URL, headers, JSON
 //! body) whose 2xx answer confirms it; deliveries are seen either on a subscription the user
 //! holds (chatload's WebSocket, a gateway, MQTT) or by a webhook receiver chatload runs
-//! (`webhook`). Owns the send side and the session that joins both; not the webhook server.
+//! (`webhook`). Signals go as requests of their own when the scenario gives them
+//! (`http_signal`), otherwise where deliveries come from. Owns the send side and the
+//! session that joins both; not the webhook server.
 
 use super::gateway::GatewaySession;
 use super::http1::{Endpoint, Http1Conn};
@@ -67,6 +69,8 @@ pub struct HttpSession {
     lane: Lane,
     /// Reused while rendering a request on the lean path.
     scratch: Scratch,
+    /// Signal requests under way (`[target.http.signals]`).
+    signals: super::http_signal::SignalLane,
 }
 
 #[derive(Default)]
@@ -143,6 +147,7 @@ impl HttpSetup {
             receiver,
             lane,
             scratch: Scratch::default(),
+            signals: Default::default(),
         })
     }
 
@@ -415,6 +420,49 @@ impl HttpSession {
     }
 }
 
+impl HttpSession {
+    /// Sends a signal as a request of its own when the scenario gives one for its kind:
+    /// whether it was said (not when too many are open), or None when the scenario gives
+    /// none (the signal then goes where deliveries come from).
+    fn signal(&mut self, out: &Outgoing<'_>) -> Option<bool> {
+        use super::http_signal::Signal;
+        let setup = self.setup.clone();
+        let signals = &setup.target.signals;
+        let user = self.user;
+        let s = match *out {
+            Outgoing::Delivered(d) => signals.delivered.as_ref().map(|request| Signal {
+                kind: "delivered",
+                request,
+                user,
+                from: d.from,
+                to: d.from,
+                id: d.id,
+                group: d.group,
+            }),
+            Outgoing::Read { id, from, .. } => signals.read.as_ref().map(|request| Signal {
+                kind: "read",
+                request,
+                user,
+                from,
+                to: from,
+                id,
+                group: None,
+            }),
+            Outgoing::Typing { to, .. } => signals.typing.as_ref().map(|request| Signal {
+                kind: "typing",
+                request,
+                user,
+                from: user,
+                to,
+                id: 0,
+                group: None,
+            }),
+            _ => None,
+        };
+        s.map(|s| self.signals.push(&setup, s))
+    }
+}
+
 impl Session for HttpSession {
     fn push(&mut self, out: Outgoing<'_>) -> bool {
         match out {
@@ -430,11 +478,14 @@ impl Session for HttpSession {
                 self.send(from, to, id, t, s, body.len());
                 true
             }
-            other => match &mut self.receiver {
-                Receiver::Native(r) => r.push(other),
-                Receiver::Mqtt(r) => r.push(other),
-                Receiver::Gateway(r) => r.push(other),
-                Receiver::Webhook | Receiver::Nothing => false,
+            other => match self.signal(&other) {
+                Some(said) => said,
+                None => match &mut self.receiver {
+                    Receiver::Native(r) => r.push(other),
+                    Receiver::Mqtt(r) => r.push(other),
+                    Receiver::Gateway(r) => r.push(other),
+                    Receiver::Webhook | Receiver::Nothing => false,
+                },
             },
         }
     }
@@ -450,6 +501,7 @@ impl Session for HttpSession {
                 Receiver::Webhook | Receiver::Nothing => std::future::pending().await,
             }
         };
+        let signals = &mut self.signals;
         let result = match lane {
             Lane::Pool { open, .. } => {
                 let has_open = !open.is_empty();
@@ -457,12 +509,14 @@ impl Session for HttpSession {
                     biased;
                     Some(done) = open.next(), if has_open => Some(done),
                     r = receive => Some(r),
+                    s = signals.next() => Some(s),
                 }
             }
             Lane::Connection(conn) => tokio::select! {
                 biased;
                 (id, outcome) = conn.next() => Some(super::http1::judge(id, outcome, pointer)),
                 r = receive => Some(r),
+                s = signals.next() => Some(s),
             },
         };
         self.start_waiting();

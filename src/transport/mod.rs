@@ -9,6 +9,7 @@ pub mod connector;
 pub mod gateway;
 pub mod http;
 pub mod http1;
+mod http_signal;
 pub mod mqtt;
 pub mod native;
 pub mod source;
@@ -117,6 +118,11 @@ pub enum Incoming {
     },
     /// The target answered with an error that ends nothing.
     ServerError(String),
+    /// A request that carried no message (a signal) failed with this kind of error.
+    Failed {
+        kind: ErrorKind,
+        detail: String,
+    },
     /// A frame that could not be understood.
     Undecodable(String),
     /// The connection ended (cleanly or not).

@@ -16,6 +16,7 @@ pub mod distribution_syntax;
 pub mod error;
 mod file;
 pub mod gateway;
+pub mod http_signals;
 pub mod metric;
 pub mod model;
 pub mod sampler;

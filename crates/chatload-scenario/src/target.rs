@@ -103,6 +103,9 @@ pub struct HttpSection {
     pub subscribe: Option<Spanned<String>>,
     /// For webhooks: where chatload listens (default "127.0.0.1:0") and how a delivery looks.
     pub webhook: Option<WebhookSection>,
+    /// Requests of their own for delivery acks, read receipts and typing (without one, a
+    /// signal goes where deliveries come from).
+    pub signals: Option<super::http_signals::SignalsSection>,
 }
 
 // ---- the compiled form ----
@@ -193,6 +196,8 @@ pub struct HttpTarget {
     /// Bytes of an answer read at most (see `HttpSection::max_answer`).
     pub max_answer: usize,
     pub deliveries: HttpDeliveries,
+    /// Signals sent as requests of their own (`[target.http.signals]`).
+    pub signals: super::http_signals::HttpSignals,
 }
 
 /// `max_answer` when the scenario does not say, and the largest it may say.
@@ -493,5 +498,11 @@ fn http(h: &HttpSection, s: &Sections<'_>) -> Result<HttpTarget> {
         timeout: h.timeout.unwrap_or(Micros(10_000_000)),
         max_answer,
         deliveries,
+        signals: h
+            .signals
+            .as_ref()
+            .map(super::http_signals::compile)
+            .transpose()?
+            .unwrap_or_default(),
     })
 }

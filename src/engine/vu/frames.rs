@@ -113,6 +113,7 @@ impl VirtualUser {
                 .recorders
                 .local()
                 .error(ErrorKind::ServerError, || detail),
+            Incoming::Failed { kind, detail } => ctx.recorders.local().error(kind, || detail),
             Incoming::Undecodable(detail) => {
                 ctx.recorders.local().error(ErrorKind::Protocol, || detail)
             }
