@@ -45,6 +45,41 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Run the reference messaging server on its own.
     Serve(ServeArgs),
+    /// Make a system ready for a scenario (accounts, rooms) and write the ids file
+    /// `[target.http] ids` reads.
+    #[command(subcommand)]
+    Setup(SetupCommand),
+}
+
+/// `chatload setup`'s systems.
+#[derive(Debug, Subcommand)]
+pub enum SetupCommand {
+    /// A Matrix homeserver, through its application-service API: every user registered,
+    /// a room per group and per contact pair, members joined.
+    Matrix(MatrixSetupArgs),
+}
+
+/// `chatload setup matrix`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct MatrixSetupArgs {
+    /// The scenario whose population is made (its users, groups and contacts).
+    pub file: PathBuf,
+    /// The homeserver's client API, e.g. http://127.0.0.1:8008.
+    #[arg(long)]
+    pub homeserver: String,
+    /// The environment variable holding the application service's `as_token`.
+    #[arg(long, default_value = "CHATLOAD_MATRIX_AS_TOKEN")]
+    pub as_token_env: String,
+    /// The homeserver's name, the part after ':' in user ids (default: the name the
+    /// homeserver gives the application service's own user).
+    #[arg(long)]
+    pub server_name: Option<String>,
+    /// Each user's local part, {user} replaced by its number.
+    #[arg(long, default_value = "u{user}")]
+    pub localpart: String,
+    /// Where the ids file is written.
+    #[arg(long, short)]
+    pub out: PathBuf,
 }
 
 /// `chatload capacity`'s flags.

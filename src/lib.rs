@@ -15,6 +15,7 @@ pub mod human;
 pub mod metrics;
 pub mod plan;
 pub mod report;
+pub mod setup;
 pub mod transport;
 pub mod workload;
 

@@ -10,6 +10,7 @@ mod report;
 mod run;
 mod schema;
 mod serve;
+mod setup;
 mod validate;
 
 use crate::cli::Command;
@@ -33,6 +34,7 @@ pub async fn dispatch(command: Command) -> u8 {
         Command::Schema => schema::run(),
         Command::Completions(a) => completions::run(a),
         Command::Serve(a) => serve::run(a).await,
+        Command::Setup(a) => setup::run(a).await,
     }
 }
 

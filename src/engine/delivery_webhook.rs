@@ -11,8 +11,10 @@ use super::context::RunContext;
 use super::json_listener::{self, Answer, JsonListener};
 use super::vu::frames::record_delivery;
 use crate::metrics::ErrorKind;
+use crate::scenario::ids::Conversation;
 use crate::scenario::target::{TransactionId, Webhook};
-use crate::scenario::template::{message_id, number};
+use crate::scenario::template::{Frame, message_id, number};
+use crate::scenario::webhook::DeliveryTo;
 use crate::transport::Delivery;
 use serde_json::Value;
 use std::collections::{HashSet, VecDeque};
@@ -154,38 +156,81 @@ fn absorb(ctx: &RunContext, w: &Webhook, v: &Value) {
         None => vec![v],
     };
     let now = ctx.now_us();
+    let ids = ctx.connector.ids();
     for item in items {
-        let user = item.pointer(&w.recipient).and_then(number);
+        // Other events of the stream (a Matrix member or state event) are no deliveries.
+        if w.only
+            .as_ref()
+            .is_some_and(|m| !m.matches(Frame::Json(item)))
+        {
+            continue;
+        }
         let id = item.pointer(&w.id).and_then(message_id);
-        let (Some(user), Some(id)) = (user, id) else {
+        let from = w.from.as_ref().and_then(|p| item.pointer(p)).and_then(|f| {
+            f.as_str()
+                .and_then(|s| ids.and_then(|i| i.user_of(s)))
+                .or_else(|| number(f))
+        });
+        let recipients = match &w.recipient {
+            DeliveryTo::Recipient(p) => item.pointer(p).and_then(number).map(Recipients::One),
+            DeliveryTo::Conversation(p) => item
+                .pointer(p)
+                .and_then(Value::as_str)
+                .and_then(|c| ids?.conversation_of(c))
+                .map(Recipients::Of),
+        };
+        let (Some(recipients), Some(id)) = (recipients, id) else {
             ctx.recorders.local().error(ErrorKind::Protocol, || {
                 format!(
-                    "a delivery webhook without a recipient at {} or an id at {}: {}",
-                    w.recipient,
+                    "a delivery webhook without a recipient ({}) or an id at {}: {}",
+                    match &w.recipient {
+                        DeliveryTo::Recipient(p) => format!("a user at {p}"),
+                        DeliveryTo::Conversation(p) =>
+                            format!("a conversation of the ids file at {p}"),
+                    },
                     w.id,
                     crate::secrets::excerpt(&item.to_string(), 160)
                 )
             });
             continue;
         };
-        let from = w
-            .from
-            .as_ref()
-            .and_then(|p| item.pointer(p))
-            .and_then(number)
-            .unwrap_or(u32::MAX);
-        let d = Delivery {
+        let from = from.unwrap_or(u32::MAX);
+        let d = |group: Option<u32>| Delivery {
             id,
             from,
-            group: None,
+            group,
             t: None,
             s: None,
             seq: None,
             wamid: 0,
         };
         // Pushed to a receiver that is always there: due from the intended time.
-        record_delivery(ctx, user, &d, now, 0);
+        match recipients {
+            Recipients::One(user) => {
+                record_delivery(ctx, user, &d(None), now, 0);
+            }
+            Recipients::Of(Conversation::Direct(a, b)) => {
+                for user in [a, b].into_iter().filter(|u| *u != from) {
+                    record_delivery(ctx, user, &d(None), now, 0);
+                }
+            }
+            Recipients::Of(Conversation::Group(g)) => {
+                let members = ctx.population.groups().get(g as usize).cloned();
+                for user in members
+                    .iter()
+                    .flat_map(|m| m.iter())
+                    .filter(|u| **u != from)
+                {
+                    record_delivery(ctx, *user, &d(Some(g)), now, 0);
+                }
+            }
+        }
     }
+}
+
+enum Recipients {
+    One(u32),
+    Of(Conversation),
 }
 
 #[cfg(test)]

@@ -162,6 +162,15 @@ impl Run {
             Population::for_segment(&scenario, segment)
                 .map_err(|e| RunError::Setup(e.to_string()))?,
         );
+        if let Some(ids) = connector.ids()
+            && let Some(missing) = ids.missing(population.users(), population.groups().len(), |u| {
+                population.contacts(u)
+            })
+        {
+            return Err(RunError::Setup(format!(
+                "the ids file ([target.http] ids) has no id for {missing}; `chatload setup matrix` writes one for the whole population"
+            )));
+        }
         preflight::prepare(
             &connector,
             &url,

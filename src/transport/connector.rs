@@ -27,6 +27,8 @@ pub enum SetupError {
     Url(String, &'static str),
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+    #[error("{0}")]
+    Ids(String),
 }
 
 /// Where a user's deliveries arrive when it sends over HTTP.
@@ -222,6 +224,13 @@ impl Connector {
                         credentials: creds.clone(),
                         method,
                         connection,
+                        ids: h
+                            .ids
+                            .as_deref()
+                            .map(crate::scenario::ids::IdMap::load)
+                            .transpose()
+                            .map_err(SetupError::Ids)?
+                            .map(Arc::new),
                     }),
                     receive,
                 )
@@ -233,6 +242,14 @@ impl Connector {
             sources,
             run: run_token(),
         })
+    }
+
+    /// The system's own ids of users, groups and conversations (`[target.http] ids`).
+    pub fn ids(&self) -> Option<&crate::scenario::ids::IdMap> {
+        match &self.kind {
+            Kind::Http(h, _) => h.ids.as_deref(),
+            _ => None,
+        }
     }
 
     /// The URL of chatload's own WebSocket protocol this run uses, if any (groups are

@@ -100,6 +100,7 @@ impl Fill<'_> {
             Slot::Token => Value::secret(self.credentials.token_of(self.user)),
             Slot::Username => Value::secret(self.credentials.username_of(self.user)),
             Slot::Password => Value::secret(self.credentials.password_of(self.user)),
+            Slot::UserId | Slot::ToId | Slot::GroupId | Slot::ChatId => Value::Empty,
             Slot::Captured(i) => self
                 .captured
                 .get(i as usize)

@@ -36,6 +36,8 @@ pub struct HttpSetup {
     /// Set for closed loops: each user keeps one keep-alive connection here and has one
     /// request open at a time (the lean path, `http1`), instead of the shared pool.
     pub connection: Option<Arc<Endpoint>>,
+    /// The system's own ids of users, groups and direct conversations (`[target.http] ids`).
+    pub ids: Option<Arc<crate::scenario::ids::IdMap>>,
 }
 
 /// Where a user sees its deliveries.
@@ -160,7 +162,17 @@ impl HttpSetup {
         let maybe = |v: Option<u64>| v.map_or(Value::Null, Value::Number);
         let c = &self.credentials;
         let (from, id, t, s, body) = (m.from, m.id, m.t, m.s, m.body);
+        let ids = self.ids.as_deref();
+        let id_of = |found: Option<&'a str>| found.map_or(Value::Empty, Value::Text);
         move |slot: Slot| match slot {
+            Slot::UserId => id_of(ids.and_then(|i| i.user(from))),
+            Slot::ToId => id_of(ids.zip(to).and_then(|(i, u)| i.user(u as u32))),
+            Slot::GroupId => id_of(ids.zip(group).and_then(|(i, g)| i.group(g as u32))),
+            Slot::ChatId => id_of(ids.and_then(|i| match (to, group) {
+                (_, Some(g)) => i.group(g as u32),
+                (Some(u), None) => i.direct(from, u as u32),
+                (None, None) => None,
+            })),
             Slot::User | Slot::From => Value::Number(from as u64),
             Slot::To => maybe(to),
             Slot::Group => maybe(group),

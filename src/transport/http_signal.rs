@@ -44,7 +44,18 @@ impl SignalLane {
             return false;
         }
         let c = &setup.credentials;
+        let ids = setup.ids.as_deref();
+        fn id_of(found: Option<&str>) -> Value<'_> {
+            found.map_or(Value::Empty, Value::Text)
+        }
         let value = |slot: Slot| match slot {
+            Slot::UserId => id_of(ids.and_then(|i| i.user(s.user))),
+            Slot::ToId => id_of(ids.and_then(|i| i.user(s.to))),
+            Slot::GroupId => id_of(ids.zip(s.group).and_then(|(i, g)| i.group(g))),
+            Slot::ChatId => id_of(ids.and_then(|i| match s.group {
+                Some(g) => i.group(g),
+                None => i.direct(s.user, s.to),
+            })),
             Slot::User => Value::Number(s.user as u64),
             Slot::From => Value::Number(s.from as u64),
             Slot::To => Value::Number(s.to as u64),

@@ -17,6 +17,7 @@ pub mod error;
 mod file;
 pub mod gateway;
 pub mod http_signals;
+pub mod ids;
 pub mod metric;
 pub mod model;
 pub mod sampler;

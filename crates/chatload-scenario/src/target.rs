@@ -106,6 +106,10 @@ pub struct HttpSection {
     /// Requests of their own for delivery acks, read receipts and typing (without one, a
     /// signal goes where deliveries come from).
     pub signals: Option<super::http_signals::SignalsSection>,
+    /// A JSON file mapping user and group numbers to the system's own ids (Matrix user and
+    /// room ids, channel ids), as `chatload setup matrix` writes it; templates use them as
+    /// {{user_id}}, {{to_id}}, {{group_id}} and {{chat_id}}.
+    pub ids: Option<String>,
 }
 
 // ---- the compiled form ----
@@ -174,7 +178,7 @@ pub enum HttpDeliveries {
         url: Option<String>,
         protocol: Box<Protocol>,
     },
-    Webhook(Webhook),
+    Webhook(Box<Webhook>),
     /// Nothing is delivered to anyone: the 2xx answer confirms the message, and no recipient
     /// is owed it (benchmarks of a request/response endpoint).
     None,
@@ -198,6 +202,8 @@ pub struct HttpTarget {
     pub deliveries: HttpDeliveries,
     /// Signals sent as requests of their own (`[target.http.signals]`).
     pub signals: super::http_signals::HttpSignals,
+    /// The ids file (`HttpSection::ids`), read before the run.
+    pub ids: Option<PathBuf>,
 }
 
 /// `max_answer` when the scenario does not say, and the largest it may say.
@@ -448,7 +454,7 @@ fn http(h: &HttpSection, s: &Sections<'_>) -> Result<HttpTarget> {
             }
         }
         "webhook" => match &h.webhook {
-            Some(w) => HttpDeliveries::Webhook(super::webhook::compile(w)?),
+            Some(w) => HttpDeliveries::Webhook(Box::new(super::webhook::compile(w)?)),
             None => {
                 let span = h.deliveries.as_ref().map_or(0..0, |d| d.span());
                 return issue(
@@ -504,5 +510,6 @@ fn http(h: &HttpSection, s: &Sections<'_>) -> Result<HttpTarget> {
             .map(super::http_signals::compile)
             .transpose()?
             .unwrap_or_default(),
+        ids: h.ids.as_ref().map(PathBuf::from),
     })
 }

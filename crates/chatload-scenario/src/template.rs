@@ -26,6 +26,12 @@ pub enum Slot {
     Token,
     Username,
     Password,
+    /// The system's own ids from `[target.http] ids`: this user's, the recipient's, the
+    /// group's, and the conversation's (the direct pair's or the group's).
+    UserId,
+    ToId,
+    GroupId,
+    ChatId,
     /// A value a gateway's log-in step captured (`{{captured.name}}`), by its index in
     /// the steps' capture names.
     Captured(u8),
@@ -45,6 +51,10 @@ const SLOTS: &[(&str, Slot)] = &[
     ("token", Slot::Token),
     ("username", Slot::Username),
     ("password", Slot::Password),
+    ("user_id", Slot::UserId),
+    ("to_id", Slot::ToId),
+    ("group_id", Slot::GroupId),
+    ("chat_id", Slot::ChatId),
 ];
 
 #[derive(Debug, Clone, PartialEq)]

@@ -12,11 +12,20 @@ use toml::Spanned;
 pub struct WebhookSection {
     pub listen: Option<String>,
     /// JSON pointer to the recipient user, to chatload's id, and to the sender.
-    pub recipient: String,
+    #[schemars(with = "Option<String>")]
+    pub recipient: Option<Spanned<String>>,
     pub id: String,
     pub from: Option<String>,
     /// JSON pointer to an array when one POST carries several deliveries.
     pub each: Option<String>,
+    /// Instead of `recipient`: a JSON pointer to the conversation an event was posted in
+    /// (Matrix's "/room_id"), read through `[target.http] ids`; the delivery is then every
+    /// member's but the sender's (both users of a direct conversation are its members).
+    #[schemars(with = "Option<String>")]
+    pub conversation: Option<Spanned<String>>,
+    /// Only items where the value at `pointer` equals `equals` are deliveries (Matrix:
+    /// `{ pointer = "/type", equals = "m.room.message" }`); others are passed over.
+    pub only: Option<super::gateway::MatchSection>,
     /// The status chatload answers a webhook it took with (default 200).
     #[schemars(with = "Option<i64>")]
     pub answer_status: Option<Spanned<i64>>,
@@ -35,13 +44,24 @@ pub struct WebhookSection {
 #[derive(Debug, Clone, Serialize)]
 pub struct Webhook {
     pub listen: String,
-    pub recipient: String,
+    pub recipient: DeliveryTo,
+    pub only: Option<crate::template::Matcher>,
     pub id: String,
     pub from: Option<String>,
     pub each: Option<String>,
     pub answer_status: u16,
     pub answer_body: String,
     pub transaction: Option<TransactionId>,
+}
+
+/// Whom a pushed delivery is for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryTo {
+    /// The user at this JSON pointer.
+    Recipient(String),
+    /// Every member but the sender of the conversation at this JSON pointer.
+    Conversation(String),
 }
 
 /// Where a pushed batch carries its transaction id.
@@ -102,9 +122,47 @@ pub(crate) fn compile(w: &WebhookSection) -> Result<Webhook> {
             );
         }
     };
+    let recipient = match (&w.recipient, &w.conversation) {
+        (Some(r), None) => DeliveryTo::Recipient(r.get_ref().clone()),
+        (None, Some(c)) => DeliveryTo::Conversation(c.get_ref().clone()),
+        (Some(_), Some(c)) => {
+            return issue(
+                c.span(),
+                "give either `recipient` (a user in each delivery) or `conversation` (a conversation whose members it is for), not both",
+            );
+        }
+        (None, None) => {
+            return issue(
+                0..0,
+                "[target.http.webhook] needs `recipient` (a JSON pointer to the user a delivery is for) or `conversation`",
+            );
+        }
+    };
+    let only = match &w.only {
+        None => None,
+        Some(m) => match (&m.pointer, &m.equals, &m.pattern) {
+            (Some(p), Some(e), None) => Some(crate::template::Matcher::Pointer {
+                pointer: p.get_ref().clone(),
+                equals: serde_json::to_value(e).unwrap_or(serde_json::Value::Null),
+            }),
+            (_, _, Some(p)) => {
+                return issue(
+                    p.span(),
+                    "webhook bodies are JSON: `only` takes `pointer` and `equals`",
+                );
+            }
+            (p, _, None) => {
+                return issue(
+                    p.as_ref().map_or(0..0, |p| p.span()),
+                    "`only` needs `pointer` and `equals`",
+                );
+            }
+        },
+    };
     Ok(Webhook {
         listen: w.listen.clone().unwrap_or_else(|| "127.0.0.1:0".into()),
-        recipient: w.recipient.clone(),
+        recipient,
+        only,
         id: w.id.clone(),
         from: w.from.clone(),
         each: w.each.clone(),

@@ -214,6 +214,7 @@ impl XmppSetup {
         let value = |s: Slot| match s {
             Slot::User | Slot::From | Slot::To => Value::Number(u64::from(user)),
             Slot::Password => Value::secret(self.credentials.password_of(user)),
+            Slot::UserId | Slot::ToId | Slot::GroupId | Slot::ChatId => Value::Empty,
             Slot::Captured(_) => Value::Empty,
             Slot::Token => Value::secret(self.credentials.token_of(user)),
             Slot::Username => Value::secret(self.credentials.username_of(user)),

@@ -1,0 +1,134 @@
+//! `chatload setup matrix`: a homeserver made ready for a scenario, and the ids file
+//! written; exit 0 when written, 2 for bad input, 3 when the homeserver refused a step.
+
+use super::{BAD_INPUT, PASSED, RUN_FAILED};
+use crate::cli::{MatrixSetupArgs, SetupCommand};
+use chatload::scenario;
+use chatload::setup::matrix::MatrixSetup;
+use chatload::workload::{Population, Segment};
+
+pub async fn run(command: SetupCommand) -> u8 {
+    match command {
+        SetupCommand::Matrix(a) => matrix(a).await,
+    }
+}
+
+async fn matrix(a: MatrixSetupArgs) -> u8 {
+    let s = match scenario::load(&a.file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return BAD_INPUT;
+        }
+    };
+    let Ok(as_token) = std::env::var(&a.as_token_env) else {
+        eprintln!(
+            "chatload: set {} to the application service's as_token",
+            a.as_token_env
+        );
+        return BAD_INPUT;
+    };
+    if reqwest::Url::parse(&a.homeserver)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .is_none()
+    {
+        eprintln!(
+            "chatload: --homeserver {} is not a URL (http://host:port)",
+            a.homeserver
+        );
+        return BAD_INPUT;
+    };
+    if !a.localpart.contains("{user}") {
+        eprintln!("chatload: --localpart must contain {{user}}");
+        return BAD_INPUT;
+    }
+    chatload::secrets::remember(&as_token);
+    let population = match Population::for_segment(&s, Segment::WHOLE) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("chatload: {e}");
+            return BAD_INPUT;
+        }
+    };
+    let mut setup = MatrixSetup {
+        homeserver: a.homeserver.clone(),
+        as_token,
+        server_name: a.server_name.clone().unwrap_or_default(),
+        localpart: a.localpart,
+    };
+    if a.server_name.is_none() {
+        match setup.server_name().await {
+            Ok(name) => setup.server_name = name,
+            Err(e) => {
+                eprintln!("chatload: {}", chatload::secrets::redact(&e));
+                return RUN_FAILED;
+            }
+        }
+    }
+    // The homeserver pushes the set-up's own events to the application service's URL,
+    // which is the scenario's webhook: answered here, or it would count the service as down.
+    let webhook = match &s.target.protocol {
+        scenario::target::Protocol::Http(h) => match &h.deliveries {
+            scenario::target::HttpDeliveries::Webhook(w) => w.listen.parse().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+    .filter(|a: &std::net::SocketAddr| a.port() != 0);
+    let (done, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sink = webhook.map(|addr| {
+        tokio::spawn(chatload::setup::matrix::sink(
+            addr,
+            std::time::Duration::from_secs(2),
+            async move {
+                let _ = stopped.await;
+            },
+        ))
+    });
+    let provisioned = setup.provision(&population).await;
+    let _ = done.send(());
+    let pushed = match sink {
+        Some(task) => match task.await {
+            Ok(Ok(n)) => Some(n),
+            Ok(Err(e)) => {
+                eprintln!(
+                    "chatload: cannot take the homeserver's pushes at the scenario's webhook address ({e}); it may count the application service as down"
+                );
+                None
+            }
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let ids = match provisioned {
+        Ok(ids) => ids,
+        Err(e) => {
+            eprintln!("chatload: {}", chatload::secrets::redact(&e));
+            return RUN_FAILED;
+        }
+    };
+    let text = match serde_json::to_string_pretty(&ids) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("chatload: {e}");
+            return RUN_FAILED;
+        }
+    };
+    if let Err(e) = std::fs::write(&a.out, text) {
+        eprintln!("chatload: cannot write {}: {e}", a.out.display());
+        return RUN_FAILED;
+    }
+    println!(
+        "{}: {} users, {} group rooms, {} direct rooms on {}{}",
+        a.out.display(),
+        ids.users.len(),
+        ids.groups.len(),
+        ids.direct.len(),
+        a.homeserver,
+        pushed.map_or(String::new(), |n| format!(
+            " ({n} pushes of the set-up's events answered at the webhook)"
+        ))
+    );
+    PASSED
+}
