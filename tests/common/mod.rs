@@ -14,6 +14,7 @@ pub mod nats;
 pub mod prosody;
 pub mod rabbitmq;
 pub mod serve;
+pub mod synapse;
 pub mod tls;
 pub mod xmpp_proxy;
 
