@@ -1,6 +1,7 @@
 //! chatload's MQTT transport against NATS in its MQTT mode (nats-server with JetStream),
 //! beside mosquitto in `tests/mqtt.rs`: the same scenario loses nothing and every publish is
-//! acked; a proxy that drops known deliveries on their way to subscribers gives exactly that
+//! acked, and NATS's own count of what it took (its JetStream stream of MQTT messages)
+//! equals chatload's; a proxy that drops known deliveries on their way to subscribers gives exactly that
 //! loss.
 
 mod common;
@@ -23,6 +24,11 @@ async fn nats_mqtt_311_qos1_loses_nothing_and_balances() {
     assert!(a.sent > a.messages_sent, "group topics fan out: {a:?}");
     assert_clean(s);
     assert_eq!(a.acked, a.messages_sent, "every publish got its PUBACK");
+    assert_eq!(
+        nats.mqtt_messages_stored(),
+        a.messages_sent,
+        "NATS's own count (its $MQTT_msgs stream) equals chatload's"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! chatload's MQTT transport against RabbitMQ's MQTT plugin, beside mosquitto
 //! (`tests/mqtt.rs`) and NATS (`tests/nats_mqtt.rs`). One broker for the binary (it takes
-//! about 13 s to start): the scenario loses nothing and every publish is acked; then a proxy
+//! about 13 s to start): the scenario loses nothing, every publish is acked and the broker's
+//! own counter of QoS 1 messages taken equals chatload's; then a proxy
 //! in front of it drops every 25th delivery on its way to a subscriber, and exactly those are
 //! lost.
 
@@ -26,6 +27,11 @@ async fn rabbitmq_mqtt_loses_nothing_and_a_dropping_proxy_gives_exactly_its_loss
     assert!(a.sent > a.messages_sent, "group topics fan out: {a:?}");
     assert_clean(s);
     assert_eq!(a.acked, a.messages_sent, "every publish got its PUBACK");
+    assert_eq!(
+        broker.messages_received_confirmed(),
+        a.messages_sent,
+        "RabbitMQ's own counter of QoS 1 messages taken equals chatload's"
+    );
 
     let proxy = common::mqtt_proxy::MqttProxy::start(broker.mqtt_port, 25).await;
     // No groups (3.1.1 echoes a member's own group message back, owed to no one) and QoS 0

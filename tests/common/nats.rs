@@ -66,6 +66,33 @@ impl Nats {
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.mqtt_port)
     }
+
+    /// One of the server's monitoring endpoints (`/varz`, `/connz?...`), as JSON.
+    pub fn monitor(&self, path: &str) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.monitor_port))
+            .expect("the monitoring port answers");
+        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("request");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("answer");
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    }
+
+    /// The QoS 1 messages NATS took from its MQTT clients, by its own count: NATS keeps
+    /// each in its JetStream stream `$MQTT_msgs` until every subscriber has it, so the
+    /// stream's last sequence number counts them all, removed or not.
+    pub fn mqtt_messages_stored(&self) -> u64 {
+        let jsz = self.monitor("/jsz?streams=true&accounts=true");
+        jsz["account_details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
+            .find(|s| s["name"] == "$MQTT_msgs")
+            .and_then(|s| s["state"]["last_seq"].as_u64())
+            .unwrap_or_else(|| panic!("no $MQTT_msgs stream in /jsz: {jsz}"))
+    }
 }
 
 impl Drop for Nats {

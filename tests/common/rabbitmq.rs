@@ -14,6 +14,7 @@ const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 pub struct RabbitMq {
     child: Child,
     pub mqtt_port: u16,
+    node: String,
     /// epmd's PID when this broker started it.
     epmd: Option<u32>,
     _dir: tempfile::TempDir,
@@ -84,12 +85,49 @@ impl RabbitMq {
             child,
             mqtt_port,
             epmd,
+            node,
             _dir: dir,
         })
     }
 
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.mqtt_port)
+    }
+
+    /// Evaluates an Erlang expression on the node (`rabbitmqctl eval`) and returns what it
+    /// printed.
+    pub fn eval(&self, expression: &str) -> String {
+        let out = Command::new("/usr/lib/rabbitmq/bin/rabbitmqctl")
+            .args(["-n", &self.node, "eval", expression])
+            .env("HOME", self._dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("rabbitmqctl runs");
+        assert!(
+            out.status.success(),
+            "rabbitmqctl eval: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The QoS 1 messages the broker took from its clients, by its own counters: the MQTT
+    /// plugin publishes through an AMQP 0-9-1 channel with confirms on, so each one is
+    /// `messages_received_confirm_total` there (QoS 0 publishes count only as received).
+    pub fn messages_received_confirmed(&self) -> u64 {
+        let overview = self.eval("rabbit_global_counters:overview().");
+        let key = "messages_received_confirm_total => ";
+        let at = overview
+            .find(key)
+            .unwrap_or_else(|| panic!("no {key} in: {overview}"))
+            + key.len();
+        overview[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap_or_else(|_| panic!("no count after {key}: {overview}"))
     }
 }
 
