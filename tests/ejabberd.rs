@@ -200,6 +200,33 @@ async fn accounts_made_by_ejabberdctl_are_used_as_they_are() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_xmpp_scenario_runs_as_it_is() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some(server) = Ejabberd::start() else {
+        return;
+    };
+    // scenarios/xmpp-chat.toml with --target and a shorter run: 200 users, receipts, read
+    // markers, typing and 20 rooms.
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/xmpp-chat.toml"
+    ))
+    .expect("scenarios/xmpp-chat.toml")
+    .replace("duration = \"20s\"", "duration = \"8s\"")
+    .replace("{ hold = \"16s\" }", "{ hold = \"4s\" }");
+    let r = run_text(&text, Some(server.url())).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    assert_eq!(s.users, 200);
+    assert!(a.messages_sent > 100, "{a:?}");
+    assert!(
+        s.metrics.contains_key("read_receipt"),
+        "read markers came back"
+    );
+    assert_taken_and_ended(&server, s);
+}
+
 #[test]
 fn the_readme_shows_the_configuration_ci_runs() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
