@@ -123,10 +123,7 @@ async fn a_reconnect_storm_resumes_every_cut_stream_without_loss_or_duplicates()
     let Some(server) = Ejabberd::start() else {
         return;
     };
-    let text = chat_scenario(80, 5, 0, &xmpp_target(&server.url(), "register = true")).replace(
-        "[load]",
-        "[[pattern]]\nname = \"storm\"\nkind = \"reconnect_storm\"\nat = \"2s\"\nfraction = 0.5\nbackoff = \"full_jitter\"\nbase = \"200ms\"\ncap = \"1s\"\n\n[load]",
-    );
+    let text = storm_scenario(80, &xmpp_target(&server.url(), "register = true"));
     let r = run_text(&text, None).await;
     let s = &r.summary;
     let a = &s.accounting;

@@ -118,20 +118,12 @@ async fn deliveries_a_proxy_drops_are_lost_exactly() {
     );
 }
 
-/// A reconnect storm: half the users are cut off at 2 s and come back within a second.
-fn storm(target: &str) -> String {
-    chat_scenario(100, 5, 0, target).replace(
-        "[load]",
-        "[[pattern]]\nname = \"storm\"\nkind = \"reconnect_storm\"\nat = \"2s\"\nfraction = 0.5\nbackoff = \"full_jitter\"\nbase = \"200ms\"\ncap = \"1s\"\n\n[load]",
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnect_storm_resumes_every_cut_stream_without_loss_or_duplicates() {
     let Some(server) = Prosody::start() else {
         return;
     };
-    let r = run_text(&storm(&xmpp_target(&server.url(), "")), None).await;
+    let r = run_text(&storm_scenario(100, &xmpp_target(&server.url(), "")), None).await;
     let s = &r.summary;
     let a = &s.accounting;
     let storm = &s.storms[0];

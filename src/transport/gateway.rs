@@ -84,7 +84,24 @@ struct Fill<'a> {
     captured: &'a [String],
 }
 
-impl Fill<'_> {
+impl<'a> Fill<'a> {
+    /// The values of a frame outside any message: the log-in's, a join's.
+    fn session(user: u32, credentials: &'a Credentials, captured: &'a [String]) -> Self {
+        Fill {
+            user,
+            credentials,
+            to: 0,
+            group: 0,
+            id: 0,
+            from: user as u64,
+            seq: 0,
+            intended_us: 0,
+            now_us: 0,
+            body: "",
+            captured,
+        }
+    }
+
     fn value(&self, s: Slot) -> Value<'_> {
         match s {
             Slot::User => Value::Number(self.user as u64),
@@ -237,21 +254,8 @@ impl GatewaySetup {
     ) -> Result<GatewaySession, ConnectError> {
         let g = &self.target;
         let started = tokio::time::Instant::now();
-        let no_captures: &[String] = &[];
         let extras = {
-            let f = Fill {
-                user,
-                credentials: &self.credentials,
-                to: 0,
-                group: 0,
-                id: 0,
-                from: user as u64,
-                seq: 0,
-                intended_us: 0,
-                now_us: 0,
-                body: "",
-                captured: no_captures,
-            };
+            let f = Fill::session(user, &self.credentials, &[]);
             super::ws_open::Extras {
                 headers: g
                     .headers
@@ -294,19 +298,7 @@ impl GatewaySetup {
             for (i, step) in g.login.iter().enumerate() {
                 step_at = i + 1;
                 if let Some(send) = &step.send {
-                    let f = Fill {
-                        user,
-                        credentials: &self.credentials,
-                        to: 0,
-                        group: 0,
-                        id: 0,
-                        from: user as u64,
-                        seq: 0,
-                        intended_us: 0,
-                        now_us: 0,
-                        body: "",
-                        captured: &captured,
-                    };
+                    let f = Fill::session(user, &self.credentials, &captured);
                     writer.push(frame(g.binary, send.render(json, |s| f.value(s))));
                     write_all(&mut writer).await?;
                 }
@@ -356,17 +348,8 @@ impl GatewaySetup {
             if let Some(join) = &g.join {
                 for group in groups {
                     let f = Fill {
-                        user,
-                        credentials: &self.credentials,
-                        to: 0,
                         group: *group as u64,
-                        id: 0,
-                        from: user as u64,
-                        seq: 0,
-                        intended_us: 0,
-                        now_us: 0,
-                        body: "",
-                        captured: &captured,
+                        ..Fill::session(user, &self.credentials, &captured)
                     };
                     writer.push(frame(g.binary, join.render(json, |s| f.value(s))));
                 }
@@ -416,19 +399,7 @@ impl Session for GatewaySession {
         let g = self.target.clone();
         let credentials = self.credentials.clone();
         let captured = self.captured.clone();
-        let base = Fill {
-            user: self.user,
-            credentials: &credentials,
-            to: 0,
-            group: 0,
-            id: 0,
-            from: self.user as u64,
-            seq: 0,
-            intended_us: 0,
-            now_us: 0,
-            body: "",
-            captured: &captured,
-        };
+        let base = Fill::session(self.user, &credentials, &captured);
         match out {
             Outgoing::Message {
                 id, to, t, s, body, ..

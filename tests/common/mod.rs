@@ -120,6 +120,15 @@ stages = [{{ ramp = "1s" }}, {{ hold = "{hold_s}s" }}]
     )
 }
 
+/// `chat_scenario` with a reconnect storm: half the users are cut off at 2 s and come back
+/// within a second.
+pub fn storm_scenario(users: u32, extra_target: &str) -> String {
+    chat_scenario(users, 5, 0, extra_target).replace(
+        "[load]",
+        "[[pattern]]\nname = \"storm\"\nkind = \"reconnect_storm\"\nat = \"2s\"\nfraction = 0.5\nbackoff = \"full_jitter\"\nbase = \"200ms\"\ncap = \"1s\"\n\n[load]",
+    )
+}
+
 /// `[target]` for an MQTT broker at `url`, with `settings` in `[target.mqtt]`.
 pub fn mqtt_target(url: &str, settings: &str) -> String {
     format!("[target]\nurl = \"{url}\"\n\n[target.mqtt]\n{settings}\n")
