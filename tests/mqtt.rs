@@ -523,3 +523,39 @@ async fn mqtt_connections_reset_by_the_network_are_counted_as_resets() {
         r.summary.error_examples
     );
 }
+
+#[test]
+fn the_readme_shows_the_broker_configurations_ci_runs() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let shown = [
+        (
+            "mosquitto",
+            format!(
+                "{}allow_anonymous true",
+                common::mosquitto::CONFIG.replace("{port}", "1883")
+            ),
+        ),
+        (
+            "NATS",
+            common::nats::CONFIG
+                .replace("{client_port}", "4222")
+                .replace("{monitor_port}", "8222")
+                .replace("{store}", "/var/lib/chatload-nats")
+                .replace("{mqtt_port}", "1883"),
+        ),
+        (
+            "RabbitMQ",
+            common::rabbitmq::CONFIG
+                .replace("{amqp}", "5672")
+                .replace("{mqtt_port}", "1883"),
+        ),
+    ];
+    for (broker, config) in shown {
+        assert!(
+            readme.contains(config.trim_end()),
+            "README.md's {broker} configuration differs from tests/common"
+        );
+    }
+    assert!(readme.contains(common::rabbitmq::PLUGINS.trim_end()));
+}

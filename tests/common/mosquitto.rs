@@ -49,6 +49,16 @@ fn free_port() -> u16 {
         .expect("a free port between 20,000 and 32,000")
 }
 
+/// The configuration CI runs (the README shows it); `{port}` is filled in, and
+/// `allow_anonymous true` follows unless a password file is given.
+pub const CONFIG: &str = "listener {port} 127.0.0.1
+set_tcp_nodelay true
+persistence false
+max_queued_messages 100000
+max_inflight_messages 0
+log_type error
+";
+
 /// Extra lines for the listener (TLS files, password file).
 pub struct Options {
     pub extra: String,
@@ -73,7 +83,8 @@ impl Broker {
         let mut f = std::fs::File::create(&config).expect("config");
         writeln!(
             f,
-            "listener {port} 127.0.0.1\nset_tcp_nodelay true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 0\nlog_type error\n{}",
+            "{}{}",
+            CONFIG.replace("{port}", &port.to_string()),
             opts.extra
         )
         .expect("write config");

