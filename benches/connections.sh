@@ -41,6 +41,33 @@ s = json.load(open(sys.argv[1])); users = int(sys.argv[2]); c = int(sys.argv[3])
 n = max(s["peak_connected"], 1)
 p99 = s["metrics"].get("connect", {}).get("p99_us", 0) / 1000
 print(f"{users:>6,}  {n:>9,}  {c / 1024:>7.1f} MiB  {c / n:>5.1f} KiB  {srv / 1024:>7.1f} MiB  {srv / n:>11.1f} KiB  {p99:>8.2f} ms")
+open(sys.argv[1] + ".per-user", "w").write(f"{c / n} {srv / n}")
 PY
+  LAST="$WORK/out-$users/summary.json.per-user"
 done
+# Toward a million: the last size's per-user figures projected, beside this box's limits.
+if [ -n "${LAST:-}" ] && [ -f "$LAST" ]; then
+  python3 - "$LAST" <<'PY'
+import sys
+c, s = map(float, open(sys.argv[1]).read().split())
+def read(path, default):
+    try:
+        return open(path).read().split()
+    except OSError:
+        return default
+nr_open = int(read("/proc/sys/fs/nr_open", ["?"])[0])
+lo, hi = map(int, read("/proc/sys/net/ipv4/ip_local_port_range", ["32768", "60999"]))
+conntrack = read("/proc/sys/net/netfilter/nf_conntrack_max", ["(not loaded)"])[0]
+mem_kib = int([l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")][0])
+import resource
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+n = 1_000_000
+print(f"\nprojected for {n:,} connected users from the last row:")
+print(f"  memory   client {c * n / 2**20:.1f} GiB + server {s * n / 2**20:.1f} GiB = {(c + s) * n / 2**20:.1f} GiB (this box: {mem_kib / 2**20:.1f} GiB)")
+print(f"  files    {n:,} descriptors in each process (this process may open {hard:,}; the kernel's per-process ceiling fs.nr_open is {nr_open:,})")
+ports = hi - lo + 1
+print(f"  ports    {ports:,} ephemeral ports per source address and target: {-(-n // ports)} source addresses")
+print(f"  conntrack table {conntrack} entries (when netfilter tracks connections, one per connection)")
+PY
+fi
 rm -rf "$WORK"
