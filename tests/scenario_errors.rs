@@ -366,6 +366,24 @@ fn cases() -> Vec<(&'static str, String, usize, usize, &'static str)> {
             "captured are sid",
         ),
         (
+            "webhook naming both a recipient and a conversation",
+            format!(
+                "{BASE}\n[target]\nurl = \"http://x\"\nprotocol = \"http\"\n[target.http]\nurl = \"/send\"\ndeliveries = \"webhook\"\n[target.http.webhook]\nrecipient = \"/to\"\nconversation = \"/room_id\"\nid = \"/id\"\n"
+            ),
+            20,
+            16,
+            "either `recipient`",
+        ),
+        (
+            "signal request with a method that is not one",
+            format!(
+                "{BASE}\n[target]\nurl = \"http://x\"\nprotocol = \"http\"\n[target.http]\nurl = \"/send\"\n[target.http.signals]\nread = {{ method = \"GE T\", url = \"/read\" }}\n"
+            ),
+            18,
+            19,
+            "is not an HTTP method",
+        ),
+        (
             "gateway protocol without its table",
             format!("{BASE}\n[target]\nurl = \"ws://x\"\nprotocol = \"ws-gateway\"\n"),
             14,
