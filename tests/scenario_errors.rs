@@ -375,6 +375,15 @@ fn cases() -> Vec<(&'static str, String, usize, usize, &'static str)> {
             "either `recipient`",
         ),
         (
+            "webhook naming neither a recipient nor a conversation",
+            format!(
+                "{BASE}\n[target]\nurl = \"http://x\"\nprotocol = \"http\"\n[target.http]\nurl = \"/send\"\ndeliveries = \"webhook\"\n[target.http.webhook]\nid = \"/id\"\n"
+            ),
+            19,
+            6,
+            "needs `recipient`",
+        ),
+        (
             "signal request with a method that is not one",
             format!(
                 "{BASE}\n[target]\nurl = \"http://x\"\nprotocol = \"http\"\n[target.http]\nurl = \"/send\"\n[target.http.signals]\nread = {{ method = \"GE T\", url = \"/read\" }}\n"

@@ -162,10 +162,15 @@ impl Run {
             Population::for_segment(&scenario, segment)
                 .map_err(|e| RunError::Setup(e.to_string()))?,
         );
+        // A pair's conversation is needed only where a template names it.
+        let pairs = matches!(&scenario.target.protocol,
+            crate::scenario::target::Protocol::Http(h)
+                if h.uses(crate::scenario::template::Slot::ChatId));
         if let Some(ids) = connector.ids()
-            && let Some(missing) = ids.missing(population.users(), population.groups().len(), |u| {
-                population.contacts(u)
-            })
+            && let Some(missing) =
+                ids.missing(population.users(), population.groups().len(), pairs, |u| {
+                    population.contacts(u)
+                })
         {
             return Err(RunError::Setup(format!(
                 "the ids file ([target.http] ids) has no id for {missing}; `chatload setup matrix` writes one for the whole population"

@@ -143,11 +143,13 @@ impl IdMap {
         self.conversation_of.get(id).copied()
     }
 
-    /// The first user, group or contact pair of a population the map has no id for.
+    /// The first user, group or (when `pairs`) contact pair of a population the map has no
+    /// id for.
     pub fn missing<'a>(
         &self,
         users: u32,
         groups: usize,
+        pairs: bool,
         mut contacts: impl FnMut(u32) -> &'a [u32],
     ) -> Option<String> {
         if let Some(u) = (0..users).find(|u| !self.users.contains_key(u)) {
@@ -156,7 +158,7 @@ impl IdMap {
         if let Some(g) = (0..groups as u32).find(|g| !self.groups.contains_key(g)) {
             return Some(format!("group {g}"));
         }
-        for u in 0..users {
+        for u in (0..users).filter(|_| pairs) {
             if let Some(c) = contacts(u).iter().find(|c| self.direct(u, **c).is_none()) {
                 return Some(format!("the direct conversation of users {u} and {c}"));
             }
@@ -213,9 +215,10 @@ mod tests {
         let m = map(r#"{"users":{"0":"@u0:x","1":"@u1:x"},"groups":{}}"#).unwrap();
         let contacts = [vec![1u32], vec![0u32]];
         assert_eq!(
-            m.missing(2, 0, |u| &contacts[u as usize]).as_deref(),
+            m.missing(2, 0, true, |u| &contacts[u as usize]).as_deref(),
             Some("the direct conversation of users 0 and 1")
         );
-        assert_eq!(m.missing(3, 0, |_| &[]).as_deref(), Some("user 2"));
+        assert_eq!(m.missing(2, 0, false, |u| &contacts[u as usize]), None);
+        assert_eq!(m.missing(3, 0, true, |_| &[]).as_deref(), Some("user 2"));
     }
 }

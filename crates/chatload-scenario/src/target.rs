@@ -206,6 +206,29 @@ pub struct HttpTarget {
     pub ids: Option<PathBuf>,
 }
 
+impl HttpTarget {
+    /// Whether any of its templates names `slot`.
+    pub fn uses(&self, slot: crate::template::Slot) -> bool {
+        let s = &self.signals;
+        [
+            Some(&self.url),
+            self.body.as_ref(),
+            self.group_url.as_ref(),
+            self.group_body.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(self.headers.iter().map(|(_, t)| t))
+        .chain(
+            [&s.delivered, &s.read, &s.typing]
+                .into_iter()
+                .flatten()
+                .flat_map(|r| std::iter::once(&r.url).chain(&r.body)),
+        )
+        .any(|t| t.uses(slot))
+    }
+}
+
 /// `max_answer` when the scenario does not say, and the largest it may say.
 pub const DEFAULT_MAX_ANSWER: usize = 64 << 10;
 pub const LARGEST_MAX_ANSWER: i64 = 64 << 20;

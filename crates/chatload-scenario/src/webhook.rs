@@ -14,7 +14,8 @@ pub struct WebhookSection {
     /// JSON pointer to the recipient user, to chatload's id, and to the sender.
     #[schemars(with = "Option<String>")]
     pub recipient: Option<Spanned<String>>,
-    pub id: String,
+    #[schemars(with = "String")]
+    pub id: Spanned<String>,
     pub from: Option<String>,
     /// JSON pointer to an array when one POST carries several deliveries.
     pub each: Option<String>,
@@ -133,7 +134,7 @@ pub(crate) fn compile(w: &WebhookSection) -> Result<Webhook> {
         }
         (None, None) => {
             return issue(
-                0..0,
+                w.id.span(),
                 "[target.http.webhook] needs `recipient` (a JSON pointer to the user a delivery is for) or `conversation`",
             );
         }
@@ -163,7 +164,7 @@ pub(crate) fn compile(w: &WebhookSection) -> Result<Webhook> {
         listen: w.listen.clone().unwrap_or_else(|| "127.0.0.1:0".into()),
         recipient,
         only,
-        id: w.id.clone(),
+        id: w.id.get_ref().clone(),
         from: w.from.clone(),
         each: w.each.clone(),
         answer_status,
