@@ -100,7 +100,19 @@ async fn a_broker_killed_mid_run_is_counted_and_survived() {
         ..Default::default()
     };
     let run = tokio::spawn(async move { chatload::engine::run(scenario, &opts).await });
-    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    // The kill is timed from the run's own start, not the test's: the pre-flight (100 MQTT
+    // sessions registered, 64 at a time) can take seconds on a loaded machine, and a kill
+    // then stops the run before it starts. All 100 users connected marks the end of the
+    // 1 s ramp; the kill comes 3 s later, at about 4 s into the run.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while established(broker.port) < 100 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the users never all connected"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     broker.kill();
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     broker.restart();
@@ -166,6 +178,24 @@ async fn a_broker_killed_mid_run_is_counted_and_survived() {
         "every scheduled message accounted for: {a:?}"
     );
     eprintln!("broker killed: errors {:?}, accounting {a:?}", s.errors);
+}
+
+/// Established TCP connections whose local port is `port` (the broker's side of each).
+fn established(port: u16) -> usize {
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .map(|t| {
+            t.lines()
+                .skip(1)
+                .filter(|l| {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    cols.len() > 3 && cols[1].ends_with(&local) && cols[3] == "01"
+                })
+                .count()
+        })
+        .sum()
 }
 
 fn password_broker(user: &str, password: &str) -> Option<Broker> {
