@@ -297,10 +297,7 @@ webhook = {{ listen = "127.0.0.1:{hook_port}", each = "/deliveries", recipient =
         0,
         "every batch is answered 200 with {{}}"
     );
-    for f in ["summary.json", "summary.md", "report.html", "junit.xml"] {
-        let body = std::fs::read_to_string(r.bundle_dir.join(f)).unwrap();
-        assert!(!body.contains(TOKEN), "{f} holds the token");
-    }
+    common::assert_bundle_hides(&r.bundle_dir, TOKEN);
     let console = chatload::report::console::render(s, None);
     assert!(!console.contains(TOKEN), "the console shows the token");
     let md = std::fs::read_to_string(r.bundle_dir.join("summary.md")).unwrap();

@@ -244,10 +244,7 @@ async fn a_described_gateway_is_driven_and_measured() {
     let offline = s.metrics.get("delivery_offline").map_or(0, |m| m.count);
     assert_eq!(s.metrics["delivery"].count + offline, a.delivered);
     // The token is used, never written down.
-    for f in ["summary.json", "summary.md", "report.html", "junit.xml"] {
-        let body = std::fs::read_to_string(r.bundle_dir.join(f)).unwrap();
-        assert!(!body.contains(TOKEN), "{f} holds the token");
-    }
+    common::assert_bundle_hides(&r.bundle_dir, TOKEN);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -145,6 +145,27 @@ pub fn assert_clean(s: &chatload::report::Summary) {
     assert!(a.balances() && a.schedule_balances(), "{a:?}");
 }
 
+/// No file of the report bundle holds `secret`, in any byte: a credential is used, never
+/// written down.
+pub fn assert_bundle_hides(dir: &std::path::Path, secret: &str) {
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir).expect("the bundle folder is readable") {
+        let path = entry.expect("a bundle entry").path();
+        let body = std::fs::read(&path).expect("a bundle file is readable");
+        assert!(
+            !body.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{} holds the secret",
+            path.display()
+        );
+        files += 1;
+    }
+    assert!(
+        files >= 4,
+        "the bundle in {} has {files} files",
+        dir.display()
+    );
+}
+
 /// A run behind a proxy that let `passed` deliveries through and dropped `dropped` of them:
 /// exactly those are lost, and nothing else is off.
 pub fn assert_lost_exactly(a: &chatload::report::Accounting, passed: u64, dropped: u64) {
