@@ -7,6 +7,7 @@
 #   benches/message-rate.sh                # default sweep: 30 60 120 240 conversations/min per user
 #   benches/message-rate.sh 30 45 60       # conversations per minute per user to try
 #   MIX=lean benches/message-rate.sh 60 90 # text only, no typing indicators, no read receipts
+#   PIN=1 MIX=lean benches/message-rate.sh 360  # client on core 0, server on core 1 (taskset)
 #
 # 1,000 users, one-to-one chat, 10 messages per conversation, 64-byte bodies, 22 s runs.
 # Offered messages/s ≈ 1,000 × rate/60 × 10.
@@ -27,6 +28,13 @@ case "$MIX" in
   *) echo "MIX must be default or lean" >&2; exit 2 ;;
 esac
 [ ${#RATES[@]} -gt 0 ] || RATES=(30 60 120 240)
+# PIN=1: the client on core 0 and the server on core 1, so the two no longer compete.
+CLIENT_PIN=()
+SERVER_PIN=()
+if [ "${PIN:-0}" = 1 ]; then
+  CLIENT_PIN=(taskset -c 0)
+  SERVER_PIN=(taskset -c 1)
+fi
 
 for rate in "${RATES[@]}"; do
   cat > "$WORK/rate.toml" <<TOML
@@ -47,14 +55,14 @@ $EXTRA
 [load]
 stages = [{ ramp = "2s" }, { hold = "20s" }]
 TOML
-  $BIN serve --listen 127.0.0.1:$PORT 2>/dev/null &
+  "${SERVER_PIN[@]}" $BIN serve --listen 127.0.0.1:$PORT 2>/dev/null &
   server=$!
   sleep 0.3
   start_ticks=$(awk '{print $14+$15}' /proc/$server/stat)
-  /usr/bin/time -f "%U %S" -o "$WORK/time" $BIN run "$WORK/rate.toml" --target ws://127.0.0.1:$PORT/v1/ws --quiet --out "$WORK/out" > /dev/null || true
+  "${CLIENT_PIN[@]}" /usr/bin/time -f "%U %S" -o "$WORK/time" $BIN run "$WORK/rate.toml" --target ws://127.0.0.1:$PORT/v1/ws --quiet --out "$WORK/out$rate" > /dev/null || true
   end_ticks=$(awk '{print $14+$15}' /proc/$server/stat)
   kill $server; wait $server 2>/dev/null || true
-  python3 - "$WORK/out/summary.json" "$WORK/time" "$rate" "$start_ticks" "$end_ticks" "$USERS" <<'PY'
+  python3 - "$WORK/out$rate/summary.json" "$WORK/time" "$rate" "$start_ticks" "$end_ticks" "$USERS" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
 u, k = map(float, open(sys.argv[2]).read().split())

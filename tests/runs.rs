@@ -293,3 +293,42 @@ async fn a_goaway_storm_is_carried_out_by_the_server_and_recovered() {
     assert_eq!((a.lost, a.duplicated), (0, 0), "{a:?}");
     assert!(a.balances());
 }
+
+/// Past 1,000 consumers each goose user carries a pod of several (`goose_bridge`): every
+/// consumer of every pod still connects once, on its own time, and its books balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_a_thousand_users_every_consumer_of_every_pod_runs() {
+    let text = r#"[scenario]
+name = "pods"
+seed = 5
+loss_deadline = "2s"
+drain = "3s"
+
+[population.consumers]
+users = 2_500
+contacts = { uniform = { min = 2, max = 6 } }
+
+[[pattern]]
+kind = "direct_chat"
+conversations = "3/min per user"
+messages = 2
+gap = { exponential = { mean = "200ms" } }
+size = 32
+
+[load]
+stages = [{ ramp = "2s" }, { hold = "3s" }]
+"#;
+    let r = run_text(text, None).await;
+    let s = &r.summary;
+    assert_clean(s);
+    assert_eq!(
+        s.metrics["connect"].count, 2_500,
+        "each consumer connected once"
+    );
+    assert_eq!(s.peak_connected, 2_500);
+    assert!(
+        s.accounting.messages_sent > 300,
+        "traffic flowed: {:?}",
+        s.accounting
+    );
+}

@@ -1,11 +1,18 @@
-//! goose as the virtual-user lifecycle: one goose user per consumer, launched on the profile's
-//! envelope, each running its [`VirtualUser`] in one transaction until the run stops it
-//! (`RunContext::users_stop`), then telling goose it is done; goose ends the attack when every
-//! user has, and closes each through its on-stop transaction. Configured from code only; never
-//! reads the process arguments. The run phases, not this file, decide when a run ends.
+//! goose as the virtual-user lifecycle: goose launches its users on the profile's envelope,
+//! each carrying a pod of consumers' [`VirtualUser`]s that it runs in one transaction until
+//! the run stops it (`RunContext::users_stop`), then tells goose it is done; goose ends the
+//! attack when every user has, and closes each through its on-stop transaction. Up to
+//! [`GOOSE_USERS_MAX`] consumers a pod holds one consumer (one goose user each); past that,
+//! pods grow so goose keeps about that many users, because goose's own state per user (its
+//! task holding a `GooseUser` with a copy of the configuration, and its weighted user list:
+//! 6.9 KB measured) would otherwise be most of a connected user's memory. Each consumer
+//! still connects at its own time on the profile. Configured from code only; never reads the
+//! process arguments. The run phases, not this file, decide when a run ends.
 
 use super::context::RunContext;
 use super::vu::VirtualUser;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use goose::client::GooseClientBuilder;
 use goose::config::{GooseConfiguration, GooseDefault, GooseDefaultType};
 use goose::goose::{
@@ -24,26 +31,35 @@ use std::time::Duration;
 /// instead of spinning.
 const STOPPED_POLL: Duration = Duration::from_millis(50);
 
-/// What goose holds for one user: its virtual user (boxed, so its state is held once on the
-/// heap rather than inside every running transaction's future) and whether the user has told
-/// goose it is done.
+/// Most goose users a run has: past this many consumers, each goose user carries a pod of
+/// several.
+pub const GOOSE_USERS_MAX: u32 = 1_000;
+
+/// How many consumers one goose user carries when this process runs `local_users`.
+fn pod_size(local_users: u32) -> u32 {
+    local_users.div_ceil(GOOSE_USERS_MAX).max(1)
+}
+
+/// What goose holds for one of its users: the pod's virtual users (held once on the heap
+/// rather than inside every running transaction's future) and whether the goose user has
+/// told goose it is done.
 #[derive(Clone)]
 struct Seat(Arc<SeatState>);
 
 struct SeatState {
-    vu: Mutex<Option<Box<VirtualUser>>>,
+    pod: Mutex<Vec<VirtualUser>>,
     done: AtomicBool,
 }
 
-fn take(user: &GooseUser) -> Option<(Seat, Box<VirtualUser>)> {
+fn take(user: &GooseUser) -> Option<(Seat, Vec<VirtualUser>)> {
     let seat = user.get_session_data::<Seat>()?.clone();
-    let vu = seat.0.vu.lock().ok()?.take()?;
-    Some((seat, vu))
+    let pod = std::mem::take(&mut *seat.0.pod.lock().ok()?);
+    Some((seat, pod))
 }
 
-fn put_back(seat: &Seat, vu: Box<VirtualUser>) {
-    if let Ok(mut s) = seat.0.vu.lock() {
-        *s = Some(vu);
+fn put_back(seat: &Seat, pod: Vec<VirtualUser>) {
+    if let Ok(mut s) = seat.0.pod.lock() {
+        *s = pod;
     }
 }
 
@@ -83,16 +99,17 @@ where
     Arc::new(f)
 }
 
-/// goose's launch plan: the profile's envelope in whole seconds (goose's resolution),
-/// rounded down so goose launches users no later than they are due, then a hold longer than
-/// the run; the run ends it earlier by telling goose every user is done. Returns the plan and
-/// how many users it launches in all (goose launches at least one).
-fn test_plan(ctx: &RunContext) -> (String, usize) {
+/// goose's launch plan: the profile's envelope in whole seconds (goose's resolution) and in
+/// pods of `pod` consumers, rounded so goose launches each pod no later than its first
+/// consumer is due, then a hold longer than the run; the run ends it earlier by telling goose
+/// every user is done. Returns the plan and how many goose users it launches in all (goose
+/// launches at least one).
+fn test_plan(ctx: &RunContext, pod: u32) -> (String, usize) {
     let mut steps = Vec::new();
     let mut last = 0u32;
     let seg = ctx.segment;
     for (users, length_us) in ctx.profile.launch_envelope() {
-        let users = seg.members_of(seg.index, users);
+        let users = seg.members_of(seg.index, users).div_ceil(pod);
         let secs = length_us / 1_000_000;
         // Never fewer than already launched: a user who goes offline stays goose's user.
         last = last.max(users).max(1);
@@ -107,7 +124,9 @@ fn test_plan(ctx: &RunContext) -> (String, usize) {
 
 pub fn build(ctx: Arc<RunContext>) -> Result<(GooseAttack, Launches), GooseError> {
     let users = ctx.population.users();
-    let (plan, planned) = test_plan(&ctx);
+    let seg = ctx.segment;
+    let pod = pod_size(seg.members_of(seg.index, users));
+    let (plan, planned) = test_plan(&ctx, pod);
     let launches = Launches {
         launched: Arc::new(AtomicUsize::new(0)),
         planned,
@@ -118,14 +137,14 @@ pub fn build(ctx: Arc<RunContext>) -> Result<(GooseAttack, Launches), GooseError
         let ctx = start_ctx.clone();
         launched.fetch_add(1, Relaxed);
         Box::pin(async move {
-            let seg = ctx.segment;
-            let index = seg.nth(seg.index, user.weighted_users_index as u32);
-            let vu = (index < users && !ctx.finished.load(Relaxed))
-                .then(|| VirtualUser::new(index, ctx))
-                .flatten()
-                .map(Box::new);
+            let first = (user.weighted_users_index as u32).saturating_mul(pod);
+            let members = (first..first.saturating_add(pod))
+                .map(|i| seg.nth(seg.index, i))
+                .take_while(|&index| index < users && !ctx.finished.load(Relaxed))
+                .filter_map(|index| VirtualUser::new(index, ctx.clone()))
+                .collect();
             user.set_session_data(Seat(Arc::new(SeatState {
-                vu: Mutex::new(vu),
+                pod: Mutex::new(members),
                 done: AtomicBool::new(false),
             })));
             Ok(())
@@ -141,21 +160,27 @@ pub fn build(ctx: Arc<RunContext>) -> Result<(GooseAttack, Launches), GooseError
                 return Ok(());
             }
             match take(user) {
-                // Runs until the run is over; goose calls it once per user.
-                Some((seat, mut vu)) => {
-                    vu.drive().await;
-                    put_back(&seat, vu);
+                // Runs until the run is over; goose calls it once per user. Each member is
+                // polled only when it is woken.
+                Some((seat, mut pod)) if !pod.is_empty() => {
+                    let mut running: FuturesUnordered<_> =
+                        pod.iter_mut().map(|vu| vu.drive()).collect();
+                    while running.next().await.is_some() {}
+                    drop(running);
+                    put_back(&seat, pod);
                 }
                 // A goose user past the population (goose launches at least one).
-                None => stop.cancelled().await,
+                _ => stop.cancelled().await,
             }
             Ok(())
         })
     });
     let leave = transaction(move |user| {
         Box::pin(async move {
-            if let Some((_, vu)) = take(user) {
-                Box::pin((*vu).finish()).await;
+            if let Some((_, pod)) = take(user) {
+                let mut leaving: FuturesUnordered<_> =
+                    pod.into_iter().map(VirtualUser::finish).collect();
+                while leaving.next().await.is_some() {}
             }
             Ok(())
         })
@@ -191,4 +216,23 @@ pub fn build(ctx: Arc<RunContext>) -> Result<(GooseAttack, Launches), GooseError
         .set_default(GooseDefault::NoStatusCodes, true)?
         .set_default(GooseDefault::Quiet, 1)?;
     Ok((*attack, launches))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_goose_user_carries_one_consumer_up_to_the_limit_then_a_pod() {
+        assert_eq!(pod_size(0), 1);
+        assert_eq!(pod_size(1), 1);
+        assert_eq!(pod_size(GOOSE_USERS_MAX), 1);
+        assert_eq!(pod_size(GOOSE_USERS_MAX + 1), 2);
+        assert_eq!(pod_size(19_000), 19);
+        assert_eq!(pod_size(1_000_000), 1_000);
+        // Never more goose users than the limit.
+        for users in [1_001u32, 2_500, 19_000, 99_999, 1_000_000] {
+            assert!(users.div_ceil(pod_size(users)) <= GOOSE_USERS_MAX);
+        }
+    }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// A held-back delivery (reorder fault) goes out after this long if no other delivery follows.
@@ -26,8 +26,12 @@ pub async fn serve_connection(
     header_timeout: Duration,
 ) {
     let _ = stream.set_nodelay(true);
-    let accept =
-        tokio_tungstenite::accept_async_with_config(stream, Some(crate::wsio::small_buffers()));
+    // Boxed: the handshake's state is large and lives only until the upgrade, so it is not
+    // part of every connection's task for its whole life.
+    let accept = Box::pin(tokio_tungstenite::accept_async_with_config(
+        stream,
+        Some(crate::wsio::small_buffers()),
+    ));
     let ws = match tokio::time::timeout(header_timeout, accept).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(_)) => return,
@@ -39,7 +43,7 @@ pub async fn serve_connection(
     hub.stats.connections.fetch_add(1, Relaxed);
     let (sink, mut source) = ws.split();
     let mut writer = QueuedWriter::new(sink);
-    let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
+    let (tx, rx) = super::outbox::outbox();
     let conn_id = hub.new_conn_id();
     let mut user: Option<u32> = None;
     // The run the session said hello in (`protocol::hello`).
@@ -71,10 +75,7 @@ pub async fn serve_connection(
                     break;
                 }
             }
-            out = rx.recv() => {
-                let Some(out) = out else { break };
-                pending.push_back(out);
-            }
+            _ = rx.ready() => rx.take_into(&mut pending),
             _ = tokio::time::sleep_until(next_due.unwrap_or(hello_deadline)), if next_due.is_some_and(|d| d > tokio::time::Instant::now()) => {}
             _ = tokio::time::sleep_until(hello_deadline), if user.is_none() => break,
             _ = tokio::time::sleep_until(held.as_ref().map_or(hello_deadline, |(_, at)| (*at + HOLD_LIMIT).into())), if held.is_some() => {}
@@ -141,7 +142,7 @@ fn handle_frame<S>(
     hub: &Hub,
     (user, run): (&mut Option<u32>, &mut u64),
     conn_id: u64,
-    tx: &mpsc::UnboundedSender<Outbound>,
+    tx: &super::outbox::OutboxSender,
     writer: &mut QueuedWriter<S>,
 ) -> bool
 where

@@ -3,16 +3,16 @@
 //! and add that error to the latency a test compares with the truth.
 
 use super::hub::Outbound;
+use super::outbox::OutboxSender;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::UnboundedSender;
 
 struct Delayed {
     due: Instant,
     order: u64,
-    conn: UnboundedSender<Outbound>,
+    conn: OutboxSender,
     out: Outbound,
 }
 
@@ -35,32 +35,32 @@ impl Ord for Delayed {
 
 /// Hands each frame to its connection at its due time. Stops when dropped.
 pub struct DelayLine {
-    tx: mpsc::Sender<(UnboundedSender<Outbound>, Outbound)>,
+    tx: mpsc::Sender<(OutboxSender, Outbound)>,
 }
 
 impl DelayLine {
     pub fn start() -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::channel::<(UnboundedSender<Outbound>, Outbound)>();
+        let (tx, rx) = mpsc::channel::<(OutboxSender, Outbound)>();
         std::thread::Builder::new()
             .name("chatload-delay".into())
             .spawn(move || run(rx))?;
         Ok(DelayLine { tx })
     }
 
-    pub fn push(&self, conn: UnboundedSender<Outbound>, out: Outbound) {
+    pub fn push(&self, conn: OutboxSender, out: Outbound) {
         // The thread only ends after every sender is gone, so this cannot fail while `self` lives.
         let _ = self.tx.send((conn, out));
     }
 }
 
-fn run(rx: mpsc::Receiver<(UnboundedSender<Outbound>, Outbound)>) {
+fn run(rx: mpsc::Receiver<(OutboxSender, Outbound)>) {
     let mut heap: BinaryHeap<Reverse<Delayed>> = BinaryHeap::new();
     let mut order = 0u64;
     loop {
         let wait = heap.peek().map_or(Duration::from_secs(1), |Reverse(d)| {
             d.due.saturating_duration_since(Instant::now())
         });
-        let mut enqueue = |(conn, out): (UnboundedSender<Outbound>, Outbound)| {
+        let mut enqueue = |(conn, out): (OutboxSender, Outbound)| {
             order += 1;
             heap.push(Reverse(Delayed {
                 due: out.due,

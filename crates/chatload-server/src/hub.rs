@@ -63,7 +63,7 @@ type GroupShard = FxHashMap<u32, GroupEntry>;
 #[derive(Clone)]
 pub struct ConnHandle {
     pub conn_id: u64,
-    pub tx: UnboundedSender<Outbound>,
+    pub tx: super::outbox::OutboxSender,
 }
 
 #[derive(Default)]

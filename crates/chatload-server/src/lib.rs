@@ -13,6 +13,7 @@ mod delay_line;
 pub mod hub;
 pub mod knobs;
 pub mod limits;
+mod outbox;
 pub mod stats;
 
 pub use hub::ServerCounters;
