@@ -8,6 +8,7 @@
 #   benches/message-rate.sh 30 45 60       # conversations per minute per user to try
 #   MIX=lean benches/message-rate.sh 60 90 # text only, no typing indicators, no read receipts
 #   PIN=1 MIX=lean benches/message-rate.sh 360  # client on core 0, server on core 1 (taskset)
+#   THREADS=1 benches/message-rate.sh 60      # chatload run --threads 1
 #
 # 1,000 users, one-to-one chat, 10 messages per conversation, 64-byte bodies, 22 s runs.
 # Offered messages/s ≈ 1,000 × rate/60 × 10.
@@ -59,7 +60,7 @@ TOML
   server=$!
   sleep 0.3
   start_ticks=$(awk '{print $14+$15}' /proc/$server/stat)
-  "${CLIENT_PIN[@]}" /usr/bin/time -f "%U %S" -o "$WORK/time" $BIN run "$WORK/rate.toml" --target ws://127.0.0.1:$PORT/v1/ws --quiet --out "$WORK/out$rate" > /dev/null || true
+  "${CLIENT_PIN[@]}" /usr/bin/time -f "%U %S" -o "$WORK/time" $BIN run "$WORK/rate.toml" --target ws://127.0.0.1:$PORT/v1/ws --quiet ${THREADS:+--threads $THREADS} --out "$WORK/out$rate" > /dev/null || true
   end_ticks=$(awk '{print $14+$15}' /proc/$server/stat)
   kill $server; wait $server 2>/dev/null || true
   python3 - "$WORK/out$rate/summary.json" "$WORK/time" "$rate" "$start_ticks" "$end_ticks" "$USERS" <<'PY'

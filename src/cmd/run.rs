@@ -25,6 +25,8 @@ pub async fn run(args: crate::cli::RunArgs) -> u8 {
         quiet,
         thresholds,
         abort_on_fail,
+        // Read by main.rs, which builds the runtime.
+        threads: _,
     } = args;
     {
         // Before anything else: a run whose results cannot be kept is not started.

@@ -28,6 +28,8 @@ pub async fn run(args: crate::cli::ServeArgs) -> u8 {
         errors,
         webhook_reorder,
         seed,
+        // Read by main.rs, which builds the runtime.
+        threads: _,
     } = args;
     {
         // The flags become a `[target]` table, so they mean exactly what the scenario
