@@ -15,6 +15,10 @@ step "CPU per MQTT message next to Tsung (benches/mqtt-vs-tsung.sh 20 5000 10000
 ./mqtt-vs-tsung.sh 20 5000 10000 15000 20000
 step "End-to-end rate on the embedded server (MIX=lean benches/message-rate.sh 6 60 90 120 150 180 240)"
 MIX=lean ./message-rate.sh 6 60 90 120 150 180 240
+step "Same, client and server pinned to a core each (PIN=1 MIX=lean benches/message-rate.sh 6 60 120 150 180 240)"
+PIN=1 MIX=lean ./message-rate.sh 6 60 120 150 180 240
+step "CPU per chat message next to k6 (benches/ws-vs-k6.sh)"
+./ws-vs-k6.sh
 step "50,000 messages/s over 100 users, next to 1,000/s (USERS=100 MIX=lean benches/message-rate.sh 60 3000)"
 USERS=100 MIX=lean ./message-rate.sh 60 3000
 step "Memory per connected user (benches/connections.sh 1000 10000 19000)"
