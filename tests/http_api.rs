@@ -95,54 +95,45 @@ async fn signals_endpoint(seen: Arc<SignalsSeen>) -> u16 {
     use http_body_util::BodyExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
+    common::http_server::serve(
+        listener,
+        None,
+        move |req: hyper::Request<hyper::body::Incoming>| {
             let seen = seen.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let seen = seen.clone();
-                        async move {
-                            let authorized = req
-                                .headers()
-                                .get("authorization")
-                                .is_some_and(|v| v == format!("Bearer {TOKEN}").as_str());
-                            let kind = req
-                                .uri()
-                                .path()
-                                .rsplit('/')
-                                .next()
-                                .unwrap_or("")
-                                .to_string();
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            if !authorized {
-                                seen.unauthorized.fetch_add(1, Relaxed);
-                            }
-                            let v =
-                                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-                            seen.by_kind
-                                .lock()
-                                .unwrap()
-                                .entry(kind)
-                                .or_default()
-                                .push(v);
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                                http_body_util::Full::new(bytes::Bytes::from_static(b"{}")),
-                            ))
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+            async move {
+                let authorized = req
+                    .headers()
+                    .get("authorization")
+                    .is_some_and(|v| v == format!("Bearer {TOKEN}").as_str());
+                let kind = req
+                    .uri()
+                    .path()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                if !authorized {
+                    seen.unauthorized.fetch_add(1, Relaxed);
+                }
+                let v = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                seen.by_kind
+                    .lock()
+                    .unwrap()
+                    .entry(kind)
+                    .or_default()
+                    .push(v);
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from_static(b"{}"),
+                )))
+            }
+        },
+    );
     port
 }
 

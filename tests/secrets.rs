@@ -8,10 +8,11 @@
 //! `report`, and every file they write (summary.json, summary.md, report.html, junit.xml,
 //! latency.hlog, capacity.json/.md/.html, each step's bundle, the merged bundle).
 
+mod common;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -115,17 +116,7 @@ async fn handle(
 async fn start(h: Arc<Hostile>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let h = h.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| handle(req, h.clone()));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    common::http_server::serve(listener, None, move |req| handle(req, h.clone()));
     port
 }
 

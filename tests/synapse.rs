@@ -123,49 +123,40 @@ async fn swallowing_proxy(listen: u16, chatload: u16, every: u64) -> Arc<Swallow
         .expect("bind the application service's port");
     let http = reqwest::Client::new();
     let s = state.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
+    common::http_server::serve(
+        listener,
+        None,
+        move |req: hyper::Request<hyper::body::Incoming>| {
             let (s, http) = (s.clone(), http.clone());
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (s, http) = (s.clone(), http.clone());
-                        async move {
-                            let path = req.uri().path().to_string();
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let v: serde_json::Value =
-                                serde_json::from_slice(&body).unwrap_or_default();
-                            let messages = v["events"].as_array().map_or(0, |e| {
-                                e.iter().filter(|e| e["type"] == "m.room.message").count()
-                            }) as u64;
-                            let n = s.transactions.fetch_add(1, Relaxed) + 1;
-                            if messages > 0 && n.is_multiple_of(every) {
-                                s.swallowed_messages.fetch_add(messages, Relaxed);
-                            } else {
-                                s.passed_messages.fetch_add(messages, Relaxed);
-                                let _ = http
-                                    .put(format!("http://127.0.0.1:{chatload}{path}"))
-                                    .body(body)
-                                    .send()
-                                    .await;
-                            }
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                                http_body_util::Full::new(bytes::Bytes::from_static(b"{}")),
-                            ))
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+            async move {
+                let path = req.uri().path().to_string();
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let messages = v["events"].as_array().map_or(0, |e| {
+                    e.iter().filter(|e| e["type"] == "m.room.message").count()
+                }) as u64;
+                let n = s.transactions.fetch_add(1, Relaxed) + 1;
+                if messages > 0 && n.is_multiple_of(every) {
+                    s.swallowed_messages.fetch_add(messages, Relaxed);
+                } else {
+                    s.passed_messages.fetch_add(messages, Relaxed);
+                    let _ = http
+                        .put(format!("http://127.0.0.1:{chatload}{path}"))
+                        .body(body)
+                        .send()
+                        .await;
+                }
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from_static(b"{}"),
+                )))
+            }
+        },
+    );
     state
 }
 

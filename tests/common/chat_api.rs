@@ -9,7 +9,6 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -107,27 +106,8 @@ pub async fn start(api: Arc<ChatApi>, tls: Option<Arc<rustls::ServerConfig>>) ->
     let port = listener.local_addr().unwrap().port();
     let http = reqwest::Client::new();
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (api, http, acceptor) = (api.clone(), http.clone(), acceptor.clone());
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req| handle(req, api.clone(), http.clone()));
-                let builder = hyper::server::conn::http1::Builder::new();
-                match acceptor {
-                    Some(a) => {
-                        if let Ok(s) = a.accept(stream).await {
-                            let _ = builder.serve_connection(TokioIo::new(s), service).await;
-                        }
-                    }
-                    None => {
-                        let _ = builder
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    }
-                }
-            });
-        }
+    super::http_server::serve(listener, acceptor, move |req| {
+        handle(req, api.clone(), http.clone())
     });
     port
 }

@@ -7,6 +7,7 @@
 pub mod chat_api;
 pub mod cpu_slice;
 pub mod ejabberd;
+pub mod http_server;
 pub mod mosquitto;
 pub mod mqtt_flood;
 pub mod mqtt_proxy;
