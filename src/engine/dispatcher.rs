@@ -1,11 +1,12 @@
 //! The open-model pacer: walks the schedule in time order and hands each message to its
-//! sender's inbox (or the business client's) at its intended time, whatever the target is doing. It runs on its own OS
-//! thread because a thread's sleep is precise to tens of microseconds where the async timer
-//! rounds to whole milliseconds, and that error would show in every latency. A message whose
-//! sender cannot take it (inbox full) is counted as not sent, with the reason its
-//! connection state gives; every message it issues is counted as scheduled.
+//! sender's inbox (or the business client's) at its intended time, whatever the target is
+//! doing. It is a task on the runtime sleeping on a [`PreciseTimer`] (see there why neither
+//! tokio's timer nor a thread of its own). A message whose sender cannot take it (inbox full)
+//! is counted as not sent, with the reason its connection state gives; every message it
+//! issues is counted as scheduled.
 
 use super::context::RunContext;
+use super::precise_timer::PreciseTimer;
 use crate::metrics::NotSentReason;
 use crate::workload::Schedule;
 use std::sync::Arc;
@@ -13,11 +14,32 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Longest single sleep, so a stop request is noticed quickly.
-const MAX_SLEEP: Duration = Duration::from_millis(20);
+/// Orders handed out in one go before the pacer lets the worker's other tasks run: after a
+/// stall thousands may be due at once.
+const BATCH: usize = 1024;
+
+/// The schedule and the timer that paces it, made before the run starts so that a timer the
+/// system refuses is a setup error rather than a run without pacing.
+pub struct Pacer {
+    schedule: Schedule,
+    timer: PreciseTimer,
+}
+
+impl Pacer {
+    pub fn new(schedule: Schedule) -> std::io::Result<Pacer> {
+        Ok(Pacer {
+            schedule,
+            timer: PreciseTimer::new()?,
+        })
+    }
+}
 
 /// Runs until the schedule ends or `stop` is cancelled. Returns the number of messages issued.
-pub fn run(ctx: Arc<RunContext>, mut schedule: Schedule, stop: CancellationToken) -> u64 {
+pub async fn run(ctx: Arc<RunContext>, pacer: Pacer, stop: CancellationToken) -> u64 {
+    let Pacer {
+        mut schedule,
+        timer,
+    } = pacer;
     let mut issued = 0u64;
     let mut scheduled = vec![0u64; ctx.scenario.patterns.len()];
     while let Some(t) = schedule.peek_time() {
@@ -26,10 +48,24 @@ pub fn run(ctx: Arc<RunContext>, mut schedule: Schedule, stop: CancellationToken
         }
         let now = ctx.now_us();
         if t > now {
-            std::thread::sleep(Duration::from_micros(t - now).min(MAX_SLEEP));
+            let wait = Duration::from_micros(t - now);
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                slept = timer.sleep(wait) => if slept.is_err() {
+                    // Never seen (arming a timer the process holds cannot fail); the
+                    // coarse timer keeps the run going, and a late hand-over shows as a
+                    // late send measured from the intended time.
+                    tokio::time::sleep(wait).await;
+                },
+            }
             continue;
         }
+        let mut batch = 0;
         while let Some(order) = schedule.next_order(now) {
+            batch += 1;
+            if batch % BATCH == 0 {
+                tokio::task::yield_now().await;
+            }
             ctx.issued_seq.store(schedule.issued_seq(), Relaxed);
             // Every segment walks the whole schedule and sends its own users' share.
             if !ctx.segment.owns(order.owner()) {

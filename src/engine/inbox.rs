@@ -1,4 +1,4 @@
-//! Each virtual user's inbox: the orders the pacer thread hands it at their intended times,
+//! Each virtual user's inbox: the orders the pacer hands it at their intended times,
 //! waiting until the user's task takes them. Owns the hand-over and the wake-up; what a user
 //! does with an order is `vu`'s.
 //!

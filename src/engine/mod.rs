@@ -16,6 +16,7 @@ mod json_listener;
 mod limits;
 mod options;
 mod outcome;
+mod precise_timer;
 mod preflight;
 mod progress;
 mod quiet;

@@ -50,7 +50,7 @@ fn apply_overrides(mut scenario: Scenario, opts: &RunOptions) -> Result<Scenario
 }
 
 /// How long the pacer may take, after the profile's end, to hand out what was meant before
-/// it (it needs microseconds unless its thread is held off the CPU).
+/// it (it needs microseconds unless its worker is held off the CPU).
 const PACER_FINISH: Duration = Duration::from_secs(2);
 
 /// One run, phase by phase. The phases run in this order, each one method of [`Run`]:
@@ -97,7 +97,7 @@ struct Run {
     ctx: Arc<RunContext>,
     business: Option<super::business::runtime::BusinessRuntime>,
     delivery_webhook: Option<super::delivery_webhook::DeliveryWebhook>,
-    schedule: Option<Schedule>,
+    pacer: Option<dispatcher::Pacer>,
     attack: Option<goose::GooseAttack>,
     launches: goose_bridge::Launches,
     goose: Option<tokio::task::JoinHandle<Result<(), String>>>,
@@ -203,6 +203,8 @@ impl Run {
         let delivery_webhook = start_delivery_webhook(&ctx, opts.quiet).await?;
         let schedule = Schedule::new(scenario.clone(), population.clone(), ctx.profile.clone())
             .map_err(|e| RunError::Setup(e.to_string()))?;
+        let pacer = dispatcher::Pacer::new(schedule)
+            .map_err(|e| RunError::Setup(format!("cannot make the pacer's timer: {e}")))?;
         quiet::install_logger();
         let stop = CancellationToken::new();
         signals::reset();
@@ -253,7 +255,7 @@ impl Run {
             ctx,
             business,
             delivery_webhook,
-            schedule: Some(schedule),
+            pacer: Some(pacer),
             attack: Some(attack),
             launches,
             goose: None,
@@ -326,10 +328,10 @@ impl Run {
             self.native_url.clone(),
             sending.clone(),
         ));
-        let mut pacer = self.schedule.take().map(|schedule| {
-            let (ctx, sending) = (ctx.clone(), sending.clone());
-            tokio::task::spawn_blocking(move || dispatcher::run(ctx, schedule, sending))
-        });
+        let mut pacer = self
+            .pacer
+            .take()
+            .map(|pacer| tokio::spawn(dispatcher::run(ctx.clone(), pacer, sending.clone())));
         let send_end = tokio::time::Instant::from_std(ctx.instant_at(ctx.profile.end().0));
         let mut profile_ended = false;
         if let Some(goose) = self.goose.as_mut() {
@@ -341,7 +343,7 @@ impl Run {
         }
         // At the profile's end the pacer is not cut at the wall-clock moment: its schedule
         // ends there, so it returns by itself once it has handed out every order meant before
-        // it. A pacer thread held off a busy CPU for a few milliseconds would otherwise lose
+        // it. A pacer held off a busy CPU for a few milliseconds would otherwise lose
         // the last orders, and a split run's segments would send one message fewer than the
         // whole run (seen once in CI: 988 against 989).
         let pacer_done = match pacer.as_mut() {
