@@ -18,14 +18,14 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { BAD_INPUT } else { PASSED });
         }
     };
-    let threads = match &cli.command {
-        cli::Command::Run(args) => args.threads,
-        cli::Command::Serve(args) => args.threads,
-        _ => None,
+    // Checked first: a run's scenario decides how many workers the runtime gets.
+    let ready = match cmd::Ready::prepare(cli.command) {
+        Ok(r) => r,
+        Err(code) => return ExitCode::from(code),
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = threads {
-        builder.worker_threads(usize::from(n));
+    if let Some(n) = ready.workers() {
+        builder.worker_threads(n);
     }
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
@@ -34,5 +34,5 @@ fn main() -> ExitCode {
             return ExitCode::from(RUN_FAILED);
         }
     };
-    ExitCode::from(runtime.block_on(cmd::dispatch(cli.command)))
+    ExitCode::from(runtime.block_on(cmd::dispatch(ready)))
 }

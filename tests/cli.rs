@@ -403,36 +403,44 @@ fn only_regular_scenario_files_of_a_sane_size_are_read() {
 /// `--threads N` sizes the runtime: one worker runs a whole scenario with clean books; zero
 /// is refused at the flag.
 #[test]
-fn one_runtime_thread_runs_a_scenario_and_zero_is_refused() {
+fn runtime_workers_follow_threads_or_the_planned_traffic_and_zero_is_refused() {
     let file = common::scenario_file(&common::chat_scenario(40, 2, 3, ""));
-    let out_dir = file.dir.path().join("bundle");
-    let out = bin()
-        .args([
-            "run",
-            file.path.to_str().unwrap(),
-            "--threads",
-            "1",
-            "--quiet",
-        ])
-        .arg("--out")
-        .arg(&out_dir)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: chatload::report::Summary =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
-            .unwrap();
-    common::assert_clean(&summary);
-    assert!(
-        summary.accounting.messages_sent > 20,
-        "{:?}",
-        summary.accounting
-    );
+    // --threads as given; without it, a scenario this light (tens of frames a second)
+    // gets one worker (engine::workers). The bundle says which.
+    for (threads, workers) in [(Some("3"), 3), (None, 1)] {
+        let out_dir = file.dir.path().join(format!("bundle-{workers}"));
+        let mut run = bin();
+        run.args(["run", file.path.to_str().unwrap(), "--quiet"]);
+        if let Some(n) = threads {
+            run.args(["--threads", n]);
+        }
+        let out = run.arg("--out").arg(&out_dir).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary: chatload::report::Summary =
+            serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+                .unwrap();
+        common::assert_clean(&summary);
+        assert!(
+            summary.accounting.messages_sent > 20,
+            "{:?}",
+            summary.accounting
+        );
+        assert_eq!(
+            summary.machine.as_ref().and_then(|m| m.workers),
+            Some(workers),
+            "{threads:?}"
+        );
+        let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+        assert!(
+            html.contains(&format!("{workers} runtime workers")),
+            "{threads:?}"
+        );
+    }
     for cmd in ["run", "serve"] {
         let mut c = bin();
         c.arg(cmd);

@@ -22,9 +22,44 @@ pub const THRESHOLD_FAILED: u8 = 1;
 pub const BAD_INPUT: u8 = 2;
 pub const RUN_FAILED: u8 = 3;
 
-pub async fn dispatch(command: Command) -> u8 {
-    match command {
-        Command::Run(a) => run::run(a).await,
+/// A command as far as it can be checked before the async runtime exists.
+pub enum Ready {
+    Run(Box<run::PreparedRun>),
+    Other(Box<Command>),
+}
+
+impl Ready {
+    /// `run` is checked and its scenario loaded here (an error is its exit code); the other
+    /// commands check their arguments once running.
+    pub fn prepare(command: Command) -> Result<Ready, u8> {
+        match command {
+            Command::Run(a) => run::prepare(a).map(|r| Ready::Run(Box::new(r))),
+            other => Ok(Ready::Other(Box::new(other))),
+        }
+    }
+
+    /// Worker threads the runtime should have; `None`: one per core.
+    pub fn workers(&self) -> Option<usize> {
+        match self {
+            Ready::Run(r) => r.workers(),
+            Ready::Other(c) => match c.as_ref() {
+                Command::Serve(a) => a.threads.map(usize::from),
+                _ => None,
+            },
+        }
+    }
+}
+
+pub async fn dispatch(ready: Ready) -> u8 {
+    let command = match ready {
+        Ready::Run(r) => return run::run(*r).await,
+        Ready::Other(c) => c,
+    };
+    match *command {
+        Command::Run(a) => match run::prepare(a) {
+            Ok(r) => run::run(r).await,
+            Err(code) => code,
+        },
         Command::Report(a) => report::report(a),
         Command::Compare(a) => compare::run(a),
         Command::Validate(a) => validate::run(a),

@@ -25,6 +25,7 @@ mod run;
 mod settle;
 pub mod signals;
 mod vu;
+pub mod workers;
 
 pub use options::{RunError, RunOptions};
 pub use outcome::{Finished, RunResult};

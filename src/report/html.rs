@@ -317,7 +317,13 @@ pub fn render(s: &Summary, log: &Digest) -> String {
         (
             "machine",
             machine.map_or("unknown".into(), |m| {
-                format!("{} · {} {} · {} CPUs", m.host, m.os, m.arch, m.cpus)
+                let workers = m
+                    .workers
+                    .map_or(String::new(), |w| format!(" · {w} runtime workers"));
+                format!(
+                    "{} · {} {} · {} CPUs{workers}",
+                    m.host, m.os, m.arch, m.cpus
+                )
             }),
         ),
         ("chatload", machine.map_or("".into(), |m| m.version.clone())),

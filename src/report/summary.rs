@@ -278,6 +278,10 @@ pub struct Machine {
     pub arch: String,
     pub cpus: usize,
     pub version: String,
+    /// Worker threads of chatload's async runtime (`--threads`, or chosen from the
+    /// scenario's planned traffic); absent in bundles from before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
 }
 
 impl Machine {
@@ -293,6 +297,9 @@ impl Machine {
             arch: std::env::consts::ARCH.into(),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             version: format!("chatload {}", env!("CARGO_PKG_VERSION")),
+            workers: tokio::runtime::Handle::try_current()
+                .ok()
+                .map(|h| h.metrics().num_workers()),
         }
     }
 }

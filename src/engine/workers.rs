@@ -1,0 +1,115 @@
+//! How many worker threads a run's async runtime gets when `--threads` does not say: one
+//! while the scenario's planned peak traffic is light enough for one, else one per core.
+//! Owns that choice and its threshold; building the runtime is the binary's.
+//!
+//! Why: with one worker per core, a frame that wakes one worker often wakes another that
+//! then finds nothing to do. Measured with `benches/ws-vs-k6.sh` (1,000 users, one-to-one
+//! chat, every message acked and delivered-acked): one worker spends about a fifth less CPU
+//! per message at 3,000 msg/s and keeps the same latencies; towards 10,000 msg/s (50,000
+//! frames/s) one worker starts to send late on this 2-core machine when the target shares
+//! it. The threshold sits well below that.
+
+use crate::plan::plan;
+use crate::scenario::Scenario;
+
+/// Planned frames (and API requests and webhooks) per second at the profile's peak that one
+/// worker is given; an embedded server counts each twice, TLS three times.
+pub const ONE_WORKER_MAX_FRAMES_PER_S: f64 = 30_000.0;
+
+/// Connections at the peak past which every core helps with the connecting (handshakes).
+pub const ONE_WORKER_MAX_CONNECTIONS: f64 = 10_000.0;
+
+/// `Some(1)` for a scenario one worker carries, `None` (the runtime's default: one per core)
+/// otherwise. `target` is the URL the run will use; `None` runs the embedded server in this
+/// process, on the same workers.
+pub fn default_workers(scenario: &Scenario, target: Option<&str>) -> Option<usize> {
+    if scenario.closed_loop().is_some() {
+        // A closed loop sends as fast as answers come: it uses every core it has.
+        return None;
+    }
+    let p = plan(scenario, None);
+    let mut load = p.peak.frames_per_s + p.peak.api_requests_per_s + p.peak.webhooks_per_s;
+    match target {
+        None => load *= 2.0,
+        Some(url)
+            if ["wss://", "mqtts://", "https://"]
+                .iter()
+                .any(|s| url.starts_with(s)) =>
+        {
+            load *= 3.0
+        }
+        Some(_) => {}
+    }
+    let light = load.is_finite()
+        && load <= ONE_WORKER_MAX_FRAMES_PER_S
+        && p.connections_peak <= ONE_WORKER_MAX_CONNECTIONS;
+    light.then_some(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(users: u32, per_min: f64) -> Scenario {
+        let text = format!(
+            r#"
+[scenario]
+name = "w"
+seed = 1
+[population.consumers]
+users = {users}
+contacts = {{ uniform = {{ min = 5, max = 30 }} }}
+[[pattern]]
+kind = "direct_chat"
+conversations = "{per_min}/min per user"
+messages = 1
+size = 64
+typing = 0
+read = 0
+media = {{ text = 1 }}
+[load]
+stages = [{{ ramp = "1s" }}, {{ hold = "20s" }}]
+"#
+        );
+        crate::scenario::parse(std::path::Path::new("w.toml"), &text).unwrap()
+    }
+
+    #[test]
+    fn light_traffic_gets_one_worker_and_heavy_traffic_every_core() {
+        // 3,000 msg/s: 5 frames each = 15,000 frames/s.
+        let light = chat(1_000, 180.0);
+        assert_eq!(
+            default_workers(&light, Some("ws://127.0.0.1:7070/v1/ws")),
+            Some(1)
+        );
+        // The same run against the embedded server counts 30,000: still one.
+        assert_eq!(default_workers(&light, None), Some(1));
+        // Over TLS, 45,000: every core.
+        assert_eq!(
+            default_workers(&light, Some("wss://chat.example/v1/ws")),
+            None
+        );
+        // 10,000 msg/s: 50,000 frames/s.
+        let heavy = chat(1_000, 600.0);
+        assert_eq!(
+            default_workers(&heavy, Some("ws://127.0.0.1:7070/v1/ws")),
+            None
+        );
+        // 20,000 people idle-ish: their connecting wants every core.
+        let crowd = chat(20_000, 1.0);
+        assert_eq!(
+            default_workers(&crowd, Some("ws://127.0.0.1:7070/v1/ws")),
+            None
+        );
+        // Ten users in a closed loop send as fast as they are answered.
+        let closed = crate::scenario::parse(
+            std::path::Path::new("c.toml"),
+            "[scenario]\nname = \"c\"\n[population.consumers]\nusers = 10\ncontacts = 1\n[[pattern]]\nkind = \"closed_loop\"\n[load]\nstages = [{ ramp = \"1s\" }, { hold = \"1s\" }]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            default_workers(&closed, Some("ws://127.0.0.1:7070/v1/ws")),
+            None
+        );
+    }
+}
