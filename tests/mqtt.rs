@@ -589,3 +589,73 @@ fn the_readme_shows_the_broker_configurations_ci_runs() {
     }
     assert!(readme.contains(common::rabbitmq::PLUGINS.trim_end()));
 }
+
+/// rumqttc keeps a slot for every QoS 1 publish an MQTT 5 connection may have in flight,
+/// 65,535 unless told: 17 MB per connection, 5 GB for 300 users, decided by a library
+/// default. chatload says 100, as for MQTT 3.1.1. Measured on the `chatload` process itself
+/// (its own peak RSS from `wait4`), not this test's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_5_memory_per_connection_stays_small() {
+    env();
+    let Some(broker) = Broker::start(Options {
+        extra: String::new(),
+    }) else {
+        return;
+    };
+    let users = 300;
+    let text = chat_scenario(
+        users,
+        2,
+        0,
+        &mqtt_target(
+            &broker.url(),
+            "version = \"5\"\nqos = 1\nuser_topic = \"t/{{user}}/in\"",
+        ),
+    );
+    let file = scenario_file(&text);
+    let out_dir = file.dir.path().join("bundle");
+    #[allow(
+        clippy::zombie_processes,
+        reason = "reaped by wait4 below, for its rusage"
+    )]
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .args(["run", file.path.to_str().unwrap(), "--quiet", "--out"])
+        .arg(&out_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let (status, peak_kib) = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || {
+            let mut status = 0;
+            // SAFETY: plain out-parameters; `pid` is this test's own child, not yet waited.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+            (status, usage.ru_maxrss)
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        // SAFETY: our own child, still running.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        panic!("the run did not end within 60 s")
+    })
+    .unwrap();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{status}"
+    );
+    let summary: chatload::report::Summary =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary.peak_connected, u64::from(users));
+    assert_clean(&summary);
+    // A few hundred KiB per connection at most (17 MB each before).
+    assert!(
+        peak_kib < i64::from(users) * 512,
+        "chatload's peak RSS {peak_kib} KiB for {users} MQTT 5 users"
+    );
+}
