@@ -92,7 +92,6 @@ struct SignalsSeen {
 }
 
 async fn signals_endpoint(seen: Arc<SignalsSeen>) -> u16 {
-    use http_body_util::BodyExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     common::http_server::serve(
@@ -112,12 +111,7 @@ async fn signals_endpoint(seen: Arc<SignalsSeen>) -> u16 {
                     .next()
                     .unwrap_or("")
                     .to_string();
-                let body = req
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
+                let body = common::http_server::body_bytes(req).await;
                 if !authorized {
                     seen.unauthorized.fetch_add(1, Relaxed);
                 }

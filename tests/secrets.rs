@@ -11,7 +11,7 @@
 mod common;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -90,7 +90,7 @@ async fn handle(
     req: Request<hyper::body::Incoming>,
     h: Arc<Hostile>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let _ = req.into_body().collect().await;
+    let _ = common::http_server::body_bytes(req).await;
     let n = h.requests.fetch_add(1, Relaxed) + 1;
     let (status, body) = if n <= 3 {
         (StatusCode::OK, format!("{{\"id\":{n}}}"))

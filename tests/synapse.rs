@@ -112,7 +112,6 @@ struct Swallower {
 }
 
 async fn swallowing_proxy(listen: u16, chatload: u16, every: u64) -> Arc<Swallower> {
-    use http_body_util::BodyExt;
     let state = Arc::new(Swallower {
         transactions: AtomicU64::new(0),
         swallowed_messages: AtomicU64::new(0),
@@ -130,12 +129,7 @@ async fn swallowing_proxy(listen: u16, chatload: u16, every: u64) -> Arc<Swallow
             let (s, http) = (s.clone(), http.clone());
             async move {
                 let path = req.uri().path().to_string();
-                let body = req
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
+                let body = common::http_server::body_bytes(req).await;
                 let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                 let messages = v["events"].as_array().map_or(0, |e| {
                     e.iter().filter(|e| e["type"] == "m.room.message").count()

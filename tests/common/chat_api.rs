@@ -7,7 +7,7 @@
 //! does; every answer to a batch is checked to be `200 {}`. Optional TLS.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -47,12 +47,7 @@ async fn handle(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == format!("Bearer {}", api.bearer));
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = super::http_server::body_bytes(req).await;
     let reply = |status: StatusCode, v: Value| {
         let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
         *r.status_mut() = status;

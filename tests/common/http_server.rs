@@ -11,6 +11,16 @@ use std::convert::Infallible;
 use std::future::Future;
 use tokio::net::TcpListener;
 
+/// A request's whole body; empty if the client broke off sending it.
+pub async fn body_bytes(req: Request<Incoming>) -> Bytes {
+    use http_body_util::BodyExt;
+    req.into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
+}
+
 /// Serves every connection `listener` accepts, each request through `handle`, until the
 /// test's runtime ends.
 pub fn serve<F, Fut>(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, handle: F)
