@@ -46,8 +46,8 @@ fn scenario(server: &Synapse, webhook_port: u16, ids: &std::path::Path, groups: 
     text
 }
 
-/// Runs `chatload setup matrix` for `text` and returns where it wrote the ids.
-fn setup(server: &Synapse, text: &str, webhook_port: u16) -> std::path::PathBuf {
+/// Runs `chatload setup matrix` for `text`; what it printed to stdout and stderr.
+fn setup(server: &Synapse, text: &str, webhook_port: u16) -> (String, String) {
     let file = server
         .dir
         .path()
@@ -63,17 +63,36 @@ fn setup(server: &Synapse, text: &str, webhook_port: u16) -> std::path::PathBuf 
         .output()
         .expect("chatload runs");
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let warned = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "setup: {said}{warned}");
     assert!(
-        out.status.success(),
-        "setup: {said}{}",
-        String::from_utf8_lossy(&out.stderr)
+        said.contains("24 users") && !said.contains(AS_TOKEN) && !warned.contains(AS_TOKEN),
+        "{said}{warned}"
     );
-    assert!(
-        said.contains("24 users") && !said.contains(AS_TOKEN),
-        "{said}"
-    );
-    ids
+    assert!(said.contains(&ids.display().to_string()), "{said}");
+    (said, warned)
 }
+
+/// Makes `user` leave `room` through the application service, as a person might.
+async fn leave(server: &Synapse, room: &str, user: &str) {
+    let url = format!(
+        "{}/_matrix/client/v3/rooms/{}/leave?user_id={}",
+        server.url(),
+        percent_encoding::utf8_percent_encode(room, percent_encoding::NON_ALPHANUMERIC),
+        percent_encoding::utf8_percent_encode(user, percent_encoding::NON_ALPHANUMERIC),
+    );
+    let answer = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(AS_TOKEN)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("synapse answers");
+    assert!(answer.status().is_success(), "leave: {}", answer.status());
+}
+
+const JOINED: &str =
+    "select count(*) from current_state_events where type='m.room.member' and membership='join'";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_and_room_messages_balance_and_match_the_homeservers_database() {
@@ -83,7 +102,31 @@ async fn direct_and_room_messages_balance_and_match_the_homeservers_database() {
     set_env_once(&[(TOKEN_VAR, AS_TOKEN)]);
     let ids = server.dir.path().join("matrix-ids.json");
     let text = scenario(&server, server.webhook_port, &ids, true);
-    setup(&server, &text, server.webhook_port);
+    let (said, _) = setup(&server, &text, server.webhook_port);
+    assert!(said.contains("5 group rooms made"), "{said}");
+    let first = std::fs::read_to_string(&ids).expect("ids file");
+    let (rooms, joined) = (server.rooms_stored(), server.count(JOINED));
+    // Someone leaves a direct room between set-ups: the next set-up finds every room by its
+    // alias, makes none, and brings them back.
+    let file: serde_json::Value = serde_json::from_str(&first).expect("ids JSON");
+    let (pair, room) = file["direct"]
+        .as_object()
+        .and_then(|d| d.iter().next())
+        .expect("a direct room");
+    let b = pair.split_once('-').expect("a-b").1;
+    let user_b = file["users"][b].as_str().expect("user id");
+    leave(&server, room.as_str().expect("room id"), user_b).await;
+    assert_eq!(server.count(JOINED), joined - 1);
+    let (said, _) = setup(&server, &text, server.webhook_port);
+    assert!(
+        said.contains("5 group rooms found from an earlier set-up")
+            && said.contains("direct rooms found from an earlier set-up")
+            && !said.contains("made"),
+        "{said}"
+    );
+    assert_eq!(std::fs::read_to_string(&ids).expect("ids file"), first);
+    assert_eq!(server.rooms_stored(), rooms, "no room made twice");
+    assert_eq!(server.count(JOINED), joined, "who left is back");
     let r = run_text(&text, None).await;
     let s = &r.summary;
     let a = &s.accounting;
@@ -156,7 +199,8 @@ async fn swallowing_proxy(listen: u16, chatload: u16, every: u64) -> Arc<Swallow
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_a_proxy_swallows_are_lost_exactly() {
-    let Some(server) = Synapse::start() else {
+    // A registration from before set-ups named their rooms: rooms without aliases, said so.
+    let Some(server) = Synapse::start_with(&common::synapse::registration_without_aliases()) else {
         return;
     };
     set_env_once(&[(TOKEN_VAR, AS_TOKEN)]);
@@ -166,10 +210,15 @@ async fn transactions_a_proxy_swallows_are_lost_exactly() {
     let ids = server.dir.path().join("matrix-ids.json");
     let text = scenario(&server, inner, &ids, false);
     // The set-up answers Synapse's pushes at the application service's own port.
-    setup(
+    let (said, warned) = setup(
         &server,
         &scenario(&server, server.webhook_port, &ids, false),
         server.webhook_port,
+    );
+    assert!(
+        said.contains("direct rooms made without an alias")
+            && warned.contains("reserves no room aliases"),
+        "{said}{warned}"
     );
     let proxy = swallowing_proxy(server.webhook_port, inner, 4).await;
     let r = run_text(&text, None).await;

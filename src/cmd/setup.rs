@@ -4,7 +4,7 @@
 use super::{BAD_INPUT, PASSED, RUN_FAILED};
 use crate::cli::{MatrixSetupArgs, SetupCommand};
 use chatload::scenario;
-use chatload::setup::matrix::MatrixSetup;
+use chatload::setup::matrix::{ALIAS_PREFIX, MatrixSetup, RoomCounts};
 use chatload::workload::{Population, Segment};
 
 pub async fn run(command: SetupCommand) -> u8 {
@@ -56,6 +56,7 @@ async fn matrix(a: MatrixSetupArgs) -> u8 {
         as_token,
         server_name: a.server_name.clone().unwrap_or_default(),
         localpart: a.localpart,
+        aliases_refused: Default::default(),
     };
     if a.server_name.is_none() {
         match setup.server_name().await {
@@ -101,8 +102,8 @@ async fn matrix(a: MatrixSetupArgs) -> u8 {
         },
         None => None,
     };
-    let ids = match provisioned {
-        Ok(ids) => ids,
+    let (ids, group_rooms, direct_rooms) = match provisioned {
+        Ok(made) => made,
         Err(e) => {
             eprintln!("chatload: {}", chatload::secrets::redact(&e));
             return RUN_FAILED;
@@ -120,15 +121,71 @@ async fn matrix(a: MatrixSetupArgs) -> u8 {
         return RUN_FAILED;
     }
     println!(
-        "{}: {} users, {} group rooms, {} direct rooms on {}{}",
+        "{}: {} users, {}, {} on {}{}",
         a.out.display(),
         ids.users.len(),
-        ids.groups.len(),
-        ids.direct.len(),
+        describe_rooms(group_rooms, "group"),
+        describe_rooms(direct_rooms, "direct"),
         a.homeserver,
         pushed.map_or(String::new(), |n| format!(
             " ({n} pushes of the set-up's events answered at the webhook)"
         ))
     );
+    if group_rooms.without_alias + direct_rooms.without_alias > 0 {
+        eprintln!(
+            "chatload: the application service's registration reserves no room aliases, so these rooms have none and a second set-up makes them again; add `aliases: [{{exclusive: true, regex: '{}.*'}}]` to its namespaces to have them found instead",
+            ALIAS_PREFIX.replace('.', "\\.")
+        );
+    }
     PASSED
+}
+
+/// "5 group rooms made", "30 direct rooms found from an earlier set-up", or each part named.
+fn describe_rooms(c: RoomCounts, kind: &str) -> String {
+    let parts: Vec<String> = [
+        (c.made, "made"),
+        (c.found, "found from an earlier set-up"),
+        (c.without_alias, "made without an alias"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, how)| format!("{n} {how}"))
+    .collect();
+    let total = c.made + c.found + c.without_alias;
+    match parts.as_slice() {
+        [] => format!("0 {kind} rooms"),
+        [one] => format!(
+            "{total} {kind} rooms {}",
+            one.split_once(' ').map_or("", |p| p.1)
+        ),
+        _ => format!("{total} {kind} rooms ({})", parts.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_counts_read_as_one_phrase() {
+        let c = |made, found, without_alias| RoomCounts {
+            made,
+            found,
+            without_alias,
+        };
+        assert_eq!(describe_rooms(c(0, 0, 0), "group"), "0 group rooms");
+        assert_eq!(describe_rooms(c(5, 0, 0), "group"), "5 group rooms made");
+        assert_eq!(
+            describe_rooms(c(0, 30, 0), "direct"),
+            "30 direct rooms found from an earlier set-up"
+        );
+        assert_eq!(
+            describe_rooms(c(2, 3, 0), "direct"),
+            "5 direct rooms (2 made, 3 found from an earlier set-up)"
+        );
+        assert_eq!(
+            describe_rooms(c(0, 0, 4), "group"),
+            "4 group rooms made without an alias"
+        );
+    }
 }

@@ -1,9 +1,11 @@
 //! `chatload setup matrix`: a Matrix homeserver made ready for a scenario's population
 //! through the application-service API (one `as_token` acting as each user of its
 //! namespace): every user registered, one room per group with its members joined, one room
-//! of two per contact pair; the ids written for `[target.http] ids`. Accounts and rooms that
-//! exist already are used as they are only for users (a second run registers nobody new);
-//! rooms are made anew each time. Requests go a bounded number at a time, and each answer is
+//! of two per contact pair; the ids written for `[target.http] ids`. Running it again makes
+//! nothing twice: an account that exists is used as it is, and each room carries an alias
+//! made from its kind and the ids of its members (`#chatload.g3.<digest>:server`), so a room
+//! of the same members is found by its alias, and members who left or never joined are
+//! invited and joined again. Requests go a bounded number at a time, and each answer is
 //! read up to a bound. While it works, the homeserver pushes the events it makes (joins,
 //! invites) to the application service's URL: `sink` answers them there, so the homeserver
 //! does not mark the service as down and hold back the run's deliveries for minutes.
@@ -12,11 +14,52 @@ use crate::scenario::ids::IdFile;
 use crate::workload::Population;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Requests under way at once.
 const CONCURRENCY: usize = 8;
 /// The longest answer read from the homeserver.
 const MAX_ANSWER: usize = 64 << 10;
+
+/// One room the set-up wants: who makes it, who is in it, what it is called.
+struct RoomPlan<'a> {
+    creator: u32,
+    members: &'a [u32],
+    /// `g3` for group 3, `u4-u9` for the direct room of users 4 and 9.
+    name: String,
+    direct: bool,
+}
+
+/// Whether the set-up made a room or found it from an earlier run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Made {
+    New,
+    Found,
+    /// Made without an alias, because the registration reserves none for the service: a
+    /// later set-up cannot find it and makes another.
+    NewWithoutAlias,
+}
+
+/// How many rooms a set-up made and how many it found already there.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RoomCounts {
+    pub made: usize,
+    pub found: usize,
+    pub without_alias: usize,
+}
+
+impl RoomCounts {
+    fn add(&mut self, m: Made) {
+        match m {
+            Made::New => self.made += 1,
+            Made::Found => self.found += 1,
+            Made::NewWithoutAlias => self.without_alias += 1,
+        }
+    }
+}
+
+/// The alias namespace a registration gives the set-up (README, Matrix).
+pub const ALIAS_PREFIX: &str = "#chatload.";
 
 pub struct MatrixSetup {
     /// The homeserver's client API base, e.g. http://127.0.0.1:8008.
@@ -28,6 +71,13 @@ pub struct MatrixSetup {
     /// Each user's local part, `{user}` replaced by its number (default "u{user}"); it must
     /// fall in the application service's user namespace.
     pub localpart: String,
+    /// Set once the homeserver refuses an alias as outside the service's namespace, so the
+    /// other rooms are made without one at once.
+    pub aliases_refused: std::sync::atomic::AtomicBool,
+}
+
+fn encode(path_part: &str) -> String {
+    percent_encoding::utf8_percent_encode(path_part, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// What the homeserver said when a request did not succeed: one sentence, no token.
@@ -48,6 +98,9 @@ impl MatrixSetup {
     }
 
     /// One request as `user` (or as the application service itself); the answer's JSON.
+    /// An answer whose `errcode` is in `expected` is returned, not refused: it is news the
+    /// caller acts on (an account or alias in use, a join that needs an invite first).
+    #[allow(clippy::too_many_arguments)]
     async fn call(
         &self,
         http: &reqwest::Client,
@@ -56,6 +109,7 @@ impl MatrixSetup {
         user: Option<u32>,
         body: Value,
         what: &str,
+        expected: &[&str],
     ) -> Result<(reqwest::StatusCode, Value), String> {
         let mut url =
             reqwest::Url::parse(&format!("{}{path}", self.homeserver.trim_end_matches('/')))
@@ -87,58 +141,154 @@ impl MatrixSetup {
             bytes.extend_from_slice(&chunk);
         }
         let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        // An account that exists already is used as it is.
-        if status.is_success() || v["errcode"] == "M_USER_IN_USE" {
+        let errcode = v["errcode"].as_str().unwrap_or("");
+        if status.is_success() || (!errcode.is_empty() && expected.contains(&errcode)) {
             Ok((status, v))
         } else {
             Err(refusal(what, status, &bytes))
         }
     }
 
-    /// A room made by `creator` with `members` invited and joined; its id.
+    /// The alias local part of `plan`'s room: its name and a digest of its members' user
+    /// ids, so a room of other members (another scenario, another localpart) is another
+    /// alias.
+    fn alias_localpart(&self, plan: &RoomPlan<'_>) -> String {
+        let mut ids: Vec<String> = plan.members.iter().map(|m| self.user_id(*m)).collect();
+        ids.sort();
+        let digest = ring::digest::digest(&ring::digest::SHA256, ids.join("\n").as_bytes());
+        let hex: String = digest.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{}{}.{hex}", &ALIAS_PREFIX[1..], plan.name)
+    }
+
+    /// The room for `plan`, made with its members invited and joined, or found by its alias
+    /// from an earlier run and its members joined again where they are not; its id.
     async fn room(
         &self,
         http: &reqwest::Client,
-        creator: u32,
-        members: &[u32],
-        name: String,
-        direct: bool,
-    ) -> Result<String, String> {
+        plan: RoomPlan<'_>,
+    ) -> Result<(String, Made), String> {
+        let RoomPlan {
+            creator,
+            members,
+            ref name,
+            direct,
+        } = plan;
         let invite: Vec<String> = members
             .iter()
             .filter(|m| **m != creator)
             .map(|m| self.user_id(*m))
             .collect();
-        let (_, v) = self
-            .call(
+        let alias = self.alias_localpart(&plan);
+        let creating = format!("create room {name}");
+        let create = |alias: Option<&str>| {
+            let mut body = json!({"preset": "private_chat", "name": name, "invite": invite,
+                                  "is_direct": direct});
+            if let Some(a) = alias {
+                body["room_alias_name"] = json!(a);
+            }
+            self.call(
                 http,
                 reqwest::Method::POST,
                 "/_matrix/client/v3/createRoom",
                 Some(creator),
-                json!({"preset": "private_chat", "name": name, "invite": invite, "is_direct": direct}),
-                &format!("create room {name}"),
+                body,
+                &creating,
+                &["M_ROOM_IN_USE", "M_EXCLUSIVE"],
             )
-            .await?;
-        let room = v["room_id"]
-            .as_str()
-            .ok_or_else(|| format!("the homeserver made room {name} but named no room_id: {v}"))?
-            .to_string();
+        };
+        let mut v = Value::Null;
+        if !self.aliases_refused.load(Relaxed) {
+            v = create(Some(&alias)).await?.1;
+            if v["errcode"] == "M_EXCLUSIVE" {
+                self.aliases_refused.store(true, Relaxed);
+            }
+        }
+        let made = if v["errcode"] == "M_ROOM_IN_USE" {
+            Made::Found
+        } else if self.aliases_refused.load(Relaxed) {
+            v = create(None).await?.1;
+            if v["errcode"].is_string() {
+                return Err(format!("the homeserver refused to create room {name}: {v}"));
+            }
+            Made::NewWithoutAlias
+        } else {
+            Made::New
+        };
+        let room = match made {
+            Made::New | Made::NewWithoutAlias => {
+                v["room_id"].as_str().map(str::to_string).ok_or_else(|| {
+                    format!("the homeserver made room {name} but named no room_id: {v}")
+                })?
+            }
+            Made::Found => {
+                let path = format!(
+                    "/_matrix/client/v3/directory/room/{}",
+                    encode(&format!("#{alias}:{}", self.server_name))
+                );
+                let (_, v) = self
+                    .call(
+                        http,
+                        reqwest::Method::GET,
+                        &path,
+                        Some(creator),
+                        Value::Null,
+                        &format!("look up room {name} by its alias #{alias}"),
+                        &[],
+                    )
+                    .await?;
+                v["room_id"].as_str().map(str::to_string).ok_or_else(|| {
+                    format!("the homeserver knows the alias #{alias} but named no room_id: {v}")
+                })?
+            }
+        };
+        let join_path = format!("/_matrix/client/v3/rooms/{}/join", encode(&room));
         for m in members.iter().filter(|m| **m != creator) {
-            let path = format!(
-                "/_matrix/client/v3/rooms/{}/join",
-                percent_encoding::utf8_percent_encode(&room, percent_encoding::NON_ALPHANUMERIC)
-            );
+            let what = format!("join user {m} to room {name}");
+            // A found room's member may have left, or a run stopped before its join: the
+            // private room then refuses the join until the creator invites again.
+            let expected: &[&str] = match made {
+                Made::New | Made::NewWithoutAlias => &[],
+                Made::Found => &["M_FORBIDDEN"],
+            };
+            let (status, _) = self
+                .call(
+                    http,
+                    reqwest::Method::POST,
+                    &join_path,
+                    Some(*m),
+                    json!({}),
+                    &what,
+                    expected,
+                )
+                .await?;
+            if status.is_success() {
+                continue;
+            }
             self.call(
                 http,
                 reqwest::Method::POST,
-                &path,
+                &format!("/_matrix/client/v3/rooms/{}/invite", encode(&room)),
+                Some(creator),
+                json!({"user_id": self.user_id(*m)}),
+                &format!("invite user {m} to room {name} again"),
+                &[],
+            )
+            .await?;
+            self.call(
+                http,
+                reqwest::Method::POST,
+                &join_path,
                 Some(*m),
                 json!({}),
-                &format!("join user {m} to room {name}"),
+                &what,
+                &[],
             )
             .await?;
         }
-        Ok(room)
+        Ok((room, made))
     }
 
     /// The homeserver's own name, from who the application service is (`@bot:name`).
@@ -152,6 +302,7 @@ impl MatrixSetup {
                 None,
                 Value::Null,
                 "say who the application service is",
+                &[],
             )
             .await?;
         v["user_id"]
@@ -161,8 +312,12 @@ impl MatrixSetup {
             .ok_or_else(|| format!("the homeserver's whoami named no user id: {v}"))
     }
 
-    /// Registers every user, makes every room, and returns the ids.
-    pub async fn provision(&self, population: &Population) -> Result<IdFile, String> {
+    /// Registers every user, makes or finds every room, and returns the ids and how many
+    /// rooms of each kind were made and found.
+    pub async fn provision(
+        &self,
+        population: &Population,
+    ) -> Result<(IdFile, RoomCounts, RoomCounts), String> {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
@@ -179,6 +334,8 @@ impl MatrixSetup {
                         None,
                         json!({"type": "m.login.application_service", "username": self.localpart.replace("{user}", &u.to_string())}),
                         &format!("register user {u}"),
+                        // An account that exists already is used as it is.
+                        &["M_USER_IN_USE"],
                     )
                     .await
                     .map(|_| ())
@@ -197,22 +354,29 @@ impl MatrixSetup {
             .enumerate()
             .map(|(g, m)| (g as u32, m.to_vec()))
             .collect();
-        let made: Vec<Result<(u32, String), String>> = futures_util::stream::iter(groups)
+        type GroupRoom = Result<(u32, String, Made), String>;
+        let made: Vec<GroupRoom> = futures_util::stream::iter(groups)
             .map(|(g, members)| {
                 let http = &http;
                 async move {
                     let creator = *members.first().ok_or(format!("group {g} has no members"))?;
-                    self.room(http, creator, &members, format!("g{g}"), false)
-                        .await
-                        .map(|room| (g, room))
+                    let plan = RoomPlan {
+                        creator,
+                        members: &members,
+                        name: format!("g{g}"),
+                        direct: false,
+                    };
+                    self.room(http, plan).await.map(|(room, m)| (g, room, m))
                 }
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
+        let mut group_rooms = RoomCounts::default();
         for r in made {
-            let (g, room) = r?;
+            let (g, room, m) = r?;
             ids.groups.insert(g, room);
+            group_rooms.add(m);
         }
         // Each pair once, however the contact lists name it.
         let pairs: std::collections::BTreeSet<(u32, u32)> = (0..population.users())
@@ -224,24 +388,32 @@ impl MatrixSetup {
                     .map(move |c| crate::scenario::ids::direct_key(u, *c))
             })
             .collect();
-        type Made = Result<((u32, u32), String), String>;
-        let made: Vec<Made> = futures_util::stream::iter(pairs)
+        type DirectRoom = Result<((u32, u32), String, Made), String>;
+        let made: Vec<DirectRoom> = futures_util::stream::iter(pairs)
             .map(|(a, b)| {
                 let http = &http;
                 async move {
-                    self.room(http, a, &[a, b], format!("u{a}-u{b}"), true)
+                    let plan = RoomPlan {
+                        creator: a,
+                        members: &[a, b],
+                        name: format!("u{a}-u{b}"),
+                        direct: true,
+                    };
+                    self.room(http, plan)
                         .await
-                        .map(|room| ((a, b), room))
+                        .map(|(room, m)| ((a, b), room, m))
                 }
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
+        let mut direct_rooms = RoomCounts::default();
         for r in made {
-            let ((a, b), room) = r?;
+            let ((a, b), room, m) = r?;
             ids.direct.insert(format!("{a}-{b}"), room);
+            direct_rooms.add(m);
         }
-        Ok(ids)
+        Ok((ids, group_rooms, direct_rooms))
     }
 }
 
@@ -254,7 +426,7 @@ pub async fn sink(
     stop: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<u64> {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    use std::sync::atomic::AtomicU64;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let taken = Arc::new(AtomicU64::new(0));
     let last = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));

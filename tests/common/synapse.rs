@@ -63,7 +63,8 @@ app_service_config_files: [{dir}/chatload-appservice.yaml]
 "#;
 
 /// The application service's registration: chatload's webhook is its URL; `rate_limited:
-/// false` keeps the homeserver's per-user limits out of the measurement.
+/// false` keeps the homeserver's per-user limits out of the measurement; the alias
+/// namespace lets `chatload setup matrix` name its rooms and find them again.
 pub const REGISTRATION: &str = r#"id: chatload
 url: http://127.0.0.1:{webhook_port}
 as_token: {as_token}
@@ -74,12 +75,26 @@ namespaces:
   users:
     - exclusive: true
       regex: '@u[0-9]+:localhost'
-  aliases: []
+  aliases:
+    - exclusive: true
+      regex: '#chatload\..*:localhost'
   rooms: []
 "#;
 
+/// A registration from before `chatload setup matrix` named its rooms: no aliases.
+pub fn registration_without_aliases() -> String {
+    let namespace = "  aliases:\n    - exclusive: true\n      regex: '#chatload\\..*:localhost'\n";
+    assert!(REGISTRATION.contains(namespace));
+    REGISTRATION.replace(namespace, "  aliases: []\n")
+}
+
 impl Synapse {
     pub fn start() -> Option<Synapse> {
+        Self::start_with(REGISTRATION)
+    }
+
+    /// A homeserver with the application service registered by `registration`.
+    pub fn start_with(registration: &str) -> Option<Synapse> {
         let python = python()?;
         let dir = tempfile::tempdir().expect("temp dir");
         let port = super::free_port();
@@ -94,7 +109,7 @@ impl Synapse {
         .expect("write config");
         std::fs::write(
             dir.path().join("chatload-appservice.yaml"),
-            REGISTRATION
+            registration
                 .replace("{webhook_port}", &webhook_port.to_string())
                 .replace("{as_token}", AS_TOKEN)
                 .replace("{hs_token}", HS_TOKEN),
@@ -148,13 +163,23 @@ impl Synapse {
 
     /// The room messages in the homeserver's own database.
     pub fn messages_stored(&self) -> u64 {
+        self.count("select count(*) from events where type='m.room.message'")
+    }
+
+    /// The rooms in the homeserver's own database.
+    pub fn rooms_stored(&self) -> u64 {
+        self.count("select count(*) from rooms")
+    }
+
+    pub fn count(&self, query: &str) -> u64 {
         let db = self.dir.path().join("homeserver.db");
         let out = Command::new(python().expect("python"))
             .args([
                 "-c",
-                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute(\"select count(*) from events where type='m.room.message'\").fetchone()[0])",
+                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute(sys.argv[2]).fetchone()[0])",
             ])
             .arg(&db)
+            .arg(query)
             .output()
             .expect("python runs");
         let text = String::from_utf8_lossy(&out.stdout);
