@@ -239,7 +239,7 @@ async fn register_groups(
     )
     .await
     .map_err(|e| first_failure(url, "chatload", &e))?;
-    let (mut reader, mut writer) = (conn.reader, conn.writer);
+    let mut ws = conn.ws;
     // Each segment defines its own groups.
     let groups: Vec<(u32, &[u32])> = population
         .groups()
@@ -251,16 +251,13 @@ async fn register_groups(
     let setup = async {
         let mut confirmed = 0usize;
         for (g, members) in &groups {
-            writer.push(Message::text(protocol::group(*g, members)));
+            ws.push(Message::text(protocol::group(*g, members)));
         }
-        while writer.has_work() {
-            writer
-                .progress()
-                .await
-                .map_err(|e| answered_but(url, &format!("the group set-up failed: {e}")))?;
-        }
+        ws.write_all()
+            .await
+            .map_err(|e| answered_but(url, &format!("the group set-up failed: {e}")))?;
         while confirmed < groups.len() {
-            match reader.next().await {
+            match ws.recv().await {
                 Some(Ok(Message::Text(t))) => {
                     match protocol::decode(&t).map(|f| f.op.into_owned()).as_deref() {
                         Ok("group_ok") => confirmed += 1,
@@ -292,7 +289,7 @@ async fn register_groups(
     )
     .await
     .map_err(|_| RunError::Setup("the target did not confirm the groups in time".into()))??;
-    let _ = tokio::time::timeout(Duration::from_millis(500), writer.close()).await;
+    let _ = tokio::time::timeout(Duration::from_millis(500), ws.close()).await;
     Ok(())
 }
 

@@ -14,8 +14,7 @@ use crate::scenario::template::{
     Frame, Matcher, Slot, Template, Value, body_for, message_id, number,
 };
 use crate::secrets::Credentials;
-use crate::wsio::QueuedWriter;
-use futures_util::{StreamExt, stream::SplitStream};
+use crate::wsio::{Duplex, Event};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,8 +34,7 @@ pub struct GatewaySession {
     user: u32,
     target: Arc<GatewayTarget>,
     credentials: Arc<Credentials>,
-    reader: SplitStream<Socket>,
-    writer: QueuedWriter<Socket>,
+    ws: Duplex<Box<Socket>>,
     early: VecDeque<Received>,
     body: String,
     /// What the log-in steps captured, by index (`{{captured.name}}`).
@@ -283,30 +281,26 @@ impl GatewaySetup {
         let json = g.format == FrameFormat::Json;
         let mut step_at = 0usize;
         let attempt = async {
-            let (sink, mut reader) = ws.split();
-            let mut writer = QueuedWriter::new(sink);
+            let mut ws = Duplex::new(Box::new(ws));
             let mut captured = vec![String::new(); g.captured.len()];
             let mut early = VecDeque::new();
-            let write_all = async |w: &mut QueuedWriter<Socket>| {
-                while w.has_work() {
-                    w.progress()
-                        .await
-                        .map_err(|e| ConnectError::new(classify(&e), e.to_string()))?;
-                }
-                Ok::<(), ConnectError>(())
+            let write_all = async |w: &mut Duplex<Box<Socket>>| {
+                w.write_all()
+                    .await
+                    .map_err(|e| ConnectError::new(classify(&e), e.to_string()))
             };
             for (i, step) in g.login.iter().enumerate() {
                 step_at = i + 1;
                 if let Some(send) = &step.send {
                     let f = Fill::session(user, &self.credentials, &captured);
-                    writer.push(frame(g.binary, send.render(json, |s| f.value(s))));
-                    write_all(&mut writer).await?;
+                    ws.push(frame(g.binary, send.render(json, |s| f.value(s))));
+                    write_all(&mut ws).await?;
                 }
                 let Some(expect) = &step.expect else {
                     continue;
                 };
                 let got = loop {
-                    match reader.next().await {
+                    match ws.recv().await {
                         Some(Ok(m)) => match parse(g.format, m) {
                             Some(Ok(r)) if expect.matches(r.frame()) => break r,
                             Some(Ok(r)) => {
@@ -351,16 +345,15 @@ impl GatewaySetup {
                         group: *group as u64,
                         ..Fill::session(user, &self.credentials, &captured)
                     };
-                    writer.push(frame(g.binary, join.render(json, |s| f.value(s))));
+                    ws.push(frame(g.binary, join.render(json, |s| f.value(s))));
                 }
-                write_all(&mut writer).await?;
+                write_all(&mut ws).await?;
             }
             Ok(GatewaySession {
                 user,
                 target: g.clone(),
                 credentials: self.credentials.clone(),
-                reader,
-                writer,
+                ws,
                 early,
                 body: String::new(),
                 captured: captured.into(),
@@ -389,7 +382,7 @@ impl GatewaySession {
     fn write(&mut self, template: Option<&Template>, fill: &Fill<'_>) -> bool {
         let Some(t) = template else { return false };
         let text = t.render(self.target.format == FrameFormat::Json, |s| fill.value(s));
-        self.writer.push(frame(self.target.binary, text));
+        self.ws.push(frame(self.target.binary, text));
         true
     }
 }
@@ -465,30 +458,26 @@ impl Session for GatewaySession {
         if let Some(v) = self.early.pop_front() {
             return interpret(&self.target, &v);
         }
-        let has_work = self.writer.has_work();
-        tokio::select! {
-            biased;
-            f = self.reader.next() => match f {
-                Some(Ok(Message::Close(_))) | None => Incoming::Lost {
-                    kind: ErrorKind::ConnectionClosed,
-                    detail: "the gateway closed the connection".into(),
-                },
-                Some(Ok(m)) => match parse(self.target.format, m) {
-                    Some(Ok(r)) => interpret(&self.target, &r),
-                    Some(Err(detail)) => Incoming::Undecodable(detail),
-                    None => Incoming::Nothing,
-                },
-                Some(Err(e)) => Incoming::Lost { kind: classify(&e), detail: e.to_string() },
+        match self.ws.event().await {
+            Event::Read(Some(Ok(Message::Close(_))) | None) => Incoming::Lost {
+                kind: ErrorKind::ConnectionClosed,
+                detail: "the gateway closed the connection".into(),
             },
-            w = self.writer.progress(), if has_work => match w {
-                Ok(()) => Incoming::Nothing,
-                Err(e) => Incoming::Lost { kind: classify(&e), detail: e.to_string() },
+            Event::Read(Some(Ok(m))) => match parse(self.target.format, m) {
+                Some(Ok(r)) => interpret(&self.target, &r),
+                Some(Err(detail)) => Incoming::Undecodable(detail),
+                None => Incoming::Nothing,
             },
+            Event::Read(Some(Err(e))) | Event::Wrote(Err(e)) => Incoming::Lost {
+                kind: classify(&e),
+                detail: e.to_string(),
+            },
+            Event::Wrote(Ok(())) => Incoming::Nothing,
         }
     }
 
     async fn close(&mut self) {
-        let _ = self.writer.close().await;
+        let _ = self.ws.close().await;
     }
 
     fn confirms_sends(&self) -> bool {

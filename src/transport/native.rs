@@ -5,15 +5,15 @@
 use super::{ConnectError, Delivery, Incoming, Outgoing, Session, tls::TlsContext};
 use crate::metrics::ErrorKind;
 use crate::protocol::{self, Frame};
-use crate::wsio::QueuedWriter;
-use futures_util::{SinkExt, StreamExt, stream::SplitStream};
+use crate::wsio::{Duplex, Event};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 /// A connected, greeted session.
 pub struct NativeSession {
-    pub reader: SplitStream<Socket>,
-    pub writer: QueuedWriter<Socket>,
+    /// Boxed: the stream is 1.4 KB (its TLS state is inline), and a session is part of every
+    /// user's future whatever its protocol.
+    pub ws: Duplex<Box<Socket>>,
     /// Frames that arrived with the greeting (resumed deliveries), in order.
     early: std::collections::VecDeque<Message>,
 }
@@ -56,13 +56,14 @@ pub async fn connect(
         }
     };
     let attempt = async {
-        let (mut sink, mut reader) = ws.split();
-        sink.send(Message::text(protocol::hello(user, last_seq, run)))
+        let mut ws = Duplex::new(Box::new(ws));
+        ws.push(Message::text(protocol::hello(user, last_seq, run)));
+        ws.write_all()
             .await
             .map_err(|e| ConnectError::new(classify(&e), e.to_string()))?;
         let mut early = std::collections::VecDeque::new();
         loop {
-            match reader.next().await {
+            match ws.recv().await {
                 Some(Ok(Message::Text(t))) => {
                     let op = protocol::decode(&t).map(|f| f.op.into_owned());
                     match op.as_deref() {
@@ -95,11 +96,7 @@ pub async fn connect(
                 }
             }
         }
-        Ok(NativeSession {
-            reader,
-            writer: QueuedWriter::new(sink),
-            early,
-        })
+        Ok(NativeSession { ws, early })
     };
     match tokio::time::timeout_at(started + timeout, attempt).await {
         Ok(r) => r,
@@ -204,7 +201,7 @@ pub fn encode(out: &Outgoing<'_>) -> String {
 
 impl Session for NativeSession {
     fn push(&mut self, out: Outgoing<'_>) -> bool {
-        self.writer.push(Message::text(encode(&out)));
+        self.ws.push(Message::text(encode(&out)));
         true
     }
 
@@ -212,27 +209,29 @@ impl Session for NativeSession {
         if let Some(Message::Text(t)) = self.early.pop_front() {
             return interpret(&t);
         }
-        let has_work = self.writer.has_work();
-        tokio::select! {
-            biased;
-            f = self.reader.next() => match f {
+        match self.ws.event().await {
+            Event::Read(f) => match f {
                 Some(Ok(Message::Text(t))) => interpret(&t),
                 Some(Ok(Message::Close(_))) | None => Incoming::Lost {
                     kind: ErrorKind::ConnectionClosed,
                     detail: "the target closed the connection".into(),
                 },
                 Some(Ok(_)) => Incoming::Nothing,
-                Some(Err(e)) => Incoming::Lost { kind: classify(&e), detail: e.to_string() },
+                Some(Err(e)) => Incoming::Lost {
+                    kind: classify(&e),
+                    detail: e.to_string(),
+                },
             },
-            w = self.writer.progress(), if has_work => match w {
-                Ok(()) => Incoming::Nothing,
-                Err(e) => Incoming::Lost { kind: classify(&e), detail: e.to_string() },
+            Event::Wrote(Ok(())) => Incoming::Nothing,
+            Event::Wrote(Err(e)) => Incoming::Lost {
+                kind: classify(&e),
+                detail: e.to_string(),
             },
         }
     }
 
     async fn close(&mut self) {
-        let _ = self.writer.close().await;
+        let _ = self.ws.close().await;
     }
 
     fn confirms_sends(&self) -> bool {

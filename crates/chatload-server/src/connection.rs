@@ -3,15 +3,17 @@
 
 use super::hub::{ConnHandle, Hub, Outbound};
 use crate::protocol::{self, Delivery};
-use crate::wsio::QueuedWriter;
-use futures_util::StreamExt;
+use crate::wsio::{Duplex, Event};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+type Connection = Duplex<WebSocketStream<TcpStream>>;
 
 /// A held-back delivery (reorder fault) goes out after this long if no other delivery follows.
 const HOLD_LIMIT: Duration = Duration::from_millis(200);
@@ -41,8 +43,7 @@ pub async fn serve_connection(
         }
     };
     hub.stats.connections.fetch_add(1, Relaxed);
-    let (sink, mut source) = ws.split();
-    let mut writer = QueuedWriter::new(sink);
+    let mut writer: Connection = Duplex::new(ws);
     let (tx, rx) = super::outbox::outbox();
     let conn_id = hub.new_conn_id();
     let mut user: Option<u32> = None;
@@ -64,12 +65,13 @@ pub async fn serve_connection(
         tokio::select! {
             biased;
             _ = shutdown.changed() => break,
-            incoming = source.next() => {
-                let text = match incoming {
-                    Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Ping(p))) => { writer.push(Message::Pong(p)); continue; }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                    Some(Ok(_)) => continue,
+            event = writer.event() => {
+                let text = match event {
+                    Event::Read(Some(Ok(Message::Text(t)))) => t,
+                    Event::Read(Some(Ok(Message::Ping(p)))) => { writer.push(Message::Pong(p)); continue; }
+                    Event::Read(Some(Ok(Message::Close(_))) | None | Some(Err(_))) => break,
+                    Event::Read(Some(Ok(_))) | Event::Wrote(Ok(())) => continue,
+                    Event::Wrote(Err(_)) => break,
                 };
                 if !handle_frame(&text, &hub, (&mut user, &mut run), conn_id, &tx, &mut writer) {
                     break;
@@ -79,9 +81,6 @@ pub async fn serve_connection(
             _ = tokio::time::sleep_until(next_due.unwrap_or(hello_deadline)), if next_due.is_some_and(|d| d > tokio::time::Instant::now()) => {}
             _ = tokio::time::sleep_until(hello_deadline), if user.is_none() => break,
             _ = tokio::time::sleep_until(held.as_ref().map_or(hello_deadline, |(_, at)| (*at + HOLD_LIMIT).into())), if held.is_some() => {}
-            r = writer.progress(), if writer.has_work() => {
-                if r.is_err() { break; }
-            }
         }
         let now = Instant::now();
         if stalled_until.is_some_and(|s| s <= now) {
@@ -137,18 +136,14 @@ pub async fn serve_connection(
 }
 
 /// Acts on one client frame. Returns false when the connection must close.
-fn handle_frame<S>(
+fn handle_frame(
     text: &str,
     hub: &Hub,
     (user, run): (&mut Option<u32>, &mut u64),
     conn_id: u64,
     tx: &super::outbox::OutboxSender,
-    writer: &mut QueuedWriter<S>,
-) -> bool
-where
-    futures_util::stream::SplitSink<S, Message>:
-        futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
-{
+    writer: &mut Connection,
+) -> bool {
     let frame = match protocol::decode(text) {
         Ok(f) => f,
         Err(e) => {
