@@ -160,6 +160,82 @@ def http_flood_case():
     srv.shutdown()
 
 
+def deaf_target_case():
+    """A WebSocket target that takes the log-in, answers hello_ok and never reads again."""
+    import hashlib
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    port = listener.getsockname()[1]
+    held = []
+
+    def serve_one(c):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            got = c.recv(4096)
+            if not got:
+                return
+            buf += got
+        key = next(l.split(b":", 1)[1].strip() for l in buf.split(b"\r\n")
+                   if l.lower().startswith(b"sec-websocket-key:"))
+        accept = base64.b64encode(hashlib.sha1(
+            key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()).decode()
+        c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode())
+        rest = buf.split(b"\r\n\r\n", 1)[1]
+        while len(rest) < 2 or len(rest) < 6 + (rest[1] & 0x7F):
+            rest += c.recv(4096)
+        n = rest[1] & 0x7F
+        mask, data = rest[2:6], rest[6:6 + n]
+        hello = bytes(b ^ mask[i % 4] for i, b in enumerate(data)).decode()
+        user = int(hello.split('"user":')[1].split(",")[0])
+        ok = ('{"op":"hello_ok","user":%d,"last_seq":0}' % user).encode()
+        c.sendall(bytes([0x81, len(ok)]) + ok)
+        held.append(c)  # never read again
+
+    def accept_loop():
+        while True:
+            try:
+                c, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve_one, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept_loop, daemon=True).start()
+    text = """[scenario]
+name = "deaf-target"
+seed = 5
+loss_deadline = "1s"
+drain = "1s"
+
+[population.consumers]
+users = 50
+contacts = { uniform = { min = 1, max = 3 } }
+
+[[pattern]]
+kind = "direct_chat"
+conversations = "1200/min per user"
+messages = 1
+size = 65536
+typing = 0
+read = 0
+media = { text = 1 }
+
+[load]
+stages = [{ ramp = "1s" }, { hold = "15s" }]
+"""
+    run(
+        "run: a WebSocket target that stops reading after the log-in (50 users, 1.3 MB/s each)",
+        ["run", scenario("deaf.toml", text), "--target", f"ws://127.0.0.1:{port}/v1/ws", "-q",
+         "--out", os.path.join(TMP, "deaf")],
+        timeout=90,
+    )
+    listener.close()
+    for c in held:
+        c.close()
+
+
 def hostile_hlog(lines):
     """A bundle whose latency.hlog declares histograms up to 2^62 µs with 5 digits."""
     body = bytearray()
@@ -201,8 +277,11 @@ def hlog_cases():
             ["merge", good, d, "--out", os.path.join(TMP, f"merged-{lines}")], timeout=60)
 
 
-def ws_connect(port, user):
-    s = socket.create_connection(("127.0.0.1", port))
+def ws_connect(port, user, rcvbuf=None):
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
     s.sendall(
         (f"GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -305,6 +384,26 @@ def offline_sends(port):
     return "100,000 sends of 3 KB to 50,000 users who never connect"
 
 
+def never_reads(port):
+    """Pings as fast as the socket takes them and never reads a pong."""
+    s = ws_connect(port, 1, rcvbuf=4096)
+    data = b'{"op":"ping"}'
+    mask = os.urandom(4)
+    frame = bytes([0x81, 0x80 | len(data)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    batch = frame * 10_000
+    sent = 0
+    t0 = time.monotonic()
+    try:
+        while sent < 5_000_000 and time.monotonic() - t0 < 30:
+            s.sendall(batch)
+            sent += 10_000
+        how = "not cut"
+    except OSError as e:
+        how = f"cut ({e.__class__.__name__})"
+    s.close()
+    return f"{sent:,} pings written without reading a pong: {how}"
+
+
 def half_headers(port):
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -335,9 +434,11 @@ def main():
     print(f"chatload: {BIN}\n")
     client_cases()
     http_flood_case()
+    deaf_target_case()
     hlog_cases()
     serve_case("serve: a group of 300,000 members", big_group)
     serve_case("serve: sends to users who never connect", offline_sends)
+    serve_case("serve: a client that sends and never reads", never_reads)
     serve_case("serve: connections that never finish their header", half_headers)
     print("\n| case | exit | peak RSS | seconds |\n|---|---|---|---|")
     for case, code, rss, took, _ in ROWS:

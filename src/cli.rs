@@ -317,6 +317,11 @@ pub struct ServeArgs {
     /// sent to online users but not kept, and counted.
     #[arg(long, default_value = "256MiB", value_name = "SIZE")]
     pub queue_bytes: String,
+    /// Bytes of frames one connection may have waiting to be written beyond what its
+    /// socket took, e.g. 256KiB; a client that stops reading is cut past it and counted
+    /// (what it is owed stays kept for its next connection).
+    #[arg(long, default_value = "256KiB", value_name = "SIZE")]
+    pub max_write_queue: String,
     /// Messages per second the server can take and deliver; past it they queue (a
     /// known knee for `chatload capacity`).
     #[arg(long, value_name = "N")]

@@ -329,3 +329,92 @@ async fn a_server_that_closes_after_log_in_gets_backoff_not_a_flood() {
     assert!(n >= 100, "every user tried: {n}");
     assert!(n < 2_000, "{n} connections from 100 users in about 6 s");
 }
+
+/// A WebSocket server that takes the log-in and then never reads again, with a small
+/// receive buffer so its kernel takes little; how many connections it took.
+async fn stops_reading_after_log_in() -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use futures_util::{SinkExt, StreamExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(64).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                    return;
+                };
+                if let Some(Ok(m)) = ws.next().await
+                    && let Ok(v) =
+                        serde_json::from_str::<serde_json::Value>(m.to_text().unwrap_or(""))
+                {
+                    let user = v["user"].as_u64().unwrap_or(0) as u32;
+                    let _ = ws
+                        .send(tokio_tungstenite::tungstenite::Message::text(
+                            chatload::protocol::hello_ok(user, 0),
+                        ))
+                        .await;
+                }
+                // Holds the connection open, reading nothing, until the test ends.
+                std::future::pending::<()>().await;
+                drop(ws);
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// A target that stops reading does not make chatload hold ever more: each connection is
+/// given up once 1 MiB waits to be written (`target_not_reading`, said in one sentence),
+/// the user connects again, and the books still balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_stops_reading_is_given_up_not_buffered_without_bound() {
+    let (port, accepted) = stops_reading_after_log_in().await;
+    // 2 users, 20 messages of 64 KiB a second each: 1.3 MB/s per connection that nothing
+    // reads.
+    let text = r#"[scenario]
+name = "deaf-target"
+seed = 5
+loss_deadline = "1s"
+drain = "1s"
+
+[population.consumers]
+users = 2
+contacts = { uniform = { min = 1, max = 1 } }
+
+[[pattern]]
+kind = "direct_chat"
+conversations = "1200/min per user"
+messages = 1
+size = 65536
+typing = 0
+read = 0
+media = { text = 1 }
+
+[load]
+stages = [{ ramp = "1s" }, { hold = "10s" }]
+"#;
+    let r = run_text(text, Some(format!("ws://127.0.0.1:{port}/v1/ws"))).await;
+    let s = &r.summary;
+    let given_up = s.errors.get("target_not_reading").copied().unwrap_or(0);
+    assert!(given_up >= 1, "{:?}", s.errors);
+    let example = s
+        .error_examples
+        .get("target_not_reading")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        example.contains("the target stopped reading") && example.contains("bytes waited"),
+        "{example}"
+    );
+    let n = accepted.load(std::sync::atomic::Ordering::Relaxed);
+    let a = &s.accounting;
+    eprintln!("{n} connections; errors {:?}; {a:?}", s.errors);
+    assert!(n > 2, "the users connected again after giving up: {n}");
+    assert_eq!(a.delivered, 0, "{a:?}");
+    assert_eq!(a.sent, a.lost + a.delivered + a.in_flight, "{a:?}");
+}

@@ -451,3 +451,69 @@ async fn a_second_log_in_replaces_the_first_openly() {
     assert_eq!(server.stats().replaced, 1);
     server.shutdown().await;
 }
+
+/// A client that sends but never reads is cut once more than `--max-write-queue` waits for
+/// it, and counted; nothing it was owed is lost: its next connection gets every delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_at_the_write_queue_bound_and_loses_nothing() {
+    let server = common::serve::ServeProcess::start(&["--max-write-queue", "1MiB"]);
+    let url = server.ws_url();
+    // User 2 logs in and then never reads again; 400 deliveries of 60 KB (24 MB) are more
+    // than loopback's socket buffers on both ends take.
+    let deaf = login(&url, 2, 0).await;
+    let mut sender = login(&url, 3, 0).await;
+    let body = "y".repeat(60_000);
+    const SENT: u64 = 400;
+    for id in 1..=SENT {
+        sender
+            .send(Message::text(protocol::send(
+                id,
+                Recipient::User(2),
+                1,
+                2,
+                &body,
+            )))
+            .await
+            .unwrap();
+        assert_eq!(next(&mut sender).await["op"], "sent");
+    }
+    let metrics_url = format!("http://127.0.0.1:{}/metrics", server.port);
+    let cut = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let text = reqwest::get(&metrics_url)
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let n: u64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("chatload_server_slow_readers_total "))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no slow_readers line in {text}"));
+            if n > 0 {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the deaf connection is cut within 10 s");
+    assert_eq!(cut, 1);
+    drop(deaf);
+    // Its next connection resumes from nothing handled and gets all of it, in order.
+    let mut back = login(&url, 2, 0).await;
+    for seq in 1..=SENT {
+        let m = next(&mut back).await;
+        assert_eq!(
+            (m["op"].as_str(), m["seq"].as_u64()),
+            (Some("msg"), Some(seq))
+        );
+    }
+    drop((back, sender));
+    let said = server.stop();
+    assert!(
+        said.contains("1 connections cut at --max-write-queue (not reading)"),
+        "{said}"
+    );
+}

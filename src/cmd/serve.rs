@@ -24,6 +24,7 @@ pub async fn run(args: crate::cli::ServeArgs) -> u8 {
         max_group_size,
         queue_per_user,
         queue_bytes,
+        max_write_queue,
         max_rate,
         errors,
         webhook_reorder,
@@ -82,14 +83,21 @@ pub async fn run(args: crate::cli::ServeArgs) -> u8 {
         };
         limits.max_group_size = max_group_size;
         limits.queue_per_user = queue_per_user.max(1);
-        limits.queue_bytes = match scenario::units::parse_bytes(&queue_bytes) {
-            Ok(b) if b >= 1.0 && b <= usize::MAX as f64 => b as usize,
+        let size = |flag: &str, text: &str, example: &str| match scenario::units::parse_bytes(text)
+        {
+            Ok(b) if b >= 1.0 && b <= usize::MAX as f64 => Ok(b as usize),
             _ => {
-                eprintln!(
-                    "chatload serve: --queue-bytes {queue_bytes}: write a size such as 256MiB"
-                );
-                return BAD_INPUT;
+                eprintln!("chatload serve: {flag} {text}: write a size such as {example}");
+                Err(BAD_INPUT)
             }
+        };
+        limits.queue_bytes = match size("--queue-bytes", &queue_bytes, "256MiB") {
+            Ok(b) => b,
+            Err(code) => return code,
+        };
+        limits.max_write_queue = match size("--max-write-queue", &max_write_queue, "256KiB") {
+            Ok(b) => b,
+            Err(code) => return code,
         };
         serve(&listen, chatload::engine::embedded::knobs(&knobs), limits).await
     }
@@ -150,6 +158,10 @@ async fn serve(
             ("groups refused at --max-group-size", stats.groups_refused),
             ("deliveries dropped at --queue-per-user", stats.overflowed),
             ("deliveries not kept at --queue-bytes", stats.queue_full),
+            (
+                "connections cut at --max-write-queue (not reading)",
+                stats.slow_readers,
+            ),
         ],
     );
     PASSED

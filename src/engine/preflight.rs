@@ -124,6 +124,9 @@ pub fn first_failure(url: &str, protocol: &str, e: &ConnectError) -> RunError {
         K::AnswerTooLong => says(format!(
             "answered the first session with more than chatload reads ({detail}); raise [target.http] max_answer if such answers are expected"
         )),
+        K::TargetNotReading => says(format!(
+            "accepted the connection but stopped reading during the log-in ({detail})"
+        )),
     }
 }
 

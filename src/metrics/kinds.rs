@@ -165,10 +165,13 @@ pub enum ErrorKind {
     RequestTimeout,
     /// An answer longer than `[target.http] max_answer`: the part past it is never read.
     AnswerTooLong,
+    /// The target stopped reading: more than a bound of frames waited to be written beyond
+    /// what the connection took, so the connection was given up.
+    TargetNotReading,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::ConnectRefused,
         ErrorKind::ConnectTimeout,
         ErrorKind::ConnectFailed,
@@ -184,6 +187,7 @@ impl ErrorKind {
         ErrorKind::BrokerRefused,
         ErrorKind::RequestTimeout,
         ErrorKind::AnswerTooLong,
+        ErrorKind::TargetNotReading,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -202,6 +206,7 @@ impl ErrorKind {
             ErrorKind::BrokerRefused => "broker_refused",
             ErrorKind::RequestTimeout => "request_timeout",
             ErrorKind::AnswerTooLong => "answer_too_long",
+            ErrorKind::TargetNotReading => "target_not_reading",
         }
     }
 

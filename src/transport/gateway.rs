@@ -458,6 +458,9 @@ impl Session for GatewaySession {
         if let Some(v) = self.early.pop_front() {
             return interpret(&self.target, &v);
         }
+        if self.ws.queued_bytes() > super::MAX_UNWRITTEN {
+            return super::not_reading(self.ws.queued_bytes());
+        }
         match self.ws.event().await {
             Event::Read(Some(Ok(Message::Close(_))) | None) => Incoming::Lost {
                 kind: ErrorKind::ConnectionClosed,

@@ -25,6 +25,22 @@ use crate::metrics::ErrorKind;
 use crate::protocol::{Media, Recipient};
 use std::future::Future;
 
+/// The most a connection may have waiting to be written beyond what its socket took; past
+/// it the target has stopped reading, and the session is given up as
+/// [`ErrorKind::TargetNotReading`] rather than holding ever more (the user reconnects, and
+/// what the target had not confirmed is sent again).
+pub const MAX_UNWRITTEN: usize = 1 << 20;
+
+/// The session's end when `unwritten` bytes wait past [`MAX_UNWRITTEN`].
+pub fn not_reading(unwritten: usize) -> Incoming {
+    Incoming::Lost {
+        kind: ErrorKind::TargetNotReading,
+        detail: format!(
+            "the target stopped reading: {unwritten} bytes waited to be written beyond what the connection took"
+        ),
+    }
+}
+
 /// What a virtual user says to its target.
 #[derive(Debug, Clone, Copy)]
 pub enum Outgoing<'a> {

@@ -209,6 +209,9 @@ impl Session for NativeSession {
         if let Some(Message::Text(t)) = self.early.pop_front() {
             return interpret(&t);
         }
+        if self.ws.queued_bytes() > super::MAX_UNWRITTEN {
+            return super::not_reading(self.ws.queued_bytes());
+        }
         match self.ws.event().await {
             Event::Read(f) => match f {
                 Some(Ok(Message::Text(t))) => interpret(&t),

@@ -43,6 +43,9 @@ pub struct ServerCounters {
     pub groups_refused: u64,
     #[serde(default)]
     pub queue_full: u64,
+    /// Connections cut for not reading what was written to them (`--max-write-queue`).
+    #[serde(default)]
+    pub slow_readers: u64,
     /// Business API: sends accepted, inbound messages, statuses emitted, webhook POSTs.
     #[serde(default)]
     pub business_accepted: u64,

@@ -31,6 +31,9 @@ const BATCH: usize = 64;
 pub struct Duplex<W> {
     ws: W,
     queue: VecDeque<Message>,
+    /// Payload bytes in `queue`, so a side can bound what a peer that stops reading makes
+    /// it hold.
+    queued_bytes: usize,
     unflushed: bool,
 }
 
@@ -49,16 +52,23 @@ where
         Duplex {
             ws,
             queue: VecDeque::new(),
+            queued_bytes: 0,
             unflushed: false,
         }
     }
 
     pub fn push(&mut self, frame: Message) {
+        self.queued_bytes += frame.len();
         self.queue.push_back(frame);
     }
 
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Payload bytes of the frames waiting to be written (not what the socket already took).
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
     }
 
     /// True while frames wait or written frames are not yet flushed.
@@ -106,6 +116,7 @@ where
                 Poll::Pending => return Poll::Pending,
             }
             if let Some(frame) = self.queue.pop_front() {
+                self.queued_bytes -= frame.len();
                 self.ws.start_send_unpin(frame)?;
                 self.unflushed = true;
                 written += 1;

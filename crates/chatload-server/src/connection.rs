@@ -56,9 +56,19 @@ pub async fn serve_connection(
     // Stall fault: nothing is written before this.
     let mut stalled_until: Option<Instant> = None;
     let mut reset = false;
+    // Bytes of the deliveries replayed at hello, allowed beside `max_write_queue`: they are
+    // the hub's own kept copies (shared, bounded by its queues), not the client's doing.
+    let mut replayed = 0usize;
     let mut closing = false;
 
     loop {
+        if writer.queued_bytes() > hub.limits().max_write_queue + replayed {
+            // A client that stopped reading; what it was owed stays kept for its next
+            // connection, so cutting it loses nothing of the run's.
+            hub.stats.slow_readers.fetch_add(1, Relaxed);
+            reset = true;
+            break;
+        }
         let next_due = pending
             .front()
             .map(|o| tokio::time::Instant::from_std(stalled_until.map_or(o.due, |s| s.max(o.due))));
@@ -73,8 +83,12 @@ pub async fn serve_connection(
                     Event::Read(Some(Ok(_))) | Event::Wrote(Ok(())) => continue,
                     Event::Wrote(Err(_)) => break,
                 };
+                let (greeted, before) = (user.is_some(), writer.queued_bytes());
                 if !handle_frame(&text, &hub, (&mut user, &mut run), conn_id, &tx, &mut writer) {
                     break;
+                }
+                if !greeted && user.is_some() {
+                    replayed = writer.queued_bytes().saturating_sub(before);
                 }
             }
             _ = rx.ready() => rx.take_into(&mut pending),

@@ -571,6 +571,7 @@ impl Hub {
             headers_timed_out: s.headers_timed_out.load(Relaxed),
             groups_refused: s.groups_refused.load(Relaxed),
             queue_full: s.queue_full.load(Relaxed),
+            slow_readers: s.slow_readers.load(Relaxed),
             business_accepted: self.business.stats.accepted.load(Relaxed),
             business_inbound: self.business.stats.inbound.load(Relaxed),
             business_statuses: self.business.stats.statuses.load(Relaxed),

@@ -1,6 +1,7 @@
 //! The reference server's bounds on what its clients may make it hold: connections, the time
 //! to send a request's header, a group's size, each user's queue of unacknowledged
-//! deliveries and the bytes of all those queues together. Each is a `chatload serve` flag
+//! deliveries and the bytes of all those queues together, and the frames waiting for a
+//! connection that does not read. Each is a `chatload serve` flag
 //! with a default that a hostile or runaway client cannot turn into unbounded memory or
 //! pinned file descriptors; each overflow is counted in the server's stats. Owns the numbers,
 //! not their enforcement (the hub and the accept loop enforce them).
@@ -19,6 +20,10 @@ pub struct Limits {
     pub queue_per_user: usize,
     /// Bytes of all users' kept deliveries together.
     pub queue_bytes: usize,
+    /// Bytes of frames one connection may have waiting to be written beyond what its socket
+    /// took; a client that stops reading is cut past it (its deliveries stay kept for its
+    /// next connection).
+    pub max_write_queue: usize,
 }
 
 impl Default for Limits {
@@ -29,6 +34,7 @@ impl Default for Limits {
             max_group_size: 10_000,
             queue_per_user: 10_000,
             queue_bytes: 256 << 20,
+            max_write_queue: 256 << 10,
         }
     }
 }

@@ -42,4 +42,7 @@ pub struct HubStats {
     /// Deliveries not kept because all queues together held `queue_bytes` (a recipient
     /// offline at the time never gets them).
     pub queue_full: AtomicU64,
+    /// Connections cut because more than `max_write_queue` bytes waited to be written to
+    /// them: clients that stopped reading.
+    pub slow_readers: AtomicU64,
 }

@@ -17,9 +17,6 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
-/// Bytes queued for the server beyond which a push is refused (the user is told it could
-/// not be said, rather than the process growing without bound behind a stalled server).
-const MAX_QUEUED: usize = 1 << 20;
 /// Stanzas sent and not yet acked (XEP-0198) beyond which acks are no longer tracked.
 const MAX_UNACKED: usize = 65_536;
 
@@ -41,6 +38,9 @@ pub struct XmppSession {
     early: VecDeque<Element>,
     events: VecDeque<Incoming>,
     acks: Option<Acks>,
+    /// The server stopped reading: a stanza did not fit under `MAX_UNWRITTEN`, and the
+    /// session is given up at the next `next`.
+    not_reading: bool,
 }
 
 /// What is queued for the server and how far it got.
@@ -151,13 +151,17 @@ impl XmppSession {
             early: done.early,
             events: VecDeque::new(),
             acks,
+            not_reading: false,
         }
     }
 
     /// Queues one stanza (`id`: chatload's message id when it is a message).
     fn queue(&mut self, stanza: &str, id: Option<u64>) -> bool {
-        if self.outbox.queued() + stanza.len() > MAX_QUEUED {
-            return false;
+        if self.outbox.queued() + stanza.len() > super::super::MAX_UNWRITTEN {
+            // Not queued: the session ends at the next `next`, and a message the server
+            // had not confirmed is sent again on the next connection.
+            self.not_reading = true;
+            return true;
         }
         self.outbox.push(stanza.as_bytes());
         if let Some(a) = &mut self.acks {
@@ -430,6 +434,9 @@ impl Session for XmppSession {
     async fn next(&mut self) -> Incoming {
         if let Some(e) = self.events.pop_front() {
             return e;
+        }
+        if self.not_reading {
+            return super::super::not_reading(self.outbox.queued());
         }
         if let Some(e) = self.early.pop_front() {
             return self.interpret(e);
