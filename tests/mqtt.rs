@@ -659,3 +659,114 @@ async fn mqtt_5_memory_per_connection_stays_small() {
         "chatload's peak RSS {peak_kib} KiB for {users} MQTT 5 users"
     );
 }
+
+/// In front of the broker: passes everything both ways until `deaf_after`, then reads
+/// nothing more from its clients (with a small receive buffer), as a broker that stopped
+/// taking publishes would; the connections stay open.
+async fn deaf_proxy(broker_port: u16, deaf_after: std::time::Duration) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(64).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let deaf_at = tokio::time::Instant::now() + deaf_after;
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(broker) = tokio::net::TcpStream::connect(("127.0.0.1", broker_port)).await
+                else {
+                    return;
+                };
+                let _ = (client.set_nodelay(true), broker.set_nodelay(true));
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_broker, mut to_broker) = broker.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_broker, &mut to_client).await;
+                });
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    let read = tokio::select! {
+                        r = from_client.read(&mut buf) => r,
+                        _ = tokio::time::sleep_until(deaf_at) => break,
+                    };
+                    match read {
+                        Ok(n) if n > 0 => {
+                            if to_broker.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                        _ => return,
+                    }
+                }
+                // Deaf from here on: holds the client's connection, reads nothing.
+                std::future::pending::<()>().await;
+                drop((from_client, to_broker));
+            });
+        }
+    });
+    port
+}
+
+/// A broker that stops taking publishes does not make chatload hold ever more, nor say
+/// something untrue: once a connection's queue of publishes is full behind the
+/// unacknowledged ones, it is given up as `target_not_reading`, the user connects again,
+/// and no message is counted as one the protocol cannot say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_stops_taking_publishes_is_given_up_in_one_true_sentence() {
+    env();
+    let Some(broker) = Broker::start(Options {
+        extra: String::new(),
+    }) else {
+        return;
+    };
+    let port = deaf_proxy(broker.port, std::time::Duration::from_secs(2)).await;
+    // 5 users, 100 messages a second each: the in-flight window (100) and the request queue
+    // (256) of a connection fill within about 4 s of the proxy going deaf.
+    let text = format!(
+        r#"[scenario]
+name = "deaf-broker"
+seed = 3
+loss_deadline = "1s"
+drain = "1s"
+
+[population.consumers]
+users = 5
+contacts = {{ uniform = {{ min = 1, max = 2 }} }}
+
+[[pattern]]
+kind = "direct_chat"
+conversations = "6000/min per user"
+messages = 1
+size = 100
+typing = 0
+read = 0
+media = {{ text = 1 }}
+
+[load]
+stages = [{{ ramp = "1s" }}, {{ hold = "9s" }}]
+
+{}"#,
+        mqtt_target(&format!("mqtt://127.0.0.1:{port}"), "qos = 1")
+    );
+    let r = run_text(&text, None).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    eprintln!("errors {:?}; {a:?}", s.errors);
+    assert!(
+        s.errors.get("target_not_reading").copied().unwrap_or(0) >= 1,
+        "{:?}",
+        s.errors
+    );
+    let example = s
+        .error_examples
+        .get("target_not_reading")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        example.contains("the broker stopped taking publishes"),
+        "{example}"
+    );
+    assert_eq!(a.not_sent_reasons.unsendable, 0, "{a:?}");
+    assert!(!s.errors.contains_key("protocol"), "{:?}", s.error_examples);
+}

@@ -162,6 +162,10 @@ pub struct MqttSession {
     /// Ids of QoS 1 messages in publish order, for the event loop to pair with packet ids.
     awaiting_pkid: Arc<Mutex<VecDeque<u64>>>,
     task: tokio::task::JoinHandle<()>,
+    /// A publish found the request queue full while the event loop was running: the broker
+    /// stopped taking what this connection sends, and the session is given up at the next
+    /// `next` (what it had not acknowledged is sent again on the next connection).
+    stalled: bool,
 }
 
 impl Drop for MqttSession {
@@ -276,6 +280,7 @@ impl MqttSetup {
             events,
             awaiting_pkid,
             task,
+            stalled: false,
         };
         if !session.client.subscribe(&topics, t.qos) {
             // The event loop ends at once when the broker refuses the log-in, and the
@@ -306,9 +311,11 @@ impl MqttSetup {
 }
 
 impl MqttSession {
-    fn publish_to_user(&self, to: u32, qos: u8, payload: String) -> bool {
+    fn publish_to_user(&mut self, to: u32, qos: u8, payload: String) -> bool {
         let topic = topic(&self.target.user_topic, to, 0);
-        self.client.publish(topic, qos, payload.into_bytes())
+        let ok = self.client.publish(topic, qos, payload.into_bytes());
+        self.stalled |= !ok;
+        true
     }
 }
 
@@ -356,7 +363,8 @@ impl Session for MqttSession {
                 {
                     q.pop_back();
                 }
-                ok
+                self.stalled |= !ok;
+                true
             }
             Outgoing::Delivered(d) if self.target.receipts && d.group.is_none() => self
                 .publish_to_user(
@@ -390,6 +398,20 @@ impl Session for MqttSession {
     }
 
     async fn next(&mut self) -> Incoming {
+        if self.stalled {
+            // What the event loop said first (its end, when it ended, is not a stall).
+            if let Ok(e) = self.events.try_recv() {
+                return e;
+            }
+            if !self.task.is_finished() {
+                return Incoming::Lost {
+                    kind: ErrorKind::TargetNotReading,
+                    detail: format!(
+                        "the broker stopped taking publishes: {EVENT_QUEUE} waited to be written (QoS 1: behind {INFLIGHT} unacknowledged)"
+                    ),
+                };
+            }
+        }
         match self.events.recv().await {
             Some(e) => e,
             None => Incoming::Lost {
