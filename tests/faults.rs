@@ -271,10 +271,26 @@ async fn the_quickstart_against_a_serve_that_drops_half_fails_with_the_loss_it_m
     assert!(stdout.contains("✗ loss == 0 failed"), "{stdout}");
 }
 
-/// A WebSocket server that takes the log-in and closes the connection at once, every time.
-async fn closes_after_log_in() -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+/// What a fake chatload target does once it has answered the log-in.
+#[derive(Clone, Copy, PartialEq)]
+enum AfterLogIn {
+    /// Closes the connection at once.
+    Close,
+    /// Reads nothing more, keeping the connection open (and its receive buffer small, so
+    /// its kernel takes little).
+    StopReading,
+}
+
+/// A WebSocket server that takes the log-in and then does `after`, every time; how many
+/// connections it took.
+async fn log_in_then(after: AfterLogIn) -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
     use futures_util::{SinkExt, StreamExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if after == AfterLogIn::StopReading {
+        socket.set_recv_buffer_size(4096).unwrap();
+    }
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1024).unwrap();
     let port = listener.local_addr().unwrap().port();
     let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let count = accepted.clone();
@@ -296,7 +312,16 @@ async fn closes_after_log_in() -> (u16, std::sync::Arc<std::sync::atomic::Atomic
                         ))
                         .await;
                 }
-                let _ = ws.close(None).await;
+                match after {
+                    AfterLogIn::Close => {
+                        let _ = ws.close(None).await;
+                    }
+                    AfterLogIn::StopReading => {
+                        // Until the test ends.
+                        std::future::pending::<()>().await;
+                        drop(ws);
+                    }
+                }
             });
         }
     });
@@ -308,7 +333,7 @@ async fn closes_after_log_in() -> (u16, std::sync::Arc<std::sync::atomic::Atomic
 /// thousands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_closes_after_log_in_gets_backoff_not_a_flood() {
-    let (port, accepted) = closes_after_log_in().await;
+    let (port, accepted) = log_in_then(AfterLogIn::Close).await;
     let text = common::chat_scenario(100, 5, 0, "");
     let file = common::scenario_file(&text);
     let scenario = chatload::scenario::load(&file.path).unwrap();
@@ -330,50 +355,12 @@ async fn a_server_that_closes_after_log_in_gets_backoff_not_a_flood() {
     assert!(n < 2_000, "{n} connections from 100 users in about 6 s");
 }
 
-/// A WebSocket server that takes the log-in and then never reads again, with a small
-/// receive buffer so its kernel takes little; how many connections it took.
-async fn stops_reading_after_log_in() -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
-    use futures_util::{SinkExt, StreamExt};
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = socket.listen(64).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = listener.accept().await {
-            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
-                    return;
-                };
-                if let Some(Ok(m)) = ws.next().await
-                    && let Ok(v) =
-                        serde_json::from_str::<serde_json::Value>(m.to_text().unwrap_or(""))
-                {
-                    let user = v["user"].as_u64().unwrap_or(0) as u32;
-                    let _ = ws
-                        .send(tokio_tungstenite::tungstenite::Message::text(
-                            chatload::protocol::hello_ok(user, 0),
-                        ))
-                        .await;
-                }
-                // Holds the connection open, reading nothing, until the test ends.
-                std::future::pending::<()>().await;
-                drop(ws);
-            });
-        }
-    });
-    (port, accepted)
-}
-
 /// A target that stops reading does not make chatload hold ever more: each connection is
 /// given up once 1 MiB waits to be written (`target_not_reading`, said in one sentence),
 /// the user connects again, and the books still balance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_that_stops_reading_is_given_up_not_buffered_without_bound() {
-    let (port, accepted) = stops_reading_after_log_in().await;
+    let (port, accepted) = log_in_then(AfterLogIn::StopReading).await;
     // 2 users, 20 messages of 64 KiB a second each: 1.3 MB/s per connection that nothing
     // reads.
     let text = r#"[scenario]
@@ -402,11 +389,7 @@ stages = [{ ramp = "1s" }, { hold = "10s" }]
     let s = &r.summary;
     let given_up = s.errors.get("target_not_reading").copied().unwrap_or(0);
     assert!(given_up >= 1, "{:?}", s.errors);
-    let example = s
-        .error_examples
-        .get("target_not_reading")
-        .cloned()
-        .unwrap_or_default();
+    let example = error_example(s, "target_not_reading");
     assert!(
         example.contains("the target stopped reading") && example.contains("bytes waited"),
         "{example}"

@@ -758,11 +758,7 @@ stages = [{{ ramp = "1s" }}, {{ hold = "9s" }}]
         "{:?}",
         s.errors
     );
-    let example = s
-        .error_examples
-        .get("target_not_reading")
-        .cloned()
-        .unwrap_or_default();
+    let example = error_example(s, "target_not_reading");
     assert!(
         example.contains("the broker stopped taking publishes"),
         "{example}"

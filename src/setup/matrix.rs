@@ -253,8 +253,8 @@ impl MatrixSetup {
                 Made::New | Made::NewWithoutAlias => &[],
                 Made::Found => &["M_FORBIDDEN"],
             };
-            let (status, _) = self
-                .call(
+            let join = |expected| {
+                self.call(
                     http,
                     reqwest::Method::POST,
                     &join_path,
@@ -263,8 +263,8 @@ impl MatrixSetup {
                     &what,
                     expected,
                 )
-                .await?;
-            if status.is_success() {
+            };
+            if join(expected).await?.0.is_success() {
                 continue;
             }
             self.call(
@@ -277,16 +277,7 @@ impl MatrixSetup {
                 &[],
             )
             .await?;
-            self.call(
-                http,
-                reqwest::Method::POST,
-                &join_path,
-                Some(*m),
-                json!({}),
-                &what,
-                &[],
-            )
-            .await?;
+            join(&[]).await?;
         }
         Ok((room, made))
     }

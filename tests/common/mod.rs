@@ -135,6 +135,11 @@ pub fn mqtt_target(url: &str, settings: &str) -> String {
     format!("[target]\nurl = \"{url}\"\n\n[target.mqtt]\n{settings}\n")
 }
 
+/// The run's first description of errors of `kind` ("" when there was none).
+pub fn error_example(s: &chatload::report::Summary, kind: &str) -> String {
+    s.error_examples.get(kind).cloned().unwrap_or_default()
+}
+
 /// The books of a clean run: no errors; nothing lost, pending or unverifiable; every owed
 /// delivery delivered once; nothing unexpected or held back; both balances hold.
 pub fn assert_clean(s: &chatload::report::Summary) {
