@@ -24,6 +24,9 @@ pub fn small_buffers() -> WebSocketConfig {
 
 /// Frames written per wake-up before yielding to the reader, so reading keeps pace.
 const BATCH: usize = 64;
+/// Frames read in a row, while frames wait to be written, before the writing goes first: a
+/// peer that sends without pause must not keep its own answers from ever leaving.
+const READS_BEFORE_WRITE: u8 = 16;
 
 /// A WebSocket that one task both reads and writes, whole: no split halves, so no lock
 /// between them on every poll (the split's `BiLock` was 2–3% of the client's CPU per
@@ -35,6 +38,7 @@ pub struct Duplex<W> {
     /// it hold.
     queued_bytes: usize,
     unflushed: bool,
+    reads_in_a_row: u8,
 }
 
 /// What became of a [`Duplex::event`] wait: a frame read (`None`: the stream ended), or
@@ -54,6 +58,7 @@ where
             queue: VecDeque::new(),
             queued_bytes: 0,
             unflushed: false,
+            reads_in_a_row: 0,
         }
     }
 
@@ -77,15 +82,27 @@ where
     }
 
     /// The next frame read, or some progress writing the queue, whichever comes first;
-    /// reading first. Cancel-safe: a frame leaves the queue only once the socket has
-    /// accepted it, and a partly read frame stays in the socket's buffer.
+    /// reading first, except after [`READS_BEFORE_WRITE`] reads in a row with frames
+    /// waiting. Cancel-safe: a frame leaves the queue only once the socket has accepted it,
+    /// and a partly read frame stays in the socket's buffer.
     pub async fn event(&mut self) -> Event {
         poll_fn(|cx| {
+            if self.has_work()
+                && self.reads_in_a_row >= READS_BEFORE_WRITE
+                && let Poll::Ready(r) = self.poll_progress(cx)
+            {
+                self.reads_in_a_row = 0;
+                return Poll::Ready(Event::Wrote(r));
+            }
             if let Poll::Ready(r) = self.ws.poll_next_unpin(cx) {
+                self.reads_in_a_row = self.reads_in_a_row.saturating_add(1);
                 return Poll::Ready(Event::Read(r));
             }
-            if self.has_work() {
-                return self.poll_progress(cx).map(Event::Wrote);
+            if self.has_work()
+                && let Poll::Ready(r) = self.poll_progress(cx)
+            {
+                self.reads_in_a_row = 0;
+                return Poll::Ready(Event::Wrote(r));
             }
             Poll::Pending
         })
@@ -140,5 +157,64 @@ where
     pub async fn close(&mut self) -> Result<(), WsError> {
         self.write_all().await?;
         self.ws.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::pin::Pin;
+
+    /// A peer that always has another frame to read and always takes what is written.
+    #[derive(Default)]
+    struct Flooding {
+        written: usize,
+    }
+
+    impl Stream for Flooding {
+        type Item = Result<Message, WsError>;
+        fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            Poll::Ready(Some(Ok(Message::text("ping"))))
+        }
+    }
+
+    impl Sink<Message> for Flooding {
+        type Error = WsError;
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+            Poll::Ready(Ok(()))
+        }
+        fn start_send(mut self: Pin<&mut Self>, _: Message) -> Result<(), WsError> {
+            self.written += 1;
+            Ok(())
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn a_peer_that_never_pauses_still_gets_its_answers() {
+        let mut d = Duplex::new(Flooding::default());
+        let mut reads = 0;
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        for _ in 0..100 {
+            let event = std::pin::pin!(d.event()).poll(&mut cx);
+            match event {
+                Poll::Ready(Event::Read(_)) => {
+                    reads += 1;
+                    d.push(Message::text("pong"));
+                }
+                Poll::Ready(Event::Wrote(r)) => assert!(r.is_ok()),
+                Poll::Pending => panic!("everything here is ready"),
+            }
+        }
+        // Each 16 reads in a row make way for one write turn (up to 64 frames and a flush).
+        assert!(d.ws.written >= 80, "written {} of {reads}", d.ws.written);
+        assert!(d.queued() <= READS_BEFORE_WRITE as usize, "{}", d.queued());
+        assert_eq!(d.queued_bytes(), 4 * d.queued());
     }
 }
