@@ -118,7 +118,7 @@ pub async fn bring_back_offline(ctx: &RunContext, stop: &CancellationToken) -> b
 /// resume, or a run cut short before the offline were brought back) it is unverified.
 pub fn classify(ctx: &RunContext, now_us: u64, settled: bool) -> Settlement {
     let mode = ctx.connector.offline_delivery();
-    ctx.ledger.settle(
+    ctx.ledger.settle_for_good(
         now_us,
         ctx.scenario.loss_deadline.0,
         |recipient, intended_us| {

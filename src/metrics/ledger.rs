@@ -64,6 +64,9 @@ pub enum Received {
     Duplicate { pattern: u16 },
     /// Not a message chatload sent to this recipient.
     Unexpected,
+    /// Arrived after the run was settled: the settlement already counted the message (in
+    /// flight or lost), so this copy changes nothing.
+    AfterSettlement,
 }
 
 /// Deliveries still owed at the end, per pattern: lost (past their deadline; the late
@@ -89,8 +92,17 @@ pub enum Verification {
     Unverified,
 }
 
+/// One lock's part of the ledger. `sealed` once [`Ledger::settle`] has counted it: from then
+/// on nothing is opened, received or withdrawn in it, so the settlement and the run's counters
+/// are one consistent cut even while users are still stopping.
+#[derive(Default)]
+struct Shard {
+    entries: FxHashMap<u64, Entry>,
+    sealed: bool,
+}
+
 pub struct Ledger {
-    shards: Box<[Mutex<FxHashMap<u64, Entry>>]>,
+    shards: Box<[Mutex<Shard>]>,
     /// Deliveries that arrived after their deadline, by the second they were meant to leave.
     late_by_second: Mutex<Vec<u64>>,
     /// Per pattern: ids of messages fully delivered are gone from the map; a later copy of
@@ -105,26 +117,36 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Ledger {
     pub fn new(patterns: usize) -> Self {
         Ledger {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(FxHashMap::default()))
-                .collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             late_by_second: Mutex::new(Vec::new()),
             patterns,
         }
     }
 
-    fn shard(&self, id: u64) -> &Mutex<FxHashMap<u64, Entry>> {
+    fn shard(&self, id: u64) -> &Mutex<Shard> {
         &self.shards[(id as usize) % SHARDS]
     }
 
-    /// Records a message about to be written; returns how many deliveries it owes.
-    pub fn open(&self, id: u64, pattern: u16, sender: u32, intended_us: u64, owed: Owed) -> u32 {
+    /// Records a message about to be written; returns how many deliveries it owes, or
+    /// `None` when the run is already settled (the message must not be sent then).
+    pub fn open(
+        &self,
+        id: u64,
+        pattern: u16,
+        sender: u32,
+        intended_us: u64,
+        owed: Owed,
+    ) -> Option<u32> {
         let remaining = match &owed {
             Owed::One(_) => 1,
             Owed::Group { outstanding, .. } => outstanding.iter().map(|w| w.count_ones()).sum(),
         };
+        let mut shard = lock(self.shard(id));
+        if shard.sealed {
+            return None;
+        }
         if remaining > 0 {
-            lock(self.shard(id)).insert(
+            shard.entries.insert(
                 id,
                 Entry {
                     intended_us,
@@ -136,7 +158,7 @@ impl Ledger {
                 },
             );
         }
-        remaining
+        Some(remaining)
     }
 
     /// Builds the owed set of a group message: every member but the sender.
@@ -168,7 +190,10 @@ impl Ledger {
         issued: impl Fn(u64) -> Option<u16>,
     ) -> Received {
         let mut shard = lock(self.shard(id));
-        let Some(entry) = shard.get_mut(&id) else {
+        if shard.sealed {
+            return Received::AfterSettlement;
+        }
+        let Some(entry) = shard.entries.get_mut(&id) else {
             drop(shard);
             return match issued(id) {
                 Some(pattern) => Received::Duplicate { pattern },
@@ -207,7 +232,7 @@ impl Ledger {
         entry.remaining -= 1;
         let last = entry.remaining == 0;
         if last {
-            shard.remove(&id);
+            shard.entries.remove(&id);
         }
         Received::First {
             pattern,
@@ -221,22 +246,33 @@ impl Ledger {
     /// sender: its deliveries are due from then (their latency still counts from the
     /// intended time).
     pub fn defer(&self, id: u64, from_us: u64) {
-        if let Some(e) = lock(self.shard(id)).get_mut(&id) {
+        if let Some(e) = lock(self.shard(id)).entries.get_mut(&id) {
             e.due_from_us = e.due_from_us.max(from_us);
         }
     }
 
     /// Withdraws message `id` (it will never be delivered: refused or reported failed).
     /// Returns the deliveries that were still owed.
+    /// Nothing once the run is settled (the settlement counted it already).
     pub fn cancel(&self, id: u64) -> u32 {
-        lock(self.shard(id)).remove(&id).map_or(0, |e| e.remaining)
+        let mut shard = lock(self.shard(id));
+        if shard.sealed {
+            return 0;
+        }
+        shard.entries.remove(&id).map_or(0, |e| e.remaining)
     }
 
     /// Deliveries still owed.
     pub fn outstanding(&self) -> u64 {
         self.shards
             .iter()
-            .map(|s| lock(s).values().map(|e| e.remaining as u64).sum::<u64>())
+            .map(|s| {
+                lock(s)
+                    .entries
+                    .values()
+                    .map(|e| e.remaining as u64)
+                    .sum::<u64>()
+            })
             .sum()
     }
 
@@ -245,7 +281,7 @@ impl Ledger {
     /// ledger.
     pub fn visit_outstanding(&self, mut f: impl FnMut(u32, u64)) {
         for shard in self.shards.iter() {
-            for e in lock(shard).values() {
+            for e in lock(shard).entries.values() {
                 e.owed.each_outstanding(|r| f(r, e.due_from_us));
             }
         }
@@ -258,12 +294,35 @@ impl Ledger {
     }
 
     /// Classifies what is still owed at `now_us`: `verify(recipient, intended_us)` says from
-    /// when the recipient could take it, or that nobody can tell.
+    /// when the recipient could take it, or that nobody can tell. Without sealing: the
+    /// tests ask the same ledger several times.
+    #[cfg(test)]
     pub fn settle(
         &self,
         now_us: u64,
         deadline_us: u64,
+        verify: impl FnMut(u32, u64) -> Verification,
+    ) -> Settlement {
+        self.settle_sealing(now_us, deadline_us, verify, false)
+    }
+
+    /// [`Ledger::settle`] for the run's end: each shard, as it is counted, is sealed and takes
+    /// nothing more, so the settlement and the counters stay one cut while users stop.
+    pub fn settle_for_good(
+        &self,
+        now_us: u64,
+        deadline_us: u64,
+        verify: impl FnMut(u32, u64) -> Verification,
+    ) -> Settlement {
+        self.settle_sealing(now_us, deadline_us, verify, true)
+    }
+
+    fn settle_sealing(
+        &self,
+        now_us: u64,
+        deadline_us: u64,
         mut verify: impl FnMut(u32, u64) -> Verification,
+        seal: bool,
     ) -> Settlement {
         let n = self.patterns + 1;
         let mut s = Settlement {
@@ -273,7 +332,9 @@ impl Ledger {
             unverified: vec![0; n],
         };
         for shard in self.shards.iter() {
-            for e in lock(shard).values() {
+            let mut shard = lock(shard);
+            shard.sealed |= seal;
+            for e in shard.entries.values() {
                 let p = e.pattern as usize;
                 let mut count = |recipient: u32| match verify(recipient, e.intended_us) {
                     Verification::Unverified => s.unverified[p] += 1,
@@ -310,7 +371,7 @@ mod tests {
     fn deliveries_are_counted_once_and_strays_are_caught() {
         let l = Ledger::new(1);
         let issued = |id: u64| (id < 100).then_some(0u16);
-        assert_eq!(l.open(1, 0, 5, 10, Owed::One(6)), 1);
+        assert_eq!(l.open(1, 0, 5, 10, Owed::One(6)), Some(1));
         assert_eq!(l.receive(1, 7, issued), Received::Unexpected);
         assert_eq!(
             l.receive(1, 6, issued),
@@ -328,7 +389,7 @@ mod tests {
         // Only members in the room are owed a room's message.
         assert_eq!(
             l.open(90, 0, 2, 10, Ledger::group_owed_to(&members, 2, |m| m == 3)),
-            1
+            Some(1)
         );
         assert!(matches!(
             l.receive(90, 3, issued),
@@ -337,7 +398,10 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(l.open(2, 0, 2, 10, Ledger::group_owed(&members, 2)), 2);
+        assert_eq!(
+            l.open(2, 0, 2, 10, Ledger::group_owed(&members, 2)),
+            Some(2)
+        );
         assert_eq!(
             l.receive(2, 1, issued),
             Received::First {
@@ -366,7 +430,7 @@ mod tests {
         l.note_late(2_500_000);
         assert_eq!(l.settle(100, 50, connected).lost_by_second, vec![1, 0, 1]);
         // Held back by its sender until 500: due from then, so still in flight at 520.
-        assert_eq!(l.open(4, 0, 5, 10, Owed::One(7)), 1);
+        assert_eq!(l.open(4, 0, 5, 10, Owed::One(7)), Some(1));
         l.defer(4, 500);
         let s = l.settle(520, 50, connected);
         assert_eq!((s.lost[0], s.in_flight[0]), (1, 1));
@@ -381,9 +445,26 @@ mod tests {
             }
         );
         assert_eq!(l.outstanding(), 0);
-        assert_eq!(l.open(3, 0, 5, 10, Owed::One(6)), 1);
+        assert_eq!(l.open(3, 0, 5, 10, Owed::One(6)), Some(1));
         assert_eq!(l.cancel(3), 1);
         assert_eq!(l.cancel(3), 0);
         assert_eq!(l.receive(3, 6, issued), Received::Duplicate { pattern: 0 });
+    }
+
+    /// Once settled, the ledger is one cut: a message opened, a delivery received or a
+    /// message withdrawn afterwards (users still stopping) changes nothing the settlement
+    /// counted, so `sent = delivered + lost + in_flight + unverified` holds.
+    #[test]
+    fn nothing_changes_after_the_settlement() {
+        let l = Ledger::new(1);
+        let issued = |id: u64| (id < 100).then_some(0u16);
+        assert_eq!(l.open(1, 0, 5, 10, Owed::One(6)), Some(1));
+        assert_eq!(l.open(2, 0, 5, 10, Owed::One(7)), Some(1));
+        let s = l.settle_for_good(20, 1_000, |_, _| Verification::DueFrom { since_us: 0 });
+        assert_eq!((s.in_flight[0], s.lost[0]), (2, 0));
+        assert_eq!(l.open(3, 0, 5, 30, Owed::One(6)), None);
+        assert_eq!(l.receive(1, 6, issued), Received::AfterSettlement);
+        assert_eq!(l.cancel(2), 0);
+        assert_eq!(l.outstanding(), 2);
     }
 }

@@ -251,13 +251,21 @@ impl BusinessClient {
         }
         let policy = self.policy(order.pattern);
         let late = order.action == Action::LateReply;
-        ctx.ledger.open(
-            order.id,
-            order.pattern,
-            BUSINESS_BASE + business,
-            order.intended_us,
-            Owed::One(to),
-        );
+        if ctx
+            .ledger
+            .open(
+                order.id,
+                order.pattern,
+                BUSINESS_BASE + business,
+                order.intended_us,
+                Owed::One(to),
+            )
+            .is_none()
+        {
+            // Settled (a stop) before this order's turn: not sent, as `count_not_sent`.
+            ctx.recorders.local().counters[p].not_sent_for(NotSentReason::Behind);
+            return;
+        }
         let first_us = ctx.now_us();
         let body = Self::body(&order, first_us);
         {

@@ -149,5 +149,6 @@ fn inbound(ctx: &RunContext, business: Option<u32>, m: &Value) {
             let slot = rec.no_pattern();
             rec.counters[slot].unexpected += 1;
         }
+        Received::AfterSettlement => {}
     }
 }

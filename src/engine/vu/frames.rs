@@ -240,5 +240,6 @@ pub fn record_delivery(
             rec.counters[slot].unexpected += 1;
             None
         }
+        Received::AfterSettlement => None,
     }
 }

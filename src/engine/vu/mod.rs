@@ -347,13 +347,21 @@ impl VirtualUser {
         };
         // A plain request/response API delivers to no one: nothing is owed, nothing tracked.
         let owed_count = if ctx.connector.delivers() {
-            ctx.ledger.open(
+            let opened = ctx.ledger.open(
                 order.id,
                 order.pattern,
                 order.sender,
                 order.intended_us,
                 owed,
-            )
+            );
+            // The run was settled while this order was on its way to the user (a stop):
+            // not sent, like the orders still waiting in the inboxes then.
+            let Some(owed_count) = opened else {
+                let reason = ctx.not_sent_reason(order.sender);
+                ctx.recorders.local().counters[p].not_sent_for(reason);
+                return false;
+            };
+            owed_count
         } else {
             0
         };
