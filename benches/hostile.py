@@ -160,8 +160,9 @@ def http_flood_case():
     srv.shutdown()
 
 
-def deaf_target_case():
-    """A WebSocket target that takes the log-in, answers hello_ok and never reads again."""
+def fake_ws_target(after_login):
+    """A WebSocket target on a free loopback port that takes each log-in, answers hello_ok and
+    then calls `after_login(connection)`; returns (port, close)."""
     import hashlib
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -192,7 +193,11 @@ def deaf_target_case():
         user = int(hello.split('"user":')[1].split(",")[0])
         ok = ('{"op":"hello_ok","user":%d,"last_seq":0}' % user).encode()
         c.sendall(bytes([0x81, len(ok)]) + ok)
-        held.append(c)  # never read again
+        held.append(c)
+        try:
+            after_login(c)
+        except OSError:
+            pass
 
     def accept_loop():
         while True:
@@ -203,6 +208,18 @@ def deaf_target_case():
             threading.Thread(target=serve_one, args=(c,), daemon=True).start()
 
     threading.Thread(target=accept_loop, daemon=True).start()
+
+    def close():
+        listener.close()
+        for c in held:
+            c.close()
+
+    return port, close
+
+
+def deaf_target_case():
+    """A WebSocket target that takes the log-in, answers hello_ok and never reads again."""
+    port, close = fake_ws_target(lambda c: None)
     text = """[scenario]
 name = "deaf-target"
 seed = 5
@@ -231,9 +248,47 @@ stages = [{ ramp = "1s" }, { hold = "15s" }]
          "--out", os.path.join(TMP, "deaf")],
         timeout=90,
     )
-    listener.close()
-    for c in held:
-        c.close()
+    close()
+
+
+def long_frame_case(declared):
+    """A WebSocket target that, after the log-in, starts one text frame of `declared` bytes to
+    every user, sends all of it but the last byte, and never finishes it."""
+    def start_frame(c):
+        c.sendall(bytes([0x81, 127]) + struct.pack(">Q", declared))
+        chunk = b"x" * (1 << 16)
+        left = declared - 1
+        while left > 0:
+            n = min(left, len(chunk))
+            c.sendall(chunk[:n])
+            left -= n
+
+    port, close = fake_ws_target(start_frame)
+    text = """[scenario]
+name = "long-frames"
+seed = 6
+loss_deadline = "1s"
+drain = "1s"
+
+[population.consumers]
+users = 200
+contacts = { uniform = { min = 1, max = 3 } }
+
+[[pattern]]
+kind = "direct_chat"
+conversations = "6/min per user"
+
+[load]
+stages = [{ ramp = "1s" }, { hold = "8s" }]
+"""
+    run(
+        f"run: a WebSocket target that starts a frame of {declared:,} bytes to each of 200 users"
+        " and never finishes it",
+        ["run", scenario(f"long-{declared}.toml", text), "--target", f"ws://127.0.0.1:{port}/v1/ws",
+         "-q", "--out", os.path.join(TMP, f"long-{declared}")],
+        timeout=90,
+    )
+    close()
 
 
 def hostile_hlog(lines):
@@ -361,13 +416,24 @@ def serve_case(case, body):
 def big_group(port):
     s = ws_connect(port, 1)
     members = ",".join(str(i) for i in range(300_000))
-    ws_send(s, '{"op":"group","group":9,"members":[%s]}' % members)
-    for i in range(20):
-        ws_send(s, '{"op":"send","id":%d,"group":9,"t":1,"s":2,"body":"%s"}' % (i + 1, "x" * 1000))
-    time.sleep(1)
-    drain(s)
+    how = "the sends went in"
+    try:
+        ws_send(s, '{"op":"group","group":9,"members":[%s]}' % members)
+        for i in range(20):
+            ws_send(s, '{"op":"send","id":%d,"group":9,"t":1,"s":2,"body":"%s"}' % (i + 1, "x" * 1000))
+        time.sleep(1)
+    except OSError as e:
+        how = f"the connection was closed ({e.__class__.__name__})"
+    s.settimeout(2)
+    try:
+        said = s.recv(4096)
+        close = said.find(b"\x88")
+        if close >= 0:
+            how = f"closed: {said[close + 4:close + 2 + said[close + 1]].decode('utf-8', 'replace')}"
+    except OSError:
+        pass
     s.close()
-    return "one 300,000-member group definition, then 20 sends of 1 KB to it"
+    return f"one 300,000-member group definition (2.0 MB), then 20 sends of 1 KB to it: {how}"
 
 
 def offline_sends(port):
@@ -435,6 +501,8 @@ def main():
     client_cases()
     http_flood_case()
     deaf_target_case()
+    long_frame_case(4 << 20)
+    long_frame_case((1 << 20) + (16 << 10))
     hlog_cases()
     serve_case("serve: a group of 300,000 members", big_group)
     serve_case("serve: sends to users who never connect", offline_sends)

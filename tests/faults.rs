@@ -279,6 +279,8 @@ enum AfterLogIn {
     /// Reads nothing more, keeping the connection open (and its receive buffer small, so
     /// its kernel takes little).
     StopReading,
+    /// Sends one text frame of this many bytes, then closes saying why (code 1008).
+    SendFrameThenClose(usize),
 }
 
 /// A WebSocket server that takes the log-in and then does `after`, every time; how many
@@ -320,6 +322,21 @@ async fn log_in_then(after: AfterLogIn) -> (u16, std::sync::Arc<std::sync::atomi
                         // Until the test ends.
                         std::future::pending::<()>().await;
                         drop(ws);
+                    }
+                    AfterLogIn::SendFrameThenClose(len) => {
+                        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+                        use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+                        let _ = ws
+                            .send(tokio_tungstenite::tungstenite::Message::text(
+                                "x".repeat(len),
+                            ))
+                            .await;
+                        let _ = ws
+                            .close(Some(CloseFrame {
+                                code: CloseCode::Policy,
+                                reason: "policy says \u{1b}[2Jgo away".into(),
+                            }))
+                            .await;
                     }
                 }
             });
@@ -400,4 +417,35 @@ stages = [{ ramp = "1s" }, { hold = "10s" }]
     assert!(n > 2, "the users connected again after giving up: {n}");
     assert_eq!(a.delivered, 0, "{a:?}");
     assert_eq!(a.sent, a.lost + a.delivered + a.in_flight, "{a:?}");
+}
+
+/// A target that sends a frame longer than chatload's protocol carries makes each session
+/// end with one true sentence (chatload refuses it at its length, before holding it), and a
+/// target that closes saying why has its code and reason shown, escape sequences escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_too_long_and_a_reasoned_close_are_said_as_they_were() {
+    let long = chatload::protocol::MAX_FRAME + 1;
+    let (port, _) = log_in_then(AfterLogIn::SendFrameThenClose(long)).await;
+    let text = common::chat_scenario(3, 3, 0, "");
+    let r = run_text(&text, Some(format!("ws://127.0.0.1:{port}/v1/ws"))).await;
+    let s = &r.summary;
+    let example = error_example(s, "protocol");
+    assert_eq!(
+        example,
+        format!(
+            "the target sent a frame of {long} bytes; chatload reads frames of at most {} bytes, so it gave the connection up",
+            chatload::protocol::MAX_FRAME
+        )
+    );
+    let a = &s.accounting;
+    assert_eq!(a.delivered, 0, "{a:?}");
+    assert_eq!(a.sent, a.lost + a.delivered + a.in_flight, "{a:?}");
+
+    let (port, _) = log_in_then(AfterLogIn::SendFrameThenClose(10)).await;
+    let r = run_text(&text, Some(format!("ws://127.0.0.1:{port}/v1/ws"))).await;
+    let example = error_example(&r.summary, "connection_closed");
+    assert_eq!(
+        example,
+        "the target closed the connection (1008: policy says \\u{1b}[2Jgo away)"
+    );
 }

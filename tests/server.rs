@@ -313,8 +313,37 @@ async fn serve_bounds_what_hostile_clients_can_make_it_hold() {
     ]);
     let url = server.ws_url();
     let pid = server.pid();
-    let mut a = login(&url, 1, 0).await;
+    // A group definition of 300,000 members is a frame of 2.0 MB, longer than the server
+    // reads (chatload's largest body and its envelope): refused at its length, with the
+    // reason in the close.
+    let mut big = login(&url, 2, 0).await;
     let members: Vec<u32> = (0..300_000).collect();
+    let frame = protocol::group(9, &members);
+    let _ = big.send(Message::text(frame.clone())).await;
+    let close = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match big.next().await {
+                Some(Ok(Message::Close(c))) => break c,
+                Some(Ok(_)) => continue,
+                _ => break None,
+            }
+        }
+    })
+    .await
+    .expect("the server closes within 10 s");
+    let close = close.expect("the server says why it closes");
+    assert_eq!(u16::from(close.code), 1009);
+    assert_eq!(
+        close.reason.as_str(),
+        format!(
+            "a frame of {} bytes; this server reads at most {}",
+            frame.len(),
+            protocol::MAX_FRAME
+        )
+    );
+    // One past --max-group-size fits in a frame and is refused as a group, with its reason.
+    let mut a = login(&url, 1, 0).await;
+    let members: Vec<u32> = (0..101).collect();
     a.send(Message::text(protocol::group(9, &members)))
         .await
         .unwrap();
@@ -373,6 +402,11 @@ async fn serve_bounds_what_hostile_clients_can_make_it_hold() {
             .unwrap_or_else(|| panic!("{name} in {metrics}"))
     };
     assert_eq!(count("chatload_server_groups_refused_total"), 1);
+    assert_eq!(
+        count("chatload_server_malformed_total"),
+        1,
+        "the frame too long"
+    );
     assert_eq!(
         count("chatload_server_queue_overflowed_total"),
         15,

@@ -191,8 +191,11 @@ pub async fn run(prepared: PreparedRun) -> u8 {
             interrupted_exit_code().unwrap_or(RUN_FAILED)
         }
         Err(e) => {
-            // Credentials from the environment never reach the terminal.
-            eprintln!("chatload: {}", chatload::secrets::redact(&e.to_string()));
+            // Credentials from the environment never reach the terminal, nor a target's
+            // escape sequences (the error may quote what it answered).
+            let said = chatload::secrets::redact(&e.to_string());
+            let lines: Vec<String> = said.lines().map(chatload::secrets::printable).collect();
+            eprintln!("chatload: {}", lines.join("\n"));
             interrupted_exit_code().unwrap_or(RUN_FAILED)
         }
     }

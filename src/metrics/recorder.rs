@@ -54,8 +54,11 @@ impl MetricSet {
         self.errors[slot][kind as usize] += 1;
         let example = &mut self.error_examples[kind as usize];
         if example.is_none() {
-            // Examples reach reports: a credential inside one must not.
-            *example = Some(crate::secrets::redact(&detail()));
+            // Examples reach reports and the terminal: a credential inside one must not, nor a
+            // target's escape sequence.
+            *example = Some(crate::secrets::printable(
+                &crate::secrets::redact(&detail()),
+            ));
         }
     }
 

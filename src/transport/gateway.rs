@@ -5,7 +5,7 @@
 //! not JSON, text or binary). Owns speaking a described protocol; the description itself is
 //! compiled in `scenario::gateway`.
 
-use super::native::{Socket, classify};
+use super::native::{Socket, classify, closed, describe};
 use super::{ConnectError, Delivery, Incoming, Outgoing, Session, tls::TlsContext};
 use crate::metrics::ErrorKind;
 use crate::protocol::Recipient;
@@ -62,6 +62,11 @@ impl Received {
         }
     }
 }
+
+/// The longest frame read from a gateway. Its protocol is someone else's, whose frames (a
+/// session's first state, a page of history) may be longer than chatload's own; 4 MiB, as
+/// tungstenite's default frame limit, is what each gateway connection may make chatload hold.
+const MAX_FRAME: usize = 4 << 20;
 
 fn excerpt(text: &str) -> String {
     crate::secrets::excerpt(text, 160)
@@ -261,6 +266,7 @@ impl GatewaySetup {
                     .map(|(k, t)| (k.clone(), t.render(false, |s| f.value(s))))
                     .collect(),
                 subprotocols: g.subprotocols.clone(),
+                max_frame: Some(MAX_FRAME),
             }
         };
         // Two waits, so an error can say whether anything answered at all.
@@ -287,7 +293,7 @@ impl GatewaySetup {
             let write_all = async |w: &mut Duplex<Box<Socket>>| {
                 w.write_all()
                     .await
-                    .map_err(|e| ConnectError::new(classify(&e), e.to_string()))
+                    .map_err(|e| ConnectError::new(classify(&e), describe(&e)))
             };
             for (i, step) in g.login.iter().enumerate() {
                 step_at = i + 1;
@@ -323,7 +329,7 @@ impl GatewaySetup {
                             }
                             None => {}
                         },
-                        Some(Err(e)) => return Err(ConnectError::new(classify(&e), e.to_string())),
+                        Some(Err(e)) => return Err(ConnectError::new(classify(&e), describe(&e))),
                         None => {
                             return Err(ConnectError::new(
                                 ErrorKind::ConnectionClosed,
@@ -462,9 +468,13 @@ impl Session for GatewaySession {
             return super::not_reading(self.ws.queued_bytes());
         }
         match self.ws.event().await {
-            Event::Read(Some(Ok(Message::Close(_))) | None) => Incoming::Lost {
+            Event::Read(Some(Ok(Message::Close(c)))) => Incoming::Lost {
                 kind: ErrorKind::ConnectionClosed,
-                detail: "the gateway closed the connection".into(),
+                detail: closed("the gateway", c.as_ref()),
+            },
+            Event::Read(None) => Incoming::Lost {
+                kind: ErrorKind::ConnectionClosed,
+                detail: closed("the gateway", None),
             },
             Event::Read(Some(Ok(m))) => match parse(self.target.format, m) {
                 Some(Ok(r)) => interpret(&self.target, &r),
@@ -473,7 +483,7 @@ impl Session for GatewaySession {
             },
             Event::Read(Some(Err(e))) | Event::Wrote(Err(e)) => Incoming::Lost {
                 kind: classify(&e),
-                detail: e.to_string(),
+                detail: describe(&e),
             },
             Event::Wrote(Ok(())) => Incoming::Nothing,
         }

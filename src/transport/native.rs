@@ -7,6 +7,7 @@ use crate::metrics::ErrorKind;
 use crate::protocol::{self, Frame};
 use crate::wsio::{Duplex, Event};
 use std::time::Duration;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 /// A connected, greeted session.
@@ -30,6 +31,32 @@ pub fn classify(e: &WsError) -> ErrorKind {
         WsError::Protocol(_) | WsError::Utf8(_) | WsError::Capacity(_) => ErrorKind::Protocol,
         WsError::Http(r) => ErrorKind::for_status(r.status().as_u16()),
         _ => ErrorKind::ConnectFailed,
+    }
+}
+
+/// One sentence for a WebSocket error: tungstenite's own words, but for a frame longer than
+/// chatload reads, which says so in the user's terms.
+pub fn describe(e: &WsError) -> String {
+    use tokio_tungstenite::tungstenite::error::CapacityError;
+    match e {
+        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => format!(
+            "the target sent a frame of {size} bytes; chatload reads frames of at most {max_size} bytes, so it gave the connection up"
+        ),
+        _ => crate::secrets::printable(&e.to_string()),
+    }
+}
+
+/// What `who` (the target, the gateway) said as it closed: its code and reason, when it
+/// gave them.
+pub fn closed(who: &str, frame: Option<&CloseFrame>) -> String {
+    match frame {
+        Some(f) if !f.reason.is_empty() => format!(
+            "{who} closed the connection ({}: {})",
+            u16::from(f.code),
+            crate::secrets::excerpt(&f.reason, 123)
+        ),
+        Some(f) => format!("{who} closed the connection ({})", u16::from(f.code)),
+        None => format!("{who} closed the connection"),
     }
 }
 
@@ -60,7 +87,7 @@ pub async fn connect(
         ws.push(Message::text(protocol::hello(user, last_seq, run)));
         ws.write_all()
             .await
-            .map_err(|e| ConnectError::new(classify(&e), e.to_string()))?;
+            .map_err(|e| ConnectError::new(classify(&e), describe(&e)))?;
         let mut early = std::collections::VecDeque::new();
         loop {
             match ws.recv().await {
@@ -87,7 +114,7 @@ pub async fn connect(
                     }
                 }
                 Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(ConnectError::new(classify(&e), e.to_string())),
+                Some(Err(e)) => return Err(ConnectError::new(classify(&e), describe(&e))),
                 None => {
                     return Err(ConnectError::new(
                         ErrorKind::ConnectionClosed,
@@ -215,20 +242,24 @@ impl Session for NativeSession {
         match self.ws.event().await {
             Event::Read(f) => match f {
                 Some(Ok(Message::Text(t))) => interpret(&t),
-                Some(Ok(Message::Close(_))) | None => Incoming::Lost {
+                Some(Ok(Message::Close(c))) => Incoming::Lost {
                     kind: ErrorKind::ConnectionClosed,
-                    detail: "the target closed the connection".into(),
+                    detail: closed("the target", c.as_ref()),
+                },
+                None => Incoming::Lost {
+                    kind: ErrorKind::ConnectionClosed,
+                    detail: closed("the target", None),
                 },
                 Some(Ok(_)) => Incoming::Nothing,
                 Some(Err(e)) => Incoming::Lost {
                     kind: classify(&e),
-                    detail: e.to_string(),
+                    detail: describe(&e),
                 },
             },
             Event::Wrote(Ok(())) => Incoming::Nothing,
             Event::Wrote(Err(e)) => Incoming::Lost {
                 kind: classify(&e),
-                detail: e.to_string(),
+                detail: describe(&e),
             },
         }
     }

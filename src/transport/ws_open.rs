@@ -26,11 +26,13 @@ const MAX_ANSWER_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 
 /// What a gateway adds to the upgrade: headers (already rendered for the user) and the
-/// subprotocols it offers.
+/// subprotocols it offers; and the longest frame it may send (`None`: chatload's own
+/// protocol's, [`crate::protocol::MAX_FRAME`]).
 #[derive(Default)]
 pub struct Extras {
     pub headers: Vec<(String, String)>,
     pub subprotocols: Vec<String>,
+    pub max_frame: Option<usize>,
 }
 
 /// Opens the WebSocket at `url` (`ws://` or `wss://`), bound to `source` when given.
@@ -116,10 +118,15 @@ pub async fn open_with(
         .map_err(io_error)?;
 
     let tail = read_answer_head(&mut stream, &key, &extras.subprotocols).await?;
-    Ok(
-        WebSocketStream::from_partially_read(stream, tail, Role::Client, Some(small_buffers()))
-            .await,
+    Ok(WebSocketStream::from_partially_read(
+        stream,
+        tail,
+        Role::Client,
+        Some(small_buffers(
+            extras.max_frame.unwrap_or(crate::protocol::MAX_FRAME),
+        )),
     )
+    .await)
 }
 
 /// Reads the answer to the upgrade up to the end of its headers and checks that it is one;

@@ -92,6 +92,12 @@ pub fn filler_body(len: usize) -> &'static str {
 /// The largest body chatload generates.
 pub const MAX_BODY: usize = 1 << 20;
 
+/// The longest frame a side of this protocol reads from the other: the largest body and
+/// room for its envelope (ids, times, the op; a few hundred bytes). A frame's length comes
+/// first, so a longer one is refused before any of it is held; each connection can then
+/// make its reader hold at most this much.
+pub const MAX_FRAME: usize = MAX_BODY + 16 * 1024;
+
 fn push_json_str(out: &mut String, s: &str) {
     if s.bytes().all(|b| b != b'"' && b != b'\\' && b >= 0x20) {
         out.push('"');

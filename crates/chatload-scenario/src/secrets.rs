@@ -168,9 +168,28 @@ fn encoded_forms(value: &str) -> Vec<String> {
 }
 
 /// `text` redacted, then cut to at most `max` characters: in this order, so that a secret
-/// straddling the cut cannot leave its first part behind.
+/// straddling the cut cannot leave its first part behind. Control characters are written as
+/// escapes (see [`printable`]).
 pub fn excerpt(text: &str, max: usize) -> String {
-    redact(text).chars().take(max).collect()
+    printable(&redact(text)).chars().take(max).collect()
+}
+
+/// `text` with every control character written as its Rust escape (`\u{1b}`, `\n`): what a
+/// target says reaches a terminal in error examples, and an escape sequence in it could
+/// move the cursor and overwrite the figures printed above.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl Credentials {
@@ -385,6 +404,15 @@ mod tests {
             );
             assert!(shown.contains("***"), "{echoed} → {shown}");
         }
+    }
+
+    #[test]
+    fn a_targets_escape_sequences_reach_no_terminal() {
+        let said = "refused\u{1b}[2J\u{1b}[1;1Hlost 0\r\nok \u{7}é";
+        let shown = excerpt(said, 200);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(shown, "refused\\u{1b}[2J\\u{1b}[1;1Hlost 0\\r\\nok \\u{7}é");
+        assert_eq!(printable("plain text, ünïcode"), "plain text, ünïcode");
     }
 
     #[test]

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 type Connection = Duplex<WebSocketStream<TcpStream>>;
 
@@ -32,7 +35,7 @@ pub async fn serve_connection(
     // part of every connection's task for its whole life.
     let accept = Box::pin(tokio_tungstenite::accept_async_with_config(
         stream,
-        Some(crate::wsio::small_buffers()),
+        Some(crate::wsio::small_buffers(hub.limits().max_frame())),
     ));
     let ws = match tokio::time::timeout(header_timeout, accept).await {
         Ok(Ok(ws)) => ws,
@@ -79,6 +82,15 @@ pub async fn serve_connection(
                 let text = match event {
                     Event::Read(Some(Ok(Message::Text(t)))) => t,
                     Event::Read(Some(Ok(Message::Ping(p)))) => { writer.push(Message::Pong(p)); continue; }
+                    Event::Read(Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })))) => {
+                        // Said to the client in its close, so that its user reads why.
+                        hub.stats.malformed.fetch_add(1, Relaxed);
+                        writer.push(Message::Close(Some(CloseFrame {
+                            code: CloseCode::Size,
+                            reason: format!("a frame of {size} bytes; this server reads at most {max_size}").into(),
+                        })));
+                        break;
+                    }
                     Event::Read(Some(Ok(Message::Close(_))) | None | Some(Err(_))) => break,
                     Event::Read(Some(Ok(_))) | Event::Wrote(Ok(())) => continue,
                     Event::Wrote(Err(_)) => break,

@@ -6,6 +6,7 @@
 //! pinned file descriptors; each overflow is counted in the server's stats. Owns the numbers,
 //! not their enforcement (the hub and the accept loop enforce them).
 
+use crate::protocol;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +25,15 @@ pub struct Limits {
     /// took; a client that stops reading is cut past it (its deliveries stay kept for its
     /// next connection).
     pub max_write_queue: usize,
+}
+
+impl Limits {
+    /// The longest frame a client may send: chatload's largest body, or a group definition
+    /// of `max_group_size` members (at most 11 bytes each, as `4294967295,`), so that a group
+    /// too large is refused with its reason rather than cut as a frame too long.
+    pub fn max_frame(&self) -> usize {
+        protocol::MAX_FRAME.max(self.max_group_size.saturating_mul(11).saturating_add(4096))
+    }
 }
 
 impl Default for Limits {

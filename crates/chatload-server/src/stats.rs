@@ -23,6 +23,8 @@ pub struct HubStats {
     pub duplicated: AtomicU64,
     pub reordered: AtomicU64,
     pub overflowed: AtomicU64,
+    /// Frames that could not be understood, and frames longer than the server reads (the
+    /// connection is closed with code 1009 and the reason).
     pub malformed: AtomicU64,
     pub retransmitted: AtomicU64,
     pub stalled: AtomicU64,

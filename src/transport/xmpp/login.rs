@@ -194,6 +194,8 @@ pub async fn connect(
         let extras = crate::transport::ws_open::Extras {
             headers: Vec::new(),
             subprotocols: vec!["xmpp".into()],
+            // One stanza per WebSocket message (RFC 7395); a longer one is refused anyway.
+            max_frame: Some(super::xml::MAX_STANZA),
         };
         let ws = crate::transport::ws_open::open_with(url, &setup.tls, source, &extras).await?;
         let mut wire = Wire {

@@ -229,7 +229,7 @@ fn metrics(hub: &Hub) -> String {
     let s = hub.snapshot();
     let b = &hub.business.stats;
     let mut out = format!(
-        "chatload_server_connections_total {}\nchatload_server_accepted_total {}\nchatload_server_delivered_total {}\nchatload_server_deliveries_written_total {}\nchatload_server_connections_refused_total {}\nchatload_server_headers_timed_out_total {}\nchatload_server_groups_refused_total {}\nchatload_server_queue_overflowed_total {}\nchatload_server_queue_full_total {}\nchatload_server_slow_readers_total {}\nchatload_business_accepted_total {}\nchatload_business_inbound_total {}\nchatload_business_statuses_total {}\n",
+        "chatload_server_connections_total {}\nchatload_server_accepted_total {}\nchatload_server_delivered_total {}\nchatload_server_deliveries_written_total {}\nchatload_server_connections_refused_total {}\nchatload_server_headers_timed_out_total {}\nchatload_server_groups_refused_total {}\nchatload_server_queue_overflowed_total {}\nchatload_server_queue_full_total {}\nchatload_server_slow_readers_total {}\nchatload_server_malformed_total {}\nchatload_business_accepted_total {}\nchatload_business_inbound_total {}\nchatload_business_statuses_total {}\n",
         s.connections,
         s.accepted,
         s.delivered,
@@ -240,6 +240,7 @@ fn metrics(hub: &Hub) -> String {
         s.overflowed,
         s.queue_full,
         s.slow_readers,
+        s.malformed,
         b.accepted.load(Relaxed),
         b.inbound.load(Relaxed),
         b.statuses.load(Relaxed),
