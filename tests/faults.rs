@@ -440,6 +440,17 @@ async fn a_frame_too_long_and_a_reasoned_close_are_said_as_they_were() {
     let a = &s.accounting;
     assert_eq!(a.delivered, 0, "{a:?}");
     assert_eq!(a.sent, a.lost + a.delivered + a.in_flight, "{a:?}");
+    // No thresholds: the console says that this run passes with what it lost or could not
+    // send (here the users are disconnected almost all the time, so mostly the latter).
+    assert!(a.lost + a.not_sent > 0, "{a:?}");
+    let shown = chatload::report::console::render(s, None);
+    assert!(
+        shown.contains(&format!(
+            "thresholds  none, so this run passes with {} lost, 0 duplicated and {} not sent",
+            a.lost, a.not_sent
+        )),
+        "{shown}"
+    );
 
     let (port, _) = log_in_then(AfterLogIn::SendFrameThenClose(10)).await;
     let r = run_text(&text, Some(format!("ws://127.0.0.1:{port}/v1/ws"))).await;

@@ -226,6 +226,18 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
             v.message
         );
     }
+    let a = &s.accounting;
+    if s.thresholds.is_empty() && (a.lost > 0 || a.duplicated > 0 || a.not_sent > 0) {
+        // Without a rule the run passes whatever it lost; a user gating CI on the exit code
+        // must read that here, not find it out later.
+        let _ = writeln!(
+            o,
+            "  thresholds  none, so this run passes with {} lost, {} duplicated and {} not sent; a rule such as `loss == 0` in [thresholds] (or --threshold 'loss==0') fails it",
+            thousands(a.lost),
+            thousands(a.duplicated),
+            thousands(a.not_sent)
+        );
+    }
     if let Some(dir) = bundle_dir {
         let _ = writeln!(o, "  report      {dir}");
     }
