@@ -69,7 +69,9 @@ where
         self.queue.push_back(frame);
     }
 
-    pub fn queued(&self) -> usize {
+    /// Frames waiting to be written (the tests' view; the sides bound bytes, not frames).
+    #[cfg(test)]
+    fn queued(&self) -> usize {
         self.queue.len()
     }
 
