@@ -1,11 +1,12 @@
 //! A small HTTP endpoint that takes JSON POSTs (webhooks) and hands each parsed body to a
 //! function. Shared by the business webhook receiver and the HTTP transport's delivery
-//! webhook. Owns the socket and the HTTP framing; not what a body means.
+//! webhook. Owns the socket, the HTTP framing and the bounds on what a sender can make it
+//! hold (connections, header time, body bytes); not what a body means.
 
 use crate::engine::context::RunContext;
 use crate::metrics::ErrorKind;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -14,8 +15,19 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// The longest body one request may send; a longer one is answered 413 and counted.
 const MAX_BODY: usize = 4 << 20;
+/// Webhook connections open at once; more are closed as they arrive (and counted): a sender
+/// that opens connections and never closes them must not take the file descriptors the
+/// run's users need.
+const MAX_CONNECTIONS: usize = 1024;
+/// Bytes of bodies held at once, all connections together; a body that would pass it is
+/// answered 503 with `Retry-After` (webhook senders retry) and counted.
+const MAX_HELD: usize = 64 << 20;
+/// A request's header must arrive within this, or its connection is closed.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A running listener; stops when its task is aborted.
 pub struct JsonListener {
@@ -60,21 +72,49 @@ pub async fn start(
 ) -> std::io::Result<JsonListener> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let held = Arc::new(Semaphore::new(MAX_HELD));
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             };
-            let _ = stream.set_nodelay(true);
-            let (ctx, absorb, answer) = (ctx.clone(), absorb.clone(), answer.clone());
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    handle(req, ctx.clone(), absorb.clone(), answer.clone())
+            let Ok(open) = connections.clone().try_acquire_owned() else {
+                ctx.recorders.local().error(ErrorKind::Http, || {
+                    format!("a webhook connection was closed on arrival: {MAX_CONNECTIONS} were open already")
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let (ctx, absorb, answer, held) =
+                (ctx.clone(), absorb.clone(), answer.clone(), held.clone());
+            tokio::spawn(async move {
+                let service = {
+                    let ctx = ctx.clone();
+                    hyper::service::service_fn(move |req| {
+                        handle(
+                            req,
+                            ctx.clone(),
+                            absorb.clone(),
+                            answer.clone(),
+                            held.clone(),
+                        )
+                    })
+                };
+                let served = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
+                if let Err(e) = served
+                    && e.is_timeout()
+                {
+                    ctx.recorders.local().error(ErrorKind::Http, || {
+                        format!("a webhook connection sent no whole header within {HEADER_TIMEOUT:?} and was closed")
+                    });
+                }
+                drop(open);
             });
         }
     });
@@ -86,11 +126,33 @@ async fn handle(
     ctx: Arc<RunContext>,
     absorb: Arc<Absorb>,
     answer: Answer,
+    held: Arc<Semaphore>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
-    let body = Limited::new(req.into_body(), MAX_BODY).collect().await;
-    let status = match body.map(|b| b.to_bytes()) {
-        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+    let body = match collect(req.into_body(), &held).await {
+        Ok(body) => Ok(body),
+        Err(Refusal::TooLong) => {
+            ctx.recorders.local().error(ErrorKind::Http, || {
+                format!("a webhook body of more than {MAX_BODY} bytes was answered 413")
+            });
+            Err(StatusCode::PAYLOAD_TOO_LARGE)
+        }
+        Err(Refusal::Busy) => {
+            ctx.recorders.local().error(ErrorKind::Http, || {
+                format!("a webhook was answered 503: the bodies being read held {MAX_HELD} bytes already")
+            });
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            r.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from_static("1"),
+            );
+            return Ok(r);
+        }
+        Err(Refusal::Broken) => Err(StatusCode::BAD_REQUEST),
+    };
+    let status = match body {
+        Ok((bytes, _permit)) => match serde_json::from_slice::<Value>(&bytes) {
             Ok(v) => {
                 absorb(&ctx, &path, &v);
                 let mut r = Response::new(Full::new(answer.body));
@@ -108,9 +170,48 @@ async fn handle(
                 StatusCode::BAD_REQUEST
             }
         },
-        Err(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Err(status) => status,
     };
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = status;
     Ok(r)
+}
+
+/// Why a body was not taken.
+enum Refusal {
+    TooLong,
+    Busy,
+    /// The connection failed while the body was read.
+    Broken,
+}
+
+/// The whole body, with the share of [`MAX_HELD`] it holds until dropped.
+async fn collect(
+    mut body: Incoming,
+    held: &Arc<Semaphore>,
+) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), Refusal> {
+    let mut bytes = Vec::new();
+    let mut permit: Option<OwnedSemaphorePermit> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(Refusal::Broken);
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if bytes.len() + data.len() > MAX_BODY {
+            return Err(Refusal::TooLong);
+        }
+        let n = u32::try_from(data.len()).map_err(|_| Refusal::TooLong)?;
+        let more = held
+            .clone()
+            .try_acquire_many_owned(n)
+            .map_err(|_| Refusal::Busy)?;
+        match permit.as_mut() {
+            Some(p) => p.merge(more),
+            None => permit = Some(more),
+        }
+        bytes.extend_from_slice(&data);
+    }
+    Ok((bytes, permit))
 }
