@@ -19,6 +19,9 @@ step "Same, client and server pinned to a core each (PIN=1 MIX=lean benches/mess
 PIN=1 MIX=lean ./message-rate.sh 6 60 120 150 180 240
 step "CPU per chat message next to k6 (benches/ws-vs-k6.sh)"
 ./ws-vs-k6.sh
+step "System calls per chat message (benches/syscalls.sh 3000 10000, and with --threads 1)"
+./syscalls.sh 3000 10000
+./syscalls.sh 3000 10000 -- --threads 1
 step "50,000 messages/s over 100 users, next to 1,000/s (USERS=100 MIX=lean benches/message-rate.sh 60 3000)"
 USERS=100 MIX=lean ./message-rate.sh 60 3000
 step "Memory per connected user (benches/connections.sh 1000 10000 19000)"

@@ -10,6 +10,7 @@
 #   SECS=10 benches/syscalls.sh 10000 -- --threads 1
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/one-to-one.sh
 RATES=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do RATES+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
@@ -28,26 +29,7 @@ EVENTS=()
 for c in "${CALLS[@]}"; do EVENTS+=(-e "syscalls:sys_enter_$c"); done
 
 for rate in "${RATES[@]}"; do
-  per_user_per_min=$(python3 -c "print($rate * 60 / $USERS)")
-  cat > "$WORK/chat.toml" <<TOML
-[scenario]
-name = "syscalls-$rate"
-seed = 1
-loss_deadline = "5s"
-[population.consumers]
-users = $USERS
-contacts = { uniform = { min = 5, max = 30 } }
-[[pattern]]
-kind = "direct_chat"
-conversations = "$per_user_per_min/min per user"
-messages = 1
-size = 64
-typing = 0
-read = 0
-media = { text = 1 }
-[load]
-stages = [{ ramp = "1s" }, { hold = "${SECS}s" }]
-TOML
+  one_to_one_scenario "syscalls-$rate" "$rate" "$USERS" "$SECS" > "$WORK/chat.toml"
   $BIN serve --listen 127.0.0.1:$PORT 2>/dev/null &
   server=$!
   sleep 0.3

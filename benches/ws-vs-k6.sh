@@ -12,6 +12,7 @@
 #   SECS=30 benches/ws-vs-k6.sh 3000    # one rate, 30 s
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/one-to-one.sh
 RATES=("$@")
 [ ${#RATES[@]} -gt 0 ] || RATES=(3000 10000)
 USERS=${USERS:-1000}
@@ -32,26 +33,7 @@ server_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 
 for rate in "${RATES[@]}"; do
   # chatload's side of the same workload: one message per conversation, at RATE in all.
-  per_user_per_min=$(python3 -c "print($rate * 60 / $USERS)")
-  cat > "$WORK/chat.toml" <<TOML
-[scenario]
-name = "vs-k6-$rate"
-seed = 1
-loss_deadline = "5s"
-[population.consumers]
-users = $USERS
-contacts = { uniform = { min = 5, max = 30 } }
-[[pattern]]
-kind = "direct_chat"
-conversations = "$per_user_per_min/min per user"
-messages = 1
-size = 64
-typing = 0
-read = 0
-media = { text = 1 }
-[load]
-stages = [{ ramp = "1s" }, { hold = "${SECS}s" }]
-TOML
+  one_to_one_scenario "vs-k6-$rate" "$rate" "$USERS" "$SECS" > "$WORK/chat.toml"
   # chatload twice: with its default runtime (one worker per core) and with --threads 1.
   for tool in k6 chatload chatload-1t; do
     $BIN serve --listen 127.0.0.1:$PORT 2>/dev/null &
