@@ -202,11 +202,7 @@ typing = {{ url = "http://127.0.0.1:{port}/v1/signals/typing", body = '{{"by":{{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_independent_api_with_webhook_deliveries_and_refusals() {
     env();
-    let hook_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let hook_port = free_port();
     let api = Arc::new(ChatApi {
         fail_every: 10,
         bearer: TOKEN.into(),

@@ -16,11 +16,7 @@ use std::sync::Arc;
 async fn the_webhook_receiver_bounds_what_a_sender_makes_it_hold() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
-    let hook_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let hook_port = free_port();
     let api = Arc::new(ChatApi {
         webhook: std::sync::Mutex::new(Some(format!("http://127.0.0.1:{hook_port}/hook"))),
         ..Default::default()
