@@ -26,8 +26,11 @@ const MAX_CONNECTIONS: usize = 1024;
 /// Bytes of bodies held at once, all connections together; a body that would pass it is
 /// answered 503 with `Retry-After` (webhook senders retry) and counted.
 const MAX_HELD: usize = 64 << 20;
-/// A request's header must arrive within this, or its connection is closed.
-const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// A request's header must arrive within this, or its connection is closed. hyper runs this
+/// timer also while a kept-alive connection waits for its next request, so it is longer than
+/// senders keep an idle connection (reqwest: 90 s): were chatload to close one first, a post
+/// the sender started on it at that moment would fail and its deliveries count as lost.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// A running listener; stops when its task is aborted.
 pub struct JsonListener {
