@@ -74,11 +74,20 @@ impl TlsContext {
         self.config.clone()
     }
 
-    /// An HTTP client builder that uses this configuration for `https://`.
+    /// An HTTP client builder that uses this configuration for `https://`, and lets an idle
+    /// connection go after [`POOL_IDLE`].
     pub fn http_client(&self) -> reqwest::ClientBuilder {
-        reqwest::Client::builder().tls_backend_preconfigured((*self.config).clone())
+        reqwest::Client::builder()
+            .tls_backend_preconfigured((*self.config).clone())
+            .pool_idle_timeout(POOL_IDLE)
     }
 }
+
+/// How long an HTTP connection may sit idle in a pool before chatload closes it: shorter than
+/// servers keep one (Node.js closes after 5 s, `chatload serve` after its `--header-timeout`,
+/// 10 s), so chatload never starts a request on a connection the server is closing at that
+/// moment, which fails the request for a reason of the client's making.
+pub const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(4);
 
 #[cfg(test)]
 mod tests {

@@ -49,6 +49,7 @@ impl BusinessClient {
     pub fn new(ctx: Arc<RunContext>, base: String) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
+            .pool_idle_timeout(crate::transport::tls::POOL_IDLE)
             .tcp_nodelay(true)
             .build()
             .map_err(|e| e.to_string())?;
