@@ -92,7 +92,7 @@ pub enum Verification {
     Unverified,
 }
 
-/// One lock's part of the ledger. `sealed` once [`Ledger::settle`] has counted it: from then
+/// One lock's part of the ledger. `sealed` once [`Ledger::settle_for_good`] has counted it: from then
 /// on nothing is opened, received or withdrawn in it, so the settlement and the run's counters
 /// are one consistent cut even while users are still stopping.
 #[derive(Default)]

@@ -311,11 +311,12 @@ impl MqttSetup {
 }
 
 impl MqttSession {
-    fn publish_to_user(&mut self, to: u32, qos: u8, payload: String) -> bool {
+    /// Publishes to `to`'s topic; a full request queue marks the session stalled (given up
+    /// at the next `next`) rather than failing this one publish.
+    fn publish_to_user(&mut self, to: u32, qos: u8, payload: String) {
         let topic = topic(&self.target.user_topic, to, 0);
         let ok = self.client.publish(topic, qos, payload.into_bytes());
         self.stalled |= !ok;
-        true
     }
 }
 
@@ -366,17 +367,21 @@ impl Session for MqttSession {
                 self.stalled |= !ok;
                 true
             }
-            Outgoing::Delivered(d) if self.target.receipts && d.group.is_none() => self
-                .publish_to_user(
+            Outgoing::Delivered(d) if self.target.receipts && d.group.is_none() => {
+                self.publish_to_user(
                     d.from,
                     0,
                     protocol::receipt(d.id, self.user, d.t.unwrap_or(0), d.s.unwrap_or(0)),
-                ),
+                );
+                true
+            }
             Outgoing::Read { id, from, r, .. } => {
-                self.publish_to_user(from, 0, protocol::read_receipt(id, self.user, r))
+                self.publish_to_user(from, 0, protocol::read_receipt(id, self.user, r));
+                true
             }
             Outgoing::Typing { from, to, r } => {
-                self.publish_to_user(to, 0, protocol::typing_seen(from, r))
+                self.publish_to_user(to, 0, protocol::typing_seen(from, r));
+                true
             }
             Outgoing::Presence {
                 from,
@@ -386,11 +391,10 @@ impl Session for MqttSession {
             } => {
                 let frame = protocol::presence_seen(from, state, s);
                 // Every contact gets its copy even when one publish is refused.
-                let mut all = true;
                 for c in contacts {
-                    all &= self.publish_to_user(*c, 0, frame.clone());
+                    self.publish_to_user(*c, 0, frame.clone());
                 }
-                all
+                true
             }
             // Keep-alive is MQTT's own (PINGREQ); history has no MQTT equivalent.
             Outgoing::Delivered(_) | Outgoing::Heartbeat | Outgoing::History { .. } => false,
