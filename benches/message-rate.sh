@@ -9,12 +9,16 @@
 #   MIX=lean benches/message-rate.sh 60 90 # text only, no typing indicators, no read receipts
 #   PIN=1 MIX=lean benches/message-rate.sh 360  # client on core 0, server on core 1 (taskset)
 #   THREADS=1 benches/message-rate.sh 60      # chatload run --threads 1
+#   FLOOR=1 PIN=1 MIX=lean benches/message-rate.sh 120 240 360
+#       # after each chatload row a `floor` row: benches/ws_floor.rs (one thread on raw epoll,
+#       # no runtime, no measurement) offering the same messages/s to a fresh server, under
+#       # the same pinning — how far any client gets on this machine and with this server
 #
 # 1,000 users, one-to-one chat, 10 messages per conversation, 64-byte bodies, 22 s runs.
 # Offered messages/s ≈ 1,000 × rate/60 × 10.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
+cargo build --release --quiet --bin chatload --example ws-floor
 BIN=target/release/chatload
 WORK=$(mktemp -d)
 PORT=${PORT:-7079}
@@ -77,5 +81,25 @@ print(f"offered {int(sys.argv[6])*int(sys.argv[3])/60*10:>8.0f}/s  achieved {s['
       f"  client {client:.1f} s ({client/s['duration_s']:.2f} core, {client/msgs*1e6:.0f} µs/msg)"
       f"  server {server:.1f} s ({server/s['duration_s']:.2f} core, {server/msgs*1e6:.0f} µs/msg)")
 PY
+  if [ "${FLOOR:-0}" = 1 ]; then
+    offered=$((USERS * rate / 6))
+    "${SERVER_PIN[@]}" $BIN serve --listen 127.0.0.1:$PORT 2>/dev/null &
+    server=$!
+    sleep 0.3
+    start_ticks=$(awk '{print $14+$15}' /proc/$server/stat)
+    "${CLIENT_PIN[@]}" target/release/examples/ws-floor 127.0.0.1:$PORT "$offered" "$USERS" 22 > "$WORK/floor.log" || true
+    end_ticks=$(awk '{print $14+$15}' /proc/$server/stat)
+    kill $server; wait $server 2>/dev/null || true
+    python3 - "$WORK/floor.log" "$offered" "$start_ticks" "$end_ticks" <<'PY'
+import sys
+f = open(sys.argv[1]).read().split()
+get = lambda k: float(f[f.index(k) + 1]) if k in f else 0.0
+sent, late, cpu = get("sent"), get("late"), get("cpu")
+server = (float(sys.argv[4]) - float(sys.argv[3])) / 100
+print(f"offered {int(sys.argv[2]):>8}/s  floor: sent {sent:,.0f}  delivered {get('delivered'):,.0f}  late {late:,.0f}"
+      f"  client {cpu:.1f} s ({cpu / 22:.2f} core, {cpu / max(sent, 1) * 1e6:.0f} µs/msg)"
+      f"  server {server:.1f} s ({server / 22:.2f} core, {server / max(sent, 1) * 1e6:.0f} µs/msg)")
+PY
+  fi
 done
 rm -rf "$WORK"

