@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every figure in the README's "Performance" section, one after another on this machine, with
 # the arguments the README quotes. Run as root on a fresh machine: the peer scripts install
-# nginx-light, wrk, mosquitto and tsung with apt-get when they are missing. About 25 minutes;
+# nginx-light, wrk, mosquitto and tsung with apt-get when they are missing. About 30 minutes;
 # run nothing else meanwhile, the two cores are the measurement.
 #
 #   benches/all.sh
@@ -17,6 +17,8 @@ step "End-to-end rate on the embedded server (MIX=lean benches/message-rate.sh 6
 MIX=lean ./message-rate.sh 6 60 90 120 150 180 240
 step "Same, client and server pinned to a core each (PIN=1 MIX=lean benches/message-rate.sh 6 60 120 150 180 240)"
 PIN=1 MIX=lean ./message-rate.sh 6 60 120 150 180 240
+step "Same beside ws-floor (FLOOR=1 PIN=1 MIX=lean benches/message-rate.sh 60 120 240 360)"
+FLOOR=1 PIN=1 MIX=lean ./message-rate.sh 60 120 240 360
 step "CPU per chat message next to k6 (benches/ws-vs-k6.sh)"
 ./ws-vs-k6.sh
 step "System calls per chat message (benches/syscalls.sh 3000 10000, and with --threads 1)"
