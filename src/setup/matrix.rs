@@ -408,9 +408,19 @@ impl MatrixSetup {
     }
 }
 
+/// Connections the push sink keeps open at once: a homeserver pushes over a handful; past
+/// this a connection is closed on arrival, so whatever else reaches the port cannot take the
+/// process's descriptors or memory one connection at a time.
+pub const SINK_CONNECTIONS: usize = 64;
+
+/// How long a connection may take to send a request's header, also between the requests of
+/// a kept-alive one (longer than homeservers keep idle connections: Synapse's pool, 2 min).
+const SINK_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+
 /// Takes what the homeserver pushes to the application service's URL during the set-up and
-/// answers each push `200 {}`; returns how many it took when `stop` resolves and the
-/// homeserver has been quiet for `quiet`.
+/// answers each push `200 {}` without reading its body; returns how many it took when `stop`
+/// resolves and the homeserver has been quiet for `quiet`. At most [`SINK_CONNECTIONS`] are
+/// open at once, and all of them are closed when it returns.
 pub async fn sink(
     listen: std::net::SocketAddr,
     quiet: std::time::Duration,
@@ -422,10 +432,25 @@ pub async fn sink(
     let taken = Arc::new(AtomicU64::new(0));
     let last = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
     let (t, l) = (taken.clone(), last.clone());
+    let open = Arc::new(tokio::sync::Semaphore::new(SINK_CONNECTIONS));
     let server = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
+        // Dropped with this task when the sink returns, which ends every connection.
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => accepted,
+                Some(_) = connections.join_next() => continue,
+            };
+            let Ok((stream, _)) = stream else {
+                // Out of descriptors, say: the next accept may succeed.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            };
+            let Ok(permit) = open.clone().try_acquire_owned() else {
+                continue;
+            };
             let (t, l) = (t.clone(), l.clone());
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let service = hyper::service::service_fn(move |_req| {
                     t.fetch_add(1, Relaxed);
                     *l.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
@@ -436,8 +461,11 @@ pub async fn sink(
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(SINK_HEADER_TIMEOUT)
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                     .await;
+                drop(permit);
             });
         }
     });
@@ -454,4 +482,84 @@ pub async fn sink(
     }
     server.abort();
     Ok(taken.load(Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    /// Connections past the bound are closed on arrival, those within it are answered, and
+    /// none outlives the sink.
+    #[tokio::test]
+    async fn the_push_sink_keeps_a_bounded_number_of_connections() {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        let (done, stopped) = tokio::sync::oneshot::channel::<()>();
+        let sink = tokio::spawn(sink(addr, Duration::from_millis(50), async move {
+            let _ = stopped.await;
+        }));
+        let opened = tokio::task::spawn_blocking(move || {
+            let mut held = Vec::new();
+            for _ in 0..50 {
+                if let Ok(s) = std::net::TcpStream::connect(addr) {
+                    held.push(s);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            while held.len() < SINK_CONNECTIONS + 8 {
+                held.push(std::net::TcpStream::connect(addr).unwrap());
+            }
+            // The sink takes them in order: the last eight find it full.
+            std::thread::sleep(Duration::from_millis(300));
+            let mut closed = 0;
+            for s in &mut held {
+                s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+                let mut byte = [0u8; 1];
+                if matches!(s.read(&mut byte), Ok(0)) {
+                    closed += 1;
+                }
+            }
+            let first = &mut held[0];
+            first
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            write!(
+                first,
+                "PUT /transactions/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{{}}"
+            )
+            .unwrap();
+            let mut answer = [0u8; 12];
+            first.read_exact(&mut answer).unwrap();
+            (held, closed, answer)
+        })
+        .await
+        .unwrap();
+        let (mut held, closed, answer) = opened;
+        assert_eq!(
+            closed, 8,
+            "connections past {SINK_CONNECTIONS} are closed on arrival"
+        );
+        assert_eq!(&answer, b"HTTP/1.1 200");
+        let _ = done.send(());
+        let taken = tokio::time::timeout(Duration::from_secs(10), sink)
+            .await
+            .unwrap();
+        assert_eq!(taken.unwrap().unwrap(), 1);
+        let still_open = tokio::task::spawn_blocking(move || {
+            let mut byte = [0u8; 64];
+            let s = &mut held[1];
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.read(&mut byte).map(|n| n > 0)
+        })
+        .await
+        .unwrap();
+        assert!(
+            matches!(still_open, Ok(false)),
+            "the sink's connections end with it"
+        );
+    }
 }
