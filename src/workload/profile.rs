@@ -234,6 +234,30 @@ impl Profile {
     }
 }
 
+/// One user's next online or offline change, remembered until it has passed. The answer of
+/// [`Profile::next_change`] at `t` holds at every later time before that change (nothing flips
+/// in between), so a user's loop, which asks on every event it handles, computes it once per
+/// change instead of once per frame.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NextChange {
+    /// When it was last asked, and the answer.
+    known: Option<(u64, Option<u64>)>,
+}
+
+impl NextChange {
+    pub fn at(&mut self, profile: &Profile, user: u32, t_us: u64) -> Option<u64> {
+        if let Some((asked, change)) = self.known
+            && asked <= t_us
+            && change.is_none_or(|c| t_us < c)
+        {
+            return change;
+        }
+        let change = profile.next_change(user, t_us);
+        self.known = Some((t_us, change));
+        change
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,6 +351,54 @@ mod tests {
         assert_eq!(
             p.launch_envelope(),
             vec![(100, 10_000_000), (100, 10_000_000), (100, 10_000_000)]
+        );
+    }
+
+    /// The remembered change is the one `next_change` gives at every time, with presence
+    /// churn on top of the stages (several changes per user) and without.
+    #[test]
+    fn a_remembered_next_change_is_what_the_profile_says() {
+        let source = r#"
+[scenario]
+name = "t"
+seed = 7
+[population.consumers]
+users = 50
+[[pattern]]
+kind = "presence"
+session = { exponential = { mean = "2s" } }
+offline = { exponential = { mean = "1s" } }
+[load]
+stages = [{ ramp = "5s" }, { hold = "20s" }, { ramp_down = "5s" }]
+"#;
+        let scenario = crate::scenario::parse(std::path::Path::new("t.toml"), source).unwrap();
+        let churned = Profile::for_scenario(&scenario, 50);
+        let plain = Profile::new(&scenario.stages, 50);
+        let mut changes_seen = 0;
+        for profile in [&churned, &plain] {
+            for user in [0u32, 7, 25, 49] {
+                let mut remembered = NextChange::default();
+                let mut last = None;
+                // Uneven steps, some landing exactly on a change and just before one.
+                let mut t = 0u64;
+                while t < 31_000_000 {
+                    let want = profile.next_change(user, t);
+                    assert_eq!(remembered.at(profile, user, t), want, "user {user} at {t}");
+                    if want != last {
+                        changes_seen += 1;
+                        last = want;
+                    }
+                    t = match want {
+                        Some(c) if c - t > 1 && t.is_multiple_of(3) => c - 1,
+                        Some(c) if t % 3 == 1 => c,
+                        _ => t + 37_013,
+                    };
+                }
+            }
+        }
+        assert!(
+            changes_seen > 40,
+            "churn gives several changes per user: {changes_seen}"
         );
     }
 }

@@ -14,6 +14,7 @@ use crate::protocol::id::{REACTION_BIT, compose as message_id};
 use crate::protocol::{self, BUSINESS_BASE, Media, Recipient};
 use crate::transport::{AnySession, Incoming, Outgoing, Session};
 use crate::workload::Order;
+use crate::workload::profile::NextChange;
 use crate::workload::schedule::Action;
 use reactions::{Pending, Reactions};
 use rustc_hash::FxHashMap;
@@ -45,6 +46,8 @@ pub struct VirtualUser {
     /// When the current connection came up (µs on the run's clock): deliveries owed from
     /// before are due from then.
     connected_at_us: u64,
+    /// The profile's next connect or disconnect for this user, asked on every event.
+    next_change: NextChange,
 }
 
 impl VirtualUser {
@@ -65,6 +68,7 @@ impl VirtualUser {
             goaway: None,
             closed,
             connected_at_us: 0,
+            next_change: NextChange::default(),
         })
     }
 
@@ -87,9 +91,8 @@ impl VirtualUser {
                 && (self.ctx.profile.online(self.user, now_us) || self.ctx.is_returning(self.user));
             // Wake for this user's next scheduled connect or disconnect, or its next storm.
             let change = self
-                .ctx
-                .profile
-                .next_change(self.user, now_us)
+                .next_change
+                .at(&self.ctx.profile, self.user, now_us)
                 .map(|t| self.ctx.instant_at(t));
             let storm = self
                 .reconnect
