@@ -16,12 +16,13 @@
 use chatload_protocol::{Recipient, ack, decode, hello, send};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp};
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 const TIMER_TOKEN: u64 = u64::MAX;
+const LOG_IN_TIMEOUT: Duration = Duration::from_secs(5);
 const BODY: &str = "0123456789012345678901234567890123456789012345678901234567890123";
 
 struct Connection {
@@ -128,7 +129,7 @@ fn run() -> Result<(), String> {
             unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), events.len() as i32, 100) };
         if ready < 0 {
             let error = std::io::Error::last_os_error();
-            if error.kind() == std::io::ErrorKind::Interrupted {
+            if error.kind() == ErrorKind::Interrupted {
                 continue;
             }
             return Err(format!("epoll_wait: {error}"));
@@ -155,6 +156,10 @@ fn run() -> Result<(), String> {
 fn log_in(address: &str, user: u32) -> Result<Connection, String> {
     let mut stream = TcpStream::connect(address).map_err(|e| format!("{address}: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    // A server that takes the connection and never answers ends the bench, not hangs it.
+    stream
+        .set_read_timeout(Some(LOG_IN_TIMEOUT))
+        .map_err(|e| e.to_string())?;
     write!(
         stream,
         "GET /v1/ws HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -201,6 +206,9 @@ fn fill(stream: &mut TcpStream, inbox: &mut Vec<u8>) -> Result<(), String> {
             inbox.extend_from_slice(&chunk[..n]);
             Ok(())
         }
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Err(format!(
+            "the server did not answer a log-in within {LOG_IN_TIMEOUT:?}"
+        )),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -211,7 +219,7 @@ fn take(connection: &mut Connection, counts: &mut Counts, out: &mut Vec<u8>) -> 
     match connection.stream.read(&mut chunk) {
         Ok(0) => return Err("the server closed a connection".into()),
         Ok(n) => connection.inbox.extend_from_slice(&chunk[..n]),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
         Err(e) => return Err(e.to_string()),
     }
     let mut offset = 0;
