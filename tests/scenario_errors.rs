@@ -58,6 +58,15 @@ fn cases() -> Vec<(&'static str, String, usize, usize, &'static str)> {
             "answer_body is not JSON",
         ),
         (
+            "a webhook ping that is not a path on the target",
+            format!(
+                "{BASE}\n[target]\nurl = \"http://127.0.0.1:9\"\nprotocol = \"http\"\n\n[target.http]\nurl = \"/x\"\ndeliveries = \"webhook\"\nwebhook = {{ recipient = \"/r\", id = \"/i\", ping = \"http://elsewhere/ping\" }}\n"
+            ),
+            19,
+            49,
+            "give a path on the target, starting with /",
+        ),
+        (
             "more patterns than a message id can tell apart",
             format!("{BASE}{many_patterns}"),
             1287,

@@ -12,6 +12,7 @@ use common::synapse::{AS_TOKEN, Synapse};
 use common::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 const TOKEN_VAR: &str = "CHATLOAD_MATRIX_AS_TOKEN";
 
@@ -144,6 +145,107 @@ async fn direct_and_room_messages_balance_and_match_the_homeservers_database() {
     );
     assert_eq!(s.target.webhook_redelivered, 0);
     common::assert_bundle_hides(&r.bundle_dir, AS_TOKEN);
+}
+
+/// Sends an event of a type no scenario counts into `room` as `user`: the homeserver pushes
+/// it to the application service like any other.
+async fn send_other_event(server: &Synapse, room: &str, user: &str) {
+    let url = format!(
+        "{}/_matrix/client/v3/rooms/{}/send/org.chatload.test/t1?user_id={}",
+        server.url(),
+        percent_encoding::utf8_percent_encode(room, percent_encoding::NON_ALPHANUMERIC),
+        percent_encoding::utf8_percent_encode(user, percent_encoding::NON_ALPHANUMERIC),
+    );
+    let answer = reqwest::Client::new()
+        .put(url)
+        .bearer_auth(AS_TOKEN)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("synapse answers");
+    assert!(answer.status().is_success(), "send: {}", answer.status());
+}
+
+/// A push that found nothing listening (between runs) makes the homeserver count the
+/// application service as down and hold back every later event until its next retry, each
+/// retry twice as far off. The run's webhook ping (`ping` in the shipped scenario) brings
+/// the service back before the first message; without it this run's first seconds of
+/// deliveries wait for the retry 8 s away and count as lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_the_homeserver_counts_as_down_is_back_before_the_first_message() {
+    let Some(server) = Synapse::start() else {
+        return;
+    };
+    set_env_once(&[(TOKEN_VAR, AS_TOKEN)]);
+    let ids = server.dir.path().join("matrix-ids.json");
+    let text = scenario(&server, server.webhook_port, &ids, false);
+    assert!(text.contains("\nping = "), "the shipped scenario pings");
+    setup(&server, &text, server.webhook_port);
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ids).expect("ids file")).expect("ids JSON");
+    let (pair, room) = file["direct"]
+        .as_object()
+        .and_then(|d| d.iter().next())
+        .expect("a direct room");
+    let a = pair.split_once('-').expect("a-b").0;
+    let user_a = file["users"][a].as_str().expect("user id");
+    send_other_event(&server, room.as_str().expect("room id"), user_a).await;
+    // Two mistakes the ping finds before any traffic: a webhook where the registration's
+    // `url` does not point, and another registration's id.
+    let elsewhere = free_port();
+    for (what, wrong, said) in [
+        (
+            "listen",
+            text.replace(
+                &format!("127.0.0.1:{}", server.webhook_port),
+                &format!("127.0.0.1:{elsewhere}"),
+            ),
+            "HTTP 502 Bad Gateway",
+        ),
+        (
+            "id",
+            text.replace("/appservice/chatload/ping", "/appservice/other/ping"),
+            "HTTP 403 Forbidden",
+        ),
+    ] {
+        let file = server.dir.path().join(format!("wrong-{what}.toml"));
+        std::fs::write(&file, &wrong).expect("write scenario");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatload"))
+            .arg("run")
+            .arg(&file)
+            .arg("--out")
+            .arg(server.dir.path().join(format!("bundle-{what}")))
+            .env(TOKEN_VAR, AS_TOKEN)
+            .output()
+            .expect("chatload runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "wrong {what}: {err}");
+        assert!(
+            err.contains("the target answered the webhook ping")
+                && err.contains(said)
+                && !err.contains(AS_TOKEN),
+            "wrong {what}: {err}"
+        );
+        if what == "listen" {
+            assert!(err.contains(&format!("127.0.0.1:{elsewhere}")), "{err}");
+        }
+    }
+    // Its push and two retries find nothing listening: the next retry is 8 s away.
+    let waiting = tokio::task::spawn_blocking(move || {
+        let down = server.wait_for_log(
+            "Scheduling retries on chatload in 8.",
+            Duration::from_secs(30),
+        );
+        (server, down)
+    });
+    let (server, down) = waiting.await.expect("the wait ends");
+    assert!(down, "the homeserver counts the service as down");
+    let r = run_text(&text, None).await;
+    let a = &r.summary.accounting;
+    assert_clean(&r.summary);
+    assert!(a.messages_sent > 30, "{a:?}");
+    assert_eq!(server.messages_stored(), a.messages_sent);
+    assert!(server.wait_for_log("Successfully recovered application service", Duration::ZERO));
 }
 
 /// Between Synapse and chatload's webhook: forwards every transaction but each `every`-th,

@@ -4,8 +4,10 @@
 //! measures it as a virtual user would. Answers each batch with the scenario's status and
 //! JSON body (`{}` unless it says), and takes a batch the target pushes again under a
 //! transaction id already taken only once, counting it (Matrix application services and
-//! other at-least-once senders retry a batch until it is answered). Owns that mapping and
-//! the de-duplication; the socket is `json_listener`'s.
+//! other at-least-once senders retry a batch until it is answered). Before the run it can
+//! ask the target to reach it (`ping`), so a sender that gave up on it is back first. Owns
+//! that mapping, the de-duplication and the ping; the socket is `json_listener`'s, the
+//! ping's request the HTTP transport's.
 
 use super::context::RunContext;
 use super::json_listener::{self, Answer, JsonListener};
@@ -89,6 +91,11 @@ pub async fn start(ctx: Arc<RunContext>, webhook: &Webhook) -> std::io::Result<D
         &webhook.listen,
         ctx,
         Arc::new(move |ctx: &RunContext, path: &str, v: &Value| {
+            // A body with no batch in it (a homeserver's ping, a sender's check) is answered
+            // but is no transaction: its path or id is not remembered, nor counted again.
+            if !holds_batch(&w, v) {
+                return;
+            }
             if is_redelivery(ctx, &w, &seen, path, v) {
                 counted.fetch_add(1, Relaxed);
             } else {
@@ -102,6 +109,69 @@ pub async fn start(ctx: Arc<RunContext>, webhook: &Webhook) -> std::io::Result<D
         listener,
         redelivered,
     })
+}
+
+/// Whether `v` carries deliveries where the scenario says a batch is (`each`); without
+/// `each` every body is one delivery.
+fn holds_batch(w: &Webhook, v: &Value) -> bool {
+    w.each
+        .as_ref()
+        .is_none_or(|p| v.pointer(p).is_some_and(Value::is_array))
+}
+
+/// How a webhook ping (`[target.http.webhook] ping`) failed: the target answered something
+/// else than 2xx, or did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PingError {
+    #[error(
+        "the target answered the webhook ping (POST {path}) HTTP {status}: {said}; it must reach chatload's delivery webhook at http://{webhook}/ (a Matrix application service's `url`) before the run can count deliveries"
+    )]
+    Answered {
+        path: String,
+        status: reqwest::StatusCode,
+        said: String,
+        webhook: std::net::SocketAddr,
+    },
+    #[error("the webhook ping (POST {path}) got no answer from the target: {reason}")]
+    NoAnswer { path: String, reason: String },
+}
+
+/// Asks the target to reach the webhook at `webhook` before the first user starts, and
+/// waits for its answer. A Matrix homeserver that counted the application service as down
+/// (a push that found nothing listening between runs) holds back every later event until
+/// its next retry, up to minutes later, which the run would count as lost; its ping answers
+/// only after it reached the service, and then sends what it held back at once.
+pub async fn ping(
+    ctx: &RunContext,
+    path: &str,
+    webhook: std::net::SocketAddr,
+) -> Result<(), PingError> {
+    let Some(http) = ctx.connector.http() else {
+        return Ok(());
+    };
+    let segment = ctx.segment;
+    let user = (0..ctx.population.users())
+        .find(|u| segment.owns(*u))
+        .unwrap_or(0);
+    let body =
+        serde_json::json!({ "transaction_id": format!("chatload-{:x}", ctx.connector.run()) });
+    match http.post_json(path, user, body.to_string()).await {
+        Ok((status, _)) if status.is_success() => Ok(()),
+        Ok((status, body)) => Err(PingError::Answered {
+            path: path.to_string(),
+            status,
+            said: match body {
+                Ok(b) if b.is_empty() => "an empty body".to_string(),
+                Ok(b) => crate::secrets::excerpt(&String::from_utf8_lossy(&b), 300),
+                Err(too_long) => too_long,
+            },
+            webhook,
+        }),
+        Err(e) => Err(PingError::NoAnswer {
+            path: path.to_string(),
+            reason: crate::secrets::redact(&e.to_string()),
+        }),
+    }
 }
 
 /// The batch's transaction id (the last segment of `path`, or a string or number at a
@@ -252,6 +322,32 @@ mod tests {
         assert_eq!(at("/n").as_deref(), Some("12"));
         assert_eq!(at("/events"), None);
         assert_eq!(at("/missing"), None);
+    }
+
+    #[test]
+    fn only_a_body_with_its_batch_is_a_transaction() {
+        let mut w = Webhook {
+            listen: "127.0.0.1:0".into(),
+            recipient: DeliveryTo::Conversation("/room_id".into()),
+            only: None,
+            id: "/content/body".into(),
+            from: None,
+            each: Some("/events".into()),
+            answer_status: 200,
+            answer_body: "{}".into(),
+            transaction: Some(TransactionId::Path),
+            ping: None,
+        };
+        // A homeserver's ping, then a transaction, then a batch with no events in it.
+        assert!(!holds_batch(&w, &json!({"transaction_id": "chatload-1"})));
+        assert!(holds_batch(
+            &w,
+            &json!({"events": [{"type": "m.room.message"}]})
+        ));
+        assert!(holds_batch(&w, &json!({"events": []})));
+        assert!(!holds_batch(&w, &json!({"events": {}})));
+        w.each = None;
+        assert!(holds_batch(&w, &json!({"transaction_id": "chatload-1"})));
     }
 
     #[test]

@@ -542,6 +542,13 @@ async fn start_delivery_webhook(
             listener.listener.addr
         );
     }
+    if let Some(path) = &w.ping {
+        let pinged = super::delivery_webhook::ping(ctx, path, listener.listener.addr).await;
+        if let Err(e) = pinged {
+            listener.stop();
+            return Err(RunError::Refused(e.to_string()));
+        }
+    }
     Ok(Some(listener))
 }
 

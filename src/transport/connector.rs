@@ -244,6 +244,14 @@ impl Connector {
         })
     }
 
+    /// The HTTP send side, when the target is an HTTP API.
+    pub fn http(&self) -> Option<&Arc<HttpSetup>> {
+        match &self.kind {
+            Kind::Http(h, _) => Some(h),
+            _ => None,
+        }
+    }
+
     /// The system's own ids of users, groups and conversations (`[target.http] ids`).
     pub fn ids(&self) -> Option<&crate::scenario::ids::IdMap> {
         match &self.kind {

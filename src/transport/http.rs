@@ -153,6 +153,40 @@ impl HttpSetup {
         })
     }
 
+    /// POSTs the JSON `body` to `path` on the target with the send side's headers rendered
+    /// for `user`: the answer's status and up to `max_answer` bytes of its body (`Err` with
+    /// the reason when the body is longer), or why no answer came.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        user: u32,
+        body: String,
+    ) -> Result<(reqwest::StatusCode, Result<Vec<u8>, String>), reqwest::Error> {
+        let m = Message {
+            from: user,
+            to: Recipient::User(user),
+            id: 0,
+            t: 0,
+            s: 0,
+            body: "",
+        };
+        let value = self.values(&m);
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base.trim_end_matches('/')))
+            .timeout(self.target.timeout.as_std());
+        for (name, v) in &self.target.headers {
+            req = req.header(name.as_str(), v.render(false, &value));
+        }
+        let mut resp = req
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await?;
+        let status = resp.status();
+        Ok((status, capped_body(&mut resp, self.target.max_answer).await))
+    }
+
     fn values<'a>(&'a self, m: &Message<'a>) -> impl Fn(Slot) -> Value<'a> + 'a {
         let (to, group) = match m.to {
             Recipient::User(u) => (Some(u as u64), None),

@@ -157,6 +157,22 @@ impl Synapse {
         Some(server)
     }
 
+    /// Waits up to `within` for a line of the homeserver's log holding `needle`.
+    pub fn wait_for_log(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("homeserver.out")).unwrap_or_default();
+            if log.contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -196,5 +212,25 @@ impl Drop for Synapse {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failed test shows what the homeserver did about the application service (its
+        // pushes, the service marked down, the retries), which its own log alone tells.
+        if std::thread::panicking() {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("homeserver.out")).unwrap_or_default();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.contains("appservice") || l.contains("recover") || l.contains("as id")
+                })
+                .collect();
+            eprintln!(
+                "the homeserver's application-service log ({} lines, last 60):",
+                lines.len()
+            );
+            for line in &lines[lines.len().saturating_sub(60)..] {
+                eprintln!("  {line}");
+            }
+        }
     }
 }

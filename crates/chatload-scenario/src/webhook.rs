@@ -40,6 +40,14 @@ pub struct WebhookSection {
     /// answered as before, counted, and not taken again.
     #[schemars(with = "Option<String>")]
     pub transaction: Option<Spanned<String>>,
+    /// A path on the target that chatload POSTs `{"transaction_id": "..."}` to, with the
+    /// send side's headers, once its webhook listens and before the first user starts; the
+    /// target answers 2xx only after it reached the webhook. Matrix:
+    /// "/_matrix/client/v1/appservice/<registration id>/ping", which also makes a
+    /// homeserver that counted the service as down send what it held back at once. Another
+    /// answer stops the run with what the target said.
+    #[schemars(with = "Option<String>")]
+    pub ping: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -53,6 +61,8 @@ pub struct Webhook {
     pub answer_status: u16,
     pub answer_body: String,
     pub transaction: Option<TransactionId>,
+    /// The target's path that makes it reach the webhook before the run (`ping`).
+    pub ping: Option<String>,
 }
 
 /// Whom a pushed delivery is for.
@@ -123,6 +133,21 @@ pub(crate) fn compile(w: &WebhookSection) -> Result<Webhook> {
             );
         }
     };
+    let ping = match &w.ping {
+        None => None,
+        Some(p) if p.get_ref().starts_with('/') && !p.get_ref().contains(char::is_whitespace) => {
+            Some(p.get_ref().clone())
+        }
+        Some(p) => {
+            return issue(
+                p.span(),
+                format!(
+                    "ping = \"{}\": give a path on the target, starting with / (Matrix: \"/_matrix/client/v1/appservice/<registration id>/ping\")",
+                    p.get_ref()
+                ),
+            );
+        }
+    };
     let recipient = match (&w.recipient, &w.conversation) {
         (Some(r), None) => DeliveryTo::Recipient(r.get_ref().clone()),
         (None, Some(c)) => DeliveryTo::Conversation(c.get_ref().clone()),
@@ -170,5 +195,6 @@ pub(crate) fn compile(w: &WebhookSection) -> Result<Webhook> {
         answer_status,
         answer_body,
         transaction,
+        ping,
     })
 }
