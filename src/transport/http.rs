@@ -105,6 +105,23 @@ pub fn classify(e: &reqwest::Error) -> ErrorKind {
     }
 }
 
+/// What went wrong with a request, with the causes beneath it (reqwest's own text stops at
+/// "error sending request for url (...)"; the cause says refused, reset or timed out),
+/// secrets redacted.
+pub fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let cause = s.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        source = s.source();
+    }
+    crate::secrets::redact(&text)
+}
+
 /// The values of a message's template slots.
 struct Message<'a> {
     from: u32,
@@ -363,7 +380,7 @@ async fn perform(
             return Incoming::Rejected {
                 id,
                 kind: classify(&e),
-                detail: crate::secrets::redact(&e.to_string()),
+                detail: describe(&e),
             };
         }
     };
@@ -589,5 +606,28 @@ impl Session for HttpSession {
 impl std::fmt::Debug for HttpSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "HttpSession(user {})", self.user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_request_says_why() {
+        // A port just closed: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let e = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/"))
+            .send()
+            .await
+            .expect_err("nothing listens");
+        let said = describe(&e);
+        assert!(said.starts_with("error sending request"), "{said}");
+        assert!(said.contains("Connection refused"), "{said}");
+        assert!(!e.to_string().contains("Connection refused"), "{e}");
     }
 }

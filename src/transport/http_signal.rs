@@ -97,10 +97,7 @@ impl SignalLane {
                 )),
                 Err(e) => Some((
                     classify(&e),
-                    format!(
-                        "a {kind} signal failed: {}",
-                        crate::secrets::redact(&e.to_string())
-                    ),
+                    format!("a {kind} signal failed: {}", super::http::describe(&e)),
                 )),
             }
         }));
