@@ -279,6 +279,14 @@ webhook = {{ listen = "127.0.0.1:{hook_port}", each = "/deliveries", recipient =
         "every batch is answered 200 with {{}}"
     );
     common::assert_bundle_hides(&r.bundle_dir, TOKEN);
+    // The same run again in this process, as a capacity search's next step: the API's
+    // kept-alive connections to the first run's receiver ended with that run, so its
+    // pushes reach this run's.
+    let again = run_text(&chat_scenario(80, 3, 0, &target), None).await;
+    let a2 = &again.summary.accounting;
+    assert!(a2.acked > 50, "{a2:?}");
+    assert_eq!((a2.lost, a2.in_flight), (0, 0), "{a2:?}");
+    assert_eq!(a2.delivered, a2.acked, "{a2:?}");
     let console = chatload::report::console::render(s, None);
     assert!(!console.contains(TOKEN), "the console shows the token");
     let md = std::fs::read_to_string(r.bundle_dir.join("summary.md")).unwrap();

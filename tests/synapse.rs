@@ -145,6 +145,16 @@ async fn direct_and_room_messages_balance_and_match_the_homeservers_database() {
     );
     assert_eq!(s.target.webhook_redelivered, 0);
     common::assert_bundle_hides(&r.bundle_dir, AS_TOKEN);
+    // The same scenario again at once, as a user repeats a run: the homeserver keeps each
+    // transaction id it took for 30 to 60 minutes and answers a PUT under one again with
+    // the first event, making none.
+    let again = run_text(&text, None).await;
+    assert_clean(&again.summary);
+    assert_eq!(
+        server.messages_stored(),
+        a.messages_sent + again.summary.accounting.messages_sent,
+        "the second run's messages are new events"
+    );
 }
 
 /// Sends an event of a type no scenario counts into `room` as `user`: the homeserver pushes

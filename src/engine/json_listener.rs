@@ -32,7 +32,7 @@ const MAX_HELD: usize = 64 << 20;
 /// the sender started on it at that moment would fail and its deliveries count as lost.
 const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// A running listener; stops when its task is aborted.
+/// A running listener; stops, with every connection it took, when stopped or dropped.
 pub struct JsonListener {
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
@@ -40,6 +40,12 @@ pub struct JsonListener {
 
 impl JsonListener {
     pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for JsonListener {
+    fn drop(&mut self) {
         self.task.abort();
     }
 }
@@ -78,8 +84,16 @@ pub async fn start(
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let held = Arc::new(Semaphore::new(MAX_HELD));
     let task = tokio::spawn(async move {
+        // The connections live in this task and end with it: a kept-alive connection that
+        // outlived `stop` would go on taking a sender's pushes for a run already counted
+        // (the next run of the same process, a capacity step, would never see them).
+        let mut served = tokio::task::JoinSet::new();
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                Some(_) = served.join_next() => continue,
+            };
+            let Ok((stream, _)) = accepted else {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             };
@@ -92,7 +106,7 @@ pub async fn start(
             let _ = stream.set_nodelay(true);
             let (ctx, absorb, answer, held) =
                 (ctx.clone(), absorb.clone(), answer.clone(), held.clone());
-            tokio::spawn(async move {
+            served.spawn(async move {
                 let service = {
                     let ctx = ctx.clone();
                     hyper::service::service_fn(move |req| {

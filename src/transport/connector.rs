@@ -136,6 +136,8 @@ impl Connector {
     ) -> Result<Self, SetupError> {
         let tls = TlsContext::new(target.ca_file.as_deref())?;
         let creds = Arc::new(Credentials::from_env(&target.credentials)?);
+        let run = run_token();
+        let run_text: Arc<str> = format!("{run:x}").into();
         // Whatever the target echoes back, in whatever encoding, must not show them.
         crate::secrets::remember_url(url);
         if let Some(base) = &target.url {
@@ -153,6 +155,7 @@ impl Connector {
                 tls: tls.clone(),
                 credentials: creds.clone(),
                 sources: sources.clone(),
+                run: run_text.clone(),
             })),
             Protocol::Xmpp(x) => Kind::Xmpp(Arc::new(
                 XmppSetup::new(x.clone(), url, tls.clone(), creds.clone(), sources.clone())
@@ -193,6 +196,7 @@ impl Connector {
                                 tls: tls.clone(),
                                 credentials: receive_creds.clone(),
                                 sources: sources.clone(),
+                                run: run_text.clone(),
                             })),
                             _ => Receive::Native(sub),
                         }
@@ -231,6 +235,7 @@ impl Connector {
                             .transpose()
                             .map_err(SetupError::Ids)?
                             .map(Arc::new),
+                        run: run_text.clone(),
                     }),
                     receive,
                 )
@@ -240,7 +245,7 @@ impl Connector {
             kind,
             tls,
             sources,
-            run: run_token(),
+            run,
         })
     }
 

@@ -28,12 +28,15 @@ pub struct GatewaySetup {
     pub credentials: Arc<Credentials>,
     /// Local addresses connections come from.
     pub sources: super::source::SourcePool,
+    /// This run's token, `{{run}}`.
+    pub run: Arc<str>,
 }
 
 pub struct GatewaySession {
     user: u32,
     target: Arc<GatewayTarget>,
     credentials: Arc<Credentials>,
+    run: Arc<str>,
     ws: Duplex<Box<Socket>>,
     early: VecDeque<Received>,
     body: String,
@@ -85,11 +88,17 @@ struct Fill<'a> {
     now_us: u64,
     body: &'a str,
     captured: &'a [String],
+    run: &'a str,
 }
 
 impl<'a> Fill<'a> {
     /// The values of a frame outside any message: the log-in's, a join's.
-    fn session(user: u32, credentials: &'a Credentials, captured: &'a [String]) -> Self {
+    fn session(
+        user: u32,
+        credentials: &'a Credentials,
+        captured: &'a [String],
+        run: &'a str,
+    ) -> Self {
         Fill {
             user,
             credentials,
@@ -102,6 +111,7 @@ impl<'a> Fill<'a> {
             now_us: 0,
             body: "",
             captured,
+            run,
         }
     }
 
@@ -121,6 +131,7 @@ impl<'a> Fill<'a> {
             Slot::Username => Value::secret(self.credentials.username_of(self.user)),
             Slot::Password => Value::secret(self.credentials.password_of(self.user)),
             Slot::UserId | Slot::ToId | Slot::GroupId | Slot::ChatId => Value::Empty,
+            Slot::Run => Value::Text(self.run),
             Slot::Captured(i) => self
                 .captured
                 .get(i as usize)
@@ -258,7 +269,7 @@ impl GatewaySetup {
         let g = &self.target;
         let started = tokio::time::Instant::now();
         let extras = {
-            let f = Fill::session(user, &self.credentials, &[]);
+            let f = Fill::session(user, &self.credentials, &[], &self.run);
             super::ws_open::Extras {
                 headers: g
                     .headers
@@ -298,7 +309,7 @@ impl GatewaySetup {
             for (i, step) in g.login.iter().enumerate() {
                 step_at = i + 1;
                 if let Some(send) = &step.send {
-                    let f = Fill::session(user, &self.credentials, &captured);
+                    let f = Fill::session(user, &self.credentials, &captured, &self.run);
                     ws.push(frame(g.binary, send.render(json, |s| f.value(s))));
                     write_all(&mut ws).await?;
                 }
@@ -349,7 +360,7 @@ impl GatewaySetup {
                 for group in groups {
                     let f = Fill {
                         group: *group as u64,
-                        ..Fill::session(user, &self.credentials, &captured)
+                        ..Fill::session(user, &self.credentials, &captured, &self.run)
                     };
                     ws.push(frame(g.binary, join.render(json, |s| f.value(s))));
                 }
@@ -359,6 +370,7 @@ impl GatewaySetup {
                 user,
                 target: g.clone(),
                 credentials: self.credentials.clone(),
+                run: self.run.clone(),
                 ws,
                 early,
                 body: String::new(),
@@ -398,7 +410,8 @@ impl Session for GatewaySession {
         let g = self.target.clone();
         let credentials = self.credentials.clone();
         let captured = self.captured.clone();
-        let base = Fill::session(self.user, &credentials, &captured);
+        let run = self.run.clone();
+        let base = Fill::session(self.user, &credentials, &captured, &run);
         match out {
             Outgoing::Message {
                 id, to, t, s, body, ..

@@ -38,6 +38,8 @@ pub struct HttpSetup {
     pub connection: Option<Arc<Endpoint>>,
     /// The system's own ids of users, groups and direct conversations (`[target.http] ids`).
     pub ids: Option<Arc<crate::scenario::ids::IdMap>>,
+    /// This run's token, `{{run}}`.
+    pub run: Arc<str>,
 }
 
 /// Where a user sees its deliveries.
@@ -237,6 +239,7 @@ impl HttpSetup {
             Slot::Username => Value::secret(c.username_of(from)),
             Slot::Password => Value::secret(c.password_of(from)),
             Slot::Captured(_) => Value::Empty,
+            Slot::Run => Value::Text(&self.run),
         }
     }
 

@@ -66,6 +66,7 @@ impl SignalLane {
             Slot::Password => Value::secret(c.password_of(s.user)),
             Slot::Seq | Slot::NowMs | Slot::NowUs | Slot::IntendedUs => Value::Number(0),
             Slot::Body | Slot::Captured(_) => Value::Empty,
+            Slot::Run => Value::Text(&setup.run),
         };
         let path = s.request.url.render(false, value);
         let url = if path.starts_with('/') {

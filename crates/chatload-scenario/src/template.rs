@@ -32,6 +32,10 @@ pub enum Slot {
     ToId,
     GroupId,
     ChatId,
+    /// A token of this run (hex), another in every run: for ids an API remembers across
+    /// runs, so that a repeated run's requests are not taken as retries of the last one's
+    /// (Matrix keeps a transaction id for 30 to 60 minutes).
+    Run,
     /// A value a gateway's log-in step captured (`{{captured.name}}`), by its index in
     /// the steps' capture names.
     Captured(u8),
@@ -55,6 +59,7 @@ const SLOTS: &[(&str, Slot)] = &[
     ("to_id", Slot::ToId),
     ("group_id", Slot::GroupId),
     ("chat_id", Slot::ChatId),
+    ("run", Slot::Run),
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -341,8 +346,15 @@ mod tests {
             Slot::To => Value::Number(7),
             Slot::Id => Value::Number(42),
             Slot::Token => Value::Text("a\"b"),
+            Slot::Run => Value::Text("18c2f0a9"),
             _ => Value::Empty,
         })
+    }
+
+    #[test]
+    fn the_run_token_is_a_slot() {
+        assert_eq!(render("c{{run}}-{{id}}"), "c18c2f0a9-42");
+        assert!(Template::parse("{{run}}").unwrap().uses(Slot::Run));
     }
 
     #[test]
