@@ -169,7 +169,7 @@ pub async fn ping(
         }),
         Err(e) => Err(PingError::NoAnswer {
             path: path.to_string(),
-            reason: crate::transport::http::describe(&e),
+            reason: crate::transport::http_error::describe(&e),
         }),
     }
 }

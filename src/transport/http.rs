@@ -6,6 +6,7 @@
 //! session that joins both; not the webhook server.
 
 use super::gateway::GatewaySession;
+use super::http_error::{classify, describe};
 use super::http1::{Endpoint, Http1Conn};
 use super::mqtt::MqttSession;
 use super::native::NativeSession;
@@ -84,44 +85,6 @@ struct Scratch {
     url: String,
     rendered: String,
     body: String,
-}
-
-pub fn classify(e: &reqwest::Error) -> ErrorKind {
-    if e.is_timeout() {
-        return ErrorKind::RequestTimeout;
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return super::connector::classify_io(io);
-        }
-        if s.downcast_ref::<rustls::Error>().is_some() {
-            return ErrorKind::Tls;
-        }
-        source = s.source();
-    }
-    if e.is_connect() {
-        ErrorKind::ConnectFailed
-    } else {
-        ErrorKind::Protocol
-    }
-}
-
-/// What went wrong with a request, with the causes beneath it (reqwest's own text stops at
-/// "error sending request for url (...)"; the cause says refused, reset or timed out),
-/// secrets redacted.
-pub fn describe(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let cause = s.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-        source = s.source();
-    }
-    crate::secrets::redact(&text)
 }
 
 /// The values of a message's template slots.
@@ -609,28 +572,5 @@ impl Session for HttpSession {
 impl std::fmt::Debug for HttpSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "HttpSession(user {})", self.user)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_failed_request_says_why() {
-        // A port just closed: nothing listens there.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let e = reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{port}/"))
-            .send()
-            .await
-            .expect_err("nothing listens");
-        let said = describe(&e);
-        assert!(said.starts_with("error sending request"), "{said}");
-        assert!(said.contains("Connection refused"), "{said}");
-        assert!(!e.to_string().contains("Connection refused"), "{e}");
     }
 }

@@ -5,7 +5,8 @@
 //! of its kind. Owns these requests; not the message requests (`http`).
 
 use super::Incoming;
-use super::http::{HttpSetup, classify};
+use super::http::HttpSetup;
+use super::http_error::{classify, describe};
 use crate::metrics::ErrorKind;
 use crate::scenario::http_signals::SignalRequest;
 use crate::scenario::template::{Slot, Value};
@@ -98,7 +99,7 @@ impl SignalLane {
                 )),
                 Err(e) => Some((
                     classify(&e),
-                    format!("a {kind} signal failed: {}", super::http::describe(&e)),
+                    format!("a {kind} signal failed: {}", describe(&e)),
                 )),
             }
         }));
