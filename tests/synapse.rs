@@ -74,22 +74,27 @@ fn setup(server: &Synapse, text: &str, webhook_port: u16) -> (String, String) {
     (said, warned)
 }
 
-/// Makes `user` leave `room` through the application service, as a person might.
-async fn leave(server: &Synapse, room: &str, user: &str) {
+/// `method` on the room's `action` (`leave`, `send/<type>/<txn>`) as `user`, through the
+/// application service, as a person might.
+async fn in_room(server: &Synapse, method: reqwest::Method, room: &str, action: &str, user: &str) {
     let url = format!(
-        "{}/_matrix/client/v3/rooms/{}/leave?user_id={}",
+        "{}/_matrix/client/v3/rooms/{}/{action}?user_id={}",
         server.url(),
         percent_encoding::utf8_percent_encode(room, percent_encoding::NON_ALPHANUMERIC),
         percent_encoding::utf8_percent_encode(user, percent_encoding::NON_ALPHANUMERIC),
     );
     let answer = reqwest::Client::new()
-        .post(url)
+        .request(method, url)
         .bearer_auth(AS_TOKEN)
         .json(&serde_json::json!({}))
         .send()
         .await
         .expect("synapse answers");
-    assert!(answer.status().is_success(), "leave: {}", answer.status());
+    assert!(
+        answer.status().is_success(),
+        "{action}: {}",
+        answer.status()
+    );
 }
 
 const JOINED: &str =
@@ -116,7 +121,8 @@ async fn direct_and_room_messages_balance_and_match_the_homeservers_database() {
         .expect("a direct room");
     let b = pair.split_once('-').expect("a-b").1;
     let user_b = file["users"][b].as_str().expect("user id");
-    leave(&server, room.as_str().expect("room id"), user_b).await;
+    let room = room.as_str().expect("room id");
+    in_room(&server, reqwest::Method::POST, room, "leave", user_b).await;
     assert_eq!(server.count(JOINED), joined - 1);
     let (said, _) = setup(&server, &text, server.webhook_port);
     assert!(
@@ -157,25 +163,6 @@ async fn direct_and_room_messages_balance_and_match_the_homeservers_database() {
     );
 }
 
-/// Sends an event of a type no scenario counts into `room` as `user`: the homeserver pushes
-/// it to the application service like any other.
-async fn send_other_event(server: &Synapse, room: &str, user: &str) {
-    let url = format!(
-        "{}/_matrix/client/v3/rooms/{}/send/org.chatload.test/t1?user_id={}",
-        server.url(),
-        percent_encoding::utf8_percent_encode(room, percent_encoding::NON_ALPHANUMERIC),
-        percent_encoding::utf8_percent_encode(user, percent_encoding::NON_ALPHANUMERIC),
-    );
-    let answer = reqwest::Client::new()
-        .put(url)
-        .bearer_auth(AS_TOKEN)
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .expect("synapse answers");
-    assert!(answer.status().is_success(), "send: {}", answer.status());
-}
-
 /// A push that found nothing listening (between runs) makes the homeserver count the
 /// application service as down and hold back every later event until its next retry, each
 /// retry twice as far off. The run's webhook ping (`ping` in the shipped scenario) brings
@@ -199,7 +186,16 @@ async fn a_service_the_homeserver_counts_as_down_is_back_before_the_first_messag
         .expect("a direct room");
     let a = pair.split_once('-').expect("a-b").0;
     let user_a = file["users"][a].as_str().expect("user id");
-    send_other_event(&server, room.as_str().expect("room id"), user_a).await;
+    // An event of a type no scenario counts: pushed to the service like any other.
+    let room = room.as_str().expect("room id");
+    in_room(
+        &server,
+        reqwest::Method::PUT,
+        room,
+        "send/org.chatload.test/t1",
+        user_a,
+    )
+    .await;
     // Two mistakes the ping finds before any traffic: a webhook where the registration's
     // `url` does not point, and another registration's id.
     let elsewhere = free_port();
