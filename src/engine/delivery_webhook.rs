@@ -153,8 +153,7 @@ pub async fn ping(
     let user = (0..ctx.population.users())
         .find(|u| segment.owns(*u))
         .unwrap_or(0);
-    let body =
-        serde_json::json!({ "transaction_id": format!("chatload-{:x}", ctx.connector.run()) });
+    let body = serde_json::json!({ "transaction_id": format!("chatload-{}", http.run) });
     match http.post_json(path, user, body.to_string()).await {
         Ok((status, _)) if status.is_success() => Ok(()),
         Ok((status, body)) => Err(PingError::Answered {

@@ -122,10 +122,12 @@ impl MatrixSetup {
         if !body.is_null() {
             req = req.json(&body);
         }
-        let mut resp = req
-            .send()
-            .await
-            .map_err(|e| format!("cannot {what}: {}", crate::secrets::redact(&e.to_string())))?;
+        let mut resp = req.send().await.map_err(|e| {
+            format!(
+                "cannot {what}: {}",
+                crate::transport::http_error::describe(&e)
+            )
+        })?;
         let status = resp.status();
         let mut bytes = Vec::new();
         while let Some(chunk) = resp

@@ -187,7 +187,7 @@ impl BusinessClient {
                 Outcome::Refused { http, code }
             }
             Err(e) if e.is_timeout() => Outcome::TimedOut,
-            Err(e) => Outcome::Failed(e.to_string()),
+            Err(e) => Outcome::Failed(crate::transport::http_error::describe(&e)),
         }
     }
 
