@@ -103,7 +103,8 @@ pub struct CapacityArgs {
     /// Bisection steps between the last good and the first bad load.
     #[arg(long, default_value_t = 4)]
     pub refine: u32,
-    /// How long each step runs, e.g. 20s (the scenario's stages are scaled to it).
+    /// How long each step runs, e.g. 20s (the scenario's timeline is stretched to it, as by
+    /// `run --duration`).
     #[arg(long, default_value = "20s")]
     pub step_time: String,
     /// URL of the target (default: the scenario's, else the embedded server).
@@ -132,7 +133,8 @@ pub struct RunArgs {
     /// Trust the CA certificates in this PEM file for wss://, https:// and mqtts://.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
-    /// Override the scenario's duration, e.g. 10s or 2m; stages are scaled to fit.
+    /// Override the scenario's duration, e.g. 10s or 2m; its timeline is stretched to fit
+    /// (stages, a storm's `at`, a campaign's `start`, a diurnal day spanning the run).
     #[arg(long)]
     pub duration: Option<String>,
     /// Override the scenario's seed.
@@ -204,8 +206,10 @@ pub struct CompareArgs {
     /// Also write the Markdown to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Compare runs of different scenarios (or of different versions of one file);
-    /// without it they are refused.
+    /// Compare runs that differ for reasons other than the target: of different scenarios
+    /// (or versions of one file), with a different seed, population, duration or share of
+    /// users (--seed, --users, --duration, --segment), or that ended early; without it they
+    /// are refused.
     #[arg(long)]
     pub allow_different: bool,
 }

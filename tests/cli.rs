@@ -73,6 +73,45 @@ fn a_webhook_address_that_cannot_be_bound_exits_3_and_names_the_flag() {
     assert!(!dir.path().join("bundle").exists());
 }
 
+/// `--duration` stretches the whole timeline, not only the stages: a storm 5 s into a 10 s
+/// run (4 s after its ramp) strikes 2 s into the same run shortened to 4 s. Before, it kept
+/// its 5 s and never came: the report listed a storm that dropped no one.
+#[test]
+fn a_shortened_run_keeps_its_storm_in_place() {
+    let storm = "[[pattern]]\nname = \"blip\"\nkind = \"reconnect_storm\"\nat = \"5s\"\nfraction = 1.0\nbase = \"100ms\"\ncap = \"500ms\"\n";
+    let text = common::chat_scenario(40, 9, 0, "").replace("[load]", &format!("{storm}\n[load]"));
+    let file = common::scenario_file(&text);
+    let bundle = file.dir.path().join("bundle");
+    let out = bin()
+        .args([
+            "run",
+            file.path.to_str().unwrap(),
+            "--quiet",
+            "--duration",
+            "4s",
+        ])
+        .arg("--out")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: chatload::report::Summary =
+        serde_json::from_slice(&std::fs::read(bundle.join("summary.json")).unwrap()).unwrap();
+    let st = &s.storms[0];
+    assert_eq!(
+        (st.at_s, st.dropped, st.reconnected),
+        (2.0, 40, 40),
+        "{st:?}"
+    );
+    assert_eq!(s.planned_duration_s, 4.0);
+    assert!(s.accounting.balances(), "{:?}", s.accounting);
+}
+
 #[test]
 fn bad_flags_exit_2() {
     let file = common::scenario_file(&common::chat_scenario(10, 2, 0, ""));
@@ -640,4 +679,32 @@ fn a_full_disk_loses_no_results_and_leaves_nothing_half_written() {
         left.is_empty(),
         "nothing half-written on the disk: {left:?}"
     );
+}
+
+/// A signal that comes between two runs of one process (the steps of a capacity search)
+/// stops the next run as it starts. Each run used to forget the signals before it: the
+/// first Ctrl-C after one step said it was stopping, and the next step ran to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_between_two_runs_of_one_process_stops_the_next() {
+    use chatload::engine::signals;
+    // As an earlier run in this process would have: the handlers are in place.
+    let _ = signals::subscribe();
+    // SAFETY: the handlers installed above take SIGTERM; the process is not ended by it.
+    unsafe { libc::raise(libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while signals::interrupts() == 0 {
+        assert!(Instant::now() < deadline, "the signal was not counted");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let started = Instant::now();
+    let r = common::run_text(&common::chat_scenario(20, 30, 0, ""), None).await;
+    let s = &r.summary;
+    assert_eq!(s.ended, "interrupted", "{:?}", s.accounting);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "stopped as it started, not after its 31 s: {:?}",
+        started.elapsed()
+    );
+    assert!(s.accounting.balances(), "{:?}", s.accounting);
+    assert_eq!(signals::exit_code(), Some(143));
 }

@@ -660,19 +660,22 @@ async fn mqtt_5_memory_per_connection_stays_small() {
     );
 }
 
-/// In front of the broker: passes everything both ways until `deaf_after`, then reads
-/// nothing more from its clients (with a small receive buffer), as a broker that stopped
-/// taking publishes would; the connections stay open.
+/// In front of the broker: passes everything both ways until `deaf_after` past the first
+/// PUBLISH a client sends (not past its own start: a set-up slowed by a busy machine would
+/// find it deaf already), then reads nothing more from its clients (with a small receive
+/// buffer), as a broker that stopped taking publishes would; the connections stay open.
 async fn deaf_proxy(broker_port: u16, deaf_after: std::time::Duration) -> u16 {
+    use std::sync::{Arc, OnceLock};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let listener = socket.listen(64).unwrap();
     let port = listener.local_addr().unwrap().port();
-    let deaf_at = tokio::time::Instant::now() + deaf_after;
+    let deaf_at: Arc<OnceLock<tokio::time::Instant>> = Arc::new(OnceLock::new());
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
+            let deaf_at = deaf_at.clone();
             tokio::spawn(async move {
                 let Ok(broker) = tokio::net::TcpStream::connect(("127.0.0.1", broker_port)).await
                 else {
@@ -686,12 +689,22 @@ async fn deaf_proxy(broker_port: u16, deaf_after: std::time::Duration) -> u16 {
                 });
                 let mut buf = vec![0u8; 16 * 1024];
                 loop {
+                    let deaf = async {
+                        match deaf_at.get() {
+                            Some(at) => tokio::time::sleep_until(*at).await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     let read = tokio::select! {
                         r = from_client.read(&mut buf) => r,
-                        _ = tokio::time::sleep_until(deaf_at) => break,
+                        _ = deaf => break,
                     };
                     match read {
                         Ok(n) if n > 0 => {
+                            // A read that starts with a PUBLISH (packet type 3) arms the deadline.
+                            if buf[0] >> 4 == 3 {
+                                deaf_at.get_or_init(|| tokio::time::Instant::now() + deaf_after);
+                            }
                             if to_broker.write_all(&buf[..n]).await.is_err() {
                                 return;
                             }

@@ -144,6 +144,51 @@ async fn the_bundle_is_complete_and_consistent() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
+    // Runs that differ for reasons other than the target do not make a regression gate: a
+    // candidate that ended early, or one with another seed, is refused (exit 2) unless
+    // --allow-different.
+    let unlike = |name: &str, edit: &dyn Fn(&mut chatload::report::Summary)| {
+        let d = dir.parent().unwrap().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let mut copy = s.clone();
+        edit(&mut copy);
+        std::fs::write(
+            d.join("summary.json"),
+            serde_json::to_string(&copy).unwrap(),
+        )
+        .unwrap();
+        d
+    };
+    for (d, says) in [
+        (
+            unlike("interrupted", &|c| c.ended = "interrupted".into()),
+            "ended early (interrupted), so its figures cover part of its load",
+        ),
+        (
+            unlike("reseeded", &|c| c.seed += 1),
+            "ran the scenario with different settings (seed",
+        ),
+        (
+            unlike("longer", &|c| c.planned_duration_s *= 2.0),
+            "different settings (duration",
+        ),
+    ] {
+        let out = chatload().arg("compare").arg(dir).arg(&d).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(says) && err.contains("--allow-different"),
+            "{err}"
+        );
+        let anyway = chatload()
+            .arg("compare")
+            .arg(dir)
+            .arg(&d)
+            .arg("--allow-different")
+            .output()
+            .unwrap();
+        assert_eq!(anyway.status.code(), Some(0), "{err}");
+    }
 }
 
 /// The HdrHistogram project's own Python reader finds the same counts, p99 and max per

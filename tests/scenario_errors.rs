@@ -435,6 +435,22 @@ fn cases() -> Vec<(&'static str, String, usize, usize, &'static str)> {
             "`fraction` is the share of connected users dropped",
         ),
         (
+            "storm after the run",
+            format!("{BASE}\n[[pattern]]\nkind = \"reconnect_storm\"\nat = \"12s\"\n"),
+            14,
+            6,
+            "pattern `reconnect_storm` is timed at `at` = 12s, when the run is over (its stages end at 10s)",
+        ),
+        (
+            "campaign after the run",
+            format!(
+                "{BASE}\n[[pattern]]\nkind = \"business_broadcast\"\nrecipients = 5\nsend_rate = \"10/s\"\nstart = \"10s\"\n"
+            ),
+            12,
+            1,
+            "pattern `business_broadcast` is timed at `start` = 10s, when the run is over",
+        ),
+        (
             "unknown storm via",
             format!(
                 "{BASE}\n[[pattern]]\nkind = \"reconnect_storm\"\nat = \"5s\"\nvia = \"fire\"\n"

@@ -31,7 +31,7 @@ pub struct CapacityOptions {
     pub factor: f64,
     /// Bisection steps between the last good and the first bad multiplier.
     pub refine: u32,
-    /// How long each step runs (its stages are scaled to it).
+    /// How long each step runs (its timeline is stretched to it, see `Scenario::stretch_to`).
     pub step_time: crate::scenario::units::Micros,
     pub run: RunOptions,
     /// Where the capacity bundle goes (the steps' bundles go inside it).
@@ -165,6 +165,18 @@ pub fn judge(s: &Summary, slos: &[Threshold]) -> (bool, Option<String>, bool) {
     if a.lost > 0 {
         return (false, Some(format!("{} deliveries lost", a.lost)), false);
     }
+    // Neither delivered nor lost when the step ended (a `drain` shorter than the loss
+    // deadline): a load cannot be said to hold on deliveries nobody saw arrive.
+    if a.in_flight > 0 {
+        return (
+            false,
+            Some(format!(
+                "{} deliveries still in flight when the step ended (give the scenario a `drain` at least as long as its `loss_deadline`)",
+                a.in_flight
+            )),
+            false,
+        );
+    }
     if s.errors_total > 0 {
         return (false, Some(format!("{} errors", s.errors_total)), false);
     }
@@ -269,7 +281,7 @@ async fn run_step(
         duration: Some(opts.step_time),
         ..opts.run.clone()
     };
-    // The step's stages are scaled to the step time as `run` scales them.
+    // The step's timeline is stretched to the step time as `run` stretches it.
     let scale = opts.step_time.0 as f64 / s.duration.0.max(1) as f64;
     // The load is held once the ramp is over and the last users' connect margin has passed.
     let from_s = ramp_s(&s) * scale + crate::workload::profile::CONNECT_MARGIN_US as f64 / 1e6;
@@ -540,6 +552,15 @@ mod tests {
         // A p99 broken while 5% left late: chatload may have broken it itself.
         let (s, slos) = step_summary(6_400, 320, false);
         assert!(judge(&s, &slos).2);
+    }
+
+    #[test]
+    fn a_step_with_deliveries_still_in_flight_did_not_hold() {
+        let (mut s, slos) = step_summary(6_400, 0, true);
+        s.accounting.in_flight = 12;
+        let (held, why, generator) = judge(&s, &slos);
+        assert!(!held && !generator, "{why:?}");
+        assert!(why.unwrap().starts_with("12 deliveries still in flight"));
     }
 
     #[test]

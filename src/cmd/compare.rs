@@ -82,6 +82,10 @@ fn compare(
         );
         return BAD_INPUT;
     }
+    if !allow_different && let Some(why) = unlike(runs, &summaries) {
+        eprintln!("chatload compare: {why}; compare runs made alike, or add --allow-different");
+        return BAD_INPUT;
+    }
     let Some(candidate) = summaries.pop() else {
         return BAD_INPUT;
     };
@@ -116,4 +120,43 @@ fn compare(
     } else {
         PASSED
     }
+}
+
+/// Why these runs of one scenario differ for reasons other than the target, if they do: a
+/// run that ended early covers part of the load, and another seed, population, duration or
+/// share of users is another load.
+fn unlike(runs: &[std::path::PathBuf], summaries: &[chatload::report::Summary]) -> Option<String> {
+    if let Some((i, s)) = summaries
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.ended != "completed")
+    {
+        return Some(format!(
+            "{} ended early ({}), so its figures cover part of its load",
+            runs[i].display(),
+            s.ended
+        ));
+    }
+    let first = summaries.first()?;
+    summaries.iter().enumerate().skip(1).find_map(|(i, s)| {
+        let setting = if s.seed != first.seed {
+            format!("seed {} and {}", first.seed, s.seed)
+        } else if s.population != first.population {
+            format!("population {} and {}", first.population, s.population)
+        } else if s.planned_duration_s != first.planned_duration_s {
+            format!(
+                "duration {}s and {}s",
+                first.planned_duration_s, s.planned_duration_s
+            )
+        } else if s.users != first.users {
+            format!("{} and {} virtual users", first.users, s.users)
+        } else {
+            return None;
+        };
+        Some(format!(
+            "{} and {} ran the scenario with different settings ({setting})",
+            runs[0].display(),
+            runs[i].display()
+        ))
+    })
 }

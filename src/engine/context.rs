@@ -32,6 +32,9 @@ pub struct RunContext {
     pub connected_count: AtomicU64,
     /// Sequence numbers issued by the dispatcher (see `protocol::id::compose`).
     pub issued_seq: AtomicU64,
+    /// Where counting a cut pacer's unreached schedule stopped, µs into the run (0: it
+    /// did not stop early; see `dispatcher::count_unreached`).
+    pub schedule_uncounted_from_us: AtomicU64,
     /// The scenario's reconnect storms, in time order.
     pub storms: Vec<super::reconnect::Storm>,
     /// Set when the run is over: users disconnect and idle until goose stops them.
@@ -145,6 +148,7 @@ impl RunContext {
             unconfirmed: Default::default(),
             connected_count: AtomicU64::new(0),
             issued_seq: AtomicU64::new(1),
+            schedule_uncounted_from_us: AtomicU64::new(0),
             finished: AtomicBool::new(false),
             users_stop: tokio_util::sync::CancellationToken::new(),
             storms,

@@ -34,13 +34,17 @@ impl Pacer {
     }
 }
 
-/// Runs until the schedule ends or `stop` is cancelled. Returns the number of messages issued.
-pub async fn run(ctx: Arc<RunContext>, pacer: Pacer, stop: CancellationToken) -> u64 {
+/// How long counting the schedule a cut pacer did not reach may take (a generator far behind
+/// an offered load it could never make could otherwise count for hours).
+const UNREACHED_BUDGET: Duration = Duration::from_secs(10);
+
+/// Runs until the schedule ends or `stop` is cancelled, and gives back what is left of the
+/// schedule (see [`count_unreached`]).
+pub async fn run(ctx: Arc<RunContext>, pacer: Pacer, stop: CancellationToken) -> Schedule {
     let Pacer {
         mut schedule,
         timer,
     } = pacer;
-    let mut issued = 0u64;
     let mut scheduled = vec![0u64; ctx.scenario.patterns.len()];
     while let Some(t) = schedule.peek_time() {
         if stop.is_cancelled() {
@@ -61,17 +65,24 @@ pub async fn run(ctx: Arc<RunContext>, pacer: Pacer, stop: CancellationToken) ->
             continue;
         }
         let mut batch = 0;
-        while let Some(order) = schedule.next_order(now) {
-            batch += 1;
-            if batch % BATCH == 0 {
+        loop {
+            if batch > 0 && batch % BATCH == 0 {
                 tokio::task::yield_now().await;
+                // Cut while far behind (thousands due at once): what it has not handed out
+                // stays in the schedule, to be counted, rather than going out seconds late.
+                if stop.is_cancelled() {
+                    break;
+                }
             }
+            let Some(order) = schedule.next_order(now) else {
+                break;
+            };
+            batch += 1;
             ctx.issued_seq.store(schedule.issued_seq(), Relaxed);
             // Every segment walks the whole schedule and sends its own users' share.
             if !ctx.segment.owns(order.owner()) {
                 continue;
             }
-            issued += 1;
             if order.action.is_message() {
                 scheduled[order.pattern as usize] += 1;
             }
@@ -101,5 +112,37 @@ pub async fn run(ctx: Arc<RunContext>, pacer: Pacer, stop: CancellationToken) ->
             }
         }
     }
-    issued
+    schedule
+}
+
+/// Counts what is left of a schedule the pacer did not get through by the profile's end (far
+/// behind a load it could not generate) as scheduled and not sent, chatload behind: they
+/// were the scenario's load, and no count would show them otherwise. Spends at most
+/// [`UNREACHED_BUDGET`]; where that runs out, the run notes how far the count got.
+pub async fn count_unreached(ctx: &RunContext, mut schedule: Schedule) {
+    let started = std::time::Instant::now();
+    let mut unreached = vec![0u64; ctx.scenario.patterns.len()];
+    let mut batch = 0;
+    while let Some(t) = schedule.peek_time() {
+        batch += 1;
+        if batch % BATCH == 0 {
+            if started.elapsed() > UNREACHED_BUDGET {
+                ctx.schedule_uncounted_from_us.store(t, Relaxed);
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let Some(order) = schedule.next_order(t) else {
+            continue;
+        };
+        if ctx.segment.owns(order.owner()) && order.action.is_message() {
+            unreached[order.pattern as usize] += 1;
+        }
+    }
+    let mut rec = ctx.recorders.local();
+    for (c, n) in rec.counters.iter_mut().zip(unreached) {
+        c.messages_scheduled += n;
+        c.not_sent += n;
+        c.not_sent_behind += n;
+    }
 }

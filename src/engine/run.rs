@@ -11,7 +11,7 @@ use super::{dispatcher, goose_bridge, preflight, quiet, signals};
 use crate::metrics::{Metric, MetricSet, Series};
 use crate::report::summary::{Measured, Summary, TargetSummary};
 use crate::report::{bundle, verdict};
-use crate::scenario::{Scenario, units::Micros};
+use crate::scenario::Scenario;
 use crate::server::{self, RunningServer};
 use crate::transport::Connector;
 use crate::transport::source::SourcePool;
@@ -26,12 +26,7 @@ fn apply_overrides(mut scenario: Scenario, opts: &RunOptions) -> Result<Scenario
         scenario.seed = seed;
     }
     if let Some(d) = opts.duration {
-        let old = scenario.duration.0.max(1) as f64;
-        let factor = d.0 as f64 / old;
-        for s in &mut scenario.stages {
-            s.length = Micros((s.length.0 as f64 * factor).round() as u64);
-        }
-        scenario.duration = Micros(scenario.stages.iter().map(|s| s.length.0).sum());
+        scenario.stretch_to(d);
     }
     if let Some(t) = &opts.target {
         if !scenario.target.protocol.fits_url(t) {
@@ -207,9 +202,9 @@ impl Run {
             .map_err(|e| RunError::Setup(format!("cannot make the pacer's timer: {e}")))?;
         quiet::install_logger();
         let stop = CancellationToken::new();
-        signals::reset();
         let mut interrupts = signals::subscribe();
-        // A signal cancels the run's stop; the watch ends with the run (`report`).
+        // A signal cancels the run's stop, also one that came before this run started (between
+        // two steps of a capacity search); the watch ends with the run (`report`).
         let signal_watch = {
             let stop = stop.clone();
             tokio::spawn(async move {
@@ -351,13 +346,19 @@ impl Run {
             _ => false,
         };
         sending.cancel();
-        if let Some(pacer) = pacer.filter(|_| !pacer_done) {
-            let _ = pacer.await;
-        }
+        let rest = match pacer.filter(|_| !pacer_done) {
+            Some(pacer) => pacer.await.ok(),
+            None => None,
+        };
         let _ = goaways.await;
         // No more business orders: the client finishes what it has (bounded by its timeouts).
         ctx.close_business_orders();
         self.sending_s = ctx.epoch().elapsed().as_secs_f64();
+        // Cut at the profile's end, still behind: the rest of its schedule was the scenario's
+        // load too. Counted after the sending time is taken, since counting sends nothing.
+        if let Some(rest) = rest.filter(|_| profile_ended && !self.stop.is_cancelled()) {
+            dispatcher::count_unreached(&ctx, rest).await;
+        }
         // What the schedule handed out but no sender could say is not sent, with its reason.
         super::settle::count_unsent_orders(&ctx);
     }
@@ -452,6 +453,13 @@ impl Run {
             signal: super::signals::exit_code()
                 .is_some()
                 .then(|| super::signals::name(super::signals::last_signal())),
+            schedule_uncounted_from_s: match ctx
+                .schedule_uncounted_from_us
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                0 => None,
+                us => Some(us as f64 / 1e6),
+            },
             target: TargetSummary {
                 url: crate::secrets::redact_url(match &scenario.target.protocol {
                     crate::scenario::target::Protocol::Http(_) => {

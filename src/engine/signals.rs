@@ -3,6 +3,8 @@
 //! over: the first signal asks the current run to stop and write its whole bundle; the
 //! second exits at once, taking away a bundle that is not complete. Either way the exit
 //! code is the shell's for the signal (128 + its number: 130, 143, 129), never a pass.
+//! A signal is the process's for good: one that comes between two runs of one process (the
+//! steps of a capacity search) stops the next run as it starts, and is never forgotten.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering::SeqCst};
@@ -105,19 +107,4 @@ pub fn subscribe() -> watch::Receiver<usize> {
 /// Signals received so far in this process.
 pub fn interrupts() -> usize {
     INTERRUPTS.load(SeqCst)
-}
-
-/// Forgets earlier interrupts (a new run in the same process starts clean).
-pub fn reset() {
-    INTERRUPTS.store(0, SeqCst);
-    SEEN.store(0, SeqCst);
-    LAST_SIGNAL.store(0, SeqCst);
-    if let Some(tx) = NOTIFY.get() {
-        // Quietly: a run already going in this process (tests, capacity) must not take the
-        // reset for a signal.
-        tx.send_if_modified(|n| {
-            *n = 0;
-            false
-        });
-    }
 }

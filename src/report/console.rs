@@ -149,6 +149,13 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
         thousands(a.unexpected),
         thousands(a.retransmitted)
     );
+    if let Some(from) = s.schedule_uncounted_from_s {
+        let _ = writeln!(
+            o,
+            "              chatload was too far behind its schedule to count all of it: the messages meant after {from:.1}s (of {:.1}s) are in no count",
+            s.planned_duration_s
+        );
+    }
     if s.target.webhook_redelivered > 0 {
         let _ = writeln!(
             o,

@@ -182,6 +182,7 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
     s.duration_s = 0.0;
     s.max_send_lag_us = 0;
     s.ended = "completed".into();
+    s.schedule_uncounted_from_s = None;
     s.server = None;
     s.storms = Vec::new();
     for (i, p) in s.patterns.iter_mut().enumerate() {
@@ -223,6 +224,11 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
         s.max_send_lag_us = s.max_send_lag_us.max(q.max_send_lag_us);
         if q.ended != "completed" {
             s.ended = format!("{} (segment {})", q.ended, part.name);
+        }
+        // Where any segment's count of its unreached schedule ran out, the merged one did.
+        if let Some(from) = q.schedule_uncounted_from_s.map(|f| f + offset_s(part)) {
+            s.schedule_uncounted_from_s =
+                Some(s.schedule_uncounted_from_s.map_or(from, |f| f.min(from)));
         }
         for (mine, theirs) in s.patterns.iter_mut().zip(&q.patterns) {
             add_accounting(&mut mine.accounting, &theirs.accounting);

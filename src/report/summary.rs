@@ -247,6 +247,11 @@ pub struct Summary {
     /// For a merged bundle: the segments it joins and how their clocks lined up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub merged_from: Vec<MergedSegment>,
+    /// Seconds into the run from which the scenario's messages are in no count: chatload was
+    /// so far behind at the profile's end that counting the rest of its schedule as not sent
+    /// ran out of time. Absent when every scheduled message is counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_uncounted_from_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -319,6 +324,8 @@ pub struct Measured<'a> {
     pub users: u32,
     pub peak_connected: u64,
     pub server: Option<crate::protocol::ServerCounters>,
+    /// See [`Summary::schedule_uncounted_from_s`].
+    pub schedule_uncounted_from_s: Option<f64>,
 }
 
 fn metric_map(get: impl Fn(Metric) -> Option<Histogram<u64>>) -> BTreeMap<String, LatencyStats> {
@@ -428,6 +435,7 @@ impl Summary {
             epoch_unix_ms: 0.0,
             segment: None,
             merged_from: Vec::new(),
+            schedule_uncounted_from_s: m.schedule_uncounted_from_s.map(round3),
         }
     }
 }

@@ -117,6 +117,36 @@ fn unverified_loss(s: &Summary, subject: &Subject) -> Option<String> {
     })
 }
 
+/// Why a loss rule that holds on the deliveries counted lost does not hold on what is
+/// known: deliveries still in flight when the run ended (inside their loss deadline,
+/// neither delivered nor lost) may be lost, so the rule passes only if it would still hold
+/// with every one of them lost.
+fn in_flight_loss(s: &Summary, rule: &Threshold) -> Option<String> {
+    let a = &s.accounting;
+    let in_flight = a.in_flight;
+    let worst = match &rule.subject {
+        Subject::Count { name } if matches!(name.as_str(), "loss" | "lost") => {
+            (a.lost + in_flight) as f64
+        }
+        Subject::Rate { name } if name == "loss_rate" && a.sent > 0 => {
+            (a.lost + in_flight) as f64 * 100.0 / a.sent as f64
+        }
+        _ => return None,
+    };
+    if in_flight == 0 || rule.op.holds(worst, rule.limit) {
+        return None;
+    }
+    let why = if s.ended == "completed" {
+        "the drain ended before their loss deadline: give the scenario a `drain` at least as long as its `loss_deadline`"
+    } else {
+        "the run ended early"
+    };
+    Some(format!(
+        "but {in_flight} deliveries were still in flight when the run ended, and with them lost it would be {} ({why})",
+        show(worst, &rule.subject)
+    ))
+}
+
 pub fn judge(s: &Summary, rules: &[Threshold], percentile: &PercentileLookup) -> Vec<Verdict> {
     rules
         .iter()
@@ -156,7 +186,8 @@ pub fn judge(s: &Summary, rules: &[Threshold], percentile: &PercentileLookup) ->
                     ),
                 ),
             };
-            let (passed, message) = match unverified_loss(s, &rule.subject) {
+            let doubt = unverified_loss(s, &rule.subject).or_else(|| in_flight_loss(s, rule));
+            let (passed, message) = match doubt {
                 Some(why) if passed => (false, format!("{message}, {why}")),
                 _ => (passed, message),
             };

@@ -5,7 +5,6 @@ use super::compile_pattern::compile_pattern;
 use super::distribution::{Distribution, Family};
 use super::error::SpannedIssue;
 use super::file::{ScenarioFile, StageSection};
-use super::model::Diurnal;
 use super::model::*;
 use super::threshold;
 use super::units::Micros;
@@ -33,7 +32,7 @@ pub fn compile(file: ScenarioFile, path: &Path) -> Result<Scenario> {
     }
     let consumers = compile_consumers(&file)?;
     let (stages, duration) = compile_stages(&file)?;
-    let diurnal = compile_diurnal(&file, duration)?;
+    let diurnal = super::timeline::compile_diurnal(&file, duration)?;
     let loss_deadline = match &s.loss_deadline {
         Some(d) if d.get_ref().0 == 0 => {
             return issue(d.span(), "`loss_deadline` must be longer than 0s");
@@ -56,6 +55,7 @@ pub fn compile(file: ScenarioFile, path: &Path) -> Result<Scenario> {
             );
         }
         let p = compile_pattern(spanned, &consumers)?;
+        super::timeline::check_moment(&p.kind, &p.name, spanned, duration)?;
         if patterns.iter().any(|q: &Pattern| q.name == p.name) {
             return issue(
                 spanned.span(),
@@ -419,64 +419,6 @@ fn compile_stage(s: &StageSection, level: f64, rate: f64) -> std::result::Result
         rate: end_rate,
         peak,
     })
-}
-
-fn compile_diurnal(file: &ScenarioFile, duration: Micros) -> Result<Option<Diurnal>> {
-    let Some(load) = &file.load else {
-        return Ok(None);
-    };
-    let Some(name) = &load.diurnal else {
-        if load.day.is_some() || load.timezones.is_some() {
-            return Err(SpannedIssue::new(
-                None,
-                "`day` and `timezones` shape a `diurnal` day: add e.g. diurnal = \"consumer_evening\"",
-            ));
-        }
-        return Ok(None);
-    };
-    let day = load.day.unwrap_or(duration);
-    if day.0 < 24_000 {
-        return issue(
-            name.span(),
-            "`day` must be at least 24ms (a millisecond per hour)",
-        );
-    }
-    let mut zones = Vec::new();
-    if let Some(tz) = &load.timezones {
-        for (offset, share) in tz.get_ref() {
-            let o: f64 = offset.trim().parse().map_err(|_| {
-                SpannedIssue::new(
-                    Some(tz.span()),
-                    format!(
-                        "`{offset}` is not a UTC offset in hours: write e.g. \"-5\" or \"5.5\""
-                    ),
-                )
-            })?;
-            if !((-12.0..=14.0).contains(&o) && share.is_finite() && *share >= 0.0) {
-                return issue(
-                    tz.span(),
-                    format!(
-                        "time zone `{offset}` needs an offset in [-12, 14] and a share of 0 or more"
-                    ),
-                );
-            }
-            zones.push((o, *share));
-        }
-        if zones.iter().map(|(_, w)| w).sum::<f64>() <= 0.0 {
-            return issue(tz.span(), "the time zones' shares add up to 0");
-        }
-    }
-    Diurnal::named(name.get_ref(), day)
-        .map(|d| Some(d.across_zones(&zones)))
-        .ok_or_else(|| {
-            SpannedIssue::new(
-                Some(name.span()),
-                format!(
-                    "unknown diurnal curve `{}`: use consumer_evening, workday or flat",
-                    name.get_ref()
-                ),
-            )
-        })
 }
 
 fn positive_every(v: &Option<Spanned<i64>>, key: &str) -> Result<u64> {

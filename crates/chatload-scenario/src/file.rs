@@ -138,6 +138,8 @@ pub struct PatternSection {
     pub heartbeat: Option<Micros>,
     pub updates: Option<bool>,
     // business patterns
+    /// business_broadcast: when the campaign starts, from the run's start (before the end of
+    /// the stages; `--duration` moves it with them).
     pub start: Option<Micros>,
     #[schemars(with = "Option<i64>")]
     pub recipients: Option<Spanned<i64>>,
@@ -170,6 +172,8 @@ pub struct PatternSection {
     /// closed_loop: the pause between an answer and the next send (default 0).
     pub think: Option<TimeDist>,
     // reconnect_storm
+    /// reconnect_storm: when the connections drop, from the run's start (before the end of
+    /// the stages; `--duration` moves it with them).
     #[schemars(with = "Option<Micros>")]
     pub at: Option<Spanned<Micros>>,
     #[schemars(with = "Option<f64>")]
@@ -252,6 +256,7 @@ impl PatternSection {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MentionAllSection {
+    /// When the message goes out, from the run's start (before the end of the stages).
     pub at: Micros,
     /// Members of the storm group (default: every online user).
     pub members: Option<u32>,

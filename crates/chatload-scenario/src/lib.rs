@@ -27,6 +27,7 @@ mod special;
 pub mod target;
 pub mod template;
 pub mod threshold;
+mod timeline;
 pub mod units;
 pub mod webhook;
 pub mod xmpp;
