@@ -235,11 +235,13 @@ fn capacity_refuses_bad_flags_before_sending() {
     }
 }
 
-/// mosquitto on 3% of a core (1 ms of every 33 ms, on core 1): bare, it carries tens of
+/// mosquitto on 2% of a core (1 ms of every 50 ms, on core 1): bare, it carries tens of
 /// thousands of messages a second on a whole core, more than one core of chatload (a debug
 /// build here) can offer, so the knee would be chatload's and the test would prove nothing
-/// about finding a target's. On this slice it saturates near 1,300 deliveries/s.
-const BROKER_CPU_PERCENT: u64 = 3;
+/// about finding a target's. How much a slice carries depends on the machine's cores: on 3%
+/// one machine here saturated near 1,000 deliveries/s and a later one near 3,700, past the
+/// search's old top step (32×, 3,200/s); on 2% that later one carried 2,370–2,560.
+const BROKER_CPU_PERCENT: u64 = 2;
 
 fn mosquitto_knee_scenario(url: &str) -> String {
     format!(
@@ -285,7 +287,7 @@ fn num_cpus() -> usize {
     n.max(1) as usize
 }
 
-/// A real broker with a known limit: mosquitto pinned to core 1 on 3% of it, its limit
+/// A real broker with a known limit: mosquitto pinned to core 1 on `BROKER_CPU_PERCENT` of it, its limit
 /// measured by a flood of hand-encoded MQTT clients shaped like chatload's users (no chatload
 /// code: `common::mqtt_flood`) before and after the capacity search, which runs with chatload
 /// free to use both cores (the broker's quota, not its core, sets its limit). The knee must lie
@@ -319,7 +321,7 @@ async fn the_knee_against_mosquitto_on_one_core_is_within_fifteen_percent_of_its
     slice.add(broker.pid());
     let before = flood(broker.port).await;
     assert!(
-        (200.0..3000.0).contains(&before),
+        (200.0..5000.0).contains(&before),
         "mosquitto on {BROKER_CPU_PERCENT}% of a core carried {before:.0} deliveries/s"
     );
 
@@ -329,7 +331,7 @@ async fn the_knee_against_mosquitto_on_one_core_is_within_fifteen_percent_of_its
     let opts = CapacityOptions {
         slos: vec![chatload::scenario::threshold::parse("delivery.p99", "< 500ms", &[]).unwrap()],
         from: 2.0,
-        to: 32.0,
+        to: 64.0,
         factor: 2.0,
         refine: 4,
         step_time: Micros(5_000_000),

@@ -143,6 +143,91 @@ async fn a_reconnect_storm_resumes_every_cut_stream_without_loss_or_duplicates()
     assert_eq!(s.errors_total, 0, "{:?}", s.error_examples);
 }
 
+/// A run against Prosody stopped with Ctrl-C after half its users left, while the rest went
+/// on writing to them: Prosody keeps those messages offline (mod_offline) and hands them
+/// over when the next run logs the same accounts in. They are counted as an earlier run's,
+/// one for one, and the next run's own books stay clean (with ids that began at 1 in every
+/// run they were that run's strays, or its deliveries when they came after it had sent a
+/// message of the same number).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_prosody_kept_offline_from_an_interrupted_run_is_not_taken_for_the_next() {
+    let Some(server) = Prosody::start() else {
+        return;
+    };
+    // Half the users are cut at 2 s and stay away for 20 s or more; without stream
+    // management Prosody stores what comes for them offline, not in a resumable session.
+    let chat = |hold_s: u32| {
+        chat_scenario(
+            80,
+            hold_s,
+            0,
+            &xmpp_target(&server.url(), "stream_management = false"),
+        )
+    };
+    let scenario = |hold_s: u32| {
+        chat(hold_s)
+            .replace(
+                "[load]",
+                "[[pattern]]\nname = \"storm\"\nkind = \"reconnect_storm\"\nat = \"2s\"\nfraction = 0.5\nbackoff = \"full_jitter\"\nbase = \"20s\"\ncap = \"30s\"\n\n[load]",
+            )
+    };
+    let file = scenario_file(&scenario(30));
+    assert!(
+        std::fs::read_to_string(&file.path)
+            .unwrap()
+            .contains("reconnect_storm")
+    );
+    let bundle = file.dir.path().join("interrupted");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .args(["run", file.path.to_str().unwrap(), "--quiet", "--out"])
+        .arg(&bundle)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await
+    .expect("the interrupted run ends")
+    .unwrap()
+    .unwrap()
+    .status;
+    assert_eq!(status.code(), Some(130), "interrupted");
+    let first: chatload::report::Summary =
+        serde_json::from_slice(&std::fs::read(bundle.join("summary.json")).unwrap()).unwrap();
+    let kept = first.accounting.unverified;
+    assert!(kept >= 10, "owed to the users away: {:?}", first.accounting);
+    // The next run is the same chat without the storm: everyone logs in and stays.
+    let second = run_text(&chat(2), None).await;
+    let a = &second.summary.accounting;
+    // Not all of them: what went to a user whose connection Prosody had not yet seen end
+    // was lost there, not stored.
+    assert!(
+        a.earlier_runs >= kept / 2 && a.earlier_runs <= kept,
+        "what Prosody kept of the {kept} came to the second run: {a:?}"
+    );
+    assert_eq!(
+        (
+            a.lost,
+            a.in_flight,
+            a.unverified,
+            a.duplicated,
+            a.unexpected
+        ),
+        (0, 0, 0, 0, 0),
+        "{a:?}"
+    );
+    assert_eq!(a.delivered, a.sent, "{a:?}");
+    // Their receipts, which Prosody kept for the first run's senders or which this run's
+    // recipients sent for them, are not this run's.
+    assert!(a.receipts <= a.delivered, "{a:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_log_in_is_one_true_sentence() {
     let Some(server) = Prosody::start() else {

@@ -1,6 +1,7 @@
 //! What every part of one run shares: the scenario, population, profile, clock, recorders,
 //! ledger, per-user inboxes and connection flags. Built once per run; owns no behaviour.
 
+use super::id_start::IdStart;
 use super::vu::reactions::{self, ReactionModel};
 use crate::metrics::{Ledger, Recorders};
 use crate::protocol::id::{REACTION_BIT, pattern_of, seq_of};
@@ -30,7 +31,9 @@ pub struct RunContext {
     /// `DISCONNECTED`. Tells the ledger from when an owed delivery was due to it.
     connection: Vec<AtomicU64>,
     pub connected_count: AtomicU64,
-    /// Sequence numbers issued by the dispatcher (see `protocol::id::compose`).
+    /// Where this run's sequence numbers begin (past every earlier run's).
+    pub id_start: IdStart,
+    /// The next sequence number the dispatcher issues (see `protocol::id::compose`).
     pub issued_seq: AtomicU64,
     /// Where counting a cut pacer's unreached schedule stopped, µs into the run (0: it
     /// did not stop early; see `dispatcher::count_unreached`).
@@ -122,10 +125,11 @@ impl RunContext {
         let profile = Profile::for_scenario(&scenario, population.users());
         let patterns = scenario.patterns.len();
         let storms = super::reconnect::storms(&scenario);
+        let id_start = IdStart::now();
         Ok(RunContext {
             reactions,
             storm_groups,
-            reaction_seq: AtomicU64::new(0),
+            reaction_seq: AtomicU64::new(id_start.reactions),
             presence,
             typing_pattern,
             business_orders: Mutex::new(None),
@@ -147,7 +151,8 @@ impl RunContext {
             returning_set: tokio_util::sync::CancellationToken::new(),
             unconfirmed: Default::default(),
             connected_count: AtomicU64::new(0),
-            issued_seq: AtomicU64::new(1),
+            issued_seq: AtomicU64::new(id_start.scheduled),
+            id_start,
             schedule_uncounted_from_us: AtomicU64::new(0),
             finished: AtomicBool::new(false),
             users_stop: tokio_util::sync::CancellationToken::new(),
@@ -277,15 +282,49 @@ impl RunContext {
         }
     }
 
-    /// The pattern of an id chatload issued, or `None` for an id it never issued.
+    /// The pattern of an id this run issued, or `None` for an id it never issued.
     pub fn issued_pattern(&self, id: u64) -> Option<u16> {
         let seq = seq_of(id);
         let pattern = pattern_of(id) as usize;
         let issued = if seq & REACTION_BIT != 0 {
-            seq & !REACTION_BIT < self.reaction_seq.load(Relaxed)
+            (self.id_start.reactions..self.reaction_seq.load(Relaxed))
+                .contains(&(seq & !REACTION_BIT))
         } else {
-            seq >= 1 && seq < self.issued_seq.load(Relaxed)
+            (self.id_start.scheduled..self.issued_seq.load(Relaxed)).contains(&seq)
         };
         (issued && pattern < self.scenario.patterns.len()).then_some(pattern as u16)
+    }
+
+    /// The key seeded choices about message `id` use (a read, a reply, a retry's wait): its
+    /// id as if the run had begun numbering at 1, so the same seed makes the same choices
+    /// wherever this run's numbers began.
+    pub fn seed_key(&self, id: u64) -> u64 {
+        let seq = seq_of(id);
+        let from_one = if seq & REACTION_BIT != 0 {
+            REACTION_BIT | (seq & !REACTION_BIT).wrapping_sub(self.id_start.reactions)
+        } else {
+            seq.wrapping_sub(self.id_start.scheduled).wrapping_add(1)
+        };
+        crate::protocol::id::compose(from_one, pattern_of(id))
+    }
+
+    /// Whether `id` is numbered before this run began: a message of an earlier run that the
+    /// target kept and hands over now.
+    pub fn numbered_before_this_run(&self, id: u64) -> bool {
+        let seq = seq_of(id);
+        if seq & REACTION_BIT != 0 {
+            seq & !REACTION_BIT < self.id_start.reactions
+        } else {
+            seq < self.id_start.scheduled
+        }
+    }
+}
+
+impl Drop for RunContext {
+    fn drop(&mut self) {
+        IdStart::note_reached(
+            self.issued_seq.load(Relaxed),
+            self.reaction_seq.load(Relaxed),
+        );
     }
 }

@@ -11,6 +11,7 @@ mod dispatcher;
 pub mod embedded;
 mod goaway_storms;
 mod goose_bridge;
+mod id_start;
 mod inbox;
 mod json_listener;
 mod limits;

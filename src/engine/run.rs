@@ -197,7 +197,8 @@ impl Run {
         };
         let delivery_webhook = start_delivery_webhook(&ctx, opts.quiet).await?;
         let schedule = Schedule::new(scenario.clone(), population.clone(), ctx.profile.clone())
-            .map_err(|e| RunError::Setup(e.to_string()))?;
+            .map_err(|e| RunError::Setup(e.to_string()))?
+            .numbered_from(ctx.id_start.scheduled);
         let pacer = dispatcher::Pacer::new(schedule)
             .map_err(|e| RunError::Setup(format!("cannot make the pacer's timer: {e}")))?;
         quiet::install_logger();
@@ -414,6 +415,14 @@ impl Run {
         // short by either.
         let interrupted = self.stop.is_cancelled();
         self.signal_watch.abort();
+        super::id_start::IdStart::note_reached(
+            self.ctx
+                .issued_seq
+                .load(std::sync::atomic::Ordering::Relaxed),
+            self.ctx
+                .reaction_seq
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
         if let Some(collector) = self.collector.take() {
             let _ = collector.await;
         }

@@ -53,8 +53,11 @@ counters! {
     not_sent_unsendable,
     /// Messages written and then refused by the target for good: owed to no one.
     refused,
-    /// Deliveries for messages chatload never sent or to the wrong user.
+    /// Deliveries for messages this run never sent or to the wrong user.
     unexpected,
+    /// Deliveries of messages numbered before this run began: an earlier run's, kept by
+    /// the target (a persistent session's queue, offline storage) and handed over now.
+    earlier_run,
     /// Connections a reconnect storm dropped, those that came back, and those that gave up.
     dropped_connections,
     reconnects,

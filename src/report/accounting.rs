@@ -46,6 +46,10 @@ pub struct Accounting {
     #[serde(default)]
     pub refused: u64,
     pub unexpected: u64,
+    /// Deliveries of an earlier run's messages (numbered before this run began) that the
+    /// target kept and handed over in this one; in no other count.
+    #[serde(default)]
+    pub earlier_runs: u64,
     /// Sends written again after a reconnect (unacknowledged when the connection dropped).
     #[serde(default)]
     pub retransmitted: u64,
@@ -116,6 +120,7 @@ impl Accounting {
             },
             refused: c.refused,
             unexpected: c.unexpected,
+            earlier_runs: c.earlier_run,
             retransmitted: c.retransmitted,
             failed: c.failed,
         }
@@ -150,6 +155,7 @@ impl Accounting {
         self.not_sent_reasons.add(&b.not_sent_reasons);
         self.refused += b.refused;
         self.unexpected += b.unexpected;
+        self.earlier_runs += b.earlier_runs;
         self.retransmitted += b.retransmitted;
         self.failed += b.failed;
     }

@@ -149,6 +149,13 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
         thousands(a.unexpected),
         thousands(a.retransmitted)
     );
+    if a.earlier_runs > 0 {
+        let _ = writeln!(
+            o,
+            "              earlier runs' messages handed over {}: the target kept them (a persistent session, offline storage) and they are in no other count",
+            thousands(a.earlier_runs)
+        );
+    }
     if let Some(from) = s.schedule_uncounted_from_s {
         let _ = writeln!(
             o,

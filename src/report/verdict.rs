@@ -101,16 +101,21 @@ fn show(value: f64, subject: &Subject) -> String {
     }
 }
 
-/// Why a loss rule cannot pass on what was measured: deliveries nobody could verify,
-/// unless the scenario accepted them.
-fn unverified_loss(s: &Summary, subject: &Subject) -> Option<String> {
-    let loss_rule = match subject {
+/// Whether a rule judges loss (the count of lost deliveries or the loss rate): the rules
+/// that deliveries of unknown fate (unverified, in flight) can turn.
+fn judges_loss(subject: &Subject) -> bool {
+    match subject {
         Subject::Count { name } => matches!(name.as_str(), "loss" | "lost"),
         Subject::Rate { name } => name == "loss_rate",
         Subject::Latency { .. } => false,
-    };
+    }
+}
+
+/// Why a loss rule cannot pass on what was measured: deliveries nobody could verify,
+/// unless the scenario accepted them.
+fn unverified_loss(s: &Summary, subject: &Subject) -> Option<String> {
     let unverified = s.accounting.unverified;
-    (loss_rule && unverified > 0 && s.offline_delivery != "unverified_ok").then(|| {
+    (judges_loss(subject) && unverified > 0 && s.offline_delivery != "unverified_ok").then(|| {
         format!(
             "but {unverified} deliveries to offline recipients are unverified (the target's protocol cannot resume a session to show what it kept for them); set offline_delivery = \"unverified_ok\" in [scenario] to accept that"
         )
@@ -124,16 +129,15 @@ fn unverified_loss(s: &Summary, subject: &Subject) -> Option<String> {
 fn in_flight_loss(s: &Summary, rule: &Threshold) -> Option<String> {
     let a = &s.accounting;
     let in_flight = a.in_flight;
-    let worst = match &rule.subject {
-        Subject::Count { name } if matches!(name.as_str(), "loss" | "lost") => {
-            (a.lost + in_flight) as f64
-        }
-        Subject::Rate { name } if name == "loss_rate" && a.sent > 0 => {
-            (a.lost + in_flight) as f64 * 100.0 / a.sent as f64
-        }
-        _ => return None,
+    if in_flight == 0 || a.sent == 0 || !judges_loss(&rule.subject) {
+        return None;
+    }
+    let worst_lost = (a.lost + in_flight) as f64;
+    let worst = match rule.subject {
+        Subject::Rate { .. } => worst_lost * 100.0 / a.sent as f64,
+        _ => worst_lost,
     };
-    if in_flight == 0 || rule.op.holds(worst, rule.limit) {
+    if rule.op.holds(worst, rule.limit) {
         return None;
     }
     let why = if s.ended == "completed" {

@@ -376,7 +376,11 @@ impl BusinessClient {
     /// Full-jitter exponential backoff, keyed so the same run waits the same.
     fn backoff(&self, order: &Order, policy: &ApiClientPolicy, attempt: u32) -> Duration {
         let cap = policy.retry_base.0 as f64 * 2f64.powi(attempt.min(20) as i32 + 1);
-        let u = keyed::unit(self.ctx.scenario.seed, order.id, 100 + attempt as u64);
+        let u = keyed::unit(
+            self.ctx.scenario.seed,
+            self.ctx.seed_key(order.id),
+            100 + attempt as u64,
+        );
         Duration::from_micros((u * cap.min(30e6)) as u64)
     }
 

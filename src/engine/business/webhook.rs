@@ -145,10 +145,7 @@ fn inbound(ctx: &RunContext, business: Option<u32>, m: &Value) {
             rec.record(p, Metric::Inbound, now.saturating_sub(intended_us));
         }
         Received::Duplicate { pattern } => rec.counters[pattern as usize].duplicates += 1,
-        Received::Unexpected => {
-            let slot = rec.no_pattern();
-            rec.counters[slot].unexpected += 1;
-        }
+        Received::Unexpected => crate::engine::vu::frames::count_stray(ctx, &mut rec, id),
         Received::AfterSettlement => {}
     }
 }

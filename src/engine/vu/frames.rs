@@ -61,7 +61,12 @@ impl VirtualUser {
                 }
             }
             Incoming::Receipt { id, read, t, r } => {
-                let p = (pattern_of(id) as usize).min(patterns);
+                // A target that kept an earlier run's messages keeps the receipts they
+                // earned too, stamped with that run's clock: only this run's count.
+                let Some(p) = ctx.issued_pattern(id) else {
+                    return;
+                };
+                let p = p as usize;
                 let mut rec = ctx.recorders.local();
                 if read {
                     rec.counters[p].read_receipts += 1;
@@ -144,12 +149,15 @@ impl VirtualUser {
         } else {
             *last = id;
         }
+        // Choices about a message key on its number within the run, not on its id: ids
+        // begin where the run began (see `id_start`), the choices must not.
+        let key = ctx.seed_key(id);
         if let Some(storm) = d
             .group
             .and_then(|g| ctx.storm_groups.iter().find(|s| s.group == g))
         {
             self.reactions
-                .decide_open(storm, ctx.scenario.seed, id, self.user, now);
+                .decide_open(storm, (ctx.scenario.seed, key), self.user, now);
         }
         if d.group.is_none()
             && let Some(Some(model)) = ctx.reactions.get(p)
@@ -157,7 +165,7 @@ impl VirtualUser {
             let business = protocol::is_business(d.from).then(|| d.from - BUSINESS_BASE);
             if !self.reactions.decide(
                 model,
-                ctx.scenario.seed,
+                (ctx.scenario.seed, key),
                 (id, self.user, d.from, d.wamid, pattern),
                 now,
                 business,
@@ -188,6 +196,17 @@ pub fn note_if_late(
     rec.counters[pattern].delivered_late += 1;
     ctx.ledger.note_late(intended_us);
     true
+}
+
+/// Counts a delivery of a message this run never sent to that recipient: an earlier run's
+/// (numbered before this run began), or unexpected.
+pub fn count_stray(ctx: &RunContext, rec: &mut crate::metrics::MetricSet, id: u64) {
+    let slot = rec.no_pattern();
+    if ctx.numbered_before_this_run(id) {
+        rec.counters[slot].earlier_run += 1;
+    } else {
+        rec.counters[slot].unexpected += 1;
+    }
 }
 
 /// The ledger's verdict on one delivery to `user`, measured: latencies and counts for a
@@ -236,8 +255,7 @@ pub fn record_delivery(
             None
         }
         Received::Unexpected => {
-            let slot = rec.no_pattern();
-            rec.counters[slot].unexpected += 1;
+            count_stray(ctx, &mut rec, d.id);
             None
         }
         Received::AfterSettlement => None,

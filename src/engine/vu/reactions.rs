@@ -105,7 +105,7 @@ impl Reactions {
     pub fn decide(
         &mut self,
         model: &ReactionModel,
-        seed: u64,
+        (seed, key): (u64, u64),
         (id, user, from, wamid, pattern): (u64, u32, u32, u64, u16),
         now_us: u64,
         business: Option<u32>,
@@ -113,7 +113,7 @@ impl Reactions {
         if self.queue.len() >= MAX_PENDING {
             return false;
         }
-        let mut rng = keyed::rng(seed, id, user as u64);
+        let mut rng = keyed::rng(seed, key, user as u64);
         if rng.random::<f64>() < model.read {
             let delay = model.read_delay.sample(&mut rng).max(0.0) as u64;
             self.queue
@@ -135,9 +135,15 @@ impl Reactions {
         true
     }
 
-    /// Whether and when `user` opens storm group `storm.group` after its message `id`.
-    pub fn decide_open(&mut self, storm: &StormGroup, seed: u64, id: u64, user: u32, now_us: u64) {
-        let mut rng = keyed::rng(seed, id ^ 0x0BE7, user as u64);
+    /// Whether and when `user` opens storm group `storm.group` after a message keyed `key`.
+    pub fn decide_open(
+        &mut self,
+        storm: &StormGroup,
+        (seed, key): (u64, u64),
+        user: u32,
+        now_us: u64,
+    ) {
+        let mut rng = keyed::rng(seed, key ^ 0x0BE7, user as u64);
         if self.queue.len() < MAX_PENDING && rng.random::<f64>() < storm.open {
             let delay = storm.open_delay.sample(&mut rng).max(0.0) as u64;
             self.queue.push(Reverse((

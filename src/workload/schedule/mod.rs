@@ -317,7 +317,16 @@ impl Schedule {
         })
     }
 
-    /// Sequence numbers handed out so far (ids below `message_id(next_seq, 0)` were issued).
+    /// Numbers this schedule's messages from `first` on (1 by default): a run's ids begin
+    /// past every earlier run's, so a target holding an earlier run's messages cannot pass
+    /// them off as this run's.
+    pub fn numbered_from(mut self, first: u64) -> Self {
+        self.next_seq = first.max(1);
+        self
+    }
+
+    /// The next sequence number to hand out (ids from the first number up to
+    /// `message_id(next_seq, 0)` were issued).
     pub fn issued_seq(&self) -> u64 {
         self.next_seq
     }
