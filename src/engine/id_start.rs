@@ -1,17 +1,17 @@
 //! Where a run's message sequence numbers begin: past every number an earlier run issued, so
-//! that what a target kept from an earlier run (an MQTT persistent session's queue, XMPP
-//! offline storage, a server that delivers late) is never taken for this run's messages.
-//! The same seed gives the same traffic, but not the same ids: with ids that began at 1 in
-//! every run, a second run against a broker still holding the first run's message 5 for a
-//! user credited it as this run's message 5 (delivered, or a duplicate) whatever happened to
-//! the real one.
+//! that what a target kept from an earlier run (XMPP offline storage after a run stopped with
+//! Ctrl-C, a broker's queue after a capacity step it fell behind in) is never taken for this
+//! run's messages. The same seed gives the same traffic, not the same ids: with ids that
+//! began at 1 in every run, Prosody's stored messages from an interrupted run were the next
+//! run's strays, their receipts its receipts, and one that came after the next run had sent
+//! a message of the same number would have been its delivery.
 //!
 //! Within one process the numbers go on from the last run's (capacity steps, a test's
 //! second run). Across processes they start from the wall clock in milliseconds, with room
-//! for `1 << PER_MS_BITS` numbers a millisecond, so an earlier run that issued fewer than
-//! that per millisecond of its length ended below this run's first number. Owns the first
-//! numbers; not the id layout (`protocol::id`) nor who issues them (the schedule, the users'
-//! replies).
+//! for 1,024 scheduled messages a millisecond, so an earlier run that issued fewer than that
+//! per millisecond of its length (a million a second) ended below this run's first number.
+//! Owns the first numbers; not the id layout (`protocol::id`) nor who issues them (the
+//! schedule, the users' replies).
 
 use crate::protocol::id::{PATTERN_BITS, REACTION_BIT};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -40,13 +40,15 @@ const SCHEDULED: Clock = Clock {
     ms_bits: 35,
 };
 /// A closed loop takes its numbers in blocks of 4,096 per user, so the users' stream has
-/// room for 524,288 a millisecond; it already sets bit 62 (`REACTION_BIT`).
+/// room for 524,288 a millisecond, over 2^34 ms (199 days), leaving as many numbers again
+/// above the last start before a number would reach `REACTION_BIT` (the stream's ids set
+/// bit 62 anyway: no double holds them).
 const REACTIONS: Clock = Clock {
     per_ms_bits: 19,
-    ms_bits: 35,
+    ms_bits: 34,
 };
 const _: () = assert!(SCHEDULED.per_ms_bits + SCHEDULED.ms_bits + PATTERN_BITS <= 53);
-const _: () = assert!(1u64 << (REACTIONS.per_ms_bits + REACTIONS.ms_bits) <= REACTION_BIT);
+const _: () = assert!(2u64 << (REACTIONS.per_ms_bits + REACTIONS.ms_bits) <= REACTION_BIT);
 
 /// The next numbers after everything an earlier run of this process issued.
 static NEXT_SCHEDULED: AtomicU64 = AtomicU64::new(1);
