@@ -226,6 +226,15 @@ async fn what_prosody_kept_offline_from_an_interrupted_run_is_not_taken_for_the_
     // Their receipts, which Prosody kept for the first run's senders or which this run's
     // recipients sent for them, are not this run's.
     assert!(a.receipts <= a.delivered, "{a:?}");
+    // Said wherever the books are shown.
+    let said = format!("earlier runs' messages handed over {}", a.earlier_runs);
+    let console = chatload::report::console::render(&second.summary, None);
+    assert!(console.contains(&said), "{console}");
+    use chatload::report::escape::{markdown, xml};
+    for (file, shown) in [("summary.md", markdown(&said)), ("report.html", xml(&said))] {
+        let text = std::fs::read_to_string(second.bundle_dir.join(file)).unwrap();
+        assert!(text.contains(&shown), "{file}: {shown}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,6 +36,17 @@ pub fn delivery_identity(a: &crate::report::summary::Accounting) -> String {
     o
 }
 
+/// What the target handed over of earlier runs' messages, when it did: in no other count, so
+/// said wherever the identities are.
+pub fn earlier_runs_note(a: &crate::report::summary::Accounting) -> Option<String> {
+    (a.earlier_runs > 0).then(|| {
+        format!(
+            "earlier runs' messages handed over {}: the target kept them (a persistent session, offline storage) and they are in no other count",
+            thousands(a.earlier_runs)
+        )
+    })
+}
+
 /// `messages scheduled S = sent M + not sent N (reasons) ✓`.
 pub fn schedule_identity(a: &crate::report::summary::Accounting) -> String {
     let reasons = a.not_sent_reasons.describe();
@@ -149,12 +160,8 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
         thousands(a.unexpected),
         thousands(a.retransmitted)
     );
-    if a.earlier_runs > 0 {
-        let _ = writeln!(
-            o,
-            "              earlier runs' messages handed over {}: the target kept them (a persistent session, offline storage) and they are in no other count",
-            thousands(a.earlier_runs)
-        );
+    if let Some(note) = earlier_runs_note(a) {
+        let _ = writeln!(o, "              {note}");
     }
     if let Some(from) = s.schedule_uncounted_from_s {
         let _ = writeln!(

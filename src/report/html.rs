@@ -222,6 +222,9 @@ pub fn render(s: &Summary, log: &Digest) -> String {
         xml(&super::console::delivery_identity(a)),
         xml(&super::console::schedule_identity(a))
     );
+    if let Some(note) = super::console::earlier_runs_note(a) {
+        let _ = write!(o, "<p>{}</p>", xml(&note));
+    }
     o.push_str(&line_chart(
         "trouble",
         "Trouble per second (loss by the second its messages were meant to leave)",
