@@ -13,7 +13,7 @@
 //! Owns the first numbers; not the id layout (`protocol::id`) nor who issues them (the
 //! schedule, the users' replies).
 
-use crate::protocol::id::{PATTERN_BITS, REACTION_BIT};
+use crate::protocol::id::REACTION_BIT;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// The first sequence numbers of one run, one per id stream (see `protocol::id::stream`).
@@ -32,22 +32,21 @@ struct Clock {
     ms_bits: u32,
 }
 
-/// 1,024 numbers a millisecond (a million messages a second) over 2^35 ms (397 days):
-/// a scheduled message's id stays below 2^53, which a target that reads JSON numbers as
-/// doubles (JavaScript) holds exactly.
+/// 1,024 numbers a millisecond (a million messages a second) over 2^33 ms (99 days). Each
+/// stream's numbers must stay below `REACTION_BIT` (2^44) for its ids to stay below 2^53
+/// (`protocol::id`): a start below 2^43 leaves 8.8 × 10^12 numbers for the run.
 const SCHEDULED: Clock = Clock {
     per_ms_bits: 10,
-    ms_bits: 35,
+    ms_bits: 33,
 };
-/// A closed loop takes its numbers in blocks of 4,096 per user, so the users' stream has
-/// room for 524,288 a millisecond, over 2^34 ms (199 days), leaving as many numbers again
-/// above the last start before a number would reach `REACTION_BIT` (the stream's ids set
-/// bit 62 anyway: no double holds them).
+/// A closed loop takes its numbers in blocks of 4,096 per user, so the users' own stream
+/// has room for 4,096 a millisecond (1,000 users' first blocks take a second of it), over
+/// 2^31 ms (25 days).
 const REACTIONS: Clock = Clock {
-    per_ms_bits: 19,
-    ms_bits: 34,
+    per_ms_bits: 12,
+    ms_bits: 31,
 };
-const _: () = assert!(SCHEDULED.per_ms_bits + SCHEDULED.ms_bits + PATTERN_BITS <= 53);
+const _: () = assert!(2u64 << (SCHEDULED.per_ms_bits + SCHEDULED.ms_bits) <= REACTION_BIT);
 const _: () = assert!(2u64 << (REACTIONS.per_ms_bits + REACTIONS.ms_bits) <= REACTION_BIT);
 
 /// The next numbers after everything an earlier run of this process issued.
@@ -96,9 +95,14 @@ mod tests {
         let a = SCHEDULED.first_at(1_000);
         let b = SCHEDULED.first_at(2_000);
         assert_eq!(b - a, 1_000 * 1_024);
-        // Today's clock gives an id a double holds exactly.
-        let today = SCHEDULED.first_at(1_796_342_400_000);
-        assert!(crate::protocol::id::compose(today + 1_000_000_000, 255) < 1 << 53);
+        // Any clock gives ids a double holds exactly, with room for a long run.
+        use crate::protocol::id::compose;
+        for unix_ms in [1_796_342_400_000, (1 << 33) - 1, u64::MAX] {
+            let s = SCHEDULED.first_at(unix_ms) + 1_000_000_000_000;
+            let r = REACTIONS.first_at(unix_ms) + 1_000_000_000_000;
+            assert!(compose(s, 255) < 1 << 53);
+            assert!(compose(REACTION_BIT | r, 255) < 1 << 53);
+        }
     }
 
     #[test]
