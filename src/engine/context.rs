@@ -295,36 +295,19 @@ impl RunContext {
         (issued && pattern < self.scenario.patterns.len()).then_some(pattern as u16)
     }
 
-    /// The key seeded choices about message `id` use (a read, a reply, a retry's wait): its
-    /// id as if the run had begun numbering at 1, so the same seed makes the same choices
-    /// wherever this run's numbers began.
-    pub fn seed_key(&self, id: u64) -> u64 {
-        let seq = seq_of(id);
-        let from_one = if seq & REACTION_BIT != 0 {
-            REACTION_BIT | (seq & !REACTION_BIT).wrapping_sub(self.id_start.reactions)
-        } else {
-            seq.wrapping_sub(self.id_start.scheduled).wrapping_add(1)
-        };
-        crate::protocol::id::compose(from_one, pattern_of(id))
-    }
-
-    /// Whether `id` is numbered before this run began: a message of an earlier run that the
-    /// target kept and hands over now.
-    pub fn numbered_before_this_run(&self, id: u64) -> bool {
-        let seq = seq_of(id);
-        if seq & REACTION_BIT != 0 {
-            seq & !REACTION_BIT < self.id_start.reactions
-        } else {
-            seq < self.id_start.scheduled
-        }
+    /// Records how far this run's numbering went, so the next run of this process begins
+    /// past it: at the report, and again when the run's context goes (a run that ended in
+    /// an error never reports).
+    pub fn note_ids_reached(&self) {
+        IdStart::note_reached(
+            self.issued_seq.load(Relaxed),
+            self.reaction_seq.load(Relaxed),
+        );
     }
 }
 
 impl Drop for RunContext {
     fn drop(&mut self) {
-        IdStart::note_reached(
-            self.issued_seq.load(Relaxed),
-            self.reaction_seq.load(Relaxed),
-        );
+        self.note_ids_reached();
     }
 }

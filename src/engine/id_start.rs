@@ -13,7 +13,7 @@
 //! Owns the first numbers; not the id layout (`protocol::id`) nor who issues them (the
 //! schedule, the users' replies).
 
-use crate::protocol::id::REACTION_BIT;
+use crate::protocol::id::{REACTION_BIT, compose, pattern_of, seq_of};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// The first sequence numbers of one run, one per id stream (see `protocol::id::stream`).
@@ -78,6 +78,30 @@ impl IdStart {
         }
     }
 
+    /// Whether `id` is numbered before this start: a message of an earlier run, which the
+    /// target kept and hands over now.
+    pub fn precedes(&self, id: u64) -> bool {
+        let seq = seq_of(id);
+        if seq & REACTION_BIT != 0 {
+            seq & !REACTION_BIT < self.reactions
+        } else {
+            seq < self.scheduled
+        }
+    }
+
+    /// The key seeded choices about message `id` use (a read, a reply, a retry's wait): its
+    /// id as if its run had begun numbering at 1, so the same seed makes the same choices
+    /// wherever a run's numbers begin.
+    pub fn key_of(&self, id: u64) -> u64 {
+        let seq = seq_of(id);
+        let from_one = if seq & REACTION_BIT != 0 {
+            REACTION_BIT | (seq & !REACTION_BIT).wrapping_sub(self.reactions)
+        } else {
+            seq.wrapping_sub(self.scheduled).wrapping_add(1)
+        };
+        compose(from_one, pattern_of(id))
+    }
+
     /// Records how far a run went (the next unissued number of each stream), so the next
     /// run of this process begins after it.
     pub fn note_reached(scheduled: u64, reactions: u64) {
@@ -103,6 +127,31 @@ mod tests {
             assert!(compose(s, 255) < 1 << 53);
             assert!(compose(REACTION_BIT | r, 255) < 1 << 53);
         }
+    }
+
+    #[test]
+    fn an_id_keys_by_its_number_within_its_run_and_tells_an_earlier_runs() {
+        let a = IdStart {
+            scheduled: 1 << 40,
+            reactions: 1 << 41,
+        };
+        let b = IdStart {
+            scheduled: (1 << 40) + 5_000,
+            reactions: (1 << 41) + 7,
+        };
+        // The third scheduled message and the second reply of each run, pattern 4.
+        let (a3, b3) = (compose(a.scheduled + 2, 4), compose(b.scheduled + 2, 4));
+        let (ar, br) = (
+            compose(REACTION_BIT | (a.reactions + 1), 4),
+            compose(REACTION_BIT | (b.reactions + 1), 4),
+        );
+        assert_eq!(a.key_of(a3), compose(3, 4));
+        assert_eq!(a.key_of(a3), b.key_of(b3));
+        assert_eq!(a.key_of(ar), compose(REACTION_BIT | 1, 4));
+        assert_eq!(a.key_of(ar), b.key_of(br));
+        assert!(b.precedes(a3) && b.precedes(ar));
+        assert!(!b.precedes(b3) && !b.precedes(br));
+        assert!(!a.precedes(b3) && !a.precedes(br));
     }
 
     #[test]

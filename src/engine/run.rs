@@ -415,14 +415,7 @@ impl Run {
         // short by either.
         let interrupted = self.stop.is_cancelled();
         self.signal_watch.abort();
-        super::id_start::IdStart::note_reached(
-            self.ctx
-                .issued_seq
-                .load(std::sync::atomic::Ordering::Relaxed),
-            self.ctx
-                .reaction_seq
-                .load(std::sync::atomic::Ordering::Relaxed),
-        );
+        self.ctx.note_ids_reached();
         if let Some(collector) = self.collector.take() {
             let _ = collector.await;
         }

@@ -378,7 +378,7 @@ impl BusinessClient {
         let cap = policy.retry_base.0 as f64 * 2f64.powi(attempt.min(20) as i32 + 1);
         let u = keyed::unit(
             self.ctx.scenario.seed,
-            self.ctx.seed_key(order.id),
+            self.ctx.id_start.key_of(order.id),
             100 + attempt as u64,
         );
         Duration::from_micros((u * cap.min(30e6)) as u64)

@@ -151,7 +151,7 @@ impl VirtualUser {
         }
         // Choices about a message key on its number within the run, not on its id: ids
         // begin where the run began (see `id_start`), the choices must not.
-        let key = ctx.seed_key(id);
+        let key = ctx.id_start.key_of(id);
         if let Some(storm) = d
             .group
             .and_then(|g| ctx.storm_groups.iter().find(|s| s.group == g))
@@ -202,7 +202,7 @@ pub fn note_if_late(
 /// (numbered before this run began), or unexpected.
 pub fn count_stray(ctx: &RunContext, rec: &mut crate::metrics::MetricSet, id: u64) {
     let slot = rec.no_pattern();
-    if ctx.numbered_before_this_run(id) {
+    if ctx.id_start.precedes(id) {
         rec.counters[slot].earlier_run += 1;
     } else {
         rec.counters[slot].unexpected += 1;
