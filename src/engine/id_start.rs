@@ -120,7 +120,6 @@ mod tests {
         let b = SCHEDULED.first_at(2_000);
         assert_eq!(b - a, 1_000 * 1_024);
         // Any clock gives ids a double holds exactly, with room for a long run.
-        use crate::protocol::id::compose;
         for unix_ms in [1_796_342_400_000, (1 << 33) - 1, u64::MAX] {
             let s = SCHEDULED.first_at(unix_ms) + 1_000_000_000_000;
             let r = REACTIONS.first_at(unix_ms) + 1_000_000_000_000;
