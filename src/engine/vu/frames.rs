@@ -140,10 +140,10 @@ impl VirtualUser {
         };
         let p = pattern as usize;
         let id = d.id;
-        let last = self
+        let last = &mut self
             .last_seen
             .entry((d.group.unwrap_or(u32::MAX), d.from))
-            .or_insert(0);
+            .or_insert([0; 2])[protocol::id::stream(id)];
         if id < *last {
             ctx.recorders.local().counters[p].reordered += 1;
         } else {

@@ -28,8 +28,9 @@ pub struct VirtualUser {
     ctx: Arc<RunContext>,
     conn: Option<AnySession>,
     last_seq: u64,
-    /// Per (conversation, sender): the latest message sequence seen, to spot reordering.
-    last_seen: FxHashMap<(u32, u32), u64>,
+    /// Per (conversation, sender): the latest message id seen in each id stream, to spot
+    /// reordering (ids increase within a stream, not across the two).
+    last_seen: FxHashMap<(u32, u32), [u64; 2]>,
     reconnect: Reconnector,
     /// Messages written but not yet confirmed, with when they were written; written again
     /// after a reconnect, as a messaging client's outbox does (the server drops the copies
