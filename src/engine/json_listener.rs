@@ -14,7 +14,6 @@ use serde_json::Value;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The longest body one request may send; a longer one is answered 413 and counted.
@@ -79,7 +78,7 @@ pub async fn start(
     absorb: Arc<Absorb>,
     answer: Answer,
 ) -> std::io::Result<JsonListener> {
-    let listener = TcpListener::bind(addr).await?;
+    let listener = chatload_protocol::listen::bind(addr).await?;
     let addr = listener.local_addr()?;
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let held = Arc::new(Semaphore::new(MAX_HELD));

@@ -430,7 +430,7 @@ pub async fn sink(
 ) -> std::io::Result<u64> {
     use std::sync::Arc;
     use std::sync::atomic::AtomicU64;
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let listener = chatload_protocol::listen::bind(listen).await?;
     let taken = Arc::new(AtomicU64::new(0));
     let last = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
     let (t, l) = (taken.clone(), last.clone());

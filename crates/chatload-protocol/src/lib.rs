@@ -2,7 +2,8 @@
 //! server share. JSON text frames with an `op` field (see the README's protocol section).
 //! Owns encoding and decoding, the message-id layout (`id`), reading ids and people back from
 //! a target's frames (`correlation`), keyed randomness
-//! (`keyed`) and the WebSocket read-and-write loop both sides use (`wsio`); knows nothing of
+//! (`keyed`), the WebSocket read-and-write loop both sides use (`wsio`) and the listening
+//! socket both sides serve on (`listen`); knows nothing of
 //! schedules, measurement or the server's routing.
 //!
 //! Client → server: `hello`, `send`, `ack`, `read`, `typing`, `presence`, `group`, `ping`.
@@ -18,6 +19,7 @@
 pub mod correlation;
 pub mod id;
 pub mod keyed;
+pub mod listen;
 mod server_counters;
 pub mod wsio;
 

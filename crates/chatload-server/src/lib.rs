@@ -26,7 +26,6 @@ use chatload_protocol::wsio;
 use hub::Hub;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -122,10 +121,12 @@ pub async fn start_with_limits(
     knobs: Knobs,
     limits: Limits,
 ) -> Result<RunningServer, BindError> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| BindError {
-        addr: addr.to_string(),
-        source,
-    })?;
+    let listener = chatload_protocol::listen::bind(addr)
+        .await
+        .map_err(|source| BindError {
+            addr: addr.to_string(),
+            source,
+        })?;
     let local = listener.local_addr().map_err(|source| BindError {
         addr: addr.to_string(),
         source,
