@@ -708,3 +708,78 @@ async fn a_signal_between_two_runs_of_one_process_stops_the_next() {
     assert!(s.accounting.balances(), "{:?}", s.accounting);
     assert_eq!(signals::exit_code(), Some(143));
 }
+
+/// Local ports run out (a network namespace of our own whose port range holds 100, so 150
+/// users cannot all connect to the embedded server): the failures are chatload's own limit
+/// (`local_limit`, in a sentence that says so and names the range), never the target's
+/// `connect_failed`, and the console says what they did to the books. Needs root for the
+/// namespace; under CI a missing one fails the test.
+#[test]
+fn running_out_of_local_ports_is_said_as_chatloads_own_limit() {
+    let file = common::scenario_file(&common::chat_scenario(150, 3, 0, ""));
+    let bundle = file.dir.path().join("bundle");
+    let script = format!(
+        "ip link set lo up && echo '40000 40099' > /proc/sys/net/ipv4/ip_local_port_range && exec '{}' run '{}' --out '{}'",
+        env!("CARGO_BIN_EXE_chatload"),
+        file.path.display(),
+        bundle.display()
+    );
+    let Ok(out) = Command::new("unshare")
+        .args(["--net", "sh", "-c", &script])
+        .output()
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run `unshare --net` (util-linux, as root)"
+        );
+        eprintln!("skipped: unshare is not here");
+        return;
+    };
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    // chatload never started: the namespace, `ip` or the port range could not be had.
+    if !out.status.success() && stdout.is_empty() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must make a network namespace with `unshare --net` and `ip` (iproute2), as root: {stderr}"
+        );
+        eprintln!(
+            "skipped: cannot make a network namespace here (needs root and iproute2): {stderr}"
+        );
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("summary.json")).unwrap())
+            .unwrap();
+    let errors = &summary["errors"];
+    let local = errors["local_limit"].as_u64().unwrap_or(0);
+    assert!(local > 0, "{errors}");
+    assert!(errors.get("connect_failed").is_none(), "{errors}");
+    let example = summary["error_examples"]["local_limit"].as_str().unwrap();
+    assert!(
+        example.contains(
+            "a limit of the machine it runs on and not the target's: no local port was left"
+        ) && example.contains("100 here (net.ipv4.ip_local_port_range 40000-40099)"),
+        "{example}"
+    );
+    let a = &summary["accounting"];
+    // At most 99 users connected (the embedded server's port is the range's 100th).
+    assert!(
+        summary["peak_connected"].as_u64().unwrap() <= 99,
+        "{summary}"
+    );
+    assert!(
+        a["not_sent_reasons"]["sender_never_connected"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{a}"
+    );
+    assert!(
+        stdout.contains("connections could not be opened for a limit of the machine chatload runs on, not the target's (local_limit)"),
+        "{stdout}"
+    );
+}

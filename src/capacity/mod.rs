@@ -146,6 +146,21 @@ pub fn judge(s: &Summary, slos: &[Threshold]) -> (bool, Option<String>, bool) {
                 } if (100.0 - q) / 100.0 > late_share
             )
     });
+    // Users chatload could not connect are owed and send nothing: every count after this
+    // would be the generator's machine, whatever the target did.
+    if let Some(&failed) = s
+        .errors
+        .get(crate::metrics::ErrorKind::LocalLimit.name())
+        .filter(|n| **n > 0)
+    {
+        return (
+            false,
+            Some(format!(
+                "{failed} connections failed on a limit of chatload's own machine (local_limit): the generator, not the target, is the limit here"
+            )),
+            true,
+        );
+    }
     if let Some((v, _)) = broken_by_target {
         return (false, Some(v.message.clone()), false);
     }
@@ -561,6 +576,21 @@ mod tests {
         let (held, why, generator) = judge(&s, &slos);
         assert!(!held && !generator, "{why:?}");
         assert!(why.unwrap().starts_with("12 deliveries still in flight"));
+    }
+
+    #[test]
+    fn a_step_whose_connections_failed_on_chatloads_machine_names_the_generator() {
+        // Even beside a broken SLO and losses: users it could not connect caused both.
+        let (mut s, slos) = step_summary(6_400, 0, false);
+        s.accounting.lost = 40;
+        s.errors.insert("local_limit".into(), 300);
+        s.errors_total = 300;
+        let (held, why, generator) = judge(&s, &slos);
+        assert!(!held && generator, "{why:?}");
+        assert!(
+            why.unwrap()
+                .starts_with("300 connections failed on a limit of chatload's own machine")
+        );
     }
 
     #[test]

@@ -127,6 +127,7 @@ pub fn first_failure(url: &str, protocol: &str, e: &ConnectError) -> RunError {
         K::TargetNotReading => says(format!(
             "accepted the connection but stopped reading during the log-in ({detail})"
         )),
+        K::LocalLimit => RunError::Setup(detail),
     }
 }
 

@@ -171,10 +171,13 @@ pub enum ErrorKind {
     /// The target stopped reading: more than a bound of frames waited to be written beyond
     /// what the connection took, so the connection was given up.
     TargetNotReading,
+    /// The machine chatload runs on had no more of what a connection takes (local ports to
+    /// the target, file descriptors, socket memory): chatload's own limit, not the target's.
+    LocalLimit,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::ConnectRefused,
         ErrorKind::ConnectTimeout,
         ErrorKind::ConnectFailed,
@@ -191,6 +194,7 @@ impl ErrorKind {
         ErrorKind::RequestTimeout,
         ErrorKind::AnswerTooLong,
         ErrorKind::TargetNotReading,
+        ErrorKind::LocalLimit,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -210,6 +214,7 @@ impl ErrorKind {
             ErrorKind::RequestTimeout => "request_timeout",
             ErrorKind::AnswerTooLong => "answer_too_long",
             ErrorKind::TargetNotReading => "target_not_reading",
+            ErrorKind::LocalLimit => "local_limit",
         }
     }
 

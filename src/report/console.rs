@@ -47,6 +47,19 @@ pub fn earlier_runs_note(a: &crate::report::summary::Accounting) -> Option<Strin
     })
 }
 
+/// Connections chatload's own machine could not open, said beside the books they skewed.
+pub fn local_limit_note(s: &crate::report::summary::Summary) -> Option<String> {
+    let failed = s
+        .errors
+        .get(crate::metrics::ErrorKind::LocalLimit.name())
+        .copied()
+        .filter(|n| *n > 0)?;
+    Some(format!(
+        "{} connections could not be opened for a limit of the machine chatload runs on, not the target's (local_limit): the users it could not connect count as not sent (sender never connected), and what was sent to them as lost",
+        thousands(failed)
+    ))
+}
+
 /// `messages scheduled S = sent M + not sent N (reasons) ✓`.
 pub fn schedule_identity(a: &crate::report::summary::Accounting) -> String {
     let reasons = a.not_sent_reasons.describe();
@@ -161,6 +174,9 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
         thousands(a.retransmitted)
     );
     if let Some(note) = earlier_runs_note(a) {
+        let _ = writeln!(o, "              {note}");
+    }
+    if let Some(note) = local_limit_note(s) {
         let _ = writeln!(o, "              {note}");
     }
     if let Some(from) = s.schedule_uncounted_from_s {

@@ -58,6 +58,9 @@ pub struct Connector {
 
 /// The error kind of an I/O failure.
 pub fn classify_io(io: &std::io::Error) -> ErrorKind {
+    if super::source::is_local_limit(io) {
+        return ErrorKind::LocalLimit;
+    }
     match io.kind() {
         std::io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
         std::io::ErrorKind::ConnectionReset

@@ -62,10 +62,82 @@ impl SourcePool {
     }
 }
 
+/// This machine had no more of what a connection takes: said as chatload's own limit, with
+/// what to change, since the error's own text ("Cannot assign requested address") reads
+/// like the target's doing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LocalLimit(String);
+
+/// Whether `e` is this machine's limit rather than the target's answer: said by
+/// [`connect`], or the raw error of a socket another library opened (MQTT's).
+pub fn is_local_limit(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<LocalLimit>())
+        || e.raw_os_error().is_some_and(is_limit_code)
+}
+
+/// The OS errors that mean this machine's limit, not the target's answer.
+fn is_limit_code(code: i32) -> bool {
+    matches!(
+        code,
+        libc::EADDRNOTAVAIL | libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
+    )
+}
+
+/// What ran out, and what to change, for a code [`is_limit_code`] takes.
+fn what_ran_out(code: i32) -> String {
+    match code {
+        libc::EADDRNOTAVAIL => {
+            let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+                .ok()
+                .and_then(|text| {
+                    let mut ends = text.split_whitespace().map(str::parse::<u32>);
+                    match (ends.next(), ends.next()) {
+                        (Some(Ok(low)), Some(Ok(high))) if high >= low => Some((low, high)),
+                        _ => None,
+                    }
+                });
+            let ports = match range {
+                Some((low, high)) => format!(
+                    "{} here (net.ipv4.ip_local_port_range {low}-{high})",
+                    high - low + 1
+                ),
+                None => "net.ipv4.ip_local_port_range".to_string(),
+            };
+            format!(
+                "no local port was left: one local address holds as many connections to one target as it has ports, {ports}; name more local addresses in [target] sources or widen the range"
+            )
+        }
+        libc::EMFILE => "chatload reached its open-file limit (ulimit -n); raise it or run fewer users per process (--segment)".to_string(),
+        libc::ENFILE => "the system's open-file table is full (fs.file-max)".to_string(),
+        _ => "the kernel had no memory for another socket".to_string(),
+    }
+}
+
+/// `e` from connecting to `addr`, said as this machine's limit when it is one.
+fn said(e: io::Error, addr: &str, source: Option<IpAddr>) -> io::Error {
+    let Some(code) = e.raw_os_error().filter(|c| is_limit_code(*c)) else {
+        return e;
+    };
+    let from = source.map(|s| format!(" from {s}")).unwrap_or_default();
+    io::Error::other(LocalLimit(format!(
+        "chatload could not open a connection to {addr}{from}, a limit of the machine it runs on and not the target's: {}",
+        what_ran_out(code)
+    )))
+}
+
 /// A TCP connection to `host:port`, from `source` when given, with Nagle off (small frames
 /// must not wait for each other).
 pub async fn connect(addr: &str, source: Option<IpAddr>) -> io::Result<TcpStream> {
-    let stream = match source {
+    let stream = open(addr, source)
+        .await
+        .map_err(|e| said(e, addr, source))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+async fn open(addr: &str, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    Ok(match source {
         None => TcpStream::connect(addr).await?,
         Some(local) => {
             let mut last =
@@ -80,7 +152,19 @@ pub async fn connect(addr: &str, source: Option<IpAddr>) -> io::Result<TcpStream
                 } else {
                     TcpSocket::new_v6()?
                 };
-                socket.bind(SocketAddr::new(local, 0))?;
+                // Binding to an address this machine does not have is the scenario's
+                // mistake (EADDRNOTAVAIL, as a shortage of ports is at connect); bound, a
+                // shortage of ports shows here as EADDRINUSE.
+                socket
+                    .bind(SocketAddr::new(local, 0))
+                    .map_err(|e| match e.raw_os_error() {
+                        Some(libc::EADDRNOTAVAIL) => io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("cannot connect from {local} ([target] sources): {e}"),
+                        ),
+                        Some(libc::EADDRINUSE) => io::Error::from_raw_os_error(libc::EADDRNOTAVAIL),
+                        _ => e,
+                    })?;
                 match socket.connect(remote).await {
                     Ok(s) => {
                         found = Some(s);
@@ -91,9 +175,7 @@ pub async fn connect(addr: &str, source: Option<IpAddr>) -> io::Result<TcpStream
             }
             found.ok_or(last)?
         }
-    };
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
+    })
 }
 
 #[cfg(test)]
@@ -119,5 +201,51 @@ mod tests {
             .unwrap();
         let peer = accept.await.unwrap().unwrap();
         assert_eq!(peer.ip(), IpAddr::from([127, 0, 0, 7]));
+    }
+
+    #[test]
+    fn a_shortage_on_this_machine_is_said_as_its_own() {
+        use crate::metrics::ErrorKind;
+        use crate::transport::connector::classify_io;
+        let ports = said(
+            io::Error::from_raw_os_error(libc::EADDRNOTAVAIL),
+            "10.1.2.3:443",
+            None,
+        );
+        assert_eq!(classify_io(&ports), ErrorKind::LocalLimit);
+        let text = ports.to_string();
+        assert!(
+            text.starts_with("chatload could not open a connection to 10.1.2.3:443, a limit of the machine it runs on and not the target's: no local port was left")
+                && text.contains("[target] sources"),
+            "{text}"
+        );
+        let files = said(io::Error::from_raw_os_error(libc::EMFILE), "h:1", None);
+        assert!(files.to_string().contains("ulimit -n"), "{files}");
+        // A socket opened elsewhere (MQTT's) is judged by its raw error.
+        assert_eq!(
+            classify_io(&io::Error::from_raw_os_error(libc::ENFILE)),
+            ErrorKind::LocalLimit
+        );
+        // The target's answers stay the target's.
+        let refused = said(
+            io::Error::from_raw_os_error(libc::ECONNREFUSED),
+            "h:1",
+            None,
+        );
+        assert_eq!(classify_io(&refused), ErrorKind::ConnectRefused);
+    }
+
+    #[tokio::test]
+    async fn a_source_address_this_machine_lacks_is_the_scenarios_mistake() {
+        // 192.0.2.1 (TEST-NET-1) is on no interface here.
+        let e = connect("127.0.0.1:9", Some(IpAddr::from([192, 0, 2, 1])))
+            .await
+            .expect_err("cannot bind");
+        assert!(
+            e.to_string()
+                .starts_with("cannot connect from 192.0.2.1 ([target] sources)"),
+            "{e}"
+        );
+        assert!(!is_local_limit(&e));
     }
 }
