@@ -765,6 +765,11 @@ fn running_out_of_local_ports_is_said_as_chatloads_own_limit() {
         ) && example.contains("100 here (net.ipv4.ip_local_port_range 40000-40099)"),
         "{example}"
     );
+    assert!(
+        stderr.contains("chatload: warning: 150 users each hold a connection to ws://127.0.0.1:")
+            && stderr.contains("but one local address has 100 local ports to reach it"),
+        "said before the run: {stderr}"
+    );
     let a = &summary["accounting"];
     // At most 99 users connected (the embedded server's port is the range's 100th).
     assert!(

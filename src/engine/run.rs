@@ -136,6 +136,14 @@ impl Run {
             &url,
             scenario.consumers.online_users as u64,
         );
+        let connections =
+            opts.segment
+                .members_of(opts.segment.index, scenario.consumers.online_users) as u64;
+        let port_shortfall = crate::transport::source::shortfall(
+            &sources,
+            connections,
+            &crate::secrets::redact_url(&url),
+        );
         let connector = Connector::new(
             &scenario.target,
             &url,
@@ -144,6 +152,9 @@ impl Run {
             sources,
         )
         .map_err(|e| RunError::Setup(e.to_string()))?;
+        if let Some(shortfall) = port_shortfall.filter(|_| connector.connection_per_user()) {
+            eprintln!("chatload: warning: {shortfall}");
+        }
         let needed = population_fds(&scenario, embedded.is_some(), opts.segment);
         let limit = super::limits::raise_open_files();
         if needed > limit {

@@ -304,6 +304,15 @@ impl Connector {
         !matches!(self.kind, Kind::Http(_, Receive::Nothing))
     }
 
+    /// Whether each user holds a connection of its own (not so for an HTTP API whose
+    /// requests share a pool and whose deliveries, if any, come to a webhook).
+    pub fn connection_per_user(&self) -> bool {
+        !matches!(
+            self.kind,
+            Kind::Http(_, Receive::Webhook | Receive::Nothing)
+        )
+    }
+
     /// The name of the protocol sessions speak first ("chatload", "mqtt", "ws-gateway"),
     /// for messages about what answered.
     pub fn protocol_name(&self) -> &'static str {

@@ -88,16 +88,7 @@ fn is_limit_code(code: i32) -> bool {
 fn what_ran_out(code: i32) -> String {
     match code {
         libc::EADDRNOTAVAIL => {
-            let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-                .ok()
-                .and_then(|text| {
-                    let mut ends = text.split_whitespace().map(str::parse::<u32>);
-                    match (ends.next(), ends.next()) {
-                        (Some(Ok(low)), Some(Ok(high))) if high >= low => Some((low, high)),
-                        _ => None,
-                    }
-                });
-            let ports = match range {
+            let ports = match local_port_range() {
                 Some((low, high)) => format!(
                     "{} here (net.ipv4.ip_local_port_range {low}-{high})",
                     high - low + 1
@@ -112,6 +103,36 @@ fn what_ran_out(code: i32) -> String {
         libc::ENFILE => "the system's open-file table is full (fs.file-max)".to_string(),
         _ => "the kernel had no memory for another socket".to_string(),
     }
+}
+
+/// The ephemeral ports one local address has to reach one target
+/// (`net.ipv4.ip_local_port_range`), when this system says.
+fn local_port_range() -> Option<(u32, u32)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut ends = text.split_whitespace().map(str::parse::<u32>);
+    match (ends.next(), ends.next()) {
+        (Some(Ok(low)), Some(Ok(high))) if high >= low => Some((low, high)),
+        _ => None,
+    }
+}
+
+/// Said before a run whose `connections` to `target` need more local ports than the pool's
+/// addresses have (one address when it names none): the ones past it will fail as
+/// `local_limit`.
+pub fn shortfall(pool: &SourcePool, connections: u64, target: &str) -> Option<String> {
+    let (low, high) = local_port_range()?;
+    let per_address = u64::from(high - low + 1);
+    let addresses = pool.len().max(1) as u64;
+    (connections > per_address * addresses).then(|| {
+        format!(
+            "{connections} users each hold a connection to {target}, but {} has {per_address} local ports to reach it (net.ipv4.ip_local_port_range {low}-{high}): past that, connections fail as local_limit; name more local addresses in [target] sources or widen the range",
+            if addresses == 1 {
+                "one local address".to_string()
+            } else {
+                format!("each of {addresses} local addresses")
+            }
+        )
+    })
 }
 
 /// `e` from connecting to `addr`, said as this machine's limit when it is one.
@@ -233,6 +254,30 @@ mod tests {
             None,
         );
         assert_eq!(classify_io(&refused), ErrorKind::ConnectRefused);
+    }
+
+    #[test]
+    fn a_run_past_the_ports_of_its_addresses_is_warned_before_it_starts() {
+        let Some((low, high)) = local_port_range() else {
+            return; // not Linux: nothing to say before the run
+        };
+        let ports = u64::from(high - low + 1);
+        let one = SourcePool::default();
+        assert_eq!(shortfall(&one, ports, "ws://t/"), None);
+        let said = shortfall(&one, ports + 1, "ws://t/").expect("one address short");
+        assert!(
+            said.starts_with(&format!("{} users each hold a connection to ws://t/, but one local address has {ports} local ports", ports + 1)),
+            "{said}"
+        );
+        let two = SourcePool::new(vec![
+            IpAddr::from([127, 0, 0, 1]),
+            IpAddr::from([127, 0, 0, 2]),
+        ]);
+        assert_eq!(shortfall(&two, 2 * ports, "ws://t/"), None);
+        assert!(
+            shortfall(&two, 2 * ports + 1, "ws://t/")
+                .is_some_and(|s| s.contains("each of 2 local addresses"))
+        );
     }
 
     #[tokio::test]
