@@ -190,6 +190,66 @@ async fn resetting_front(backend: std::net::SocketAddr, pass_every: u64) -> u16 
     port
 }
 
+/// A TCP front for a server with an accept queue of 2 that takes one connection per 20 ms,
+/// as a server too busy to accept: more arrive than it queues, and Linux drops their SYNs.
+async fn slow_to_accept_front(backend: std::net::SocketAddr) -> u16 {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(2).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+    port
+}
+
+/// Connects that wait for a SYN's retransmission (a target that cannot queue them) take a
+/// second or more: the run says the kernel's count of them beside the connect times, so a
+/// 1 s connect p99 is not read as the target's work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connects_a_full_accept_queue_held_back_are_said_with_the_kernels_count() {
+    let server = chatload::server::start("127.0.0.1:0", Default::default())
+        .await
+        .unwrap();
+    let backend: std::net::SocketAddr = server
+        .url()
+        .trim_start_matches("ws://")
+        .trim_end_matches("/v1/ws")
+        .parse()
+        .unwrap();
+    let port = slow_to_accept_front(backend).await;
+    let r = run_text(
+        &chat_scenario(100, 4, 0, ""),
+        Some(format!("ws://127.0.0.1:{port}/v1/ws")),
+    )
+    .await;
+    let s = &r.summary;
+    let tcp = s.tcp.expect("Linux counts TCP");
+    assert!(
+        tcp.syn_retransmits > 0 && tcp.listen_overflows > 0,
+        "{tcp:?}"
+    );
+    let connect = &s.metrics["connect"];
+    assert!(
+        connect.max_us >= 900_000,
+        "a connect waited for its SYN again: {connect:?}"
+    );
+    assert!(s.accounting.balances(), "{:?}", s.accounting);
+    let console = chatload::report::console::render(s, None);
+    assert!(
+        console.contains("SYNs sent again, each such connect waiting a second or more"),
+        "{console}"
+    );
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_scheduled_disappears_when_most_connections_are_reset() {
     let server = chatload::server::start("127.0.0.1:0", Default::default())

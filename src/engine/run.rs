@@ -106,6 +106,8 @@ struct Run {
     collected: Arc<Mutex<Collected>>,
     collector: Option<tokio::task::JoinHandle<()>>,
     sending_s: f64,
+    /// The kernel's TCP counters as the users start connecting.
+    tcp_before: Option<crate::metrics::kernel_tcp::KernelTcp>,
     settled: bool,
     settlement: Option<crate::metrics::Settlement>,
 }
@@ -273,6 +275,7 @@ impl Run {
             collected,
             collector: None,
             sending_s: 0.0,
+            tcp_before: None,
             settled: false,
             settlement: None,
         })
@@ -288,6 +291,7 @@ impl Run {
                 "the run's users were already launched".into(),
             ));
         };
+        self.tcp_before = crate::metrics::kernel_tcp::KernelTcp::read();
         let mut goose = tokio::spawn(async move {
             let _muted = quiet::StdoutMuted::new();
             attack
@@ -487,6 +491,10 @@ impl Run {
             users: segment.members_of(segment.index, self.population.users()),
             peak_connected: collected.peak_connected,
             server: server_stats,
+            tcp: self
+                .tcp_before
+                .zip(crate::metrics::kernel_tcp::KernelTcp::read())
+                .map(|(before, after)| before.until(after)),
         });
         let names: Vec<String> = scenario.patterns.iter().map(|p| p.name.clone()).collect();
         let totals = &collected.totals;

@@ -2,6 +2,7 @@
 //! the interval series. Owns numbers as measured; the report decides how to show them.
 
 pub mod hlog;
+pub mod kernel_tcp;
 pub mod kinds;
 pub mod ledger;
 pub mod recorder;

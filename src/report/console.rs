@@ -60,6 +60,19 @@ pub fn local_limit_note(s: &crate::report::summary::Summary) -> Option<String> {
     ))
 }
 
+/// What the kernel of chatload's machine counted of TCP during the run, when it counted
+/// anything that explains connect times of a second or more.
+pub fn kernel_tcp_note(s: &crate::report::summary::Summary) -> Option<String> {
+    let tcp = s
+        .tcp
+        .filter(|t| t.syn_retransmits > 0 || t.listen_overflows > 0)?;
+    Some(format!(
+        "this machine's kernel during the run (any process's): {} SYNs sent again, each such connect waiting a second or more for an answer (a full accept queue at the target, a filter or loss on the way), and {} connections dropped at the full accept queue of a listener on this machine (the target's, when it runs here: raise its backlog)",
+        thousands(tcp.syn_retransmits),
+        thousands(tcp.listen_overflows)
+    ))
+}
+
 /// `messages scheduled S = sent M + not sent N (reasons) ✓`.
 pub fn schedule_identity(a: &crate::report::summary::Accounting) -> String {
     let reasons = a.not_sent_reasons.describe();
@@ -178,6 +191,9 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
     }
     if let Some(note) = local_limit_note(s) {
         let _ = writeln!(o, "              {note}");
+    }
+    if let Some(note) = kernel_tcp_note(s) {
+        let _ = writeln!(o, "  tcp         {note}");
     }
     if let Some(from) = s.schedule_uncounted_from_s {
         let _ = writeln!(

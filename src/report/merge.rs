@@ -184,6 +184,7 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
     s.ended = "completed".into();
     s.schedule_uncounted_from_s = None;
     s.server = None;
+    s.tcp = None;
     s.storms = Vec::new();
     for (i, p) in s.patterns.iter_mut().enumerate() {
         p.accounting = Accounting::default();
@@ -213,6 +214,11 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
         add_accounting(&mut s.accounting, &q.accounting);
         add_counts(&mut s.errors, &q.errors);
         s.target.webhook_redelivered += q.target.webhook_redelivered;
+        // Each segment's machine counted its own; segments on one machine count each
+        // other's too, so the sum is an upper bound there.
+        if let Some(tcp) = &q.tcp {
+            s.tcp.get_or_insert_with(Default::default).add(tcp);
+        }
         for (k, v) in &q.error_examples {
             s.error_examples
                 .entry(k.clone())

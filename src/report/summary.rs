@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Three decimals: enough for rates and seconds, and stable through a JSON round trip.
 pub fn round3(x: f64) -> f64 {
@@ -252,6 +252,10 @@ pub struct Summary {
     /// ran out of time. Absent when every scheduled message is counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_uncounted_from_s: Option<f64>,
+    /// What this machine's kernel counted of TCP from the first user's connect to the end
+    /// (SYNs sent again, accept-queue overflows); absent where the system does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<crate::metrics::kernel_tcp::KernelTcp>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -326,6 +330,8 @@ pub struct Measured<'a> {
     pub server: Option<crate::protocol::ServerCounters>,
     /// See [`Summary::schedule_uncounted_from_s`].
     pub schedule_uncounted_from_s: Option<f64>,
+    /// See [`Summary::tcp`].
+    pub tcp: Option<crate::metrics::kernel_tcp::KernelTcp>,
 }
 
 fn metric_map(get: impl Fn(Metric) -> Option<Histogram<u64>>) -> BTreeMap<String, LatencyStats> {
@@ -436,6 +442,7 @@ impl Summary {
             segment: None,
             merged_from: Vec::new(),
             schedule_uncounted_from_s: m.schedule_uncounted_from_s.map(round3),
+            tcp: m.tcp,
         }
     }
 }
