@@ -166,6 +166,20 @@ async fn a_server_that_discards_offline_queues_loses_them_all() {
     assert!(!s.passed);
 }
 
+/// The reference server in this process, and the address a front forwards to.
+async fn reference_server() -> (chatload::server::RunningServer, std::net::SocketAddr) {
+    let server = chatload::server::start("127.0.0.1:0", Default::default())
+        .await
+        .unwrap();
+    let backend = server
+        .url()
+        .trim_start_matches("ws://")
+        .trim_end_matches("/v1/ws")
+        .parse()
+        .unwrap();
+    (server, backend)
+}
+
 /// A TCP front for a server that resets all but every `pass_every`-th connection.
 async fn resetting_front(backend: std::net::SocketAddr, pass_every: u64) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -215,15 +229,7 @@ async fn slow_to_accept_front(backend: std::net::SocketAddr) -> u16 {
 /// 1 s connect p99 is not read as the target's work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connects_a_full_accept_queue_held_back_are_said_with_the_kernels_count() {
-    let server = chatload::server::start("127.0.0.1:0", Default::default())
-        .await
-        .unwrap();
-    let backend: std::net::SocketAddr = server
-        .url()
-        .trim_start_matches("ws://")
-        .trim_end_matches("/v1/ws")
-        .parse()
-        .unwrap();
+    let (server, backend) = reference_server().await;
     let port = slow_to_accept_front(backend).await;
     let r = run_text(
         &chat_scenario(100, 4, 0, ""),
@@ -252,15 +258,7 @@ async fn connects_a_full_accept_queue_held_back_are_said_with_the_kernels_count(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_scheduled_disappears_when_most_connections_are_reset() {
-    let server = chatload::server::start("127.0.0.1:0", Default::default())
-        .await
-        .unwrap();
-    let backend: std::net::SocketAddr = server
-        .url()
-        .trim_start_matches("ws://")
-        .trim_end_matches("/v1/ws")
-        .parse()
-        .unwrap();
+    let (server, backend) = reference_server().await;
     let port = resetting_front(backend, 10).await;
     let mut text = chat_scenario(100, 4, 0, "");
     text = text.replace("drain = \"3s\"", "drain = \"2s\"");
