@@ -17,13 +17,21 @@ use tokio_tungstenite::tungstenite::Message;
 /// A user id outside every population, used for the pre-flight and group set-up session.
 pub const CONTROL_USER: u32 = u32::MAX;
 
+/// What the pre-flight found besides a target that answers.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// Messages the target handed over while the users' sessions were opened, before this
+    /// run sent anything: an earlier run's, which the target kept (MQTT persistent sessions).
+    pub earlier_runs: u64,
+}
+
 pub async fn prepare(
     connector: &Connector,
     url: &str,
     population: &Population,
     timeout: Duration,
     segment: Segment,
-) -> Result<(), RunError> {
+) -> Result<Prepared, RunError> {
     // Segments starting together must not share one control session. On XMPP the control
     // session is the segment's first user: an account of the run, with its credentials,
     // rather than one more account made only for the check.
@@ -37,7 +45,9 @@ pub async fn prepare(
     let protocol = connector.protocol_name();
     match connector.native_url() {
         Some(native_url) => {
-            register_groups(connector, native_url, population, timeout, segment, control).await
+            register_groups(connector, native_url, population, timeout, segment, control)
+                .await
+                .map(|()| Prepared::default())
         }
         None => {
             if let Some(xmpp) = connector.xmpp().filter(|x| x.target.register) {
@@ -59,12 +69,13 @@ pub async fn prepare(
                 }
             };
             let _ = tokio::time::timeout(Duration::from_millis(500), session.close()).await;
+            let mut prepared = Prepared::default();
             if let Some(mqtt) = connector.mqtt_sessions() {
-                register_sessions(mqtt, population, timeout, segment)
+                prepared.earlier_runs = register_sessions(mqtt, population, timeout, segment)
                     .await
                     .map_err(answered_but)?;
             }
-            Ok(())
+            Ok(prepared)
         }
     }
 }
@@ -177,13 +188,14 @@ async fn for_every_user<F, Fut>(
     population: &Population,
     segment: Segment,
     step: F,
-) -> Result<(), (u32, ConnectError)>
+) -> Result<u64, (u32, ConnectError)>
 where
     F: Fn(u32) -> Fut,
-    Fut: std::future::Future<Output = Result<(), ConnectError>>,
+    Fut: std::future::Future<Output = Result<u64, ConnectError>>,
 {
     let mut users = (0..population.users()).filter(|u| segment.owns(*u));
     let mut open = futures_util::stream::FuturesUnordered::new();
+    let mut total = 0;
     loop {
         while open.len() < REGISTERING {
             let Some(u) = users.next() else { break };
@@ -191,21 +203,23 @@ where
             open.push(async move { (u, done.await) });
         }
         match open.next().await {
-            Some((_, Ok(()))) => {}
+            Some((_, Ok(n))) => total += n,
             Some((u, Err(e))) => return Err((u, e)),
-            None => return Ok(()),
+            None => return Ok(total),
         }
     }
 }
 
 /// Opens every user's persistent MQTT session once, subscribed to its topics, so that
 /// messages to users who are not yet online are queued for them rather than dropped.
+/// Returns how many messages the broker handed over from before this run (see
+/// [`MqttSetup::register`]).
 async fn register_sessions(
     mqtt: &MqttSetup,
     population: &Population,
     timeout: Duration,
     segment: Segment,
-) -> Result<(), String> {
+) -> Result<u64, String> {
     for_every_user(population, segment, |u| async move {
         mqtt.register(u, &population.groups_of(u), timeout).await
     })
@@ -220,9 +234,12 @@ async fn register_accounts(
     timeout: Duration,
     segment: Segment,
 ) -> Result<(), String> {
-    for_every_user(population, segment, |u| xmpp.register(u, timeout))
-        .await
-        .map_err(|(u, e)| format!("registering the XMPP account of user {u} failed: {e}"))
+    for_every_user(population, segment, |u| async move {
+        xmpp.register(u, timeout).await.map(|()| 0)
+    })
+    .await
+    .map(|_| ())
+    .map_err(|(u, e)| format!("registering the XMPP account of user {u} failed: {e}"))
 }
 
 /// Opens one session on chatload's protocol, then defines every group.

@@ -184,7 +184,7 @@ impl Run {
                 "the ids file ([target.http] ids) has no id for {missing}; `chatload setup matrix` writes one for the whole population"
             )));
         }
-        preflight::prepare(
+        let prepared = preflight::prepare(
             &connector,
             &url,
             &population,
@@ -202,6 +202,11 @@ impl Run {
                 })
                 .map_err(|e| RunError::Setup(e.to_string()))?,
         );
+        if prepared.earlier_runs > 0 {
+            let mut rec = ctx.recorders.local();
+            let slot = rec.no_pattern();
+            rec.counters[slot].earlier_run += prepared.earlier_runs;
+        }
         let business = match &native_url {
             Some(u) => super::business::runtime::start(&ctx, u, opts.webhook_listen.as_deref())
                 .await

@@ -168,6 +168,21 @@ pub struct MqttSession {
     stalled: bool,
 }
 
+impl MqttSession {
+    /// Disconnects and waits for the event loop to end (the caller bounds this), adding to
+    /// `messages` each chatload message that came on the way.
+    async fn close_counting(&mut self, messages: &mut u64) {
+        self.client.disconnect();
+        while let Some(e) = self.events.recv().await {
+            match e {
+                Incoming::Message(_) => *messages += 1,
+                Incoming::Lost { .. } => break,
+                _ => {}
+            }
+        }
+    }
+}
+
 impl Drop for MqttSession {
     fn drop(&mut self) {
         self.task.abort();
@@ -199,15 +214,20 @@ impl MqttSetup {
     }
 
     /// Opens and cleanly closes `user`'s session so the broker keeps its subscriptions.
+    ///
+    /// Returns how many chatload messages the broker handed over on the way: kept in the
+    /// session from before this run (which has sent nothing yet), and acknowledged here, so
+    /// the run's books would never see them otherwise.
     pub async fn register(
         &self,
         user: u32,
         groups: &[u32],
         timeout: Duration,
-    ) -> Result<(), ConnectError> {
+    ) -> Result<u64, ConnectError> {
         let mut s = self.connect(user, groups, timeout).await?;
-        let _ = tokio::time::timeout(timeout, s.close()).await;
-        Ok(())
+        let mut handed_over = 0;
+        let _ = tokio::time::timeout(timeout, s.close_counting(&mut handed_over)).await;
+        Ok(handed_over)
     }
 
     /// Connects `user`, subscribes to its topic and `groups`' topics, and returns once the
@@ -426,13 +446,7 @@ impl Session for MqttSession {
     }
 
     async fn close(&mut self) {
-        self.client.disconnect();
-        // The event loop sends DISCONNECT and ends; wait for it (the caller bounds this).
-        while let Some(e) = self.events.recv().await {
-            if matches!(e, Incoming::Lost { .. }) {
-                break;
-            }
-        }
+        self.close_counting(&mut 0).await;
     }
 
     fn confirms_sends(&self) -> bool {
