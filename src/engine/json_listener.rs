@@ -92,9 +92,19 @@ pub async fn start(
                 accepted = listener.accept() => accepted,
                 Some(_) = served.join_next() => continue,
             };
-            let Ok((stream, _)) = accepted else {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors: what the sender pushes waits in the kernel's queue
+                    // meanwhile, and its deliveries would look late for the target's sake.
+                    if crate::transport::source::is_local_limit(&e) {
+                        ctx.recorders.local().error(ErrorKind::LocalLimit, || {
+                            format!("the webhook receiver could not accept a connection, a limit of the machine chatload runs on and not the target's: {e}")
+                        });
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
             };
             let Ok(open) = connections.clone().try_acquire_owned() else {
                 ctx.recorders.local().error(ErrorKind::Http, || {
