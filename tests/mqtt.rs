@@ -792,35 +792,11 @@ async fn what_mosquitto_kept_from_an_interrupted_run_is_counted_as_an_earlier_ru
         return;
     };
     let chat = |hold_s: u32| chat_scenario(80, hold_s, 0, &mqtt_target(&broker.url(), "qos = 1"));
-    // Half the users are cut at 2 s and stay away for 20 s or more.
-    let with_storm = chat(30).replace(
-        "[load]",
-        "[[pattern]]\nname = \"storm\"\nkind = \"reconnect_storm\"\nat = \"2s\"\nfraction = 0.5\nbackoff = \"full_jitter\"\nbase = \"20s\"\ncap = \"30s\"\n\n[load]",
-    );
-    let file = scenario_file(&with_storm);
-    let bundle = file.dir.path().join("interrupted");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chatload"))
-        .args(["run", file.path.to_str().unwrap(), "--quiet", "--out"])
-        .arg(&bundle)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(5));
-    // SAFETY: a signal to the child this test started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    let first = interrupted_run(
+        &with_half_the_users_away(&chat(30)),
+        std::time::Duration::from_secs(5),
     )
-    .await
-    .expect("the interrupted run ends")
-    .unwrap()
-    .unwrap()
-    .status;
-    assert_eq!(status.code(), Some(130), "interrupted");
-    let first: chatload::report::Summary =
-        serde_json::from_slice(&std::fs::read(bundle.join("summary.json")).unwrap()).unwrap();
+    .await;
     let kept = first.accounting.unverified;
     assert!(kept >= 10, "owed to the users away: {:?}", first.accounting);
     // The next run is the same chat without the storm: everyone connects and stays.

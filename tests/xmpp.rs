@@ -164,42 +164,11 @@ async fn what_prosody_kept_offline_from_an_interrupted_run_is_not_taken_for_the_
             &xmpp_target(&server.url(), "stream_management = false"),
         )
     };
-    let scenario = |hold_s: u32| {
-        chat(hold_s)
-            .replace(
-                "[load]",
-                "[[pattern]]\nname = \"storm\"\nkind = \"reconnect_storm\"\nat = \"2s\"\nfraction = 0.5\nbackoff = \"full_jitter\"\nbase = \"20s\"\ncap = \"30s\"\n\n[load]",
-            )
-    };
-    let file = scenario_file(&scenario(30));
-    assert!(
-        std::fs::read_to_string(&file.path)
-            .unwrap()
-            .contains("reconnect_storm")
-    );
-    let bundle = file.dir.path().join("interrupted");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chatload"))
-        .args(["run", file.path.to_str().unwrap(), "--quiet", "--out"])
-        .arg(&bundle)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(5));
-    // SAFETY: a signal to the child this test started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    let first = interrupted_run(
+        &with_half_the_users_away(&chat(30)),
+        std::time::Duration::from_secs(5),
     )
-    .await
-    .expect("the interrupted run ends")
-    .unwrap()
-    .unwrap()
-    .status;
-    assert_eq!(status.code(), Some(130), "interrupted");
-    let first: chatload::report::Summary =
-        serde_json::from_slice(&std::fs::read(bundle.join("summary.json")).unwrap()).unwrap();
+    .await;
     let kept = first.accounting.unverified;
     assert!(kept >= 10, "owed to the users away: {:?}", first.accounting);
     // The next run is the same chat without the storm: everyone logs in and stays.

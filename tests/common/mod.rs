@@ -121,6 +121,43 @@ stages = [{{ ramp = "1s" }}, {{ hold = "{hold_s}s" }}]
     )
 }
 
+/// `text` with half its users cut off at 2 s and kept away for 20 s or more (a storm whose
+/// backoff starts at 20 s): a run stopped before then leaves them owed what came for them.
+pub fn with_half_the_users_away(text: &str) -> String {
+    text.replace(
+        "[load]",
+        "[[pattern]]\nname = \"storm\"\nkind = \"reconnect_storm\"\nat = \"2s\"\nfraction = 0.5\nbackoff = \"full_jitter\"\nbase = \"20s\"\ncap = \"30s\"\n\n[load]",
+    )
+}
+
+/// `text` run by the chatload binary and stopped with SIGINT after `after`: the summary
+/// of its bundle, once it exited 130 (interrupted).
+pub async fn interrupted_run(text: &str, after: std::time::Duration) -> chatload::report::Summary {
+    let file = scenario_file(text);
+    let bundle = file.dir.path().join("interrupted");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .args(["run", file.path.to_str().unwrap(), "--quiet", "--out"])
+        .arg(&bundle)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(after).await;
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await
+    .expect("the interrupted run ends")
+    .unwrap()
+    .unwrap()
+    .status;
+    assert_eq!(status.code(), Some(130), "interrupted");
+    serde_json::from_slice(&std::fs::read(bundle.join("summary.json")).unwrap()).unwrap()
+}
+
 /// `chat_scenario` with a reconnect storm: half the users are cut off at 2 s and come back
 /// within a second.
 pub fn storm_scenario(users: u32, extra_target: &str) -> String {
