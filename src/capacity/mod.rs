@@ -148,11 +148,8 @@ pub fn judge(s: &Summary, slos: &[Threshold]) -> (bool, Option<String>, bool) {
     });
     // Users chatload could not connect are owed and send nothing: every count after this
     // would be the generator's machine, whatever the target did.
-    if let Some(&failed) = s
-        .errors
-        .get(crate::metrics::ErrorKind::LocalLimit.name())
-        .filter(|n| **n > 0)
-    {
+    let failed = s.errors_of(crate::metrics::ErrorKind::LocalLimit);
+    if failed > 0 {
         return (
             false,
             Some(format!(

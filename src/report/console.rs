@@ -49,11 +49,10 @@ pub fn earlier_runs_note(a: &crate::report::summary::Accounting) -> Option<Strin
 
 /// Connections chatload's own machine could not open, said beside the books they skewed.
 pub fn local_limit_note(s: &crate::report::summary::Summary) -> Option<String> {
-    let failed = s
-        .errors
-        .get(crate::metrics::ErrorKind::LocalLimit.name())
-        .copied()
-        .filter(|n| *n > 0)?;
+    let failed = s.errors_of(crate::metrics::ErrorKind::LocalLimit);
+    if failed == 0 {
+        return None;
+    }
     Some(format!(
         "{} connections could not be opened for a limit of the machine chatload runs on, not the target's (local_limit): the users it could not connect count as not sent (sender never connected), and what was sent to them as lost",
         thousands(failed)

@@ -346,6 +346,11 @@ fn metric_map(get: impl Fn(Metric) -> Option<Histogram<u64>>) -> BTreeMap<String
 }
 
 impl Summary {
+    /// How many errors of `kind` the run counted.
+    pub fn errors_of(&self, kind: ErrorKind) -> u64 {
+        self.errors.get(kind.name()).copied().unwrap_or(0)
+    }
+
     pub fn build(m: Measured<'_>) -> Summary {
         let patterns_n = m.scenario.patterns.len();
         let secs = m.duration_s.max(1e-9);

@@ -1,7 +1,8 @@
 //! Where connections come from: a pool of local addresses, one per user in turn, so that a
 //! run can hold more connections to one target than one address has ephemeral ports
-//! (about 28,000 on Linux by default). Owns picking the address and opening a TCP
-//! connection bound to it; not the protocol on top.
+//! (about 28,000 on Linux by default). Owns picking the address, opening a TCP connection
+//! bound to it, and telling this machine's limits (ports, descriptors, socket memory) from
+//! the target's answers; not the protocol on top.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
