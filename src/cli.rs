@@ -280,6 +280,9 @@ pub struct ServeArgs {
     /// Hold back every Nth delivery until after the next one.
     #[arg(long, default_value_t = 0)]
     pub reorder_every: u64,
+    /// Take and deliver every Nth send but never confirm it (tests of unacknowledged sends).
+    #[arg(long, default_value_t = 0)]
+    pub drop_ack_every: u64,
     /// Added latency drawn per delivery, in scenario syntax, e.g.
     /// '{ lognormal = { median = "2ms", sigma = 0.5 }, max = "50ms" }'.
     #[arg(long)]

@@ -131,6 +131,66 @@ async fn dropped_deliveries_are_reported_lost_exactly() {
     assert!(failed.is_empty());
 }
 
+/// A target that takes and delivers every message but leaves some sends unconfirmed: those
+/// have no sample in `send`, and before they were in no count either, so `send.p99` passed
+/// on the sends that were answered (a target that stopped answering half its sends looked
+/// as fast as one that answered all). Now each is counted `unacknowledged`, said beside the
+/// accounting, and a send rule counts them as slower than every answered send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_the_target_never_confirmed_are_counted_and_fail_send_rules() {
+    let r = run_text(
+        &chat_scenario(
+            60,
+            3,
+            0,
+            "[target]\ndrop_ack_every = 9\n\n[thresholds]\n\"send.p99\" = \"< 1h\"\n\"send.p50\" = \"< 1h\"\n\"loss\" = \"== 0\"\n",
+        ),
+        None,
+    )
+    .await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    let withheld = s.server.as_ref().expect("server stats").acks_dropped;
+    // Every 9th send of the run went unconfirmed, and no user reconnected to send it again.
+    assert_eq!(withheld, a.messages_sent / 9, "{a:?}");
+    assert!(withheld >= 10, "{a:?}");
+    assert_eq!(a.unacknowledged, withheld, "{a:?}");
+    assert_eq!(a.acked + a.unacknowledged, a.messages_sent, "{a:?}");
+    assert_eq!(s.metrics["send"].count, a.acked);
+    let per_pattern: u64 = s.patterns.iter().map(|p| p.accounting.unacknowledged).sum();
+    assert_eq!(per_pattern, withheld);
+    // Taken and delivered all the same: nothing is lost.
+    assert_eq!((a.lost, a.in_flight), (0, 0), "{a:?}");
+    let rule = |name: &str| {
+        s.thresholds
+            .iter()
+            .find(|v| v.rule.starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {:?}", s.thresholds))
+    };
+    // One send in nine is more than one in a hundred: the p99 lies among the unanswered.
+    let p99 = rule("send.p99");
+    assert!(!p99.passed, "{p99:?}");
+    assert_eq!(p99.observed, None);
+    assert!(
+        p99.message.contains(&format!(
+            "but {} of {} sends were never acknowledged",
+            withheld, a.messages_sent
+        )),
+        "{}",
+        p99.message
+    );
+    assert!(rule("send.p50").passed, "{:?}", rule("send.p50"));
+    assert!(rule("loss").passed);
+    assert!(!s.passed);
+    let note = format!("sends never acknowledged {withheld} of {}", a.messages_sent);
+    for file in ["summary.md", "report.html"] {
+        let text = std::fs::read_to_string(r.bundle_dir.join(file)).unwrap();
+        assert!(text.contains(&note), "{file} says it");
+    }
+    let junit = std::fs::read_to_string(r.bundle_dir.join("junit.xml")).unwrap();
+    assert!(junit.contains("were never acknowledged"), "{junit}");
+}
+
 /// A drain shorter than the loss deadline ends the run with deliveries in flight: neither
 /// delivered nor lost. A loss rule may pass only if it would hold with all of them lost;
 /// before, `loss == 0` passed with 0 lost and the in-flight ones never looked at.

@@ -41,7 +41,7 @@ pub struct CapacityOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Limit {
-    /// An SLO failed, or messages were lost or refused: the target's limit.
+    /// An SLO failed, messages were lost or refused, or sends went unacknowledged: the target's limit.
     Target,
     /// chatload fell behind its own schedule: the generator's limit, not the target's.
     Generator,
@@ -185,6 +185,17 @@ pub fn judge(s: &Summary, slos: &[Threshold]) -> (bool, Option<String>, bool) {
             Some(format!(
                 "{} deliveries still in flight when the step ended (give the scenario a `drain` at least as long as its `loss_deadline`)",
                 a.in_flight
+            )),
+            false,
+        );
+    }
+    // Taken or not, the target left these unanswered: a load it cannot confirm it did not hold.
+    if a.unacknowledged > 0 {
+        return (
+            false,
+            Some(format!(
+                "{} of {} sends never acknowledged by the target",
+                a.unacknowledged, a.messages_sent
             )),
             false,
         );
@@ -573,6 +584,18 @@ mod tests {
         let (held, why, generator) = judge(&s, &slos);
         assert!(!held && !generator, "{why:?}");
         assert!(why.unwrap().starts_with("12 deliveries still in flight"));
+    }
+
+    #[test]
+    fn a_step_with_sends_never_acknowledged_did_not_hold() {
+        let (mut s, slos) = step_summary(6_400, 0, true);
+        s.accounting.unacknowledged = 7;
+        let (held, why, generator) = judge(&s, &slos);
+        assert!(!held && !generator, "{why:?}");
+        assert_eq!(
+            why.as_deref(),
+            Some("7 of 6400 sends never acknowledged by the target")
+        );
     }
 
     #[test]

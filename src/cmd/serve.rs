@@ -12,6 +12,7 @@ pub async fn run(args: crate::cli::ServeArgs) -> u8 {
         drop_every,
         duplicate_every,
         reorder_every,
+        drop_ack_every,
         latency,
         stall_every,
         stall,
@@ -36,7 +37,7 @@ pub async fn run(args: crate::cli::ServeArgs) -> u8 {
         // The flags become a `[target]` table, so they mean exactly what the scenario
         // keys mean and are checked by the same code.
         let mut table = format!(
-            "drop_every = {drop_every}\nduplicate_every = {duplicate_every}\nreorder_every = {reorder_every}\nstall_every = {stall_every}\nreset_every = {reset_every}\nstall = {stall:?}\nhold_every = {hold_every}\nhold = {hold:?}\noffline_queue = {}\n",
+            "drop_every = {drop_every}\nduplicate_every = {duplicate_every}\nreorder_every = {reorder_every}\ndrop_ack_every = {drop_ack_every}\nstall_every = {stall_every}\nreset_every = {reset_every}\nstall = {stall:?}\nhold_every = {hold_every}\nhold = {hold:?}\noffline_queue = {}\n",
             !no_offline_queue
         );
         if let Some(d) = delay {
@@ -136,6 +137,7 @@ async fn serve(
         "faults",
         &[
             ("dropped", stats.dropped),
+            ("sends never confirmed", stats.acks_dropped),
             ("discarded for offline users", stats.discarded),
             ("held back", stats.held),
             ("duplicated", stats.duplicated),

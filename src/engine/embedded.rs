@@ -20,6 +20,7 @@ pub fn knobs(k: &ServerKnobs) -> Knobs {
         drop_every: k.drop_every,
         duplicate_every: k.duplicate_every,
         reorder_every: k.reorder_every,
+        drop_ack_every: k.drop_ack_every,
         stall_every: k.stall_every,
         stall: k.stall.as_std(),
         reset_every: k.reset_every,

@@ -35,6 +35,10 @@ counters! {
     withdrawn,
     /// Messages the server acknowledged (for the business API: accepted with 200).
     acked,
+    /// Messages written that asked for the target's confirmation and had neither it nor a
+    /// refusal when the run ended (for the business API: requests that timed out or failed
+    /// on every attempt, which the API may or may not have taken).
+    unacknowledged,
     /// First deliveries seen within their deadline (each owed delivery at most once).
     delivered,
     /// First deliveries seen after their deadline: lost, and shown apart.

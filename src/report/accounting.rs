@@ -21,6 +21,10 @@ pub struct Accounting {
     /// Messages written to the target (a group message counts once).
     pub messages_sent: u64,
     pub acked: u64,
+    /// Messages written that asked for the target's confirmation and had neither it nor a
+    /// refusal when the run ended: their send latency is in no histogram.
+    #[serde(default)]
+    pub unacknowledged: u64,
     pub delivered: u64,
     /// Past their deadline: never arrived, or arrived late.
     pub lost: u64,
@@ -102,6 +106,7 @@ impl Accounting {
             messages_scheduled: c.messages_scheduled,
             messages_sent: c.messages_sent,
             acked: c.acked,
+            unacknowledged: c.unacknowledged,
             delivered: c.delivered,
             lost: lost + c.delivered_late,
             delivered_late: c.delivered_late,
@@ -142,6 +147,7 @@ impl Accounting {
         self.messages_scheduled += b.messages_scheduled;
         self.messages_sent += b.messages_sent;
         self.acked += b.acked;
+        self.unacknowledged += b.unacknowledged;
         self.delivered += b.delivered;
         self.lost += b.lost;
         self.delivered_late += b.delivered_late;

@@ -61,6 +61,9 @@ pub const DEFAULT_GATED: &[&str] = &[
     "messages_per_s",
     "loss_rate",
     "error_rate",
+    // A send never acknowledged has no place in `send.p99`: a target that stops answering
+    // some sends would otherwise look as fast, or faster.
+    "unacknowledged_rate",
 ];
 
 /// Rates below this many percentage points apart are the same (0 vs 0.0001%).
@@ -101,6 +104,11 @@ fn quantities(s: &Summary) -> Vec<(String, f64, Worse)> {
     out.push((
         "duplicate_rate".into(),
         pct(a.duplicated, a.delivered),
+        Worse::Higher,
+    ));
+    out.push((
+        "unacknowledged_rate".into(),
+        pct(a.unacknowledged, a.messages_sent),
         Worse::Higher,
     ));
     out.push((

@@ -47,6 +47,20 @@ pub fn earlier_runs_note(a: &crate::report::summary::Accounting) -> Option<Strin
     })
 }
 
+/// Sends the target neither confirmed nor refused by the end, when there were any: the
+/// `send` row counts only the confirmed ones, so without this a target that stopped
+/// answering would look as fast as one that answered everything.
+pub fn unacknowledged_note(a: &crate::report::summary::Accounting) -> Option<String> {
+    (a.unacknowledged > 0).then(|| {
+        format!(
+            "sends never acknowledged {} of {}: the target neither confirmed nor refused them by the end, so the send latencies are of the other {} only (a send rule counts these as slower than all of them)",
+            thousands(a.unacknowledged),
+            thousands(a.messages_sent),
+            thousands(a.messages_sent.saturating_sub(a.unacknowledged))
+        )
+    })
+}
+
 /// Connections chatload's own machine could not open, said beside the books they skewed.
 pub fn local_limit_note(s: &crate::report::summary::Summary) -> Option<String> {
     let failed = s.errors_of(crate::metrics::ErrorKind::LocalLimit);
@@ -185,6 +199,9 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
         thousands(a.unexpected),
         thousands(a.retransmitted)
     );
+    if let Some(note) = unacknowledged_note(a) {
+        let _ = writeln!(o, "              {note}");
+    }
     if let Some(note) = earlier_runs_note(a) {
         let _ = writeln!(o, "              {note}");
     }

@@ -41,6 +41,9 @@ pub fn render(s: &Summary) -> String {
         thousands(a.refused),
         thousands(s.errors_total)
     );
+    if let Some(note) = super::console::unacknowledged_note(a) {
+        let _ = writeln!(o, "{}\n", md(&note));
+    }
     if let Some(note) = super::console::earlier_runs_note(a) {
         let _ = writeln!(o, "{}\n", md(&note));
     }

@@ -56,6 +56,7 @@ pub fn observe(s: &Summary, subject: &Subject, percentile: &PercentileLookup) ->
         Subject::Count { name } => Some(match name.as_str() {
             "sent" => a.sent,
             "acked" => a.acked,
+            "unacknowledged" => a.unacknowledged,
             "delivered" => a.delivered,
             "loss" | "lost" => a.lost,
             "in_flight" => a.in_flight,
@@ -87,6 +88,7 @@ pub fn observe(s: &Summary, subject: &Subject, percentile: &PercentileLookup) ->
                 }
                 "duplicate_rate" => pct(a.duplicated, a.delivered),
                 "late_send_rate" => pct(a.late_sends, a.messages_sent),
+                "unacknowledged_rate" => pct(a.unacknowledged, a.messages_sent),
                 _ => return None,
             })
         }
@@ -151,6 +153,68 @@ fn in_flight_loss(s: &Summary, rule: &Threshold) -> Option<String> {
     ))
 }
 
+/// Metrics timed from a send to the target's confirmation of it: a send never confirmed
+/// has no sample in them.
+const CONFIRMED_SEND_METRICS: [&str; 2] = ["send", "send_service"];
+
+/// How a send-latency rule reads when some sends were never acknowledged: those have no
+/// sample, and leaving them out would let a target that stopped answering pass on the sends
+/// it did answer. They are counted as slower than every acknowledged send (the drain waited
+/// for them, so each waited at least that long): a percentile is read further up the
+/// acknowledged ones, and past them, as the mean and the maximum, it has no finite value.
+struct UnacknowledgedSends {
+    count: u64,
+    of: u64,
+    /// The rule's value with them counted; `None`: past every acknowledged send.
+    worst: Option<f64>,
+}
+
+fn unacknowledged_sends(
+    s: &Summary,
+    subject: &Subject,
+    percentile: &PercentileLookup,
+) -> Option<UnacknowledgedSends> {
+    let Subject::Latency {
+        pattern,
+        metric,
+        stat,
+    } = subject
+    else {
+        return None;
+    };
+    if !CONFIRMED_SEND_METRICS.contains(&metric.as_str()) {
+        return None;
+    }
+    let (accounting, stats) = match pattern {
+        Some(p) => {
+            let p = s.patterns.iter().find(|x| &x.name == p)?;
+            (&p.accounting, p.metrics.get(metric).copied())
+        }
+        None => (&s.accounting, s.metrics.get(metric).copied()),
+    };
+    let count = accounting.unacknowledged;
+    if count == 0 {
+        return None;
+    }
+    let answered = stats.unwrap_or_default().count;
+    let of = answered + count;
+    let worst = match stat {
+        Stat::Min => return None,
+        Stat::Mean | Stat::Max => None,
+        Stat::Percentile(p) => {
+            // The rank of the percentile among all sends, read among the answered ones.
+            let rank = (p / 100.0 * of as f64).ceil().max(1.0);
+            if answered == 0 || rank > answered as f64 {
+                None
+            } else {
+                let q = (rank * 100.0 / answered as f64).min(100.0);
+                Some(percentile(pattern.as_deref(), metric, q)? as f64)
+            }
+        }
+    };
+    Some(UnacknowledgedSends { count, of, worst })
+}
+
 pub fn judge(s: &Summary, rules: &[Threshold], percentile: &PercentileLookup) -> Vec<Verdict> {
     rules
         .iter()
@@ -195,6 +259,37 @@ pub fn judge(s: &Summary, rules: &[Threshold], percentile: &PercentileLookup) ->
                 Some(why) if passed => (false, format!("{message}, {why}")),
                 _ => (passed, message),
             };
+            let (passed, message, observed) =
+                match unacknowledged_sends(s, &rule.subject, percentile) {
+                    None => (passed, message, observed),
+                    Some(u) => {
+                        let judged = u.worst.unwrap_or(f64::INFINITY);
+                        let holds = rule.op.holds(judged, rule.limit);
+                        let with_them = match u.worst {
+                            Some(w) => format!("it is {}", show(w, &rule.subject)),
+                            None => "it lies past every acknowledged send".to_string(),
+                        };
+                        let why = format!(
+                            "{} of {} sends were never acknowledged (neither confirmed nor refused by the run's end); counted as slower than every acknowledged send, {with_them}",
+                            crate::human::thousands(u.count),
+                            crate::human::thousands(u.of)
+                        );
+                        let message = if passed == holds {
+                            format!("{message}, and {why}")
+                        } else {
+                            format!(
+                                "{}{}: observed {} over the acknowledged sends only, allowed {} {}, {} {why}",
+                                rule.text,
+                                if holds { "" } else { " failed" },
+                                observed.map_or("nothing".to_string(), |v| show(v, &rule.subject)),
+                                rule.op,
+                                show(rule.limit, &rule.subject),
+                                if holds { "and" } else { "but" }
+                            )
+                        };
+                        (holds, message, u.worst)
+                    }
+                };
             Verdict {
                 rule: rule.text.clone(),
                 passed,
@@ -205,4 +300,104 @@ pub fn judge(s: &Summary, rules: &[Threshold], percentile: &PercentileLookup) ->
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::summary::LatencyStats;
+    use crate::scenario::threshold::parse;
+
+    /// A run whose 1,000 acknowledged sends took 1..=1,000 ms (so its p_q is q·10 ms) and
+    /// whose `unacknowledged` sends were never answered.
+    fn run(unacknowledged: u64) -> Summary {
+        let json = include_str!("../../tests/data/summary-min.json");
+        let mut s: Summary = serde_json::from_str(json).expect("fixture");
+        s.metrics.insert(
+            "send".into(),
+            LatencyStats {
+                count: 1000,
+                min_us: 1_000,
+                mean_us: 500_500.0,
+                p50_us: 500_000,
+                p90_us: 900_000,
+                p99_us: 990_000,
+                p999_us: 999_000,
+                max_us: 1_000_000,
+            },
+        );
+        s.accounting.messages_sent = 1000 + unacknowledged;
+        s.accounting.acked = 1000;
+        s.accounting.unacknowledged = unacknowledged;
+        s
+    }
+
+    /// The acknowledged sends' percentiles: q% of them took up to q·10 ms.
+    fn lookup(_: Option<&str>, metric: &str, q: f64) -> Option<u64> {
+        assert!(CONFIRMED_SEND_METRICS.contains(&metric));
+        Some((q * 10_000.0).round() as u64)
+    }
+
+    fn verdict(s: &Summary, key: &str, cond: &str) -> Verdict {
+        let rule = parse(key, cond, &[]).expect("rule");
+        judge(s, &[rule], &lookup).remove(0)
+    }
+
+    #[test]
+    fn send_rules_read_as_before_when_every_send_was_answered() {
+        let v = verdict(&run(0), "send.p99", "< 1s");
+        assert!(v.passed, "{}", v.message);
+        assert_eq!(v.observed, Some(990_000.0));
+        assert!(!v.message.contains("acknowledged"), "{}", v.message);
+    }
+
+    #[test]
+    fn sends_never_answered_count_as_slower_than_every_answered_one() {
+        // 100 of 1,100 never answered: the p50 of all is the 550th, the 55th percentile of
+        // the answered ones.
+        let s = run(100);
+        let v = verdict(&s, "send.p50", "< 600ms");
+        assert!(v.passed, "{}", v.message);
+        assert_eq!(v.observed, Some(550_000.0));
+        assert!(
+            v.message
+                .contains("100 of 1,100 sends were never acknowledged"),
+            "{}",
+            v.message
+        );
+        let v = verdict(&s, "send.p50", "< 520ms");
+        assert!(!v.passed, "500 ms over the answered, 550 ms with the rest");
+        assert!(
+            v.message
+                .contains("observed 500.00ms over the acknowledged sends only"),
+            "{}",
+            v.message
+        );
+        // The p99 of all is the 1,089th: past every answered send, whatever the limit.
+        let v = verdict(&s, "send.p99", "< 1h");
+        assert!(!v.passed, "{}", v.message);
+        assert_eq!(v.observed, None);
+        assert!(
+            v.message.contains("it lies past every acknowledged send"),
+            "{}",
+            v.message
+        );
+        for key in ["send.max", "send.mean", "send_service.p99"] {
+            assert!(!verdict(&s, key, "< 1h").passed, "{key}");
+        }
+        // The fastest answered send is still the fastest send anyone saw.
+        assert!(verdict(&s, "send.min", "< 2ms").passed);
+        // Other metrics are not sends: deliveries have their own loss accounting.
+        assert!(verdict(&s, "unacknowledged", "== 100").passed);
+        assert!(!verdict(&s, "unacknowledged_rate", "< 5%").passed, "9.1%");
+    }
+
+    #[test]
+    fn a_target_that_answered_no_send_fails_every_send_rule() {
+        let mut s = run(50);
+        s.metrics.remove("send");
+        let v = verdict(&s, "send.p50", "< 1h");
+        assert!(!v.passed);
+        assert!(v.message.contains("50 of 50 sends"), "{}", v.message);
+    }
 }

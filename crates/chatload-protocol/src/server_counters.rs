@@ -10,6 +10,9 @@ pub struct ServerCounters {
     pub accepted: u64,
     pub delivered: u64,
     pub dropped: u64,
+    /// Confirmations of sends withheld by the missing-acknowledgement fault.
+    #[serde(default)]
+    pub acks_dropped: u64,
     #[serde(default)]
     pub discarded: u64,
     #[serde(default)]

@@ -507,6 +507,7 @@ fn target_section(t: &super::file::TargetSection, seed: u64) -> Result<Target> {
         drop_every: positive_every(&t.drop_every, "drop_every")?,
         duplicate_every: positive_every(&t.duplicate_every, "duplicate_every")?,
         reorder_every: positive_every(&t.reorder_every, "reorder_every")?,
+        drop_ack_every: positive_every(&t.drop_ack_every, "drop_ack_every")?,
         stall_every: positive_every(&t.stall_every, "stall_every")?,
         stall: t.stall.unwrap_or(Micros(1_000_000)),
         reset_every: positive_every(&t.reset_every, "reset_every")?,

@@ -326,6 +326,10 @@ pub struct TargetSection {
     pub duplicate_every: Option<Spanned<i64>>,
     #[schemars(with = "Option<i64>")]
     pub reorder_every: Option<Spanned<i64>>,
+    /// Every n-th send is taken and delivered, but its confirmation is never sent (a server
+    /// whose acknowledgements go missing).
+    #[schemars(with = "Option<i64>")]
+    pub drop_ack_every: Option<Spanned<i64>>,
     /// Added delivery latency drawn per delivery, e.g. { lognormal = { median = "2ms", sigma = 0.5 }, max = "50ms" }.
     pub latency: Option<TimeDist>,
     /// Every n-th delivery freezes its recipient's connection for `stall`.

@@ -425,6 +425,8 @@ pub struct ServerKnobs {
     pub drop_every: u64,
     pub duplicate_every: u64,
     pub reorder_every: u64,
+    /// Every n-th send is taken and delivered but never confirmed (`sent` withheld).
+    pub drop_ack_every: u64,
     /// Every n-th delivery freezes its recipient's connection for `stall`.
     pub stall_every: u64,
     pub stall: Micros,

@@ -86,6 +86,7 @@ impl fmt::Display for Op {
 pub const COUNTS: &[&str] = &[
     "sent",
     "acked",
+    "unacknowledged",
     "delivered",
     "loss",
     "lost",
@@ -106,6 +107,7 @@ pub const RATES: &[&str] = &[
     "error_rate",
     "duplicate_rate",
     "late_send_rate",
+    "unacknowledged_rate",
 ];
 
 /// Parses a rule from its key (`delivery.p99`) and condition (`< 500ms`).

@@ -236,7 +236,9 @@ fn handle_frame(
                 return true;
             };
             let body = frame.body.as_deref().unwrap_or("");
-            writer.push(Message::text(protocol::sent(id, t, s)));
+            if hub.confirms_send() {
+                writer.push(Message::text(protocol::sent(id, t, s)));
+            }
             if !hub.accept_send(from, id) {
                 return true;
             }

@@ -105,6 +105,8 @@ pub struct Hub {
     queued_bytes: AtomicU64,
     latency: Option<Latency>,
     delivery_counter: AtomicU64,
+    /// Sends seen, counted only for the missing-acknowledgement fault.
+    send_counter: AtomicU64,
     next_conn_id: AtomicU64,
     pub stats: HubStats,
     pub business: BusinessHub,
@@ -158,6 +160,7 @@ impl Hub {
             queued_bytes: AtomicU64::new(0),
             latency,
             delivery_counter: AtomicU64::new(0),
+            send_counter: AtomicU64::new(0),
             next_conn_id: AtomicU64::new(1),
             stats: HubStats::default(),
         }
@@ -264,6 +267,21 @@ impl Hub {
     }
 
     /// Records that `from` sent `id`; false when it is a retransmission of one already taken.
+    /// Whether a send gets its confirmation: every one does unless the missing-acknowledgement
+    /// fault (`drop_ack_every`) withholds this one.
+    pub fn confirms_send(&self) -> bool {
+        let every = self.knobs.drop_ack_every;
+        if every == 0 {
+            return true;
+        }
+        let n = self.send_counter.fetch_add(1, Relaxed) + 1;
+        if n.is_multiple_of(every) {
+            self.stats.acks_dropped.fetch_add(1, Relaxed);
+            return false;
+        }
+        true
+    }
+
     pub fn accept_send(&self, from: u32, id: u64) -> bool {
         let mut shard = lock(self.shard(from));
         let entry = shard.entry(from).or_default();
@@ -555,6 +573,7 @@ impl Hub {
             accepted: s.accepted.load(Relaxed),
             delivered: s.delivered.load(Relaxed),
             dropped: s.dropped.load(Relaxed),
+            acks_dropped: s.acks_dropped.load(Relaxed),
             discarded: s.discarded.load(Relaxed),
             held: s.held.load(Relaxed),
             duplicated: s.duplicated.load(Relaxed),

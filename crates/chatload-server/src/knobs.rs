@@ -17,6 +17,9 @@ pub struct Knobs {
     pub drop_every: u64,
     pub duplicate_every: u64,
     pub reorder_every: u64,
+    /// Every n-th send is taken and delivered, but its confirmation (`sent`) is never written:
+    /// a server whose acknowledgements go missing.
+    pub drop_ack_every: u64,
     /// Every n-th delivery freezes its recipient's connection for `stall`.
     pub stall_every: u64,
     pub stall: Duration,

@@ -16,6 +16,8 @@ pub struct HubStats {
     /// `max_rate` queue and holds): the server's throughput as a client sees it.
     pub written: AtomicU64,
     pub dropped: AtomicU64,
+    /// Confirmations of sends withheld by the missing-acknowledgement fault.
+    pub acks_dropped: AtomicU64,
     /// Deliveries for users who were not connected, discarded (`offline_queue = false`).
     pub discarded: AtomicU64,
     /// Deliveries held back by the hold fault.

@@ -390,7 +390,10 @@ impl BusinessClient {
         let ctx = &self.ctx;
         let mut rec = ctx.recorders.local();
         let c = &mut rec.counters[order.pattern as usize];
-        if !maybe_accepted {
+        if maybe_accepted {
+            // Timed out or failed on every attempt: whether the API took it is unknown.
+            c.unacknowledged += 1;
+        } else {
             c.withdrawn += ctx.ledger.cancel(order.id) as u64;
             // A late reply must be refused: that is the API keeping its window, counted
             // under late_replies, not a refusal of the run's traffic.

@@ -23,6 +23,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+/// How long a user leaving on the profile's schedule waits for the confirmations of its last
+/// sends before it closes.
+const LEAVE_CONFIRM_WAIT: Duration = Duration::from_millis(500);
+
 pub struct VirtualUser {
     user: u32,
     ctx: Arc<RunContext>,
@@ -82,6 +86,7 @@ impl VirtualUser {
             // The flag, not the token: `is_cancelled` takes the token's lock, shared by all.
             if self.ctx.finished.load(Relaxed) {
                 Box::pin(self.disconnect()).await;
+                self.count_unacknowledged();
                 return;
             }
             let now = Instant::now();
@@ -163,6 +168,7 @@ impl VirtualUser {
                 continue;
             }
             if !want_online {
+                Box::pin(self.await_confirmations()).await;
                 Box::pin(self.disconnect()).await;
                 continue;
             }
@@ -398,6 +404,39 @@ impl VirtualUser {
             c.late_sends += 1;
         }
         true
+    }
+
+    /// Before leaving on schedule: a send written just before is confirmed a round trip
+    /// later, and closing without reading it would leave a send the target answered
+    /// unconfirmed (written again on the next connection, or counted `unacknowledged` at the
+    /// end). Waits at most [`LEAVE_CONFIRM_WAIT`], taking whatever else arrives meanwhile.
+    async fn await_confirmations(&mut self) {
+        let until = tokio::time::Instant::now() + LEAVE_CONFIRM_WAIT;
+        while !self.outbox.is_empty() {
+            let Some(conn) = self.conn.as_mut() else {
+                return;
+            };
+            let incoming = tokio::select! {
+                i = conn.next() => i,
+                _ = tokio::time::sleep_until(until) => return,
+            };
+            match incoming {
+                Incoming::Lost { kind, detail } => return self.lost(kind, detail),
+                i => self.on_incoming(i),
+            }
+        }
+    }
+
+    /// At the run's end: the sends still waiting for the target's confirmation never had it
+    /// (the drain waited for those on live connections), so their send latency is unknown.
+    fn count_unacknowledged(&mut self) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let mut rec = self.ctx.recorders.local();
+        for (order, _) in self.outbox.drain(..) {
+            rec.counters[order.pattern as usize].unacknowledged += 1;
+        }
     }
 
     /// The connection is gone: the user is offline, and its unconfirmed sends wait for the
