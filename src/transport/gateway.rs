@@ -281,19 +281,21 @@ impl GatewaySetup {
             }
         };
         // Two waits, so an error can say whether anything answered at all.
+        let progress = super::ws_open::Progress::default();
         let opened = tokio::time::timeout(
             timeout,
-            super::ws_open::open_with(&self.url, &self.tls, self.sources.for_user(user), &extras),
+            super::ws_open::open_with(
+                &self.url,
+                &self.tls,
+                self.sources.for_user(user),
+                &extras,
+                &progress,
+            ),
         )
         .await;
         let ws = match opened {
             Ok(r) => r?,
-            Err(_) => {
-                return Err(ConnectError::new(
-                    ErrorKind::ConnectTimeout,
-                    format!("no WebSocket connection within {timeout:?}"),
-                ));
-            }
+            Err(_) => return Err(progress.timed_out(timeout)),
         };
         let json = g.format == FrameFormat::Json;
         let mut step_at = 0usize;

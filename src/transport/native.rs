@@ -73,14 +73,10 @@ pub async fn connect(
 ) -> Result<NativeSession, ConnectError> {
     let started = tokio::time::Instant::now();
     // Two waits, so an error can say whether anything answered at all.
-    let ws = match tokio::time::timeout(timeout, open(url, tls, source)).await {
+    let progress = super::ws_open::Progress::default();
+    let ws = match tokio::time::timeout(timeout, open(url, tls, source, &progress)).await {
         Ok(r) => r?,
-        Err(_) => {
-            return Err(ConnectError::new(
-                ErrorKind::ConnectTimeout,
-                format!("no WebSocket connection within {timeout:?}"),
-            ));
-        }
+        Err(_) => return Err(progress.timed_out(timeout)),
     };
     let attempt = async {
         let mut ws = Duplex::new(Box::new(ws));

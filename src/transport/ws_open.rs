@@ -11,6 +11,7 @@ use super::ConnectError;
 use super::tls::TlsContext;
 use crate::metrics::ErrorKind;
 use crate::wsio::small_buffers;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
@@ -35,13 +36,51 @@ pub struct Extras {
     pub max_frame: Option<usize>,
 }
 
+/// How far an opening got: the caller's timeout drops the opening itself, and its error must
+/// still say what answered — nothing at all, or a TCP connection whose TLS or upgrade then
+/// went unanswered (a server process that is stopped or overloaded still has its kernel
+/// accept connections).
+#[derive(Debug, Default)]
+pub struct Progress(AtomicU8);
+
+const TCP_PENDING: u8 = 0;
+const TLS_PENDING: u8 = 1;
+const UPGRADE_PENDING: u8 = 2;
+const ANSWER_STARTED: u8 = 3;
+
+impl Progress {
+    fn reached(&self, stage: u8) {
+        self.0.store(stage, Relaxed);
+    }
+
+    /// The error for an opening cut short by a timeout of `timeout`.
+    pub fn timed_out(&self, timeout: std::time::Duration) -> ConnectError {
+        let why = match self.0.load(Relaxed) {
+            TCP_PENDING => format!(
+                "no TCP connection within {timeout:?}: the connection request was not answered"
+            ),
+            TLS_PENDING => format!(
+                "the TCP connection was accepted, but the TLS handshake did not finish within {timeout:?}"
+            ),
+            UPGRADE_PENDING => format!(
+                "the TCP connection was accepted, but the WebSocket upgrade was not answered within {timeout:?}"
+            ),
+            _ => format!(
+                "the target began answering the WebSocket upgrade but did not finish its headers within {timeout:?}"
+            ),
+        };
+        ConnectError::new(ErrorKind::ConnectTimeout, why)
+    }
+}
+
 /// Opens the WebSocket at `url` (`ws://` or `wss://`), bound to `source` when given.
 pub async fn open(
     url: &str,
     tls: &TlsContext,
     source: Option<std::net::IpAddr>,
+    progress: &Progress,
 ) -> Result<Socket, ConnectError> {
-    open_with(url, tls, source, &Extras::default()).await
+    open_with(url, tls, source, &Extras::default(), progress).await
 }
 
 /// As [`open`], with headers and subprotocols on the upgrade.
@@ -50,6 +89,7 @@ pub async fn open_with(
     tls: &TlsContext,
     source: Option<std::net::IpAddr>,
     extras: &Extras,
+    progress: &Progress,
 ) -> Result<Socket, ConnectError> {
     let failed = |why: String| ConnectError::new(ErrorKind::ConnectFailed, why);
     let u = reqwest::Url::parse(url).map_err(|e| failed(format!("{url}: {e}")))?;
@@ -67,6 +107,7 @@ pub async fn open_with(
         .await
         .map_err(io_error)?;
     let _ = tcp.set_nodelay(true);
+    progress.reached(if secure { TLS_PENDING } else { UPGRADE_PENDING });
     let mut stream = if secure {
         let name =
             rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_string())
@@ -75,6 +116,7 @@ pub async fn open_with(
             .connect(name, tcp)
             .await
             .map_err(io_error)?;
+        progress.reached(UPGRADE_PENDING);
         MaybeTlsStream::Rustls(tls_stream)
     } else {
         MaybeTlsStream::Plain(tcp)
@@ -117,7 +159,7 @@ pub async fn open_with(
         .await
         .map_err(io_error)?;
 
-    let tail = read_answer_head(&mut stream, &key, &extras.subprotocols).await?;
+    let tail = read_answer_head(&mut stream, &key, &extras.subprotocols, progress).await?;
     Ok(WebSocketStream::from_partially_read(
         stream,
         tail,
@@ -135,6 +177,7 @@ async fn read_answer_head(
     stream: &mut MaybeTlsStream<TcpStream>,
     key: &str,
     offered: &[String],
+    progress: &Progress,
 ) -> Result<Vec<u8>, ConnectError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
@@ -155,6 +198,7 @@ async fn read_answer_head(
             ));
         }
         buf.extend_from_slice(&chunk[..n]);
+        progress.reached(ANSWER_STARTED);
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut answer = httparse::Response::new(&mut headers);
         match answer.parse(&buf) {
@@ -305,5 +349,47 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Http5xx);
         assert_eq!(e.detail, "HTTP error: 501 Not Implemented");
+    }
+
+    /// Opens `url` with a timeout of 300 ms and returns the error it ended with.
+    async fn open_briefly(url: &str) -> ConnectError {
+        let tls = TlsContext::new(None).expect("tls");
+        let progress = Progress::default();
+        let limit = std::time::Duration::from_millis(300);
+        match tokio::time::timeout(limit, open(url, &tls, None, &progress)).await {
+            Ok(Ok(_)) => panic!("{url} opened"),
+            Ok(Err(e)) => e,
+            Err(_) => progress.timed_out(limit),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timeout_says_how_far_the_opening_got() {
+        // A listener that never accepts: the kernel completes the TCP handshake for what its
+        // queue holds, and nobody answers the upgrade.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let url = format!("ws://{addr}/v1/ws");
+        let e = open_briefly(&url).await;
+        assert_eq!(e.kind, ErrorKind::ConnectTimeout);
+        assert_eq!(
+            e.detail,
+            "the TCP connection was accepted, but the WebSocket upgrade was not answered within 300ms"
+        );
+        // With the queue full the kernel drops the connection request itself: nothing
+        // answered at all.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let e = open_briefly(&url).await;
+            held.push(e.detail);
+        }
+        assert_eq!(
+            held.last().map(String::as_str),
+            Some("no TCP connection within 300ms: the connection request was not answered"),
+            "{held:?}"
+        );
+        drop(listener);
     }
 }

@@ -197,7 +197,10 @@ pub async fn connect(
             // One stanza per WebSocket message (RFC 7395); a longer one is refused anyway.
             max_frame: Some(super::xml::MAX_STANZA),
         };
-        let ws = crate::transport::ws_open::open_with(url, &setup.tls, source, &extras).await?;
+        // The whole log-in has one timeout, its caller's, which says what it waited for.
+        let progress = crate::transport::ws_open::Progress::default();
+        let ws = crate::transport::ws_open::open_with(url, &setup.tls, source, &extras, &progress)
+            .await?;
         let mut wire = Wire {
             conn: Conn::Ws(Box::new(super::framing::WsStream::new(
                 ws,
