@@ -296,12 +296,19 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
         );
     }
     let a = &s.accounting;
-    if s.thresholds.is_empty() && (a.lost > 0 || a.duplicated > 0 || a.not_sent > 0) {
+    if s.thresholds.is_empty()
+        && (a.lost > 0 || a.duplicated > 0 || a.not_sent > 0 || a.unacknowledged > 0)
+    {
         // Without a rule the run passes whatever it lost; a user gating CI on the exit code
         // must read that here, not find it out later.
+        let unanswered = if a.unacknowledged > 0 {
+            format!(", {} sends never acknowledged", thousands(a.unacknowledged))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             o,
-            "  thresholds  none, so this run passes with {} lost, {} duplicated and {} not sent; a rule such as `loss == 0` in [thresholds] (or --threshold 'loss==0') fails it",
+            "  thresholds  none, so this run passes with {} lost, {} duplicated{unanswered} and {} not sent; a rule such as `loss == 0` in [thresholds] (or --threshold 'loss==0') fails it",
             thousands(a.lost),
             thousands(a.duplicated),
             thousands(a.not_sent)
