@@ -19,6 +19,21 @@ async fn answering(answer: Answer) -> u16 {
             tokio::spawn(async move {
                 match answer {
                     Answer::Mqtt311Only => mqtt_311_only(s).await,
+                    Answer::Silent => {
+                        // Takes what the client says and answers nothing, as a server
+                        // process that is stopped (SIGSTOP) or wedged: its kernel still
+                        // accepts the connection.
+                        let mut buf = [0u8; 4096];
+                        let deadline =
+                            tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+                        while let Ok(Ok(n)) =
+                            tokio::time::timeout_at(deadline, s.read(&mut buf)).await
+                        {
+                            if n == 0 {
+                                break;
+                            }
+                        }
+                    }
                     Answer::Raw(bytes) => {
                         let mut buf = [0u8; 4096];
                         let _ = s.read(&mut buf).await;
@@ -47,6 +62,8 @@ enum Answer {
     Raw(&'static [u8]),
     /// Accept the WebSocket upgrade and send this text frame.
     WebSocketText(&'static str),
+    /// Accept the connection and never answer.
+    Silent,
     /// An MQTT broker that speaks 3.1.1 only (MQTT 3.1.1 §3.1.2.2: a CONNECT of another
     /// protocol level gets return code 1, unacceptable protocol level, and the close).
     Mqtt311Only,
@@ -124,6 +141,12 @@ fn mqtt(port: u16, version: &str) -> (String, String) {
     (url, target)
 }
 
+/// A target whose first session gives up after 1 s, at `url` with `{p}` for the port.
+fn quick(url: String) -> (String, String) {
+    let target = format!("[target]\nurl = \"{url}\"\nconnect_timeout = \"1s\"\n");
+    (url, target)
+}
+
 fn mqtt5(port: u16) -> (String, String) {
     mqtt(port, "5")
 }
@@ -172,6 +195,25 @@ async fn each_failed_first_connection_names_what_answered() {
                 "refused the MQTT protocol version",
                 "accepted MQTT 3.1.1",
                 "version = \"3.1.1\"",
+            ],
+        },
+        Case {
+            name: "a WebSocket server that accepts and never answers",
+            answer: Some(Answer::Silent),
+            target: |p| quick(format!("ws://127.0.0.1:{p}/v1/ws")),
+            says: &[
+                "accepted a TCP connection, but did not answer in the chatload protocol",
+                "(the WebSocket upgrade was not answered within 1s)",
+                "not stopped or overloaded",
+            ],
+        },
+        Case {
+            name: "an MQTT broker that accepts and never answers",
+            answer: Some(Answer::Silent),
+            target: |p| quick(format!("mqtt://127.0.0.1:{p}")),
+            says: &[
+                "accepted a TCP connection, but did not answer in the MQTT protocol",
+                "within 1s",
             ],
         },
         Case {

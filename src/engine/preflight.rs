@@ -54,7 +54,7 @@ pub async fn prepare(
                 // Every account first: a message to an account that does not exist yet
                 // would bounce, and the control session needs one to log in.
                 if let Err(e) = xmpp.register(control, timeout).await {
-                    return Err(first_failure(url, protocol, &e));
+                    return Err(first_failure_seen(url, protocol, &e, Some(&xmpp.address)).await);
                 }
                 register_accounts(xmpp, population, timeout, segment)
                     .await
@@ -63,9 +63,15 @@ pub async fn prepare(
             let mut session = match connector.connect(control, 0, &[], timeout).await {
                 Ok(s) => s,
                 Err(e) => {
-                    return Err(mqtt5_refused(connector, control, timeout, url)
-                        .await
-                        .unwrap_or_else(|| first_failure(url, protocol, &e)));
+                    return Err(
+                        match mqtt5_refused(connector, control, timeout, url).await {
+                            Some(refused) => refused,
+                            None => {
+                                let address = connector.xmpp().map(|x| x.address.as_str());
+                                first_failure_seen(url, protocol, &e, address).await
+                            }
+                        },
+                    );
                 }
             };
             let _ = tokio::time::timeout(Duration::from_millis(500), session.close()).await;
@@ -88,6 +94,62 @@ fn answered_but(url: &str, detail: &str) -> RunError {
         redact_url(url),
         redact(detail)
     ))
+}
+
+/// How long the pre-flight waits for a TCP connection of its own, after a first session
+/// timed out, to tell a target that accepts connections and then says nothing from one that
+/// nothing answers for.
+const TCP_PROBE: Duration = Duration::from_secs(2);
+
+/// As [`first_failure`], for a first session that timed out: a stopped or overloaded server
+/// still has its kernel accept TCP connections, so a plain connection is tried to see whether
+/// anything answered at all — never "not reachable" when something did.
+/// `address` is where the protocol connects when not at the URL's own host and port (an
+/// XMPP server's).
+pub async fn first_failure_seen(
+    url: &str,
+    protocol: &str,
+    e: &ConnectError,
+    address: Option<&str>,
+) -> RunError {
+    if e.kind != crate::metrics::ErrorKind::ConnectTimeout {
+        return first_failure(url, protocol, e);
+    }
+    let accepted = e.detail.starts_with("the TCP connection was accepted")
+        || e.detail.starts_with("the target began answering")
+        || match address.map(str::to_string).or_else(|| tcp_address(url)) {
+            Some(addr) => matches!(
+                tokio::time::timeout(TCP_PROBE, tokio::net::TcpStream::connect(&addr)).await,
+                Ok(Ok(_))
+            ),
+            None => false,
+        };
+    if !accepted {
+        return first_failure(url, protocol, e);
+    }
+    let detail = e
+        .detail
+        .strip_prefix("the TCP connection was accepted, but ")
+        .unwrap_or(&e.detail);
+    RunError::Refused(format!(
+        "the target {} accepted a TCP connection, but did not answer in the {protocol} protocol ({}); is the server running (not stopped or overloaded), and does it speak that protocol?",
+        redact_url(url),
+        redact(detail)
+    ))
+}
+
+/// `host:port` of a target URL, with the scheme's usual port when it names none.
+fn tcp_address(url: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url).ok()?;
+    let port = u.port().or(match u.scheme() {
+        "ws" | "http" => Some(80),
+        "wss" | "https" => Some(443),
+        "mqtt" | "tcp" => Some(1883),
+        "mqtts" | "ssl" => Some(8883),
+        "xmpp" => Some(5222),
+        _ => None,
+    })?;
+    Some(format!("{}:{port}", u.host_str()?))
 }
 
 /// One sentence for a first connection that failed, naming what actually happened: "not
@@ -251,7 +313,7 @@ async fn register_groups(
     segment: Segment,
     control: u32,
 ) -> Result<(), RunError> {
-    let conn = native::connect(
+    let conn = match native::connect(
         url,
         connector.tls(),
         (control, 0, connector.run()),
@@ -259,7 +321,10 @@ async fn register_groups(
         None,
     )
     .await
-    .map_err(|e| first_failure(url, "chatload", &e))?;
+    {
+        Ok(c) => c,
+        Err(e) => return Err(first_failure_seen(url, "chatload", &e, None).await),
+    };
     let mut ws = conn.ws;
     // Each segment defines its own groups.
     let groups: Vec<(u32, &[u32])> = population
