@@ -332,6 +332,19 @@ mod tests {
     }
 
     #[test]
+    fn sends_left_unacknowledged_are_a_regression_by_default() {
+        // The same send.p99 over the answered sends: without the rate, nothing would show.
+        let mut candidate = run(10, 100.0, 0);
+        candidate.accounting.messages_sent = 1_000;
+        candidate.accounting.unacknowledged = 50;
+        let mut base = run(10, 100.0, 0);
+        base.accounting.messages_sent = 1_000;
+        let c = compare(&[base], &candidate, 0.1, &gated());
+        assert!(c.regressed());
+        assert_eq!(verdict(&c, "unacknowledged_rate"), Change::Regressed);
+    }
+
+    #[test]
     fn a_change_inside_the_baselines_spread_is_noise() {
         let baselines = [run(10, 100.0, 0), run(14, 100.0, 0), run(11, 100.0, 0)];
         // 13 ms is 18% above the median of 11 ms, but a baseline itself reached 14 ms.
