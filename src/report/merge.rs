@@ -58,7 +58,13 @@ fn check(parts: &[Part]) -> Result<u32, MergeError> {
     for p in parts {
         let s = seg(p)?;
         let (f, q) = (&first.summary, &p.summary);
-        let why = if q.scenario != f.scenario {
+        let why = if q.schema_version != f.schema_version {
+            // A count one version keeps and the other does not would be summed as zero.
+            Some(format!(
+                "summaries of schema versions {} and {}, written by different chatload versions; run every segment with the same chatload",
+                f.schema_version, q.schema_version
+            ))
+        } else if q.scenario != f.scenario {
             Some(format!("scenarios {} and {}", f.scenario, q.scenario))
         } else if q.scenario_sha256 != f.scenario_sha256 {
             Some(format!(
@@ -408,6 +414,13 @@ mod tests {
             merge(vec![part(0, 2, &v, 0.0), other]),
             Err(MergeError::Mismatch { .. })
         ));
+        let mut older = part(1, 2, &v, 0.0);
+        older.summary.schema_version -= 1;
+        let mixed = merge(vec![part(0, 2, &v, 0.0), older]);
+        assert!(
+            matches!(mixed, Err(MergeError::Mismatch { ref why, .. }) if why.contains("schema versions")),
+            "a segment without a count the other keeps is not summed as zero"
+        );
         let mut whole = part(1, 2, &v, 0.0);
         whole.summary.segment = None;
         assert!(matches!(
