@@ -44,6 +44,9 @@ pub struct Comparison {
     pub baselines: usize,
     pub tolerance: f64,
     pub deltas: Vec<Delta>,
+    /// Gated quantities the candidate has and no baseline records (a summary written before
+    /// its schema counted it): not compared, and said so.
+    pub not_compared: Vec<String>,
 }
 
 impl Comparison {
@@ -106,11 +109,14 @@ fn quantities(s: &Summary) -> Vec<(String, f64, Worse)> {
         pct(a.duplicated, a.delivered),
         Worse::Higher,
     ));
-    out.push((
-        "unacknowledged_rate".into(),
-        pct(a.unacknowledged, a.messages_sent),
-        Worse::Higher,
-    ));
+    // Counted since schema 6: an older summary's zero means "not counted", not "none".
+    if s.schema_version >= 6 {
+        out.push((
+            "unacknowledged_rate".into(),
+            pct(a.unacknowledged, a.messages_sent),
+            Worse::Higher,
+        ));
+    }
     out.push((
         "late_send_rate".into(),
         pct(a.late_sends, a.messages_sent),
@@ -140,6 +146,7 @@ pub fn compare(
     gated: &[String],
 ) -> Comparison {
     let mut deltas = Vec::new();
+    let mut not_compared = Vec::new();
     for (name, cand, worse) in quantities(candidate) {
         let mut values: Vec<f64> = baselines
             .iter()
@@ -151,6 +158,9 @@ pub fn compare(
             })
             .collect();
         if values.is_empty() {
+            if gated.contains(&name) {
+                not_compared.push(name);
+            }
             continue;
         }
         let lo = values.iter().cloned().fold(f64::INFINITY, f64::min);
@@ -194,6 +204,7 @@ pub fn compare(
         baselines: baselines.len(),
         tolerance,
         deltas,
+        not_compared,
     }
 }
 
@@ -266,6 +277,15 @@ pub fn render_markdown(c: &Comparison) -> String {
             value(&d.name, d.candidate)
         );
     }
+    if !c.not_compared.is_empty() {
+        let names: Vec<String> = c.not_compared.iter().map(|n| format!("`{n}`")).collect();
+        let _ = writeln!(
+            o,
+            "\nNot compared, since no baseline records {}: {} (baselines written by an older chatload)",
+            if names.len() == 1 { "it" } else { "them" },
+            names.join(", ")
+        );
+    }
     o
 }
 
@@ -335,12 +355,23 @@ mod tests {
     fn sends_left_unacknowledged_are_a_regression_by_default() {
         // The same send.p99 over the answered sends: without the rate, nothing would show.
         let mut candidate = run(10, 100.0, 0);
+        candidate.schema_version = crate::report::summary::SCHEMA_VERSION;
         candidate.accounting.messages_sent = 1_000;
         candidate.accounting.unacknowledged = 50;
         let mut base = run(10, 100.0, 0);
         base.accounting.messages_sent = 1_000;
+        // A baseline from before the count: its zero is not a measurement.
+        let c = compare(std::slice::from_ref(&base), &candidate, 0.1, &gated());
+        assert!(!c.regressed());
+        assert_eq!(c.not_compared, ["unacknowledged_rate"]);
+        assert!(
+            render_markdown(&c)
+                .contains("Not compared, since no baseline records it: `unacknowledged_rate`")
+        );
+        base.schema_version = crate::report::summary::SCHEMA_VERSION;
         let c = compare(&[base], &candidate, 0.1, &gated());
         assert!(c.regressed());
+        assert!(c.not_compared.is_empty());
         assert_eq!(verdict(&c, "unacknowledged_rate"), Change::Regressed);
     }
 
