@@ -105,10 +105,26 @@ async fn a_broker_killed_mid_run_is_counted_and_survived() {
     // then stops the run before it starts. All 100 users connected marks the end of the
     // 1 s ramp; the kill comes 3 s later, at about 4 s into the run.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while established(broker.port) < 100 {
+    let mut most = 0;
+    loop {
+        let now = established(broker.port);
+        most = most.max(now);
+        if now >= 100 {
+            break;
+        }
+        // A run that ended (or failed) first will never connect them: say how it ended.
+        if run.is_finished() {
+            match run.await.expect("run task") {
+                Ok(r) => panic!(
+                    "the run ended before all 100 users were connected at once (at most {most}): errors {:?}, {:?}",
+                    r.summary.errors, r.summary.accounting
+                ),
+                Err(e) => panic!("the run failed before all users connected: {e}"),
+            }
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "the users never all connected"
+            "the users never all connected (at most {most} at once)"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
