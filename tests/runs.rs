@@ -161,12 +161,7 @@ async fn sends_the_target_never_confirmed_are_counted_and_fail_send_rules() {
     assert_eq!(per_pattern, withheld);
     // Taken and delivered all the same: nothing is lost.
     assert_eq!((a.lost, a.in_flight), (0, 0), "{a:?}");
-    let rule = |name: &str| {
-        s.thresholds
-            .iter()
-            .find(|v| v.rule.starts_with(name))
-            .unwrap_or_else(|| panic!("{name}: {:?}", s.thresholds))
-    };
+    let rule = |name: &str| common::verdict(s, name);
     // One send in nine is more than one in a hundred: the p99 lies among the unanswered.
     let p99 = rule("send.p99");
     assert!(!p99.passed, "{p99:?}");
@@ -212,12 +207,7 @@ async fn a_loss_rule_does_not_pass_on_deliveries_still_in_flight() {
     let a = &s.accounting;
     assert!(a.in_flight > 0 && a.lost == 0, "{a:?}");
     assert!(a.balances(), "{a:?}");
-    let rule = |name: &str| {
-        s.thresholds
-            .iter()
-            .find(|v| v.rule.starts_with(name))
-            .unwrap_or_else(|| panic!("{name}: {:?}", s.thresholds))
-    };
+    let rule = |name: &str| common::verdict(s, name);
     let loss = rule("loss ==");
     assert!(!loss.passed, "{loss:?}");
     assert_eq!(loss.observed, Some(0.0));

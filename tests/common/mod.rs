@@ -265,3 +265,14 @@ pub fn required<T>(found: Option<T>, what: &str, install: &str) -> Option<T> {
     }
     found
 }
+
+/// The verdict of the run's threshold rule whose text starts with `rule`.
+pub fn verdict<'a>(
+    s: &'a chatload::report::summary::Summary,
+    rule: &str,
+) -> &'a chatload::report::summary::Verdict {
+    s.thresholds
+        .iter()
+        .find(|v| v.rule.starts_with(rule))
+        .unwrap_or_else(|| panic!("{rule}: {:?}", s.thresholds))
+}
