@@ -115,15 +115,13 @@ pub async fn first_failure_seen(
     if e.kind != crate::metrics::ErrorKind::ConnectTimeout {
         return first_failure(url, protocol, e);
     }
-    let accepted = e.detail.starts_with("the TCP connection was accepted")
-        || e.detail.starts_with("the target began answering")
-        || match address.map(str::to_string).or_else(|| tcp_address(url)) {
-            Some(addr) => matches!(
-                tokio::time::timeout(TCP_PROBE, tokio::net::TcpStream::connect(&addr)).await,
-                Ok(Ok(_))
-            ),
-            None => false,
-        };
+    let accepted = match address.map(str::to_string).or_else(|| tcp_address(url)) {
+        Some(addr) => matches!(
+            tokio::time::timeout(TCP_PROBE, tokio::net::TcpStream::connect(&addr)).await,
+            Ok(Ok(_))
+        ),
+        None => false,
+    };
     if !accepted {
         return first_failure(url, protocol, e);
     }
