@@ -68,6 +68,51 @@ async fn embedded_run_balances_every_delivery() {
     assert!(s.series.points.len() >= 4, "one point per second");
 }
 
+/// Users on shards of their own (`chatload run --threads 2` and up), each shard with its own
+/// pacer walking the whole schedule: every order is handed out once, by the pacer of its
+/// sender's shard, so the same seeded run gives the same books as on one shard — against the
+/// embedded server (which keeps shard 0 to itself) and against a server of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_run_on_shards_hands_out_every_order_once() {
+    let text = chat_scenario(120, 4, 12, "");
+    let server = chatload::server::start("127.0.0.1:0", Default::default())
+        .await
+        .unwrap();
+    for target in [None, Some(server.url())] {
+        let one = run_text_on_shards(&text, target.clone(), 1).await.summary;
+        let (a1, workers1) = (&one.accounting, one.machine.as_ref().and_then(|m| m.workers));
+        assert_eq!(workers1, Some(1), "{target:?}");
+        for shards in [2, 3] {
+            let s = run_text_on_shards(&text, target.clone(), shards).await.summary;
+            let a = &s.accounting;
+            let at = format!("{shards} shards, target {target:?}: {a:?}");
+            assert_eq!(s.machine.as_ref().and_then(|m| m.workers), Some(shards));
+            assert!(a.messages_scheduled > 200, "{at}");
+            assert_eq!(
+                (a.messages_scheduled, a.messages_sent, a.sent, a.delivered),
+                (a1.messages_scheduled, a1.messages_sent, a1.sent, a1.delivered),
+                "{at}"
+            );
+            assert_eq!(a.messages_sent, a.messages_scheduled, "{at}");
+            assert_eq!(a.delivered, a.sent, "{at}");
+            assert_eq!(
+                (a.lost, a.duplicated, a.reordered, a.unexpected, a.not_sent),
+                (0, 0, 0, 0, 0),
+                "{at}"
+            );
+            assert_eq!((a.acked, a.unacknowledged), (a.messages_sent, 0), "{at}");
+            assert!(a.balances(), "{at}");
+            assert_eq!(s.metrics["connect"].count, 120, "{at}");
+            assert!(s.errors.is_empty(), "{:?}", s.errors);
+            let per_pattern: Vec<u64> = s.patterns.iter().map(|p| p.accounting.sent).collect();
+            let per_pattern1: Vec<u64> =
+                one.patterns.iter().map(|p| p.accounting.sent).collect();
+            assert_eq!(per_pattern, per_pattern1, "{at}");
+        }
+    }
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_chat_delivery_count_equals_delivered() {
     let r = run_text(&chat_scenario(100, 3, 0, ""), None).await;

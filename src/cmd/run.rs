@@ -18,16 +18,18 @@ pub struct PreparedRun {
 }
 
 impl PreparedRun {
-    /// `--threads`, else one worker for a scenario light enough for one
-    /// (`engine::workers`), else `None`: one per core.
+    /// The runtime's workers (`engine::workers::layout`): `None`, one per core.
     pub fn workers(&self) -> Option<usize> {
-        self.threads.map(usize::from).or_else(|| {
-            let target = self.opts.target.as_deref();
-            engine::workers::default_workers(
-                &self.scenario,
-                target.or(self.scenario.target.url.as_deref()),
-            )
-        })
+        self.layout().runtime_workers
+    }
+
+    fn layout(&self) -> engine::workers::Layout {
+        let target = self.opts.target.as_deref();
+        engine::workers::layout(
+            &self.scenario,
+            target.or(self.scenario.target.url.as_deref()),
+            self.threads.map(usize::from),
+        )
     }
 }
 
@@ -144,6 +146,8 @@ pub fn prepare(args: crate::cli::RunArgs) -> Result<PreparedRun, u8> {
         segment,
         start_at,
         webhook_listen,
+        // Set from the layout once the runtime exists (`run`).
+        shards: 1,
     };
     if let Some(why) = chatload::engine::segment_refusal(&scenario, segment) {
         eprintln!("chatload: {why}");
@@ -158,7 +162,11 @@ pub fn prepare(args: crate::cli::RunArgs) -> Result<PreparedRun, u8> {
 
 /// The run, its bundle, its table and its exit code.
 pub async fn run(prepared: PreparedRun) -> u8 {
-    let PreparedRun { scenario, opts, .. } = prepared;
+    let shards = prepared.layout().shards;
+    let PreparedRun {
+        scenario, mut opts, ..
+    } = prepared;
+    opts.shards = shards;
     // The run, then its bundle: written here, by the command, once the run is over.
     match engine::execute(scenario, &opts)
         .await

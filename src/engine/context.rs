@@ -67,6 +67,8 @@ pub struct RunContext {
     /// Sends written on live connections and not yet confirmed or refused, striped by user
     /// so that users on different threads do not share one counter.
     unconfirmed: [CachePadded; ACK_STRIPES],
+    /// Where each consumer's session runs (`shards`).
+    pub shards: super::shards::Shards,
 }
 
 const ACK_STRIPES: usize = 16;
@@ -157,6 +159,7 @@ impl RunContext {
             finished: AtomicBool::new(false),
             users_stop: tokio_util::sync::CancellationToken::new(),
             storms,
+            shards: super::shards::Shards::one(),
         })
     }
 

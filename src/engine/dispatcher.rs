@@ -8,7 +8,7 @@
 use super::context::RunContext;
 use super::precise_timer::PreciseTimer;
 use crate::metrics::NotSentReason;
-use crate::workload::Schedule;
+use crate::workload::{Order, Schedule};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -23,36 +23,92 @@ const BATCH: usize = 1024;
 pub struct Pacer {
     schedule: Schedule,
     timer: PreciseTimer,
+    /// The shard whose users this pacer serves (one of them also the business client):
+    /// each shard walks the whole schedule, so an order never wakes another thread.
+    shard: usize,
 }
 
 impl Pacer {
-    pub fn new(schedule: Schedule) -> std::io::Result<Pacer> {
+    /// `timer` must be made on the runtime (shard) the pacer will run on: it registers with
+    /// that runtime's reactor.
+    pub fn new(schedule: Schedule, shard: usize) -> std::io::Result<Pacer> {
         Ok(Pacer {
             schedule,
             timer: PreciseTimer::new()?,
+            shard,
         })
     }
+}
+
+impl Pacer {
+    pub fn shard(&self) -> usize {
+        self.shard
+    }
+}
+
+/// Whether `order` is this pacer's to hand out: this process's segment, and on this shard.
+fn owns(ctx: &RunContext, shard: usize, order: &Order) -> bool {
+    ctx.segment.owns(order.owner())
+        && if order.action.by_business() {
+            shard == ctx.shards.business()
+        } else {
+            ctx.shards.of(order.sender) == shard
+        }
 }
 
 /// How long counting the schedule a cut pacer did not reach may take (a generator far behind
 /// an offered load it could never make could otherwise count for hours).
 const UNREACHED_BUDGET: Duration = Duration::from_secs(10);
 
+/// What a pacer did not hand out: the rest of its schedule, and the order it had made ahead
+/// of its time (its own, not yet due).
+pub struct Rest {
+    schedule: Schedule,
+    pending: Option<Order>,
+    shard: usize,
+}
+
 /// Runs until the schedule ends or `stop` is cancelled, and gives back what is left of the
 /// schedule (see [`count_unreached`]).
-pub async fn run(ctx: Arc<RunContext>, pacer: Pacer, stop: CancellationToken) -> Schedule {
+pub async fn run(ctx: Arc<RunContext>, pacer: Pacer, stop: CancellationToken) -> Rest {
     let Pacer {
         mut schedule,
         timer,
+        shard,
     } = pacer;
     let mut scheduled = vec![0u64; ctx.scenario.patterns.len()];
-    while let Some(t) = schedule.peek_time() {
+    // The next order of this pacer's own, made ahead of its time: orders that belong to other
+    // shards or segments are passed over as they are made, never slept for.
+    let mut pending: Option<Order> = None;
+    let mut passed_over = 0usize;
+    loop {
         if stop.is_cancelled() {
             break;
         }
+        let next = match pending.take() {
+            Some(order) => order,
+            None => {
+                let Some(t) = schedule.peek_time() else {
+                    break;
+                };
+                let Some(order) = schedule.next_order(t) else {
+                    continue;
+                };
+                ctx.issued_seq.fetch_max(schedule.issued_seq(), Relaxed);
+                if !owns(&ctx, shard, &order) {
+                    passed_over += 1;
+                    if passed_over.is_multiple_of(BATCH) {
+                        tokio::task::yield_now().await;
+                    }
+                    continue;
+                }
+                order
+            }
+        };
         let now = ctx.now_us();
-        if t > now {
-            let wait = Duration::from_micros(t - now);
+        if next.intended_us > now {
+            let wait = Duration::from_micros(next.intended_us - now);
+            pending = Some(next);
             tokio::select! {
                 _ = stop.cancelled() => break,
                 slept = timer.sleep(wait) => if slept.is_err() {
@@ -64,9 +120,10 @@ pub async fn run(ctx: Arc<RunContext>, pacer: Pacer, stop: CancellationToken) ->
             }
             continue;
         }
-        let mut batch = 0;
+        hand_out(&ctx, next, &mut scheduled);
+        let mut batch = 1;
         loop {
-            if batch > 0 && batch % BATCH == 0 {
+            if batch % BATCH == 0 {
                 tokio::task::yield_now().await;
                 // Cut while far behind (thousands due at once): what it has not handed out
                 // stays in the schedule, to be counted, rather than going out seconds late.
@@ -78,30 +135,10 @@ pub async fn run(ctx: Arc<RunContext>, pacer: Pacer, stop: CancellationToken) ->
                 break;
             };
             batch += 1;
-            ctx.issued_seq.store(schedule.issued_seq(), Relaxed);
-            // Every segment walks the whole schedule and sends its own users' share.
-            if !ctx.segment.owns(order.owner()) {
-                continue;
-            }
-            if order.action.is_message() {
-                scheduled[order.pattern as usize] += 1;
-            }
-            let refused = if order.action.by_business() {
-                ctx.send_business_order(order)
-                    .err()
-                    .map(|o| (o, NotSentReason::Behind))
-            } else {
-                match ctx.inbox(order.sender) {
-                    Some(inbox) => inbox
-                        .offer(order)
-                        .err()
-                        .map(|o| (o, ctx.not_sent_reason(o.sender))),
-                    // A sender outside the population: nobody could send it.
-                    None => Some((order, NotSentReason::Unsendable)),
-                }
-            };
-            if let Some((o, reason)) = refused.filter(|(o, _)| o.action.is_message()) {
-                ctx.recorders.local().counters[o.pattern as usize].not_sent_for(reason);
+            ctx.issued_seq.fetch_max(schedule.issued_seq(), Relaxed);
+            // Every segment (and shard) walks the whole schedule and sends its own users' share.
+            if owns(&ctx, shard, &order) {
+                hand_out(&ctx, order, &mut scheduled);
             }
         }
         // Counted once per batch of due orders: one lock, not one per message.
@@ -112,22 +149,62 @@ pub async fn run(ctx: Arc<RunContext>, pacer: Pacer, stop: CancellationToken) ->
             }
         }
     }
-    schedule
+    Rest {
+        schedule,
+        pending,
+        shard,
+    }
+}
+
+/// Gives `order` to its sender's inbox (or the business client); one its sender cannot take
+/// is counted as not sent, with the reason.
+fn hand_out(ctx: &RunContext, order: Order, scheduled: &mut [u64]) {
+    if order.action.is_message() {
+        scheduled[order.pattern as usize] += 1;
+    }
+    let refused = if order.action.by_business() {
+        ctx.send_business_order(order)
+            .err()
+            .map(|o| (o, NotSentReason::Behind))
+    } else {
+        match ctx.inbox(order.sender) {
+            Some(inbox) => inbox
+                .offer(order)
+                .err()
+                .map(|o| (o, ctx.not_sent_reason(o.sender))),
+            // A sender outside the population: nobody could send it.
+            None => Some((order, NotSentReason::Unsendable)),
+        }
+    };
+    if let Some((o, reason)) = refused.filter(|(o, _)| o.action.is_message()) {
+        ctx.recorders.local().counters[o.pattern as usize].not_sent_for(reason);
+    }
 }
 
 /// Counts what is left of a schedule the pacer did not get through by the profile's end (far
 /// behind a load it could not generate) as scheduled and not sent, chatload behind: they
 /// were the scenario's load, and no count would show them otherwise. Spends at most
 /// [`UNREACHED_BUDGET`]; where that runs out, the run notes how far the count got.
-pub async fn count_unreached(ctx: &RunContext, mut schedule: Schedule) {
+pub async fn count_unreached(ctx: &RunContext, rest: Rest) {
+    let Rest {
+        mut schedule,
+        pending,
+        shard,
+    } = rest;
     let started = std::time::Instant::now();
     let mut unreached = vec![0u64; ctx.scenario.patterns.len()];
+    if let Some(order) = pending.filter(|o| o.action.is_message()) {
+        unreached[order.pattern as usize] += 1;
+    }
     let mut batch = 0;
     while let Some(t) = schedule.peek_time() {
         batch += 1;
         if batch % BATCH == 0 {
             if started.elapsed() > UNREACHED_BUDGET {
-                ctx.schedule_uncounted_from_us.store(t, Relaxed);
+                // Each shard's pacer counts its own share: the earliest stop is the one said.
+                let _ = ctx
+                    .schedule_uncounted_from_us
+                    .fetch_update(Relaxed, Relaxed, |was| (was == 0 || t < was).then_some(t));
                 break;
             }
             tokio::task::yield_now().await;
@@ -135,7 +212,7 @@ pub async fn count_unreached(ctx: &RunContext, mut schedule: Schedule) {
         let Some(order) = schedule.next_order(t) else {
             continue;
         };
-        if ctx.segment.owns(order.owner()) && order.action.is_message() {
+        if owns(ctx, shard, &order) && order.action.is_message() {
             unreached[order.pattern as usize] += 1;
         }
     }

@@ -153,6 +153,7 @@ pub fn build(ctx: Arc<RunContext>) -> Result<(GooseAttack, Launches), GooseError
     let drive_ctx = ctx.clone();
     let drive = transaction(move |user| {
         let stop = drive_ctx.users_stop.clone();
+        let drive_ctx = drive_ctx.clone();
         Box::pin(async move {
             if stop.is_cancelled() {
                 tell_goose_done(user);
@@ -161,8 +162,8 @@ pub fn build(ctx: Arc<RunContext>) -> Result<(GooseAttack, Launches), GooseError
             }
             match take(user) {
                 // Runs until the run is over; goose calls it once per user. A lone consumer
-                // runs in goose's own task, as it always did.
-                Some((seat, mut pod)) if pod.len() == 1 => {
+                // runs in goose's own task, as it always did, unless it lives on another shard.
+                Some((seat, mut pod)) if pod.len() == 1 && drive_ctx.shards.count() == 1 => {
                     pod[0].drive().await;
                     put_back(&seat, pod);
                 }
@@ -173,7 +174,8 @@ pub fn build(ctx: Arc<RunContext>) -> Result<(GooseAttack, Launches), GooseError
                     let running: Vec<_> = pod
                         .into_iter()
                         .map(|mut vu| {
-                            tokio::spawn(async move {
+                            let shard = drive_ctx.shards.of(vu.index());
+                            drive_ctx.shards.spawn(shard, async move {
                                 vu.drive().await;
                                 vu
                             })
@@ -193,12 +195,25 @@ pub fn build(ctx: Arc<RunContext>) -> Result<(GooseAttack, Launches), GooseError
             Ok(())
         })
     });
+    let leave_ctx = ctx.clone();
     let leave = transaction(move |user| {
+        let ctx = leave_ctx.clone();
         Box::pin(async move {
             if let Some((_, pod)) = take(user) {
-                let mut leaving: FuturesUnordered<_> =
-                    pod.into_iter().map(VirtualUser::finish).collect();
-                while leaving.next().await.is_some() {}
+                if ctx.shards.count() == 1 {
+                    let mut leaving: FuturesUnordered<_> =
+                        pod.into_iter().map(VirtualUser::finish).collect();
+                    while leaving.next().await.is_some() {}
+                } else {
+                    // Closed on the shard whose driver its connection is registered with.
+                    let leaving: Vec<_> = pod
+                        .into_iter()
+                        .map(|vu| ctx.shards.spawn(ctx.shards.of(vu.index()), vu.finish()))
+                        .collect();
+                    for vu in leaving {
+                        let _ = vu.await;
+                    }
+                }
             }
             Ok(())
         })

@@ -24,6 +24,7 @@ mod quiet;
 mod reconnect;
 mod run;
 mod settle;
+mod shards;
 pub mod signals;
 mod vu;
 pub mod workers;

@@ -28,6 +28,8 @@ pub struct RunOptions {
     pub start_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Where the business webhook receiver listens (default: loopback, a free port).
     pub webhook_listen: Option<String>,
+    /// Threads the users run on (`engine::shards`); 0 or 1: all on the calling runtime.
+    pub shards: usize,
 }
 
 #[derive(Debug, thiserror::Error)]

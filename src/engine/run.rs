@@ -92,7 +92,8 @@ struct Run {
     ctx: Arc<RunContext>,
     business: Option<super::business::runtime::BusinessRuntime>,
     delivery_webhook: Option<super::delivery_webhook::DeliveryWebhook>,
-    pacer: Option<dispatcher::Pacer>,
+    /// One per shard, each on its shard.
+    pacers: Vec<dispatcher::Pacer>,
     attack: Option<goose::GooseAttack>,
     launches: goose_bridge::Launches,
     goose: Option<tokio::task::JoinHandle<Result<(), String>>>,
@@ -196,11 +197,15 @@ impl Run {
 
         let ctx = Arc::new(
             RunContext::new(scenario.clone(), population.clone(), connector)
-                .map(|mut c| {
+                .map_err(|e| RunError::Setup(e.to_string()))
+                .and_then(|mut c| {
                     c.segment = segment;
-                    c
-                })
-                .map_err(|e| RunError::Setup(e.to_string()))?,
+                    c.shards = super::shards::Shards::start(opts.shards, embedded.is_some())
+                        .map_err(|e| {
+                            RunError::Setup(format!("cannot start a shard thread: {e}"))
+                        })?;
+                    Ok(c)
+                })?,
         );
         if prepared.earlier_runs > 0 {
             let mut rec = ctx.recorders.local();
@@ -214,11 +219,24 @@ impl Run {
             None => None,
         };
         let delivery_webhook = start_delivery_webhook(&ctx, opts.quiet).await?;
-        let schedule = Schedule::new(scenario.clone(), population.clone(), ctx.profile.clone())
-            .map_err(|e| RunError::Setup(e.to_string()))?
-            .numbered_from(ctx.id_start.scheduled);
-        let pacer = dispatcher::Pacer::new(schedule)
-            .map_err(|e| RunError::Setup(format!("cannot make the pacer's timer: {e}")))?;
+        let mut pacers = Vec::with_capacity(ctx.shards.count());
+        for shard in ctx.shards.with_users() {
+            let schedule = Schedule::new(scenario.clone(), population.clone(), ctx.profile.clone())
+                .map_err(|e| RunError::Setup(e.to_string()))?
+                .numbered_from(ctx.id_start.scheduled);
+            // Made on its shard: the timer registers with that shard's reactor.
+            let made = ctx
+                .shards
+                .spawn(
+                    shard,
+                    async move { dispatcher::Pacer::new(schedule, shard) },
+                )
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|made| made)
+                .map_err(|e| RunError::Setup(format!("cannot make the pacer's timer: {e}")))?;
+            pacers.push(made);
+        }
         quiet::install_logger();
         let stop = CancellationToken::new();
         let mut interrupts = signals::subscribe();
@@ -269,7 +287,7 @@ impl Run {
             ctx,
             business,
             delivery_webhook,
-            pacer: Some(pacer),
+            pacers,
             attack: Some(attack),
             launches,
             goose: None,
@@ -344,10 +362,15 @@ impl Run {
             self.native_url.clone(),
             sending.clone(),
         ));
-        let mut pacer = self
-            .pacer
-            .take()
-            .map(|pacer| tokio::spawn(dispatcher::run(ctx.clone(), pacer, sending.clone())));
+        let pacing: Vec<_> = std::mem::take(&mut self.pacers)
+            .into_iter()
+            .map(|pacer| {
+                let shard = pacer.shard();
+                ctx.shards
+                    .spawn(shard, dispatcher::run(ctx.clone(), pacer, sending.clone()))
+            })
+            .collect();
+        let mut pacers = futures_util::future::join_all(pacing);
         let send_end = tokio::time::Instant::from_std(ctx.instant_at(ctx.profile.end().0));
         let mut profile_ended = false;
         if let Some(goose) = self.goose.as_mut() {
@@ -362,14 +385,15 @@ impl Run {
         // it. A pacer held off a busy CPU for a few milliseconds would otherwise lose
         // the last orders, and a split run's segments would send one message fewer than the
         // whole run (seen once in CI: 988 against 989).
-        let pacer_done = match pacer.as_mut() {
-            Some(p) if profile_ended => tokio::time::timeout(PACER_FINISH, p).await.is_ok(),
-            _ => false,
+        let finished = if profile_ended {
+            tokio::time::timeout(PACER_FINISH, &mut pacers).await.ok()
+        } else {
+            None
         };
         sending.cancel();
-        let rest = match pacer.filter(|_| !pacer_done) {
-            Some(pacer) => pacer.await.ok(),
-            None => None,
+        let rests: Vec<_> = match finished {
+            Some(_) => Vec::new(),
+            None => pacers.await.into_iter().filter_map(Result::ok).collect(),
         };
         let _ = goaways.await;
         // No more business orders: the client finishes what it has (bounded by its timeouts).
@@ -377,8 +401,10 @@ impl Run {
         self.sending_s = ctx.epoch().elapsed().as_secs_f64();
         // Cut at the profile's end, still behind: the rest of its schedule was the scenario's
         // load too. Counted after the sending time is taken, since counting sends nothing.
-        if let Some(rest) = rest.filter(|_| profile_ended && !self.stop.is_cancelled()) {
-            dispatcher::count_unreached(&ctx, rest).await;
+        if profile_ended && !self.stop.is_cancelled() {
+            for rest in rests {
+                dispatcher::count_unreached(&ctx, rest).await;
+            }
         }
         // What the schedule handed out but no sender could say is not sent, with its reason.
         super::settle::count_unsent_orders(&ctx);
@@ -423,6 +449,8 @@ impl Run {
             }
             goose.abort();
         }
+        // Every user has closed (or goose was given up on): the shards' threads end.
+        self.ctx.shards.stop();
         if let Some(Ok(Err(e))) = &self.goose_done {
             eprintln!("chatload: goose reported: {e}");
         }
@@ -501,6 +529,10 @@ impl Run {
                 .zip(crate::metrics::kernel_tcp::KernelTcp::read())
                 .map(|(before, after)| before.until(after)),
         });
+        if let Some(m) = summary.machine.as_mut().filter(|_| ctx.shards.count() > 1) {
+            // The runtime's one worker is shard 0.
+            m.workers = Some(ctx.shards.count());
+        }
         let names: Vec<String> = scenario.patterns.iter().map(|p| p.name.clone()).collect();
         let totals = &collected.totals;
         let percentile = |pattern: Option<&str>, metric: &str, q: f64| -> Option<u64> {

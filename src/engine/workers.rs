@@ -1,6 +1,8 @@
-//! How many worker threads a run's async runtime gets when `--threads` does not say: one
-//! while the scenario's planned peak traffic is light enough for one, else one per core.
-//! Owns that choice and its threshold; building the runtime is the binary's.
+//! How many threads a run gets when `--threads` does not say (one while the scenario's
+//! planned peak traffic is light enough for one, else one per core), and how they are laid
+//! out: an open-model run puts its users on that many shards (`engine::shards`) around a
+//! runtime of one worker; a closed loop gets a runtime of that many workers. Owns that choice
+//! and its threshold; building the runtime is the binary's.
 //!
 //! Why: with one worker per core, a frame that wakes one worker often wakes another that
 //! then finds nothing to do. Measured with `benches/ws-vs-k6.sh` (1,000 users, one-to-one
@@ -44,6 +46,33 @@ pub fn default_workers(scenario: &Scenario, target: Option<&str>) -> Option<usiz
         && load <= ONE_WORKER_MAX_FRAMES_PER_S
         && p.connections_peak <= ONE_WORKER_MAX_CONNECTIONS;
     light.then_some(1)
+}
+
+/// A run's threads: the async runtime's workers and the shards its users run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Worker threads of the process's runtime; `None`: one per core.
+    pub runtime_workers: Option<usize>,
+    /// Shards the users run on (1: all on the runtime).
+    pub shards: usize,
+}
+
+/// The layout for `threads` threads (`--threads`), or the scenario's default.
+pub fn layout(scenario: &Scenario, target: Option<&str>, threads: Option<usize>) -> Layout {
+    let threads = threads.or_else(|| default_workers(scenario, target));
+    if scenario.closed_loop().is_some() {
+        // A closed loop's requests share one HTTP client and its connection pool, which is
+        // at home on one runtime; it stays one runtime of every worker (issue 15's design).
+        return Layout {
+            runtime_workers: threads,
+            shards: 1,
+        };
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Layout {
+        runtime_workers: Some(1),
+        shards: threads.unwrap_or(cores).max(1),
+    }
 }
 
 #[cfg(test)]

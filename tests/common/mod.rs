@@ -64,12 +64,19 @@ pub fn bundle_dir() -> PathBuf {
 
 /// Runs `text` with the library and returns the result; panics on any error.
 pub async fn run_text(text: &str, target: Option<String>) -> RunResult {
+    run_text_on_shards(text, target, 1).await
+}
+
+/// As [`run_text`], with the users on `shards` threads (`chatload run --threads N` for an
+/// open-model scenario; shard 0 is the caller's runtime).
+pub async fn run_text_on_shards(text: &str, target: Option<String>, shards: usize) -> RunResult {
     let file = scenario_file(text);
     let scenario = chatload::scenario::load(&file.path).unwrap_or_else(|e| panic!("{e}"));
     let opts = RunOptions {
         target,
         out: Some(bundle_dir()),
         quiet: true,
+        shards,
         ..RunOptions::default()
     };
     let result = chatload::engine::run(scenario, &opts)

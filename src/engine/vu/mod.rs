@@ -56,6 +56,11 @@ pub struct VirtualUser {
 }
 
 impl VirtualUser {
+    /// The user's index in the population.
+    pub fn index(&self) -> u32 {
+        self.user
+    }
+
     pub fn new(user: u32, ctx: Arc<RunContext>) -> Option<Self> {
         ctx.inbox(user)?;
         let closed = closed_loop::ClosedLoop::for_user(&ctx, user);
