@@ -62,7 +62,8 @@ reply = 0
 [load]
 stages = [{ ramp = "1s" }, { hold = "9s" }]
 "#;
-    let r = run_text(text, None).await;
+    // On two shards: the business orders come from the pacer of the users' shard.
+    let r = run_text_on_shards(text, None, 2).await;
     let s = &r.summary;
     let campaign = business(s, "campaign");
     assert_eq!(campaign.requests, 120);

@@ -51,7 +51,8 @@ stages = [{{ ramp = "1s" }}, {{ hold = "3s" }}, {{ ramp_down = "2s" }}]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dropped_delivery_is_lost_even_when_recipients_have_left() {
-    let r = run_text(&ramp_down_scenario("[target]\ndrop_every = 2"), None).await;
+    // On two shards: users leaving and returning on their own threads.
+    let r = run_text_on_shards(&ramp_down_scenario("[target]\ndrop_every = 2"), None, 2).await;
     let s = &r.summary;
     let a = &s.accounting;
     let server = s.server.clone().expect("embedded server stats");
@@ -262,7 +263,8 @@ async fn nothing_scheduled_disappears_when_most_connections_are_reset() {
     let port = resetting_front(backend, 10).await;
     let mut text = chat_scenario(100, 4, 0, "");
     text = text.replace("drain = \"3s\"", "drain = \"2s\"");
-    let r = run_text(&text, Some(format!("ws://127.0.0.1:{port}/v1/ws"))).await;
+    // On two shards: a reset connection is reopened on its user's own thread.
+    let r = run_text_on_shards(&text, Some(format!("ws://127.0.0.1:{port}/v1/ws")), 2).await;
     let a = &r.summary.accounting;
     let reasons = a.not_sent_reasons;
     assert!(a.messages_scheduled > 200, "{a:?}");

@@ -80,17 +80,27 @@ async fn a_run_on_shards_hands_out_every_order_once() {
         .unwrap();
     for target in [None, Some(server.url())] {
         let one = run_text_on_shards(&text, target.clone(), 1).await.summary;
-        let (a1, workers1) = (&one.accounting, one.machine.as_ref().and_then(|m| m.workers));
+        let (a1, workers1) = (
+            &one.accounting,
+            one.machine.as_ref().and_then(|m| m.workers),
+        );
         assert_eq!(workers1, Some(1), "{target:?}");
         for shards in [2, 3] {
-            let s = run_text_on_shards(&text, target.clone(), shards).await.summary;
+            let s = run_text_on_shards(&text, target.clone(), shards)
+                .await
+                .summary;
             let a = &s.accounting;
             let at = format!("{shards} shards, target {target:?}: {a:?}");
             assert_eq!(s.machine.as_ref().and_then(|m| m.workers), Some(shards));
             assert!(a.messages_scheduled > 200, "{at}");
             assert_eq!(
                 (a.messages_scheduled, a.messages_sent, a.sent, a.delivered),
-                (a1.messages_scheduled, a1.messages_sent, a1.sent, a1.delivered),
+                (
+                    a1.messages_scheduled,
+                    a1.messages_sent,
+                    a1.sent,
+                    a1.delivered
+                ),
                 "{at}"
             );
             assert_eq!(a.messages_sent, a.messages_scheduled, "{at}");
@@ -105,8 +115,7 @@ async fn a_run_on_shards_hands_out_every_order_once() {
             assert_eq!(s.metrics["connect"].count, 120, "{at}");
             assert!(s.errors.is_empty(), "{:?}", s.errors);
             let per_pattern: Vec<u64> = s.patterns.iter().map(|p| p.accounting.sent).collect();
-            let per_pattern1: Vec<u64> =
-                one.patterns.iter().map(|p| p.accounting.sent).collect();
+            let per_pattern1: Vec<u64> = one.patterns.iter().map(|p| p.accounting.sent).collect();
             assert_eq!(per_pattern, per_pattern1, "{at}");
         }
     }
@@ -392,7 +401,8 @@ async fn a_target_that_dies_mid_run_is_survived_and_counted() {
             .await
             .unwrap()
     });
-    let r = run_text(&chat_scenario(100, 10, 0, ""), Some(url)).await;
+    // On two shards, both holding users: each reconnects on its own thread's event loop.
+    let r = run_text_on_shards(&chat_scenario(100, 10, 0, ""), Some(url), 2).await;
     let revived = killer.await.unwrap();
     let s = &r.summary;
     assert_eq!(s.ended, "completed");
@@ -429,7 +439,8 @@ async fn a_target_that_dies_mid_run_is_survived_and_counted() {
 async fn a_reconnect_storm_recovers_every_user_without_loss_or_duplicates() {
     let storm = "[[pattern]]\nname = \"blip\"\nkind = \"reconnect_storm\"\nat = \"3s\"\nfraction = 1.0\nbackoff = \"full_jitter\"\nbase = \"100ms\"\ncap = \"1s\"\n";
     let text = chat_scenario(150, 6, 10, "").replace("[load]", &format!("{storm}\n[load]"));
-    let r = run_text(&text, None).await;
+    // On two shards: the storm's reconnects happen on each user's own thread.
+    let r = run_text_on_shards(&text, None, 2).await;
     let s = &r.summary;
     let st = &s.storms[0];
     assert_eq!(
@@ -510,7 +521,8 @@ size = 32
 [load]
 stages = [{ ramp = "2s" }, { hold = "3s" }]
 "#;
-    let r = run_text(text, None).await;
+    // On two shards: each consumer of a pod runs on its own user's shard.
+    let r = run_text_on_shards(text, None, 2).await;
     let s = &r.summary;
     assert_clean(s);
     assert_eq!(

@@ -126,12 +126,18 @@ mod tests {
 
         let three = Shards::start(3, false).unwrap();
         assert_eq!(three.count(), 3);
-        assert_eq!((0..6).map(|u| three.of(u)).collect::<Vec<_>>(), [0, 1, 2, 0, 1, 2]);
+        assert_eq!(
+            (0..6).map(|u| three.of(u)).collect::<Vec<_>>(),
+            [0, 1, 2, 0, 1, 2]
+        );
         assert_eq!((three.with_users(), three.business()), (0..3, 0));
 
         // The embedded server keeps shard 0; users and the business orders go to the rest.
         let served = Shards::start(3, true).unwrap();
-        assert_eq!((0..4).map(|u| served.of(u)).collect::<Vec<_>>(), [1, 2, 1, 2]);
+        assert_eq!(
+            (0..4).map(|u| served.of(u)).collect::<Vec<_>>(),
+            [1, 2, 1, 2]
+        );
         assert_eq!((served.with_users(), served.business()), (1..3, 1));
 
         // With one shard there is no other place for users: they share it with the server.
@@ -146,7 +152,11 @@ mod tests {
         let here = name();
         assert_eq!(shards.spawn(0, async move { name() }).await.unwrap(), here);
         assert_eq!(
-            shards.spawn(1, async move { name() }).await.unwrap().as_deref(),
+            shards
+                .spawn(1, async move { name() })
+                .await
+                .unwrap()
+                .as_deref(),
             Some("chatload-shard-1")
         );
         // A task still running when the shards stop is dropped with its thread's runtime.
