@@ -36,7 +36,7 @@ server_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 for rate in "${RATES[@]}"; do
   # chatload's side of the same workload: one message per conversation, at RATE in all.
   one_to_one_scenario "vs-k6-$rate" "$rate" "$USERS" "$SECS" > "$WORK/chat.toml"
-  # chatload twice: with its default runtime (one worker per core) and with --threads 1.
+  # chatload twice: with its default threads (one per core at 10,000/s: its users on shards) and with --threads 1.
   for tool in k6 chatload chatload-1t floor; do
     $BIN serve --listen 127.0.0.1:$PORT 2>/dev/null &
     server=$!

@@ -4,12 +4,13 @@
 //! runtime of one worker; a closed loop gets a runtime of that many workers. Owns that choice
 //! and its threshold; building the runtime is the binary's.
 //!
-//! Why: with one worker per core, a frame that wakes one worker often wakes another that
-//! then finds nothing to do. Measured with `benches/ws-vs-k6.sh` (1,000 users, one-to-one
-//! chat, every message acked and delivered-acked): one worker spends about a fifth less CPU
-//! per message at 3,000 msg/s and keeps the same latencies; towards 10,000 msg/s (50,000
-//! frames/s) one worker starts to send late on this 2-core machine when the target shares
-//! it. The threshold sits well below that.
+//! Why one thread while it is enough: a thread that carries every user sleeps and wakes once
+//! for several frames; with the users on two shards each thread wakes for its own half, and
+//! with one runtime of two workers (before shards) a frame that woke one worker often woke the
+//! other. Measured with `benches/ws-vs-k6.sh` (1,000 users, one-to-one chat, every message
+//! acked and delivered-acked): one thread spent about a fifth less CPU per message than two
+//! workers at 3,000 msg/s; towards 10,000 msg/s (50,000 frames/s) one thread starts to send
+//! late on this 2-core machine when the target shares it. The threshold sits well below that.
 
 use crate::plan::plan;
 use crate::scenario::Scenario;
@@ -21,7 +22,7 @@ pub const ONE_WORKER_MAX_FRAMES_PER_S: f64 = 30_000.0;
 /// Connections at the peak past which every core helps with the connecting (handshakes).
 pub const ONE_WORKER_MAX_CONNECTIONS: f64 = 10_000.0;
 
-/// `Some(1)` for a scenario one worker carries, `None` (the runtime's default: one per core)
+/// `Some(1)` for a scenario one thread carries, `None` (one per core)
 /// otherwise. `target` is the URL the run will use; `None` runs the embedded server in this
 /// process, on the same workers.
 pub fn default_workers(scenario: &Scenario, target: Option<&str>) -> Option<usize> {
@@ -139,6 +140,51 @@ stages = [{{ ramp = "1s" }}, {{ hold = "20s" }}]
         assert_eq!(
             default_workers(&closed, Some("ws://127.0.0.1:7070/v1/ws")),
             None
+        );
+    }
+
+    #[test]
+    fn open_model_runs_put_their_threads_into_shards_and_closed_loops_into_workers() {
+        let ws = Some("ws://127.0.0.1:7070/v1/ws");
+        let light = chat(1_000, 180.0);
+        let one = Layout {
+            runtime_workers: Some(1),
+            shards: 1,
+        };
+        assert_eq!(layout(&light, ws, None), one);
+        assert_eq!(
+            layout(&light, ws, Some(3)),
+            Layout {
+                runtime_workers: Some(1),
+                shards: 3
+            }
+        );
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(
+            layout(&chat(1_000, 600.0), ws, None),
+            Layout {
+                runtime_workers: Some(1),
+                shards: cores
+            }
+        );
+        let closed = crate::scenario::parse(
+            std::path::Path::new("c.toml"),
+            "[scenario]\nname = \"c\"\n[population.consumers]\nusers = 10\ncontacts = 1\n[[pattern]]\nkind = \"closed_loop\"\n[load]\nstages = [{ ramp = \"1s\" }, { hold = \"1s\" }]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            layout(&closed, ws, Some(2)),
+            Layout {
+                runtime_workers: Some(2),
+                shards: 1
+            }
+        );
+        assert_eq!(
+            layout(&closed, ws, None),
+            Layout {
+                runtime_workers: None,
+                shards: 1
+            }
         );
     }
 }

@@ -331,7 +331,7 @@ pub fn render(s: &Summary, log: &Digest) -> String {
             machine.map_or("unknown".into(), |m| {
                 let workers = m
                     .workers
-                    .map_or(String::new(), |w| format!(" · {w} runtime workers"));
+                    .map_or(String::new(), |w| format!(" · {w} threads"));
                 format!(
                     "{} · {} {} · {} CPUs{workers}",
                     m.host, m.os, m.arch, m.cpus

@@ -287,8 +287,9 @@ pub struct Machine {
     pub arch: String,
     pub cpus: usize,
     pub version: String,
-    /// Worker threads of chatload's async runtime (`--threads`, or chosen from the
-    /// scenario's planned traffic); absent in bundles from before it was recorded.
+    /// Threads the run used (`--threads`, or chosen from the scenario's planned traffic):
+    /// the shards its users ran on, or a closed loop's runtime workers; absent in bundles
+    /// from before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
 }
