@@ -302,6 +302,39 @@ enum Recipients {
     Of(Conversation),
 }
 
+/// The HTTP transport's delivery webhook, when the scenario takes deliveries that way.
+pub async fn start_for_run(
+    ctx: &Arc<RunContext>,
+    quiet: bool,
+) -> Result<Option<DeliveryWebhook>, super::RunError> {
+    let crate::scenario::target::Protocol::Http(h) = &ctx.scenario.target.protocol else {
+        return Ok(None);
+    };
+    let crate::scenario::target::HttpDeliveries::Webhook(w) = &h.deliveries else {
+        return Ok(None);
+    };
+    let listener = start(ctx.clone(), w).await.map_err(|e| {
+        super::RunError::Setup(format!(
+            "cannot listen for delivery webhooks at {} ({e}); choose another `listen` address",
+            w.listen
+        ))
+    })?;
+    if !quiet {
+        eprintln!(
+            "chatload: delivery webhooks are taken at http://{}/",
+            listener.listener.addr
+        );
+    }
+    if let Some(path) = &w.ping {
+        let pinged = ping(ctx, path, listener.listener.addr).await;
+        if let Err(e) = pinged {
+            listener.stop();
+            return Err(super::RunError::Refused(e.to_string()));
+        }
+    }
+    Ok(Some(listener))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,6 +46,30 @@ impl Pacer {
     }
 }
 
+/// One pacer per shard with users, each with the whole schedule and its timer made on its
+/// shard (the timer registers with that shard's reactor); an error says what could not be made.
+pub async fn pacers(ctx: &Arc<RunContext>) -> Result<Vec<Pacer>, String> {
+    let mut pacers = Vec::with_capacity(ctx.shards.count());
+    for shard in ctx.shards.with_users() {
+        let schedule = Schedule::new(
+            ctx.scenario.clone(),
+            ctx.population.clone(),
+            ctx.profile.clone(),
+        )
+        .map_err(|e| e.to_string())?
+        .numbered_from(ctx.id_start.scheduled);
+        let made = ctx
+            .shards
+            .spawn(shard, async move { Pacer::new(schedule, shard) })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|made| made)
+            .map_err(|e| format!("cannot make the pacer's timer: {e}"))?;
+        pacers.push(made);
+    }
+    Ok(pacers)
+}
+
 /// Whether `order` is this pacer's to hand out: this process's segment, and on this shard.
 fn owns(ctx: &RunContext, shard: usize, order: &Order) -> bool {
     ctx.segment.owns(order.owner())

@@ -15,7 +15,7 @@ use crate::scenario::Scenario;
 use crate::server::{self, RunningServer};
 use crate::transport::Connector;
 use crate::transport::source::SourcePool;
-use crate::workload::{Population, Schedule};
+use crate::workload::Population;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -218,25 +218,8 @@ impl Run {
                 .map_err(RunError::Setup)?,
             None => None,
         };
-        let delivery_webhook = start_delivery_webhook(&ctx, opts.quiet).await?;
-        let mut pacers = Vec::with_capacity(ctx.shards.count());
-        for shard in ctx.shards.with_users() {
-            let schedule = Schedule::new(scenario.clone(), population.clone(), ctx.profile.clone())
-                .map_err(|e| RunError::Setup(e.to_string()))?
-                .numbered_from(ctx.id_start.scheduled);
-            // Made on its shard: the timer registers with that shard's reactor.
-            let made = ctx
-                .shards
-                .spawn(
-                    shard,
-                    async move { dispatcher::Pacer::new(schedule, shard) },
-                )
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))
-                .and_then(|made| made)
-                .map_err(|e| RunError::Setup(format!("cannot make the pacer's timer: {e}")))?;
-            pacers.push(made);
-        }
+        let delivery_webhook = super::delivery_webhook::start_for_run(&ctx, opts.quiet).await?;
+        let pacers = dispatcher::pacers(&ctx).await.map_err(RunError::Setup)?;
         quiet::install_logger();
         let stop = CancellationToken::new();
         let mut interrupts = signals::subscribe();
@@ -581,41 +564,6 @@ impl Run {
             staged,
         }
     }
-}
-
-/// The HTTP transport's delivery webhook, when the scenario takes deliveries that way.
-async fn start_delivery_webhook(
-    ctx: &Arc<RunContext>,
-    quiet: bool,
-) -> Result<Option<super::delivery_webhook::DeliveryWebhook>, RunError> {
-    let crate::scenario::target::Protocol::Http(h) = &ctx.scenario.target.protocol else {
-        return Ok(None);
-    };
-    let crate::scenario::target::HttpDeliveries::Webhook(w) = &h.deliveries else {
-        return Ok(None);
-    };
-    let listener = super::delivery_webhook::start(ctx.clone(), w)
-        .await
-        .map_err(|e| {
-            RunError::Setup(format!(
-                "cannot listen for delivery webhooks at {} ({e}); choose another `listen` address",
-                w.listen
-            ))
-        })?;
-    if !quiet {
-        eprintln!(
-            "chatload: delivery webhooks are taken at http://{}/",
-            listener.listener.addr
-        );
-    }
-    if let Some(path) = &w.ping {
-        let pinged = super::delivery_webhook::ping(ctx, path, listener.listener.addr).await;
-        if let Err(e) = pinged {
-            listener.stop();
-            return Err(RunError::Refused(e.to_string()));
-        }
-    }
-    Ok(Some(listener))
 }
 
 /// File descriptors a run needs: one per virtual user, twice with the embedded server.
