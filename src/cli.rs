@@ -283,6 +283,10 @@ pub struct ServeArgs {
     /// Take and deliver every Nth send but never confirm it (tests of unacknowledged sends).
     #[arg(long, default_value_t = 0)]
     pub drop_ack_every: u64,
+    /// Write every send's confirmation this long after taking it, e.g. 200ms (a slow
+    /// acknowledgement path).
+    #[arg(long)]
+    pub ack_delay: Option<String>,
     /// Added latency drawn per delivery, in scenario syntax, e.g.
     /// '{ lognormal = { median = "2ms", sigma = 0.5 }, max = "50ms" }'.
     #[arg(long)]

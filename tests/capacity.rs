@@ -3,8 +3,8 @@
 //! schedule in CI): `chatload serve --max-rate N` (it takes at most N
 //! messages a second; past it they queue) and mosquitto on a slice of a core. The highest
 //! rate that meets the SLO must lie within 10% of the limit measured independently by the
-//! server's own delivery counter, and within 15% of a flood of MQTT clients written without
-//! chatload (see that test for why). The
+//! server's own delivery counter, and between 25% below and 15% above floods of MQTT
+//! clients written without chatload (see that test for why). The
 //! bundle shows the hockey stick; `plan --capacity` turns the result into a number of servers.
 
 mod common;
@@ -291,12 +291,12 @@ fn num_cpus() -> usize {
 /// measured by a flood of hand-encoded MQTT clients shaped like chatload's users (no chatload
 /// code: `common::mqtt_flood`) before and after the capacity search, which runs with chatload
 /// free to use both cores (the broker's quota, not its core, sets its limit). The knee must lie
-/// no more than 15% below and 25% above what the two floods measured (they differ by up to a
-/// sixth on this shared machine: both bound it). Not 10% either way: the bisection's last steps
-/// are 4.4% apart, and under a quota of 1 ms every 33 ms the broker carries chatload's paced
-/// traffic better than the flood's — fresh CI runs found knees of 1,045 deliveries/s against
-/// floods of 939 and 906 (11% above) and of 2,502/s against 1,941 and 2,136 (17% above), each
-/// with every delivery received: a rate chatload counted arriving, not one it assumed.
+/// no more than 25% below the lower and 15% above the higher of what the two floods measured
+/// (they differ by up to a sixth on this shared machine: both bound it). The flood has 50
+/// clients: with 200 it overloaded the broker, which then carried less than chatload's paced
+/// traffic (knees of 2,296–2,502 deliveries/s against floods of 1,650–2,136, every delivery
+/// received); with 50 it measured 2,429–2,788 beside knees of 2,296 and 2,401. Below by up to
+/// 25%: the bisection's last steps are 4.4% apart and the SLO breaks before saturation.
 ///
 /// The SLO, p99 < 500 ms, sits far above the broker's service time, so the knee is where a
 /// queue starts to build: the broker's limit. A tight SLO finds an earlier knee, as it
@@ -364,7 +364,7 @@ async fn the_knee_against_mosquitto_on_one_core_is_near_its_measured_limit() {
         "{table}"
     );
     assert!(
-        s.deliveries_per_s >= low * 0.85 && s.deliveries_per_s <= high * 1.25,
+        s.deliveries_per_s >= low * 0.75 && s.deliveries_per_s <= high * 1.15,
         "knee {:.0} deliveries/s against mosquitto's measured {before:.0}/s and {after:.0}/s\n{table}",
         s.deliveries_per_s
     );
@@ -378,7 +378,7 @@ async fn flood(port: u16) -> f64 {
     common::mqtt_flood::deliveries_per_second(
         port,
         &common::mqtt_flood::Flood {
-            clients: 200,
+            clients: 50,
             window: 1,
             payload: 200,
             topic_prefix: "chat/u/flood-",

@@ -8,6 +8,35 @@ mod common;
 
 use common::*;
 
+/// A slow acknowledgement path (each confirmation written 1.2 s after its send, longer than
+/// the second of quiet the schedule leaves before a user's scheduled leave) while users leave
+/// on the profile's schedule: a leaving user waits for the confirmations of its last sends
+/// (up to 500 ms) before it closes, so none is left unacknowledged — without that wait some
+/// are — and the send latency shows the delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_leaving_on_schedule_wait_for_their_last_confirmations() {
+    let r = run_text(
+        &ramp_down_scenario("[target]\nack_delay = \"1200ms\""),
+        None,
+    )
+    .await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    assert!(a.messages_sent > 300, "{a:?}");
+    assert_eq!(
+        (a.unacknowledged, a.acked),
+        (0, a.messages_sent),
+        "every send confirmed, also those just before a leave: {a:?}"
+    );
+    assert!(
+        s.metrics["send"].min_us >= 1_200_000,
+        "the send latency holds the confirmation's delay: {:?}",
+        s.metrics["send"]
+    );
+    assert_eq!((a.lost, a.duplicated, a.not_sent), (0, 0, 0), "{a:?}");
+    assert!(a.balances(), "{a:?}");
+}
+
 /// Chat that ends with everybody leaving: every recipient is offline when the schedule
 /// ends, as in `scenarios/quickstart.toml` (the case that once reported any loss as 0).
 fn ramp_down_scenario(target: &str) -> String {

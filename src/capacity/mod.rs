@@ -299,9 +299,13 @@ async fn run_step(
     s.thresholds = opts.slos.clone();
     let offered = crate::plan::plan(&s, None).peak.messages_per_s;
     let dir = opts.out.join(format!("step-{index:02}-x{m:.3}"));
+    // The threads `chatload run` would give this step (one while it is light, else one shard
+    // per core); a closed model's steps share the runtime's workers.
+    let target = opts.run.target.as_deref().or(s.target.url.as_deref());
     let run = RunOptions {
         out: Some(dir.clone()),
         duration: Some(opts.step_time),
+        shards: crate::engine::workers::layout(&s, target, None).shards,
         ..opts.run.clone()
     };
     // The step's timeline is stretched to the step time as `run` stretches it.

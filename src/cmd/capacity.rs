@@ -8,6 +8,15 @@ use chatload::engine::RunOptions;
 use chatload::scenario;
 use std::path::PathBuf;
 
+/// The runtime's workers for a search: one for an open model, whose steps each run on the
+/// threads `chatload run` would give them (`engine::workers::layout`, per step); every core
+/// for a closed model. A file that does not load gets the default here and its error from
+/// [`capacity`].
+pub fn runtime_workers(f: &CapacityArgs) -> Option<usize> {
+    let base = scenario::load(&f.file).ok()?;
+    base.closed_loop().is_none().then_some(1)
+}
+
 pub async fn capacity(f: CapacityArgs) -> u8 {
     if !(f.from > 0.0 && f.to >= f.from && f.factor > 1.0) {
         eprintln!(

@@ -44,6 +44,7 @@ impl Ready {
             Ready::Run(r) => r.workers(),
             Ready::Other(c) => match c.as_ref() {
                 Command::Serve(a) => a.threads.map(usize::from),
+                Command::Capacity(a) => capacity::runtime_workers(a),
                 _ => None,
             },
         }

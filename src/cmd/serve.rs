@@ -13,6 +13,7 @@ pub async fn run(args: crate::cli::ServeArgs) -> u8 {
         duplicate_every,
         reorder_every,
         drop_ack_every,
+        ack_delay,
         latency,
         stall_every,
         stall,
@@ -42,6 +43,9 @@ pub async fn run(args: crate::cli::ServeArgs) -> u8 {
         );
         if let Some(d) = delay {
             table.push_str(&format!("delay = {d:?}\n"));
+        }
+        if let Some(d) = ack_delay {
+            table.push_str(&format!("ack_delay = {d:?}\n"));
         }
         if let Some(l) = latency {
             table.push_str(&format!("latency = {l}\n"));

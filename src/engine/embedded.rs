@@ -21,6 +21,7 @@ pub fn knobs(k: &ServerKnobs) -> Knobs {
         duplicate_every: k.duplicate_every,
         reorder_every: k.reorder_every,
         drop_ack_every: k.drop_ack_every,
+        ack_delay: k.ack_delay.as_std(),
         stall_every: k.stall_every,
         stall: k.stall.as_std(),
         reset_every: k.reset_every,

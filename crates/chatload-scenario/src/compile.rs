@@ -508,6 +508,7 @@ fn target_section(t: &super::file::TargetSection, seed: u64) -> Result<Target> {
         duplicate_every: positive_every(&t.duplicate_every, "duplicate_every")?,
         reorder_every: positive_every(&t.reorder_every, "reorder_every")?,
         drop_ack_every: positive_every(&t.drop_ack_every, "drop_ack_every")?,
+        ack_delay: t.ack_delay.unwrap_or_default(),
         stall_every: positive_every(&t.stall_every, "stall_every")?,
         stall: t.stall.unwrap_or(Micros(1_000_000)),
         reset_every: positive_every(&t.reset_every, "reset_every")?,

@@ -330,6 +330,9 @@ pub struct TargetSection {
     /// whose acknowledgements go missing).
     #[schemars(with = "Option<i64>")]
     pub drop_ack_every: Option<Spanned<i64>>,
+    /// Every send's confirmation is written this long after the send was taken, e.g. "200ms"
+    /// (a slow acknowledgement path).
+    pub ack_delay: Option<Micros>,
     /// Added delivery latency drawn per delivery, e.g. { lognormal = { median = "2ms", sigma = 0.5 }, max = "50ms" }.
     pub latency: Option<TimeDist>,
     /// Every n-th delivery freezes its recipient's connection for `stall`.

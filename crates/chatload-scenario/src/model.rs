@@ -427,6 +427,8 @@ pub struct ServerKnobs {
     pub reorder_every: u64,
     /// Every n-th send is taken and delivered but never confirmed (`sent` withheld).
     pub drop_ack_every: u64,
+    /// Every send's confirmation is written this long after the send was taken.
+    pub ack_delay: Micros,
     /// Every n-th delivery freezes its recipient's connection for `stall`.
     pub stall_every: u64,
     pub stall: Micros,

@@ -164,7 +164,7 @@ pub async fn serve_connection(
 /// Acts on one client frame. Returns false when the connection must close.
 fn handle_frame(
     text: &str,
-    hub: &Hub,
+    hub: &Arc<Hub>,
     (user, run): (&mut Option<u32>, &mut u64),
     conn_id: u64,
     tx: &super::outbox::OutboxSender,
@@ -237,7 +237,17 @@ fn handle_frame(
             };
             let body = frame.body.as_deref().unwrap_or("");
             if hub.confirms_send() {
-                writer.push(Message::text(protocol::sent(id, t, s)));
+                let sent = protocol::sent(id, t, s);
+                match hub.knobs().ack_delay {
+                    d if d.is_zero() => writer.push(Message::text(sent)),
+                    d => {
+                        let hub = hub.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(d).await;
+                            hub.confirm_later(from, sent.into());
+                        });
+                    }
+                }
             }
             if !hub.accept_send(from, id) {
                 return true;

@@ -266,7 +266,6 @@ impl Hub {
         }
     }
 
-    /// Records that `from` sent `id`; false when it is a retransmission of one already taken.
     /// Whether a send gets its confirmation: every one does unless the missing-acknowledgement
     /// fault (`drop_ack_every`) withholds this one.
     pub fn confirms_send(&self) -> bool {
@@ -280,6 +279,7 @@ impl Hub {
         !withheld
     }
 
+    /// Records that `from` sent `id`; false when it is a retransmission of one already taken.
     pub fn accept_send(&self, from: u32, id: u64) -> bool {
         let mut shard = lock(self.shard(from));
         let entry = shard.entry(from).or_default();
@@ -355,13 +355,21 @@ impl Hub {
 
     /// Sends a receipt (or any control frame) to a user if connected; dropped otherwise.
     pub fn notify(&self, user: u32, text: Utf8Bytes) {
+        if self.to_connection(user, text) {
+            self.stats.signals.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A confirmation held back by `ack_delay`, to `user`'s connection of now (if any).
+    pub fn confirm_later(&self, user: u32, text: Utf8Bytes) {
+        self.to_connection(user, text);
+    }
+
+    fn to_connection(&self, user: u32, text: Utf8Bytes) -> bool {
         let conn = lock(self.shard(user))
             .get(&user)
             .and_then(|e| e.conn.clone());
-        if let Some(c) = conn {
-            self.stats.signals.fetch_add(1, Relaxed);
-            let _ = c.tx.send(Outbound::control(text));
-        }
+        conn.is_some_and(|c| c.tx.send(Outbound::control(text)).is_ok())
     }
 
     /// A graceful reconnect storm: every connected user that storm `pattern` hits gets a

@@ -20,6 +20,9 @@ pub struct Knobs {
     /// Every n-th send is taken and delivered, but its confirmation (`sent`) is never written:
     /// a server whose acknowledgements go missing.
     pub drop_ack_every: u64,
+    /// Every confirmation (`sent`) is written this long after its send was taken, on the
+    /// sender's connection of that moment (none if it has closed): a slow acknowledgement path.
+    pub ack_delay: Duration,
     /// Every n-th delivery freezes its recipient's connection for `stall`.
     pub stall_every: u64,
     pub stall: Duration,
