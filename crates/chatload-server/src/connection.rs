@@ -244,7 +244,7 @@ fn handle_frame(
                         let hub = hub.clone();
                         tokio::spawn(async move {
                             tokio::time::sleep(d).await;
-                            hub.confirm_later(from, sent.into());
+                            hub.send_control(from, sent.into());
                         });
                     }
                 }

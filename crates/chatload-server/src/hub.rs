@@ -355,17 +355,13 @@ impl Hub {
 
     /// Sends a receipt (or any control frame) to a user if connected; dropped otherwise.
     pub fn notify(&self, user: u32, text: Utf8Bytes) {
-        if self.to_connection(user, text) {
+        if self.send_control(user, text) {
             self.stats.signals.fetch_add(1, Relaxed);
         }
     }
 
-    /// A confirmation held back by `ack_delay`, to `user`'s connection of now (if any).
-    pub fn confirm_later(&self, user: u32, text: Utf8Bytes) {
-        self.to_connection(user, text);
-    }
-
-    fn to_connection(&self, user: u32, text: Utf8Bytes) -> bool {
+    /// Writes a control frame to `user`'s connection of now; false if it has none.
+    pub fn send_control(&self, user: u32, text: Utf8Bytes) -> bool {
         let conn = lock(self.shard(user))
             .get(&user)
             .and_then(|e| e.conn.clone());
@@ -573,35 +569,13 @@ impl Hub {
     }
 
     pub fn snapshot(&self) -> ServerCounters {
-        let s = &self.stats;
-        ServerCounters {
-            connections: s.connections.load(Relaxed),
-            accepted: s.accepted.load(Relaxed),
-            delivered: s.delivered.load(Relaxed),
-            dropped: s.dropped.load(Relaxed),
-            acks_dropped: s.acks_dropped.load(Relaxed),
-            discarded: s.discarded.load(Relaxed),
-            held: s.held.load(Relaxed),
-            duplicated: s.duplicated.load(Relaxed),
-            reordered: s.reordered.load(Relaxed),
-            overflowed: s.overflowed.load(Relaxed),
-            malformed: s.malformed.load(Relaxed),
-            retransmitted: s.retransmitted.load(Relaxed),
-            stalled: s.stalled.load(Relaxed),
-            resets: s.resets.load(Relaxed),
-            signals: s.signals.load(Relaxed),
-            goaways: s.goaways.load(Relaxed),
-            connections_refused: s.connections_refused.load(Relaxed),
-            replaced: s.replaced.load(Relaxed),
-            headers_timed_out: s.headers_timed_out.load(Relaxed),
-            groups_refused: s.groups_refused.load(Relaxed),
-            queue_full: s.queue_full.load(Relaxed),
-            slow_readers: s.slow_readers.load(Relaxed),
-            business_accepted: self.business.stats.accepted.load(Relaxed),
-            business_inbound: self.business.stats.inbound.load(Relaxed),
-            business_statuses: self.business.stats.statuses.load(Relaxed),
-            business_refused: self.business.refusals(),
-        }
+        let b = &self.business;
+        self.stats.counters((
+            b.stats.accepted.load(Relaxed),
+            b.stats.inbound.load(Relaxed),
+            b.stats.statuses.load(Relaxed),
+            b.refusals(),
+        ))
     }
 }
 

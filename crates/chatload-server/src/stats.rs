@@ -3,7 +3,8 @@
 //! exit lines, `/metrics` and the `server` section of a run's summary). Owns the counters,
 //! not when they are counted.
 
-use std::sync::atomic::AtomicU64;
+use chatload_protocol::ServerCounters;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// What the server did, for `serve`'s report and for tests that check the client's counts.
 #[derive(Debug, Default)]
@@ -49,4 +50,40 @@ pub struct HubStats {
     /// Connections cut because more than `max_write_queue` bytes waited to be written to
     /// them: clients that stopped reading.
     pub slow_readers: AtomicU64,
+}
+
+impl HubStats {
+    /// The counters at this moment, with the business API's (accepted, inbound, statuses,
+    /// refused), which its own stats keep.
+    pub fn counters(&self, business: (u64, u64, u64, Vec<(u32, u64)>)) -> ServerCounters {
+        let (business_accepted, business_inbound, business_statuses, business_refused) = business;
+        ServerCounters {
+            connections: self.connections.load(Relaxed),
+            accepted: self.accepted.load(Relaxed),
+            delivered: self.delivered.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            acks_dropped: self.acks_dropped.load(Relaxed),
+            discarded: self.discarded.load(Relaxed),
+            held: self.held.load(Relaxed),
+            duplicated: self.duplicated.load(Relaxed),
+            reordered: self.reordered.load(Relaxed),
+            overflowed: self.overflowed.load(Relaxed),
+            malformed: self.malformed.load(Relaxed),
+            retransmitted: self.retransmitted.load(Relaxed),
+            stalled: self.stalled.load(Relaxed),
+            resets: self.resets.load(Relaxed),
+            signals: self.signals.load(Relaxed),
+            goaways: self.goaways.load(Relaxed),
+            connections_refused: self.connections_refused.load(Relaxed),
+            replaced: self.replaced.load(Relaxed),
+            headers_timed_out: self.headers_timed_out.load(Relaxed),
+            groups_refused: self.groups_refused.load(Relaxed),
+            queue_full: self.queue_full.load(Relaxed),
+            slow_readers: self.slow_readers.load(Relaxed),
+            business_accepted,
+            business_inbound,
+            business_statuses,
+            business_refused,
+        }
+    }
 }
