@@ -38,9 +38,7 @@ impl Pacer {
             shard,
         })
     }
-}
 
-impl Pacer {
     pub fn shard(&self) -> usize {
         self.shard
     }
@@ -58,14 +56,13 @@ pub async fn pacers(ctx: &Arc<RunContext>) -> Result<Vec<Pacer>, String> {
         )
         .map_err(|e| e.to_string())?
         .numbered_from(ctx.id_start.scheduled);
+        let timer_error = |e: &dyn std::fmt::Display| format!("cannot make the pacer's timer: {e}");
         let made = ctx
             .shards
             .spawn(shard, async move { Pacer::new(schedule, shard) })
             .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|made| made)
-            .map_err(|e| format!("cannot make the pacer's timer: {e}"))?;
-        pacers.push(made);
+            .map_err(|e| timer_error(&e))?;
+        pacers.push(made.map_err(|e| timer_error(&e))?);
     }
     Ok(pacers)
 }
