@@ -29,7 +29,7 @@ async fn users_leaving_on_schedule_wait_for_their_last_confirmations() {
         "every send confirmed, also those just before a leave: {a:?}"
     );
     assert!(
-        s.metrics["send"].min_us >= 1_200_000,
+        s.metrics["send"].min_us >= reported_floor(1_200_000),
         "the send latency holds the confirmation's delay: {:?}",
         s.metrics["send"]
     );
@@ -149,7 +149,7 @@ hold = "2s"
         .expect("late latencies shown");
     assert_eq!(late.count, server.held);
     assert!(
-        late.min_us >= 1_990_000,
+        late.min_us >= reported_floor(1_990_000),
         "held 2 s, so 2 s late (to the histogram's 3 digits): {late:?}"
     );
     let delivery = s.metrics["delivery"];

@@ -180,6 +180,13 @@ pub fn mqtt_target(url: &str, settings: &str) -> String {
 }
 
 /// The run's first description of errors of `kind` ("" when there was none).
+/// The lowest value a report can show for a latency of at least `us`: the report's
+/// histograms keep three significant digits and report a bucket's lowest value, so 1.2 s
+/// recorded shows as 1,199,104 µs.
+pub fn reported_floor(us: u64) -> u64 {
+    chatload::metrics::new_histogram().lowest_equivalent(us)
+}
+
 pub fn error_example(s: &chatload::report::Summary, kind: &str) -> String {
     s.error_examples.get(kind).cloned().unwrap_or_default()
 }
