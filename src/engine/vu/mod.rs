@@ -181,11 +181,15 @@ impl VirtualUser {
         }
     }
 
-    /// One wait for whatever happens first on a live connection.
+    /// Waits on a live connection and handles what happens — frames, orders — until `wake`
+    /// comes or something the caller decides on has changed. One timer and one inbox wait
+    /// serve every frame of the stretch: the caller's clock reads and profile checks, and a
+    /// fresh timer and inbox registration on every frame, were a tenth of a user's CPU.
     /// The run's stop arrives through the inbox (`Inbox::stop`): no shared lock per wait.
     async fn step(&mut self, wake: Wake) {
-        let ctx = &self.ctx;
-        let (Some(conn), Some(inbox)) = (self.conn.as_mut(), ctx.inbox(self.user)) else {
+        // One count per stretch, not per frame, on the Arc every user shares.
+        let ctx = Arc::clone(&self.ctx);
+        let Some(inbox) = ctx.inbox(self.user) else {
             return;
         };
         enum Happened {
@@ -193,29 +197,49 @@ impl VirtualUser {
             Order(Order),
             Tick,
         }
-        let happened = tokio::select! {
-            biased;
-            i = conn.next() => Happened::Said(i),
-            o = inbox.take() => match o {
-                Some(o) => Happened::Order(o),
-                None => return,
-            },
-            _ = wake.sleep() => Happened::Tick,
-        };
-        match happened {
-            Happened::Said(Incoming::Lost { kind, detail }) => self.lost(kind, detail),
-            Happened::Said(i) => self.on_incoming(i),
-            Happened::Tick => self.on_timers(),
-            Happened::Order(order) => {
-                self.send(order);
-                // Take whatever else is already due without another wake-up.
-                for _ in 0..63 {
-                    match self.ctx.inbox(self.user).and_then(|i| i.try_take()) {
-                        Some(o) => {
-                            self.send(o);
-                        }
-                        None => break,
+        let sleep = wake.sleep();
+        let take = inbox.take();
+        tokio::pin!(sleep, take);
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return;
+            };
+            let happened = tokio::select! {
+                biased;
+                i = conn.next() => Happened::Said(i),
+                o = &mut take => match o {
+                    Some(o) => Happened::Order(o),
+                    None => return,
+                },
+                _ = &mut sleep => Happened::Tick,
+            };
+            match happened {
+                Happened::Said(Incoming::Lost { kind, detail }) => return self.lost(kind, detail),
+                Happened::Said(i) => {
+                    self.on_incoming(i);
+                    // What the caller decides on: a goaway to carry out, an answer a closed
+                    // loop waits for, a reaction due before `wake`.
+                    let reaction_sooner = self
+                        .reactions
+                        .next_due()
+                        .is_some_and(|t| wake.0.is_none_or(|w| ctx.instant_at(t) < w));
+                    if self.goaway.is_some() || self.closed.is_some() || reaction_sooner {
+                        return;
                     }
+                }
+                Happened::Tick => return self.on_timers(),
+                Happened::Order(order) => {
+                    self.send(order);
+                    // Take whatever else is already due without another wake-up.
+                    for _ in 0..63 {
+                        match inbox.try_take() {
+                            Some(o) => {
+                                self.send(o);
+                            }
+                            None => break,
+                        }
+                    }
+                    take.set(inbox.take());
                 }
             }
         }
