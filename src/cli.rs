@@ -176,7 +176,7 @@ pub struct RunArgs {
     pub abort_on_fail: bool,
     /// Threads the run uses. The users are spread over N threads, each with its own event
     /// loop and pacer (a closed loop: one async runtime of N workers). Default: one when the
-    /// scenario's planned peak is at most 30,000 frames/s (twice counted with the embedded
+    /// scenario's planned peak is at most 100,000 frames/s (twice counted with the embedded
     /// server, three times over TLS) and 10,000 connections, and not a closed loop; else one
     /// per core this process may use. summary.json's machine.workers says which.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
