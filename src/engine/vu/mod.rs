@@ -204,14 +204,16 @@ impl VirtualUser {
             let Some(conn) = self.conn.as_mut() else {
                 return;
             };
+            // The deadline first: a connection that always has a frame ready must not keep a
+            // scheduled leave, a storm or a heartbeat from coming.
             let happened = tokio::select! {
                 biased;
+                _ = &mut sleep => Happened::Tick,
                 i = conn.next() => Happened::Said(i),
                 o = &mut take => match o {
                     Some(o) => Happened::Order(o),
                     None => return,
                 },
-                _ = &mut sleep => Happened::Tick,
             };
             match happened {
                 Happened::Said(Incoming::Lost { kind, detail }) => return self.lost(kind, detail),
