@@ -1,22 +1,23 @@
 //! One virtual consumer: holds its WebSocket, sends its scheduled messages and signals when
-//! the dispatcher hands them over, receives deliveries and acknowledges them, reads and
-//! replies later (`reactions`), announces its presence, sends heartbeats, reconnects with
-//! backoff, and records everything it sees. Runs until the run stops it; goose launches it and closes it.
+//! the dispatcher hands them over, receives deliveries and acknowledges them (`frames`),
+//! reads and replies later (`reactions`, sent when due by `timers` with the heartbeats),
+//! announces its presence, reconnects with backoff, and records everything it sees. Runs
+//! until the run stops it; goose launches it and closes it.
 
 mod closed_loop;
 pub(super) mod frames;
 pub mod reactions;
+mod timers;
 
 use super::context::RunContext;
 use super::reconnect::{AfterFailure, Reconnector};
 use crate::metrics::{ErrorKind, LATE_SEND_US, Ledger, Metric, NotSentReason, Owed};
-use crate::protocol::id::{REACTION_BIT, compose as message_id};
 use crate::protocol::{self, BUSINESS_BASE, Media, Recipient};
 use crate::transport::{AnySession, Incoming, Outgoing, Session};
 use crate::workload::Order;
 use crate::workload::profile::NextChange;
 use crate::workload::schedule::Action;
-use reactions::{Pending, Reactions};
+use reactions::Reactions;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -496,76 +497,6 @@ impl VirtualUser {
         });
         if said {
             self.ctx.recorders.local().counters[model.pattern as usize].presence_sent += 1;
-        }
-    }
-
-    /// Heartbeats and reactions that have come due.
-    fn on_timers(&mut self) {
-        let now = Instant::now();
-        if let (Some(at), Some(model)) = (self.next_heartbeat, self.ctx.presence.as_ref())
-            && at <= now
-        {
-            if let Some(conn) = self.conn.as_mut()
-                && conn.push(Outgoing::Heartbeat)
-            {
-                self.ctx.recorders.local().counters[model.pattern as usize].heartbeats += 1;
-            }
-            self.next_heartbeat = Some(now + model.heartbeat);
-        }
-        let now_us = self.ctx.now_us();
-        while self.conn.is_some() {
-            let Some((due, pending)) = self.reactions.pop_due(now_us) else {
-                break;
-            };
-            match pending {
-                Pending::Read { id, from, wamid } => {
-                    let said = self.conn.as_mut().is_some_and(|conn| {
-                        conn.push(Outgoing::Read {
-                            id,
-                            from,
-                            wamid,
-                            r: due,
-                            s: now_us,
-                        })
-                    });
-                    let p = crate::protocol::id::pattern_of(id) as usize;
-                    if said && let Some(c) = self.ctx.recorders.local().counters.get_mut(p) {
-                        c.reads += 1;
-                    }
-                }
-                Pending::OpenGroup { group, pattern } => {
-                    let said = self
-                        .conn
-                        .as_mut()
-                        .is_some_and(|conn| conn.push(Outgoing::History { group, r: due }));
-                    if said {
-                        self.ctx.recorders.local().counters[pattern as usize].history_requests += 1;
-                    }
-                }
-                Pending::Reply {
-                    business,
-                    pattern,
-                    of: _,
-                } => {
-                    let n = self.ctx.reaction_seq.fetch_add(1, Relaxed);
-                    let order = Order {
-                        intended_us: due,
-                        id: message_id(REACTION_BIT | n, pattern),
-                        pattern,
-                        sender: self.user,
-                        to: Recipient::Business(business),
-                        size: 16,
-                        action: Action::CustomerMessage { interactive: false },
-                    };
-                    {
-                        let mut rec = self.ctx.recorders.local();
-                        let c = &mut rec.counters[pattern as usize];
-                        c.replies += 1;
-                        c.messages_scheduled += 1;
-                    }
-                    self.send(order);
-                }
-            }
         }
     }
 
