@@ -179,7 +179,6 @@ pub fn mqtt_target(url: &str, settings: &str) -> String {
     format!("[target]\nurl = \"{url}\"\n\n[target.mqtt]\n{settings}\n")
 }
 
-/// The run's first description of errors of `kind` ("" when there was none).
 /// The lowest value a report can show for a latency of at least `us`: the report's
 /// histograms keep three significant digits and report a bucket's lowest value, so 1.2 s
 /// recorded shows as 1,199,104 µs.
@@ -187,6 +186,7 @@ pub fn reported_floor(us: u64) -> u64 {
     chatload::metrics::new_histogram().lowest_equivalent(us)
 }
 
+/// The run's first description of errors of `kind` ("" when there was none).
 pub fn error_example(s: &chatload::report::Summary, kind: &str) -> String {
     s.error_examples.get(kind).cloned().unwrap_or_default()
 }
