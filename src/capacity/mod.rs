@@ -301,7 +301,7 @@ async fn run_step(
     let dir = opts.out.join(format!("step-{index:02}-x{m:.3}"));
     // The threads `chatload run` would give this step (one while it is light, else one shard
     // per core); a closed model's steps share the runtime's workers.
-    let target = opts.run.target.as_deref().or(s.target.url.as_deref());
+    let target = opts.run.target_url(&s);
     let run = RunOptions {
         out: Some(dir.clone()),
         duration: Some(opts.step_time),
@@ -334,9 +334,7 @@ pub async fn search(
     // --target, else the scenario's url; only without either is it the embedded server.
     search.target = opts
         .run
-        .target
-        .as_deref()
-        .or(base.target.url.as_deref())
+        .target_url(base)
         .map(crate::secrets::redact_url)
         .unwrap_or_else(|| "embedded".into());
     Ok(search)

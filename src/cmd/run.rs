@@ -24,10 +24,9 @@ impl PreparedRun {
     }
 
     fn layout(&self) -> engine::workers::Layout {
-        let target = self.opts.target.as_deref();
         engine::workers::layout(
             &self.scenario,
-            target.or(self.scenario.target.url.as_deref()),
+            self.opts.target_url(&self.scenario),
             self.threads.map(usize::from),
         )
     }

@@ -32,6 +32,14 @@ pub struct RunOptions {
     pub shards: usize,
 }
 
+impl RunOptions {
+    /// The URL a run of `scenario` goes to: `--target`, else the scenario's own; `None`
+    /// means the embedded server.
+    pub fn target_url<'a>(&'a self, scenario: &'a crate::scenario::Scenario) -> Option<&'a str> {
+        self.target.as_deref().or(scenario.target.url.as_deref())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("the target {url} is not reachable ({detail}); start your server or check --target")]
