@@ -1,6 +1,7 @@
 //! The chatload WebSocket message codec, the one thing the client side and the embedded
 //! server share. JSON text frames with an `op` field (see the README's protocol section).
-//! Owns encoding and decoding, the message-id layout (`id`), reading ids and people back from
+//! Owns encoding (`frame_text` spells the JSON) and decoding (`flat` reads the builders' own
+//! shape fast, serde_json everything else), the message-id layout (`id`), reading ids and people back from
 //! a target's frames (`correlation`), keyed randomness
 //! (`keyed`), the WebSocket read-and-write loop both sides use (`wsio`) and the listening
 //! socket both sides serve on (`listen`); knows nothing of
@@ -17,6 +18,8 @@
 //! microseconds; the server echoes them untouched so the client needs no lookup to measure.
 
 pub mod correlation;
+mod flat;
+mod frame_text;
 pub mod id;
 pub mod keyed;
 pub mod listen;
@@ -25,9 +28,9 @@ pub mod wsio;
 
 pub use server_counters::ServerCounters;
 
+use frame_text::FrameText;
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 /// Any frame, decoded into one flat shape; which fields are set depends on `op`.
@@ -81,6 +84,9 @@ pub fn is_business(user: u32) -> bool {
 pub struct DecodeError(String);
 
 pub fn decode(text: &str) -> Result<Frame<'_>, DecodeError> {
+    if let Some(frame) = flat::read(text) {
+        return Ok(frame);
+    }
     serde_json::from_str(text).map_err(|e| DecodeError(e.to_string()))
 }
 
@@ -100,26 +106,23 @@ pub const MAX_BODY: usize = 1 << 20;
 /// make its reader hold at most this much.
 pub const MAX_FRAME: usize = MAX_BODY + 16 * 1024;
 
-fn push_json_str(out: &mut String, s: &str) {
-    if s.bytes().all(|b| b != b'"' && b != b'\\' && b >= 0x20) {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-    } else if let Ok(quoted) = serde_json::to_string(s) {
-        out.push_str(&quoted);
-    }
-}
-
 /// A session's greeting. `run` tells one run's sessions from another's: message ids and
 /// resume points start afresh in every run, so a server that outlives a run (`chatload
 /// serve` under a capacity search) must not take a new run's first messages for
 /// retransmissions, nor hand it what an earlier run left queued.
 pub fn hello(user: u32, last_seq: u64, run: u64) -> String {
-    format!(r#"{{"op":"hello","user":{user},"last_seq":{last_seq},"run":{run}}}"#)
+    FrameText::new("hello", 0)
+        .num("user", user)
+        .num("last_seq", last_seq)
+        .num("run", run)
+        .end()
 }
 
 pub fn hello_ok(user: u32, resumed_after: u64) -> String {
-    format!(r#"{{"op":"hello_ok","user":{user},"last_seq":{resumed_after}}}"#)
+    FrameText::new("hello_ok", 0)
+        .num("user", user)
+        .num("last_seq", resumed_after)
+        .end()
 }
 
 /// A message to one user (`Recipient::User`) or to a group.
@@ -180,33 +183,25 @@ pub fn send_media(
     body: &str,
     media: Media,
 ) -> String {
-    let mut out = String::with_capacity(112 + body.len());
-    let _ = match to {
-        Recipient::User(u) => write!(
-            out,
-            r#"{{"op":"send","id":{id},"to":{u},"t":{intended_us},"s":{sent_us},"#
-        ),
-        Recipient::Group(g) => write!(
-            out,
-            r#"{{"op":"send","id":{id},"group":{g},"t":{intended_us},"s":{sent_us},"#
-        ),
-        Recipient::Business(b) => write!(
-            out,
-            r#"{{"op":"send","id":{id},"to":{},"t":{intended_us},"s":{sent_us},"#,
-            BUSINESS_BASE + b
-        ),
+    let out = FrameText::new("send", 48 + body.len()).num("id", id);
+    let out = match to {
+        Recipient::User(u) => out.num("to", u),
+        Recipient::Group(g) => out.num("group", g),
+        Recipient::Business(b) => out.num("to", BUSINESS_BASE + b),
     };
+    let mut out = out.num("t", intended_us).num("s", sent_us);
     if media.kind != MediaKind::Text {
-        let _ = write!(out, r#""k":"{}","n":{},"#, media.kind.name(), media.bytes);
+        out = out.text("k", media.kind.name()).num("n", media.bytes);
     }
-    out.push_str(r#""body":"#);
-    push_json_str(&mut out, body);
-    out.push('}');
-    out
+    out.text("body", body).end()
 }
 
 pub fn sent(id: u64, intended_us: u64, sent_us: u64) -> String {
-    format!(r#"{{"op":"sent","id":{id},"t":{intended_us},"s":{sent_us}}}"#)
+    FrameText::new("sent", 0)
+        .num("id", id)
+        .num("t", intended_us)
+        .num("s", sent_us)
+        .end()
 }
 
 /// A delivery as the server writes it to a recipient.
@@ -228,125 +223,141 @@ pub struct Delivery<'a> {
 }
 
 pub fn msg(d: &Delivery<'_>) -> String {
-    let mut out = String::with_capacity(128 + d.body.len());
-    let _ = write!(
-        out,
-        r#"{{"op":"msg","seq":{},"id":{},"from":{},"to":{},"#,
-        d.seq, d.id, d.from, d.to
-    );
+    let mut out = FrameText::new("msg", 64 + d.body.len())
+        .num("seq", d.seq)
+        .num("id", d.id)
+        .num("from", d.from)
+        .num("to", d.to);
     if let Some(g) = d.group {
-        let _ = write!(out, r#""group":{g},"#);
+        out = out.num("group", g);
     }
     if d.wamid != 0 {
-        let _ = write!(out, r#""w":{},"#, d.wamid);
+        out = out.num("w", d.wamid);
     }
     if let Some(k) = d.kind {
-        out.push_str(r#""k":"#);
-        push_json_str(&mut out, k);
-        let _ = write!(out, r#","n":{},"#, d.media_bytes);
+        out = out.text("k", k).num("n", d.media_bytes);
     }
-    let _ = write!(out, r#""t":{},"s":{},"body":"#, d.intended_us, d.sent_us);
-    push_json_str(&mut out, d.body);
-    out.push('}');
-    out
+    out.num("t", d.intended_us)
+        .num("s", d.sent_us)
+        .text("body", d.body)
+        .end()
 }
 
 pub fn ack(seq: u64, id: u64, from: u32, intended_us: u64, sent_us: u64, wamid: u64) -> String {
+    let out = FrameText::new("ack", 16)
+        .num("seq", seq)
+        .num("id", id)
+        .num("from", from)
+        .num("t", intended_us)
+        .num("s", sent_us);
     if wamid != 0 {
-        return format!(
-            r#"{{"op":"ack","seq":{seq},"id":{id},"from":{from},"t":{intended_us},"s":{sent_us},"w":{wamid}}}"#
-        );
+        return out.num("w", wamid).end();
     }
-    format!(r#"{{"op":"ack","seq":{seq},"id":{id},"from":{from},"t":{intended_us},"s":{sent_us}}}"#)
+    out.end()
 }
 
 pub fn receipt(id: u64, by: u32, intended_us: u64, sent_us: u64) -> String {
-    format!(
-        r#"{{"op":"receipt","id":{id},"by":{by},"state":"delivered","t":{intended_us},"s":{sent_us}}}"#
-    )
+    FrameText::new("receipt", 32)
+        .num("id", id)
+        .num("by", by)
+        .text("state", "delivered")
+        .num("t", intended_us)
+        .num("s", sent_us)
+        .end()
 }
 
 /// The reader `by` read message `id` from `from`; `read_us` is when the read was meant to
 /// happen (the reader's think time already over), so the receipt's transit can be measured.
 pub fn read(id: u64, from: u32, wamid: u64, read_us: u64, sent_us: u64) -> String {
-    format!(r#"{{"op":"read","id":{id},"from":{from},"w":{wamid},"r":{read_us},"s":{sent_us}}}"#)
+    FrameText::new("read", 16)
+        .num("id", id)
+        .num("from", from)
+        .num("w", wamid)
+        .num("r", read_us)
+        .num("s", sent_us)
+        .end()
 }
 
 pub fn read_receipt(id: u64, by: u32, read_us: u64) -> String {
-    format!(r#"{{"op":"receipt","id":{id},"by":{by},"state":"read","r":{read_us}}}"#)
+    FrameText::new("receipt", 16)
+        .num("id", id)
+        .num("by", by)
+        .text("state", "read")
+        .num("r", read_us)
+        .end()
 }
 
 /// Client → server: `to` sees this user typing; server → client: `from` is typing.
 pub fn typing(to: u32, intended_us: u64) -> String {
-    format!(r#"{{"op":"typing","to":{to},"r":{intended_us}}}"#)
+    FrameText::new("typing", 0)
+        .num("to", to)
+        .num("r", intended_us)
+        .end()
 }
 
 pub fn typing_seen(from: u32, intended_us: u64) -> String {
-    format!(r#"{{"op":"typing","from":{from},"r":{intended_us}}}"#)
+    FrameText::new("typing", 0)
+        .num("from", from)
+        .num("r", intended_us)
+        .end()
 }
 
 /// Client → server: this user's presence changed; fan it out to `contacts` that are online.
 pub fn presence(state: &str, intended_us: u64, contacts: &[u32]) -> String {
-    let mut out = String::with_capacity(64 + contacts.len() * 8);
-    let _ = write!(
-        out,
-        r#"{{"op":"presence","state":"{state}","r":{intended_us},"members":["#
-    );
-    for (i, m) in contacts.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(out, "{m}");
-    }
-    out.push_str("]}");
-    out
+    FrameText::new("presence", contacts.len() * 8)
+        .text("state", state)
+        .num("r", intended_us)
+        .ids("members", contacts)
+        .end()
 }
 
 pub fn presence_seen(from: u32, state: &str, intended_us: u64) -> String {
-    format!(r#"{{"op":"presence","from":{from},"state":"{state}","r":{intended_us}}}"#)
+    FrameText::new("presence", 0)
+        .num("from", from)
+        .text("state", state)
+        .num("r", intended_us)
+        .end()
 }
 
 /// Client → server: fetch group `g`'s recent history (the member opened the group).
 pub fn history(group: u32, intended_us: u64) -> String {
-    format!(r#"{{"op":"history","group":{group},"r":{intended_us}}}"#)
+    FrameText::new("history", 0)
+        .num("group", group)
+        .num("r", intended_us)
+        .end()
 }
 
 /// Server → client: the last `count` messages of the group, `bytes` of them (as the body).
 pub fn history_ok(group: u32, count: usize, intended_us: u64, body: &str) -> String {
-    let mut out =
-        format!(r#"{{"op":"history_ok","group":{group},"r":{intended_us},"seq":{count},"body":"#);
-    push_json_str(&mut out, body);
-    out.push('}');
-    out
+    FrameText::new("history_ok", body.len())
+        .num("group", group)
+        .num("r", intended_us)
+        .num("seq", count)
+        .text("body", body)
+        .end()
 }
 
 /// The server is going away: reconnect after `after_ms` (a graceful reconnect storm).
 pub fn goaway(after_ms: u64) -> String {
-    format!(r#"{{"op":"goaway","after_ms":{after_ms}}}"#)
+    FrameText::new("goaway", 0).num("after_ms", after_ms).end()
 }
 
 pub fn group(id: u32, members: &[u32]) -> String {
-    let mut out = String::with_capacity(40 + members.len() * 8);
-    let _ = write!(out, r#"{{"op":"group","group":{id},"members":["#);
-    for (i, m) in members.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(out, "{m}");
-    }
-    out.push_str("]}");
-    out
+    FrameText::new("group", members.len() * 8)
+        .num("group", id)
+        .ids("members", members)
+        .end()
 }
 
 pub fn group_ok(id: u32) -> String {
-    format!(r#"{{"op":"group_ok","group":{id}}}"#)
+    FrameText::new("group_ok", 0).num("group", id).end()
 }
 
 pub fn error(code: u32, message: &str) -> String {
-    let mut out = format!(r#"{{"op":"error","code":{code},"message":"#);
-    push_json_str(&mut out, message);
-    out.push('}');
-    out
+    FrameText::new("error", message.len())
+        .num("code", code)
+        .text("message", message)
+        .end()
 }
 
 pub const PING: &str = r#"{"op":"ping"}"#;
