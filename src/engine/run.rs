@@ -166,6 +166,8 @@ impl Run {
                 scenario.consumers.online_users
             )));
         }
+        // Grown now, the descriptor table does not stall the runtime while users connect.
+        crate::protocol::fd_table::reserve(needed);
         let segment = opts.segment;
         let population = Arc::new(
             Population::for_segment(&scenario, segment)

@@ -17,6 +17,7 @@
 //! microseconds; the server echoes them untouched so the client needs no lookup to measure.
 
 pub mod correlation;
+pub mod fd_table;
 mod flat;
 mod frame_text;
 pub mod id;

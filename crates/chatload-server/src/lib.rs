@@ -109,6 +109,10 @@ async fn first_request(
     }
 }
 
+/// The most descriptors the server reserves its table for at start (512 KiB of kernel memory
+/// for the table); past this many connections the table grows as they arrive.
+const RESERVED_FDS_MAX: u64 = 65_536;
+
 /// Binds `addr` (port 0 picks a free one) and serves until shut down, within the default
 /// [`Limits`].
 pub async fn start(addr: &str, knobs: Knobs) -> Result<RunningServer, BindError> {
@@ -131,6 +135,10 @@ pub async fn start_with_limits(
         addr: addr.to_string(),
         source,
     })?;
+    // Grown now, the descriptor table does not stall the accept loop as clients arrive.
+    chatload_protocol::fd_table::reserve(
+        (limits.max_connections as u64 + 64).min(RESERVED_FDS_MAX),
+    );
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let emitter = business::webhook::EmitterConfig {
         reorder: knobs.api.webhook_reorder,
