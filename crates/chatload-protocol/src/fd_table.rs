@@ -19,7 +19,7 @@ pub fn reserve(fds: u64) -> Option<u64> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return None;
     }
-    reserve_below(fds, lim.rlim_cur as u64)
+    reserve_below(fds, lim.rlim_cur)
 }
 
 /// [`reserve`] below `limit`.
