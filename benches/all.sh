@@ -15,8 +15,8 @@ step "CPU per MQTT message next to Tsung (benches/mqtt-vs-tsung.sh 20 5000 10000
 ./mqtt-vs-tsung.sh 20 5000 10000 15000 20000
 step "End-to-end rate on the embedded server (MIX=lean benches/message-rate.sh 6 60 90 120 150 180 240)"
 MIX=lean ./message-rate.sh 6 60 90 120 150 180 240
-step "Same, client and server pinned to a core each (PIN=1 MIX=lean benches/message-rate.sh 6 60 120 150 180 240)"
-PIN=1 MIX=lean ./message-rate.sh 6 60 120 150 180 240
+step "Same, client and server pinned to a core each (PIN=1 MIX=lean benches/message-rate.sh 6 60 120 180 240 300 360)"
+PIN=1 MIX=lean ./message-rate.sh 6 60 120 180 240 300 360
 step "Same beside ws-floor (FLOOR=1 PIN=1 MIX=lean benches/message-rate.sh 60 120 240 360)"
 FLOOR=1 PIN=1 MIX=lean ./message-rate.sh 60 120 240 360
 step "CPU per chat message next to k6 (benches/ws-vs-k6.sh)"
@@ -32,3 +32,5 @@ step "Memory over 10 minutes at about 10,000 messages/s (benches/long-run.sh 10 
 ./long-run.sh 10 60
 step "Cost of recording one sample (cargo bench --bench record)"
 cargo bench --quiet --bench record
+step "Cost of the wire codec per message (cargo bench --bench codec)"
+cargo bench --quiet --bench codec
