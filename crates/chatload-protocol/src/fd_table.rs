@@ -7,7 +7,7 @@
 //! start; owns only that, not the file limit (each side raises or reads that itself).
 
 /// Grows the descriptor table to hold descriptors up to `fds` (below the soft file limit),
-/// by placing a descriptor at the top and closing it again. Best effort: on any failure the
+/// by opening a descriptor there and closing it again. Best effort: on any failure the
 /// table simply grows later, as it would have. Returns the descriptor number the table now
 /// reaches, if it grew.
 pub fn reserve(fds: u64) -> Option<u64> {
@@ -30,21 +30,18 @@ fn reserve_below(fds: u64, limit: u64) -> Option<u64> {
     if top < 64 {
         return None;
     }
-    let top = top as libc::c_int;
-    // SAFETY: fcntl only reads the descriptor's flags; -1 means `top` is not open, so the
-    // dup2 below takes a free number and closes nothing the process holds.
-    if unsafe { libc::fcntl(top, libc::F_GETFD) } != -1 {
-        return None;
-    }
     let null = std::fs::File::open("/dev/null").ok()?;
-    // SAFETY: `top` is free (checked above); the copy is closed at once.
+    // SAFETY: F_DUPFD takes the lowest free descriptor from `top` up, so it closes nothing
+    // the process holds (unlike dup2), whatever other threads open meanwhile; the copy is
+    // closed at once.
     unsafe {
-        if libc::dup2(null.as_raw_fd(), top) != top {
+        let copy = libc::fcntl(null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, top as libc::c_int);
+        if copy < 0 {
             return None;
         }
-        libc::close(top);
+        libc::close(copy);
+        Some(copy as u64)
     }
-    Some(top as u64)
 }
 
 #[cfg(test)]
@@ -73,8 +70,8 @@ mod tests {
         let file = std::fs::File::open("/dev/null").unwrap();
         // SAFETY: 900 is this test's own number; closed below.
         assert_eq!(unsafe { libc::dup2(file.as_raw_fd(), 900) }, 900);
-        assert_eq!(reserve_below(900, 10_000), None);
-        assert!(is_open(900));
+        assert_eq!(reserve_below(900, 10_000), Some(901));
+        assert!(is_open(900) && !is_open(901));
         // SAFETY: the copy made above.
         unsafe { libc::close(900) };
     }
