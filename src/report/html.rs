@@ -178,7 +178,12 @@ pub fn render(s: &Summary, log: &Digest) -> String {
     let tick_x = |q: f64| 1.0 / (1.0 - q);
     let spectrum: Vec<Line> = CHART_ORDER
         .iter()
-        .filter(|m| !matches!(m, Metric::SendLag | Metric::Connect | Metric::Reconnect))
+        .filter(|m| {
+            !matches!(
+                m,
+                Metric::SendLag | Metric::ReadLag | Metric::Connect | Metric::Reconnect
+            )
+        })
         .filter_map(|m| all.get(m.name()).map(|h| (m.name(), h)))
         .take(PALETTE.len())
         .enumerate()

@@ -511,4 +511,8 @@ impl Session for GatewaySession {
     fn confirms_sends(&self) -> bool {
         self.target.accepted.is_some()
     }
+
+    fn waited(&self) -> Option<std::time::Duration> {
+        super::ws_open::waited(self.ws.get_ref())
+    }
 }

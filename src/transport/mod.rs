@@ -16,6 +16,7 @@ pub mod mqtt;
 mod mqtt_loop;
 pub mod native;
 pub mod source;
+mod stamped_tcp;
 pub mod tls;
 pub mod ws_open;
 pub mod xmpp;
@@ -198,6 +199,13 @@ pub trait Session: Send {
     /// Whether the target confirms each message (then unconfirmed ones are sent again after
     /// a reconnect, as a messaging client's outbox does).
     fn confirms_sends(&self) -> bool;
+
+    /// How long the frame `next` last returned had waited on this machine, from the moment
+    /// its bytes arrived until chatload read it: the client's own delay, to be told apart
+    /// from the target's. `None` where the transport cannot tell.
+    fn waited(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// A session of whichever protocol the scenario's target speaks.
@@ -249,6 +257,16 @@ impl Session for AnySession {
             AnySession::Gateway(s) => s.confirms_sends(),
             AnySession::Http(s) => s.confirms_sends(),
             AnySession::Xmpp(s) => s.confirms_sends(),
+        }
+    }
+
+    fn waited(&self) -> Option<std::time::Duration> {
+        match self {
+            AnySession::Native(s) => s.waited(),
+            AnySession::Mqtt(s) => s.waited(),
+            AnySession::Gateway(s) => s.waited(),
+            AnySession::Http(s) => s.waited(),
+            AnySession::Xmpp(s) => s.waited(),
         }
     }
 }

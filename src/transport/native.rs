@@ -267,4 +267,8 @@ impl Session for NativeSession {
     fn confirms_sends(&self) -> bool {
         true
     }
+
+    fn waited(&self) -> Option<Duration> {
+        super::ws_open::waited(self.ws.get_ref())
+    }
 }

@@ -8,18 +8,27 @@
 //! handshake and what an answer that is not an upgrade means; not the frames after it.
 
 use super::ConnectError;
+use super::stamped_tcp::StampedTcp;
 use super::tls::TlsContext;
 use crate::metrics::ErrorKind;
 use crate::wsio::small_buffers;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Socket = WebSocketStream<MaybeTlsStream<StampedTcp>>;
+
+/// How long ago the newest bytes `socket` read reached this machine (see [`StampedTcp`]).
+pub fn waited(socket: &Socket) -> Option<std::time::Duration> {
+    match socket.get_ref() {
+        MaybeTlsStream::Plain(tcp) => tcp.waited(),
+        MaybeTlsStream::Rustls(tls) => tls.get_ref().0.waited(),
+        _ => None,
+    }
+}
 
 /// The most an upgrade answer's status line and headers may take; a peer that sends more
 /// without ending its headers is not a WebSocket server.
@@ -107,6 +116,7 @@ pub async fn open_with(
         .await
         .map_err(io_error)?;
     let _ = tcp.set_nodelay(true);
+    let tcp = StampedTcp::new(tcp).map_err(io_error)?;
     progress.reached(if secure { TLS_PENDING } else { UPGRADE_PENDING });
     let mut stream = if secure {
         let name =
@@ -174,7 +184,7 @@ pub async fn open_with(
 /// Reads the answer to the upgrade up to the end of its headers and checks that it is one;
 /// returns a copy (exactly sized) of the bytes that followed the head.
 async fn read_answer_head(
-    stream: &mut MaybeTlsStream<TcpStream>,
+    stream: &mut MaybeTlsStream<StampedTcp>,
     key: &str,
     offered: &[String],
     progress: &Progress,

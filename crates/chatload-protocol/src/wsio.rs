@@ -64,6 +64,10 @@ where
         }
     }
 
+    pub fn get_ref(&self) -> &W {
+        &self.ws
+    }
+
     pub fn push(&mut self, frame: Message) {
         self.queued_bytes += frame.len();
         self.queue.push_back(frame);

@@ -29,6 +29,9 @@ pub enum Metric {
     Connect,
     /// How far behind its schedule a send went out.
     SendLag,
+    /// How long a frame waited on the client's machine, from its arrival (the kernel's stamp)
+    /// until chatload read it: the client's own delay, kept out of every other latency.
+    ReadLag,
     /// A reconnect storm dropped the connection → it was back (hello acknowledged).
     Reconnect,
     /// Business API: intended send → `sent` status webhook received.
@@ -48,7 +51,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 18] = [
+    pub const ALL: [Metric; 19] = [
         Metric::Send,
         Metric::SendService,
         Metric::Delivery,
@@ -59,6 +62,7 @@ impl Metric {
         Metric::Receipt,
         Metric::Connect,
         Metric::SendLag,
+        Metric::ReadLag,
         Metric::Reconnect,
         Metric::StatusSent,
         Metric::Status,
@@ -82,6 +86,7 @@ impl Metric {
             Metric::Receipt => "receipt",
             Metric::Connect => "connect",
             Metric::SendLag => "send_lag",
+            Metric::ReadLag => "read_lag",
             Metric::Reconnect => "reconnect",
             Metric::StatusSent => "status_sent",
             Metric::Status => "status",
@@ -112,6 +117,7 @@ pub const CONSOLE_ORDER: &[Metric] = &[
     Metric::Receipt,
     Metric::Connect,
     Metric::SendLag,
+    Metric::ReadLag,
     Metric::Reconnect,
     Metric::ReadReceipt,
     Metric::Signal,
@@ -137,4 +143,5 @@ pub const CHART_ORDER: &[Metric] = &[
     Metric::Connect,
     Metric::Reconnect,
     Metric::SendLag,
+    Metric::ReadLag,
 ];

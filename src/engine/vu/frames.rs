@@ -9,13 +9,28 @@ use crate::metrics::{ErrorKind, Metric, Received};
 use crate::protocol::id::pattern_of;
 use crate::protocol::{self, BUSINESS_BASE};
 use crate::transport::{Delivery, Incoming, Outgoing, Session};
+use std::time::Duration;
 
 impl VirtualUser {
-    pub(super) fn on_incoming(&mut self, incoming: Incoming) {
+    /// Takes what the target said; `waited` is how long it sat on this machine before
+    /// chatload read it (see `Session::waited`), which every latency it ends leaves out.
+    pub(super) fn on_incoming(&mut self, incoming: Incoming, waited: Option<Duration>) {
         // A borrow, not a clone: every virtual user shares this Arc, and bumping its count on
         // every frame would make one cache line the hottest contended spot of the run.
         let ctx = &self.ctx;
-        let now = ctx.now_us();
+        let read_at = ctx.now_us();
+        // When it arrived: a frame that waited while this client served other connections
+        // must not charge the target with the client's own queueing.
+        let now = match waited {
+            Some(w) if !matches!(incoming, Incoming::Nothing) => {
+                let w = (w.as_micros() as u64).min(read_at);
+                let mut rec = ctx.recorders.local();
+                let slot = rec.no_pattern();
+                rec.record(slot, Metric::ReadLag, w);
+                read_at - w
+            }
+            _ => read_at,
+        };
         let patterns = ctx.scenario.patterns.len();
         match incoming {
             Incoming::Message(d) => self.on_delivery(d, now),

@@ -195,7 +195,7 @@ impl VirtualUser {
             return;
         };
         enum Happened {
-            Said(Incoming),
+            Said(Incoming, Option<std::time::Duration>),
             Order(Order),
             Tick,
         }
@@ -211,16 +211,18 @@ impl VirtualUser {
             let happened = tokio::select! {
                 biased;
                 _ = &mut sleep => Happened::Tick,
-                i = conn.next() => Happened::Said(i),
+                i = conn.next() => Happened::Said(i, conn.waited()),
                 o = &mut take => match o {
                     Some(o) => Happened::Order(o),
                     None => return,
                 },
             };
             match happened {
-                Happened::Said(Incoming::Lost { kind, detail }) => return self.lost(kind, detail),
-                Happened::Said(i) => {
-                    self.on_incoming(i);
+                Happened::Said(Incoming::Lost { kind, detail }, _) => {
+                    return self.lost(kind, detail);
+                }
+                Happened::Said(i, waited) => {
+                    self.on_incoming(i, waited);
                     // What the caller decides on: a goaway to carry out, an answer a closed
                     // loop waits for, a reaction due before `wake`.
                     let reaction_sooner = self
@@ -449,13 +451,13 @@ impl VirtualUser {
             let Some(conn) = self.conn.as_mut() else {
                 return;
             };
-            let incoming = tokio::select! {
-                i = conn.next() => i,
+            let (incoming, waited) = tokio::select! {
+                i = conn.next() => (i, conn.waited()),
                 _ = tokio::time::sleep_until(until) => return,
             };
             match incoming {
                 Incoming::Lost { kind, detail } => return self.lost(kind, detail),
-                i => self.on_incoming(i),
+                i => self.on_incoming(i, waited),
             }
         }
     }

@@ -1,0 +1,273 @@
+//! A client TCP connection that knows when what it reads reached this machine: the kernel
+//! stamps every arriving segment (`SO_TIMESTAMPNS`), and each read takes the stamp of the
+//! newest bytes it returned. Owns reading and writing the socket and that stamp; not what the
+//! bytes mean, nor what a latency is made of (the virtual user's).
+//!
+//! Why: a frame that waited in the socket while the client's one thread served other
+//! connections is not the target's delay. Measured at the moment chatload reads it, a busy
+//! client would add its own queueing to every latency it reports (at 50,000 msg/s on one core
+//! most of the delivery p50); measured at arrival, it reports what the target did, and the
+//! client's own wait is shown apart (`read_lag`), as a late send is.
+//!
+//! One read returns the stamp of the newest bytes it took (the kernel keeps one per call), so
+//! frames read together are all taken to have arrived with the last of them: a latency is
+//! never shortened by this, and the client's wait never overstated.
+//!
+//! The stamp is on the wall clock (the only clock the kernel stamps with); what is kept from
+//! it is only how long ago the bytes arrived, read against the same clock, so a step of the
+//! wall clock between arrival and reading is the one thing that can mislead it, and such a
+//! stamp (in the future, or implausibly old) is not used.
+
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A stamp older than this when read is taken for a wall-clock step, not a wait.
+const MAX_PLAUSIBLE_WAIT: Duration = Duration::from_secs(60);
+
+pub struct StampedTcp {
+    io: AsyncFd<std::net::TcpStream>,
+    /// Wall-clock arrival of the newest bytes the last read returned, in nanoseconds since
+    /// the epoch; 0 while no read carried a stamp.
+    arrived_ns: u64,
+}
+
+impl StampedTcp {
+    /// Takes over `tcp` from tokio's own registration. Without stamps (a kernel that refuses
+    /// the option) it still reads and writes; [`StampedTcp::waited`] is then `None`. So it is
+    /// for the first segments after the machine's first stamping socket asked: Linux turns
+    /// stamping on a moment later, from a work queue.
+    pub fn new(tcp: tokio::net::TcpStream) -> io::Result<StampedTcp> {
+        let tcp = tcp.into_std()?;
+        let on: libc::c_int = 1;
+        // SAFETY: a valid descriptor and an int option of the size given.
+        let _ = unsafe {
+            libc::setsockopt(
+                tcp.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        // SAFETY: the `TcpStream` moves into the `AsyncFd` and its descriptor is neither
+        // closed nor replaced while registered; it is dropped with the registration.
+        let io = unsafe { AsyncFd::register(tcp) }?;
+        Ok(StampedTcp { io, arrived_ns: 0 })
+    }
+
+    pub fn get_ref(&self) -> &std::net::TcpStream {
+        self.io.get_ref()
+    }
+
+    /// How long ago the newest bytes of the last read reached this machine; `None` without a
+    /// stamp, or with one a wall-clock step made meaningless.
+    pub fn waited(&self) -> Option<Duration> {
+        if self.arrived_ns == 0 {
+            return None;
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+        let waited = now.checked_sub(Duration::from_nanos(self.arrived_ns))?;
+        (waited <= MAX_PLAUSIBLE_WAIT).then_some(waited)
+    }
+}
+
+/// One `recvmsg` into `buf`: the bytes read and the arrival stamp (ns since the epoch) the
+/// kernel attached, if any.
+fn recv_stamped(fd: i32, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<(usize, u64)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for one `timespec` control message (CMSG_SPACE(16) = 32 on 64-bit Linux), aligned
+    // as a `cmsghdr` must be.
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data; every pointer set below outlives the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` describes live buffers of the lengths given.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut stamp = 0;
+    // SAFETY: the kernel filled `msg_controllen` bytes of `control`; CMSG_FIRSTHDR/NXTHDR
+    // stay within them, and a header's data is read unaligned and only when long enough.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            let header = &*cmsg;
+            let data_len = header.cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+            if header.cmsg_level == libc::SOL_SOCKET
+                && header.cmsg_type == libc::SCM_TIMESTAMPNS
+                && data_len >= std::mem::size_of::<libc::timespec>()
+            {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                if ts.tv_sec > 0 {
+                    stamp = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok((n as usize, stamp))
+}
+
+impl AsyncRead for StampedTcp {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            let mut guard = ready!(this.io.poll_read_ready(cx))?;
+            let fd = guard.get_inner().as_raw_fd();
+            // SAFETY: `recv_stamped` only writes into the unfilled part, and exactly the `n`
+            // bytes it reports are marked filled.
+            let unfilled = unsafe { buf.unfilled_mut() };
+            let len = unfilled.len();
+            match recv_stamped(fd, unfilled) {
+                Ok((n, stamp)) => {
+                    // A short read emptied the socket: waiting for the next edge saves the
+                    // read that would only say so (tokio's own streams do the same).
+                    if n > 0 && n < len {
+                        guard.clear_ready();
+                    }
+                    if stamp != 0 {
+                        this.arrived_ns = stamp;
+                    }
+                    // SAFETY: the kernel wrote `n` bytes into the unfilled part.
+                    unsafe { buf.assume_init(n) };
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for StampedTcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.io.poll_write_ready(cx))?;
+            match guard.try_io(|tcp| io::Write::write(&mut tcp.get_ref(), buf)) {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.io.poll_write_ready(cx))?;
+            match guard.try_io(|tcp| io::Write::write_vectored(&mut tcp.get_ref(), bufs)) {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.io.get_ref().shutdown(Shutdown::Write))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn pair() -> (StampedTcp, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (StampedTcp::new(client).unwrap(), server)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_read_carries_how_long_its_bytes_waited_in_the_socket() {
+        let (mut client, mut server) = pair().await;
+        assert_eq!(client.waited(), None, "no read yet, no stamp");
+        let mut buf = [0u8; 64];
+        // The kernel turns stamping on a moment after the first socket asks (from a work
+        // queue), so the very first segments may come unstamped.
+        for _ in 0..100 {
+            server.write_all(b"w").await.unwrap();
+            assert_eq!(client.read(&mut buf).await.unwrap(), 1);
+            if client.waited().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(client.waited().is_some(), "the kernel stamps arriving segments");
+        server.write_all(b"first").await.unwrap();
+        // The bytes sit in the client's socket for 80 ms before anyone reads them.
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let n = client.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"first");
+        let waited = client.waited().expect("the kernel stamped the segment");
+        assert!(
+            waited >= Duration::from_millis(80) && waited < Duration::from_millis(1000),
+            "{waited:?}"
+        );
+        // Read at once: the wait is near nothing, and the stamp is the new bytes'.
+        server.write_all(b"second").await.unwrap();
+        let n = client.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"second");
+        let waited = client.waited().unwrap();
+        assert!(waited < Duration::from_millis(50), "{waited:?}");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn writes_reads_and_end_of_stream_pass_through_unchanged() {
+        let (mut client, mut server) = pair().await;
+        let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let sent = payload.clone();
+        let writer = tokio::spawn(async move {
+            server.write_all(&sent).await.unwrap();
+            let mut back = Vec::new();
+            server.read_to_end(&mut back).await.unwrap();
+            back
+        });
+        let mut got = vec![0u8; payload.len()];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, payload);
+        client.write_all(b"reply").await.unwrap();
+        client.shutdown().await.unwrap();
+        assert_eq!(writer.await.unwrap(), b"reply");
+        let mut rest = Vec::new();
+        assert_eq!(client.read_to_end(&mut rest).await.unwrap(), 0);
+    }
+}

@@ -1,0 +1,86 @@
+//! The client's own delays are not the target's: a frame that waited in chatload's socket
+//! while chatload could not read it is measured from when it arrived (the kernel's stamp),
+//! and the wait is shown apart as `read_lag`.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+/// `chatload serve` delays every delivery by 300 ms; the running chatload is stopped
+/// (SIGSTOP) for 800 ms mid-run, so the deliveries of the messages it sent just before arrive
+/// while it cannot read them. Their service time (actual send → arrival) stays near 300 ms;
+/// measured when chatload got round to reading them it would have been up to 1.1 s, for about
+/// one message in twenty — enough to move the p99. Bytes read together all carry the newest
+/// arrival among them, so 200 users share the 50 messages a second: two deliveries to one
+/// user in the same stop (the earlier one then measured a little long) stay well under one
+/// message in a hundred.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_that_wait_while_the_client_is_stopped_are_measured_from_their_arrival() {
+    let serve = ServeProcess::start(&["--delay", "300ms"]);
+    let scenario = scenario_file(
+        r#"[scenario]
+name = "stopped"
+seed = 5
+loss_deadline = "5s"
+drain = "3s"
+
+[population.consumers]
+users = 200
+contacts = { uniform = { min = 2, max = 6 } }
+
+[[pattern]]
+kind = "direct_chat"
+conversations = "3/min per user"
+messages = { geometric = { mean = 5 } }
+gap = { exponential = { mean = "200ms" } }
+size = 64
+typing = 0
+read = 0
+
+[load]
+stages = [{ ramp = "1s" }, { hold = "5s" }]
+"#,
+    );
+    let out = bundle_dir();
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .arg("run")
+        .arg(&scenario.path)
+        .args(["--target", &serve.ws_url(), "--quiet", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = run.id() as libc::pid_t;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // SAFETY: signals to the child this test started, by its PID.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let status = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || run.wait()),
+    )
+    .await
+    .expect("the run ends")
+    .unwrap()
+    .unwrap();
+    serve.stop();
+    let s: chatload::report::Summary =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let a = &s.accounting;
+    assert_eq!(status.code(), Some(0), "{a:?}");
+    assert!(a.sent > 200, "{a:?}");
+    assert_eq!((a.delivered, a.lost), (a.sent, 0), "{a:?}");
+    let metric = |name: &str| s.metrics.get(name).unwrap_or_else(|| panic!("{name}"));
+    let read_lag = metric("read_lag");
+    assert!(
+        read_lag.max_us >= 500_000,
+        "frames waited while the client was stopped: {read_lag:?}"
+    );
+    let service = metric("delivery_service");
+    assert!(
+        service.p50_us >= 300_000 && service.p99_us < 450_000,
+        "deliveries measured from their arrival: {service:?}"
+    );
+}
