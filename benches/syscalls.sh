@@ -3,8 +3,9 @@
 # the one-to-one chat of benches/ws-vs-k6.sh (1,000 users, 64-byte texts, each message
 # acknowledged, delivered and delivery-acknowledged) against `chatload serve` in a process of
 # its own, counted with `perf stat` on the kernel's syscall tracepoints. What it shows is the
-# floor of the client's kernel work: a frame read is a `recvfrom`, a frame written a
-# `sendto`, and a message is five frames over two connections. Each rate runs twice: chatload,
+# floor of the client's kernel work: a frame read is a `recvfrom` (chatload's a `recvmsg`,
+# which carries the arrival stamp), a frame written a `sendto`, and a message is five frames
+# over two connections. Each rate runs twice: chatload,
 # then `floor` (benches/ws_floor.rs: the same frames from one thread on raw epoll, no runtime
 # and no measurement), so the two clients' counts stand side by side.
 #
@@ -26,7 +27,7 @@ cargo build --release --quiet --bin chatload --example ws-floor
 BIN=$PWD/target/release/chatload
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-CALLS=(sendto recvfrom epoll_wait futex timerfd_settime write read)
+CALLS=(sendto recvfrom recvmsg epoll_wait futex timerfd_settime write read)
 EVENTS=()
 for c in "${CALLS[@]}"; do EVENTS+=(-e "syscalls:sys_enter_$c"); done
 

@@ -231,7 +231,10 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(client.waited().is_some(), "the kernel stamps arriving segments");
+        assert!(
+            client.waited().is_some(),
+            "the kernel stamps arriving segments"
+        );
         server.write_all(b"first").await.unwrap();
         // The bytes sit in the client's socket for 80 ms before anyone reads them.
         tokio::time::sleep(Duration::from_millis(80)).await;
