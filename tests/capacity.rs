@@ -291,12 +291,17 @@ fn num_cpus() -> usize {
 /// measured by a flood of hand-encoded MQTT clients shaped like chatload's users (no chatload
 /// code: `common::mqtt_flood`) before and after the capacity search, which runs with chatload
 /// free to use both cores (the broker's quota, not its core, sets its limit). The knee must lie
-/// no more than 25% below the lower and 15% above the higher of what the two floods measured
+/// no more than 40% below the lower and 15% above the higher of what the two floods measured
 /// (they differ by up to a sixth on this shared machine: both bound it). The flood has 50
 /// clients: with 200 it overloaded the broker, which then carried less than chatload's paced
 /// traffic (knees of 2,296–2,502 deliveries/s against floods of 1,650–2,136, every delivery
 /// received); with 50 it measured 2,429–2,788 beside knees of 2,296 and 2,401. Below by up to
-/// 25%: the bisection's last steps are 4.4% apart and the SLO breaks before saturation.
+/// 40%: the bisection's last steps are 4.4% apart and the SLO breaks before saturation, and
+/// how far before depends on the machine's cost per system call, which the flood (always
+/// saturating, so batching) feels less than paced traffic does. On an afternoon this machine's
+/// kernel was about 1.5× slower (README, Performance) the knee fell to 0.68–0.72 of the lower
+/// flood (1,514 against 2,181, 1,677 against 2,437, 1,685 against 2,455), the build before
+/// that day's changes as much as after; 0.82–0.95 on other days.
 ///
 /// The SLO, p99 < 500 ms, sits far above the broker's service time, so the knee is where a
 /// queue starts to build: the broker's limit. A tight SLO finds an earlier knee, as it
@@ -364,7 +369,7 @@ async fn the_knee_against_mosquitto_on_one_core_is_near_its_measured_limit() {
         "{table}"
     );
     assert!(
-        s.deliveries_per_s >= low * 0.75 && s.deliveries_per_s <= high * 1.15,
+        s.deliveries_per_s >= low * 0.6 && s.deliveries_per_s <= high * 1.15,
         "knee {:.0} deliveries/s against mosquitto's measured {before:.0}/s and {after:.0}/s\n{table}",
         s.deliveries_per_s
     );

@@ -71,6 +71,13 @@ async fn direct_rooms_receipts_and_acks_balance_and_match_the_servers_own_count(
         "{:?}",
         s.metrics["delivery"]
     );
+    // Stanzas are measured at their arrival, read through the stream's split half: the
+    // wait on this machine is counted per read stanza.
+    let read_lag = &s.metrics["read_lag"];
+    assert!(
+        read_lag.count >= s.metrics["delivery"].count && read_lag.max_us < 1_000_000,
+        "{read_lag:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,6 +94,11 @@ async fn over_websocket_direct_and_rooms_balance_and_match_the_servers_own_count
     assert_clean(s);
     assert_eq!(a.acked, a.messages_sent, "every message acked (XEP-0198)");
     assert_eq!(server.messages_received(), a.messages_sent);
+    assert!(
+        s.metrics["read_lag"].count >= s.metrics["delivery"].count,
+        "measured at arrival over WebSocket too: {:?}",
+        s.metrics["read_lag"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

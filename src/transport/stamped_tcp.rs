@@ -15,26 +15,62 @@
 //!
 //! The stamp is on the wall clock (the only clock the kernel stamps with); what is kept from
 //! it is only how long ago the bytes arrived, read against the same clock, so a step of the
-//! wall clock between arrival and reading is the one thing that can mislead it, and such a
-//! stamp (in the future, or implausibly old) is not used.
+//! wall clock between arrival and reading is the one thing that can mislead it. The wall
+//! clock keeps a fixed distance from the monotonic one but for steps (NTP slews both alike),
+//! so once that distance has moved since the process first looked (a step, a leap second)
+//! no stamp is used any more: latencies then end at the read, as without stamps — never
+//! shortened by a clock that jumped ahead.
 
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A stamp older than this when read is taken for a wall-clock step, not a wait.
 const MAX_PLAUSIBLE_WAIT: Duration = Duration::from_secs(60);
+/// How far the wall clock may drift from the monotonic one before it counts as stepped.
+const STEP: Duration = Duration::from_millis(1);
+
+/// Both clocks as the process first read them, to tell a wall-clock step from a wait.
+static CLOCKS_AT_START: OnceLock<(Instant, SystemTime)> = OnceLock::new();
+
+/// The wall clock's time now, `None` once it has been stepped since the process began.
+fn unstepped_wall_clock() -> Option<SystemTime> {
+    let &(mono_start, wall_start) = CLOCKS_AT_START.get_or_init(|| {
+        // Read the two back to back; a pair the thread was preempted between is read again.
+        let mut pair = (Instant::now(), SystemTime::now());
+        for _ in 0..8 {
+            if pair.0.elapsed() < STEP / 10 {
+                break;
+            }
+            pair = (Instant::now(), SystemTime::now());
+        }
+        pair
+    });
+    let wall = SystemTime::now();
+    let on_wall = wall.duration_since(wall_start).ok();
+    same_distance(on_wall, mono_start.elapsed()).then_some(wall)
+}
+
+/// Whether the wall clock went as far as the monotonic one since the start (`None`: it went
+/// back before the start).
+fn same_distance(on_wall: Option<Duration>, on_mono: Duration) -> bool {
+    on_wall.is_some_and(|w| w.abs_diff(on_mono) <= STEP)
+}
 
 pub struct StampedTcp {
     io: AsyncFd<std::net::TcpStream>,
     /// Wall-clock arrival of the newest bytes the last read returned, in nanoseconds since
     /// the epoch; 0 while no read carried a stamp.
     arrived_ns: u64,
+    /// The same, for a reader that holds the stream only through a split half.
+    shared: Option<Arc<AtomicU64>>,
 }
 
 impl StampedTcp {
@@ -58,7 +94,13 @@ impl StampedTcp {
         // SAFETY: the `TcpStream` moves into the `AsyncFd` and its descriptor is neither
         // closed nor replaced while registered; it is dropped with the registration.
         let io = unsafe { AsyncFd::register(tcp) }?;
-        Ok(StampedTcp { io, arrived_ns: 0 })
+        // Both clocks' starting points, before any stamp can be read against them.
+        let _ = unstepped_wall_clock();
+        Ok(StampedTcp {
+            io,
+            arrived_ns: 0,
+            shared: None,
+        })
     }
 
     pub fn get_ref(&self) -> &std::net::TcpStream {
@@ -68,13 +110,27 @@ impl StampedTcp {
     /// How long ago the newest bytes of the last read reached this machine; `None` without a
     /// stamp, or with one a wall-clock step made meaningless.
     pub fn waited(&self) -> Option<Duration> {
-        if self.arrived_ns == 0 {
-            return None;
-        }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
-        let waited = now.checked_sub(Duration::from_nanos(self.arrived_ns))?;
-        (waited <= MAX_PLAUSIBLE_WAIT).then_some(waited)
+        waited_since(self.arrived_ns)
     }
+
+    /// A cell every read's stamp is also written to, for a session that reads through a
+    /// split half and so cannot ask the stream itself; read it with [`waited_since`].
+    pub fn share_stamps(&mut self) -> Arc<AtomicU64> {
+        self.shared
+            .get_or_insert_with(|| Arc::new(AtomicU64::new(self.arrived_ns)))
+            .clone()
+    }
+}
+
+/// How long ago bytes stamped `arrived_ns` (ns since the epoch; 0: no stamp) reached this
+/// machine, as [`StampedTcp::waited`].
+pub fn waited_since(arrived_ns: u64) -> Option<Duration> {
+    if arrived_ns == 0 {
+        return None;
+    }
+    let now = unstepped_wall_clock()?.duration_since(UNIX_EPOCH).ok()?;
+    let waited = now.checked_sub(Duration::from_nanos(arrived_ns))?;
+    (waited <= MAX_PLAUSIBLE_WAIT).then_some(waited)
 }
 
 /// One `recvmsg` into `buf`: the bytes read and the arrival stamp (ns since the epoch) the
@@ -147,6 +203,9 @@ impl AsyncRead for StampedTcp {
                     }
                     if stamp != 0 {
                         this.arrived_ns = stamp;
+                        if let Some(shared) = &this.shared {
+                            shared.store(stamp, Relaxed);
+                        }
                     }
                     // SAFETY: the kernel wrote `n` bytes into the unfilled part.
                     unsafe { buf.assume_init(n) };
@@ -251,6 +310,22 @@ mod tests {
         assert_eq!(&buf[..n], b"second");
         let waited = client.waited().unwrap();
         assert!(waited < Duration::from_millis(50), "{waited:?}");
+    }
+
+    #[test]
+    fn a_wall_clock_that_jumped_is_not_trusted() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        assert!(same_distance(Some(s(30)), s(30)));
+        assert!(
+            same_distance(Some(s(30) + ms(1)), s(30)),
+            "within a millisecond"
+        );
+        assert!(!same_distance(Some(s(31)), s(30)), "stepped ahead");
+        assert!(!same_distance(Some(s(29)), s(30)), "stepped back");
+        assert!(!same_distance(None, s(30)), "stepped back before the start");
+        // The live clocks, unstepped on this machine, are trusted.
+        assert!(unstepped_wall_clock().is_some());
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -12,7 +12,8 @@ use super::stamped_tcp::StampedTcp;
 use super::tls::TlsContext;
 use crate::metrics::ErrorKind;
 use crate::wsio::small_buffers;
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -26,6 +27,15 @@ pub fn waited(socket: &Socket) -> Option<std::time::Duration> {
     match socket.get_ref() {
         MaybeTlsStream::Plain(tcp) => tcp.waited(),
         MaybeTlsStream::Rustls(tls) => tls.get_ref().0.waited(),
+        _ => None,
+    }
+}
+
+/// `socket`'s arrival stamps in a cell of their own (see [`StampedTcp::share_stamps`]).
+pub fn share_stamps(socket: &mut Socket) -> Option<Arc<AtomicU64>> {
+    match socket.get_mut() {
+        MaybeTlsStream::Plain(tcp) => Some(tcp.share_stamps()),
+        MaybeTlsStream::Rustls(tls) => Some(tls.get_mut().0.share_stamps()),
         _ => None,
     }
 }

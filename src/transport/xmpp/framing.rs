@@ -37,6 +37,10 @@ fn io_error(e: WsError) -> io::Error {
 }
 
 impl WsStream {
+    pub fn share_stamps(&mut self) -> Option<std::sync::Arc<std::sync::atomic::AtomicU64>> {
+        crate::transport::ws_open::share_stamps(&mut self.ws)
+    }
+
     pub fn new(ws: Socket, secure: bool) -> Self {
         WsStream {
             ws,

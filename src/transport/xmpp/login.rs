@@ -217,6 +217,9 @@ pub async fn connect(
         .map_err(|e| {
             ConnectError::new(crate::transport::connector::classify_io(&e), e.to_string())
         })?;
+    let tcp = crate::transport::stamped_tcp::StampedTcp::new(tcp).map_err(|e| {
+        ConnectError::new(crate::transport::connector::classify_io(&e), e.to_string())
+    })?;
     let mut wire = Wire {
         conn: Conn::Plain(tcp),
         buf: BytesMut::with_capacity(4096),

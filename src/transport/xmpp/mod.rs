@@ -22,6 +22,7 @@ pub use session::XmppSession;
 
 use super::ConnectError;
 use super::source::SourcePool;
+use super::stamped_tcp::StampedTcp;
 use super::tls::TlsContext;
 use crate::metrics::ErrorKind;
 use crate::scenario::target::XmppTarget;
@@ -29,6 +30,7 @@ use crate::scenario::template::{Slot, Value};
 use crate::secrets::Credentials;
 use rustc_hash::FxHashMap;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -56,10 +58,22 @@ pub mod ns {
 
 /// A plain or encrypted stream.
 pub enum Conn {
-    Plain(tokio::net::TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+    Plain(StampedTcp),
+    Tls(Box<tokio_rustls::client::TlsStream<StampedTcp>>),
     /// RFC 7395, over ws:// or wss://.
     Ws(Box<framing::WsStream>),
+}
+
+impl Conn {
+    /// The arrival stamps of what this stream reads, in a cell the session keeps once the
+    /// stream is split (see `StampedTcp::share_stamps`).
+    pub fn share_stamps(&mut self) -> Option<Arc<AtomicU64>> {
+        match self {
+            Conn::Plain(s) => Some(s.share_stamps()),
+            Conn::Tls(s) => Some(s.get_mut().0.share_stamps()),
+            Conn::Ws(s) => s.share_stamps(),
+        }
+    }
 }
 
 impl AsyncRead for Conn {

@@ -33,6 +33,8 @@ pub struct XmppSession {
     /// This user's nick in rooms (its local part).
     nick: String,
     reader: ReadHalf<Conn>,
+    /// The arrival stamp of the newest bytes read (see `StampedTcp::share_stamps`).
+    arrival: Option<Arc<std::sync::atomic::AtomicU64>>,
     rbuf: BytesMut,
     outbox: Outbox,
     early: VecDeque<Element>,
@@ -110,7 +112,9 @@ fn num(e: &Element, name: &str) -> Option<u64> {
 
 impl XmppSession {
     pub(super) fn new(setup: Arc<XmppSetup>, user: u32, done: LoggedIn) -> Self {
-        let (reader, writer) = tokio::io::split(done.wire.conn);
+        let mut conn = done.wire.conn;
+        let arrival = conn.share_stamps();
+        let (reader, writer) = tokio::io::split(conn);
         let mut already_taken = FxHashSet::default();
         let acks = match done.resumed {
             Some((mut earlier, h)) => {
@@ -141,6 +145,7 @@ impl XmppSession {
             already_taken,
             nick,
             reader,
+            arrival,
             rbuf: done.wire.buf,
             outbox: Outbox {
                 writer,
@@ -509,6 +514,14 @@ impl Session for XmppSession {
 
     fn confirms_sends(&self) -> bool {
         self.acks.is_some()
+    }
+
+    fn waited(&self) -> Option<std::time::Duration> {
+        let arrived_ns = self
+            .arrival
+            .as_ref()?
+            .load(std::sync::atomic::Ordering::Relaxed);
+        crate::transport::stamped_tcp::waited_since(arrived_ns)
     }
 }
 
