@@ -161,7 +161,7 @@ fn recv_stamped(fd: i32, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<(u
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
             let header = &*cmsg;
-            let data_len = header.cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+            let data_len = (header.cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
             if header.cmsg_level == libc::SOL_SOCKET
                 && header.cmsg_type == libc::SCM_TIMESTAMPNS
                 && data_len >= std::mem::size_of::<libc::timespec>()
@@ -220,19 +220,29 @@ impl AsyncRead for StampedTcp {
     }
 }
 
+impl StampedTcp {
+    /// Runs `write` once the socket can take bytes, again after each would-block.
+    fn poll_write_with(
+        &self,
+        cx: &mut Context<'_>,
+        mut write: impl FnMut(&mut &std::net::TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.io.poll_write_ready(cx))?;
+            if let Ok(result) = guard.try_io(|tcp| write(&mut tcp.get_ref())) {
+                return Poll::Ready(result);
+            }
+        }
+    }
+}
+
 impl AsyncWrite for StampedTcp {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            let mut guard = ready!(self.io.poll_write_ready(cx))?;
-            match guard.try_io(|tcp| io::Write::write(&mut tcp.get_ref(), buf)) {
-                Ok(result) => return Poll::Ready(result),
-                Err(_would_block) => continue,
-            }
-        }
+        self.poll_write_with(cx, |tcp| io::Write::write(tcp, buf))
     }
 
     fn poll_write_vectored(
@@ -240,13 +250,7 @@ impl AsyncWrite for StampedTcp {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            let mut guard = ready!(self.io.poll_write_ready(cx))?;
-            match guard.try_io(|tcp| io::Write::write_vectored(&mut tcp.get_ref(), bufs)) {
-                Ok(result) => return Poll::Ready(result),
-                Err(_would_block) => continue,
-            }
-        }
+        self.poll_write_with(cx, |tcp| io::Write::write_vectored(tcp, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
