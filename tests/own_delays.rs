@@ -12,9 +12,13 @@ use std::time::Duration;
 /// while it cannot read them. Their service time (actual send → arrival) stays near 300 ms;
 /// measured when chatload got round to reading them it would have been up to 1.1 s, for about
 /// one message in twenty — enough to move the p99. Bytes read together all carry the newest
-/// arrival among them, so 200 users share the 50 messages a second: two deliveries to one
-/// user in the same stop (the earlier one then measured a little long) stay well under one
-/// message in a hundred.
+/// arrival among them, so a delivery that waited in a socket which then also took a later
+/// frame (the answer to a send the user made on waking) is measured to the later one: 2,000
+/// users share the 50 messages a second so that this stays rare (with 200, three of 226
+/// deliveries once did, and the p99 moved). Two messages of one conversation that both
+/// arrive in the stop are read together too, the earlier measured to the later: at most
+/// 300 ms more, as both were sent in the 300 ms before it — hence p99 under 700 ms, where
+/// measured at the read it is about 1 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_that_wait_while_the_client_is_stopped_are_measured_from_their_arrival() {
     let serve = ServeProcess::start(&["--delay", "300ms"]);
@@ -26,12 +30,12 @@ loss_deadline = "5s"
 drain = "3s"
 
 [population.consumers]
-users = 200
+users = 2000
 contacts = { uniform = { min = 2, max = 6 } }
 
 [[pattern]]
 kind = "direct_chat"
-conversations = "3/min per user"
+conversations = "18/hour per user"
 messages = { geometric = { mean = 5 } }
 gap = { exponential = { mean = "200ms" } }
 size = 64
@@ -73,14 +77,14 @@ stages = [{ ramp = "1s" }, { hold = "5s" }]
     assert!(a.sent > 200, "{a:?}");
     assert_eq!((a.delivered, a.lost), (a.sent, 0), "{a:?}");
     let metric = |name: &str| s.metrics.get(name).unwrap_or_else(|| panic!("{name}"));
+    let service = metric("delivery_service");
+    assert!(
+        service.p50_us >= 300_000 && service.p99_us < 700_000,
+        "deliveries measured from their arrival: {service:?}"
+    );
     let read_lag = metric("read_lag");
     assert!(
         read_lag.max_us >= 500_000,
         "frames waited while the client was stopped: {read_lag:?}"
-    );
-    let service = metric("delivery_service");
-    assert!(
-        service.p50_us >= 300_000 && service.p99_us < 450_000,
-        "deliveries measured from their arrival: {service:?}"
     );
 }
