@@ -267,3 +267,116 @@ async fn a_refused_log_in_is_one_clear_error_without_the_token() {
     assert!(!e.contains("wrong-token-99887766"), "{e}");
     assert_eq!(gw.refused_logins.load(Relaxed), 1);
 }
+
+/// A gateway that, once a user is logged in, writes to it as fast as the connection takes,
+/// so that a frame is always waiting to be read; it counts the heartbeats it is sent.
+async fn flooding_gateway() -> (String, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/chat", listener.local_addr().unwrap());
+    let pings = Arc::new(AtomicU64::new(0));
+    let counted = pings.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let pings = counted.clone();
+            tokio::spawn(async move {
+                let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                let (mut sink, mut stream) = ws.split();
+                // The log-in: whatever the user says first is answered with a welcome.
+                if !matches!(stream.next().await, Some(Ok(_))) {
+                    return;
+                }
+                let welcome = Message::text(json!({"type": "welcome"}).to_string());
+                if sink.send(welcome).await.is_err() {
+                    return;
+                }
+                let flood = tokio::spawn(async move {
+                    // Large frames: the user takes longer to read one than the gateway to
+                    // write it, so its socket is never empty.
+                    let noise = Message::text(format!(
+                        r#"{{"type":"noise","pad":"{}"}}"#,
+                        "x".repeat(16 * 1024)
+                    ));
+                    // Bounded like every loop here: at most 20 s of flooding.
+                    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+                    while tokio::time::Instant::now() < until {
+                        for _ in 0..16 {
+                            if sink.feed(noise.clone()).await.is_err() {
+                                return;
+                            }
+                        }
+                        if sink.flush().await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                while let Some(Ok(m)) = stream.next().await {
+                    if m.to_text().is_ok_and(|t| t.contains("ping")) {
+                        pings.fetch_add(1, Relaxed);
+                    }
+                }
+                flood.abort();
+            });
+        }
+    });
+    (url, pings)
+}
+
+/// A connection that always has a frame ready must not keep a user's own deadlines from
+/// coming: the user's wait takes its deadline first (heartbeats here; a scheduled leave, a
+/// storm and a reaction wait the same way). With the connection read first, the flooded
+/// users sent 12–35 of their 136 heartbeats (three runs), and once held back the end of the
+/// run until the flood stopped (21 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_always_has_a_frame_ready_does_not_hold_back_a_heartbeat() {
+    let (url, pings) = flooding_gateway().await;
+    let text = format!(
+        r#"[scenario]
+name = "flooded"
+seed = 9
+
+[population.consumers]
+users = 4
+contacts = {{ uniform = {{ min = 1, max = 2 }} }}
+
+[[pattern]]
+kind = "presence"
+session = {{ uniform = {{ min = "1h", max = "2h" }} }}
+offline = {{ exponential = {{ mean = "1s" }} }}
+heartbeat = "100ms"
+updates = false
+
+[load]
+stages = [{{ ramp = "1s" }}, {{ hold = "3s" }}]
+
+[target]
+url = "{url}"
+protocol = "ws-gateway"
+
+[target.gateway]
+hello = '{{"type":"login","user":"u-{{{{user}}}}"}}'
+ready = {{ pointer = "/type", equals = "welcome" }}
+send = '{{"type":"post","dest":"u-{{{{to}}}}","ref":"{{{{id}}}}","text":"{{{{body}}}}"}}'
+message = {{ match = {{ pointer = "/type", equals = "incoming" }}, id = "/text", from = "/sender" }}
+heartbeat = '{{"type":"ping"}}'
+"#
+    );
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(std::time::Duration::from_secs(60), run_text(&text, None))
+        .await
+        .expect("the run ends within 60 s");
+    let took = started.elapsed();
+    let presence = &r.summary.patterns[0].counters;
+    eprintln!("run took {took:?}; heartbeats {}", presence.heartbeats);
+    // 4 s of stages and a drain with nothing owed: the end comes on time.
+    assert!(took < std::time::Duration::from_secs(12), "{took:?}");
+    // 4 users connected for about 3 s (the ramp staggers them), one heartbeat every 100 ms:
+    // 136 here.
+    assert!(presence.heartbeats >= 60, "{presence:?}");
+    assert_eq!(
+        pings.load(Relaxed),
+        presence.heartbeats,
+        "the gateway saw each"
+    );
+}
