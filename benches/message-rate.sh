@@ -76,8 +76,12 @@ server = (float(sys.argv[5]) - float(sys.argv[4])) / 100
 a = s["accounting"]
 m = s["metrics"]
 msgs = a["messages_sent"]
+# read_lag: how long frames sat on this machine before chatload read them (excluded from
+# the latencies, which end at arrival); absent from bundles older than the fourteenth session.
+rl = m.get("read_lag")
+read_lag = f"  read_lag p50 {rl['p50_us']/1000:.2f} p99 {rl['p99_us']/1000:.2f} ms" if rl else ""
 print(f"offered {int(sys.argv[6])*int(sys.argv[3])/60*10:>8.0f}/s  achieved {s['messages_per_s']:>9.1f}/s  lost {a['lost']}  late {a['late_sends']}"
-      f"  lag p99 {m['send_lag']['p99_us']/1000:.2f} ms  send p99 {m['send']['p99_us']/1000:.2f} ms  delivery p50 {m['delivery']['p50_us']/1000:.2f} p99 {m['delivery']['p99_us']/1000:.2f} ms"
+      f"  lag p99 {m['send_lag']['p99_us']/1000:.2f} ms  send p99 {m['send']['p99_us']/1000:.2f} ms  delivery p50 {m['delivery']['p50_us']/1000:.2f} p99 {m['delivery']['p99_us']/1000:.2f} ms{read_lag}"
       f"  client {client:.1f} s ({client/s['duration_s']:.2f} core, {client/msgs*1e6:.0f} µs/msg)"
       f"  server {server:.1f} s ({server/s['duration_s']:.2f} core, {server/msgs*1e6:.0f} µs/msg)")
 PY
