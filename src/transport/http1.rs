@@ -111,7 +111,6 @@ async fn open(
     timeout: Duration,
     source: Option<IpAddr>,
 ) -> Result<Stream, ConnectError> {
-    let fail = |e: io::Error| ConnectError::new(super::connector::classify_io(&e), e.to_string());
     let tcp = tokio::time::timeout(timeout, super::source::connect(&endpoint.addr, source))
         .await
         .map_err(|_| {
@@ -120,7 +119,7 @@ async fn open(
                 format!("no answer from {} within {timeout:?}", endpoint.addr),
             )
         })?
-        .map_err(fail)?;
+        .map_err(ConnectError::io)?;
     match &endpoint.tls {
         None => Ok(Stream::Plain(tcp)),
         Some((config, name)) => {

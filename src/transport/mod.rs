@@ -181,6 +181,11 @@ impl ConnectError {
             detail: detail.into(),
         }
     }
+
+    /// An I/O failure on the way to a session, with its kind read from the error.
+    pub fn io(e: std::io::Error) -> Self {
+        ConnectError::new(connector::classify_io(&e), e.to_string())
+    }
 }
 
 /// One virtual user's live connection to the target.

@@ -120,13 +120,11 @@ pub async fn open_with(
     let (Some(host), Some(port)) = (u.host_str(), u.port_or_known_default()) else {
         return Err(failed(format!("{url} has no host")));
     };
-    let io_error =
-        |e: std::io::Error| ConnectError::new(super::connector::classify_io(&e), e.to_string());
     let tcp = super::source::connect(&format!("{host}:{port}"), source)
         .await
-        .map_err(io_error)?;
+        .map_err(ConnectError::io)?;
     let _ = tcp.set_nodelay(true);
-    let tcp = StampedTcp::new(tcp).map_err(io_error)?;
+    let tcp = StampedTcp::new(tcp).map_err(ConnectError::io)?;
     progress.reached(if secure { TLS_PENDING } else { UPGRADE_PENDING });
     let mut stream = if secure {
         let name =
@@ -135,7 +133,7 @@ pub async fn open_with(
         let tls_stream = tokio_rustls::TlsConnector::from(tls.client_config())
             .connect(name, tcp)
             .await
-            .map_err(io_error)?;
+            .map_err(ConnectError::io)?;
         progress.reached(UPGRADE_PENDING);
         MaybeTlsStream::Rustls(tls_stream)
     } else {
@@ -177,7 +175,7 @@ pub async fn open_with(
     stream
         .write_all(request.as_bytes())
         .await
-        .map_err(io_error)?;
+        .map_err(ConnectError::io)?;
 
     let tail = read_answer_head(&mut stream, &key, &extras.subprotocols, progress).await?;
     Ok(WebSocketStream::from_partially_read(
@@ -202,10 +200,7 @@ async fn read_answer_head(
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|e| ConnectError::new(super::connector::classify_io(&e), e.to_string()))?;
+        let n = stream.read(&mut chunk).await.map_err(ConnectError::io)?;
         if n == 0 {
             return Err(ConnectError::new(
                 ErrorKind::ConnectionReset,

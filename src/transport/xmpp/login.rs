@@ -47,11 +47,11 @@ pub fn condition(error: &Element) -> String {
 
 impl Wire {
     pub async fn send(&mut self, text: &str) -> Result<(), ConnectError> {
-        let io = |e: std::io::Error| {
-            ConnectError::new(crate::transport::connector::classify_io(&e), e.to_string())
-        };
-        self.conn.write_all(text.as_bytes()).await.map_err(io)?;
-        self.conn.flush().await.map_err(io)
+        self.conn
+            .write_all(text.as_bytes())
+            .await
+            .map_err(ConnectError::io)?;
+        self.conn.flush().await.map_err(ConnectError::io)
     }
 
     /// The next frame; a `<stream:error>` or the end of the stream is an error here.
@@ -214,12 +214,8 @@ pub async fn connect(
     }
     let tcp = crate::transport::source::connect(&setup.address, source)
         .await
-        .map_err(|e| {
-            ConnectError::new(crate::transport::connector::classify_io(&e), e.to_string())
-        })?;
-    let tcp = crate::transport::stamped_tcp::StampedTcp::new(tcp).map_err(|e| {
-        ConnectError::new(crate::transport::connector::classify_io(&e), e.to_string())
-    })?;
+        .map_err(ConnectError::io)?;
+    let tcp = crate::transport::stamped_tcp::StampedTcp::new(tcp).map_err(ConnectError::io)?;
     let mut wire = Wire {
         conn: Conn::Plain(tcp),
         buf: BytesMut::with_capacity(4096),
