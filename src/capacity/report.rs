@@ -47,7 +47,25 @@ pub fn verdict(c: &Capacity) -> String {
         (None, Limit::Interrupted) => "; interrupted".to_string(),
         (None, _) => "; every step up to the largest held (raise --to)".to_string(),
     };
-    format!("{held}{broke}")
+    let once = c.breaks_not_repeated();
+    let not_repeated = match once.first() {
+        Some(first) => format!(
+            "; {} broke once and held when measured again (first at {:.2}×: {})",
+            if once.len() == 1 {
+                "1 load".to_string()
+            } else {
+                format!("{} loads", once.len())
+            },
+            first.multiplier,
+            first
+                .why
+                .as_deref()
+                .unwrap_or("failed")
+                .trim_end_matches("; measured again")
+        ),
+        None => String::new(),
+    };
+    format!("{held}{broke}{not_repeated}")
 }
 
 pub fn console(c: &Capacity) -> String {
