@@ -100,7 +100,8 @@ pub struct CapacityArgs {
     /// Each coarse step multiplies the load by this.
     #[arg(long, default_value_t = 1.5)]
     pub factor: f64,
-    /// Bisection steps between the last good and the first bad load.
+    /// Bisection steps between the last good and the first bad load. A load that breaks is
+    /// measured once more and judged by the second measurement.
     #[arg(long, default_value_t = 4)]
     pub refine: u32,
     /// How long each step runs, e.g. 20s (the scenario's timeline is stretched to it, as by

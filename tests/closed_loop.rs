@@ -173,6 +173,14 @@ async fn one_request_at_a_time_per_connection_counted_on_both_sides() {
         s.metrics["send"].count, a.acked,
         "one latency per answered request"
     );
+    // Each answer's latency ends at its arrival (the kernel's stamp), its wait apart.
+    let read_lag = s.metrics.get("read_lag").map_or(0, |m| m.count);
+    eprintln!("read_lag {read_lag} of {} answers", a.acked);
+    assert!(
+        read_lag >= a.acked * 9 / 10,
+        "read_lag {read_lag} of {} answers",
+        a.acked
+    );
     assert_eq!(
         (a.sent, a.delivered, a.lost),
         (0, 0, 0),

@@ -47,6 +47,14 @@ id = "/id"
         s.metrics["send"].count, a.acked,
         "one request latency per send"
     );
+    // Deliveries come on the users' own (stamped) WebSockets: measured to their arrival.
+    let read_lag = s.metrics.get("read_lag").map_or(0, |m| m.count);
+    eprintln!("read_lag {read_lag} for {} deliveries", a.delivered);
+    assert!(
+        read_lag >= a.delivered,
+        "read_lag {read_lag} for {} deliveries",
+        a.delivered
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

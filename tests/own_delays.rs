@@ -88,3 +88,114 @@ stages = [{ ramp = "1s" }, { hold = "5s" }]
         "frames waited while the client was stopped: {read_lag:?}"
     );
 }
+
+/// An HTTP API that answers every request 100 ms after its head arrived, one at a time per
+/// connection; its port.
+async fn slow_api() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    buf.drain(..end + 4);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if sock.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The same for an HTTP API's answers on a closed loop's own connections: the API answers
+/// each request after 100 ms, and the running chatload is stopped for 800 ms mid-run. Every
+/// user has a request on the wire at the stop (each spends nearly all its time waiting for
+/// an answer), so about 2% of the answers arrive during it: measured when chatload read
+/// them they would have taken up to 900 ms and moved the p99 there; measured at arrival they
+/// took the API's 100 ms. `read_lag` holds the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_that_wait_while_the_client_is_stopped_are_measured_from_their_arrival() {
+    let port = slow_api().await;
+    let scenario = scenario_file(
+        r#"[scenario]
+name = "stopped-http"
+seed = 5
+
+[population.consumers]
+users = 20
+online = 1.0
+contacts = 1
+
+[[pattern]]
+kind = "closed_loop"
+think = "0s"
+size = 8
+
+[load]
+stages = [{ ramp = "500ms" }, { hold = "4500ms" }]
+
+[target]
+protocol = "http"
+
+[target.http]
+method = "GET"
+url = "/ping"
+timeout = "5s"
+deliveries = "none"
+"#,
+    );
+    let out = bundle_dir();
+    let target = format!("http://127.0.0.1:{port}");
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_chatload"))
+        .arg("run")
+        .arg(&scenario.path)
+        .args(["--target", &target, "--quiet", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = run.id() as libc::pid_t;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // SAFETY: signals to the child this test started, by its PID.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let status = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || run.wait()),
+    )
+    .await
+    .expect("the run ends")
+    .unwrap()
+    .unwrap();
+    let s: chatload::report::Summary =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let a = &s.accounting;
+    assert_eq!(status.code(), Some(0), "{a:?}");
+    assert!(a.acked > 500, "{a:?}");
+    let metric = |name: &str| s.metrics.get(name).unwrap_or_else(|| panic!("{name}"));
+    let service = metric("send_service");
+    assert!(
+        service.p50_us >= 100_000 && service.p99_us < 300_000,
+        "answers measured from their arrival, not from the read after the stop: {service:?}"
+    );
+    let read_lag = metric("read_lag");
+    assert!(
+        read_lag.max_us >= 500_000,
+        "answers waited while the client was stopped: {read_lag:?}"
+    );
+}

@@ -134,6 +134,68 @@ webhook = {{ listen = "127.0.0.1:{hook_port}", each = "/deliveries", recipient =
     assert!(a.balances(), "{a:?}");
 }
 
+/// A closed loop's own keep-alive connections over TLS: every request answered, and each
+/// answer's latency ended at its arrival (the stamp of the TCP segment under the TLS record).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_loop_over_https() {
+    env();
+    let cert = self_signed();
+    let api = Arc::new(ChatApi {
+        bearer: "tls-token-31337abc".into(),
+        ..Default::default()
+    });
+    let port = chat_api::start(api.clone(), Some(cert.server.clone())).await;
+    let scenario = format!(
+        r#"[scenario]
+name = "closed-https"
+seed = 3
+
+[population.consumers]
+users = 8
+online = 1.0
+contacts = 1
+
+[[pattern]]
+kind = "closed_loop"
+think = "5ms"
+
+[load]
+stages = [{{ ramp = "300ms" }}, {{ hold = "1500ms" }}]
+
+[target]
+url = "https://127.0.0.1:{port}"
+{}
+[target.auth]
+token_env = "CHATLOAD_TLS_TEST_TOKEN"
+
+[target.http]
+url = "/api/send"
+headers = {{ Authorization = "Bearer {{{{token}}}}" }}
+body = '{{"from":{{{{user}}}},"to":0,"ref":"{{{{id}}}}","text":"{{{{body}}}}"}}'
+timeout = "5s"
+deliveries = "none"
+"#,
+        ca_line(&cert.cert_pem)
+    );
+    let r = run_text(&scenario, None).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    assert!(a.acked > 100, "{a:?} {:?}", s.error_examples);
+    assert_eq!(s.errors_total, 0, "{:?}", s.error_examples);
+    // A request on the wire when the run stopped may be counted by the API only.
+    let sends = api.sends.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        a.acked <= sends && sends <= a.acked + 8,
+        "API {sends}, chatload {a:?}"
+    );
+    let read_lag = s.metrics.get("read_lag").map_or(0, |m| m.count);
+    assert!(
+        read_lag >= a.acked * 9 / 10,
+        "read_lag {read_lag} of {} answers",
+        a.acked
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtts_to_mosquitto() {
     env();

@@ -76,6 +76,19 @@ pub struct HttpSession {
     scratch: Scratch,
     /// Signal requests under way (`[target.http.signals]`).
     signals: super::http_signal::SignalLane,
+    /// Where what `next` last returned came from, for [`Session::waited`].
+    last_from: HeardFrom,
+}
+
+/// Which part of the session said the last thing.
+#[derive(Clone, Copy)]
+enum HeardFrom {
+    /// The shared pool or a signal request: reqwest reads without arrival stamps.
+    Unstamped,
+    /// The user's own connection: its answers carry arrival stamps.
+    Connection,
+    /// The subscription deliveries come on.
+    Receiver,
 }
 
 #[derive(Default)]
@@ -132,6 +145,7 @@ impl HttpSetup {
             lane,
             scratch: Scratch::default(),
             signals: Default::default(),
+            last_from: HeardFrom::Unstamped,
         })
     }
 
@@ -531,25 +545,26 @@ impl Session for HttpSession {
             }
         };
         let signals = &mut self.signals;
-        let result = match lane {
+        let (result, from) = match lane {
             Lane::Pool { open, .. } => {
                 let has_open = !open.is_empty();
                 tokio::select! {
                     biased;
-                    Some(done) = open.next(), if has_open => Some(done),
-                    r = receive => Some(r),
-                    s = signals.next() => Some(s),
+                    Some(done) = open.next(), if has_open => (done, HeardFrom::Unstamped),
+                    r = receive => (r, HeardFrom::Receiver),
+                    s = signals.next() => (s, HeardFrom::Unstamped),
                 }
             }
             Lane::Connection(conn) => tokio::select! {
                 biased;
-                (id, outcome) = conn.next() => Some(super::http1::judge(id, outcome, pointer)),
-                r = receive => Some(r),
-                s = signals.next() => Some(s),
+                (id, outcome) = conn.next() => (super::http1::judge(id, outcome, pointer), HeardFrom::Connection),
+                r = receive => (r, HeardFrom::Receiver),
+                s = signals.next() => (s, HeardFrom::Unstamped),
             },
         };
+        self.last_from = from;
         self.start_waiting();
-        result.unwrap_or(Incoming::Nothing)
+        result
     }
 
     async fn close(&mut self) {
@@ -566,6 +581,16 @@ impl Session for HttpSession {
 
     fn confirms_sends(&self) -> bool {
         true
+    }
+
+    fn waited(&self) -> Option<std::time::Duration> {
+        match (self.last_from, &self.lane, &self.receiver) {
+            (HeardFrom::Connection, Lane::Connection(conn), _) => conn.waited(),
+            (HeardFrom::Receiver, _, Receiver::Native(r)) => r.waited(),
+            (HeardFrom::Receiver, _, Receiver::Mqtt(r)) => r.waited(),
+            (HeardFrom::Receiver, _, Receiver::Gateway(r)) => r.waited(),
+            _ => None,
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! a virtual user.
 
 use super::http1_answer::{Answer, Parsed, parse};
+use super::stamped_tcp::{StampedTcp, waited_since};
 use super::tls::TlsContext;
 use super::{ConnectError, Incoming};
 use crate::metrics::ErrorKind;
@@ -16,7 +17,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// Where the connection goes, parsed once per run.
@@ -79,11 +79,19 @@ impl Endpoint {
 }
 
 enum Stream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Plain(StampedTcp),
+    Tls(Box<tokio_rustls::client::TlsStream<StampedTcp>>),
 }
 
 impl Stream {
+    /// When the newest bytes of the last read reached this machine (see [`StampedTcp`]).
+    fn arrived_ns(&self) -> u64 {
+        match self {
+            Stream::Plain(s) => s.arrived_ns(),
+            Stream::Tls(s) => s.get_ref().0.arrived_ns(),
+        }
+    }
+
     async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Plain(s) => s.read(buf).await,
@@ -120,6 +128,9 @@ async fn open(
             )
         })?
         .map_err(ConnectError::io)?;
+    // Stamped, so that an answer's latency ends when it arrived, not when this client got
+    // round to reading it (the wait is `read_lag`).
+    let tcp = StampedTcp::new(tcp).map_err(ConnectError::io)?;
     match &endpoint.tls {
         None => Ok(Stream::Plain(tcp)),
         Some((config, name)) => {
@@ -160,6 +171,9 @@ pub struct Http1Conn {
     /// Requests refused before they reached the wire.
     refused: VecDeque<(u64, ErrorKind, String)>,
     source: Option<IpAddr>,
+    /// When the last bytes of the answer `next` last returned arrived (ns since the epoch;
+    /// 0: not known, or no answer).
+    answer_arrived_ns: u64,
 }
 
 impl Http1Conn {
@@ -191,6 +205,7 @@ impl Http1Conn {
             spare: Vec::new(),
             refused: VecDeque::new(),
             source,
+            answer_arrived_ns: 0,
         })
     }
 
@@ -214,6 +229,7 @@ impl Http1Conn {
     /// The next answer: (id, answer) or the request's failure. Cancel-safe: the request in
     /// progress, what was written of it and what was read stay in `self`.
     pub async fn next(&mut self) -> (u64, Result<Answer, (ErrorKind, String)>) {
+        self.answer_arrived_ns = 0;
         if let Some((id, kind, detail)) = self.refused.pop_front() {
             return (id, Err((kind, detail)));
         }
@@ -244,6 +260,12 @@ impl Http1Conn {
             self.spare.push(bytes);
         }
         (id, outcome)
+    }
+
+    /// How long the answer `next` last returned had waited on this machine since its last
+    /// bytes arrived; `None` for a refusal, a timeout, or without a stamp.
+    pub fn waited(&self) -> Option<Duration> {
+        waited_since(self.answer_arrived_ns)
     }
 
     fn drop_connection(&mut self) {
@@ -311,6 +333,10 @@ impl Http1Conn {
             }
         }
         stream.flush().await.map_err(|e| io_err(e, true))?;
+        // Only a stamp this answer's own reads brought is its arrival: a read without one
+        // leaves the previous answer's in place, which would shorten this latency.
+        let stamp_before = stream.arrived_ns();
+        let own_stamp = |s: &Stream| Some(s.arrived_ns()).filter(|a| *a != stamp_before);
         loop {
             match parse(
                 &self.inbuf[..self.filled],
@@ -323,6 +349,8 @@ impl Http1Conn {
                     used,
                     close,
                 } => {
+                    // One request at a time: the read that completed this answer was its last.
+                    self.answer_arrived_ns = own_stamp(stream).unwrap_or(0);
                     self.inbuf.copy_within(used..self.filled, 0);
                     self.filled -= used;
                     self.served += 1;
@@ -361,6 +389,7 @@ impl Http1Conn {
                     self.max_answer,
                 ) {
                     let body = self.inbuf[head..self.filled].to_vec();
+                    self.answer_arrived_ns = own_stamp(stream).unwrap_or(0);
                     self.drop_connection();
                     return Ok(Answer { status, body });
                 }

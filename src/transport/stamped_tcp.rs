@@ -113,6 +113,12 @@ impl StampedTcp {
         waited_since(self.arrived_ns)
     }
 
+    /// The wall-clock arrival of the newest bytes the last read returned (ns since the
+    /// epoch; 0: none), to keep past the stream itself; read it with [`waited_since`].
+    pub fn arrived_ns(&self) -> u64 {
+        self.arrived_ns
+    }
+
     /// A cell every read's stamp is also written to, for a session that reads through a
     /// split half and so cannot ask the stream itself; read it with [`waited_since`].
     pub fn share_stamps(&mut self) -> Arc<AtomicU64> {
