@@ -46,11 +46,36 @@ read = 0
 stages = [{ ramp = "1s" }, { hold = "5s" }]
 "#,
     );
+    let (status, s) = run_stopped_midway(&scenario.path, &serve.ws_url()).await;
+    serve.stop();
+    let a = &s.accounting;
+    assert_eq!(status.code(), Some(0), "{a:?}");
+    assert!(a.sent > 200, "{a:?}");
+    assert_eq!((a.delivered, a.lost), (a.sent, 0), "{a:?}");
+    let metric = |name: &str| s.metrics.get(name).unwrap_or_else(|| panic!("{name}"));
+    let service = metric("delivery_service");
+    assert!(
+        service.p50_us >= 300_000 && service.p99_us < 700_000,
+        "deliveries measured from their arrival: {service:?}"
+    );
+    let read_lag = metric("read_lag");
+    assert!(
+        read_lag.max_us >= 500_000,
+        "frames waited while the client was stopped: {read_lag:?}"
+    );
+}
+
+/// `chatload run SCENARIO --target TARGET` as a process of its own, stopped (SIGSTOP) 2.5 s
+/// into the run for 800 ms; how it exited and its summary.
+async fn run_stopped_midway(
+    scenario: &std::path::Path,
+    target: &str,
+) -> (std::process::ExitStatus, chatload::report::Summary) {
     let out = bundle_dir();
     let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_chatload"))
         .arg("run")
-        .arg(&scenario.path)
-        .args(["--target", &serve.ws_url(), "--quiet", "--out"])
+        .arg(scenario)
+        .args(["--target", target, "--quiet", "--out"])
         .arg(&out)
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -69,54 +94,20 @@ stages = [{ ramp = "1s" }, { hold = "5s" }]
     .expect("the run ends")
     .unwrap()
     .unwrap();
-    serve.stop();
-    let s: chatload::report::Summary =
+    let summary =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
-    let a = &s.accounting;
-    assert_eq!(status.code(), Some(0), "{a:?}");
-    assert!(a.sent > 200, "{a:?}");
-    assert_eq!((a.delivered, a.lost), (a.sent, 0), "{a:?}");
-    let metric = |name: &str| s.metrics.get(name).unwrap_or_else(|| panic!("{name}"));
-    let service = metric("delivery_service");
-    assert!(
-        service.p50_us >= 300_000 && service.p99_us < 700_000,
-        "deliveries measured from their arrival: {service:?}"
-    );
-    let read_lag = metric("read_lag");
-    assert!(
-        read_lag.max_us >= 500_000,
-        "frames waited while the client was stopped: {read_lag:?}"
-    );
+    (status, summary)
 }
 
-/// An HTTP API that answers every request 100 ms after its head arrived, one at a time per
-/// connection; its port.
+/// An HTTP API that answers every request `200 ok` 100 ms after it came; its port.
 async fn slow_api() -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                        continue;
-                    };
-                    buf.drain(..end + 4);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-                    if sock.write_all(answer).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+    common::http_server::serve(listener, None, |_request| async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(hyper::Response::new(http_body_util::Full::new(
+            bytes::Bytes::from_static(b"ok"),
+        )))
     });
     port
 }
@@ -158,32 +149,8 @@ timeout = "5s"
 deliveries = "none"
 "#,
     );
-    let out = bundle_dir();
     let target = format!("http://127.0.0.1:{port}");
-    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_chatload"))
-        .arg("run")
-        .arg(&scenario.path)
-        .args(["--target", &target, "--quiet", "--out"])
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = run.id() as libc::pid_t;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    // SAFETY: signals to the child this test started, by its PID.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
-    let status = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || run.wait()),
-    )
-    .await
-    .expect("the run ends")
-    .unwrap()
-    .unwrap();
-    let s: chatload::report::Summary =
-        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let (status, s) = run_stopped_midway(&scenario.path, &target).await;
     let a = &s.accounting;
     assert_eq!(status.code(), Some(0), "{a:?}");
     assert!(a.acked > 500, "{a:?}");

@@ -11,6 +11,7 @@ pub mod http;
 pub mod http1;
 mod http1_answer;
 pub mod http_error;
+mod http_pool;
 mod http_signal;
 pub mod mqtt;
 mod mqtt_loop;
