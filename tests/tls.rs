@@ -95,6 +95,26 @@ async fn an_untrusted_certificate_stops_the_run_with_a_tls_error() {
     );
 }
 
+/// The `[target]` of the test HTTP API (`chat_api`) over https on `port`, trusting `ca`:
+/// each send's `to` rendered from `to`, then `receive`'s lines under `[target.http]`.
+fn chat_api_target(port: u16, ca: &std::path::Path, to: &str, receive: &str) -> String {
+    format!(
+        r#"[target]
+url = "https://127.0.0.1:{port}"
+{}
+[target.auth]
+token_env = "CHATLOAD_TLS_TEST_TOKEN"
+
+[target.http]
+url = "/api/send"
+headers = {{ Authorization = "Bearer {{{{token}}}}" }}
+body = '{{"from":{{{{user}}}},"to":{to},"ref":"{{{{id}}}}","text":"{{{{body}}}}"}}'
+{receive}
+"#,
+        ca_line(ca)
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_to_an_http_api() {
     env();
@@ -110,21 +130,14 @@ async fn https_to_an_http_api() {
         ..Default::default()
     });
     let port = chat_api::start(api.clone(), Some(cert.server.clone())).await;
-    let target = format!(
-        r#"[target]
-url = "https://127.0.0.1:{port}"
-{}
-[target.auth]
-token_env = "CHATLOAD_TLS_TEST_TOKEN"
-
-[target.http]
-url = "/api/send"
-headers = {{ Authorization = "Bearer {{{{token}}}}" }}
-body = '{{"from":{{{{user}}}},"to":{{{{to}}}},"ref":"{{{{id}}}}","text":"{{{{body}}}}"}}'
-deliveries = "webhook"
-webhook = {{ listen = "127.0.0.1:{hook_port}", each = "/deliveries", recipient = "/recipient", id = "/ref" }}
-"#,
-        ca_line(&cert.cert_pem)
+    let target = chat_api_target(
+        port,
+        &cert.cert_pem,
+        "{{to}}",
+        &format!(
+            r#"deliveries = "webhook"
+webhook = {{ listen = "127.0.0.1:{hook_port}", each = "/deliveries", recipient = "/recipient", id = "/ref" }}"#
+        ),
     );
     let r = run_text(&chat_scenario(40, 2, 0, &target), None).await;
     let a = &r.summary.accounting;
@@ -162,20 +175,13 @@ think = "5ms"
 [load]
 stages = [{{ ramp = "300ms" }}, {{ hold = "1500ms" }}]
 
-[target]
-url = "https://127.0.0.1:{port}"
-{}
-[target.auth]
-token_env = "CHATLOAD_TLS_TEST_TOKEN"
-
-[target.http]
-url = "/api/send"
-headers = {{ Authorization = "Bearer {{{{token}}}}" }}
-body = '{{"from":{{{{user}}}},"to":0,"ref":"{{{{id}}}}","text":"{{{{body}}}}"}}'
-timeout = "5s"
-deliveries = "none"
-"#,
-        ca_line(&cert.cert_pem)
+{}"#,
+        chat_api_target(
+            port,
+            &cert.cert_pem,
+            "0",
+            "timeout = \"5s\"\ndeliveries = \"none\""
+        )
     );
     let r = run_text(&scenario, None).await;
     let s = &r.summary;
