@@ -237,16 +237,10 @@ fn handle_frame(
             };
             let body = frame.body.as_deref().unwrap_or("");
             if hub.confirms_send() {
-                let sent = protocol::sent(id, t, s);
-                match hub.knobs().ack_delay {
-                    d if d.is_zero() => writer.push(Message::text(sent)),
-                    d => {
-                        let hub = hub.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(d).await;
-                            hub.send_control(from, sent.into());
-                        });
-                    }
+                let sent: Utf8Bytes = protocol::sent(id, t, s).into();
+                let delay = hub.knobs().ack_delay;
+                if delay.is_zero() || !hub.write_later(tx, sent.clone(), delay) {
+                    writer.push(Message::Text(sent));
                 }
             }
             if !hub.accept_send(from, id) {

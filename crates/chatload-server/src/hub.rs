@@ -131,6 +131,7 @@ impl Hub {
         let latency = knobs.latency.clone();
         // Deliveries wait on the delay line whenever they may leave out of arrival order.
         let delay_line = if !knobs.delay.is_zero()
+            || !knobs.ack_delay.is_zero()
             || latency.is_some()
             || knobs.max_rate > 0.0
             || knobs.hold_every > 0
@@ -358,6 +359,23 @@ impl Hub {
         if self.send_control(user, text) {
             self.stats.signals.fetch_add(1, Relaxed);
         }
+    }
+
+    /// Hands `text` to connection `conn` `after` from now, on the delay line (one thread for
+    /// every such frame, not a task each); false without a delay line.
+    pub fn write_later(
+        &self,
+        conn: &super::outbox::OutboxSender,
+        text: Utf8Bytes,
+        after: std::time::Duration,
+    ) -> bool {
+        let Some(line) = &self.delay_line else {
+            return false;
+        };
+        let mut out = Outbound::control(text);
+        out.due += after;
+        line.push(conn.clone(), out);
+        true
     }
 
     /// Writes a control frame to `user`'s connection of now; false if it has none.

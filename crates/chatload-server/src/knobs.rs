@@ -21,7 +21,8 @@ pub struct Knobs {
     /// a server whose acknowledgements go missing.
     pub drop_ack_every: u64,
     /// Every confirmation (`sent`) is written this long after its send was taken, on the
-    /// sender's connection of that moment (none if it has closed): a slow acknowledgement path.
+    /// connection the send came on (none if it has closed by then, as when a real server's
+    /// connection drops: the client sends it again): a slow acknowledgement path.
     pub ack_delay: Duration,
     /// Every n-th delivery freezes its recipient's connection for `stall`.
     pub stall_every: u64,
