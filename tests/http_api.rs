@@ -47,13 +47,18 @@ id = "/id"
         s.metrics["send"].count, a.acked,
         "one request latency per send"
     );
-    // Deliveries come on the users' own (stamped) WebSockets: measured to their arrival.
+    // Deliveries come on the users' own (stamped) WebSockets and answers on the pool's
+    // stamped connections: both measured to their arrival.
     let read_lag = s.metrics.get("read_lag").map_or(0, |m| m.count);
-    eprintln!("read_lag {read_lag} for {} deliveries", a.delivered);
+    eprintln!(
+        "read_lag {read_lag} for {} deliveries and {} answers",
+        a.delivered, a.acked
+    );
     assert!(
-        read_lag >= a.delivered,
-        "read_lag {read_lag} for {} deliveries",
-        a.delivered
+        read_lag >= a.delivered + a.acked,
+        "read_lag {read_lag} for {} deliveries and {} answers",
+        a.delivered,
+        a.acked
     );
 }
 
@@ -271,6 +276,14 @@ webhook = {{ listen = "127.0.0.1:{hook_port}", each = "/deliveries", recipient =
         a.delivered, a.acked,
         "every accepted send came back by webhook"
     );
+    // The answers, refusals too, came on the pool's lean connections: measured to their
+    // arrival (webhook pushes are not stamped).
+    let read_lag = s.metrics.get("read_lag").map_or(0, |m| m.count);
+    assert!(
+        read_lag >= a.acked + refused,
+        "read_lag {read_lag} for {} answers",
+        a.acked + refused
+    );
     let redelivered = api.redelivered.load(Relaxed);
     assert!(
         redelivered > 5,
@@ -289,12 +302,23 @@ webhook = {{ listen = "127.0.0.1:{hook_port}", each = "/deliveries", recipient =
     common::assert_bundle_hides(&r.bundle_dir, TOKEN);
     // The same run again in this process, as a capacity search's next step: the API's
     // kept-alive connections to the first run's receiver ended with that run, so its
-    // pushes reach this run's.
-    let again = run_text(&chat_scenario(80, 3, 0, &target), None).await;
+    // pushes reach this run's. This time the URL names the API by another host name than
+    // the target's, so the requests go by reqwest instead of the pool's connections.
+    let elsewhere = target.replace(
+        r#"url = "/api/send""#,
+        &format!(r#"url = "http://localhost:{port}/api/send""#),
+    );
+    assert_ne!(elsewhere, target);
+    let again = run_text(&chat_scenario(80, 3, 0, &elsewhere), None).await;
     let a2 = &again.summary.accounting;
     assert!(a2.acked > 50, "{a2:?}");
     assert_eq!((a2.lost, a2.in_flight), (0, 0), "{a2:?}");
     assert_eq!(a2.delivered, a2.acked, "{a2:?}");
+    assert_eq!(
+        again.summary.metrics.get("read_lag").map_or(0, |m| m.count),
+        0,
+        "reqwest's answers are measured at the read"
+    );
     let console = chatload::report::console::render(s, None);
     assert!(!console.contains(TOKEN), "the console shows the token");
     let md = std::fs::read_to_string(r.bundle_dir.join("summary.md")).unwrap();

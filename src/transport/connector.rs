@@ -223,6 +223,21 @@ impl Connector {
                     )),
                     false => None,
                 };
+                // An open model's requests for the target's own host go on shared lean
+                // connections whose answers carry arrival stamps; a URL it cannot parse
+                // leaves every request to reqwest.
+                let pool = match closed_loop {
+                    true => None,
+                    false => super::http1::Endpoint::parse(&base, &tls).map(|endpoint| {
+                        Arc::new(super::http1_pool::Http1Pool::new(
+                            Arc::new(endpoint),
+                            h.timeout.as_std(),
+                            h.id.is_some(),
+                            method == reqwest::Method::HEAD,
+                            h.max_answer,
+                        ))
+                    }),
+                };
                 Kind::Http(
                     Arc::new(HttpSetup {
                         client,
@@ -231,6 +246,7 @@ impl Connector {
                         credentials: creds.clone(),
                         method,
                         connection,
+                        pool,
                         ids: h
                             .ids
                             .as_deref()

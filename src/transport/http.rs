@@ -8,6 +8,7 @@
 use super::gateway::GatewaySession;
 use super::http_pool::{capped_body, perform};
 use super::http1::{Endpoint, Http1Conn};
+use super::http1_pool::Http1Pool;
 use super::mqtt::MqttSession;
 use super::native::NativeSession;
 use super::{Incoming, Outgoing, Session};
@@ -37,6 +38,9 @@ pub struct HttpSetup {
     /// Set for closed loops: each user keeps one keep-alive connection here and has one
     /// request open at a time (the lean path, `http1`), instead of the shared pool.
     pub connection: Option<Arc<Endpoint>>,
+    /// Set for open models: the shared keep-alive connections to the target's host, which
+    /// carry every request for it (others go through `client`).
+    pub pool: Option<Arc<Http1Pool>>,
     /// The system's own ids of users, groups and direct conversations (`[target.http] ids`).
     pub ids: Option<Arc<crate::scenario::ids::IdMap>>,
     /// This run's token, `{{run}}`.
@@ -54,14 +58,22 @@ pub enum Receiver {
     Nothing,
 }
 
-type Pending = Pin<Box<dyn Future<Output = Incoming> + Send>>;
+/// A pooled request's outcome and when its answer arrived (ns since the epoch; 0: not known).
+type Pending = Pin<Box<dyn Future<Output = (Incoming, u64)> + Send>>;
+
+/// A request waiting for room in the pool: its bytes for the target's host, or a reqwest
+/// request for another.
+enum PoolRequest {
+    Lean(Vec<u8>),
+    Other(Box<reqwest::RequestBuilder>),
+}
 
 /// How a user's requests reach the API.
 enum Lane {
     /// The run's shared client pool, up to `MAX_OPEN` requests open at once.
     Pool {
         open: FuturesUnordered<Pending>,
-        waiting: VecDeque<(reqwest::RequestBuilder, u64)>,
+        waiting: VecDeque<(PoolRequest, u64)>,
     },
     /// One keep-alive connection of the user's own, one request at a time.
     Connection(Box<Http1Conn>),
@@ -83,8 +95,10 @@ pub struct HttpSession {
 /// Which part of the session said the last thing.
 #[derive(Clone, Copy)]
 enum HeardFrom {
-    /// The shared pool or a signal request: reqwest reads without arrival stamps.
+    /// A signal request: reqwest reads without arrival stamps.
     Unstamped,
+    /// The shared pool, with when the answer arrived (0: not known: reqwest read it).
+    Pool(u64),
     /// The user's own connection: its answers carry arrival stamps.
     Connection,
     /// The subscription deliveries come on.
@@ -324,13 +338,27 @@ impl HttpSession {
             let Some((req, id)) = waiting.pop_front() else {
                 return;
             };
-            let pointer = self.setup.target.id.clone();
-            open.push(Box::pin(perform(
-                req,
-                id,
-                pointer,
-                self.setup.target.max_answer,
-            )));
+            match (req, &self.setup.pool) {
+                (PoolRequest::Lean(bytes), Some(pool)) => {
+                    let pointer = self.setup.target.id.as_deref().map(Arc::from);
+                    open.push(Box::pin(pool.clone().exchange(id, bytes, pointer)));
+                }
+                (PoolRequest::Lean(_), None) => open.push(Box::pin(std::future::ready((
+                    Incoming::Rejected {
+                        id,
+                        kind: ErrorKind::Protocol,
+                        detail: "no connection pool".into(),
+                    },
+                    0,
+                )))),
+                (PoolRequest::Other(req), _) => {
+                    let pointer = self.setup.target.id.clone();
+                    let max_answer = self.setup.target.max_answer;
+                    open.push(Box::pin(async move {
+                        (perform(*req, id, pointer, max_answer).await, 0)
+                    }));
+                }
+            }
         }
     }
 
@@ -349,7 +377,23 @@ impl HttpSession {
         };
         match &mut self.lane {
             Lane::Pool { waiting, .. } => {
-                waiting.push_back((self.setup.request(&m), id));
+                let request = match self.setup.pool.as_deref() {
+                    Some(pool) => {
+                        let mut out = Vec::new();
+                        // A URL for another host (or none the pool can write) goes by reqwest.
+                        match self.setup.write_request(
+                            &m,
+                            pool.endpoint(),
+                            &mut self.scratch,
+                            &mut out,
+                        ) {
+                            Ok(()) => PoolRequest::Lean(out),
+                            Err(_) => PoolRequest::Other(Box::new(self.setup.request(&m))),
+                        }
+                    }
+                    None => PoolRequest::Other(Box::new(self.setup.request(&m))),
+                };
+                waiting.push_back((request, id));
                 self.start_waiting();
             }
             Lane::Connection(conn) => {
@@ -459,7 +503,7 @@ impl Session for HttpSession {
                 let has_open = !open.is_empty();
                 tokio::select! {
                     biased;
-                    Some(done) = open.next(), if has_open => (done, HeardFrom::Unstamped),
+                    Some((done, arrived_ns)) = open.next(), if has_open => (done, HeardFrom::Pool(arrived_ns)),
                     r = receive => (r, HeardFrom::Receiver),
                     s = signals.next() => (s, HeardFrom::Unstamped),
                 }
@@ -495,6 +539,7 @@ impl Session for HttpSession {
     fn waited(&self) -> Option<std::time::Duration> {
         match (self.last_from, &self.lane, &self.receiver) {
             (HeardFrom::Connection, Lane::Connection(conn), _) => conn.waited(),
+            (HeardFrom::Pool(arrived_ns), _, _) => super::stamped_tcp::waited_since(arrived_ns),
             (HeardFrom::Receiver, _, Receiver::Native(r)) => r.waited(),
             (HeardFrom::Receiver, _, Receiver::Mqtt(r)) => r.waited(),
             (HeardFrom::Receiver, _, Receiver::Gateway(r)) => r.waited(),

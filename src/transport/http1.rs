@@ -189,9 +189,31 @@ impl Http1Conn {
         source: Option<IpAddr>,
     ) -> Result<Http1Conn, ConnectError> {
         let stream = open(&endpoint, timeout, source).await?;
-        Ok(Http1Conn {
+        let mut conn = Http1Conn::unopened(
             endpoint,
-            stream: Some(stream),
+            request_timeout,
+            keep_body,
+            head_request,
+            max_answer,
+            source,
+        );
+        conn.stream = Some(stream);
+        Ok(conn)
+    }
+
+    /// A connection that opens with its first request, inside that request's time: what a
+    /// shared pool does when no idle connection is at hand (`http1_pool`).
+    pub fn unopened(
+        endpoint: Arc<Endpoint>,
+        request_timeout: Duration,
+        keep_body: bool,
+        head_request: bool,
+        max_answer: usize,
+        source: Option<IpAddr>,
+    ) -> Http1Conn {
+        Http1Conn {
+            endpoint,
+            stream: None,
             served: 0,
             queue: VecDeque::new(),
             current: None,
@@ -206,7 +228,21 @@ impl Http1Conn {
             refused: VecDeque::new(),
             source,
             answer_arrived_ns: 0,
-        })
+        }
+    }
+
+    /// Open, with nothing queued or on the wire: fit to carry another request.
+    pub fn idle(&self) -> bool {
+        self.stream.is_some()
+            && self.current.is_none()
+            && self.queue.is_empty()
+            && self.refused.is_empty()
+    }
+
+    /// When the last bytes of the answer `next` last returned arrived (ns since the epoch;
+    /// 0: not known), to keep past the connection; read it with [`waited_since`].
+    pub fn answer_arrived_ns(&self) -> u64 {
+        self.answer_arrived_ns
     }
 
     /// Answers a request that could not be written with this refusal, in its turn.

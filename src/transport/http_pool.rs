@@ -1,7 +1,8 @@
-//! One request of an open model's shared client pool (reqwest): sent, at most `max_answer`
-//! of its answer read, and what that answer means for the message it carries. Owns that
-//! exchange; not the lean one-connection path of a closed loop (`http1`), nor the session
-//! that queues requests (`http`).
+//! One request by the run's reqwest client — an open model's request whose URL names another
+//! host than the target's: sent, at most `max_answer` of its answer read, and what that
+//! answer means for the message it carries. Owns that exchange; not the lean connections
+//! that carry requests for the target's own host (`http1`, pooled by `http1_pool`), nor the
+//! session that queues requests (`http`).
 
 use super::Incoming;
 use super::http_error::{classify, describe};

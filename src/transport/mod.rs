@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod http;
 pub mod http1;
 mod http1_answer;
+pub mod http1_pool;
 pub mod http_error;
 mod http_pool;
 mod http_signal;
