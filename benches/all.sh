@@ -11,6 +11,8 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "HTTP send rate next to wrk (benches/http-vs-wrk.sh 3 10)"
 ./http-vs-wrk.sh 3 10
+step "Open-model HTTP sends against nginx (benches/http-open.sh 2000 10000 20000)"
+./http-open.sh 2000 10000 20000
 step "CPU per MQTT message next to Tsung (benches/mqtt-vs-tsung.sh 20 5000 10000 15000 20000)"
 ./mqtt-vs-tsung.sh 20 5000 10000 15000 20000
 step "End-to-end rate on the embedded server (MIX=lean benches/message-rate.sh 6 60 90 120 150 180 240)"

@@ -146,6 +146,11 @@ async fn open(
     }
 }
 
+/// Request buffers kept for reuse. A closed loop takes one back for each request; a pooled
+/// connection is handed requests rendered elsewhere and takes none, so without a bound its
+/// spares would grow by one per request.
+const MAX_SPARE: usize = 2;
+
 /// A request waiting its turn: its id and its bytes.
 type Queued = (u64, Vec<u8>);
 
@@ -231,6 +236,12 @@ impl Http1Conn {
         }
     }
 
+    /// Request buffers kept for reuse.
+    #[cfg(test)]
+    pub fn spare_buffers(&self) -> usize {
+        self.spare.len()
+    }
+
     /// Open, with nothing queued or on the wire: fit to carry another request.
     pub fn idle(&self) -> bool {
         self.stream.is_some()
@@ -292,7 +303,9 @@ impl Http1Conn {
                 ))
             }
         };
-        if let Some((_, bytes, _, _)) = self.current.take() {
+        if let Some((_, bytes, _, _)) = self.current.take()
+            && self.spare.len() < MAX_SPARE
+        {
             self.spare.push(bytes);
         }
         (id, outcome)

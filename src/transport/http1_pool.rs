@@ -173,6 +173,14 @@ mod tests {
             assert_eq!(pool.idle(), 3);
         }
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // Requests rendered elsewhere leave their buffers with the connection: it keeps
+        // two, not one per request it carried.
+        for id in 0..50 {
+            let bytes = get(&pool);
+            pool.clone().exchange(id, bytes, None).await;
+        }
+        let (_, conn) = pool.idle.pop().unwrap();
+        assert!(conn.spare_buffers() <= 2, "{}", conn.spare_buffers());
     }
 
     #[tokio::test]
