@@ -146,6 +146,9 @@ async fn open(
     }
 }
 
+/// The read buffer a connection starts with; a longer answer grows it (up to `max_answer`).
+const READ_BUFFER: usize = 16 << 10;
+
 /// Request buffers kept for reuse. A closed loop takes one back for each request; a pooled
 /// connection is handed requests rendered elsewhere and takes none, so without a bound its
 /// spares would grow by one per request.
@@ -223,7 +226,7 @@ impl Http1Conn {
             queue: VecDeque::new(),
             current: None,
             retried: false,
-            inbuf: vec![0; 16 << 10],
+            inbuf: vec![0; READ_BUFFER],
             filled: 0,
             keep_body,
             head_request,
@@ -240,6 +243,21 @@ impl Http1Conn {
     #[cfg(test)]
     pub fn spare_buffers(&self) -> usize {
         self.spare.len()
+    }
+
+    #[cfg(test)]
+    pub fn read_buffer(&self) -> usize {
+        self.inbuf.len()
+    }
+
+    /// Gives back what a long answer grew the read buffer to, for a connection that waits
+    /// idle in a pool: idle connections then hold their first 16 KiB each, not the longest
+    /// answer each ever read.
+    pub fn shrink(&mut self) {
+        if self.inbuf.len() > READ_BUFFER && self.filled <= READ_BUFFER {
+            self.inbuf.truncate(READ_BUFFER);
+            self.inbuf.shrink_to_fit();
+        }
     }
 
     /// Open, with nothing queued or on the wire: fit to carry another request.

@@ -90,6 +90,7 @@ impl Http1Pool {
         let (id, outcome) = conn.next().await;
         let arrived_ns = conn.answer_arrived_ns();
         if conn.idle() {
+            conn.shrink();
             // A full pool closes it: more were open at the peak than stay useful after.
             let _ = self.idle.push((Instant::now(), conn));
         }
@@ -122,9 +123,17 @@ mod tests {
                         }
                         seen.extend_from_slice(&buf[..n]);
                         while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let big = seen.starts_with(b"GET /big ");
                             seen.drain(..end + 4);
-                            let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n{\"id\":1}";
-                            if s.write_all(answer).await.is_err() {
+                            let answer = if big {
+                                let mut a =
+                                    b"HTTP/1.1 200 OK\r\nContent-Length: 40000\r\n\r\n".to_vec();
+                                a.resize(a.len() + 40_000, b'x');
+                                a
+                            } else {
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n{\"id\":1}".to_vec()
+                            };
+                            if s.write_all(&answer).await.is_err() {
                                 return;
                             }
                         }
@@ -136,8 +145,12 @@ mod tests {
     }
 
     fn get(pool: &Http1Pool) -> Vec<u8> {
+        get_path(pool, "/m")
+    }
+
+    fn get_path(pool: &Http1Pool, path: &str) -> Vec<u8> {
         let mut out = Vec::new();
-        super::super::http1::write_request(&mut out, "GET", "/m", pool.endpoint(), "", None);
+        super::super::http1::write_request(&mut out, "GET", path, pool.endpoint(), "", None);
         out
     }
 
@@ -181,6 +194,24 @@ mod tests {
         }
         let (_, conn) = pool.idle.pop().unwrap();
         assert!(conn.spare_buffers() <= 2, "{}", conn.spare_buffers());
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_gives_back_what_a_long_answer_grew() {
+        let (url, _) = api().await;
+        let tls = TlsContext::new(None).unwrap();
+        let pool = Arc::new(Http1Pool::new(
+            Arc::new(Endpoint::parse(&url, &tls).unwrap()),
+            Duration::from_secs(5),
+            true,
+            false,
+            64 << 10,
+        ));
+        let bytes = get_path(&pool, "/big");
+        let (incoming, _) = pool.clone().exchange(1, bytes, None).await;
+        assert_eq!(incoming, Incoming::Accepted { id: 1 });
+        let (_, conn) = pool.idle.pop().expect("kept for the next request");
+        assert_eq!(conn.read_buffer(), 16 << 10);
     }
 
     #[tokio::test]
