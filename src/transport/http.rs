@@ -510,7 +510,7 @@ impl Session for HttpSession {
             }
             Lane::Connection(conn) => tokio::select! {
                 biased;
-                (id, outcome) = conn.next() => (super::http1::judge(id, outcome, pointer), HeardFrom::Connection),
+                (id, outcome) = conn.next() => (super::http1_answer::judge(id, outcome, pointer), HeardFrom::Connection),
                 r = receive => (r, HeardFrom::Receiver),
                 s = signals.next() => (s, HeardFrom::Unstamped),
             },

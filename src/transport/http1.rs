@@ -1,15 +1,16 @@
 //! One keep-alive HTTP/1.1 connection carrying one request at a time: the lean send path of
-//! a closed loop, where each user waits for its answer before it asks again. Requests are
+//! a closed loop, where each user waits for its answer before it asks again, and of an open
+//! model's shared connections (`http1_pool`). Requests are
 //! written from a reused buffer, answers parsed in place with `httparse` (Content-Length,
 //! chunked, or until close); no task, channel or lock per request, which is what keeps
 //! chatload's own cost per request small next to wrk's. Owns the bytes on the wire,
 //! keep-alive and reconnecting; not the templates (see `http`) nor what an answer means to
 //! a virtual user.
 
+use super::ConnectError;
 use super::http1_answer::{Answer, Parsed, parse};
 use super::stamped_tcp::{StampedTcp, waited_since};
 use super::tls::TlsContext;
-use super::{ConnectError, Incoming};
 use crate::metrics::ErrorKind;
 use std::collections::VecDeque;
 use std::io;
@@ -500,82 +501,9 @@ pub fn write_request(
     }
 }
 
-/// What an answer means for the message it confirms.
-pub fn judge(
-    id: u64,
-    outcome: Result<Answer, (ErrorKind, String)>,
-    id_pointer: Option<&str>,
-) -> Incoming {
-    let answer = match outcome {
-        Ok(a) => a,
-        Err((kind, detail)) => {
-            return Incoming::Rejected {
-                id,
-                kind,
-                detail: crate::secrets::redact(&detail),
-            };
-        }
-    };
-    if !(200..300).contains(&answer.status) {
-        let text = String::from_utf8_lossy(&answer.body);
-        return Incoming::Rejected {
-            id,
-            kind: ErrorKind::for_status(answer.status),
-            detail: format!(
-                "HTTP {}: {}",
-                answer.status,
-                crate::secrets::excerpt(&text, 160)
-            ),
-        };
-    }
-    if let Some(p) = id_pointer {
-        let found = serde_json::from_slice::<serde_json::Value>(&answer.body)
-            .ok()
-            .is_some_and(|v| v.pointer(p).is_some());
-        if !found {
-            return Incoming::Rejected {
-                id,
-                kind: ErrorKind::Protocol,
-                detail: format!("a 2xx answer without a message id at {p}"),
-            };
-        }
-    }
-    Incoming::Accepted { id }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn answers_become_confirmations_or_refusals() {
-        let ok = Answer {
-            status: 200,
-            body: br#"{"id":"m.1"}"#.to_vec(),
-        };
-        assert_eq!(
-            judge(7, Ok(ok.clone()), Some("/id")),
-            Incoming::Accepted { id: 7 }
-        );
-        assert!(matches!(
-            judge(7, Ok(ok), Some("/missing")),
-            Incoming::Rejected {
-                kind: ErrorKind::Protocol,
-                ..
-            }
-        ));
-        let refused = Answer {
-            status: 429,
-            body: b"slow down".to_vec(),
-        };
-        assert!(matches!(
-            judge(7, Ok(refused), None),
-            Incoming::Rejected {
-                kind: ErrorKind::Http4xx,
-                ..
-            }
-        ));
-    }
 
     #[test]
     fn endpoints_keep_host_port_and_base_path() {

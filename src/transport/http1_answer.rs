@@ -1,9 +1,10 @@
 //! One HTTP/1.1 answer read from the bytes at the front of a buffer, in place with
 //! `httparse`: its status, a body framed by Content-Length, chunks or the connection's end,
 //! and whether the server closes after it; a body longer than `max_answer` is refused from
-//! what is known of it, before it is read. Owns that framing; not the connection
-//! (`http1`) nor what an answer means to a sender.
+//! what is known of it, before it is read; and what an answer means for the message it
+//! confirms (`judge`). Owns that framing and that judgement; not the connection (`http1`).
 
+use super::Incoming;
 use crate::metrics::ErrorKind;
 
 /// Headers an answer may carry; more is a protocol error.
@@ -186,9 +187,82 @@ fn find_blank_line(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
 
+/// What an answer means for the message it confirms.
+pub fn judge(
+    id: u64,
+    outcome: Result<Answer, (ErrorKind, String)>,
+    id_pointer: Option<&str>,
+) -> Incoming {
+    let answer = match outcome {
+        Ok(a) => a,
+        Err((kind, detail)) => {
+            return Incoming::Rejected {
+                id,
+                kind,
+                detail: crate::secrets::redact(&detail),
+            };
+        }
+    };
+    if !(200..300).contains(&answer.status) {
+        let text = String::from_utf8_lossy(&answer.body);
+        return Incoming::Rejected {
+            id,
+            kind: ErrorKind::for_status(answer.status),
+            detail: format!(
+                "HTTP {}: {}",
+                answer.status,
+                crate::secrets::excerpt(&text, 160)
+            ),
+        };
+    }
+    if let Some(p) = id_pointer {
+        let found = serde_json::from_slice::<serde_json::Value>(&answer.body)
+            .ok()
+            .is_some_and(|v| v.pointer(p).is_some());
+        if !found {
+            return Incoming::Rejected {
+                id,
+                kind: ErrorKind::Protocol,
+                detail: format!("a 2xx answer without a message id at {p}"),
+            };
+        }
+    }
+    Incoming::Accepted { id }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_become_confirmations_or_refusals() {
+        let ok = Answer {
+            status: 200,
+            body: br#"{"id":"m.1"}"#.to_vec(),
+        };
+        assert_eq!(
+            judge(7, Ok(ok.clone()), Some("/id")),
+            Incoming::Accepted { id: 7 }
+        );
+        assert!(matches!(
+            judge(7, Ok(ok), Some("/missing")),
+            Incoming::Rejected {
+                kind: ErrorKind::Protocol,
+                ..
+            }
+        ));
+        let refused = Answer {
+            status: 429,
+            body: b"slow down".to_vec(),
+        };
+        assert!(matches!(
+            judge(7, Ok(refused), None),
+            Incoming::Rejected {
+                kind: ErrorKind::Http4xx,
+                ..
+            }
+        ));
+    }
 
     #[test]
     fn an_answer_longer_than_max_answer_is_refused_before_it_is_read() {

@@ -7,7 +7,8 @@
 //! which stay on reqwest (`http_pool`).
 
 use super::Incoming;
-use super::http1::{Endpoint, Http1Conn, judge};
+use super::http1::{Endpoint, Http1Conn};
+use super::http1_answer::judge;
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
