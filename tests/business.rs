@@ -93,6 +93,15 @@ stages = [{ ramp = "1s" }, { hold = "9s" }]
     assert_eq!(campaign.missing_statuses, 0);
     assert_eq!(s.accounting.lost, 0, "{:?}", s.accounting);
     assert!(s.accounting.balances(), "{:?}", s.accounting);
+    // Every answer of the business API, refusals too, is measured to its arrival, as the
+    // deliveries on the users' WebSockets are: one `read_lag` sample each.
+    let read_lag = s.metrics.get("read_lag").map_or(0, |m| m.count);
+    let answers = campaign.accepted + campaign.throttled_130429;
+    assert!(
+        read_lag >= s.accounting.delivered + answers,
+        "read_lag {read_lag} for {} deliveries and {answers} answers",
+        s.accounting.delivered
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -251,6 +251,11 @@ impl Http1Conn {
         self.inbuf.len()
     }
 
+    /// How long the next request may take, connecting included.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
     /// Gives back what a long answer grew the read buffer to, for a connection that waits
     /// idle in a pool: idle connections then hold their first 16 KiB each, not the longest
     /// answer each ever read.

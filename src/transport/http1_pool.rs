@@ -8,7 +8,8 @@
 
 use super::Incoming;
 use super::http1::{Endpoint, Http1Conn};
-use super::http1_answer::judge;
+use super::http1_answer::{Answer, judge};
+use crate::metrics::ErrorKind;
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,6 +78,20 @@ impl Http1Pool {
         bytes: Vec<u8>,
         id_pointer: Option<Arc<str>>,
     ) -> (Incoming, u64) {
+        let timeout = self.request_timeout;
+        let (outcome, arrived_ns) = self.request(bytes, timeout).await;
+        (judge(id, outcome, id_pointer.as_deref()), arrived_ns)
+    }
+
+    /// One request on a pooled connection within `timeout` (connecting included): its
+    /// answer or why none came, and when the answer's last bytes arrived (ns since the
+    /// epoch; 0: not known). For a caller that reads the answer itself (the business API
+    /// client).
+    pub async fn request(
+        self: Arc<Self>,
+        bytes: Vec<u8>,
+        timeout: Duration,
+    ) -> (Result<Answer, (ErrorKind, String)>, u64) {
         let mut conn = self.take_idle().unwrap_or_else(|| {
             Http1Conn::unopened(
                 self.endpoint.clone(),
@@ -87,15 +102,16 @@ impl Http1Pool {
                 None,
             )
         });
-        conn.push(id, bytes);
-        let (id, outcome) = conn.next().await;
+        conn.set_timeout(timeout);
+        conn.push(0, bytes);
+        let (_, outcome) = conn.next().await;
         let arrived_ns = conn.answer_arrived_ns();
         if conn.idle() {
             conn.shrink();
             // A full pool closes it: more were open at the peak than stay useful after.
             let _ = self.idle.push((Instant::now(), conn));
         }
-        (judge(id, outcome, id_pointer.as_deref()), arrived_ns)
+        (outcome, arrived_ns)
     }
 }
 

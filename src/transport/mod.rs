@@ -9,7 +9,7 @@ pub mod connector;
 pub mod gateway;
 pub mod http;
 pub mod http1;
-mod http1_answer;
+pub mod http1_answer;
 pub mod http1_pool;
 pub mod http_error;
 mod http_pool;
@@ -24,6 +24,7 @@ pub mod ws_open;
 pub mod xmpp;
 
 pub use connector::Connector;
+pub use stamped_tcp::waited_since;
 
 use crate::metrics::ErrorKind;
 use crate::protocol::{Media, Recipient};

@@ -1,8 +1,10 @@
 //! The business API client: carries out the schedule's business orders (templates, replies,
 //! mark-read, late replies) as HTTP requests, and reacts to refusals as the pattern says
 //! (docs/workloads.md §1.4): on 130429 slow to the tier with a token bucket, on 131056 retry after
-//! 4^x seconds, on 5xx and timeouts retry with jittered exponential backoff. Owns requests
-//! and their accounting at send time; statuses are joined by `webhook`.
+//! 4^x seconds, on 5xx and timeouts retry with jittered exponential backoff. Requests go on
+//! the lean pooled HTTP/1.1 connections (`transport::http1_pool`), so an answer's latency
+//! ends when it arrived, not when this client got round to reading it. Owns requests and
+//! their accounting at send time; statuses are joined by `webhook`.
 
 use crate::engine::context::RunContext;
 use crate::metrics::{ErrorKind, LATE_SEND_US, Metric, NotSentReason, Owed};
@@ -10,6 +12,9 @@ use crate::protocol::keyed;
 use crate::protocol::{BUSINESS_BASE, Recipient, filler_body};
 use crate::scenario::{ApiClientPolicy, PatternKind};
 use crate::server::business::{correlation, inbound_wamid};
+use crate::transport::http1::{Endpoint, write_request};
+use crate::transport::http1_pool::Http1Pool;
+use crate::transport::tls::TlsContext;
 use crate::workload::schedule::{Action, Order};
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering::Relaxed;
@@ -20,6 +25,9 @@ use tokio::sync::{Semaphore, mpsc};
 /// Requests in flight at most; beyond it orders wait (and show up as late sends).
 const IN_FLIGHT: usize = 1_024;
 
+/// The longest answer read: a refusal's JSON names its code in far less.
+const MAX_ANSWER: usize = 64 << 10;
+
 /// One business number's client-side pacing, switched on by the first 130429.
 #[derive(Debug, Default)]
 struct TierPacer {
@@ -29,8 +37,8 @@ struct TierPacer {
 
 pub struct BusinessClient {
     ctx: Arc<RunContext>,
-    base: String,
-    http: reqwest::Client,
+    /// The business API's host: every request goes to it.
+    pool: Arc<Http1Pool>,
     pacers: Vec<Mutex<TierPacer>>,
     tier_interval: Duration,
     /// The run is over: stop taking orders; what is still queued was not sent.
@@ -47,12 +55,22 @@ enum Outcome {
 
 impl BusinessClient {
     pub fn new(ctx: Arc<RunContext>, base: String) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
-            .pool_idle_timeout(crate::transport::tls::POOL_IDLE)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let tls =
+            TlsContext::new(ctx.scenario.target.ca_file.as_deref()).map_err(|e| e.to_string())?;
+        let endpoint = Endpoint::parse(&base, &tls).ok_or_else(|| {
+            format!(
+                "the business API's address {} is not http://host:port or https://host:port",
+                crate::secrets::redact_url(&base)
+            )
+        })?;
+        // Each request gives its pattern's own timeout; this one is never used.
+        let pool = Arc::new(Http1Pool::new(
+            Arc::new(endpoint),
+            Duration::from_secs(30),
+            false,
+            false,
+            MAX_ANSWER,
+        ));
         let businesses = ctx.scenario.businesses;
         Ok(BusinessClient {
             pacers: (0..businesses.count.max(1))
@@ -63,8 +81,7 @@ impl BusinessClient {
                 f64::from(ctx.segment.count) / businesses.throughput_mps.max(1e-3),
             ),
             ctx,
-            base,
-            http,
+            pool,
             stop: tokio::sync::Notify::new(),
         })
     }
@@ -164,31 +181,40 @@ impl BusinessClient {
         }
     }
 
-    async fn post(&self, business: u32, body: String, timeout: Duration) -> Outcome {
-        let url = format!("{}/v1/{business}/messages", self.base);
-        let sent = self
-            .http
-            .post(url)
-            .header("content-type", "application/json")
-            .timeout(timeout)
-            .body(body)
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => Outcome::Accepted,
-            Ok(r) => {
-                let http = r.status().as_u16();
-                let code = r
-                    .json::<Value>()
-                    .await
+    /// One request to the business API: what came of it, and how long its answer waited on
+    /// this machine before it was read (`None`: not known, or no answer).
+    async fn post(
+        &self,
+        business: u32,
+        body: &str,
+        timeout: Duration,
+    ) -> (Outcome, Option<Duration>) {
+        let endpoint = self.pool.endpoint();
+        let path = format!("{}/v1/{business}/messages", endpoint.base_path);
+        let mut bytes = Vec::with_capacity(body.len() + 160);
+        write_request(
+            &mut bytes,
+            "POST",
+            &path,
+            endpoint,
+            "",
+            Some(body.as_bytes()),
+        );
+        let (answer, arrived_ns) = self.pool.clone().request(bytes, timeout).await;
+        let waited = crate::transport::waited_since(arrived_ns);
+        let outcome = match answer {
+            Ok(a) if (200..300).contains(&a.status) => Outcome::Accepted,
+            Ok(a) => Outcome::Refused {
+                http: a.status,
+                code: serde_json::from_slice::<Value>(&a.body)
                     .ok()
                     .and_then(|v| v["error"]["code"].as_u64())
-                    .unwrap_or(0);
-                Outcome::Refused { http, code }
-            }
-            Err(e) if e.is_timeout() => Outcome::TimedOut,
-            Err(e) => Outcome::Failed(crate::transport::http_error::describe(&e)),
-        }
+                    .unwrap_or(0),
+            },
+            Err((ErrorKind::RequestTimeout, _)) => Outcome::TimedOut,
+            Err((_, detail)) => Outcome::Failed(crate::secrets::redact(&detail)),
+        };
+        (outcome, waited)
     }
 
     fn body(order: &Order, sent_us: u64) -> String {
@@ -241,7 +267,7 @@ impl BusinessClient {
                               "message_id": inbound_wamid(to, of), "typing_indicator": {"type": "text"}})
             .to_string();
             let policy = self.policy(order.pattern);
-            match self.post(business, body, policy.timeout.as_std()).await {
+            match self.post(business, &body, policy.timeout.as_std()).await.0 {
                 Outcome::Accepted => ctx.recorders.local().counters[p].mark_reads += 1,
                 _ => ctx
                     .recorders
@@ -292,12 +318,21 @@ impl BusinessClient {
                 ctx.ledger.defer(order.id, ctx.now_us());
             }
             let start = ctx.now_us();
-            let outcome = self
-                .post(business, body.clone(), policy.timeout.as_std())
-                .await;
-            let now = ctx.now_us();
+            let (outcome, waited) = self.post(business, &body, policy.timeout.as_std()).await;
+            let read_at = ctx.now_us();
             let wait = {
                 let mut rec = ctx.recorders.local();
+                // When the answer arrived: the time it waited for this client is not the
+                // API's (`read_lag`, as for every other answer).
+                let now = match waited {
+                    Some(w) => {
+                        let w = (w.as_micros() as u64).min(read_at.saturating_sub(start));
+                        let slot = rec.no_pattern();
+                        rec.record(slot, Metric::ReadLag, w);
+                        read_at - w
+                    }
+                    None => read_at,
+                };
                 let c = &mut rec.counters[p];
                 match outcome {
                     Outcome::Accepted => {
