@@ -6,7 +6,7 @@
 //! session that joins both; not the webhook server.
 
 use super::gateway::GatewaySession;
-use super::http_pool::{capped_body, perform};
+use super::http_reqwest::{capped_body, perform};
 use super::http1::{Endpoint, Http1Conn};
 use super::http1_pool::Http1Pool;
 use super::mqtt::MqttSession;

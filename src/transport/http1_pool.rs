@@ -4,7 +4,7 @@
 //! kernel's arrival stamps, so an open model's latencies end when the answer arrived, as a
 //! closed loop's do, not when a busy client got round to reading it. Owns the idle set and
 //! one pooled exchange; not the bytes on the wire (`http1`) nor the requests for other hosts,
-//! which stay on reqwest (`http_pool`).
+//! which stay on reqwest (`http_reqwest`).
 
 use super::Incoming;
 use super::http1::{Endpoint, Http1Conn};

@@ -12,7 +12,7 @@ pub mod http1;
 pub mod http1_answer;
 pub mod http1_pool;
 pub mod http_error;
-mod http_pool;
+mod http_reqwest;
 mod http_signal;
 pub mod mqtt;
 mod mqtt_loop;
