@@ -232,7 +232,7 @@ impl Connector {
                         Arc::new(super::http1_pool::Http1Pool::new(
                             Arc::new(endpoint),
                             h.timeout.as_std(),
-                            h.id.is_some(),
+                            h.id.clone(),
                             method == reqwest::Method::HEAD,
                             h.max_answer,
                         ))

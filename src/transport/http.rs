@@ -340,8 +340,7 @@ impl HttpSession {
             };
             match (req, &self.setup.pool) {
                 (PoolRequest::Lean(bytes), Some(pool)) => {
-                    let pointer = self.setup.target.id.as_deref().map(Arc::from);
-                    open.push(Box::pin(pool.clone().exchange(id, bytes, pointer)));
+                    open.push(Box::pin(pool.clone().exchange(id, bytes)));
                 }
                 (PoolRequest::Lean(_), None) => open.push(Box::pin(std::future::ready((
                     Incoming::Rejected {

@@ -23,7 +23,9 @@ pub const MAX_IDLE: usize = 256;
 pub struct Http1Pool {
     endpoint: Arc<Endpoint>,
     request_timeout: Duration,
-    keep_body: bool,
+    /// Where a 2xx answer names the message's id (`[target.http] id`); its body is kept
+    /// only then.
+    id_pointer: Option<String>,
     head_request: bool,
     max_answer: usize,
     /// A queue without a lock: users on every thread take and give back here, each
@@ -35,14 +37,14 @@ impl Http1Pool {
     pub fn new(
         endpoint: Arc<Endpoint>,
         request_timeout: Duration,
-        keep_body: bool,
+        id_pointer: Option<String>,
         head_request: bool,
         max_answer: usize,
     ) -> Http1Pool {
         Http1Pool {
             endpoint,
             request_timeout,
-            keep_body,
+            id_pointer,
             head_request,
             max_answer,
             idle: ArrayQueue::new(MAX_IDLE),
@@ -54,7 +56,7 @@ impl Http1Pool {
     }
 
     /// Idle connections now.
-    pub fn idle(&self) -> usize {
+    pub fn idle_count(&self) -> usize {
         self.idle.len()
     }
 
@@ -72,15 +74,10 @@ impl Http1Pool {
     /// One request (`bytes`, head and body) on a pooled connection: what its answer means
     /// for message `id`, and when that answer's last bytes arrived (ns since the epoch; 0:
     /// not known). The connection goes back to the pool if it can carry another request.
-    pub async fn exchange(
-        self: Arc<Self>,
-        id: u64,
-        bytes: Vec<u8>,
-        id_pointer: Option<Arc<str>>,
-    ) -> (Incoming, u64) {
+    pub async fn exchange(self: Arc<Self>, id: u64, bytes: Vec<u8>) -> (Incoming, u64) {
         let timeout = self.request_timeout;
-        let (outcome, arrived_ns) = self.request(bytes, timeout).await;
-        (judge(id, outcome, id_pointer.as_deref()), arrived_ns)
+        let (outcome, arrived_ns) = self.clone().request(bytes, timeout).await;
+        (judge(id, outcome, self.id_pointer.as_deref()), arrived_ns)
     }
 
     /// One request on a pooled connection within `timeout` (connecting included): its
@@ -96,7 +93,7 @@ impl Http1Pool {
             Http1Conn::unopened(
                 self.endpoint.clone(),
                 self.request_timeout,
-                self.keep_body,
+                self.id_pointer.is_some(),
                 self.head_request,
                 self.max_answer,
                 None,
@@ -143,10 +140,13 @@ mod tests {
                             let big = seen.starts_with(b"GET /big ");
                             seen.drain(..end + 4);
                             let answer = if big {
-                                let mut a =
-                                    b"HTTP/1.1 200 OK\r\nContent-Length: 40000\r\n\r\n".to_vec();
-                                a.resize(a.len() + 40_000, b'x');
-                                a
+                                let body =
+                                    format!("{{\"id\":1,\"pad\":\"{}\"}}", "x".repeat(40_000));
+                                let head = format!(
+                                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                                    body.len()
+                                );
+                                (head + &body).into_bytes()
                             } else {
                                 b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n{\"id\":1}".to_vec()
                             };
@@ -179,16 +179,15 @@ mod tests {
         let pool = Arc::new(Http1Pool::new(
             endpoint,
             Duration::from_secs(5),
-            true,
+            Some("/id".into()),
             false,
             1024,
         ));
         // Three at once open three connections; the next three reuse them.
         for round in 0..2u64 {
-            let pointer: Option<Arc<str>> = Some("/id".into());
             let answers = futures_util::future::join_all((0..3).map(|i| {
                 let bytes = get(&pool);
-                pool.clone().exchange(round * 3 + i, bytes, pointer.clone())
+                pool.clone().exchange(round * 3 + i, bytes)
             }))
             .await;
             for (i, (incoming, arrived_ns)) in answers.into_iter().enumerate() {
@@ -200,14 +199,14 @@ mod tests {
                 );
                 assert!(arrived_ns > 0, "an answer without its arrival stamp");
             }
-            assert_eq!(pool.idle(), 3);
+            assert_eq!(pool.idle_count(), 3);
         }
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
         // Requests rendered elsewhere leave their buffers with the connection: it keeps
         // two, not one per request it carried.
         for id in 0..50 {
             let bytes = get(&pool);
-            pool.clone().exchange(id, bytes, None).await;
+            pool.clone().exchange(id, bytes).await;
         }
         let (_, conn) = pool.idle.pop().unwrap();
         assert!(conn.spare_buffers() <= 2, "{}", conn.spare_buffers());
@@ -220,12 +219,12 @@ mod tests {
         let pool = Arc::new(Http1Pool::new(
             Arc::new(Endpoint::parse(&url, &tls).unwrap()),
             Duration::from_secs(5),
-            true,
+            Some("/id".into()),
             false,
             64 << 10,
         ));
         let bytes = get_path(&pool, "/big");
-        let (incoming, _) = pool.clone().exchange(1, bytes, None).await;
+        let (incoming, _) = pool.clone().exchange(1, bytes).await;
         assert_eq!(incoming, Incoming::Accepted { id: 1 });
         let (_, conn) = pool.idle.pop().expect("kept for the next request");
         assert_eq!(conn.read_buffer(), 16 << 10);
@@ -240,15 +239,15 @@ mod tests {
         let pool = Arc::new(Http1Pool::new(
             Arc::new(Endpoint::parse(&url, &tls).unwrap()),
             Duration::from_secs(5),
-            false,
+            None,
             false,
             1024,
         ));
-        let (incoming, arrived_ns) = pool.clone().exchange(9, get(&pool), None).await;
+        let (incoming, arrived_ns) = pool.clone().exchange(9, get(&pool)).await;
         assert!(
             matches!(incoming, Incoming::Rejected { id: 9, .. }),
             "{incoming:?}"
         );
-        assert_eq!((arrived_ns, pool.idle()), (0, 0));
+        assert_eq!((arrived_ns, pool.idle_count()), (0, 0));
     }
 }

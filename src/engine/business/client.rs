@@ -67,7 +67,7 @@ impl BusinessClient {
         let pool = Arc::new(Http1Pool::new(
             Arc::new(endpoint),
             Duration::from_secs(30),
-            false,
+            None,
             false,
             MAX_ANSWER,
         ));
