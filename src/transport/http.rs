@@ -520,9 +520,14 @@ impl Session for HttpSession {
     }
 
     async fn close(&mut self) {
-        if let Lane::Pool { open, .. } = &mut self.lane {
-            while let Some(_done) = open.next().await {}
-        }
+        let requests = async {
+            if let Lane::Pool { open, .. } = &mut self.lane {
+                while let Some(_done) = open.next().await {}
+            }
+        };
+        // Signals counted as said (read receipts, delivery acks, typing) are made before the
+        // user leaves, not dropped with it.
+        tokio::join!(requests, self.signals.drain());
         match &mut self.receiver {
             Receiver::Native(r) => r.close().await,
             Receiver::Mqtt(r) => r.close().await,

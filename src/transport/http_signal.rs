@@ -107,6 +107,12 @@ impl SignalLane {
     }
 
     /// The next signal that failed; pending while none is open.
+    /// Waits for every signal request under way (each bounded by the target's timeout): a
+    /// signal chatload counted as said is made even when its user leaves at once.
+    pub async fn drain(&mut self) {
+        while self.open.next().await.is_some() {}
+    }
+
     pub async fn next(&mut self) -> Incoming {
         match self.open.next().await {
             None => std::future::pending().await,
