@@ -8,6 +8,7 @@
 //! a virtual user.
 
 use super::ConnectError;
+use super::byte_stream::ByteStream;
 use super::http1_answer::{Answer, Parsed, parse};
 use super::stamped_tcp::{StampedTcp, waited_since};
 use super::tls::TlsContext;
@@ -79,47 +80,11 @@ impl Endpoint {
     }
 }
 
-enum Stream {
-    Plain(StampedTcp),
-    Tls(Box<tokio_rustls::client::TlsStream<StampedTcp>>),
-}
-
-impl Stream {
-    /// When the newest bytes of the last read reached this machine (see [`StampedTcp`]).
-    fn arrived_ns(&self) -> u64 {
-        match self {
-            Stream::Plain(s) => s.arrived_ns(),
-            Stream::Tls(s) => s.get_ref().0.arrived_ns(),
-        }
-    }
-
-    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf).await,
-            Stream::Tls(s) => s.read(buf).await,
-        }
-    }
-
-    async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.write(buf).await,
-            Stream::Tls(s) => s.write(buf).await,
-        }
-    }
-
-    async fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(_) => Ok(()),
-            Stream::Tls(s) => s.flush().await,
-        }
-    }
-}
-
 async fn open(
     endpoint: &Endpoint,
     timeout: Duration,
     source: Option<IpAddr>,
-) -> Result<Stream, ConnectError> {
+) -> Result<ByteStream, ConnectError> {
     let tcp = tokio::time::timeout(timeout, super::source::connect(&endpoint.addr, source))
         .await
         .map_err(|_| {
@@ -133,17 +98,13 @@ async fn open(
     // round to reading it (the wait is `read_lag`).
     let tcp = StampedTcp::new(tcp).map_err(ConnectError::io)?;
     match &endpoint.tls {
-        None => Ok(Stream::Plain(tcp)),
-        Some((config, name)) => {
-            let connector = tokio_rustls::TlsConnector::from(config.clone());
-            let tls = tokio::time::timeout(timeout, connector.connect(name.clone(), tcp))
-                .await
-                .map_err(|_| {
-                    ConnectError::new(ErrorKind::ConnectTimeout, "TLS handshake timed out")
-                })?
-                .map_err(|e| ConnectError::new(ErrorKind::Tls, e.to_string()))?;
-            Ok(Stream::Tls(Box::new(tls)))
-        }
+        None => Ok(ByteStream::Plain(tcp)),
+        Some((config, name)) => tokio::time::timeout(
+            timeout,
+            ByteStream::tls_named(tcp, config.clone(), name.clone()),
+        )
+        .await
+        .map_err(|_| ConnectError::new(ErrorKind::ConnectTimeout, "TLS handshake timed out"))?,
     }
 }
 
@@ -160,7 +121,7 @@ type Queued = (u64, Vec<u8>);
 
 pub struct Http1Conn {
     endpoint: Arc<Endpoint>,
-    stream: Option<Stream>,
+    stream: Option<ByteStream>,
     /// Requests answered on the current connection (a reused one may have been closed by
     /// the server while idle: such a request is written once more on a fresh connection).
     served: u64,
@@ -409,7 +370,7 @@ impl Http1Conn {
         // Only a stamp this answer's own reads brought is its arrival: a read without one
         // leaves the previous answer's in place, which would shorten this latency.
         let stamp_before = stream.arrived_ns();
-        let own_stamp = |s: &Stream| Some(s.arrived_ns()).filter(|a| *a != stamp_before);
+        let own_stamp = |s: &ByteStream| Some(s.arrived_ns()).filter(|a| *a != stamp_before);
         loop {
             match parse(
                 &self.inbuf[..self.filled],

@@ -5,6 +5,7 @@
 //! protocol's bytes and the protocol's bytes into what happened ([`Incoming`]); the virtual
 //! user keeps the schedule, the ledger and the measurements, whatever the protocol.
 
+pub(crate) mod byte_stream;
 pub mod connector;
 pub mod gateway;
 pub mod http;

@@ -9,6 +9,7 @@ use super::xml::{self, Element, Frame, esc};
 use super::{Conn, Resumption, XmppSetup, ns};
 use crate::metrics::ErrorKind;
 use crate::transport::ConnectError;
+use crate::transport::byte_stream::ByteStream;
 use bytes::{Buf, BytesMut};
 use chatload_scenario::target::{Mechanism, XmppTls};
 use std::collections::VecDeque;
@@ -163,21 +164,12 @@ async fn starttls(
     if answer.name != "proceed" {
         return Err(refused(format!("refused STARTTLS (<{}>)", answer.name)));
     }
-    let Conn::Plain(tcp) = wire.conn else {
+    let Conn::Tcp(ByteStream::Plain(tcp)) = wire.conn else {
         return Err(protocol("STARTTLS offered on an encrypted stream"));
     };
-    let name = rustls::pki_types::ServerName::try_from(domain.to_string()).map_err(|_| {
-        ConnectError::new(
-            ErrorKind::Tls,
-            format!("`{domain}` is not a TLS server name"),
-        )
-    })?;
-    let tls = tokio_rustls::TlsConnector::from(setup.tls.client_config())
-        .connect(name, tcp)
-        .await
-        .map_err(|e| ConnectError::new(ErrorKind::Tls, e.to_string()))?;
+    let tls = ByteStream::tls(tcp, setup.tls.client_config(), domain).await?;
     let mut wire = Wire {
-        conn: Conn::Tls(Box::new(tls)),
+        conn: Conn::Tcp(tls),
         buf: BytesMut::new(),
         stanzas_in: 0,
     };
@@ -217,7 +209,7 @@ pub async fn connect(
         .map_err(ConnectError::io)?;
     let tcp = crate::transport::stamped_tcp::StampedTcp::new(tcp).map_err(ConnectError::io)?;
     let mut wire = Wire {
-        conn: Conn::Plain(tcp),
+        conn: Conn::Tcp(ByteStream::Plain(tcp)),
         buf: BytesMut::with_capacity(4096),
         stanzas_in: 0,
     };
@@ -236,8 +228,7 @@ pub async fn connect(
 
 fn encrypted(wire: &Wire) -> bool {
     match &wire.conn {
-        Conn::Plain(_) => false,
-        Conn::Tls(_) => true,
+        Conn::Tcp(s) => s.is_tls(),
         Conn::Ws(w) => w.secure,
     }
 }

@@ -21,8 +21,8 @@ pub mod xml;
 pub use session::XmppSession;
 
 use super::ConnectError;
+use super::byte_stream::ByteStream;
 use super::source::SourcePool;
-use super::stamped_tcp::StampedTcp;
 use super::tls::TlsContext;
 use crate::metrics::ErrorKind;
 use crate::scenario::target::XmppTarget;
@@ -58,8 +58,7 @@ pub mod ns {
 
 /// A plain or encrypted stream.
 pub enum Conn {
-    Plain(StampedTcp),
-    Tls(Box<tokio_rustls::client::TlsStream<StampedTcp>>),
+    Tcp(ByteStream),
     /// RFC 7395, over ws:// or wss://.
     Ws(Box<framing::WsStream>),
 }
@@ -69,8 +68,7 @@ impl Conn {
     /// stream is split (see `StampedTcp::share_stamps`).
     pub fn share_stamps(&mut self) -> Option<Arc<AtomicU64>> {
         match self {
-            Conn::Plain(s) => Some(s.share_stamps()),
-            Conn::Tls(s) => Some(s.get_mut().0.share_stamps()),
+            Conn::Tcp(s) => Some(s.share_stamps()),
             Conn::Ws(s) => s.share_stamps(),
         }
     }
@@ -83,8 +81,7 @@ impl AsyncRead for Conn {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Conn::Ws(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
@@ -97,24 +94,21 @@ impl AsyncWrite for Conn {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Conn::Ws(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Tcp(s) => Pin::new(s).poll_flush(cx),
             Conn::Ws(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Conn::Ws(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
