@@ -509,20 +509,18 @@ async fn resetting_proxy(broker_port: u16) -> (u16, std::sync::Arc<std::sync::at
                     (br, cw)
                 });
                 tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-                // Linger 0: closing the socket sends RST. The fd is still open (both halves
-                // live in the copy tasks until they are aborted below).
-                let linger = libc::linger {
-                    l_onoff: 1,
-                    l_linger: 0,
-                };
-                // SAFETY: setting an option on a socket this task owns, with its size.
+                // A reset and nothing before it: connect(AF_UNSPEC) disconnects an
+                // established TCP socket with RST (Linux `tcp_disconnect`). Dropping the
+                // halves instead would shut the write half first, and the client would
+                // read a FIN, a clean close, before the RST.
+                // SAFETY: a zeroed sockaddr of family AF_UNSPEC, on a socket this task owns.
                 unsafe {
-                    libc::setsockopt(
+                    let mut unspec: libc::sockaddr = std::mem::zeroed();
+                    unspec.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+                    libc::connect(
                         fd,
-                        libc::SOL_SOCKET,
-                        libc::SO_LINGER,
-                        (&linger as *const libc::linger).cast(),
-                        std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                        &unspec,
+                        std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
                     );
                 }
                 up.abort();

@@ -390,7 +390,10 @@ impl Connector {
                     .await
                     .map(AnySession::Native)
             }
-            Kind::Mqtt(m) => m.connect(user, groups, timeout).await.map(AnySession::Mqtt),
+            Kind::Mqtt(m) => m
+                .connect(user, groups, timeout)
+                .await
+                .map(|s| AnySession::Mqtt(Box::new(s))),
             Kind::Gateway(g) => g
                 .connect(user, groups, timeout)
                 .await
@@ -408,7 +411,9 @@ impl Connector {
                         )
                         .await?,
                     ),
-                    Receive::Mqtt(m) => Receiver::Mqtt(m.connect(user, groups, timeout).await?),
+                    Receive::Mqtt(m) => {
+                        Receiver::Mqtt(Box::new(m.connect(user, groups, timeout).await?))
+                    }
                     Receive::Gateway(g) => {
                         Receiver::Gateway(g.connect(user, groups, timeout).await?)
                     }

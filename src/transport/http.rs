@@ -50,7 +50,7 @@ pub struct HttpSetup {
 /// Where a user sees its deliveries.
 pub enum Receiver {
     Native(NativeSession),
-    Mqtt(MqttSession),
+    Mqtt(Box<MqttSession>),
     Gateway(GatewaySession),
     /// A webhook receiver sees them for everyone.
     Webhook,

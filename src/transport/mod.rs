@@ -16,7 +16,8 @@ pub mod http_error;
 mod http_reqwest;
 mod http_signal;
 pub mod mqtt;
-mod mqtt_loop;
+mod mqtt_session;
+mod mqtt_wire;
 pub mod native;
 pub mod source;
 mod stamped_tcp;
@@ -220,7 +221,7 @@ pub trait Session: Send {
 /// A session of whichever protocol the scenario's target speaks.
 pub enum AnySession {
     Native(native::NativeSession),
-    Mqtt(mqtt::MqttSession),
+    Mqtt(Box<mqtt::MqttSession>),
     Gateway(gateway::GatewaySession),
     Http(http::HttpSession),
     Xmpp(xmpp::XmppSession),

@@ -1,30 +1,27 @@
-//! MQTT 3.1.1 and 5 through rumqttc: each virtual user is one client that subscribes to its
-//! own topic and its groups' topics and publishes to its recipients'. Payloads are chatload
-//! frames, so the receiver reads the sender's timestamps and latency is end to end
-//! (publisher → broker → subscriber). A PUBACK (QoS 1) is the send's confirmation.
-//! Owns the MQTT session; the broker is the user's.
+//! MQTT 3.1.1 and 5: each virtual user is one client that subscribes to its own topic and
+//! its groups' topics and publishes to its recipients'. Payloads are chatload frames, so the
+//! receiver reads the sender's timestamps and latency is end to end (publisher → broker →
+//! subscriber), ending when the delivery reached this machine. A PUBACK (QoS 1) is the
+//! send's confirmation. Owns the set-up of a user's session and what the virtual user says
+//! in MQTT; the connection itself is `mqtt_session`'s, the packets `mqtt_wire`'s, and the
+//! broker is the user's.
 
-use super::mqtt_loop::{LoopState, run4, run5};
+use super::byte_stream::ByteStream;
+pub use super::mqtt_session::MqttSession;
+use super::mqtt_session::Opening;
+use super::mqtt_wire::{Hello, Version};
+use super::stamped_tcp::StampedTcp;
 use super::{ConnectError, Incoming, Outgoing, Session, tls::TlsContext};
 use crate::metrics::ErrorKind;
 use crate::protocol::{self, Recipient};
 use crate::scenario::target::{MqttTarget, MqttVersion};
 use crate::scenario::template::{Slot, Value};
-use rumqttc::v5 as m5;
-use rustc_hash::FxHashMap;
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 /// Largest packet either way: chatload's largest body plus its frame.
 const MAX_PACKET: usize = protocol::MAX_BODY + 4096;
-/// Events a connection may have waiting for its virtual user.
-const EVENT_QUEUE: usize = 256;
-/// QoS 1 publishes a connection may have unacknowledged (rumqttc's MQTT 3.1.1 default).
-/// Said for MQTT 5 too, where rumqttc's default is 65,535 and it keeps a slot for each up
-/// front: about 17 MB per connection, 5 GB for 300 users.
-const INFLIGHT: u16 = 100;
 
 /// Everything needed to open one user's MQTT session.
 pub struct MqttSetup {
@@ -92,117 +89,12 @@ pub fn parse_url(url: &str) -> Option<(String, u16, bool)> {
     (!host.is_empty()).then(|| (host.to_string(), port, tls))
 }
 
-enum Client {
-    V4(rumqttc::AsyncClient),
-    V5(m5::AsyncClient),
-}
-
-fn qos4(q: u8) -> rumqttc::QoS {
-    if q == 0 {
-        rumqttc::QoS::AtMostOnce
-    } else {
-        rumqttc::QoS::AtLeastOnce
-    }
-}
-
-fn qos5(q: u8) -> m5::mqttbytes::QoS {
-    if q == 0 {
-        m5::mqttbytes::QoS::AtMostOnce
-    } else {
-        m5::mqttbytes::QoS::AtLeastOnce
-    }
-}
-
-impl Client {
-    fn publish(&self, topic: String, qos: u8, payload: Vec<u8>) -> bool {
-        match self {
-            Client::V4(c) => c.try_publish(topic, qos4(qos), false, payload).is_ok(),
-            Client::V5(c) => c.try_publish(topic, qos5(qos), false, payload).is_ok(),
-        }
-    }
-
-    fn subscribe(&self, topics: &[String], qos: u8) -> bool {
-        match self {
-            Client::V4(c) => c
-                .try_subscribe_many(
-                    topics
-                        .iter()
-                        .map(|t| rumqttc::SubscribeFilter::new(t.clone(), qos4(qos))),
-                )
-                .is_ok(),
-            Client::V5(c) => c
-                .try_subscribe_many(topics.iter().map(|t| {
-                    let mut f = m5::mqttbytes::v5::Filter::new(t.clone(), qos5(qos));
-                    // Our own group messages need not come back to us.
-                    f.nolocal = true;
-                    f
-                }))
-                .is_ok(),
-        }
-    }
-
-    fn disconnect(&self) {
-        match self {
-            Client::V4(c) => {
-                let _ = c.try_disconnect();
-            }
-            Client::V5(c) => {
-                let _ = c.try_disconnect();
-            }
-        }
-    }
-}
-
-/// One user's live MQTT session.
-pub struct MqttSession {
-    user: u32,
-    target: Arc<MqttTarget>,
-    client: Client,
-    events: mpsc::Receiver<Incoming>,
-    /// Ids of QoS 1 messages in publish order, for the event loop to pair with packet ids.
-    awaiting_pkid: Arc<Mutex<VecDeque<u64>>>,
-    task: tokio::task::JoinHandle<()>,
-    /// A publish found the request queue full while the event loop was running: the broker
-    /// stopped taking what this connection sends, and the session is given up at the next
-    /// `next` (what it had not acknowledged is sent again on the next connection).
-    stalled: bool,
-}
-
-impl MqttSession {
-    /// Disconnects and waits for the event loop to end (the caller bounds this), adding to
-    /// `messages` each chatload message that came on the way.
-    async fn close_counting(&mut self, messages: &mut u64) {
-        self.client.disconnect();
-        while let Some(e) = self.events.recv().await {
-            match e {
-                Incoming::Message(_) => *messages += 1,
-                Incoming::Lost { .. } => break,
-                _ => {}
-            }
-        }
-    }
-}
-
-impl Drop for MqttSession {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 fn topic(t: &crate::scenario::template::Template, user: u32, group: u32) -> String {
     t.render(false, |s| match s {
         Slot::User | Slot::To => Value::Number(user as u64),
         Slot::Group => Value::Number(group as u64),
         _ => Value::Empty,
     })
-}
-
-/// Small frames must leave at once: without TCP_NODELAY a publish can wait ~40 ms for the
-/// peer's delayed ACK, and that wait would show up as broker latency.
-fn network_options() -> rumqttc::NetworkOptions {
-    let mut n = rumqttc::NetworkOptions::new();
-    n.set_tcp_nodelay(true);
-    n
 }
 
 impl MqttSetup {
@@ -239,110 +131,80 @@ impl MqttSetup {
         timeout: Duration,
     ) -> Result<MqttSession, ConnectError> {
         let t = &self.target;
+        let deadline = Instant::now() + timeout;
+        let address = if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        };
+        let tcp = tokio::time::timeout_at(deadline, super::source::connect(&address, None))
+            .await
+            .map_err(|_| {
+                ConnectError::new(
+                    ErrorKind::ConnectTimeout,
+                    format!("no TCP connection to {address} within {timeout:?}"),
+                )
+            })?
+            .map_err(ConnectError::io)?;
+        let tcp = StampedTcp::new(tcp).map_err(ConnectError::io)?;
+        let stream = match &self.tls {
+            None => ByteStream::Plain(tcp),
+            Some(tls) => tokio::time::timeout_at(
+                deadline,
+                ByteStream::tls(tcp, tls.client_config(), &self.host),
+            )
+            .await
+            .map_err(|_| {
+                ConnectError::new(
+                    ErrorKind::ConnectTimeout,
+                    format!(
+                        "the TCP connection was accepted, but the TLS handshake did not finish within {timeout:?}"
+                    ),
+                )
+            })??,
+        };
         let client_id = topic(&t.client_id, user, 0);
         let keep_alive = Duration::from_micros(t.keep_alive.0).max(Duration::from_secs(1));
-        let (tx, events) = mpsc::channel(EVENT_QUEUE);
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let awaiting_pkid = Arc::new(Mutex::new(VecDeque::new()));
-        let state = LoopState {
-            user,
-            awaiting_pkid: awaiting_pkid.clone(),
-            in_flight: FxHashMap::default(),
-            ready: Some(ready_tx),
-            tx,
-        };
-        let transport = || match &self.tls {
-            Some(tls) => rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(
-                tls.client_config(),
-            )),
-            None => rumqttc::Transport::tcp(),
-        };
-        let (client, task) = match t.version {
-            MqttVersion::V311 => {
-                let mut o = rumqttc::MqttOptions::new(client_id, self.host.clone(), self.port);
-                o.set_keep_alive(keep_alive)
-                    .set_clean_session(t.clean_session)
-                    .set_max_packet_size(MAX_PACKET, MAX_PACKET)
-                    .set_inflight(INFLIGHT)
-                    .set_transport(transport());
-                if let (Some(u), password) = self.login_of(user) {
-                    o.set_credentials(u, password.unwrap_or_default());
-                }
-                let (c, mut el) = rumqttc::AsyncClient::new(o, EVENT_QUEUE);
-                el.set_network_options(network_options());
-                (Client::V4(c), tokio::spawn(run4(el, state)))
-            }
-            MqttVersion::V5 => {
-                let mut o = m5::MqttOptions::new(client_id, self.host.clone(), self.port);
-                o.set_keep_alive(keep_alive)
-                    .set_clean_start(t.clean_session)
-                    .set_max_packet_size(Some(MAX_PACKET as u32))
-                    .set_outgoing_inflight_upper_limit(INFLIGHT)
-                    .set_transport(transport());
-                if !t.clean_session {
-                    // A v5 session ends at disconnect unless it is given an expiry.
-                    o.set_session_expiry_interval(Some(3600));
-                }
-                if let (Some(u), password) = self.login_of(user) {
-                    o.set_credentials(u, password.unwrap_or_default());
-                }
-                o.set_network_options(network_options());
-                let (c, el) = m5::AsyncClient::new(o, EVENT_QUEUE);
-                (Client::V5(c), tokio::spawn(run5(el, state)))
-            }
+        let (username, password) = self.login_of(user);
+        let version = match t.version {
+            MqttVersion::V311 => Version::V311,
+            MqttVersion::V5 => Version::V5,
         };
         let mut topics = vec![topic(&t.user_topic, user, 0)];
         topics.extend(groups.iter().map(|g| topic(&t.group_topic, user, *g)));
-        let session = MqttSession {
+        let opening = Opening {
             user,
             target: t.clone(),
-            client,
-            events,
-            awaiting_pkid,
-            task,
-            stalled: false,
+            version,
+            qos: t.qos,
+            hello: Hello {
+                client_id: &client_id,
+                keep_alive_s: keep_alive.as_secs().min(u64::from(u16::MAX)) as u16,
+                clean: t.clean_session,
+                username: username.as_deref(),
+                password: password.as_deref(),
+                // A v5 session ends at disconnect unless it is given an expiry.
+                session_expiry_s: (!t.clean_session).then_some(3600),
+                max_packet: MAX_PACKET as u32,
+            },
+            topics,
+            max_packet: MAX_PACKET,
         };
-        if !session.client.subscribe(&topics, t.qos) {
-            // The event loop ends at once when the broker refuses the log-in, and the
-            // client then takes nothing more: the loop's own reason is the true one.
-            return Err(
-                match tokio::time::timeout(Duration::from_secs(1), ready_rx).await {
-                    Ok(Ok(Err(e))) => e,
-                    _ => ConnectError::new(
-                        ErrorKind::ConnectFailed,
-                        "the MQTT client would not take the subscription",
-                    ),
-                },
-            );
-        }
-        match tokio::time::timeout(timeout, ready_rx).await {
-            Ok(Ok(Ok(()))) => Ok(session),
-            Ok(Ok(Err(e))) => Err(e),
-            Ok(Err(_)) => Err(ConnectError::new(
-                ErrorKind::ConnectFailed,
-                "the MQTT session ended while connecting",
-            )),
-            Err(_) => Err(ConnectError::new(
-                ErrorKind::ConnectTimeout,
-                format!("no CONNACK and SUBACK within {timeout:?}"),
-            )),
-        }
+        MqttSession::open(stream, opening, keep_alive, deadline, timeout).await
     }
 }
 
 impl MqttSession {
-    /// Publishes to `to`'s topic; a full request queue marks the session stalled (given up
-    /// at the next `next`) rather than failing this one publish.
-    fn publish_to_user(&mut self, to: u32, qos: u8, payload: String) {
-        let topic = topic(&self.target.user_topic, to, 0);
-        let ok = self.client.publish(topic, qos, payload.into_bytes());
-        self.stalled |= !ok;
+    /// Publishes a signal (QoS 0) to `to`'s topic.
+    fn publish_to_user(&mut self, to: u32, frame: &str) {
+        let topic = topic(&self.target().user_topic, to, 0);
+        self.publish(&topic, frame);
     }
 }
 
 impl Session for MqttSession {
     fn push(&mut self, out: Outgoing<'_>) -> bool {
-        let qos = self.target.qos;
+        let target = self.target();
         match out {
             Outgoing::Message {
                 id,
@@ -354,8 +216,8 @@ impl Session for MqttSession {
                 media,
             } => {
                 let (topic, group, to_user) = match to {
-                    Recipient::User(u) => (topic(&self.target.user_topic, u, 0), None, u),
-                    Recipient::Group(g) => (topic(&self.target.group_topic, from, g), Some(g), 0),
+                    Recipient::User(u) => (topic(&target.user_topic, u, 0), None, u),
+                    Recipient::Group(g) => (topic(&target.group_topic, from, g), Some(g), 0),
                     Recipient::Business(_) => return false,
                 };
                 let kind = (media.kind != protocol::MediaKind::Text).then(|| media.kind.name());
@@ -372,35 +234,22 @@ impl Session for MqttSession {
                     kind,
                     media_bytes: media.bytes as u64,
                 });
-                if qos == 1
-                    && let Ok(mut q) = self.awaiting_pkid.lock()
-                {
-                    q.push_back(id);
-                }
-                let ok = self.client.publish(topic, qos, frame.into_bytes());
-                if !ok
-                    && qos == 1
-                    && let Ok(mut q) = self.awaiting_pkid.lock()
-                {
-                    q.pop_back();
-                }
-                self.stalled |= !ok;
+                self.publish_message(topic, frame, id);
                 true
             }
-            Outgoing::Delivered(d) if self.target.receipts && d.group.is_none() => {
-                self.publish_to_user(
-                    d.from,
-                    0,
-                    protocol::receipt(d.id, self.user, d.t.unwrap_or(0), d.s.unwrap_or(0)),
-                );
+            Outgoing::Delivered(d) if target.receipts && d.group.is_none() => {
+                let user = self.user();
+                let frame = protocol::receipt(d.id, user, d.t.unwrap_or(0), d.s.unwrap_or(0));
+                self.publish_to_user(d.from, &frame);
                 true
             }
             Outgoing::Read { id, from, r, .. } => {
-                self.publish_to_user(from, 0, protocol::read_receipt(id, self.user, r));
+                let frame = protocol::read_receipt(id, self.user(), r);
+                self.publish_to_user(from, &frame);
                 true
             }
             Outgoing::Typing { from, to, r } => {
-                self.publish_to_user(to, 0, protocol::typing_seen(from, r));
+                self.publish_to_user(to, &protocol::typing_seen(from, r));
                 true
             }
             Outgoing::Presence {
@@ -410,9 +259,8 @@ impl Session for MqttSession {
                 contacts,
             } => {
                 let frame = protocol::presence_seen(from, state, s);
-                // Every contact gets its copy even when one publish is refused.
                 for c in contacts {
-                    self.publish_to_user(*c, 0, frame.clone());
+                    self.publish_to_user(*c, &frame);
                 }
                 true
             }
@@ -422,27 +270,7 @@ impl Session for MqttSession {
     }
 
     async fn next(&mut self) -> Incoming {
-        if self.stalled {
-            // What the event loop said first (its end, when it ended, is not a stall).
-            if let Ok(e) = self.events.try_recv() {
-                return e;
-            }
-            if !self.task.is_finished() {
-                return Incoming::Lost {
-                    kind: ErrorKind::TargetNotReading,
-                    detail: format!(
-                        "the broker stopped taking publishes: {EVENT_QUEUE} waited to be written (QoS 1: behind {INFLIGHT} unacknowledged)"
-                    ),
-                };
-            }
-        }
-        match self.events.recv().await {
-            Some(e) => e,
-            None => Incoming::Lost {
-                kind: ErrorKind::ConnectionClosed,
-                detail: "the MQTT session ended".into(),
-            },
-        }
+        self.next_event().await
     }
 
     async fn close(&mut self) {
@@ -450,7 +278,11 @@ impl Session for MqttSession {
     }
 
     fn confirms_sends(&self) -> bool {
-        self.target.qos == 1
+        MqttSession::confirms_sends(self)
+    }
+
+    fn waited(&self) -> Option<Duration> {
+        MqttSession::waited(self)
     }
 }
 
