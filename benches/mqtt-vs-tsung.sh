@@ -5,6 +5,9 @@
 #
 #   benches/mqtt-vs-tsung.sh                 # 5,000 and 10,000 messages/s, 20 s each
 #   benches/mqtt-vs-tsung.sh 20 2000 8000    # SECS, then the rates to try
+#   BINS="before=/tmp/old/chatload after=target/release/chatload" benches/mqtt-vs-tsung.sh
+#                                            # builds side by side, each on a fresh broker
+#   TSUNG=0 benches/mqtt-vs-tsung.sh         # chatload only
 #
 # The same work for both: 1,000 people, each subscribed to its own topic chat/u/<n>,
 # publishing 64-byte messages at QoS 1 to other people's topics; every message is one
@@ -21,12 +24,15 @@ RATES=("$@")
 [ ${#RATES[@]} -gt 0 ] || RATES=(5000 10000)
 USERS=1000
 PORT=${PORT:-18830}
-if ! command -v tsung >/dev/null || ! [ -x /usr/sbin/mosquitto ]; then
+TSUNG=${TSUNG:-1}
+if { [ "$TSUNG" = 1 ] && ! command -v tsung >/dev/null; } || ! [ -x /usr/sbin/mosquitto ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq --no-install-recommends mosquitto tsung >/dev/null
 fi
-cargo build --release --quiet
-BIN=$PWD/target/release/chatload
+if [ -z "${BINS:-}" ]; then
+  cargo build --release --quiet --bin chatload
+  BINS="chatload=$PWD/target/release/chatload"
+fi
 WORK=$(mktemp -d)
 broker=""
 stop_broker() {
@@ -100,14 +106,17 @@ url = "mqtt://127.0.0.1:$PORT"
 qos = 1
 clean_session = true
 TOML
+  for named in $BINS; do
+  name=${named%%=*}
+  bin=${named#*=}
   start_broker
   b0=$(cpu_of "$broker")
-  /usr/bin/time -f "%U %S" -o "$WORK/time" "$BIN" run "$WORK/chat.toml" --quiet --out "$WORK/chatload" >/dev/null 2>&1 &
+  /usr/bin/time -f "%U %S" -o "$WORK/time" "$bin" run "$WORK/chat.toml" --quiet --out "$WORK/chatload" >/dev/null 2>&1 &
   tool=$!
   steady "$tool" 3 "$WINDOW" > "$WORK/steady"
   wait "$tool" || true
   b1=$(cpu_of "$broker")
-  python3 - "$WORK/chatload/summary.json" "$WORK/time" "$b0" "$b1" "$rate" "$(cat "$WORK/steady")" "$WINDOW" <<'PY'
+  python3 - "$WORK/chatload/summary.json" "$WORK/time" "$b0" "$b1" "$rate" "$(cat "$WORK/steady")" "$WINDOW" "$name" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
 u, k = map(float, open(sys.argv[2]).read().split())
@@ -115,10 +124,15 @@ a, m = s["accounting"], s["metrics"]
 n = a["delivered"]
 broker = float(sys.argv[4]) - float(sys.argv[3])
 steady = float(sys.argv[6]) / (float(sys.argv[5]) * float(sys.argv[7])) * 1e3
-print(f"{sys.argv[5]:<8} {'chatload':<9} {n:>10,} {u + k:>8.2f} s {(u + k) / n * 1e3:>9.3f} s {steady:>9.3f} s {broker / n * 1e3:>9.3f} s"
-      f"  delivery p99 {m['delivery']['p99_us'] / 1e3:.2f} ms, lost {a['lost']}, late sends {a['late_sends']}")
+lag = m.get("read_lag") or {}
+waited = f", read_lag p50 {lag['p50_us'] / 1e3:.2f} ms of {lag['count']:,}" if lag.get("count") else ", no read_lag"
+print(f"{sys.argv[5]:<8} {sys.argv[8]:<9} {n:>10,} {u + k:>8.2f} s {(u + k) / n * 1e3:>9.3f} s {steady:>9.3f} s {broker / n * 1e3:>9.3f} s"
+      f"  delivery p50 {m['delivery']['p50_us'] / 1e3:.2f} ms p99 {m['delivery']['p99_us'] / 1e3:.2f} ms, lost {a['lost']}, late sends {a['late_sends']}{waited}")
 PY
+  rm -rf "$WORK/chatload"
+  done
 
+  [ "$TSUNG" = 1 ] || continue
   # Tsung: static subscribers 1..USERS, then USERS publishers at rate/USERS each.
   python3 - "$USERS" "$rate" "$SECS" "$PORT" > "$WORK/tsung.xml" <<'PY'
 import sys

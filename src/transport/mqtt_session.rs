@@ -292,6 +292,9 @@ impl MqttSession {
             }
             let queued = self.out.len();
             if let Some(e) = self.take_packet() {
+                // What the packet asked for (its acknowledgement, a held publish it let go)
+                // leaves now rather than at the next call; a failure is said next time.
+                let _ = self.poll_write(cx);
                 return Poll::Ready(e);
             }
             if self.out.len() > queued {
@@ -554,3 +557,6 @@ impl MqttSession {
         self.qos == 1
     }
 }
+
+#[cfg(test)]
+mod tests;
