@@ -84,6 +84,7 @@ fn mqtt_setup(
     url: &str,
     tls: &TlsContext,
     creds: &Credentials,
+    sources: &SourcePool,
 ) -> Result<MqttSetup, SetupError> {
     let (host, port, secure) = super::mqtt::parse_url(url).ok_or_else(|| {
         SetupError::Url(
@@ -106,6 +107,7 @@ fn mqtt_setup(
         username: username.or_else(|| password.as_ref().map(|_| "chatload".to_string())),
         password,
         per_user: creds.per_user.is_some().then(|| Arc::new(creds.clone())),
+        sources: sources.clone(),
     })
 }
 
@@ -151,7 +153,7 @@ impl Connector {
         }
         let kind = match &target.protocol {
             Protocol::Chatload => Kind::Native(url.to_string()),
-            Protocol::Mqtt(m) => Kind::Mqtt(Arc::new(mqtt_setup(m, url, &tls, &creds)?)),
+            Protocol::Mqtt(m) => Kind::Mqtt(Arc::new(mqtt_setup(m, url, &tls, &creds, &sources)?)),
             Protocol::WsGateway(g) => Kind::Gateway(Arc::new(GatewaySetup {
                 url: url.to_string(),
                 target: g.clone(),
@@ -190,9 +192,13 @@ impl Connector {
                     HttpDeliveries::Subscription { url: sub, protocol } => {
                         let sub = sub.clone().unwrap_or_else(|| websocket_of(&base));
                         match protocol.as_ref() {
-                            Protocol::Mqtt(m) => {
-                                Receive::Mqtt(Arc::new(mqtt_setup(m, &sub, &tls, &receive_creds)?))
-                            }
+                            Protocol::Mqtt(m) => Receive::Mqtt(Arc::new(mqtt_setup(
+                                m,
+                                &sub,
+                                &tls,
+                                &receive_creds,
+                                &sources,
+                            )?)),
                             Protocol::WsGateway(g) => Receive::Gateway(Arc::new(GatewaySetup {
                                 url: sub,
                                 target: g.clone(),

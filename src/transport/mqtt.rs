@@ -33,6 +33,9 @@ pub struct MqttSetup {
     pub password: Option<String>,
     /// Per-user credentials from a file, when the scenario names one.
     pub per_user: Option<Arc<crate::secrets::Credentials>>,
+    /// Local addresses users' connections come from (`[target] source_addresses`, or
+    /// spread automatically past 25,000 connections to loopback).
+    pub sources: super::source::SourcePool,
 }
 
 impl MqttSetup {
@@ -61,6 +64,7 @@ impl MqttSetup {
             username: self.username.clone(),
             password: self.password.clone(),
             per_user: self.per_user.clone(),
+            sources: self.sources.clone(),
         }
     }
 
@@ -137,7 +141,8 @@ impl MqttSetup {
         } else {
             format!("{}:{}", self.host, self.port)
         };
-        let tcp = tokio::time::timeout_at(deadline, super::source::connect(&address, None))
+        let source = self.sources.for_user(user);
+        let tcp = tokio::time::timeout_at(deadline, super::source::connect(&address, source))
             .await
             .map_err(|_| {
                 ConnectError::new(

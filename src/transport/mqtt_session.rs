@@ -545,6 +545,10 @@ impl MqttSession {
         super::waited_since(self.stream.arrived_ns())
     }
 
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.stream.tcp().get_ref().local_addr()
+    }
+
     pub fn user(&self) -> u32 {
         self.user
     }

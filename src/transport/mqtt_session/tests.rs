@@ -32,6 +32,9 @@ fn setup(port: u16, version: MqttVersion, keep_alive_s: u64) -> MqttSetup {
         username: None,
         password: None,
         per_user: None,
+        sources: super::super::source::SourcePool::new(vec![
+            "127.0.0.2".parse().expect("an address"),
+        ]),
     }
 }
 
@@ -147,6 +150,9 @@ async fn acknowledgements_pair_with_their_messages_by_packet_id() {
         b
     });
     let mut s = setup.connect(1, &[], LIMIT).await.expect("connected");
+    // From the source address the setup names.
+    let local = s.local_addr().expect("a local address");
+    assert_eq!(local.ip().to_string(), "127.0.0.2");
     for id in [70, 71, 72] {
         s.publish_message("u/2".into(), format!("m{id}"), id);
     }
