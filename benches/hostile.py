@@ -291,6 +291,106 @@ stages = [{ ramp = "1s" }, { hold = "8s" }]
     close()
 
 
+def fake_mqtt_broker(after_login):
+    """An MQTT 3.1.1 broker on a free loopback port that accepts each CONNECT and SUBSCRIBE
+    and then calls `after_login(connection)`; returns (port, close)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(256)
+    port = listener.getsockname()[1]
+    held = []
+
+    def packet(c, buf):
+        while True:
+            if len(buf) >= 2:
+                length, shift, at = 0, 0, 1
+                while at < len(buf):
+                    length |= (buf[at] & 0x7F) << shift
+                    shift += 7
+                    at += 1
+                    if buf[at - 1] & 0x80 == 0:
+                        if len(buf) >= at + length:
+                            return buf[:at + length], buf[at + length:], at
+                        break
+            got = c.recv(4096)
+            if not got:
+                raise OSError("closed")
+            buf += got
+
+    def serve_one(c):
+        try:
+            _, rest, _ = packet(c, b"")
+            c.sendall(bytes([0x20, 2, 0, 0]))
+            subscribe, rest, header = packet(c, rest)
+            c.sendall(bytes([0x90, 3]) + subscribe[header:header + 2] + bytes([1]))
+            held.append(c)
+            after_login(c)
+        except OSError:
+            pass
+
+    def accept_loop():
+        while True:
+            try:
+                c, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve_one, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept_loop, daemon=True).start()
+
+    def close():
+        listener.close()
+        for c in held:
+            c.close()
+
+    return port, close
+
+
+def long_publish_case(declared):
+    """An MQTT broker that, after the subscription, starts one PUBLISH of `declared` bytes
+    (fixed header included) to every user, sends all of it but the last byte, and never
+    finishes it."""
+    def start_publish(c):
+        remaining = declared - 1 - 4
+        length = bytes([(remaining >> (7 * i)) & 0x7F | (0x80 if i < 3 else 0) for i in range(4)])
+        body = struct.pack(">H", 3) + b"u/1" + b"x" * (remaining - 5)
+        c.sendall(bytes([0x30]) + length + body[:-1])
+
+    port, close = fake_mqtt_broker(start_publish)
+    text = f"""[scenario]
+name = "long-publishes"
+seed = 7
+loss_deadline = "1s"
+drain = "1s"
+
+[population.consumers]
+users = 200
+contacts = {{ uniform = {{ min = 1, max = 3 }} }}
+
+[[pattern]]
+kind = "direct_chat"
+conversations = "6/min per user"
+
+[load]
+stages = [{{ ramp = "1s" }}, {{ hold = "8s" }}]
+
+[target]
+url = "mqtt://127.0.0.1:{port}"
+
+[target.mqtt]
+version = "3.1.1"
+qos = 1
+"""
+    run(
+        f"run: an MQTT broker that starts a PUBLISH of {declared:,} bytes to each of 200 users"
+        " and never finishes it",
+        ["run", scenario(f"mqtt-long-{declared}.toml", text), "-q",
+         "--out", os.path.join(TMP, f"mqtt-long-{declared}")],
+        timeout=90,
+    )
+    close()
+
+
 def hostile_hlog(lines):
     """A bundle whose latency.hlog declares histograms up to 2^62 µs with 5 digits."""
     body = bytearray()
@@ -503,6 +603,9 @@ def main():
     deaf_target_case()
     long_frame_case(4 << 20)
     long_frame_case((1 << 20) + (16 << 10))
+    long_publish_case(4 << 20)
+    # chatload's largest packet: its largest body and 4 KiB for the rest.
+    long_publish_case((1 << 20) + (4 << 10))
     hlog_cases()
     serve_case("serve: a group of 300,000 members", big_group)
     serve_case("serve: sends to users who never connect", offline_sends)
