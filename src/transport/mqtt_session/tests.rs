@@ -342,3 +342,39 @@ async fn a_broker_that_floods_before_its_suback_is_given_up() {
             .expect("the broker finished"),
     );
 }
+
+/// A packet longer than chatload takes is refused at its length field, before any of its
+/// body is held.
+#[tokio::test(flavor = "current_thread")]
+async fn a_packet_longer_than_chatload_takes_is_refused_at_its_length() {
+    let (listener, setup) = pair(MqttVersion::V311, 30).await;
+    let broker = tokio::spawn(async move {
+        let mut b = accept(&listener).await;
+        b.log_in(&CONNACK_311, &[]).await;
+        // A PUBLISH declaring 4 MiB, of which only the header comes.
+        b.send(&[0x30, 0xfb, 0xff, 0xff, 0x01]).await;
+        b
+    });
+    let mut s = setup.connect(1, &[], LIMIT).await.expect("connected");
+    match tokio::time::timeout(LIMIT, s.next_event())
+        .await
+        .expect("in time")
+    {
+        Incoming::Lost { kind, detail } => {
+            assert_eq!(kind, ErrorKind::Protocol);
+            assert!(
+                detail.starts_with(
+                    "the broker sent a packet of 4194304 bytes; chatload reads packets of at most"
+                ),
+                "{detail}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(s.inbuf.len() <= READ_CHUNK, "nothing of it was held");
+    drop(
+        tokio::time::timeout(LIMIT, broker)
+            .await
+            .expect("the broker finished"),
+    );
+}
