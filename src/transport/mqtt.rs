@@ -181,7 +181,6 @@ impl MqttSetup {
             user,
             target: t.clone(),
             version,
-            qos: t.qos,
             hello: Hello {
                 client_id: &client_id,
                 keep_alive_s: keep_alive.as_secs().min(u64::from(u16::MAX)) as u16,

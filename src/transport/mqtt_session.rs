@@ -106,11 +106,11 @@ fn delivery(user: u32, payload: &[u8]) -> Option<Incoming> {
     }
 }
 
+/// What a session opens with: whose it is, what its CONNECT says, what it subscribes to.
 pub struct Opening<'a> {
     pub user: u32,
     pub target: Arc<MqttTarget>,
     pub version: Version,
-    pub qos: u8,
     pub hello: wire::Hello<'a>,
     pub topics: Vec<String>,
     pub max_packet: usize,
@@ -128,9 +128,9 @@ impl MqttSession {
     ) -> Result<MqttSession, ConnectError> {
         let mut s = MqttSession {
             user: o.user,
+            qos: o.target.qos,
             target: o.target,
             version: o.version,
-            qos: o.qos,
             stream,
             inbuf: vec![0; READ_CHUNK],
             start: 0,
