@@ -160,6 +160,27 @@ def http_flood_case():
     srv.shutdown()
 
 
+def serve_each(listener, serve_one, held):
+    """Serves every connection `listener` accepts with `serve_one`, each on a thread of its
+    own; returns what closes the listener and the connections kept in `held`."""
+    def accept_loop():
+        while True:
+            try:
+                c, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve_one, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept_loop, daemon=True).start()
+
+    def close():
+        listener.close()
+        for c in held:
+            c.close()
+
+    return close
+
+
 def fake_ws_target(after_login):
     """A WebSocket target on a free loopback port that takes each log-in, answers hello_ok and
     then calls `after_login(connection)`; returns (port, close)."""
@@ -199,22 +220,7 @@ def fake_ws_target(after_login):
         except OSError:
             pass
 
-    def accept_loop():
-        while True:
-            try:
-                c, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve_one, args=(c,), daemon=True).start()
-
-    threading.Thread(target=accept_loop, daemon=True).start()
-
-    def close():
-        listener.close()
-        for c in held:
-            c.close()
-
-    return port, close
+    return port, serve_each(listener, serve_one, held)
 
 
 def deaf_target_case():
@@ -328,22 +334,7 @@ def fake_mqtt_broker(after_login):
         except OSError:
             pass
 
-    def accept_loop():
-        while True:
-            try:
-                c, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve_one, args=(c,), daemon=True).start()
-
-    threading.Thread(target=accept_loop, daemon=True).start()
-
-    def close():
-        listener.close()
-        for c in held:
-            c.close()
-
-    return port, close
+    return port, serve_each(listener, serve_one, held)
 
 
 def long_publish_case(declared):
