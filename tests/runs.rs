@@ -435,6 +435,25 @@ async fn a_target_that_dies_mid_run_is_survived_and_counted() {
     revived.shutdown().await;
 }
 
+/// A target named by its host name rather than an address: every user connects (those
+/// whose turn is an address the server does not listen on fall back to the next) and the
+/// books balance. The name is looked up once for the run (`transport::resolve`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_named_by_host_name_is_reached_by_every_user() {
+    let server = chatload::server::start("127.0.0.1:0", Default::default())
+        .await
+        .unwrap();
+    let url = server.url().replace("127.0.0.1", "localhost");
+    assert!(url.starts_with("ws://localhost:"), "{url}");
+    let r = run_text(&chat_scenario(60, 2, 0, ""), Some(url)).await;
+    let s = &r.summary;
+    assert_eq!(s.peak_connected, 60, "{:?}", s.errors);
+    assert!(s.errors.is_empty(), "{:?}", s.error_examples);
+    assert_eq!(s.accounting.lost, 0);
+    assert!(s.accounting.delivered > 0 && s.accounting.balances());
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnect_storm_recovers_every_user_without_loss_or_duplicates() {
     let storm = "[[pattern]]\nname = \"blip\"\nkind = \"reconnect_storm\"\nat = \"3s\"\nfraction = 1.0\nbackoff = \"full_jitter\"\nbase = \"100ms\"\ncap = \"1s\"\n";

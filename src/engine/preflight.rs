@@ -138,16 +138,7 @@ pub async fn first_failure_seen(
 
 /// `host:port` of a target URL, with the scheme's usual port when it names none.
 fn tcp_address(url: &str) -> Option<String> {
-    let u = reqwest::Url::parse(url).ok()?;
-    let port = u.port().or(match u.scheme() {
-        "ws" | "http" => Some(80),
-        "wss" | "https" => Some(443),
-        "mqtt" | "tcp" => Some(1883),
-        "mqtts" | "ssl" => Some(8883),
-        "xmpp" => Some(5222),
-        _ => None,
-    })?;
-    Some(format!("{}:{port}", u.host_str()?))
+    crate::transport::authority::Authority::of(url).map(|a| a.address())
 }
 
 /// One sentence for a first connection that failed, naming what actually happened: "not

@@ -86,7 +86,7 @@ fn mqtt_setup(
     creds: &Credentials,
     sources: &SourcePool,
 ) -> Result<MqttSetup, SetupError> {
-    let (host, port, secure) = super::mqtt::parse_url(url).ok_or_else(|| {
+    let (broker, secure) = super::mqtt::parse_url(url).ok_or_else(|| {
         SetupError::Url(
             url.to_string(),
             "write mqtt://host:port or mqtts://host:port",
@@ -100,8 +100,8 @@ fn mqtt_setup(
         .map(|s| s.expose().to_string());
     Ok(MqttSetup {
         target: target.clone(),
-        host,
-        port,
+        address: broker.address(),
+        broker,
         tls: secure.then(|| tls.clone()),
         // A broker that takes a token as the password still wants a user name.
         username: username.or_else(|| password.as_ref().map(|_| "chatload".to_string())),

@@ -8,6 +8,7 @@
 //! a virtual user.
 
 use super::ConnectError;
+use super::authority::Authority;
 use super::byte_stream::ByteStream;
 use super::http1_answer::{Answer, Parsed, parse};
 use super::stamped_tcp::{StampedTcp, waited_since};
@@ -49,26 +50,19 @@ impl Endpoint {
             _ => return None,
         };
         let host = u.host_str()?.to_string();
-        let port = u.port_or_known_default()?;
+        let at = Authority::of(url)?;
+        let port = at.port;
         let host_header = match u.port() {
             Some(p) => format!("{host}:{p}"),
             None => host.clone(),
         };
-        let bare = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
         let tls = if secure {
-            let name = rustls::pki_types::ServerName::try_from(bare.clone()).ok()?;
+            let name = rustls::pki_types::ServerName::try_from(at.host.clone()).ok()?;
             Some((tls.client_config(), name))
         } else {
             None
         };
-        let addr = if bare.contains(':') {
-            format!("[{bare}]:{port}")
-        } else {
-            format!("{bare}:{port}")
-        };
+        let addr = at.address();
         Some(Endpoint {
             host,
             port,

@@ -5,6 +5,7 @@
 //! protocol's bytes and the protocol's bytes into what happened ([`Incoming`]); the virtual
 //! user keeps the schedule, the ledger and the measurements, whatever the protocol.
 
+pub mod authority;
 pub(crate) mod byte_stream;
 pub mod connector;
 pub mod gateway;
@@ -19,6 +20,7 @@ pub mod mqtt;
 mod mqtt_session;
 mod mqtt_wire;
 pub mod native;
+mod resolve;
 pub mod source;
 mod stamped_tcp;
 pub mod tls;

@@ -6,10 +6,11 @@
 //! in MQTT; the connection itself is `mqtt_session`'s, the packets `mqtt_wire`'s, and the
 //! broker is the user's.
 
+use super::authority::Authority;
 use super::byte_stream::ByteStream;
 pub use super::mqtt_session::MqttSession;
 use super::mqtt_session::Opening;
-use super::mqtt_wire::{Hello, Version};
+use super::mqtt_wire::Hello;
 use super::stamped_tcp::StampedTcp;
 use super::{ConnectError, Incoming, Outgoing, Session, tls::TlsContext};
 use crate::metrics::ErrorKind;
@@ -26,8 +27,10 @@ const MAX_PACKET: usize = protocol::MAX_BODY + 4096;
 /// Everything needed to open one user's MQTT session.
 pub struct MqttSetup {
     pub target: Arc<MqttTarget>,
-    pub host: String,
-    pub port: u16,
+    /// The broker's host (an IPv6 address without brackets: the name TLS checks) and port.
+    pub broker: Authority,
+    /// `host:port` to connect to.
+    pub address: String,
     pub tls: Option<TlsContext>,
     pub username: Option<String>,
     pub password: Option<String>,
@@ -55,11 +58,11 @@ impl MqttSetup {
     /// MQTT 5 from one that refuses everything.
     pub fn as_v311(&self) -> MqttSetup {
         let mut target = (*self.target).clone();
-        target.version = crate::scenario::target::MqttVersion::V311;
+        target.version = MqttVersion::V311;
         MqttSetup {
             target: Arc::new(target),
-            host: self.host.clone(),
-            port: self.port,
+            broker: self.broker.clone(),
+            address: self.address.clone(),
             tls: self.tls.clone(),
             username: self.username.clone(),
             password: self.password.clone(),
@@ -69,28 +72,26 @@ impl MqttSetup {
     }
 
     pub fn is_v5(&self) -> bool {
-        self.target.version == crate::scenario::target::MqttVersion::V5
+        self.target.version == MqttVersion::V5
     }
 }
 
 impl std::fmt::Debug for MqttSetup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MqttSetup({}:{})", self.host, self.port)
+        write!(f, "MqttSetup({})", self.address)
     }
 }
 
-/// Host and port of an `mqtt://` or `mqtts://` URL; the scheme says whether TLS is used.
-pub fn parse_url(url: &str) -> Option<(String, u16, bool)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let tls = matches!(scheme, "mqtts" | "ssl");
-    let authority = rest.split('/').next()?;
-    let authority = authority.rsplit('@').next()?;
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, p.parse().ok()?),
-        _ => (authority, if tls { 8883 } else { 1883 }),
+/// Host and port of an `mqtt://` or `mqtts://` URL (`tcp://` and `ssl://` too); the scheme
+/// says whether TLS is used.
+pub fn parse_url(url: &str) -> Option<(Authority, bool)> {
+    let (scheme, _) = url.trim().split_once("://")?;
+    let tls = match scheme {
+        "mqtt" | "tcp" => false,
+        "mqtts" | "ssl" => true,
+        _ => return None,
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    (!host.is_empty()).then(|| (host.to_string(), port, tls))
+    Some((Authority::of(url)?, tls))
 }
 
 fn topic(t: &crate::scenario::template::Template, user: u32, group: u32) -> String {
@@ -136,13 +137,9 @@ impl MqttSetup {
     ) -> Result<MqttSession, ConnectError> {
         let t = &self.target;
         let deadline = Instant::now() + timeout;
-        let address = if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        };
+        let address = &self.address;
         let source = self.sources.for_user(user);
-        let tcp = tokio::time::timeout_at(deadline, super::source::connect(&address, source))
+        let tcp = tokio::time::timeout_at(deadline, super::source::connect(address, source))
             .await
             .map_err(|_| {
                 ConnectError::new(
@@ -156,7 +153,7 @@ impl MqttSetup {
             None => ByteStream::Plain(tcp),
             Some(tls) => tokio::time::timeout_at(
                 deadline,
-                ByteStream::tls(tcp, tls.client_config(), &self.host),
+                ByteStream::tls(tcp, tls.client_config(), &self.broker.host),
             )
             .await
             .map_err(|_| {
@@ -171,16 +168,11 @@ impl MqttSetup {
         let client_id = topic(&t.client_id, user, 0);
         let keep_alive = Duration::from_micros(t.keep_alive.0).max(Duration::from_secs(1));
         let (username, password) = self.login_of(user);
-        let version = match t.version {
-            MqttVersion::V311 => Version::V311,
-            MqttVersion::V5 => Version::V5,
-        };
         let mut topics = vec![topic(&t.user_topic, user, 0)];
         topics.extend(groups.iter().map(|g| topic(&t.group_topic, user, *g)));
         let opening = Opening {
             user,
             target: t.clone(),
-            version,
             hello: Hello {
                 client_id: &client_id,
                 keep_alive_s: keep_alive.as_secs().min(u64::from(u16::MAX)) as u16,
@@ -192,7 +184,6 @@ impl MqttSetup {
                 max_packet: MAX_PACKET as u32,
             },
             topics,
-            max_packet: MAX_PACKET,
         };
         MqttSession::open(stream, opening, keep_alive, deadline, timeout).await
     }
@@ -296,18 +287,19 @@ mod tests {
 
     #[test]
     fn urls_give_host_port_and_tls() {
+        let parsed = |url: &str| parse_url(url).map(|(a, tls)| (a.address(), tls));
         assert_eq!(
-            parse_url("mqtt://127.0.0.1:1884"),
-            Some(("127.0.0.1".into(), 1884, false))
+            parsed("mqtt://127.0.0.1:1884"),
+            Some(("127.0.0.1:1884".into(), false))
         );
         assert_eq!(
-            parse_url("mqtts://broker.example"),
-            Some(("broker.example".into(), 8883, true))
+            parsed("mqtts://broker.example"),
+            Some(("broker.example:8883".into(), true))
         );
-        assert_eq!(
-            parse_url("mqtt://[::1]:1883"),
-            Some(("::1".into(), 1883, false))
-        );
-        assert_eq!(parse_url("mqtt://"), None);
+        assert_eq!(parsed("ssl://[::1]"), Some(("[::1]:8883".into(), true)));
+        assert_eq!(parsed("mqtt://[::1]"), Some(("[::1]:1883".into(), false)));
+        assert_eq!(parsed("mqtt://"), None);
+        // Not an MQTT scheme: said at set-up, not tried as MQTT on some port.
+        assert_eq!(parsed("ws://h:8080"), None);
     }
 }

@@ -12,7 +12,7 @@ use super::mqtt_wire::{self as wire, Seen, Version};
 use super::native::interpret;
 use super::{ConnectError, Incoming, MAX_UNWRITTEN};
 use crate::metrics::ErrorKind;
-use crate::scenario::target::MqttTarget;
+use crate::scenario::target::{MqttTarget, MqttVersion};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -110,10 +110,8 @@ fn delivery(user: u32, payload: &[u8]) -> Option<Incoming> {
 pub struct Opening<'a> {
     pub user: u32,
     pub target: Arc<MqttTarget>,
-    pub version: Version,
     pub hello: wire::Hello<'a>,
     pub topics: Vec<String>,
-    pub max_packet: usize,
 }
 
 impl MqttSession {
@@ -126,16 +124,20 @@ impl MqttSession {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<MqttSession, ConnectError> {
+        let version = match o.target.version {
+            MqttVersion::V311 => Version::V311,
+            MqttVersion::V5 => Version::V5,
+        };
         let mut s = MqttSession {
             user: o.user,
             qos: o.target.qos,
             target: o.target,
-            version: o.version,
+            version,
             stream,
             inbuf: vec![0; READ_CHUNK],
             start: 0,
             filled: 0,
-            max_packet: o.max_packet,
+            max_packet: o.hello.max_packet as usize,
             out: Vec::new(),
             written: 0,
             unflushed: false,

@@ -159,16 +159,12 @@ pub async fn connect(addr: &str, source: Option<IpAddr>) -> io::Result<TcpStream
 }
 
 async fn open(addr: &str, source: Option<IpAddr>) -> io::Result<TcpStream> {
-    Ok(match source {
-        None => TcpStream::connect(addr).await?,
-        Some(local) => {
-            let mut last =
-                io::Error::new(io::ErrorKind::NotFound, format!("{addr} has no address"));
-            let mut found = None;
-            for remote in tokio::net::lookup_host(addr).await? {
-                if remote.is_ipv4() != local.is_ipv4() {
-                    continue;
-                }
+    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{addr} has no address"));
+    for remote in super::resolve::in_turn(addr).await? {
+        let attempt = match source {
+            None => TcpStream::connect(remote).await,
+            Some(local) if remote.is_ipv4() != local.is_ipv4() => continue,
+            Some(local) => {
                 let socket = if local.is_ipv4() {
                     TcpSocket::new_v4()?
                 } else {
@@ -187,17 +183,15 @@ async fn open(addr: &str, source: Option<IpAddr>) -> io::Result<TcpStream> {
                         Some(libc::EADDRINUSE) => io::Error::from_raw_os_error(libc::EADDRNOTAVAIL),
                         _ => e,
                     })?;
-                match socket.connect(remote).await {
-                    Ok(s) => {
-                        found = Some(s);
-                        break;
-                    }
-                    Err(e) => last = e,
-                }
+                socket.connect(remote).await
             }
-            found.ok_or(last)?
+        };
+        match attempt {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
         }
-    })
+    }
+    Err(last)
 }
 
 #[cfg(test)]

@@ -117,19 +117,18 @@ pub async fn open_with(
         "wss" => true,
         other => return Err(failed(format!("{url}: `{other}` is not ws:// or wss://"))),
     };
-    let (Some(host), Some(port)) = (u.host_str(), u.port_or_known_default()) else {
+    let (Some(host), Some(at)) = (u.host_str(), super::authority::Authority::of(url)) else {
         return Err(failed(format!("{url} has no host")));
     };
-    let tcp = super::source::connect(&format!("{host}:{port}"), source)
+    let tcp = super::source::connect(&at.address(), source)
         .await
         .map_err(ConnectError::io)?;
     let _ = tcp.set_nodelay(true);
     let tcp = StampedTcp::new(tcp).map_err(ConnectError::io)?;
     progress.reached(if secure { TLS_PENDING } else { UPGRADE_PENDING });
     let mut stream = if secure {
-        let name =
-            rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_string())
-                .map_err(|e| ConnectError::new(ErrorKind::Tls, format!("{host}: {e}")))?;
+        let name = rustls::pki_types::ServerName::try_from(at.host.clone())
+            .map_err(|e| ConnectError::new(ErrorKind::Tls, format!("{host}: {e}")))?;
         let tls_stream = tokio_rustls::TlsConnector::from(tls.client_config())
             .connect(name, tcp)
             .await

@@ -121,12 +121,20 @@ impl Broker {
             .arg(&self.config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(self.log_file())
             .spawn()
             .expect("mosquitto starts");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        loop {
+            // Something else answering on the port while ours has exited (it could not
+            // bind) would have the test measure another broker.
+            if let Some(exited) = self.exited() {
+                panic!("mosquitto on port {} {exited}", self.port);
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                break;
+            }
             assert!(
                 Instant::now() < deadline,
                 "mosquitto did not listen on {}",
@@ -136,12 +144,36 @@ impl Broker {
         }
     }
 
+    /// Where mosquitto writes its errors (`log_type error`): appended across restarts.
+    fn log_file(&self) -> Stdio {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self._dir.path().join("mosquitto.log"))
+            .map_or_else(|_| Stdio::null(), Stdio::from)
+    }
+
+    /// How the broker ended, with its log, when it ended by itself.
+    fn exited(&mut self) -> Option<String> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        let log =
+            std::fs::read_to_string(self._dir.path().join("mosquitto.log")).unwrap_or_default();
+        Some(format!(
+            "exited by itself ({status}); its log: {:?}",
+            log.trim()
+        ))
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, |c| c.id())
     }
 
     /// Kills the broker by its PID (SIGKILL: no goodbye to the clients).
     pub fn kill(&mut self) {
+        // A test that failed because its broker went away says so on its way out.
+        if let Some(exited) = self.exited() {
+            eprintln!("mosquitto on port {} had {exited}", self.port);
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();

@@ -2,6 +2,7 @@
 //! acknowledgements paired by packet id, the QoS 1 window and its bound, keep-alive, and
 //! what a goodbye acknowledges.
 
+use super::super::authority::Authority;
 use super::super::mqtt::MqttSetup;
 use super::super::mqtt_wire::packet_len;
 use super::*;
@@ -26,8 +27,11 @@ fn setup(port: u16, version: MqttVersion, keep_alive_s: u64) -> MqttSetup {
             clean_session: true,
             receipts: true,
         }),
-        host: "127.0.0.1".into(),
-        port,
+        broker: Authority {
+            host: "127.0.0.1".into(),
+            port,
+        },
+        address: format!("127.0.0.1:{port}"),
         tls: None,
         username: None,
         password: None,

@@ -21,6 +21,7 @@ pub mod xml;
 pub use session::XmppSession;
 
 use super::ConnectError;
+use super::authority::Authority;
 use super::byte_stream::ByteStream;
 use super::source::SourcePool;
 use super::tls::TlsContext;
@@ -116,23 +117,18 @@ impl AsyncWrite for Conn {
 
 /// The host of a `ws://` or `wss://` URL (XMPP over WebSocket).
 fn websocket_host(url: &str) -> Option<String> {
-    let u = reqwest::Url::parse(url.trim()).ok()?;
-    matches!(u.scheme(), "ws" | "wss")
-        .then(|| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()))
+    let url = url.trim();
+    (url.starts_with("ws://") || url.starts_with("wss://"))
+        .then(|| Authority::of(url).map(|a| a.host))
         .flatten()
 }
 
 /// Host and port of an `xmpp://host[:port]` URL (5222 by default).
-pub fn parse_url(url: &str) -> Option<(String, u16)> {
-    let rest = url.trim().strip_prefix("xmpp://")?;
-    let authority = rest.split('/').next()?;
-    let authority = authority.rsplit('@').next()?;
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') || h.ends_with(']') => (h, p.parse().ok()?),
-        _ => (authority, 5222),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    (!host.is_empty()).then(|| (host.to_string(), port))
+pub fn parse_url(url: &str) -> Option<Authority> {
+    url.trim()
+        .starts_with("xmpp://")
+        .then(|| Authority::of(url))
+        .flatten()
 }
 
 /// Everything needed to open one user's XMPP stream.
@@ -179,20 +175,20 @@ impl XmppSetup {
         sources: SourcePool,
     ) -> Option<Self> {
         let websocket = websocket_host(url).map(|h| (h, url.trim().to_string()));
-        let (host, port) = match &websocket {
-            Some((h, _)) => (h.clone(), 0),
+        let server = match &websocket {
+            Some((h, _)) => Authority {
+                host: h.clone(),
+                port: 0,
+            },
             None => parse_url(url)?,
         };
+        let host = &server.host;
         let domain = target.domain.clone().unwrap_or_else(|| host.clone());
         let muc = target
             .muc
             .clone()
             .unwrap_or_else(|| format!("conference.{domain}"));
-        let address = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
+        let address = server.address();
         Some(XmppSetup {
             target,
             address,
@@ -296,14 +292,17 @@ mod tests {
     #[test]
     fn urls_and_numbers() {
         assert_eq!(
-            parse_url("xmpp://127.0.0.1:25222"),
-            Some(("127.0.0.1".into(), 25222))
+            parse_url("xmpp://127.0.0.1:25222").map(|a| a.address()),
+            Some("127.0.0.1:25222".into())
         );
         assert_eq!(
-            parse_url("xmpp://chat.example"),
-            Some(("chat.example".into(), 5222))
+            parse_url("xmpp://chat.example").map(|a| a.address()),
+            Some("chat.example:5222".into())
         );
-        assert_eq!(parse_url("xmpp://[::1]:5223"), Some(("::1".into(), 5223)));
+        assert_eq!(
+            parse_url("xmpp://[::1]:5223").map(|a| a.address()),
+            Some("[::1]:5223".into())
+        );
         assert_eq!(parse_url("ws://h/x"), None);
         assert_eq!(trailing_number("u17"), Some(17));
         assert_eq!(trailing_number("user-0042"), Some(42));
