@@ -492,6 +492,77 @@ fn runtime_workers_follow_threads_or_the_planned_traffic_and_zero_is_refused() {
     }
 }
 
+/// A run says what chatload's own process used, and says it truly: its CPU from the first
+/// connect to the end is at most what the kernel counted for the whole process when it was
+/// reaped, and its peak memory is the process's (what `wait4` reports, give or take the
+/// bundle written after the summary); the console and summary.md show them per message and
+/// per connected user, naming the embedded server that shares the process.
+#[test]
+fn a_run_says_what_its_own_process_used() {
+    let file = common::scenario_file(&common::chat_scenario(200, 3, 0, ""));
+    let out_dir = file.dir.path().join("bundle");
+    let console = file.dir.path().join("console.txt");
+    #[allow(
+        clippy::zombie_processes,
+        reason = "reaped by wait4 below, for its rusage"
+    )]
+    let child = bin()
+        .args(["run", file.path.to_str().unwrap(), "--out"])
+        .arg(&out_dir)
+        .stdout(std::fs::File::create(&console).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut status = 0;
+        // SAFETY: plain out-parameters; `pid` is this test's own child, not yet waited.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        let _ = tx.send((waited, status, usage));
+    });
+    let Ok((waited, status, usage)) = rx.recv_timeout(Duration::from_secs(60)) else {
+        // SAFETY: our own child, still running.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        panic!("the run did not end within 60 s");
+    };
+    assert_eq!(waited, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{status}"
+    );
+    let summary: chatload::report::Summary =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    common::assert_clean(&summary);
+    let own = summary.own.expect("Linux says what a process used");
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let whole_cpu = seconds(usage.ru_utime) + seconds(usage.ru_stime);
+    assert!(
+        own.cpu_s() > 0.0 && own.cpu_s() <= whole_cpu + 0.002,
+        "{own:?} against the whole process's {whole_cpu} s"
+    );
+    let whole_peak = usage.ru_maxrss as u64 * 1024;
+    assert!(
+        own.peak_rss_bytes <= whole_peak && own.peak_rss_bytes * 10 >= whole_peak * 7,
+        "{own:?} against the whole process's peak {whole_peak} bytes"
+    );
+    let shown = std::fs::read_to_string(&console).unwrap();
+    let line = shown
+        .lines()
+        .find(|l| l.trim_start().starts_with("generator"))
+        .unwrap_or_else(|| panic!("no generator line in {shown}"));
+    assert!(
+        line.contains("with the embedded server")
+            && line.contains("per message sent")
+            && line.contains("KiB per connected user at the peak of 200"),
+        "{line}"
+    );
+    let md = std::fs::read_to_string(out_dir.join("summary.md")).unwrap();
+    assert!(md.contains("chatload's own process"), "{md}");
+}
+
 #[test]
 fn an_absurd_number_of_groups_is_refused_at_its_key() {
     for groups in ["9223372036854775807", "100_000_000"] {

@@ -109,6 +109,8 @@ struct Run {
     sending_s: f64,
     /// The kernel's TCP counters as the users start connecting.
     tcp_before: Option<crate::metrics::kernel_tcp::KernelTcp>,
+    /// chatload's own CPU as the users start connecting.
+    own_before: Option<crate::metrics::own_usage::OwnUsage>,
     settled: bool,
     settlement: Option<crate::metrics::Settlement>,
 }
@@ -284,6 +286,7 @@ impl Run {
             collector: None,
             sending_s: 0.0,
             tcp_before: None,
+            own_before: None,
             settled: false,
             settlement: None,
         })
@@ -300,6 +303,7 @@ impl Run {
             ));
         };
         self.tcp_before = crate::metrics::kernel_tcp::KernelTcp::read();
+        self.own_before = crate::metrics::own_usage::OwnUsage::read();
         let mut goose = tokio::spawn(async move {
             let _muted = quiet::StdoutMuted::new();
             attack
@@ -512,6 +516,10 @@ impl Run {
             tcp: self
                 .tcp_before
                 .zip(crate::metrics::kernel_tcp::KernelTcp::read())
+                .map(|(before, after)| before.until(after)),
+            own: self
+                .own_before
+                .zip(crate::metrics::own_usage::OwnUsage::read())
                 .map(|(before, after)| before.until(after)),
         });
         if let Some(m) = summary.machine.as_mut().filter(|_| ctx.shards.count() > 1) {

@@ -5,6 +5,7 @@ pub mod hlog;
 pub mod kernel_tcp;
 pub mod kinds;
 pub mod ledger;
+pub mod own_usage;
 pub mod recorder;
 pub mod series;
 

@@ -86,6 +86,53 @@ pub fn kernel_tcp_note(s: &crate::report::summary::Summary) -> Option<String> {
     ))
 }
 
+/// What chatload's own process used: CPU (and per message sent), peak memory (and per
+/// connected user), so a run says what its load generator cost.
+pub fn own_usage_note(s: &crate::report::summary::Summary) -> Option<String> {
+    let own = s.own?;
+    let sent = s.accounting.messages_sent;
+    let per_message = if sent > 0 {
+        format!(
+            ", {:.0} µs per message sent",
+            own.cpu_s() * 1e6 / sent as f64
+        )
+    } else {
+        String::new()
+    };
+    let cores = if s.duration_s > 0.0 {
+        format!(
+            ", {:.2} of a core over the run's {:.1} s",
+            own.cpu_s() / s.duration_s,
+            s.duration_s
+        )
+    } else {
+        String::new()
+    };
+    let mib = own.peak_rss_bytes as f64 / (1024.0 * 1024.0);
+    let per_user = if s.peak_connected > 0 {
+        format!(
+            ", {:.1} KiB per connected user at the peak of {}",
+            own.peak_rss_bytes as f64 / 1024.0 / s.peak_connected as f64,
+            thousands(s.peak_connected)
+        )
+    } else {
+        String::new()
+    };
+    let whose = if s.target.embedded {
+        " (with the embedded server, which runs in the same process)"
+    } else if !s.merged_from.is_empty() {
+        " (all segments' processes together)"
+    } else {
+        ""
+    };
+    Some(format!(
+        "chatload's own process{whose}: CPU {:.1} s (its code {:.1} s, the kernel for it {:.1} s){cores}{per_message}; peak memory {mib:.1} MiB{per_user}",
+        own.cpu_s(),
+        own.cpu_user_s,
+        own.cpu_system_s,
+    ))
+}
+
 /// `messages scheduled S = sent M + not sent N (reasons) ✓`.
 pub fn schedule_identity(a: &crate::report::summary::Accounting) -> String {
     let reasons = a.not_sent_reasons.describe();
@@ -210,6 +257,9 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
     }
     if let Some(note) = kernel_tcp_note(s) {
         let _ = writeln!(o, "  tcp         {note}");
+    }
+    if let Some(note) = own_usage_note(s) {
+        let _ = writeln!(o, "  generator   {note}");
     }
     if let Some(from) = s.schedule_uncounted_from_s {
         let _ = writeln!(

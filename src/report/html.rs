@@ -239,6 +239,9 @@ pub fn render(s: &Summary, log: &Digest) -> String {
     if let Some(note) = super::console::kernel_tcp_note(s) {
         let _ = write!(o, "<p>{}</p>", xml(&note));
     }
+    if let Some(note) = super::console::own_usage_note(s) {
+        let _ = write!(o, "<p>{}</p>", xml(&note));
+    }
     o.push_str(&line_chart(
         "trouble",
         "Trouble per second (loss by the second its messages were meant to leave)",

@@ -53,6 +53,9 @@ pub fn render(s: &Summary) -> String {
     if let Some(note) = super::console::kernel_tcp_note(s) {
         let _ = writeln!(o, "{}\n", md(&note));
     }
+    if let Some(note) = super::console::own_usage_note(s) {
+        let _ = writeln!(o, "{}\n", md(&note));
+    }
     let by_pattern = super::console::errors_by_pattern(s);
     if !by_pattern.is_empty() {
         let _ = writeln!(o, "**Errors:** {}\n", md(&by_pattern.join(" · ")));

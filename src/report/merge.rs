@@ -191,6 +191,7 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
     s.schedule_uncounted_from_s = None;
     s.server = None;
     s.tcp = None;
+    s.own = None;
     s.storms = Vec::new();
     for (i, p) in s.patterns.iter_mut().enumerate() {
         p.accounting = Accounting::default();
@@ -224,6 +225,9 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
         // other's too, so the sum is an upper bound there.
         if let Some(tcp) = &q.tcp {
             s.tcp.get_or_insert_with(Default::default).add(tcp);
+        }
+        if let Some(own) = &q.own {
+            s.own.get_or_insert_with(Default::default).add(own);
         }
         for (k, v) in &q.error_examples {
             s.error_examples

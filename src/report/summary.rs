@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// Three decimals: enough for rates and seconds, and stable through a JSON round trip.
 pub fn round3(x: f64) -> f64 {
@@ -256,6 +256,11 @@ pub struct Summary {
     /// (SYNs sent again, accept-queue overflows); absent where the system does not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<crate::metrics::kernel_tcp::KernelTcp>,
+    /// What chatload's own process used from the first user's connect to the end (CPU),
+    /// and its peak resident memory; with the embedded server, the server's too. Absent
+    /// where the system does not say, and in bundles from before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own: Option<crate::metrics::own_usage::OwnUsage>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -333,6 +338,8 @@ pub struct Measured<'a> {
     pub schedule_uncounted_from_s: Option<f64>,
     /// See [`Summary::tcp`].
     pub tcp: Option<crate::metrics::kernel_tcp::KernelTcp>,
+    /// See [`Summary::own`].
+    pub own: Option<crate::metrics::own_usage::OwnUsage>,
 }
 
 fn metric_map(get: impl Fn(Metric) -> Option<Histogram<u64>>) -> BTreeMap<String, LatencyStats> {
@@ -449,6 +456,7 @@ impl Summary {
             merged_from: Vec::new(),
             schedule_uncounted_from_s: m.schedule_uncounted_from_s.map(round3),
             tcp: m.tcp,
+            own: m.own,
         }
     }
 }
