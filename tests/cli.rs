@@ -502,36 +502,12 @@ fn a_run_says_what_its_own_process_used() {
     let file = common::scenario_file(&common::chat_scenario(200, 3, 0, ""));
     let out_dir = file.dir.path().join("bundle");
     let console = file.dir.path().join("console.txt");
-    #[allow(
-        clippy::zombie_processes,
-        reason = "reaped by wait4 below, for its rusage"
-    )]
-    let child = bin()
-        .args(["run", file.path.to_str().unwrap(), "--out"])
+    let mut run = bin();
+    run.args(["run", file.path.to_str().unwrap(), "--out"])
         .arg(&out_dir)
         .stdout(std::fs::File::create(&console).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut status = 0;
-        // SAFETY: plain out-parameters; `pid` is this test's own child, not yet waited.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        let _ = tx.send((waited, status, usage));
-    });
-    let Ok((waited, status, usage)) = rx.recv_timeout(Duration::from_secs(60)) else {
-        // SAFETY: our own child, still running.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        panic!("the run did not end within 60 s");
-    };
-    assert_eq!(waited, pid);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{status}"
-    );
+        .stderr(Stdio::null());
+    let usage = common::reaped(run, Duration::from_secs(60));
     let summary: chatload::report::Summary =
         serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
             .unwrap();

@@ -630,40 +630,17 @@ async fn mqtt_5_memory_per_connection_stays_small() {
     );
     let file = scenario_file(&text);
     let out_dir = file.dir.path().join("bundle");
-    #[allow(
-        clippy::zombie_processes,
-        reason = "reaped by wait4 below, for its rusage"
-    )]
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chatload"))
-        .args(["run", file.path.to_str().unwrap(), "--quiet", "--out"])
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_chatload"));
+    run.args(["run", file.path.to_str().unwrap(), "--quiet", "--out"])
         .arg(&out_dir)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let (status, peak_kib) = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || {
-            let mut status = 0;
-            // SAFETY: plain out-parameters; `pid` is this test's own child, not yet waited.
-            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-            let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-            assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
-            (status, usage.ru_maxrss)
-        }),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        // SAFETY: our own child, still running.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        panic!("the run did not end within 60 s")
+        .stderr(std::process::Stdio::null());
+    let usage = tokio::task::spawn_blocking(move || {
+        common::reaped(run, std::time::Duration::from_secs(60))
     })
+    .await
     .unwrap();
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{status}"
-    );
+    let peak_kib = usage.ru_maxrss;
     let summary: chatload::report::Summary =
         serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
             .unwrap();
@@ -676,7 +653,8 @@ async fn mqtt_5_memory_per_connection_stays_small() {
     // is not explained yet.
     assert!(
         peak_kib < i64::from(users) * 512,
-        "chatload's peak RSS {peak_kib} KiB for {users} MQTT 5 users; errors {:?}, {:?}",
+        "chatload's peak RSS {peak_kib} KiB for {users} MQTT 5 users (at its summary: {:?}); errors {:?}, {:?}",
+        summary.own,
         summary.errors,
         summary.accounting
     );

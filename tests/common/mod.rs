@@ -268,6 +268,37 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// `cmd` (a chatload run) as a process of its own, reaped within `limit` (killed, and the
+/// test failed, past it); it must exit 0. Returns what the kernel counted for that process
+/// alone: its CPU and its peak memory (`ru_maxrss`, KiB).
+pub fn reaped(mut cmd: std::process::Command, limit: std::time::Duration) -> libc::rusage {
+    #[allow(
+        clippy::zombie_processes,
+        reason = "reaped by wait4 below, for its rusage"
+    )]
+    let child = cmd.spawn().expect("chatload starts");
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut status = 0;
+        // SAFETY: plain out-parameters; `pid` is this test's own child, not yet waited.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        let _ = tx.send((waited, status, usage));
+    });
+    let Ok((waited, status, usage)) = rx.recv_timeout(limit) else {
+        // SAFETY: our own child, still running.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        panic!("the run did not end within {limit:?}");
+    };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{status}"
+    );
+    usage
+}
+
 /// A server or tool a test needs: `found` when installed; otherwise a failure under
 /// `CI=true` (`.ci/run` installs it as `install` says) and a printed skip elsewhere.
 pub fn required<T>(found: Option<T>, what: &str, install: &str) -> Option<T> {
