@@ -71,6 +71,10 @@ pub struct Step {
     pub errors: u64,
     pub late_sends: u64,
     pub messages: u64,
+    /// chatload's own CPU over the step, in cores (busy seconds per second of the run; with
+    /// the embedded server, the server's too): how near the generator came to its limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_cores: Option<f64>,
     pub held: bool,
     /// Why the step failed, in a sentence.
     pub why: Option<String>,
@@ -293,6 +297,10 @@ fn step_of(
         errors: s.errors_total,
         late_sends: s.accounting.late_sends,
         messages: s.accounting.messages_sent,
+        generator_cores: s
+            .own
+            .filter(|_| s.duration_s > 0.0)
+            .map(|o| (o.cpu_s() / s.duration_s * 100.0).round() / 100.0),
         held,
         why,
         bundle: bundle.display().to_string(),
@@ -477,6 +485,7 @@ mod tests {
             errors: 0,
             late_sends: 0,
             messages: 500,
+            generator_cores: None,
             held: why.is_none(),
             why: why.map(str::to_string),
             bundle: String::new(),

@@ -83,13 +83,13 @@ pub fn console(c: &Capacity) -> String {
     );
     let _ = writeln!(
         o,
-        "  {:>7}  {:>12}  {:>12}  {:>12}  {:>10}  {:>10}  {:>6}  {:>6}  verdict",
-        "load", "offered", "messages", "deliveries", "p50", "p99", "lost", "late"
+        "  {:>7}  {:>12}  {:>12}  {:>12}  {:>10}  {:>10}  {:>6}  {:>6}  {:>5}  verdict",
+        "load", "offered", "messages", "deliveries", "p50", "p99", "lost", "late", "cpu"
     );
     for s in &c.steps {
         let _ = writeln!(
             o,
-            "  {:>6.2}×  {:>12}  {:>12}  {:>12}  {:>10}  {:>10}  {:>6}  {:>6}  {}",
+            "  {:>6.2}×  {:>12}  {:>12}  {:>12}  {:>10}  {:>10}  {:>6}  {:>6}  {:>5}  {}",
             s.multiplier,
             if s.offered_per_s > 0.0 {
                 rate(s.offered_per_s)
@@ -102,6 +102,7 @@ pub fn console(c: &Capacity) -> String {
             ms(s.p99_us),
             s.lost,
             s.late_sends,
+            cores(s),
             if s.held {
                 "held".to_string()
             } else {
@@ -119,13 +120,13 @@ pub fn markdown(c: &Capacity) -> String {
     let _ = writeln!(o, "**{}**\n", verdict(c));
     let _ = writeln!(
         o,
-        "| load | offered msg/s | messages/s | deliveries/s | p50 | p90 | p99 | lost | errors | late | verdict |"
+        "| load | offered msg/s | messages/s | deliveries/s | p50 | p90 | p99 | lost | errors | late | chatload CPU (cores) | verdict |"
     );
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for s in &c.steps {
         let _ = writeln!(
             o,
-            "| {:.2}× | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {:.2}× | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
             s.multiplier,
             s.offered_per_s,
             s.messages_per_s,
@@ -136,6 +137,7 @@ pub fn markdown(c: &Capacity) -> String {
             s.lost,
             s.errors,
             s.late_sends,
+            cores(s),
             if s.held {
                 "held".to_string()
             } else {
@@ -144,6 +146,12 @@ pub fn markdown(c: &Capacity) -> String {
         );
     }
     o
+}
+
+/// chatload's own CPU over a step, in cores; `-` where the bundle does not say.
+fn cores(s: &Step) -> String {
+    s.generator_cores
+        .map_or_else(|| "-".to_string(), |c| format!("{c:.2}"))
 }
 
 /// A closed model offers no planned rate: its load is its users.
@@ -231,7 +239,7 @@ pub fn html(c: &Capacity) -> String {
     for s in &c.steps {
         let _ = write!(
             rows,
-            "<tr class=\"{}\"><td>{:.2}×</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"{}\"><td>{:.2}×</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             if s.held { "held" } else { "broke" },
             s.multiplier,
             s.offered_per_s,
@@ -242,6 +250,7 @@ pub fn html(c: &Capacity) -> String {
             s.lost,
             s.errors,
             s.late_sends,
+            cores(s),
             esc(&if s.held {
                 "held".to_string()
             } else {
@@ -257,7 +266,7 @@ td:last-child,th:last-child{{text-align:left}}tr.broke td{{color:#b91c1c}}.verdi
 svg text{{font-size:12px;fill:#333}}svg .ct{{font-weight:600;font-size:14px}}svg .grid{{stroke:#e5e7eb}}</style></head>
 <body><h1>Capacity · {name}</h1><p class="verdict">{verdict}</p><p>Target {target}; SLOs: {slos}.</p>
 {latency}{throughput}
-<table><tr><th>load</th><th>offered/s</th><th>messages/s</th><th>deliveries/s</th><th>p50 ms</th><th>p99 ms</th><th>lost</th><th>errors</th><th>late</th><th>verdict</th></tr>{rows}</table>
+<table><tr><th>load</th><th>offered/s</th><th>messages/s</th><th>deliveries/s</th><th>p50 ms</th><th>p99 ms</th><th>lost</th><th>errors</th><th>late</th><th>chatload CPU (cores)</th><th>verdict</th></tr>{rows}</table>
 <p>Each step is an ordinary run; its bundle (report.html, summary.json, latency.hlog) is in the step's folder beside this page.</p></body></html>
 "#,
         name = esc(&c.scenario),
@@ -333,6 +342,7 @@ mod tests {
             errors: 0,
             late_sends: 0,
             messages: 691,
+            generator_cores: Some(0.37),
             held: true,
             why: None,
             bundle: "step-01".into(),
@@ -353,5 +363,9 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(back, c);
         assert_eq!(back.steps[0].offered_per_s.to_bits(), rate.to_bits());
+        // The generator's CPU is in every form a person reads.
+        for shown in [console(&c), markdown(&c), html(&c)] {
+            assert!(shown.contains("0.37"), "{shown}");
+        }
     }
 }
