@@ -537,6 +537,33 @@ fn a_run_says_what_its_own_process_used() {
     );
     let md = std::fs::read_to_string(out_dir.join("summary.md")).unwrap();
     assert!(md.contains("chatload's own process"), "{md}");
+    // Second by second, the same CPU: the intervals' cores times their lengths add up to
+    // what the run counted in all (less what it spent after the last interval).
+    let points = &summary.series.points;
+    let mut last_t = 0.0;
+    let mut per_second = 0.0;
+    for p in points {
+        let cores = p
+            .cpu_cores
+            .unwrap_or_else(|| panic!("no CPU at {} s", p.t_s));
+        assert!(
+            (0.0..=64.0).contains(&cores),
+            "{cores} cores at {} s",
+            p.t_s
+        );
+        per_second += cores * (p.t_s - last_t);
+        last_t = p.t_s;
+    }
+    eprintln!(
+        "CPU second by second {per_second:.3} s, in all {:.3} s",
+        own.cpu_s()
+    );
+    assert!(
+        per_second <= own.cpu_s() * 1.02 + 0.01 && per_second >= own.cpu_s() * 0.5,
+        "{per_second} s second by second against {own:?}"
+    );
+    let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert!(html.contains("data-chart=\"generator\""), "no CPU chart");
 }
 
 #[test]

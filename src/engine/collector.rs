@@ -5,6 +5,7 @@
 
 use super::context::RunContext;
 use super::progress::Progress;
+use crate::metrics::own_usage::OwnUsage;
 use crate::metrics::{MetricSet, Series};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,6 +18,8 @@ pub struct Collected {
     pub series: Series,
     pub peak_connected: u64,
     pub hlog: crate::metrics::hlog::HlogWriter,
+    /// chatload's own use at the last interval's end, for the next interval's CPU.
+    pub own_last: Option<OwnUsage>,
 }
 
 pub fn collect_once(
@@ -30,7 +33,12 @@ pub fn collect_once(
     let mut c = collected.lock().ok()?;
     let start_s = c.series.points.last().map_or(0.0, |p| p.t_s);
     c.hlog.interval(scratch, start_s, (t_s - start_s).max(0.0));
-    c.series.push(t_s, connected, scratch);
+    let own = OwnUsage::read();
+    let cpu_s = own
+        .zip(c.own_last)
+        .map(|(now, last)| last.until(now).cpu_s());
+    c.own_last = own;
+    c.series.push(t_s, connected, scratch, cpu_s);
     c.totals.add(scratch);
     c.peak_connected = c.peak_connected.max(connected);
     scratch.clear();
@@ -52,6 +60,7 @@ pub fn take_collected(collected: &Arc<Mutex<Collected>>) -> Collected {
             &mut c.hlog,
             crate::metrics::hlog::HlogWriter::new(std::time::SystemTime::now()),
         ),
+        own_last: c.own_last,
     }
 }
 

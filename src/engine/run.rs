@@ -261,6 +261,7 @@ impl Run {
             },
             peak_connected: 0,
             hlog: crate::metrics::hlog::HlogWriter::new(std::time::SystemTime::now()),
+            own_last: None,
         }));
         Ok(Run {
             scenario,
@@ -327,6 +328,7 @@ impl Run {
         self.goose = Some(goose);
         let (hlog, staged) = outcome::open_hlog(&self.opts, &self.scenario.name, self.started_at);
         if let Ok(mut c) = self.collected.lock() {
+            c.own_last = self.own_before;
             c.hlog = hlog;
         }
         Ok(staged)

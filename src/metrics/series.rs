@@ -50,6 +50,10 @@ pub struct IntervalPoint {
     pub lost: u64,
     pub send: IntervalLatency,
     pub delivery: IntervalLatency,
+    /// chatload's own CPU in the interval, in cores to 3 decimals (busy seconds per second; with the
+    /// embedded server, the server's too). Absent where the system does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_cores: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -59,7 +63,10 @@ pub struct Series {
 }
 
 impl Series {
-    pub fn push(&mut self, t_s: f64, connected: u64, interval: &MetricSet) {
+    /// One interval ending at `t_s`; `cpu_s` is the CPU seconds chatload's process spent in
+    /// it, when known.
+    pub fn push(&mut self, t_s: f64, connected: u64, interval: &MetricSet, cpu_s: Option<f64>) {
+        let length_s = t_s - self.points.last().map_or(0.0, |p| p.t_s);
         let c = interval.counters_total();
         let lat = |m: Metric| IntervalLatency::of(interval.merged(m).as_ref());
         self.points.push(IntervalPoint {
@@ -75,6 +82,9 @@ impl Series {
             lost: 0,
             send: lat(Metric::Send),
             delivery: lat(Metric::Delivery),
+            cpu_cores: cpu_s
+                .filter(|_| length_s > 0.0)
+                .map(|c| (c / length_s * 1000.0).round() / 1000.0),
         });
     }
 }

@@ -56,6 +56,42 @@ fn count_axis(label: &str) -> Axis {
     }
 }
 
+/// chatload's own CPU per second, when the series has it.
+fn own_cpu_chart(s: &Summary) -> String {
+    let cpu: Vec<(f64, f64)> = s
+        .series
+        .points
+        .iter()
+        .filter_map(|p| p.cpu_cores.map(|c| (p.t_s, c)))
+        .collect();
+    if cpu.is_empty() {
+        return String::new();
+    }
+    let title = if s.target.embedded {
+        "chatload's own CPU per second, in cores (the embedded server's included)"
+    } else {
+        "chatload's own CPU per second, in cores"
+    };
+    let cores = Axis {
+        label: "cores".into(),
+        log: false,
+        format: |v| format!("{v:.2}"),
+        ticks: None,
+    };
+    let chart = line_chart(
+        "generator",
+        title,
+        &time_axis(),
+        &cores,
+        &[Line {
+            label: "chatload CPU".into(),
+            color: PALETTE[0],
+            points: cpu,
+        }],
+    );
+    format!("<section id=\"generator\"><h2>chatload itself</h2>{chart}</section>")
+}
+
 /// The page for `s`, with per-interval histograms from its `latency.hlog`.
 pub fn render(s: &Summary, log: &Digest) -> String {
     let mut o = String::with_capacity(64 * 1024);
@@ -271,6 +307,7 @@ pub fn render(s: &Summary, log: &Digest) -> String {
         ],
     ));
     o.push_str("</section>");
+    o.push_str(&own_cpu_chart(s));
 
     o.push_str("<section id=\"patterns\"><h2>Patterns</h2>");
     for p in &s.patterns {

@@ -267,6 +267,7 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
                 lost: 0,
                 send: IntervalLatency::default(),
                 delivery: IntervalLatency::default(),
+                cpu_cores: None,
             });
             e.connected += pt.connected;
             e.connects += pt.connects;
@@ -277,6 +278,11 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
             e.late_sends += pt.late_sends;
             e.duplicates += pt.duplicates;
             e.lost += pt.lost;
+            // Each segment is a process of its own: their cores add up.
+            if let Some(c) = pt.cpu_cores {
+                let sum = e.cpu_cores.unwrap_or(0.0) + c;
+                e.cpu_cores = Some((sum * 1000.0).round() / 1000.0);
+            }
         }
         segments.push(MergedSegment {
             bundle: part.name.clone(),
