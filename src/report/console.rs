@@ -93,8 +93,8 @@ pub fn own_usage_note(s: &crate::report::summary::Summary) -> Option<String> {
     let sent = s.accounting.messages_sent;
     let per_message = if sent > 0 {
         format!(
-            ", {:.0} µs per message sent",
-            own.cpu_s() * 1e6 / sent as f64
+            ", {} µs per message sent",
+            thousands((own.cpu_s() * 1e6 / sent as f64).round() as u64)
         )
     } else {
         String::new()
