@@ -297,10 +297,7 @@ fn step_of(
         errors: s.errors_total,
         late_sends: s.accounting.late_sends,
         messages: s.accounting.messages_sent,
-        generator_cores: s
-            .own
-            .filter(|_| s.duration_s > 0.0)
-            .map(|o| (o.cpu_s() / s.duration_s * 100.0).round() / 100.0),
+        generator_cores: s.own.and_then(|o| o.cores_over(s.duration_s)),
         held,
         why,
         bundle: bundle.display().to_string(),

@@ -7,6 +7,7 @@
 //! The process is the whole of chatload: with the embedded server (no `--target`) the
 //! server's work and memory are in these figures too, which the report says.
 
+use super::round3;
 use serde::{Deserialize, Serialize};
 
 /// chatload's process over one run: the difference of two readings, and the peak.
@@ -57,10 +58,11 @@ impl OwnUsage {
     pub fn cpu_s(&self) -> f64 {
         self.cpu_user_s + self.cpu_system_s
     }
-}
 
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
+    /// The CPU as cores busy over `seconds` (to 3 decimals); `None` for no time.
+    pub fn cores_over(&self, seconds: f64) -> Option<f64> {
+        (seconds > 0.0).then(|| round3(self.cpu_s() / seconds))
+    }
 }
 
 #[cfg(test)]

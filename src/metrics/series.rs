@@ -84,7 +84,7 @@ impl Series {
             delivery: lat(Metric::Delivery),
             cpu_cores: cpu_s
                 .filter(|_| length_s > 0.0)
-                .map(|c| (c / length_s * 1000.0).round() / 1000.0),
+                .map(|c| super::round3(c / length_s)),
         });
     }
 }

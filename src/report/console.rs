@@ -99,15 +99,9 @@ pub fn own_usage_note(s: &crate::report::summary::Summary) -> Option<String> {
     } else {
         String::new()
     };
-    let cores = if s.duration_s > 0.0 {
-        format!(
-            ", {:.2} of a core over the run's {:.1} s",
-            own.cpu_s() / s.duration_s,
-            s.duration_s
-        )
-    } else {
-        String::new()
-    };
+    let cores = own.cores_over(s.duration_s).map_or_else(String::new, |c| {
+        format!(", {c:.2} of a core over the run's {:.1} s", s.duration_s)
+    });
     let mib = own.peak_rss_bytes as f64 / (1024.0 * 1024.0);
     let per_user = if s.peak_connected > 0 {
         format!(

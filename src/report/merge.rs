@@ -280,8 +280,7 @@ pub fn merge(mut parts: Vec<Part>) -> Result<Merged, MergeError> {
             e.lost += pt.lost;
             // Each segment is a process of its own: their cores add up.
             if let Some(c) = pt.cpu_cores {
-                let sum = e.cpu_cores.unwrap_or(0.0) + c;
-                e.cpu_cores = Some((sum * 1000.0).round() / 1000.0);
+                e.cpu_cores = Some(crate::metrics::round3(e.cpu_cores.unwrap_or(0.0) + c));
             }
         }
         segments.push(MergedSegment {

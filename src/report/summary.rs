@@ -10,10 +10,7 @@ use std::collections::BTreeMap;
 
 pub const SCHEMA_VERSION: u32 = 7;
 
-/// Three decimals: enough for rates and seconds, and stable through a JSON round trip.
-pub fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
+pub use crate::metrics::round3;
 
 /// One metric's distribution, in microseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
