@@ -17,9 +17,12 @@ use std::sync::atomic::Ordering::Relaxed;
 /// One ejabberd test at a time (see the top).
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The log-in's timeout is 15 s rather than 5: on a loaded CI machine ejabberd once left a
+/// registration unanswered for 5 s. A request it never answers still fails the test, with
+/// the step that went unanswered and the server's log.
 fn xmpp_target(url: &str, settings: &str) -> String {
     format!(
-        "[target]\nurl = \"{url}\"\nprotocol = \"xmpp\"\n\n[target.xmpp]\ndomain = \"localhost\"\n{settings}\n"
+        "[target]\nurl = \"{url}\"\nprotocol = \"xmpp\"\nconnect_timeout = \"15s\"\n\n[target.xmpp]\ndomain = \"localhost\"\n{settings}\n"
     )
 }
 

@@ -19,20 +19,12 @@ async fn answering(answer: Answer) -> u16 {
             tokio::spawn(async move {
                 match answer {
                     Answer::Mqtt311Only => mqtt_311_only(s).await,
-                    Answer::Silent => {
-                        // Takes what the client says and answers nothing, as a server
-                        // process that is stopped (SIGSTOP) or wedged: its kernel still
-                        // accepts the connection.
+                    Answer::Silent => unanswering(s).await,
+                    Answer::ThenSilent(bytes) => {
                         let mut buf = [0u8; 4096];
-                        let deadline =
-                            tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-                        while let Ok(Ok(n)) =
-                            tokio::time::timeout_at(deadline, s.read(&mut buf)).await
-                        {
-                            if n == 0 {
-                                break;
-                            }
-                        }
+                        let _ = s.read(&mut buf).await;
+                        let _ = s.write_all(bytes).await;
+                        unanswering(s).await;
                     }
                     Answer::Raw(bytes) => {
                         let mut buf = [0u8; 4096];
@@ -56,6 +48,18 @@ async fn answering(answer: Answer) -> u16 {
     port
 }
 
+/// Takes what the client says and answers nothing, as a server process that is stopped
+/// (SIGSTOP) or wedged: its kernel still accepts the connection.
+async fn unanswering(mut s: tokio::net::TcpStream) {
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Answer {
     /// Read what the client says, write these bytes, close.
@@ -64,6 +68,8 @@ enum Answer {
     WebSocketText(&'static str),
     /// Accept the connection and never answer.
     Silent,
+    /// Read what the client says, write these bytes, then answer nothing more.
+    ThenSilent(&'static [u8]),
     /// An MQTT broker that speaks 3.1.1 only (MQTT 3.1.1 §3.1.2.2: a CONNECT of another
     /// protocol level gets return code 1, unacceptable protocol level, and the close).
     Mqtt311Only,
@@ -147,6 +153,30 @@ fn quick(url: String) -> (String, String) {
     (url, target)
 }
 
+/// An XMPP target on `port` whose log-in gives up after 1 s, registering its accounts or
+/// not.
+fn xmpp(port: u16, register: bool) -> (String, String) {
+    let url = format!("xmpp://127.0.0.1:{port}");
+    let target = format!(
+        "[target]\nurl = \"{url}\"\nprotocol = \"xmpp\"\nconnect_timeout = \"1s\"\n\n[target.xmpp]\ndomain = \"localhost\"\nregister = {register}\n"
+    );
+    (url, target)
+}
+
+/// An XMPP server's answer to the stream header, offering `features`.
+macro_rules! xmpp_stream_with {
+    ($features:literal) => {
+        concat!(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' ",
+            "xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='localhost' version='1.0'>",
+            "<stream:features>",
+            $features,
+            "</stream:features>"
+        )
+        .as_bytes()
+    };
+}
+
 fn mqtt5(port: u16) -> (String, String) {
     mqtt(port, "5")
 }
@@ -217,6 +247,35 @@ async fn each_failed_first_connection_names_what_answered() {
             ],
         },
         Case {
+            name: "an XMPP server that accepts and never answers",
+            answer: Some(Answer::Silent),
+            target: |p| xmpp(p, false),
+            says: &[
+                "accepted the connection but did not complete the log-in",
+                "(the connection was open, but the stream header got no answer within 1s)",
+                "not stopped or overloaded",
+                "the XMPP protocol",
+            ],
+        },
+        Case {
+            name: "an XMPP server that never answers the SASL authentication",
+            answer: Some(Answer::ThenSilent(xmpp_stream_with!(
+                "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1</mechanism></mechanisms>"
+            ))),
+            target: |p| xmpp(p, false),
+            says: &["(the stream was open, but the SASL authentication got no answer within 1s)"],
+        },
+        Case {
+            name: "an XMPP server that never answers the account registration",
+            answer: Some(Answer::ThenSilent(xmpp_stream_with!(
+                "<register xmlns='http://jabber.org/features/iq-register'/>"
+            ))),
+            target: |p| xmpp(p, true),
+            says: &[
+                "(the stream was open, but the account registration request got no answer within 1s)",
+            ],
+        },
+        Case {
             name: "MQTT credentials refused",
             // Return code 4: bad user name or password.
             answer: Some(Answer::Raw(&[0x20, 0x02, 0x00, 0x04])),
@@ -271,4 +330,51 @@ async fn each_failed_first_connection_names_what_answered() {
             case.name
         );
     }
+}
+
+/// An XMPP target whose listening queue is full: the kernel drops the connection request
+/// itself, nothing answers at all, and that is the one case said as "not reachable" — not
+/// "accepted the connection", as a log-in's timeout once put it whatever step it was in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_xmpp_server_that_takes_no_connection_is_not_reachable() {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Fills the queue (backlog + 1 on Linux) and one more, which the kernel leaves hanging.
+    let held: Vec<_> = (0..3)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(300)).ok()
+        })
+        .collect();
+    assert_eq!(held.len(), 2, "the queue holds two connections");
+    let (url, target) = xmpp(addr.port(), false);
+    let file = common::scenario_file(&common::chat_scenario(5, 1, 0, &target));
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_chatload"))
+            .args([
+                "run",
+                file.path.to_str().unwrap(),
+                "--quiet",
+                "--target",
+                &url,
+            ])
+            .arg("--out")
+            .arg(file.dir.path().join("bundle"))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{}", stderr.trim());
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("is not reachable")
+            && stderr
+                .contains("no TCP connection within 1s: the connection request was not answered"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("accepted"), "{stderr}");
+    drop((held, listener));
 }

@@ -177,7 +177,7 @@ pub fn first_failure(url: &str, protocol: &str, e: &ConnectError) -> RunError {
         )),
         K::ServerError => says(format!("refused the log-in: {detail}")),
         K::HelloTimeout => says(format!(
-            "accepted the connection but did not complete the log-in ({detail}); is it a {protocol} server?"
+            "accepted the connection but did not complete the log-in ({detail}); is the server running (not stopped or overloaded), and does it speak the {protocol} protocol?"
         )),
         K::ConnectionReset | K::ConnectionClosed => says(format!(
             "accepted the connection and then closed it during the log-in ({detail})"

@@ -227,6 +227,15 @@ impl Drop for Ejabberd {
     /// `su` starts the Erlang VM in a session of its own, out of reach of the process
     /// group this helper made, so the VM is stopped by the PID it wrote, then the rest.
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // What the server said about the failed test, before its folder goes.
+            for log in ["error.log", "ejabberd.log"] {
+                let text = std::fs::read_to_string(self.dir.path().join(log)).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+                eprintln!("ejabberd's {log}, its last 60 lines:\n{tail}");
+            }
+        }
         let vm = std::fs::read_to_string(self.dir.path().join("ejabberd.pid"))
             .ok()
             .and_then(|p| p.trim().parse::<i32>().ok());

@@ -5,6 +5,7 @@
 //! that says which step a server refused; not the traffic after it (`session`).
 
 use super::sasl::{self, Scram};
+use super::steps::{Step, Steps};
 use super::xml::{self, Element, Frame, esc};
 use super::{Conn, Resumption, XmppSetup, ns};
 use crate::metrics::ErrorKind;
@@ -108,7 +109,8 @@ impl Wire {
     }
 
     /// Opens (or restarts) the stream and returns the server's features.
-    async fn open(&mut self, domain: &str) -> Result<Element, ConnectError> {
+    async fn open(&mut self, domain: &str, steps: &Steps) -> Result<Element, ConnectError> {
+        steps.reached(Step::StreamHeader);
         self.send(&format!(
             "<?xml version='1.0'?><stream:stream to='{}' version='1.0' xmlns='jabber:client' xmlns:stream='{}'>",
             esc(domain),
@@ -127,6 +129,7 @@ impl Wire {
             }
             Err(e) => return Err(e),
         }
+        steps.reached(Step::Features);
         let features = self.stanza().await?;
         if features.name != "features" {
             return Err(protocol(format!(
@@ -157,7 +160,9 @@ async fn starttls(
     setup: &XmppSetup,
     mut wire: Wire,
     domain: &str,
+    steps: &Steps,
 ) -> Result<(Wire, Element), ConnectError> {
+    steps.reached(Step::StartTls);
     wire.send(&format!("<starttls xmlns='{}'/>", ns::TLS))
         .await?;
     let answer = wire.stanza().await?;
@@ -167,13 +172,14 @@ async fn starttls(
     let Conn::Tcp(ByteStream::Plain(tcp)) = wire.conn else {
         return Err(protocol("STARTTLS offered on an encrypted stream"));
     };
+    steps.reached(Step::TlsHandshake);
     let tls = ByteStream::tls(tcp, setup.tls.client_config(), domain).await?;
     let mut wire = Wire {
         conn: Conn::Tcp(tls),
         buf: BytesMut::new(),
         stanzas_in: 0,
     };
-    let features = wire.open(domain).await?;
+    let features = wire.open(domain, steps).await?;
     Ok((wire, features))
 }
 
@@ -181,6 +187,7 @@ async fn starttls(
 pub async fn connect(
     setup: &XmppSetup,
     source: Option<std::net::IpAddr>,
+    steps: &Steps,
 ) -> Result<(Wire, Element), ConnectError> {
     if let Some(url) = &setup.websocket {
         let extras = crate::transport::ws_open::Extras {
@@ -190,9 +197,9 @@ pub async fn connect(
             max_frame: Some(super::xml::MAX_STANZA),
         };
         // The whole log-in has one timeout, its caller's, which says what it waited for.
-        let progress = crate::transport::ws_open::Progress::default();
-        let ws = crate::transport::ws_open::open_with(url, &setup.tls, source, &extras, &progress)
-            .await?;
+        let ws =
+            crate::transport::ws_open::open_with(url, &setup.tls, source, &extras, &steps.opening)
+                .await?;
         let mut wire = Wire {
             conn: Conn::Ws(Box::new(super::framing::WsStream::new(
                 ws,
@@ -201,7 +208,7 @@ pub async fn connect(
             buf: BytesMut::with_capacity(4096),
             stanzas_in: 0,
         };
-        let features = wire.open(&setup.domain).await?;
+        let features = wire.open(&setup.domain, steps).await?;
         return Ok((wire, features));
     }
     let tcp = crate::transport::source::connect(&setup.address, source)
@@ -214,11 +221,11 @@ pub async fn connect(
         stanzas_in: 0,
     };
     let domain = setup.domain.as_str();
-    let features = wire.open(domain).await?;
+    let features = wire.open(domain, steps).await?;
     let offered = features.child("starttls", Some(ns::TLS)).is_some();
     match (setup.target.tls, offered) {
         (XmppTls::Never, _) | (XmppTls::WhenOffered, false) => Ok((wire, features)),
-        (_, true) => starttls(setup, wire, domain).await,
+        (_, true) => starttls(setup, wire, domain, steps).await,
         (XmppTls::Required, false) => Err(ConnectError::new(
             ErrorKind::Tls,
             "does not offer STARTTLS and [target.xmpp] tls = \"required\"",
@@ -240,6 +247,7 @@ async fn authenticate(
     features: &Element,
     username: &str,
     password: &str,
+    steps: &Steps,
 ) -> Result<(), ConnectError> {
     let offered: Vec<&str> = features
         .child("mechanisms", Some(ns::SASL))
@@ -274,6 +282,7 @@ async fn authenticate(
     };
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
+    steps.reached(Step::Sasl);
     if mechanism == Mechanism::Plain {
         wire.send(&format!(
             "<auth xmlns='{}' mechanism='PLAIN'>{}</auth>",
@@ -358,8 +367,9 @@ pub async fn register(
     setup: &XmppSetup,
     user: u32,
     source: Option<std::net::IpAddr>,
+    steps: &Steps,
 ) -> Result<(), ConnectError> {
-    let (mut wire, features) = connect(setup, source).await?;
+    let (mut wire, features) = connect(setup, source, steps).await?;
     if features.child("register", None).is_none() {
         return Err(refused(
             "does not offer in-band registration (XEP-0077); create the accounts with the server's own tool and set [target.xmpp] register = false",
@@ -367,6 +377,7 @@ pub async fn register(
     }
     let (username, password) = setup.account(user);
     let mut early = VecDeque::new();
+    steps.reached(Step::Registration);
     let answer = iq(
         &mut wire,
         "reg",
@@ -400,15 +411,17 @@ pub async fn login(
     user: u32,
     groups: &[u32],
     source: Option<std::net::IpAddr>,
+    steps: &Steps,
 ) -> Result<LoggedIn, ConnectError> {
-    let (mut wire, features) = connect(setup, source).await?;
+    let (mut wire, features) = connect(setup, source, steps).await?;
     let (username, password) = setup.account(user);
-    authenticate(setup, &mut wire, &features, &username, &password).await?;
-    let features = wire.open(&setup.domain).await?;
+    authenticate(setup, &mut wire, &features, &username, &password, steps).await?;
+    let features = wire.open(&setup.domain, steps).await?;
     let sm = setup.target.stream_management && features.child("sm", Some(ns::SM)).is_some();
     if sm && let Some(earlier) = setup.take_resumption(user) {
         // XEP-0198 §5: the server hands back what we had not handled, the session keeps
         // its rooms and presence, and we learn which of our stanzas it had.
+        steps.reached(Step::Resumption);
         wire.send(&format!(
             "<resume xmlns='{}' previd='{}' h='{}'/>",
             ns::SM,
@@ -445,6 +458,7 @@ pub async fn login(
         return Err(protocol("it offers no resource binding after the log-in"));
     }
     let mut early = VecDeque::new();
+    steps.reached(Step::Binding);
     let bound = iq(
         &mut wire,
         "bind",
@@ -466,6 +480,7 @@ pub async fn login(
     if let Some(s) = features.child("session", None)
         && s.child("optional", None).is_none()
     {
+        steps.reached(Step::Session);
         iq(
             &mut wire,
             "sess",
@@ -477,6 +492,7 @@ pub async fn login(
     let acks = sm;
     let mut resume_id = None;
     if acks {
+        steps.reached(Step::StreamManagement);
         wire.send(&format!("<enable xmlns='{}' resume='true'/>", ns::SM))
             .await?;
         loop {
@@ -515,6 +531,7 @@ pub async fn login(
     }
     let mut waiting: Vec<String> = groups.iter().map(|g| setup.room_jid(*g)).collect();
     while !waiting.is_empty() {
+        steps.rooms_waiting(waiting.len(), groups.len());
         let e = wire.stanza().await?;
         let room = e
             .attr("from")

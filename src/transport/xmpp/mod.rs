@@ -16,6 +16,7 @@ mod framing;
 mod login;
 pub mod sasl;
 mod session;
+mod steps;
 pub mod xml;
 
 pub use session::XmppSession;
@@ -25,7 +26,6 @@ use super::authority::Authority;
 use super::byte_stream::ByteStream;
 use super::source::SourcePool;
 use super::tls::TlsContext;
-use crate::metrics::ErrorKind;
 use crate::scenario::target::XmppTarget;
 use crate::scenario::template::{Slot, Value};
 use crate::secrets::Credentials;
@@ -251,12 +251,10 @@ impl XmppSetup {
     /// Creates `user`'s account (in-band registration) if it does not exist.
     pub async fn register(&self, user: u32, timeout: Duration) -> Result<(), ConnectError> {
         let source = self.sources.for_user(user);
-        match tokio::time::timeout(timeout, login::register(self, user, source)).await {
+        let steps = steps::Steps::default();
+        match tokio::time::timeout(timeout, login::register(self, user, source, &steps)).await {
             Ok(r) => r,
-            Err(_) => Err(ConnectError::new(
-                ErrorKind::HelloTimeout,
-                format!("no answer to the registration within {timeout:?}"),
-            )),
+            Err(_) => Err(steps.timed_out(timeout)),
         }
     }
 
@@ -268,13 +266,12 @@ impl XmppSetup {
         timeout: Duration,
     ) -> Result<XmppSession, ConnectError> {
         let source = self.sources.for_user(user);
-        match tokio::time::timeout(timeout, login::login(self, user, groups, source)).await {
+        let steps = steps::Steps::default();
+        let logging_in = login::login(self, user, groups, source, &steps);
+        match tokio::time::timeout(timeout, logging_in).await {
             Ok(Ok(done)) => Ok(XmppSession::new(self.clone(), user, done)),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(ConnectError::new(
-                ErrorKind::HelloTimeout,
-                format!("no XMPP log-in within {timeout:?}"),
-            )),
+            Err(_) => Err(steps.timed_out(timeout)),
         }
     }
 }
