@@ -80,6 +80,10 @@ pub struct MatrixSetupArgs {
     /// Where the ids file is written.
     #[arg(long, short)]
     pub out: PathBuf,
+    /// How long one request to the homeserver may take, its connection included (a large
+    /// homeserver can be slow to make rooms), e.g. 60s.
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub timeout: String,
 }
 
 /// `chatload capacity`'s flags.

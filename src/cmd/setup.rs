@@ -1,7 +1,7 @@
 //! `chatload setup matrix`: a homeserver made ready for a scenario, and the ids file
 //! written; exit 0 when written, 2 for bad input, 3 when the homeserver refused a step.
 
-use super::{BAD_INPUT, PASSED, RUN_FAILED};
+use super::{BAD_INPUT, PASSED, RUN_FAILED, parse_duration_flag};
 use crate::cli::{MatrixSetupArgs, SetupCommand};
 use chatload::scenario;
 use chatload::setup::matrix::{ALIAS_PREFIX, MatrixSetup, RoomCounts};
@@ -43,6 +43,14 @@ async fn matrix(a: MatrixSetupArgs) -> u8 {
         eprintln!("chatload: --localpart must contain {{user}}");
         return BAD_INPUT;
     }
+    let request_timeout = match parse_duration_flag("--timeout", &a.timeout) {
+        Ok(t) if t.0 > 0 => t.as_std(),
+        Ok(_) => {
+            eprintln!("chatload: --timeout must be longer than 0s");
+            return BAD_INPUT;
+        }
+        Err(code) => return code,
+    };
     chatload::secrets::remember(&as_token);
     let population = match Population::for_segment(&s, Segment::WHOLE) {
         Ok(p) => p,
@@ -51,12 +59,18 @@ async fn matrix(a: MatrixSetupArgs) -> u8 {
             return BAD_INPUT;
         }
     };
-    let mut setup = MatrixSetup {
-        homeserver: a.homeserver.clone(),
+    let mut setup = match MatrixSetup::new(
+        a.homeserver.clone(),
         as_token,
-        server_name: a.server_name.clone().unwrap_or_default(),
-        localpart: a.localpart,
-        aliases_refused: Default::default(),
+        a.server_name.clone().unwrap_or_default(),
+        a.localpart,
+        request_timeout,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("chatload: {e}");
+            return RUN_FAILED;
+        }
     };
     if a.server_name.is_none() {
         match setup.server_name().await {

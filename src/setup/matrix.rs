@@ -20,6 +20,14 @@ use std::sync::atomic::Ordering::Relaxed;
 const CONCURRENCY: usize = 8;
 /// The longest answer read from the homeserver.
 const MAX_ANSWER: usize = 64 << 10;
+/// How long a connection to the homeserver may take to open (TCP, and TLS for https), at
+/// most: half the request's own timeout when that is shorter, so a connection that never
+/// opens is always told apart from an answer that never came.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn connect_timeout(request_timeout: std::time::Duration) -> std::time::Duration {
+    CONNECT_TIMEOUT.min(request_timeout / 2)
+}
 
 /// One room the set-up wants: who makes it, who is in it, what it is called.
 struct RoomPlan<'a> {
@@ -64,6 +72,11 @@ pub const ALIAS_PREFIX: &str = "#chatload.";
 pub struct MatrixSetup {
     /// The homeserver's client API base, e.g. http://127.0.0.1:8008.
     pub homeserver: String,
+    /// How long one request may take, its connection included (`--timeout`).
+    request_timeout: std::time::Duration,
+    /// Every request's client: a homeserver that accepts and never answers ends the set-up
+    /// with a sentence rather than holding it for ever.
+    http: reqwest::Client,
     /// The application service's token (its registration's `as_token`).
     pub as_token: String,
     /// The homeserver's name (the part after `:` in user ids).
@@ -74,6 +87,28 @@ pub struct MatrixSetup {
     /// Set once the homeserver refuses an alias as outside the service's namespace, so the
     /// other rooms are made without one at once.
     pub aliases_refused: std::sync::atomic::AtomicBool,
+}
+
+/// One sentence for a request that got no answer: no connection at all, a connection
+/// without an answer in time, or what else went wrong beneath reqwest's words.
+fn unanswered(what: &str, e: &reqwest::Error, timeout: std::time::Duration) -> String {
+    use crate::transport::http_error::describe;
+    if e.is_connect() {
+        let why = if e.is_timeout() {
+            format!("no connection within {:?}", connect_timeout(timeout))
+        } else {
+            crate::transport::http_error::innermost(e)
+        };
+        format!(
+            "cannot {what}: the homeserver is not reachable ({why}); start it or check --homeserver"
+        )
+    } else if e.is_timeout() {
+        format!(
+            "cannot {what}: the homeserver accepted the connection, but its answer did not come within {timeout:?}; is it running (not stopped or overloaded)? A slow one may need a longer --timeout"
+        )
+    } else {
+        format!("cannot {what}: {}", describe(e))
+    }
 }
 
 fn encode(path_part: &str) -> String {
@@ -89,6 +124,29 @@ fn refusal(what: &str, status: reqwest::StatusCode, body: &[u8]) -> String {
 }
 
 impl MatrixSetup {
+    pub fn new(
+        homeserver: String,
+        as_token: String,
+        server_name: String,
+        localpart: String,
+        request_timeout: std::time::Duration,
+    ) -> Result<MatrixSetup, String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout(request_timeout))
+            .timeout(request_timeout)
+            .build()
+            .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+        Ok(MatrixSetup {
+            homeserver,
+            request_timeout,
+            http,
+            as_token,
+            server_name,
+            localpart,
+            aliases_refused: Default::default(),
+        })
+    }
+
     fn user_id(&self, u: u32) -> String {
         format!(
             "@{}:{}",
@@ -122,18 +180,17 @@ impl MatrixSetup {
         if !body.is_null() {
             req = req.json(&body);
         }
-        let mut resp = req.send().await.map_err(|e| {
-            format!(
-                "cannot {what}: {}",
-                crate::transport::http_error::describe(&e)
-            )
-        })?;
+        let timeout = self.request_timeout;
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| unanswered(what, &e, timeout))?;
         let status = resp.status();
         let mut bytes = Vec::new();
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| format!("cannot {what}: {e}"))?
+            .map_err(|e| unanswered(what, &e, timeout))?
         {
             if bytes.len() + chunk.len() > MAX_ANSWER {
                 return Err(format!(
@@ -286,10 +343,9 @@ impl MatrixSetup {
 
     /// The homeserver's own name, from who the application service is (`@bot:name`).
     pub async fn server_name(&self) -> Result<String, String> {
-        let http = reqwest::Client::new();
         let (_, v) = self
             .call(
-                &http,
+                &self.http,
                 reqwest::Method::GET,
                 "/_matrix/client/v3/account/whoami",
                 None,
@@ -311,14 +367,10 @@ impl MatrixSetup {
         &self,
         population: &Population,
     ) -> Result<(IdFile, RoomCounts, RoomCounts), String> {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| e.to_string())?;
+        let http = &self.http;
         let mut ids = IdFile::default();
         let registered: Vec<Result<(), String>> = futures_util::stream::iter(0..population.users())
             .map(|u| {
-                let http = &http;
                 async move {
                     self.call(
                         http,
@@ -349,18 +401,15 @@ impl MatrixSetup {
             .collect();
         type GroupRoom = Result<(u32, String, Made), String>;
         let made: Vec<GroupRoom> = futures_util::stream::iter(groups)
-            .map(|(g, members)| {
-                let http = &http;
-                async move {
-                    let creator = *members.first().ok_or(format!("group {g} has no members"))?;
-                    let plan = RoomPlan {
-                        creator,
-                        members: &members,
-                        name: format!("g{g}"),
-                        direct: false,
-                    };
-                    self.room(http, plan).await.map(|(room, m)| (g, room, m))
-                }
+            .map(|(g, members)| async move {
+                let creator = *members.first().ok_or(format!("group {g} has no members"))?;
+                let plan = RoomPlan {
+                    creator,
+                    members: &members,
+                    name: format!("g{g}"),
+                    direct: false,
+                };
+                self.room(http, plan).await.map(|(room, m)| (g, room, m))
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
@@ -383,19 +432,16 @@ impl MatrixSetup {
             .collect();
         type DirectRoom = Result<((u32, u32), String, Made), String>;
         let made: Vec<DirectRoom> = futures_util::stream::iter(pairs)
-            .map(|(a, b)| {
-                let http = &http;
-                async move {
-                    let plan = RoomPlan {
-                        creator: a,
-                        members: &[a, b],
-                        name: format!("u{a}-u{b}"),
-                        direct: true,
-                    };
-                    self.room(http, plan)
-                        .await
-                        .map(|(room, m)| ((a, b), room, m))
-                }
+            .map(|(a, b)| async move {
+                let plan = RoomPlan {
+                    creator: a,
+                    members: &[a, b],
+                    name: format!("u{a}-u{b}"),
+                    direct: true,
+                };
+                self.room(http, plan)
+                    .await
+                    .map(|(room, m)| ((a, b), room, m))
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
@@ -491,6 +537,70 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::time::Duration;
+
+    fn setup_at(port: u16) -> MatrixSetup {
+        MatrixSetup::new(
+            format!("http://127.0.0.1:{port}"),
+            "token".into(),
+            String::new(),
+            "u{user}".into(),
+            Duration::from_millis(800),
+        )
+        .unwrap()
+    }
+
+    /// A homeserver that accepts and never answers, one whose listening queue is full (the
+    /// kernel drops the connection request), and a closed port: each ends the set-up within
+    /// its timeout, said as what happened — never "not reachable" when a connection was made.
+    #[tokio::test]
+    async fn a_homeserver_that_does_not_answer_ends_the_set_up_with_what_happened() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_port = silent.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((s, _)) = silent.accept().await {
+                open.push(s);
+            }
+        });
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let full = socket.listen(1).unwrap();
+        let full_addr = full.local_addr().unwrap();
+        let queued: Vec<_> = (0..3)
+            .filter_map(|_| {
+                std::net::TcpStream::connect_timeout(&full_addr, Duration::from_millis(300)).ok()
+            })
+            .collect();
+        let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let said = |port| async move {
+            let started = std::time::Instant::now();
+            let e = tokio::time::timeout(Duration::from_secs(5), setup_at(port).server_name())
+                .await
+                .expect("the set-up ends by itself")
+                .expect_err("nothing answered");
+            assert!(started.elapsed() < Duration::from_secs(2), "{e}");
+            e
+        };
+        assert_eq!(
+            said(silent_port).await,
+            "cannot say who the application service is: the homeserver accepted the connection, but its answer did not come within 800ms; is it running (not stopped or overloaded)? A slow one may need a longer --timeout"
+        );
+        assert_eq!(
+            said(full_addr.port()).await,
+            "cannot say who the application service is: the homeserver is not reachable (no connection within 400ms); start it or check --homeserver"
+        );
+        let refused = said(closed_port).await;
+        assert!(
+            refused.contains("the homeserver is not reachable (Connection refused"),
+            "{refused}"
+        );
+        assert!(!refused.contains("token"), "{refused}");
+        held.abort();
+        drop((queued, full));
+    }
 
     /// Connections past the bound are closed on arrival, those within it are answered, and
     /// none outlives the sink.

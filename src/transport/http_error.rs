@@ -44,6 +44,16 @@ pub fn describe(e: &reqwest::Error) -> String {
     crate::secrets::redact(&text)
 }
 
+/// The deepest cause beneath a failed request ("Connection refused (os error 111)"), for a
+/// sentence that already says what was being done; secrets redacted.
+pub fn innermost(e: &reqwest::Error) -> String {
+    let mut deepest: &dyn std::error::Error = e;
+    while let Some(s) = deepest.source() {
+        deepest = s;
+    }
+    crate::secrets::redact(&deepest.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +74,10 @@ mod tests {
         assert!(said.starts_with("error sending request"), "{said}");
         assert!(said.contains("Connection refused"), "{said}");
         assert!(!e.to_string().contains("Connection refused"), "{e}");
+        assert!(
+            innermost(&e).starts_with("Connection refused"),
+            "{}",
+            innermost(&e)
+        );
     }
 }
