@@ -231,7 +231,10 @@ async fn sends_the_target_never_confirmed_are_counted_and_fail_send_rules() {
     assert!(rule("send.p50").passed, "{:?}", rule("send.p50"));
     assert!(rule("loss").passed);
     assert!(!s.passed);
-    let note = format!("sends never acknowledged {withheld} of {}", a.messages_sent);
+    let note = format!(
+        "sends never acknowledged {withheld} of {}: the target neither confirmed nor refused them by the end, and the send latencies are of the {} it confirmed",
+        a.messages_sent, a.acked
+    );
     for file in ["summary.md", "report.html"] {
         let text = std::fs::read_to_string(r.bundle_dir.join(file)).unwrap();
         assert!(text.contains(&note), "{file} says it");

@@ -49,14 +49,21 @@ pub fn earlier_runs_note(a: &crate::report::summary::Accounting) -> Option<Strin
 
 /// Sends the target neither confirmed nor refused by the end, when there were any: the
 /// `send` row counts only the confirmed ones, so without this a target that stopped
-/// answering would look as fast as one that answered everything.
-pub fn unacknowledged_note(a: &crate::report::summary::Accounting) -> Option<String> {
+/// answering would look as fast as one that answered everything. How many were confirmed is
+/// the send rows' own count: sends that failed (a timeout, an error) are in neither.
+pub fn unacknowledged_note(s: &crate::report::summary::Summary) -> Option<String> {
+    let a = &s.accounting;
+    let confirmed: u64 = ["send", "send_service"]
+        .iter()
+        .filter_map(|m| s.metrics.get(*m))
+        .map(|m| m.count)
+        .sum();
     (a.unacknowledged > 0).then(|| {
         format!(
-            "sends never acknowledged {} of {}: the target neither confirmed nor refused them by the end, so the send latencies are of the other {} only (a send rule counts these as slower than all of them)",
+            "sends never acknowledged {} of {}: the target neither confirmed nor refused them by the end, and the send latencies are of the {} it confirmed (a send rule counts the unacknowledged as slower than all of them)",
             thousands(a.unacknowledged),
             thousands(a.messages_sent),
-            thousands(a.messages_sent.saturating_sub(a.unacknowledged))
+            thousands(confirmed)
         )
     })
 }
@@ -240,7 +247,7 @@ pub fn render(s: &Summary, bundle_dir: Option<&str>) -> String {
         thousands(a.unexpected),
         thousands(a.retransmitted)
     );
-    if let Some(note) = unacknowledged_note(a) {
+    if let Some(note) = unacknowledged_note(s) {
         let _ = writeln!(o, "              {note}");
     }
     if let Some(note) = earlier_runs_note(a) {
@@ -427,4 +434,46 @@ pub fn errors_by_pattern(s: &Summary) -> Vec<String> {
         ));
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::summary::{LatencyStats, Summary};
+
+    fn sent(sent: u64, unacknowledged: u64, confirmed: Option<u64>) -> Summary {
+        let json = include_str!("../../tests/data/summary-min.json");
+        let mut s: Summary = serde_json::from_str(json).expect("fixture");
+        s.metrics.remove("send");
+        if let Some(count) = confirmed {
+            let stats = LatencyStats {
+                count,
+                ..LatencyStats::default()
+            };
+            s.metrics.insert("send".into(), stats);
+        }
+        s.accounting.messages_sent = sent;
+        s.accounting.unacknowledged = unacknowledged;
+        s
+    }
+
+    /// The confirmed count is the send rows' own: sends that timed out or failed are in
+    /// neither it nor the unacknowledged (a silent HTTP target: 150 timed out, 50 were still
+    /// waiting at the end, and none has a latency).
+    #[test]
+    fn the_unacknowledged_note_counts_only_the_confirmed_as_measured() {
+        assert_eq!(unacknowledged_note(&sent(200, 0, Some(200))), None);
+        assert_eq!(
+            unacknowledged_note(&sent(200, 50, None)).as_deref(),
+            Some(
+                "sends never acknowledged 50 of 200: the target neither confirmed nor refused them by the end, and the send latencies are of the 0 it confirmed (a send rule counts the unacknowledged as slower than all of them)"
+            )
+        );
+        let note = unacknowledged_note(&sent(1_200, 100, Some(1_000))).unwrap_or_default();
+        assert!(
+            note.contains("never acknowledged 100 of 1,200")
+                && note.contains("of the 1,000 it confirmed"),
+            "{note}"
+        );
+    }
 }

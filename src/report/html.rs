@@ -263,7 +263,7 @@ pub fn render(s: &Summary, log: &Digest) -> String {
         xml(&super::console::delivery_identity(a)),
         xml(&super::console::schedule_identity(a))
     );
-    if let Some(note) = super::console::unacknowledged_note(a) {
+    if let Some(note) = super::console::unacknowledged_note(s) {
         let _ = write!(o, "<p>{}</p>", xml(&note));
     }
     if let Some(note) = super::console::earlier_runs_note(a) {

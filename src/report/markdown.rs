@@ -41,7 +41,7 @@ pub fn render(s: &Summary) -> String {
         thousands(a.refused),
         thousands(s.errors_total)
     );
-    if let Some(note) = super::console::unacknowledged_note(a) {
+    if let Some(note) = super::console::unacknowledged_note(s) {
         let _ = writeln!(o, "{}\n", md(&note));
     }
     if let Some(note) = super::console::earlier_runs_note(a) {
