@@ -35,7 +35,7 @@ async fn matrix(a: MatrixSetupArgs) -> u8 {
     {
         eprintln!(
             "chatload: --homeserver {} is not a URL (http://host:port)",
-            a.homeserver
+            chatload::secrets::redact_url(&a.homeserver)
         );
         return BAD_INPUT;
     };
@@ -52,6 +52,7 @@ async fn matrix(a: MatrixSetupArgs) -> u8 {
         Err(code) => return code,
     };
     chatload::secrets::remember(&as_token);
+    chatload::secrets::remember_url(&a.homeserver);
     let population = match Population::for_segment(&s, Segment::WHOLE) {
         Ok(p) => p,
         Err(e) => {
@@ -140,7 +141,7 @@ async fn matrix(a: MatrixSetupArgs) -> u8 {
         ids.users.len(),
         describe_rooms(group_rooms, "group"),
         describe_rooms(direct_rooms, "direct"),
-        a.homeserver,
+        chatload::secrets::redact_url(&a.homeserver),
         pushed.map_or(String::new(), |n| format!(
             " ({n} pushes of the set-up's events answered at the webhook)"
         ))
