@@ -237,7 +237,7 @@ async fn sends_the_target_never_confirmed_are_counted_and_fail_send_rules() {
     );
     for file in ["summary.md", "report.html"] {
         let text = std::fs::read_to_string(r.bundle_dir.join(file)).unwrap();
-        assert!(text.contains(&note), "{file} says it");
+        assert!(text.contains(&note), "{file} says {note:?}: {text}");
     }
     let junit = std::fs::read_to_string(r.bundle_dir.join("junit.xml")).unwrap();
     assert!(junit.contains("were never acknowledged"), "{junit}");
