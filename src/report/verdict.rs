@@ -157,23 +157,64 @@ fn in_flight_loss(s: &Summary, rule: &Threshold) -> Option<String> {
 /// has no sample in them.
 const CONFIRMED_SEND_METRICS: [&str; 2] = ["send", "send_service"];
 
-/// How a send-latency rule reads when some sends were never acknowledged: those have no
-/// sample, and leaving them out would let a target that stopped answering pass on the sends
-/// it did answer. They are counted as slower than every acknowledged send (the drain waited
-/// for them, so each waited at least that long): a percentile is read further up the
-/// acknowledged ones, and past them, as the mean and the maximum, it has no finite value.
-struct UnacknowledgedSends {
+/// Metrics timed from a send to its recipient having it: a lost delivery has no sample in
+/// them (one that came past its loss deadline is timed apart, in `delivery_late`).
+const DELIVERY_METRICS: [&str; 2] = ["delivery", "delivery_service"];
+
+/// What a latency rule's samples leave out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    /// Sends neither confirmed nor refused by the run's end.
+    UnacknowledgedSends,
+    /// Deliveries lost: not there within the loss deadline, or never.
+    LostDeliveries,
+}
+
+impl Missing {
+    /// The ones measured, for "observed … over {the acknowledged sends} only".
+    fn measured(self) -> &'static str {
+        match self {
+            Missing::UnacknowledgedSends => "the acknowledged sends",
+            Missing::LostDeliveries => "the deliveries that came in time",
+        }
+    }
+
+    fn sentence(self, count: u64, of: u64, with_them: &str) -> String {
+        let (count, of) = (crate::human::thousands(count), crate::human::thousands(of));
+        match self {
+            Missing::UnacknowledgedSends => format!(
+                "{count} of {of} sends were never acknowledged (neither confirmed nor refused by the run's end); counted as slower than every acknowledged send, {with_them}"
+            ),
+            Missing::LostDeliveries => format!(
+                "{count} of {of} deliveries were lost (not there within the loss deadline); counted as slower than every delivery that came in time, {with_them}"
+            ),
+        }
+    }
+
+    fn past_every(self) -> &'static str {
+        match self {
+            Missing::UnacknowledgedSends => "it lies past every acknowledged send",
+            Missing::LostDeliveries => "it lies past every delivery that came in time",
+        }
+    }
+}
+
+/// How a latency rule reads when some of what it times has no sample: sends never
+/// acknowledged, deliveries lost. Leaving them out would let a target that stopped answering
+/// (or dropped messages) pass on what it did answer. They are counted as slower than every
+/// measured one — the drain waited for an unacknowledged send, and a lost delivery is past
+/// its loss deadline, which every delivery in time is within — so a percentile is read
+/// further up the measured ones, and past them, as the mean and the maximum, it has no
+/// finite value.
+struct Unmeasured {
+    missing: Missing,
     count: u64,
     of: u64,
-    /// The rule's value with them counted; `None`: past every acknowledged send.
+    /// The rule's value with them counted; `None`: past every measured one.
     worst: Option<f64>,
 }
 
-fn unacknowledged_sends(
-    s: &Summary,
-    subject: &Subject,
-    percentile: &PercentileLookup,
-) -> Option<UnacknowledgedSends> {
+fn unmeasured(s: &Summary, subject: &Subject, percentile: &PercentileLookup) -> Option<Unmeasured> {
     let Subject::Latency {
         pattern,
         metric,
@@ -182,9 +223,13 @@ fn unacknowledged_sends(
     else {
         return None;
     };
-    if !CONFIRMED_SEND_METRICS.contains(&metric.as_str()) {
+    let missing = if CONFIRMED_SEND_METRICS.contains(&metric.as_str()) {
+        Missing::UnacknowledgedSends
+    } else if DELIVERY_METRICS.contains(&metric.as_str()) {
+        Missing::LostDeliveries
+    } else {
         return None;
-    }
+    };
     let (accounting, stats) = match pattern {
         Some(p) => {
             let p = s.patterns.iter().find(|x| &x.name == p)?;
@@ -192,7 +237,10 @@ fn unacknowledged_sends(
         }
         None => (&s.accounting, s.metrics.get(metric).copied()),
     };
-    let count = accounting.unacknowledged;
+    let count = match missing {
+        Missing::UnacknowledgedSends => accounting.unacknowledged,
+        Missing::LostDeliveries => accounting.lost,
+    };
     if count == 0 {
         return None;
     }
@@ -202,7 +250,7 @@ fn unacknowledged_sends(
         Stat::Min => return None,
         Stat::Mean | Stat::Max => None,
         Stat::Percentile(p) => {
-            // The rank of the percentile among all sends, read among the answered ones.
+            // The rank of the percentile among all of them, read among the measured ones.
             let rank = (p / 100.0 * of as f64).ceil().max(1.0);
             if answered == 0 || rank > answered as f64 {
                 None
@@ -213,7 +261,12 @@ fn unacknowledged_sends(
             }
         }
     };
-    Some(UnacknowledgedSends { count, of, worst })
+    Some(Unmeasured {
+        missing,
+        count,
+        of,
+        worst,
+    })
 }
 
 pub fn judge(s: &Summary, rules: &[Threshold], percentile: &PercentileLookup) -> Vec<Verdict> {
@@ -260,37 +313,33 @@ pub fn judge(s: &Summary, rules: &[Threshold], percentile: &PercentileLookup) ->
                 Some(why) if passed => (false, format!("{message}, {why}")),
                 _ => (passed, message),
             };
-            let (passed, message, observed) =
-                match unacknowledged_sends(s, &rule.subject, percentile) {
-                    None => (passed, message, observed),
-                    Some(u) => {
-                        let judged = u.worst.unwrap_or(f64::INFINITY);
-                        let holds = rule.op.holds(judged, rule.limit);
-                        let with_them = match u.worst {
-                            Some(w) => format!("it is {}", show(w, &rule.subject)),
-                            None => "it lies past every acknowledged send".to_string(),
-                        };
-                        let why = format!(
-                            "{} of {} sends were never acknowledged (neither confirmed nor refused by the run's end); counted as slower than every acknowledged send, {with_them}",
-                            crate::human::thousands(u.count),
-                            crate::human::thousands(u.of)
-                        );
-                        let message = if passed == holds {
-                            format!("{message}, and {why}")
-                        } else {
-                            format!(
-                                "{}{}: observed {} over the acknowledged sends only, allowed {} {}, {} {why}",
-                                rule.text,
-                                if holds { "" } else { " failed" },
-                                observed.map_or("nothing".to_string(), |v| show(v, &rule.subject)),
-                                rule.op,
-                                show(rule.limit, &rule.subject),
-                                if holds { "and" } else { "but" }
-                            )
-                        };
-                        (holds, message, u.worst)
-                    }
-                };
+            let (passed, message, observed) = match unmeasured(s, &rule.subject, percentile) {
+                None => (passed, message, observed),
+                Some(u) => {
+                    let judged = u.worst.unwrap_or(f64::INFINITY);
+                    let holds = rule.op.holds(judged, rule.limit);
+                    let with_them = match u.worst {
+                        Some(w) => format!("it is {}", show(w, &rule.subject)),
+                        None => u.missing.past_every().to_string(),
+                    };
+                    let why = u.missing.sentence(u.count, u.of, &with_them);
+                    let message = if passed == holds {
+                        format!("{message}, and {why}")
+                    } else {
+                        format!(
+                            "{}{}: observed {} over {} only, allowed {} {}, {} {why}",
+                            rule.text,
+                            if holds { "" } else { " failed" },
+                            observed.map_or("nothing".to_string(), |v| show(v, &rule.subject)),
+                            u.missing.measured(),
+                            rule.op,
+                            show(rule.limit, &rule.subject),
+                            if holds { "and" } else { "but" }
+                        )
+                    };
+                    (holds, message, u.worst)
+                }
+            };
             Verdict {
                 rule: rule.text.clone(),
                 passed,
@@ -335,7 +384,7 @@ mod tests {
 
     /// The acknowledged sends' percentiles: q% of them took up to q·10 ms.
     fn lookup(_: Option<&str>, metric: &str, q: f64) -> Option<u64> {
-        assert!(CONFIRMED_SEND_METRICS.contains(&metric));
+        assert!(CONFIRMED_SEND_METRICS.contains(&metric) || DELIVERY_METRICS.contains(&metric));
         Some((q * 10_000.0).round() as u64)
     }
 
@@ -388,9 +437,69 @@ mod tests {
         }
         // The fastest answered send is still the fastest send anyone saw.
         assert!(verdict(&s, "send.min", "< 2ms").passed);
-        // Other metrics are not sends: deliveries have their own loss accounting.
+        // Deliveries are judged by what was lost, not by what sends went unanswered.
+        let mut with_deliveries = s.clone();
+        with_deliveries
+            .metrics
+            .insert("delivery".into(), s.metrics["send"]);
+        assert!(verdict(&with_deliveries, "delivery.p99", "< 1s").passed);
         assert!(verdict(&s, "unacknowledged", "== 100").passed);
         assert!(!verdict(&s, "unacknowledged_rate", "< 5%").passed, "9.1%");
+    }
+
+    /// A run whose 1,000 deliveries in time took 1..=1,000 ms and of whose deliveries
+    /// `lost` never came in time.
+    fn delivered(lost: u64) -> Summary {
+        let mut s = run(0);
+        let stats = s.metrics["send"];
+        s.metrics.insert("delivery".into(), stats);
+        s.accounting.sent = 1000 + lost;
+        s.accounting.delivered = 1000;
+        s.accounting.lost = lost;
+        s
+    }
+
+    #[test]
+    fn lost_deliveries_count_as_slower_than_every_delivery_in_time() {
+        let v = verdict(&delivered(0), "delivery.p99", "< 1s");
+        assert!(v.passed && !v.message.contains("lost"), "{}", v.message);
+        // 100 of 1,100 lost: the p50 of all is the 550th, the 55th percentile of the rest.
+        let s = delivered(100);
+        let v = verdict(&s, "delivery.p50", "< 600ms");
+        assert!(v.passed, "{}", v.message);
+        assert_eq!(v.observed, Some(550_000.0));
+        assert!(
+            v.message
+                .contains("100 of 1,100 deliveries were lost (not there within the loss deadline)"),
+            "{}",
+            v.message
+        );
+        let v = verdict(&s, "delivery.p50", "< 520ms");
+        assert!(!v.passed, "500 ms over those in time, 550 ms with the lost");
+        assert!(
+            v.message.contains(
+                "observed 500.00ms over the deliveries that came in time only, allowed < 520.00ms, but 100 of 1,100"
+            ),
+            "{}",
+            v.message
+        );
+        // The p99 of all is past every delivery that came: no limit holds it, as a loss of
+        // 9% cannot have 99% delivered within any time.
+        let v = verdict(&s, "delivery.p99", "< 1h");
+        assert!(!v.passed, "{}", v.message);
+        assert_eq!(v.observed, None);
+        assert!(
+            v.message
+                .contains("it lies past every delivery that came in time"),
+            "{}",
+            v.message
+        );
+        for key in ["delivery.max", "delivery.mean"] {
+            assert!(!verdict(&s, key, "< 1h").passed, "{key}");
+        }
+        assert!(verdict(&s, "delivery.min", "< 2ms").passed);
+        // Sends are judged by their acknowledgements alone.
+        assert!(verdict(&s, "send.p99", "< 1s").passed);
     }
 
     #[test]
