@@ -185,6 +185,27 @@ fn mqtt311(port: u16) -> (String, String) {
     mqtt(port, "3.1.1")
 }
 
+/// `chatload run` of a small chat scenario with `target` as its [target], at `url`.
+async fn run_against(url: String, target: &str) -> std::process::Output {
+    let file = common::scenario_file(&common::chat_scenario(5, 1, 0, target));
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_chatload"))
+            .args([
+                "run",
+                file.path.to_str().unwrap(),
+                "--quiet",
+                "--target",
+                &url,
+            ])
+            .arg("--out")
+            .arg(file.dir.path().join("bundle"))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_failed_first_connection_names_what_answered() {
     let cases = [
@@ -290,24 +311,7 @@ async fn each_failed_first_connection_names_what_answered() {
             None => serve.port,
         };
         let (url, target) = (case.target)(port);
-        let file = common::scenario_file(&common::chat_scenario(5, 1, 0, &target));
-        let bundle = file.dir.path().join("bundle");
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new(env!("CARGO_BIN_EXE_chatload"))
-                .args([
-                    "run",
-                    file.path.to_str().unwrap(),
-                    "--quiet",
-                    "--target",
-                    &url,
-                ])
-                .arg("--out")
-                .arg(&bundle)
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
+        let out = run_against(url, &target).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         eprintln!("{}: {}", case.name, stderr.trim());
         assert_eq!(out.status.code(), Some(3), "{}: {stderr}", case.name);
@@ -349,23 +353,7 @@ async fn an_xmpp_server_that_takes_no_connection_is_not_reachable() {
         .collect();
     assert_eq!(held.len(), 2, "the queue holds two connections");
     let (url, target) = xmpp(addr.port(), false);
-    let file = common::scenario_file(&common::chat_scenario(5, 1, 0, &target));
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_chatload"))
-            .args([
-                "run",
-                file.path.to_str().unwrap(),
-                "--quiet",
-                "--target",
-                &url,
-            ])
-            .arg("--out")
-            .arg(file.dir.path().join("bundle"))
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = run_against(url, &target).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{}", stderr.trim());
     assert_eq!(out.status.code(), Some(3), "{stderr}");
