@@ -89,15 +89,33 @@ pub struct MatrixSetup {
     pub aliases_refused: std::sync::atomic::AtomicBool,
 }
 
-/// One sentence for a request that got no answer: no connection at all, a connection
-/// without an answer in time, or what else went wrong beneath reqwest's words.
+/// One sentence for a request that got no answer: no connection at all ("not reachable"
+/// only then), a TLS handshake that failed or did not finish, a connection without an
+/// answer in time, or what else went wrong beneath reqwest's words.
 fn unanswered(what: &str, e: &reqwest::Error, timeout: std::time::Duration) -> String {
-    use crate::transport::http_error::describe;
-    if e.is_connect() {
+    use crate::transport::http_error::{classify, describe, innermost};
+    let secure = e.url().is_some_and(|u| u.scheme() == "https");
+    let connect = connect_timeout(timeout);
+    if e.is_connect() && classify(e) == crate::metrics::ErrorKind::Tls {
+        format!(
+            "cannot {what}: the homeserver answered, but the TLS handshake failed ({}); check its certificate and --homeserver",
+            innermost(e)
+        )
+    } else if e.is_connect() && classify(e) == crate::metrics::ErrorKind::ConnectionReset {
+        format!(
+            "cannot {what}: the homeserver accepted the connection and then closed it before it was set up ({}); is --homeserver right (http or https)?",
+            innermost(e)
+        )
+    } else if e.is_connect() && e.is_timeout() && secure {
+        // TCP and TLS share the connection's timeout: the TCP part may have been accepted.
+        format!(
+            "cannot {what}: no connection to the homeserver (TCP, then TLS) was made within {connect:?}; is it running, and is --homeserver right?"
+        )
+    } else if e.is_connect() {
         let why = if e.is_timeout() {
-            format!("no connection within {:?}", connect_timeout(timeout))
+            format!("no connection within {connect:?}")
         } else {
-            crate::transport::http_error::innermost(e)
+            innermost(e)
         };
         format!(
             "cannot {what}: the homeserver is not reachable ({why}); start it or check --homeserver"
@@ -600,6 +618,57 @@ mod tests {
         assert!(!refused.contains("token"), "{refused}");
         held.abort();
         drop((queued, full));
+    }
+
+    /// An https:// homeserver whose port answers the TLS hello with plain HTTP, closes at
+    /// once, or says nothing: something answered each time, so none is "not reachable".
+    #[tokio::test]
+    async fn an_https_homeserver_that_fails_its_tls_says_what_answered() {
+        async fn answering(answer: &'static [u8], close: bool) -> u16 {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::spawn(async move {
+                let mut open = Vec::new();
+                while let Ok((mut s, _)) = listener.accept().await {
+                    let mut hello = [0u8; 512];
+                    let _ = s.read(&mut hello).await;
+                    let _ = s.write_all(answer).await;
+                    if !close {
+                        open.push(s);
+                    }
+                }
+            });
+            port
+        }
+        let said = |port: u16| async move {
+            let mut setup = setup_at(port);
+            setup.homeserver = format!("https://127.0.0.1:{port}");
+            tokio::time::timeout(Duration::from_secs(5), setup.server_name())
+                .await
+                .expect("the set-up ends by itself")
+                .expect_err("no TLS")
+        };
+        let plain = said(answering(b"HTTP/1.1 400 Bad Request\r\n\r\n", true).await).await;
+        assert!(
+            plain.starts_with("cannot say who the application service is: the homeserver answered, but the TLS handshake failed ("),
+            "{plain}"
+        );
+        let closed = said(answering(b"", true).await).await;
+        assert!(
+            closed.contains(
+                "the homeserver accepted the connection and then closed it before it was set up"
+            ),
+            "{closed}"
+        );
+        let silent = said(answering(b"", false).await).await;
+        assert_eq!(
+            silent,
+            "cannot say who the application service is: no connection to the homeserver (TCP, then TLS) was made within 400ms; is it running, and is --homeserver right?"
+        );
+        for text in [plain, closed, silent] {
+            assert!(!text.contains("not reachable"), "{text}");
+        }
     }
 
     /// Connections past the bound are closed on arrival, those within it are answered, and

@@ -61,6 +61,15 @@ pub fn classify_io(io: &std::io::Error) -> ErrorKind {
     if super::source::is_local_limit(io) {
         return ErrorKind::LocalLimit;
     }
+    // A wrapped one says more than its wrapper: hyper's connector wraps the TLS handshake's
+    // error (InvalidData, with the rustls error inside) in one of kind Other, and
+    // `source()` skips an io::Error's own inner error.
+    if let Some(inner) = io
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<std::io::Error>())
+    {
+        return classify_io(inner);
+    }
     match io.kind() {
         std::io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
         std::io::ErrorKind::ConnectionReset
@@ -453,6 +462,13 @@ mod tests {
             classify_io(&Error::from(K::TimedOut)),
             ErrorKind::ConnectTimeout
         );
+        // As hyper's connector hands over a failed TLS handshake: the rustls error inside
+        // an InvalidData error inside one of kind Other.
+        let handshake = Error::new(K::InvalidData, rustls::Error::General("bad".into()));
+        assert_eq!(classify_io(&handshake), ErrorKind::Tls);
+        assert_eq!(classify_io(&Error::other(handshake)), ErrorKind::Tls);
+        let cut = Error::other(Error::from(K::UnexpectedEof));
+        assert_eq!(classify_io(&cut), ErrorKind::ConnectionReset);
     }
 
     #[test]
