@@ -180,6 +180,34 @@ fn bad_flags_exit_2() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("use between 1 and 10,000,000,000 users")
     );
+    // `setup matrix`: a --timeout that is not a duration, or is zero, is refused before any
+    // request; a --homeserver that is not a URL is named without its credentials.
+    let setup = |homeserver: &str, timeout: &str| {
+        bin()
+            .args(["setup", "matrix", file.path.to_str().unwrap(), "-o"])
+            .arg(file.dir.path().join("ids.json"))
+            .args(["--homeserver", homeserver, "--timeout", timeout])
+            .env("CHATLOAD_MATRIX_AS_TOKEN", "as-token-for-the-test")
+            .output()
+            .unwrap()
+    };
+    for (timeout, says) in [
+        ("soon", "--timeout: `soon` is not a duration"),
+        ("0s", "--timeout must be longer than 0s"),
+    ] {
+        let out = setup("http://127.0.0.1:9", timeout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+    let out = setup("http://bob:hunter2@", "30s");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is not a URL") && !stderr.contains("hunter2"),
+        "{stderr}"
+    );
+    assert!(!file.dir.path().join("ids.json").exists());
 }
 
 #[test]
