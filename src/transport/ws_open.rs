@@ -12,15 +12,16 @@ use super::stamped_tcp::StampedTcp;
 use super::tls::TlsContext;
 use crate::metrics::ErrorKind;
 use crate::wsio::small_buffers;
+use chatload_protocol::ws_stream::WsStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub type Socket = WebSocketStream<MaybeTlsStream<StampedTcp>>;
+pub type Socket = WsStream<MaybeTlsStream<StampedTcp>>;
 
 /// How long ago the newest bytes `socket` read reached this machine (see [`StampedTcp`]).
 pub fn waited(socket: &Socket) -> Option<std::time::Duration> {
@@ -177,15 +178,14 @@ pub async fn open_with(
         .map_err(ConnectError::io)?;
 
     let tail = read_answer_head(&mut stream, &key, &extras.subprotocols, progress).await?;
-    Ok(WebSocketStream::from_partially_read(
+    Ok(WsStream::from_partially_read(
         stream,
         tail,
         Role::Client,
         Some(small_buffers(
             extras.max_frame.unwrap_or(crate::protocol::MAX_FRAME),
         )),
-    )
-    .await)
+    ))
 }
 
 /// Reads the answer to the upgrade up to the end of its headers and checks that it is one;

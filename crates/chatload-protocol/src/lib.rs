@@ -3,7 +3,7 @@
 //! Owns encoding (`frame_text` spells the JSON) and decoding (`flat` reads the builders' own
 //! shape fast, serde_json everything else), the message-id layout (`id`), reading ids and
 //! people back from a target's frames (`correlation`), keyed randomness (`keyed`), the
-//! WebSocket read-and-write loop both sides use (`wsio`), the listening socket both sides
+//! WebSocket read-and-write loop both sides use (`wsio`, over `ws_stream`), the listening socket both sides
 //! serve on (`listen`) and the descriptor table both grow before connections come
 //! (`fd_table`); knows nothing of schedules, measurement or the server's routing.
 //!
@@ -25,6 +25,7 @@ pub mod id;
 pub mod keyed;
 pub mod listen;
 mod server_counters;
+pub mod ws_stream;
 pub mod wsio;
 
 pub use server_counters::ServerCounters;
