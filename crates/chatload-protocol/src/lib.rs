@@ -3,9 +3,10 @@
 //! Owns encoding (`frame_text` spells the JSON) and decoding (`flat` reads the builders' own
 //! shape fast, serde_json everything else), the message-id layout (`id`), reading ids and
 //! people back from a target's frames (`correlation`), keyed randomness (`keyed`), the
-//! WebSocket read-and-write loop both sides use (`wsio`, over `ws_stream`), the listening socket both sides
-//! serve on (`listen`) and the descriptor table both grow before connections come
-//! (`fd_table`); knows nothing of schedules, measurement or the server's routing.
+//! WebSocket read-and-write loop both sides use (`wsio`), the client's WebSocket stream
+//! under it (`ws_stream`), the listening socket both sides serve on (`listen`) and the
+//! descriptor table both grow before connections come (`fd_table`); knows nothing of
+//! schedules, measurement or the server's routing.
 //!
 //! Client → server: `hello`, `send`, `ack`, `read`, `typing`, `presence`, `group`, `ping`.
 //! Server → client: `hello_ok`, `sent`, `msg`, `receipt`, `typing`, `presence`, `group_ok`,

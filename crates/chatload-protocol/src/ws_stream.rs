@@ -237,6 +237,17 @@ mod tests {
         )
     }
 
+    /// A client `WsStream` (frames up to `max` bytes, `part` read with the handshake) and
+    /// the raw bytes of its peer.
+    fn client_facing_raw(
+        part: Vec<u8>,
+        max: usize,
+    ) -> (WsStream<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+        let (a, raw) = tokio::io::duplex(1024);
+        let client = WsStream::from_partially_read(a, part, Role::Client, config(max));
+        (client, raw)
+    }
+
     #[tokio::test]
     async fn frames_cross_both_ways_even_through_a_pipe_smaller_than_a_frame() {
         within(async {
@@ -269,9 +280,7 @@ mod tests {
     #[tokio::test]
     async fn the_client_masks_what_it_writes_and_the_peer_sees_rfc_6455_bytes() {
         within(async {
-            let (a, mut raw) = tokio::io::duplex(1024);
-            let mut client =
-                WsStream::from_partially_read(a, Vec::new(), Role::Client, config(1024));
+            let (mut client, mut raw) = client_facing_raw(Vec::new(), 1024);
             client.send(Message::text("hi")).await.unwrap();
             let mut head = [0u8; 8];
             raw.read_exact(&mut head).await.unwrap();
@@ -323,8 +332,7 @@ mod tests {
     #[tokio::test]
     async fn a_frame_past_the_limit_is_an_error_and_the_stream_ends() {
         within(async {
-            let (a, mut raw) = tokio::io::duplex(1024);
-            let mut client = WsStream::from_partially_read(a, Vec::new(), Role::Client, config(16));
+            let (mut client, mut raw) = client_facing_raw(Vec::new(), 16);
             // A header announcing 1 MiB: refused from the header, before any payload.
             raw.write_all(&[0x82, 127, 0, 0, 0, 0, 0, 0x10, 0, 0])
                 .await
@@ -341,14 +349,8 @@ mod tests {
     #[tokio::test]
     async fn a_peer_gone_without_a_close_is_a_reset_and_bytes_after_the_handshake_are_kept() {
         within(async {
-            let (a, mut raw) = tokio::io::duplex(1024);
             // The peer's first frame arrived with the handshake's answer.
-            let mut client = WsStream::from_partially_read(
-                a,
-                vec![0x81, 2, b'o', b'k'],
-                Role::Client,
-                config(1024),
-            );
+            let (mut client, mut raw) = client_facing_raw(vec![0x81, 2, b'o', b'k'], 1024);
             assert_eq!(client.next().await.unwrap().unwrap(), Message::text("ok"));
             raw.shutdown().await.unwrap();
             drop(raw);
