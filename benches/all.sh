@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Every figure in the README's "Performance" section, one after another on this machine, with
-# the arguments the README quotes. Run as root on a fresh machine: the peer scripts install
-# nginx-light, wrk, mosquitto and tsung with apt-get when they are missing. About 30 minutes;
-# run nothing else meanwhile, the two cores are the measurement.
+# Every figure in the README's "Performance" section and docs/performance.md, one after another
+# on this machine, with the arguments they quote. Run as root on a fresh machine: the peer
+# scripts install nginx-light, wrk, mosquitto and tsung with apt-get when they are missing.
+# About 30 minutes; run nothing else meanwhile, the two cores are the measurement.
 #
 #   benches/all.sh
 set -euo pipefail

@@ -10,7 +10,8 @@
 //! Why: with one multi-threaded runtime of two workers, each frame often woke the other
 //! worker to share it (tokio's work-stealing hand-off and its single I/O driver): 1.2
 //! `futex` calls and 2.4 context switches per message at 10,000 messages/s against 1.3
-//! switches and no `futex` with one worker (README, "Where the second worker's cost goes").
+//! switches and no `futex` with one worker (docs/performance.md, "Where the second
+//! worker's cost goes").
 
 use std::future::Future;
 use std::sync::Mutex;

@@ -8,9 +8,9 @@
 //! every poll it stores the caller's waker in one of two `AtomicWaker`s and hands the socket
 //! a proxy waker that wakes both; readiness then wakes the task through the proxy. For one
 //! task that was about 8% of the client's user-space CPU per chat message at 10,000 msg/s
-//! (`AtomicWaker::register` on each read, the proxy's wake on each readiness; README,
-//! "CPU per chat message, next to k6"). Here a read or a write polls the socket with the
-//! caller's own context, which registers the task directly with the reactor.
+//! (`AtomicWaker::register` on each read, the proxy's wake on each readiness;
+//! docs/performance.md, "CPU per chat message, next to k6"). Here a read or a write polls the
+//! socket with the caller's own context, which registers the task directly with the reactor.
 
 use futures_util::{Sink, Stream};
 use std::io::{self, Read, Write};

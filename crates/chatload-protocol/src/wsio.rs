@@ -12,9 +12,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 /// Small buffers: thousands of connections each hold these. A 1 KiB read buffer (4 KiB
 /// before) took the reference server from 10.9 to 7.9 KiB per connection and cost less CPU
-/// per message, not more (README, Connections); a larger frame grows it as needed, up to
-/// `max_frame` bytes (a message of several frames too), beyond which the peer decided the
-/// size and the connection ends instead.
+/// per message, not more (docs/performance.md, Connections); a larger frame grows it as
+/// needed, up to `max_frame` bytes (a message of several frames too), beyond which the peer
+/// decided the size and the connection ends instead.
 pub fn small_buffers(max_frame: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(1024)

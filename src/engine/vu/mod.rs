@@ -186,7 +186,7 @@ impl VirtualUser {
     /// comes or something the caller decides on has changed. One timer and one inbox wait
     /// serve every frame of the stretch: the caller's clock reads and profile checks, and a
     /// fresh timer and inbox registration, on every frame cost about a microsecond per
-    /// message at 10,000 msg/s (README, "Where one thread is enough").
+    /// message at 10,000 msg/s (docs/performance.md, "Where one thread is enough").
     /// The run's stop arrives through the inbox (`Inbox::stop`): no shared lock per wait.
     async fn step(&mut self, wake: Wake) {
         // One count per stretch, not per frame, on the Arc every user shares.
