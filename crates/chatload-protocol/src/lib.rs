@@ -3,8 +3,8 @@
 //! Owns encoding (`frame_text` spells the JSON) and decoding (`flat` reads the builders' own
 //! shape fast, serde_json everything else), the message-id layout (`id`), reading ids and
 //! people back from a target's frames (`correlation`), keyed randomness (`keyed`), the
-//! WebSocket read-and-write loop both sides use (`wsio`), the client's WebSocket stream
-//! under it (`ws_stream`), the listening socket both sides serve on (`listen`) and the
+//! WebSocket read-and-write loop both sides use (`wsio`), the WebSocket stream under it
+//! (`ws_stream`, both sides), the listening socket both sides serve on (`listen`) and the
 //! descriptor table both grow before connections come (`fd_table`); knows nothing of
 //! schedules, measurement or the server's routing.
 //!

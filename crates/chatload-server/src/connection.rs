@@ -4,19 +4,19 @@
 use super::hub::{ConnHandle, Hub, Outbound};
 use crate::protocol::{self, Delivery};
 use crate::wsio::{Duplex, Event};
+use chatload_protocol::ws_stream::WsStream;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
-type Connection = Duplex<WebSocketStream<TcpStream>>;
+type Connection = Duplex<WsStream<TcpStream>>;
 
 /// A held-back delivery (reorder fault) goes out after this long if no other delivery follows.
 const HOLD_LIMIT: Duration = Duration::from_millis(200);
@@ -31,11 +31,11 @@ pub async fn serve_connection(
     header_timeout: Duration,
 ) {
     let _ = stream.set_nodelay(true);
-    // Boxed: the handshake's state is large and lives only until the upgrade, so it is not
-    // part of every connection's task for its whole life.
-    let accept = Box::pin(tokio_tungstenite::accept_async_with_config(
+    // Boxed: the handshake's state lives only until the upgrade, so it is not part of every
+    // connection's task for its whole life.
+    let accept = Box::pin(super::upgrade::accept(
         stream,
-        Some(crate::wsio::small_buffers(hub.limits().max_frame())),
+        crate::wsio::small_buffers(hub.limits().max_frame()),
     ));
     let ws = match tokio::time::timeout(header_timeout, accept).await {
         Ok(Ok(ws)) => ws,

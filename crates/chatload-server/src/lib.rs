@@ -15,6 +15,7 @@ pub mod knobs;
 pub mod limits;
 mod outbox;
 pub mod stats;
+mod upgrade;
 
 pub use hub::ServerCounters;
 pub use knobs::{ApiFaults, Knobs, Latency};
