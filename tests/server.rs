@@ -218,6 +218,47 @@ async fn garbage_gets_an_error_frame_not_a_crash() {
 }
 
 #[tokio::test]
+async fn an_upgrade_request_rfc_6455_refuses_is_answered_with_the_reason_and_counted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let server = chatload::server::start("127.0.0.1:0", Default::default())
+            .await
+            .unwrap();
+        let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        // No Sec-WebSocket-Key.
+        tcp.write_all(
+            b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{answer}"
+        );
+        assert!(
+            answer.ends_with("\r\n\r\nno single `Sec-WebSocket-Key` header\n"),
+            "{answer}"
+        );
+        // Counted once the connection's task has seen the refusal through.
+        while server.stats().malformed == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(server.stats().malformed, 1);
+        assert_eq!(server.stats().connections, 0, "no WebSocket was opened");
+        // A well-formed upgrade beside it still opens.
+        let mut ok = login(&server.url(), 3, 0).await;
+        ok.send(Message::text(protocol::PING)).await.unwrap();
+        assert_eq!(next(&mut ok).await["op"], "pong");
+        server.shutdown().await;
+    })
+    .await
+    .expect("within 10 s");
+}
+
+#[tokio::test]
 async fn a_webhook_registration_with_a_bad_segment_is_refused_with_the_reason() {
     let server = chatload::server::start("127.0.0.1:0", Default::default())
         .await

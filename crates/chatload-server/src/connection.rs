@@ -39,7 +39,11 @@ pub async fn serve_connection(
     ));
     let ws = match tokio::time::timeout(header_timeout, accept).await {
         Ok(Ok(ws)) => ws,
-        Ok(Err(_)) => return,
+        Ok(Err(super::upgrade::UpgradeError::Refused(_))) => {
+            hub.stats.malformed.fetch_add(1, Relaxed);
+            return;
+        }
+        Ok(Err(super::upgrade::UpgradeError::Io(_))) => return,
         Err(_) => {
             hub.stats.headers_timed_out.fetch_add(1, Relaxed);
             return;

@@ -26,8 +26,9 @@ pub struct HubStats {
     pub duplicated: AtomicU64,
     pub reordered: AtomicU64,
     pub overflowed: AtomicU64,
-    /// Frames that could not be understood, and frames longer than the server reads (the
-    /// connection is closed with code 1009 and the reason).
+    /// Frames that could not be understood, frames longer than the server reads (the
+    /// connection is closed with code 1009 and the reason), and WebSocket upgrade requests
+    /// refused (answered with a 4xx status and the reason).
     pub malformed: AtomicU64,
     pub retransmitted: AtomicU64,
     pub stalled: AtomicU64,
