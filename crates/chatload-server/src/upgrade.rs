@@ -95,16 +95,16 @@ fn check_request(buf: &[u8]) -> Result<Option<(usize, String)>, (u16, &'static s
     if request.version != Some(1) {
         return Err((400, "a WebSocket upgrade needs HTTP/1.1"));
     }
-    let header = |name: &str| {
-        request
-            .headers
+    let headers = request.headers;
+    // Every value of the header `name` (it may come more than once).
+    let values = |name: &'static str| {
+        headers
             .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value)
-            .collect::<Vec<_>>()
     };
-    let has_token = |name: &str, token: &str| {
-        header(name).iter().any(|v| {
+    let has_token = |name: &'static str, token: &str| {
+        values(name).any(|v| {
             v.split(|&b| b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
         })
@@ -115,14 +115,12 @@ fn check_request(buf: &[u8]) -> Result<Option<(usize, String)>, (u16, &'static s
     if !has_token("connection", "upgrade") {
         return Err((400, "no `Connection: Upgrade` header"));
     }
-    if !header("sec-websocket-version")
-        .iter()
-        .any(|v| v.trim_ascii() == b"13")
-    {
+    if !values("sec-websocket-version").any(|v| v.trim_ascii() == b"13") {
         return Err((426, "only WebSocket version 13 is spoken"));
     }
-    let key = match header("sec-websocket-key").as_slice() {
-        [one] => std::str::from_utf8(one.trim_ascii()).ok(),
+    let mut keys = values("sec-websocket-key");
+    let key = match (keys.next(), keys.next()) {
+        (Some(one), None) => std::str::from_utf8(one.trim_ascii()).ok(),
         _ => None,
     };
     match key {
@@ -217,6 +215,13 @@ mod tests {
         assert_eq!(refused(UPGRADE.replace("Version: 13", "Version: 8")).0, 426);
         assert_eq!(
             refused(UPGRADE.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "")),
+            (400, "no single `Sec-WebSocket-Key` header")
+        );
+        assert_eq!(
+            refused(UPGRADE.replace(
+                "Sec-WebSocket-Version",
+                "Sec-WebSocket-Key: b\r\nSec-WebSocket-Version"
+            )),
             (400, "no single `Sec-WebSocket-Key` header")
         );
         let many: String = (0..70).map(|i| format!("X-{i}: y\r\n")).collect();
