@@ -50,9 +50,15 @@ pub async fn accept(
             return Err(refuse(&mut stream, 431, "the request head is longer than 16 KiB").await);
         }
         buf.reserve(READ_CHUNK.min(MAX_HEAD - buf.len()));
+        let before = buf.len();
         let n = stream.read_buf(&mut buf).await.map_err(UpgradeError::Io)?;
         if n == 0 {
             return Err(UpgradeError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        // Parsed only once the head can have ended: a client dripping its request a byte at
+        // a time must not have the whole of it parsed again for every byte.
+        if !ends_a_line_pair(&buf[before.saturating_sub(2)..]) {
+            continue;
         }
         match check_request(&buf) {
             Ok(Some(done)) => break done,
@@ -76,6 +82,15 @@ pub async fn accept(
         Role::Server,
         Some(config),
     ))
+}
+
+/// Whether `bytes` hold an empty line's end (`\n\n` or `\n\r\n`), which a request head ends
+/// with.
+fn ends_a_line_pair(bytes: &[u8]) -> bool {
+    bytes
+        .windows(2)
+        .enumerate()
+        .any(|(i, w)| w == b"\n\n" || (w == b"\n\r" && bytes.get(i + 2) == Some(&b'\n')))
 }
 
 /// The head's length and the client's key once `buf` holds a whole, valid upgrade request;
@@ -251,6 +266,31 @@ mod tests {
             let mut frame = [0u8; 4];
             client.read_exact(&mut frame).await.unwrap();
             assert_eq!(frame, [0x81, 2, b'o', b'k'], "unmasked, from the server");
+        })
+        .await
+        .expect("within 10 s");
+    }
+
+    #[test]
+    fn a_head_is_parsed_only_once_it_can_have_ended() {
+        assert!(ends_a_line_pair(b"Host: x\r\n\r\n"));
+        assert!(ends_a_line_pair(b"\n\r\n"));
+        assert!(ends_a_line_pair(b"Host: x\n\n"));
+        assert!(!ends_a_line_pair(b"Host: x\r\nUpgr"));
+        assert!(!ends_a_line_pair(b"\n\r"));
+    }
+
+    #[tokio::test]
+    async fn a_request_dripped_a_byte_at_a_time_is_answered() {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            let (mut client, accepting) = pair().await;
+            client.set_nodelay(true).unwrap();
+            for b in UPGRADE.as_bytes() {
+                client.write_all(&[*b]).await.unwrap();
+                client.flush().await.unwrap();
+            }
+            accepting.await.unwrap().unwrap();
+            assert!(answer(&mut client, 12).await.starts_with("HTTP/1.1 101"));
         })
         .await
         .expect("within 10 s");
