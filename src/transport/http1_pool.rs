@@ -173,6 +173,7 @@ mod tests {
 
     #[tokio::test]
     async fn connections_are_reused_and_answers_carry_their_arrival() {
+        let _stamping = crate::transport::stamped_tcp::stamping_switched_on().await;
         let (url, accepted) = api().await;
         let tls = TlsContext::new(None).unwrap();
         let endpoint = Arc::new(Endpoint::parse(&url, &tls).unwrap());

@@ -272,12 +272,37 @@ impl AsyncWrite for StampedTcp {
     }
 }
 
+/// A stamping connection on which a stamp has been seen: while it is held, Linux keeps
+/// stamping switched on, so a test's own connections get stamps from their first segment.
+/// The kernel turns stamping on a moment after the first socket asks (from a work queue) and
+/// off again once the last such socket is gone, so without it a test's first answers may come
+/// unstamped.
+#[cfg(test)]
+pub(crate) async fn stamping_switched_on() -> (StampedTcp, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client, mut server) = tests::pair().await;
+    let mut buf = [0u8; 64];
+    for _ in 0..100 {
+        server.write_all(b"w").await.unwrap();
+        assert_eq!(client.read(&mut buf).await.unwrap(), 1);
+        if client.waited().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        client.waited().is_some(),
+        "the kernel stamps arriving segments"
+    );
+    (client, server)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    async fn pair() -> (StampedTcp, tokio::net::TcpStream) {
+    pub(super) async fn pair() -> (StampedTcp, tokio::net::TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let client = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -287,23 +312,10 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_read_carries_how_long_its_bytes_waited_in_the_socket() {
-        let (mut client, mut server) = pair().await;
+        let (client, _) = pair().await;
         assert_eq!(client.waited(), None, "no read yet, no stamp");
+        let (mut client, mut server) = stamping_switched_on().await;
         let mut buf = [0u8; 64];
-        // The kernel turns stamping on a moment after the first socket asks (from a work
-        // queue), so the very first segments may come unstamped.
-        for _ in 0..100 {
-            server.write_all(b"w").await.unwrap();
-            assert_eq!(client.read(&mut buf).await.unwrap(), 1);
-            if client.waited().is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(
-            client.waited().is_some(),
-            "the kernel stamps arriving segments"
-        );
         server.write_all(b"first").await.unwrap();
         // The bytes sit in the client's socket for 80 ms before anyone reads them.
         tokio::time::sleep(Duration::from_millis(80)).await;
