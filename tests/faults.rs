@@ -160,6 +160,85 @@ hold = "2s"
     assert!(!s.passed, "loss == 0 fails");
 }
 
+/// Deliveries held past their deadline while their recipients stayed connected, then cut
+/// off by a reconnect storm and resent on the new connections: a reconnect does not make
+/// them on time. The deadline of a delivery owed on a connection that lasted past it ran
+/// out then; only a recipient who was not connected gets its time counted from its return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_overdue_before_a_reconnect_stay_lost_after_it() {
+    // Sends in the first 2 s, each held 10 s; every recipient connected by 1 s, so every
+    // held one is overdue by 3 s; the storm at 4 s cuts every connection and the server
+    // resends what was not acknowledged as each user comes back.
+    let text = r#"[scenario]
+name = "overdue-then-reconnect"
+seed = 9
+loss_deadline = "1s"
+drain = "3s"
+
+[population.consumers]
+users = 200
+contacts = { uniform = { min = 2, max = 6 }  }
+
+[[pattern]]
+kind = "direct_chat"
+conversations = "120/min per user"
+messages = 1
+size = 32
+read = 0.0
+typing = 0.0
+
+[[pattern]]
+name = "blip"
+kind = "reconnect_storm"
+at = "4s"
+fraction = 1.0
+backoff = "fixed"
+base = "200ms"
+
+[load]
+stages = [{ ramp = "1s" }, { hold = "1s" }, { hold = "1ms", rate = 0.0 }, { hold = "5s" }]
+
+[target]
+hold_every = 2
+hold = "10s"
+
+[thresholds]
+"loss" = "== 0"
+"#;
+    let r = run_text(text, None).await;
+    let s = &r.summary;
+    let a = &s.accounting;
+    let server = s.server.clone().expect("embedded server stats");
+    assert!(server.held >= 20, "the server held some: {server:?}");
+    assert_eq!(
+        a.lost, server.held,
+        "every held delivery was overdue before the storm: {a:?}"
+    );
+    // Resent on the new connections, except those a later delivery's sequence number
+    // acknowledged along with it (the server resumes after the last number a user saw).
+    assert!(
+        a.delivered_late > 0 && a.delivered_late <= server.held,
+        "held ones arrived after the storm, late: {a:?}"
+    );
+    let late = s
+        .metrics
+        .get("delivery_late")
+        .expect("late latencies shown");
+    assert_eq!(late.count, a.delivered_late);
+    assert!(
+        late.min_us >= reported_floor(2_000_000),
+        "sent by 2 s, back after the storm at 4 s: {late:?}"
+    );
+    assert_eq!((a.in_flight, a.unverified), (0, 0), "{a:?}");
+    assert_eq!(a.delivered + a.lost, a.sent, "{a:?}");
+    let delivery = s.metrics["delivery"];
+    assert!(
+        delivery.max_us < 1_000_000,
+        "no late one is folded into delivery: {delivery:?}"
+    );
+    assert!(!s.passed, "loss == 0 fails");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_queues_are_collected_at_the_end() {
     let r = run_text(&ramp_down_scenario(""), None).await;

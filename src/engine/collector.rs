@@ -29,7 +29,7 @@ pub fn collect_once(
     t_s: f64,
 ) -> Option<crate::metrics::IntervalPoint> {
     ctx.recorders.drain_into(scratch);
-    let connected = ctx.connected_count.load(Relaxed);
+    let connected = ctx.reach.connected();
     let mut c = collected.lock().ok()?;
     let start_s = c.series.points.last().map_or(0.0, |p| p.t_s);
     c.hlog.interval(scratch, start_s, (t_s - start_s).max(0.0));

@@ -27,10 +27,9 @@ pub struct RunContext {
     pub ledger: Ledger,
     /// Each person's orders from the pacer, by user index.
     pub inboxes: Box<[super::inbox::Inbox]>,
-    /// Per user: since when (µs) its current connection is up, or `NEVER_CONNECTED` /
-    /// `DISCONNECTED`. Tells the ledger from when an owed delivery was due to it.
-    connection: Vec<AtomicU64>,
-    pub connected_count: AtomicU64,
+    /// Per user: since when its current connection is up, and how far its earlier ones
+    /// carried a delivery's deadline. Tells the ledger from when an owed delivery was due.
+    pub reach: super::reachability::Reachability,
     /// Where this run's sequence numbers begin (past every earlier run's).
     pub id_start: IdStart,
     /// The next sequence number the dispatcher issues (see `protocol::id::compose`).
@@ -77,9 +76,6 @@ const ACK_STRIPES: usize = 16;
 #[repr(align(64))]
 #[derive(Default)]
 struct CachePadded(std::sync::atomic::AtomicI64);
-
-const NEVER_CONNECTED: u64 = u64::MAX;
-const DISCONNECTED: u64 = u64::MAX - 1;
 
 pub struct PresenceModel {
     pub pattern: u16,
@@ -128,6 +124,7 @@ impl RunContext {
         let patterns = scenario.patterns.len();
         let storms = super::reconnect::storms(&scenario);
         let id_start = IdStart::now();
+        let deadline_us = scenario.loss_deadline.0;
         Ok(RunContext {
             reactions,
             storm_groups,
@@ -146,13 +143,10 @@ impl RunContext {
             recorders: Recorders::new(patterns),
             ledger: Ledger::new(patterns),
             inboxes: (0..users).map(|_| Default::default()).collect(),
-            connection: (0..users)
-                .map(|_| AtomicU64::new(NEVER_CONNECTED))
-                .collect(),
+            reach: super::reachability::Reachability::new(users, deadline_us),
             returning: OnceLock::new(),
             returning_set: tokio_util::sync::CancellationToken::new(),
             unconfirmed: Default::default(),
-            connected_count: AtomicU64::new(0),
             issued_seq: AtomicU64::new(id_start.scheduled),
             id_start,
             schedule_uncounted_from_us: AtomicU64::new(0),
@@ -189,24 +183,7 @@ impl RunContext {
     }
 
     pub fn set_connected(&self, user: u32, on: bool) {
-        let Some(state) = self.connection.get(user as usize) else {
-            return;
-        };
-        let was_on = state.load(Relaxed) < DISCONNECTED;
-        if on {
-            state.store(self.now_us(), Relaxed);
-        } else if was_on {
-            state.store(DISCONNECTED, Relaxed);
-        }
-        match (was_on, on) {
-            (false, true) => {
-                self.connected_count.fetch_add(1, Relaxed);
-            }
-            (true, false) => {
-                self.connected_count.fetch_sub(1, Relaxed);
-            }
-            _ => {}
-        }
+        self.reach.set(user, on, self.now_us());
     }
 
     pub fn is_connected(&self, user: u32) -> bool {
@@ -215,15 +192,12 @@ impl RunContext {
 
     /// When `user`'s current connection came up (µs on the run's clock), if it is up.
     pub fn connected_since(&self, user: u32) -> Option<u64> {
-        let state = self.connection.get(user as usize)?.load(Relaxed);
-        (state < DISCONNECTED).then_some(state)
+        self.reach.since(user)
     }
 
     /// Whether `user` has had a connection at any time in this run.
     pub fn ever_connected(&self, user: u32) -> bool {
-        self.connection
-            .get(user as usize)
-            .is_some_and(|s| s.load(Relaxed) != NEVER_CONNECTED)
+        self.reach.ever_connected(user)
     }
 
     /// Why a message `sender` could not send was not sent, judged from its connection.

@@ -21,6 +21,7 @@ mod precise_timer;
 mod preflight;
 mod progress;
 mod quiet;
+mod reachability;
 mod reconnect;
 mod run;
 mod settle;

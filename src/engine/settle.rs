@@ -49,6 +49,10 @@ fn outstanding(ctx: &RunContext, now_us: u64) -> Outstanding {
         offline: FxHashSet::default(),
     };
     ctx.ledger.visit_outstanding(|recipient, due_from_us| {
+        if ctx.reach.overdue_earlier(recipient, due_from_us) {
+            // Lost on an earlier connection: nothing to wait for or to bring anyone back for.
+            return;
+        }
         let since = if pushed || recipient >= BUSINESS_BASE {
             Some(0)
         } else {
@@ -113,16 +117,23 @@ pub async fn bring_back_offline(ctx: &RunContext, stop: &CancellationToken) -> b
 }
 
 /// Classifies what is still owed at `now_us`. A delivery is due `loss_deadline` after the
-/// later of its intended time and the start of the recipient's connection; where nothing
-/// could show whether the target kept it for an offline recipient (a protocol that cannot
-/// resume, or a run cut short before the offline were brought back) it is unverified.
+/// later of its intended time and the start of the recipient's connection, or, when an
+/// earlier connection of the recipient's outlasted that deadline, it was lost on that one
+/// (`reachability`); where nothing could show whether the target kept it for an offline
+/// recipient (a protocol that cannot resume, or a run cut short before the offline were
+/// brought back) it is unverified.
 pub fn classify(ctx: &RunContext, now_us: u64, settled: bool) -> Settlement {
     let mode = ctx.connector.offline_delivery();
     ctx.ledger.settle_for_good(
         now_us,
         ctx.scenario.loss_deadline.0,
-        |recipient, intended_us| {
-            if mode == OfflineDelivery::Pushed || recipient >= BUSINESS_BASE {
+        |recipient, intended_us, due_from_us| {
+            // Counted from 0, its deadline has run out: it was owed on a connection that
+            // lasted past it, whatever came after.
+            if mode == OfflineDelivery::Pushed
+                || recipient >= BUSINESS_BASE
+                || ctx.reach.overdue_earlier(recipient, due_from_us)
+            {
                 return Verification::DueFrom { since_us: 0 };
             }
             match (ctx.connected_since(recipient), mode) {

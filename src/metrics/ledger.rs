@@ -293,15 +293,15 @@ impl Ledger {
         add_at_second(&mut lock(&self.late_by_second), intended_us);
     }
 
-    /// Classifies what is still owed at `now_us`: `verify(recipient, intended_us)` says from
-    /// when the recipient could take it, or that nobody can tell. Without sealing: the
+    /// Classifies what is still owed at `now_us`: `verify(recipient, intended_us, due_from_us)`
+    /// says from when the recipient could take it, or that nobody can tell. Without sealing: the
     /// tests ask the same ledger several times.
     #[cfg(test)]
     pub fn settle(
         &self,
         now_us: u64,
         deadline_us: u64,
-        verify: impl FnMut(u32, u64) -> Verification,
+        verify: impl FnMut(u32, u64, u64) -> Verification,
     ) -> Settlement {
         self.settle_sealing(now_us, deadline_us, verify, false)
     }
@@ -312,7 +312,7 @@ impl Ledger {
         &self,
         now_us: u64,
         deadline_us: u64,
-        verify: impl FnMut(u32, u64) -> Verification,
+        verify: impl FnMut(u32, u64, u64) -> Verification,
     ) -> Settlement {
         self.settle_sealing(now_us, deadline_us, verify, true)
     }
@@ -321,7 +321,7 @@ impl Ledger {
         &self,
         now_us: u64,
         deadline_us: u64,
-        mut verify: impl FnMut(u32, u64) -> Verification,
+        mut verify: impl FnMut(u32, u64, u64) -> Verification,
         seal: bool,
     ) -> Settlement {
         let n = self.patterns + 1;
@@ -336,17 +336,18 @@ impl Ledger {
             shard.sealed |= seal;
             for e in shard.entries.values() {
                 let p = e.pattern as usize;
-                let mut count = |recipient: u32| match verify(recipient, e.intended_us) {
-                    Verification::Unverified => s.unverified[p] += 1,
-                    Verification::DueFrom { since_us } => {
-                        if e.due_from_us.max(since_us) + deadline_us <= now_us {
-                            s.lost[p] += 1;
-                            add_at_second(&mut s.lost_by_second, e.intended_us);
-                        } else {
-                            s.in_flight[p] += 1;
+                let mut count =
+                    |recipient: u32| match verify(recipient, e.intended_us, e.due_from_us) {
+                        Verification::Unverified => s.unverified[p] += 1,
+                        Verification::DueFrom { since_us } => {
+                            if e.due_from_us.max(since_us) + deadline_us <= now_us {
+                                s.lost[p] += 1;
+                                add_at_second(&mut s.lost_by_second, e.intended_us);
+                            } else {
+                                s.in_flight[p] += 1;
+                            }
                         }
-                    }
-                };
+                    };
                 e.owed.each_outstanding(&mut count);
             }
         }
@@ -414,15 +415,15 @@ mod tests {
         assert_eq!(l.receive(2, 1, issued), Received::Duplicate { pattern: 0 });
         assert_eq!(l.receive(2, 2, issued), Received::Unexpected);
         assert_eq!(l.outstanding(), 1);
-        let connected = |_, _| Verification::DueFrom { since_us: 0 };
+        let connected = |_, _, _| Verification::DueFrom { since_us: 0 };
         let s = l.settle(100, 50, connected);
         assert_eq!((s.lost[0], s.lost_by_second.clone()), (1, vec![1]));
         let s = l.settle(20, 50, connected);
         assert_eq!(s.in_flight[0], 1);
         // Owed from a later connection: due 50 after it, not after the intended time.
-        let s = l.settle(100, 50, |_, _| Verification::DueFrom { since_us: 70 });
+        let s = l.settle(100, 50, |_, _, _| Verification::DueFrom { since_us: 70 });
         assert_eq!((s.lost[0], s.in_flight[0]), (0, 1));
-        let s = l.settle(100, 50, |_, _| Verification::Unverified);
+        let s = l.settle(100, 50, |_, _, _| Verification::Unverified);
         assert_eq!((s.lost[0], s.unverified[0]), (0, 1));
         let mut seen = Vec::new();
         l.visit_outstanding(|r, t| seen.push((r, t)));
@@ -460,7 +461,7 @@ mod tests {
         let issued = |id: u64| (id < 100).then_some(0u16);
         assert_eq!(l.open(1, 0, 5, 10, Owed::One(6)), Some(1));
         assert_eq!(l.open(2, 0, 5, 10, Owed::One(7)), Some(1));
-        let s = l.settle_for_good(20, 1_000, |_, _| Verification::DueFrom { since_us: 0 });
+        let s = l.settle_for_good(20, 1_000, |_, _, _| Verification::DueFrom { since_us: 0 });
         assert_eq!((s.in_flight[0], s.lost[0]), (2, 0));
         assert_eq!(l.open(3, 0, 5, 30, Owed::One(6)), None);
         assert_eq!(l.receive(1, 6, issued), Received::AfterSettlement);

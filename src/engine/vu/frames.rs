@@ -226,8 +226,9 @@ pub fn count_stray(ctx: &RunContext, rec: &mut crate::metrics::MetricSet, id: u6
 
 /// The ledger's verdict on one delivery to `user`, measured: latencies and counts for a
 /// first copy (in time, or late: after `loss_deadline` from the later of when the target
-/// could have it and `since_us`, when the recipient's connection came up), a duplicate or an id chatload
-/// never sent. Returns the pattern of a first copy that came in time.
+/// could have it and `since_us`, when the recipient's connection came up — unless it was
+/// overdue on an earlier connection, `reachability`), a duplicate or an id chatload never
+/// sent. Returns the pattern of a first copy that came in time.
 pub fn record_delivery(
     ctx: &RunContext,
     user: u32,
@@ -248,7 +249,8 @@ pub fn record_delivery(
             // The ledger knows when the message was meant to go, whatever the protocol
             // carries; the actual send time only comes with the frame.
             let t = intended_us;
-            if note_if_late(ctx, &mut rec, (p, t, due_from_us.max(since_us)), now) {
+            let counts_from = ctx.reach.counts_from(user, due_from_us, since_us);
+            if note_if_late(ctx, &mut rec, (p, t, counts_from), now) {
                 return None;
             }
             if ctx.profile.eligible(user, t) {
