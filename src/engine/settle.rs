@@ -49,11 +49,7 @@ fn outstanding(ctx: &RunContext, now_us: u64) -> Outstanding {
         offline: FxHashSet::default(),
     };
     ctx.ledger.visit_outstanding(|recipient, due_from_us| {
-        if ctx.reach.overdue_earlier(recipient, due_from_us) {
-            // Lost on an earlier connection: nothing to wait for or to bring anyone back for.
-            return;
-        }
-        let since = if pushed || recipient >= BUSINESS_BASE {
+        let since = if due_whatever_the_connection(ctx, pushed, recipient, due_from_us) {
             Some(0)
         } else {
             ctx.connected_since(recipient)
@@ -116,6 +112,19 @@ pub async fn bring_back_offline(ctx: &RunContext, stop: &CancellationToken) -> b
     true
 }
 
+/// Whether a delivery to `recipient` that the target could have from `due_from_us` has its
+/// deadline counted from then, whatever the recipient's connection now: the target pushes to
+/// offline recipients (`pushed`), the recipient is a business's webhook, or the delivery was
+/// already overdue on an earlier connection of the recipient's (`reachability`).
+fn due_whatever_the_connection(
+    ctx: &RunContext,
+    pushed: bool,
+    recipient: u32,
+    due_from_us: u64,
+) -> bool {
+    pushed || recipient >= BUSINESS_BASE || ctx.reach.overdue_earlier(recipient, due_from_us)
+}
+
 /// Classifies what is still owed at `now_us`. A delivery is due `loss_deadline` after the
 /// later of its intended time and the start of the recipient's connection, or, when an
 /// earlier connection of the recipient's outlasted that deadline, it was lost on that one
@@ -128,12 +137,8 @@ pub fn classify(ctx: &RunContext, now_us: u64, settled: bool) -> Settlement {
         now_us,
         ctx.scenario.loss_deadline.0,
         |recipient, intended_us, due_from_us| {
-            // Counted from 0, its deadline has run out: it was owed on a connection that
-            // lasted past it, whatever came after.
-            if mode == OfflineDelivery::Pushed
-                || recipient >= BUSINESS_BASE
-                || ctx.reach.overdue_earlier(recipient, due_from_us)
-            {
+            let pushed = mode == OfflineDelivery::Pushed;
+            if due_whatever_the_connection(ctx, pushed, recipient, due_from_us) {
                 return Verification::DueFrom { since_us: 0 };
             }
             match (ctx.connected_since(recipient), mode) {
